@@ -1,0 +1,162 @@
+/* log: key=value lines on stderr, one write(2) per line so threads do not interleave. */
+#include "lib/log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static enum log_level log_min = LOG_INFO;
+static const char *log_prog = "tern";
+static const char *const log_level_names[] = {"debug", "info", "warn", "error"};
+
+void
+log_init(const char *progname)
+{
+	log_prog = progname;
+}
+
+void
+log_set_level(enum log_level level)
+{
+	log_min = level;
+}
+
+int
+log_level_parse(const char *name, enum log_level *level_r)
+{
+	for (size_t i = 0; i < sizeof(log_level_names) / sizeof(log_level_names[0]); i++) {
+		if (strcmp(name, log_level_names[i]) == 0) {
+			*level_r = (enum log_level)i;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+int
+log_enabled(enum log_level level)
+{
+	return level >= log_min;
+}
+
+/* Formats and writes one line; errnum >= 0 appends the errno text. */
+static void
+log_vwrite(enum log_level level, int errnum, const char *fmt, va_list ap)
+{
+	char line[4096];
+	struct timeval tv;
+	struct tm tm;
+	size_t n;
+	int r;
+
+	gettimeofday(&tv, NULL);
+	gmtime_r(&tv.tv_sec, &tm);
+	r = snprintf(line, sizeof(line), "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ prog=%s level=%s ",
+		     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		     (long)(tv.tv_usec / 1000), log_prog, log_level_names[level]);
+	n = r > 0 ? (size_t)r : 0;
+	if (n < sizeof(line)) {
+		r = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+		if (r > 0)
+			n += (size_t)r;
+	}
+	if (errnum >= 0 && n < sizeof(line)) {
+		r = snprintf(line + n, sizeof(line) - n, " errno=%d error=\"%s\"", errnum,
+			     strerror(errnum));
+		if (r > 0)
+			n += (size_t)r;
+	}
+	if (n > sizeof(line) - 2)
+		n = sizeof(line) - 2;
+	line[n++] = '\n';
+	(void)!write(STDERR_FILENO, line, n);
+}
+
+#define LOG_FN(name, level, with_errno)                                                            \
+	void name(const char *fmt, ...)                                                            \
+	{                                                                                          \
+		int saved = errno;                                                                 \
+		va_list ap;                                                                        \
+		if (level < log_min)                                                               \
+			return;                                                                    \
+		va_start(ap, fmt);                                                                 \
+		log_vwrite(level, with_errno ? saved : -1, fmt, ap);                               \
+		va_end(ap);                                                                        \
+		errno = saved;                                                                     \
+	}
+
+LOG_FN(log_debug, LOG_DEBUG, 0)
+LOG_FN(log_info, LOG_INFO, 0)
+LOG_FN(log_warn, LOG_WARN, 1)
+LOG_FN(log_warnx, LOG_WARN, 0)
+LOG_FN(log_error, LOG_ERROR, 0)
+
+void
+fatal(const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vwrite(LOG_ERROR, saved, fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+void
+fatalx(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vwrite(LOG_ERROR, -1, fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+const char *
+log_escape(char *dst, size_t dstsize, const char *src, size_t srclen)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	if (dstsize == 0)
+		return dst;
+	for (size_t i = 0; i < srclen; i++) {
+		unsigned char c = (unsigned char)src[i];
+		char esc[5];
+		size_t elen;
+
+		if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+			esc[0] = (char)c;
+			elen = 1;
+		} else if (c == '\r' || c == '\n' || c == '\t' || c == '"' || c == '\\') {
+			esc[0] = '\\';
+			esc[1] = c == '\r' ? 'r' : c == '\n' ? 'n' : c == '\t' ? 't' : (char)c;
+			elen = 2;
+		} else {
+			esc[0] = '\\';
+			esc[1] = 'x';
+			esc[2] = hex[c >> 4];
+			esc[3] = hex[c & 15];
+			elen = 4;
+		}
+		if (o + elen + 4 > dstsize) {
+			/* Leave room for "..." and the NUL. */
+			if (o + 3 < dstsize) {
+				memcpy(dst + o, "...", 3);
+				o += 3;
+			}
+			break;
+		}
+		memcpy(dst + o, esc, elen);
+		o += elen;
+	}
+	dst[o < dstsize ? o : dstsize - 1] = '\0';
+	return dst;
+}

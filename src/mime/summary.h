@@ -1,0 +1,27 @@
+/* mime_summary: the parsed facts about a message kept in the index, made with GMime. */
+#ifndef TERN_MIME_SUMMARY_H
+#define TERN_MIME_SUMMARY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct mime_summary {
+	char from[512];	   /* "Name <addr>" decoded to UTF-8, truncated on a character boundary */
+	char to[512];
+	char subject[512]; /* RFC 2047 decoded to UTF-8 */
+	int64_t date;	   /* Date: as seconds since the epoch, 0 when absent or unparsable */
+	char message_id[256]; /* without angle brackets */
+	bool has_attachments; /* any part with Content-Disposition attachment, or a named
+			       * non-text part */
+};
+
+/* Call once per process before any other mime_ function (g_mime_init). Thread-safe after. */
+void mime_init(void);
+void mime_deinit(void);
+/* Parses the message in the file at fd (from offset 0; fd position is not relied upon). Never
+ * fails on malformed input: fields stay empty. Returns 0, or -1 if the file cannot be read. */
+int mime_summary_from_fd(int fd, struct mime_summary *summary_r);
+int mime_summary_from_buffer(const char *data, size_t len, struct mime_summary *summary_r);
+
+#endif

@@ -1,0 +1,177 @@
+/* store: accounts, mailboxes, messages and the outbound queue.
+ *
+ * The one module that speaks SQL or names files under the data directory. Today its backend is
+ * SQLite (WAL) plus one .eml file per message; nothing above this header may assume that, so a
+ * PostgreSQL backend with shared blob storage can replace it later.
+ *
+ * Threads: a struct store is used from one thread (the loop thread of the daemon, or a CLI's
+ * main thread). Reads run inline (small indexed SQLite reads). Writes of mail go through
+ * store_blob_commit(), which does the slow part (fdatasync, rename, directory fsync, SQLite
+ * commit) on the store's own threads, grouping concurrent deliveries into one SQLite transaction
+ * and one fsync per directory, and calls back on the loop thread through the struct workers
+ * given to store_open(). With workers == NULL (command-line tools) the commit is synchronous and
+ * the callback runs before store_blob_commit() returns.
+ *
+ * Durability contract: when a commit callback reports success, the message bytes and their
+ * metadata are on stable storage. Before that, a crash leaves nothing visible. */
+#ifndef TERN_STORE_H
+#define TERN_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct workers;
+struct store;
+struct store_blob;
+
+/* Flags, as a bit set (IMAP system flags). */
+enum store_flag {
+	STORE_FLAG_SEEN = 1 << 0,
+	STORE_FLAG_ANSWERED = 1 << 1,
+	STORE_FLAG_FLAGGED = 1 << 2,
+	STORE_FLAG_DELETED = 1 << 3,
+	STORE_FLAG_DRAFT = 1 << 4,
+	STORE_FLAG_RECENT = 1 << 5,
+};
+
+#define STORE_ADDRESS_MAX 320 /* 64 local + @ + 255 domain */
+
+struct store_account {
+	int64_t id;
+	char address[STORE_ADDRESS_MAX + 1]; /* the primary address, lower-cased domain */
+	char password_hash[256];	     /* argon2id encoded string */
+	int64_t created;
+};
+
+/* Creates DIR's layout and the database when create is true (the directory must exist),
+ * otherwise opens an existing one and runs pending migrations. Removes leftovers from
+ * DIR/tmp. workers may be NULL (synchronous commits). Returns 0 or -1 with error. */
+int store_open(const char *data_dir, bool create, struct workers *workers,
+	       struct store **store_r, char *error, size_t errsize);
+/* Waits for commits in flight, then closes. */
+void store_free(struct store **store);
+
+/* --- accounts (CLI and auth) --- */
+
+/* Adds an account with its five mailboxes: INBOX, Sent (\Sent), Drafts (\Drafts), Junk (\Junk),
+ * Trash (\Trash). Returns 1 added, 0 the address is taken (as account or alias), -1 error. */
+int store_account_add(struct store *store, const char *address, const char *password_hash,
+		      char *error, size_t errsize);
+/* Deletes the account, its aliases, mailboxes, messages and files. 1 done, 0 no such, -1 error. */
+int store_account_del(struct store *store, const char *address, char *error, size_t errsize);
+int store_account_set_password(struct store *store, const char *address,
+			       const char *password_hash, char *error, size_t errsize);
+/* Looks an address up among accounts and aliases (case-insensitive domain; local part
+ * compared case-insensitively too, as users expect). 1 found, 0 none, -1 error. */
+int store_account_lookup(struct store *store, const char *address,
+			 struct store_account *account_r);
+typedef void store_account_cb(const struct store_account *account, void *arg);
+int store_account_list(struct store *store, store_account_cb *cb, void *arg);
+
+/* Aliases: another address delivered to (and usable as MAIL FROM by) an account.
+ * 1 done, 0 no such account / alias taken / no such alias, -1 error. */
+int store_alias_add(struct store *store, const char *alias, const char *account_address,
+		    char *error, size_t errsize);
+int store_alias_del(struct store *store, const char *alias, char *error, size_t errsize);
+typedef void store_alias_cb(const char *alias, void *arg);
+int store_alias_list(struct store *store, int64_t account_id, store_alias_cb *cb, void *arg);
+
+/* --- receiving a message --- */
+
+/* Starts a message: a new file under DIR/tmp. Returns 0 or -1 with error. */
+int store_blob_new(struct store *store, struct store_blob **blob_r, char *error, size_t errsize);
+/* Appends bytes. Returns 0 or -1 (errno set, e.g. ENOSPC); after -1 the blob can only be aborted. */
+int store_blob_write(struct store_blob *blob, const void *data, size_t len);
+uint64_t store_blob_size(const struct store_blob *blob);
+/* Discards the message and its file. *blob becomes NULL. */
+void store_blob_abort(struct store_blob **blob);
+
+/* One place a message goes: a mailbox of a local account, or the outbound queue. */
+struct store_target {
+	int64_t account_id; /* > 0: local delivery into mailbox; 0: outbound queue */
+	const char *mailbox; /* "INBOX" etc. for local delivery */
+	uint32_t flags;	     /* enum store_flag bits for local delivery */
+	const char *rcpt;    /* envelope recipient (both kinds; logged, kept in the queue) */
+};
+
+struct store_delivery {
+	const char *mail_from; /* envelope sender, "" for the null sender */
+	int64_t sender_account_id; /* authenticated submitter, 0 when none (queue owner) */
+	int64_t internal_date;	   /* seconds since the epoch */
+	const struct store_target *targets;
+	size_t ntargets;
+};
+
+/* Result for one target, in the order given. */
+struct store_result {
+	int64_t mailbox_id; /* local delivery */
+	uint32_t uid;	    /* local delivery */
+	int64_t queue_id;   /* outbound queue */
+};
+
+/* ok is true when every target is durably stored; on failure nothing is visible and error
+ * says why. results has ntargets entries when ok. Runs on the loop thread. */
+typedef void store_commit_cb(bool ok, const struct store_result *results, const char *error,
+			     void *arg);
+
+/* Takes the blob (*blob becomes NULL): parses its summary (mime_summary), fdatasyncs the file,
+ * links it into place once per target, fsyncs the directories, and commits the rows in one
+ * transaction with others in flight. The delivery struct and what it points to are copied. */
+void store_blob_commit(struct store *store, struct store_blob **blob,
+		       const struct store_delivery *delivery, store_commit_cb *cb, void *arg);
+
+/* --- reading (admin tools now, POP3/IMAP later) --- */
+
+struct store_message {
+	int64_t id;
+	int64_t mailbox_id;
+	uint32_t uid;
+	uint64_t modseq;
+	uint32_t flags;
+	int64_t internal_date;
+	uint64_t size;
+	char from[512];	   /* decoded, display form */
+	char to[512];	   /* decoded, display form */
+	char subject[512]; /* decoded from RFC 2047 to UTF-8 */
+	int64_t date;	   /* Date: header, 0 when absent or bad */
+	char message_id[256];
+	bool has_attachments;
+};
+
+typedef void store_message_cb(const struct store_message *message, void *arg);
+/* Messages of account's mailbox in UID order. 1 done, 0 no such mailbox, -1 error. */
+int store_message_list(struct store *store, int64_t account_id, const char *mailbox,
+		       store_message_cb *cb, void *arg);
+/* Opens the stored bytes of one message read-only. Returns an fd (>= 0), -2 when there is no such
+ * message, -1 on error. */
+int store_message_open(struct store *store, int64_t account_id, const char *mailbox,
+		       uint32_t uid);
+
+struct store_mailbox {
+	int64_t id;
+	char name[256];
+	char special_use[32]; /* "\\Sent" or "" */
+	uint32_t uidvalidity;
+	uint32_t uidnext;
+	uint64_t highestmodseq;
+	uint32_t messages;
+};
+typedef void store_mailbox_cb(const struct store_mailbox *mailbox, void *arg);
+int store_mailbox_list(struct store *store, int64_t account_id, store_mailbox_cb *cb, void *arg);
+
+/* --- outbound queue --- */
+struct store_queue_entry {
+	int64_t id;
+	char mail_from[STORE_ADDRESS_MAX + 1];
+	char rcpt[STORE_ADDRESS_MAX + 1];
+	int64_t created;
+	int64_t next_attempt;
+	int attempts;
+	char status[16]; /* "queued", "sent", "failed", "recalled" */
+	uint64_t size;
+};
+typedef void store_queue_cb(const struct store_queue_entry *entry, void *arg);
+int store_queue_list(struct store *store, store_queue_cb *cb, void *arg);
+
+#endif
