@@ -4,7 +4,10 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -24,7 +27,8 @@ struct workers_queue {
 
 struct workers {
 	struct event_base *base;
-	struct event *wake;
+	struct event *wake; /* persistent read event on wakefd: keeps the loop alive, too */
+	int wakefd;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	struct workers_queue jobs;  /* waiting for a thread */
@@ -64,7 +68,10 @@ workers_drain(evutil_socket_t fd, short what, void *arg)
 {
 	struct workers *w = arg;
 	struct workers_queue batch;
+	uint64_t value;
 
+	if (fd >= 0)
+		(void)!read(fd, &value, sizeof(value));
 	pthread_mutex_lock(&w->lock);
 	batch = w->done;
 	w->done.head = w->done.tail = NULL;
@@ -76,6 +83,15 @@ workers_drain(evutil_socket_t fd, short what, void *arg)
 			job->done(job->arg);
 		free(job);
 	}
+}
+
+/* Any thread: makes the loop run workers_drain soon. */
+static void
+workers_wake(struct workers *w)
+{
+	uint64_t one = 1;
+
+	(void)!write(w->wakefd, &one, sizeof(one));
 }
 
 static void *
@@ -96,7 +112,7 @@ workers_thread(void *arg)
 		job->work(job->arg);
 		pthread_mutex_lock(&w->lock);
 		workers_queue_push(&w->done, job);
-		event_active(w->wake, EV_READ, 0);
+		workers_wake(w);
 	}
 	pthread_mutex_unlock(&w->lock);
 	return NULL;
@@ -108,8 +124,11 @@ workers_new(struct event_base *base, unsigned nthreads)
 	struct workers *w = xcalloc(1, sizeof(*w));
 
 	w->base = base;
-	w->wake = event_new(base, -1, 0, workers_drain, w);
-	if (w->wake == NULL)
+	w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (w->wakefd < 0)
+		fatal("event=workers-init error=eventfd");
+	w->wake = event_new(base, w->wakefd, EV_READ | EV_PERSIST, workers_drain, w);
+	if (w->wake == NULL || event_add(w->wake, NULL) < 0)
 		fatalx("event=workers-init error=event_new");
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->cond, NULL);
@@ -137,6 +156,7 @@ workers_free(struct workers **wp)
 		pthread_join(w->threads[i], NULL);
 	workers_drain(-1, 0, w);
 	event_free(w->wake);
+	close(w->wakefd);
 	pthread_mutex_destroy(&w->lock);
 	pthread_cond_destroy(&w->cond);
 	free(w->threads);
@@ -167,6 +187,6 @@ workers_post(struct workers *w, workers_fn *fn, void *arg)
 	job->arg = arg;
 	pthread_mutex_lock(&w->lock);
 	workers_queue_push(&w->done, job);
-	event_active(w->wake, EV_READ, 0);
 	pthread_mutex_unlock(&w->lock);
+	workers_wake(w);
 }

@@ -49,6 +49,9 @@ SSL_CTX *listener_get_ssl_ctx(void);
 struct listener *listener_new(struct event_base *base, const char *name, char *const *addrs,
 			      size_t naddrs, bool implicit_tls, listener_accept_cb *cb, void *arg,
 			      char *error, size_t errsize);
+/* A line written to a plaintext connection refused by the limits before it is closed, such as
+ * "421 4.7.0 Too many connections\r\n". Implicit-TLS connections are closed without a word. */
+void listener_set_busy_reply(struct listener *listener, const char *reply);
 /* Stops accepting (closes the sockets); live connections are not touched. */
 void listener_disable(struct listener *listener);
 void listener_free(struct listener **listener);

@@ -1,1 +1,284 @@
-/* placeholder until the module lands */
+/* ternd serve: the daemon. One event loop owns every socket; worker threads do the slow work. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "auth/auth.h"
+#include "auth/password.h"
+#include "deliver/deliver.h"
+#include "lib/config.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "lib/workers.h"
+#include "mime/summary.h"
+#include "net/listener.h"
+#include "net/tls.h"
+#include "smtp/smtp_session.h"
+#include "store/store.h"
+#include "ternd/ternd.h"
+
+struct serve {
+	struct ternd_ctx ctx;
+	struct event_base *base;
+	struct workers *workers;
+	struct store *store;
+	struct auth *auth;
+	struct deliver *deliver;
+	struct smtp_server *smtp;
+	struct listener *listeners[SMTP_ROLE_COUNT];
+	struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer;
+	int64_t shutdown_deadline;
+	bool stopping;
+};
+
+static const struct {
+	const char *key;
+	const char *name;
+	bool implicit_tls;
+} serve_smtp_listeners[SMTP_ROLE_COUNT] = {
+	[SMTP_ROLE_MX] = {"smtp.listen", "smtp", false},
+	[SMTP_ROLE_SUBMISSION] = {"smtp.submission", "submission", false},
+	[SMTP_ROLE_SUBMISSIONS] = {"smtp.submissions", "submissions", true},
+};
+
+static void
+serve_usage(FILE *fp)
+{
+	fprintf(fp, "usage: ternd serve [--data-dir DIR | --config FILE] [-o section.key=value ...]\n"
+		    "\n"
+		    "Runs the daemon in the foreground and logs key=value lines to stderr.\n"
+		    "  -o KEY=VALUE  override a config key, e.g. -o smtp.listen=127.0.0.1:2525\n"
+		    "Signals: SIGTERM/SIGINT stop gracefully (server.shutdown_timeout bounds the\n"
+		    "wait for sessions; a second signal stops at once); SIGHUP reloads the TLS\n"
+		    "certificate and key.\n");
+}
+
+/* Resolves a path from the config against the data directory. */
+static void
+serve_path(const struct serve *sv, const char *key, char *out, size_t size)
+{
+	const char *p = config_get(sv->ctx.config, key);
+
+	if (p[0] == '/')
+		str_copy(out, p, size);
+	else if (snprintf(out, size, "%s/%s", sv->ctx.data_dir, p) >= (int)size)
+		out[0] = '\0'; /* too long: fails to load with a clear error */
+}
+
+/* Loads the certificate and key into a new TLS context and makes it current. */
+static int
+serve_load_tls(struct serve *sv)
+{
+	char cert[PATH_MAX], key[PATH_MAX], error[512];
+	SSL_CTX *ctx;
+
+	serve_path(sv, "tls.cert", cert, sizeof(cert));
+	serve_path(sv, "tls.key", key, sizeof(key));
+	ctx = tls_server_ctx_new(cert, key, config_get(sv->ctx.config, "tls.min_version"), error,
+				 sizeof(error));
+	if (ctx == NULL) {
+		log_error("tls event=load-failed error=\"%s\"", error);
+		return -1;
+	}
+	listener_set_ssl_ctx(ctx);
+	SSL_CTX_free(ctx); /* the listener holds its own reference */
+	log_info("tls event=loaded cert=%s", cert);
+	return 0;
+}
+
+static void
+serve_shutdown_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct serve *sv = arg;
+	struct timeval tick = {0, 100000};
+	unsigned left = smtp_server_session_count(sv->smtp);
+
+	if (left == 0) {
+		event_base_loopexit(sv->base, NULL);
+		return;
+	}
+	if (time_now() >= sv->shutdown_deadline) {
+		log_warnx("ternd event=shutdown-timeout sessions=%u", left);
+		smtp_server_close_all(sv->smtp);
+		event_base_loopexit(sv->base, NULL);
+		return;
+	}
+	evtimer_add(sv->shutdown_timer, &tick);
+}
+
+static void
+serve_on_stop(evutil_socket_t sig, short what, void *arg)
+{
+	struct serve *sv = arg;
+
+	if (sv->stopping) {
+		log_warnx("ternd event=stop-now signal=%d", (int)sig);
+		smtp_server_close_all(sv->smtp);
+		event_base_loopexit(sv->base, NULL);
+		return;
+	}
+	sv->stopping = true;
+	log_info("ternd event=stopping signal=%d sessions=%u", (int)sig,
+		 smtp_server_session_count(sv->smtp));
+	for (int i = 0; i < SMTP_ROLE_COUNT; i++) {
+		if (sv->listeners[i] != NULL)
+			listener_disable(sv->listeners[i]);
+	}
+	smtp_server_shutdown(sv->smtp);
+	sv->shutdown_deadline = time_now() + config_get_int(sv->ctx.config,
+							    "server.shutdown_timeout");
+	sv->shutdown_timer = evtimer_new(sv->base, serve_shutdown_tick, sv);
+	serve_shutdown_tick(-1, 0, sv);
+}
+
+static void
+serve_on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	struct serve *sv = arg;
+
+	log_info("ternd event=reload what=tls");
+	if (serve_load_tls(sv) < 0)
+		log_warnx("ternd event=reload-failed what=tls keeping=previous");
+}
+
+/* Lets one process hold many connections: raise the descriptor limit to the hard limit. */
+static void
+serve_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static int
+serve_start_listeners(struct serve *sv)
+{
+	char busy[256], error[512];
+
+	snprintf(busy, sizeof(busy), "421 4.7.0 %s Error: too many connections\r\n",
+		 config_get(sv->ctx.config, "server.hostname"));
+	for (int i = 0; i < SMTP_ROLE_COUNT; i++) {
+		char **addrs;
+		size_t n = config_get_list(sv->ctx.config, serve_smtp_listeners[i].key, &addrs);
+
+		if (n == 0) {
+			config_list_free(&addrs);
+			log_info("%s event=disabled key=%s", serve_smtp_listeners[i].name,
+				 serve_smtp_listeners[i].key);
+			continue;
+		}
+		sv->listeners[i] = listener_new(sv->base, serve_smtp_listeners[i].name, addrs, n,
+						serve_smtp_listeners[i].implicit_tls,
+						smtp_server_accept,
+						smtp_server_role_arg(sv->smtp, (enum smtp_role)i),
+						error, sizeof(error));
+		config_list_free(&addrs);
+		if (sv->listeners[i] == NULL) {
+			log_error("ternd event=listen-failed key=%s error=\"%s\"",
+				  serve_smtp_listeners[i].key, error);
+			return -1;
+		}
+		listener_set_busy_reply(sv->listeners[i], busy);
+	}
+	return 0;
+}
+
+int
+cmd_serve(int argc, char **argv)
+{
+	struct serve sv;
+	struct listener_limits limits;
+	enum log_level level;
+	char error[512];
+	int ret = 1;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			serve_usage(stdout);
+			return 0;
+		}
+	}
+	memset(&sv, 0, sizeof(sv));
+	if (ternd_ctx_load(&argc, argv, &sv.ctx) < 0)
+		return 1;
+	if (argc > 1) {
+		fprintf(stderr, "ternd serve: unexpected argument '%s'\n", argv[1]);
+		serve_usage(stderr);
+		ternd_ctx_free(&sv.ctx);
+		return 2;
+	}
+	if (log_level_parse(config_get(sv.ctx.config, "log.level"), &level))
+		log_set_level(level);
+	signal(SIGPIPE, SIG_IGN);
+	serve_raise_nofile();
+	if (evthread_use_pthreads() < 0 || password_init() < 0)
+		fatalx("ternd event=init-failed what=threads-or-sodium");
+	mime_init();
+
+	sv.base = event_base_new();
+	if (sv.base == NULL)
+		fatalx("ternd event=init-failed what=event_base");
+	sv.workers = workers_new(sv.base, (unsigned)config_get_int(sv.ctx.config, "server.workers"));
+	if (store_open(sv.ctx.data_dir, false, sv.workers, &sv.store, error, sizeof(error)) < 0) {
+		log_error("ternd event=store-open-failed dir=%s error=\"%s\"", sv.ctx.data_dir,
+			  error);
+		goto out;
+	}
+	if (serve_load_tls(&sv) < 0)
+		goto out;
+	limits.max_connections = (unsigned)config_get_int(sv.ctx.config, "server.max_connections");
+	limits.max_connections_per_ip =
+		(unsigned)config_get_int(sv.ctx.config, "server.max_connections_per_ip");
+	listener_set_limits(&limits);
+
+	sv.auth = auth_new(sv.base, sv.store, sv.workers, sv.ctx.config);
+	sv.deliver = deliver_new(sv.store, sv.ctx.config);
+	sv.smtp = smtp_server_new(sv.base, sv.ctx.config, sv.deliver, sv.auth);
+	if (serve_start_listeners(&sv) < 0)
+		goto out;
+
+	sv.sig_term = evsignal_new(sv.base, SIGTERM, serve_on_stop, &sv);
+	sv.sig_int = evsignal_new(sv.base, SIGINT, serve_on_stop, &sv);
+	sv.sig_hup = evsignal_new(sv.base, SIGHUP, serve_on_hup, &sv);
+	evsignal_add(sv.sig_term, NULL);
+	evsignal_add(sv.sig_int, NULL);
+	evsignal_add(sv.sig_hup, NULL);
+
+	log_info("ternd event=ready data_dir=%s pid=%d", sv.ctx.data_dir, (int)getpid());
+	event_base_dispatch(sv.base);
+	smtp_server_close_all(sv.smtp);
+	ret = 0;
+	log_info("ternd event=stopped");
+out:
+	for (int i = 0; i < SMTP_ROLE_COUNT; i++)
+		listener_free(&sv.listeners[i]);
+	/* Commits in flight finish (and are acknowledged nowhere, as their sessions are gone)
+	 * before the store closes; their callbacks run as the workers drain. */
+	store_free(&sv.store);
+	workers_free(&sv.workers);
+	smtp_server_free(&sv.smtp);
+	deliver_free(&sv.deliver);
+	auth_free(&sv.auth);
+	listener_set_ssl_ctx(NULL);
+	if (sv.sig_term != NULL) {
+		event_free(sv.sig_term);
+		event_free(sv.sig_int);
+		event_free(sv.sig_hup);
+	}
+	if (sv.shutdown_timer != NULL)
+		event_free(sv.shutdown_timer);
+	if (sv.base != NULL)
+		event_base_free(sv.base);
+	mime_deinit();
+	ternd_ctx_free(&sv.ctx);
+	return ret;
+}

@@ -1,0 +1,43 @@
+/* auth: checks a login and password without blocking the event loop, and throttles guessing.
+ *
+ * The account is looked up in the store on the loop thread; the argon2id verification runs on a
+ * worker thread. Failures are counted per client address and per login within a window; once
+ * either count reaches auth.max_failures, further attempts are refused without checking the
+ * password until the window passes. Every failed or refused attempt is answered only after
+ * auth.failure_delay seconds (a timer, not a sleep), so guessing is slow while other sessions
+ * run on. A success clears the client address's and the login's counts. */
+#ifndef TERN_AUTH_H
+#define TERN_AUTH_H
+
+#include <stdint.h>
+
+struct event_base;
+struct config;
+struct store;
+struct workers;
+struct auth;
+struct auth_request;
+
+enum auth_result {
+	AUTH_OK = 0,
+	AUTH_FAILED,	/* bad login or password */
+	AUTH_LOCKED,	/* too many failures: refused without checking */
+	AUTH_TEMPFAIL,	/* the store could not be read */
+};
+
+/* account_id and address (the account's primary address) are set for AUTH_OK. */
+typedef void auth_cb(enum auth_result result, int64_t account_id, const char *address, void *arg);
+
+struct auth *auth_new(struct event_base *base, struct store *store, struct workers *workers,
+		      const struct config *config);
+void auth_free(struct auth **auth);
+
+/* Starts checking; cb runs later on the loop thread, never before this returns. The strings are
+ * copied (and the password wiped after use). The request lives until cb runs or it is
+ * cancelled. */
+struct auth_request *auth_verify(struct auth *auth, const char *client_ip, const char *login,
+				 const char *password, auth_cb *cb, void *arg);
+/* The callback will not run; *req becomes NULL. For sessions that close while waiting. */
+void auth_cancel(struct auth_request **req);
+
+#endif

@@ -1,0 +1,69 @@
+/* deliver: the one way a message enters a mailbox or the outbound queue.
+ *
+ * Protocol sessions ask deliver who may receive (recipient policy), which senders an account
+ * may use, and hand it the message; deliver writes the trace headers, runs the filters (a plugin
+ * point: none are registered yet) and commits through the store. Later the notify hub is told
+ * here too. */
+#ifndef TERN_DELIVER_H
+#define TERN_DELIVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+struct config;
+struct deliver;
+struct deliver_tx;
+
+enum deliver_rcpt {
+	DELIVER_RCPT_LOCAL,	   /* a local account: account_id set */
+	DELIVER_RCPT_REMOTE,	   /* another domain, and the sender may relay: outbound queue */
+	DELIVER_RCPT_UNKNOWN_USER, /* a local domain without such a user */
+	DELIVER_RCPT_RELAY_DENIED, /* another domain, and the sender may not relay */
+	DELIVER_RCPT_TEMPFAIL,	   /* the store could not be read */
+};
+
+struct deliver *deliver_new(struct store *store, const struct config *config);
+void deliver_free(struct deliver **deliver);
+
+/* True when address's domain is one of server.domains. */
+bool deliver_domain_is_local(const struct deliver *deliver, const char *address);
+/* Decides a recipient. authenticated: the sender logged in (and so may relay). "postmaster"
+ * without a domain is taken as postmaster@ the first local domain. */
+enum deliver_rcpt deliver_check_rcpt(struct deliver *deliver, const char *address,
+				     bool authenticated, int64_t *account_id_r);
+/* True when the logged-in account may use address as its envelope sender (its own address or one
+ * of its aliases). */
+bool deliver_sender_allowed(struct deliver *deliver, int64_t account_id, const char *address);
+
+/* What the trace header says about where the message came from. */
+struct deliver_origin {
+	const char *helo;	/* as the client gave it (logged escaped, written sanitized) */
+	const char *client_ip;
+	const char *protocol;	/* RFC 3848: "SMTP", "ESMTP", "ESMTPS", "ESMTPA", "ESMTPSA" */
+	const char *tls_info;	/* "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384" or NULL */
+	const char *authenticated_as; /* or NULL; not written to the header */
+};
+
+/* Starts a transaction: a blob with Return-Path and Received already written. rcpts are the
+ * envelope recipients (the Received header names one when there is exactly one). Returns NULL
+ * with error when the store cannot make a blob. */
+struct deliver_tx *deliver_tx_begin(struct deliver *deliver, const char *mail_from,
+				    const struct deliver_origin *origin, const char *const *rcpts,
+				    size_t nrcpts, char *error, size_t errsize);
+/* Appends message bytes. -1 on a write error (the transaction can then only be aborted). */
+int deliver_tx_write(struct deliver_tx *tx, const void *data, size_t len);
+/* The transaction's id, as written in the Received header and logged ("queued as"). */
+const char *deliver_tx_id(const struct deliver_tx *tx);
+void deliver_tx_abort(struct deliver_tx **tx);
+
+typedef void deliver_cb(bool ok, const char *error, void *arg);
+/* Commits to every target (copied). *tx becomes NULL; cb runs on the loop thread once the
+ * message is on stable storage (ok) or nothing of it is visible (!ok). */
+void deliver_tx_commit(struct deliver *deliver, struct deliver_tx **tx,
+		       const struct store_target *targets, size_t ntargets,
+		       int64_t sender_account_id, deliver_cb *cb, void *arg);
+
+#endif
