@@ -119,44 +119,51 @@ fatalx(const char *fmt, ...)
 	exit(1);
 }
 
+/* Writes the escaped form of c into esc (at least 4 bytes); returns its length. */
+static size_t
+log_escape_char(unsigned char c, char *esc)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+		esc[0] = (char)c;
+		return 1;
+	}
+	if (c == '\r' || c == '\n' || c == '\t' || c == '"' || c == '\\') {
+		esc[0] = '\\';
+		esc[1] = c == '\r' ? 'r' : c == '\n' ? 'n' : c == '\t' ? 't' : (char)c;
+		return 2;
+	}
+	esc[0] = '\\';
+	esc[1] = 'x';
+	esc[2] = hex[c >> 4];
+	esc[3] = hex[c & 15];
+	return 4;
+}
+
 const char *
 log_escape(char *dst, size_t dstsize, const char *src, size_t srclen)
 {
-	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
+	size_t total = 0, o = 0;
+	char esc[4];
 
 	if (dstsize == 0)
 		return dst;
+	for (size_t i = 0; i < srclen; i++)
+		total += log_escape_char((unsigned char)src[i], esc);
+	/* When it all fits nothing is cut; otherwise leave room for "...". */
+	size_t room = total < dstsize ? dstsize - 1 : (dstsize > 4 ? dstsize - 4 : 0);
 	for (size_t i = 0; i < srclen; i++) {
-		unsigned char c = (unsigned char)src[i];
-		char esc[5];
-		size_t elen;
-
-		if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-			esc[0] = (char)c;
-			elen = 1;
-		} else if (c == '\r' || c == '\n' || c == '\t' || c == '"' || c == '\\') {
-			esc[0] = '\\';
-			esc[1] = c == '\r' ? 'r' : c == '\n' ? 'n' : c == '\t' ? 't' : (char)c;
-			elen = 2;
-		} else {
-			esc[0] = '\\';
-			esc[1] = 'x';
-			esc[2] = hex[c >> 4];
-			esc[3] = hex[c & 15];
-			elen = 4;
-		}
-		if (o + elen + 4 > dstsize) {
-			/* Leave room for "..." and the NUL. */
-			if (o + 3 < dstsize) {
-				memcpy(dst + o, "...", 3);
-				o += 3;
-			}
+		size_t elen = log_escape_char((unsigned char)src[i], esc);
+		if (o + elen > room)
 			break;
-		}
 		memcpy(dst + o, esc, elen);
 		o += elen;
 	}
-	dst[o < dstsize ? o : dstsize - 1] = '\0';
+	if (total >= dstsize && o + 3 < dstsize) {
+		memcpy(dst + o, "...", 3);
+		o += 3;
+	}
+	dst[o] = '\0';
 	return dst;
 }
