@@ -1,1 +1,167 @@
-/* placeholder until the module lands */
+/* sasl: base64 as SASL uses it (RFC 4954) and the PLAIN message format (RFC 4616). */
+#include "auth/sasl.h"
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <sodium.h>
+
+/* sodium_init() is idempotent and thread-safe, so calling it on every use is the "once". */
+static void
+sasl_sodium_init(void)
+{
+	/* A failure (no entropy source) does not matter here: base64 needs no randomness. */
+	if (sodium_init() < 0)
+		return;
+}
+
+/* Checks the alphabet and padding placement: libsodium 1.0.18 takes some 8-bit bytes for
+ * base64 digits (found by fuzz/fuzz_sasl.c), so it cannot be the only check. */
+static bool
+sasl_base64_chars_valid(const char *in, size_t inlen)
+{
+	size_t pad = 0;
+
+	while (pad < 2 && pad < inlen && in[inlen - 1 - pad] == '=')
+		pad++;
+	for (size_t i = 0; i < inlen - pad; i++) {
+		char c = in[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '+' || c == '/'))
+			return false;
+	}
+	return true;
+}
+
+/* Checks shape and alphabet here, then lets libsodium decode and reject non-canonical tails. */
+long
+sasl_base64_decode(const char *in, size_t inlen, char *out, size_t outsize)
+{
+	size_t binlen = 0;
+	const char *end = NULL;
+
+	if (outsize == 0 || inlen > (size_t)LONG_MAX)
+		return -1;
+	/* RFC 4954 4: a lone "=" is an empty response, distinct from no response at all. */
+	if (inlen == 0 || (inlen == 1 && in[0] == '=')) {
+		out[0] = '\0';
+		return 0;
+	}
+	/* Padding is required, so anything but whole quanta is malformed. */
+	if (inlen % 4 != 0 || !sasl_base64_chars_valid(in, inlen))
+		return -1;
+	sasl_sodium_init();
+	if (sodium_base642bin((unsigned char *)out, outsize - 1, in, inlen, NULL, &binlen, &end,
+	                      sodium_base64_VARIANT_ORIGINAL) != 0)
+		return -1;
+	if (end != in + inlen)
+		return -1;
+	out[binlen] = '\0';
+	return (long)binlen;
+}
+
+/* Refuses up front what would not fit, since sodium_bin2base64() aborts on a short buffer. */
+int
+sasl_base64_encode(const void *in, size_t len, char *out, size_t outsize)
+{
+	/* Keeps sodium_base64_ENCODED_LEN() from overflowing. */
+	if (len > (SIZE_MAX / 4) * 3 - 3)
+		return -1;
+	if (sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL) > outsize)
+		return -1;
+	sasl_sodium_init();
+	sodium_bin2base64(out, outsize, in, len, sodium_base64_VARIANT_ORIGINAL);
+	return 0;
+}
+
+/* Checks for well-formed UTF-8 (RFC 3629): no overlong forms, surrogates or values past
+ * U+10FFFF, and no NUL. */
+static bool
+sasl_utf8_valid(const unsigned char *s, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		unsigned char c = s[i];
+		size_t n;
+		uint32_t cp, min;
+
+		if (c == 0)
+			return false;
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf) {
+			n = 1;
+			cp = c & 0x1f;
+			min = 0x80;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			n = 2;
+			cp = c & 0x0f;
+			min = 0x800;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			n = 3;
+			cp = c & 0x07;
+			min = 0x10000;
+		} else {
+			return false;
+		}
+		if (len - i - 1 < n)
+			return false;
+		for (size_t k = 1; k <= n; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = (cp << 6) | (s[i + k] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		i += n + 1;
+	}
+	return true;
+}
+
+/* Copies one PLAIN field after checking its size and encoding. */
+static int
+sasl_plain_field(const char *src, size_t len, char dst[SASL_FIELD_MAX + 1])
+{
+	if (len > SASL_FIELD_MAX || !sasl_utf8_valid((const unsigned char *)src, len))
+		return -1;
+	memcpy(dst, src, len);
+	dst[len] = '\0';
+	return 0;
+}
+
+/* Splits at the first two NULs; a third one ends up in passwd, where the UTF-8 check refuses it. */
+int
+sasl_plain_parse(const char *msg, size_t len, char authzid[SASL_FIELD_MAX + 1],
+                 char authcid[SASL_FIELD_MAX + 1], char passwd[SASL_FIELD_MAX + 1])
+{
+	const char *nul1, *nul2, *end = msg + len;
+	size_t zlen, clen, plen;
+
+	authzid[0] = authcid[0] = passwd[0] = '\0';
+	if (len == 0)
+		return -1;
+	nul1 = memchr(msg, '\0', len);
+	if (nul1 == NULL)
+		return -1;
+	nul2 = memchr(nul1 + 1, '\0', (size_t)(end - (nul1 + 1)));
+	if (nul2 == NULL)
+		return -1;
+	zlen = (size_t)(nul1 - msg);
+	clen = (size_t)(nul2 - (nul1 + 1));
+	plen = (size_t)(end - (nul2 + 1));
+	if (clen == 0 || plen == 0)
+		return -1;
+	if (sasl_plain_field(msg, zlen, authzid) < 0 ||
+	    sasl_plain_field(nul1 + 1, clen, authcid) < 0 ||
+	    sasl_plain_field(nul2 + 1, plen, passwd) < 0) {
+		authzid[0] = authcid[0] = passwd[0] = '\0';
+		return -1;
+	}
+	return 0;
+}

@@ -44,7 +44,9 @@ struct smtp_command {
 /* Parses one command line (without its CRLF; len bytes, which may contain NULs). The verb is
  * matched case-insensitively and must be followed by a space or the end of the line. Returns 0
  * (cmd_r->verb may be SMTP_VERB_UNKNOWN), or -1 when the line holds a NUL byte or control
- * characters other than TAB (reply 500 5.5.2). The line buffer is modified in place. */
+ * characters other than TAB (reply 500 5.5.2). The line buffer is modified in place and must
+ * have room for a terminating NUL at line[len] (evbuffer_readln's buffers do); verb_text is
+ * filled (unprintable bytes as '?') even when -1 is returned. */
 int smtp_command_parse(char *line, size_t len, struct smtp_command *cmd_r);
 
 /* A reply for a parse failure: code, enhanced status and text, e.g. 501 "5.1.7" "Bad sender
