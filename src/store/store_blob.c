@@ -1,1 +1,816 @@
-/* placeholder until the module lands */
+/* store_blob: receiving a message into DIR/tmp and committing it durably.
+ *
+ * The pipeline, when the store has workers:
+ *   loop thread    store_blob_commit() copies the delivery into a job and queues it;
+ *   sync threads   (STORE_SYNC_THREADS) parse the MIME summary and fdatasync the tmp file, in
+ *                  parallel, then hand the job to the committer;
+ *   committer      one thread with its own SQLite connection takes every job waiting (a batch),
+ *                  renames each job's file into its first target and hard-links it to the
+ *                  others (one name per target), fsyncs each directory it
+ *                  touched once, runs one transaction for the batch's rows (a SAVEPOINT per job,
+ *                  so one bad job does not sink the others) and posts every callback to the loop
+ * thread with workers_post(). The cost of an fsync is so paid once per batch rather than once per
+ * message. Without workers the same steps run inline with a batch of one on the store's own
+ * connection. */
+#include "store/store_private.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "lib/util.h"
+#include "lib/workers.h"
+#include "mime/summary.h"
+
+#define STORE_SYNC_THREADS 4
+#define STORE_NAME_MAX 64
+#define STORE_BATCH_MAX 512 /* jobs per transaction; more wait for the next batch */
+
+struct store_blob {
+	struct store *store;
+	int fd;
+	bool failed;
+	uint64_t size;
+	char name[STORE_NAME_MAX];
+	char tmp_path[PATH_MAX];
+};
+
+/* One target of a job: the caller's copy plus what the committer resolved for it. */
+struct store_job_target {
+	int64_t account_id;
+	char *mailbox;
+	uint32_t flags;
+	char *rcpt;
+	int64_t mailbox_id;
+	char path[160]; /* relative to the data dir, e.g. "mail/3/<name>.eml" */
+	int dir;        /* index into the batch's directory list */
+	bool linked;
+};
+
+struct store_job {
+	struct store *store;
+	int fd;
+	uint64_t size;
+	char name[STORE_NAME_MAX];
+	char tmp_path[PATH_MAX];
+	char *mail_from;
+	int64_t sender_account_id;
+	int64_t internal_date;
+	struct store_job_target *targets;
+	size_t ntargets;
+	struct store_result *results;
+	struct mime_summary summary;
+	bool renamed; /* tmp_path now lives as targets[0].path */
+	bool ok;
+	char error[256];
+	store_commit_cb *cb;
+	void *arg;
+	struct store_job *next;
+};
+
+struct store_job_queue {
+	struct store_job *head, *tail;
+};
+
+struct store_pipeline {
+	pthread_mutex_t lock;
+	pthread_cond_t sync_cond;   /* jobs waiting for a sync thread, or stopping */
+	pthread_cond_t commit_cond; /* jobs waiting for the committer, or stopping */
+	pthread_cond_t idle_cond;   /* inflight dropped to 0 */
+	struct store_job_queue sync_jobs;
+	struct store_job_queue commit_jobs;
+	unsigned inflight; /* handed to the pipeline, callback not yet posted */
+	bool stopping;
+	pthread_t sync_threads[STORE_SYNC_THREADS];
+	unsigned nsync;
+	pthread_t committer;
+	bool committer_started;
+	struct store_writer *writer; /* the committer's own connection */
+};
+
+/* Directories touched by one batch, each fsynced once. */
+struct store_dir {
+	char path[48]; /* relative: "queue" or "mail/<account_id>" */
+	bool failed;
+};
+
+struct store_dirs {
+	struct store_dir *dir;
+	int n, cap;
+};
+
+static void
+store_job_queue_push(struct store_job_queue *q, struct store_job *job)
+{
+	job->next = NULL;
+	if (q->tail != NULL)
+		q->tail->next = job;
+	else
+		q->head = job;
+	q->tail = job;
+}
+
+/* --- writer connections --- */
+
+struct store_writer *
+store_writer_new(sqlite3 *db, char *error, size_t errsize)
+{
+	static const char *const sql[] = {
+	    "SELECT id FROM mailboxes WHERE account_id = ? AND name = ?",
+	    "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 "
+	    "WHERE id = ? RETURNING uidnext - 1, highestmodseq",
+	    "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, size, path, "
+	    "from_addr, to_addr, subject, date_hdr, message_id, has_attachments) "
+	    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+	    "INSERT INTO queue (path, mail_from, rcpt, account_id, created, next_attempt, size) "
+	    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+	};
+	struct store_writer *w = xcalloc(1, sizeof(*w));
+	sqlite3_stmt **stmts[] = {&w->mailbox_find, &w->mailbox_bump, &w->message_insert,
+	                          &w->queue_insert};
+
+	w->db = db;
+	for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); i++) {
+		if (sqlite3_prepare_v3(db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, stmts[i], NULL) !=
+		    SQLITE_OK) {
+			snprintf(error, errsize, "sqlite: %s", sqlite3_errmsg(db));
+			w->db = NULL;
+			store_writer_free(&w);
+			return NULL;
+		}
+	}
+	return w;
+}
+
+/* Finalizes the statements; the connection itself belongs to whoever opened it. */
+void
+store_writer_free(struct store_writer **wp)
+{
+	struct store_writer *w = *wp;
+
+	if (w == NULL)
+		return;
+	sqlite3_finalize(w->mailbox_find);
+	sqlite3_finalize(w->mailbox_bump);
+	sqlite3_finalize(w->message_insert);
+	sqlite3_finalize(w->queue_insert);
+	free(w);
+	*wp = NULL;
+}
+
+/* --- blobs --- */
+
+/* A name never used before in this data dir: time, pid, a process-wide counter, randomness. */
+static void
+store_unique_name(char *buf, size_t bufsize)
+{
+	static unsigned long long counter;
+	unsigned long long n = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+	uint32_t rnd = 0;
+
+	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd))
+		rnd = (uint32_t)time_mono_usec();
+	snprintf(buf, bufsize, "%lld.%d.%llu.%08x", (long long)time_now(), (int)getpid(), n,
+	         (unsigned)rnd);
+}
+
+int
+store_blob_new(struct store *store, struct store_blob **blob_r, char *error, size_t errsize)
+{
+	struct store_blob *blob = xcalloc(1, sizeof(*blob));
+
+	blob->store = store;
+	store_unique_name(blob->name, sizeof(blob->name));
+	snprintf(blob->tmp_path, sizeof(blob->tmp_path), "%s/%s", store->tmp_dir, blob->name);
+	blob->fd = open(blob->tmp_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (blob->fd < 0) {
+		snprintf(error, errsize, "cannot create %s: %s", blob->tmp_path, strerror(errno));
+		log_warn("store event=blob-new file=%s", blob->tmp_path);
+		free(blob);
+		*blob_r = NULL;
+		return -1;
+	}
+	*blob_r = blob;
+	return 0;
+}
+
+int
+store_blob_write(struct store_blob *blob, const void *data, size_t len)
+{
+	if (blob->failed) {
+		errno = EIO;
+		return -1;
+	}
+	if (write_full(blob->fd, data, len) < 0) {
+		blob->failed = true;
+		return -1;
+	}
+	blob->size += len;
+	return 0;
+}
+
+uint64_t
+store_blob_size(const struct store_blob *blob)
+{
+	return blob->size;
+}
+
+void
+store_blob_abort(struct store_blob **blobp)
+{
+	struct store_blob *blob = *blobp;
+
+	if (blob == NULL)
+		return;
+	close(blob->fd);
+	if (unlink(blob->tmp_path) < 0)
+		log_warn("store event=blob-abort file=%s", blob->tmp_path);
+	free(blob);
+	*blobp = NULL;
+}
+
+/* --- jobs --- */
+
+/* Copies the blob and the delivery into a job that owns everything it points to. */
+static struct store_job *
+store_job_new(struct store *store, struct store_blob *blob, const struct store_delivery *d,
+              store_commit_cb *cb, void *arg)
+{
+	struct store_job *job = xcalloc(1, sizeof(*job));
+
+	job->store = store;
+	job->fd = blob->fd;
+	job->size = blob->size;
+	job->ok = !blob->failed;
+	if (blob->failed)
+		snprintf(job->error, sizeof(job->error), "writing the message failed");
+	memcpy(job->name, blob->name, sizeof(job->name));
+	memcpy(job->tmp_path, blob->tmp_path, sizeof(job->tmp_path));
+	job->mail_from = xstrdup(d->mail_from != NULL ? d->mail_from : "");
+	job->sender_account_id = d->sender_account_id;
+	job->internal_date = d->internal_date;
+	job->ntargets = d->ntargets;
+	job->targets = xcalloc(d->ntargets, sizeof(*job->targets));
+	job->results = xcalloc(d->ntargets, sizeof(*job->results));
+	for (size_t i = 0; i < d->ntargets; i++) {
+		const struct store_target *t = &d->targets[i];
+		job->targets[i].account_id = t->account_id;
+		job->targets[i].mailbox =
+		    xstrdup(store_mailbox_name(t->mailbox != NULL ? t->mailbox : "INBOX"));
+		job->targets[i].flags = t->flags;
+		job->targets[i].rcpt = xstrdup(t->rcpt != NULL ? t->rcpt : "");
+		job->targets[i].dir = -1;
+	}
+	if (job->ok && d->ntargets == 0) {
+		job->ok = false;
+		snprintf(job->error, sizeof(job->error), "no targets");
+	}
+	job->cb = cb;
+	job->arg = arg;
+	return job;
+}
+
+static void
+store_job_free(struct store_job *job)
+{
+	for (size_t i = 0; i < job->ntargets; i++) {
+		free(job->targets[i].mailbox);
+		free(job->targets[i].rcpt);
+	}
+	free(job->targets);
+	free(job->results);
+	free(job->mail_from);
+	free(job);
+}
+
+/* Marks a job failed with a reason (the first reason wins). */
+static void store_job_fail(struct store_job *job, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+store_job_fail(struct store_job *job, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!job->ok)
+		return;
+	job->ok = false;
+	va_start(ap, fmt);
+	vsnprintf(job->error, sizeof(job->error), fmt, ap);
+	va_end(ap);
+}
+
+/* The sync stage: summary and fdatasync; the file descriptor is closed afterwards. */
+static void
+store_job_sync(struct store_job *job)
+{
+	if (job->ok) {
+		if (mime_summary_from_fd(job->fd, &job->summary) < 0)
+			memset(&job->summary, 0, sizeof(job->summary));
+		if (fdatasync(job->fd) < 0)
+			store_job_fail(job, "fdatasync: %s", strerror(errno));
+	}
+	if (close(job->fd) < 0)
+		store_job_fail(job, "close: %s", strerror(errno));
+	job->fd = -1;
+}
+
+/* Removes the links a job made so far. */
+static void
+store_job_unlink_targets(struct store_job *job)
+{
+	char path[PATH_MAX];
+
+	for (size_t i = 0; i < job->ntargets; i++) {
+		if (!job->targets[i].linked)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", job->store->dir, job->targets[i].path);
+		if (unlink(path) < 0 && errno != ENOENT)
+			log_warn("store event=unlink file=%s", path);
+		job->targets[i].linked = false;
+	}
+}
+
+/* Returns the index of dir in the batch's list, adding it. */
+static int
+store_dirs_add(struct store_dirs *dirs, const char *dir)
+{
+	for (int i = 0; i < dirs->n; i++) {
+		if (strcmp(dirs->dir[i].path, dir) == 0)
+			return i;
+	}
+	if (dirs->n == dirs->cap) {
+		dirs->cap = dirs->cap ? dirs->cap * 2 : 8;
+		dirs->dir = xrealloc(dirs->dir, (size_t)dirs->cap * sizeof(*dirs->dir));
+	}
+	str_copy(dirs->dir[dirs->n].path, dir, sizeof(dirs->dir[0].path));
+	dirs->dir[dirs->n].failed = false;
+	return dirs->n++;
+}
+
+/* Finds the mailbox id of each local target. */
+static void
+store_job_resolve(struct store_job *job, struct store_writer *w)
+{
+	for (size_t i = 0; i < job->ntargets && job->ok; i++) {
+		struct store_job_target *t = &job->targets[i];
+		int rc;
+
+		if (t->account_id <= 0)
+			continue;
+		sqlite3_bind_int64(w->mailbox_find, 1, t->account_id);
+		sqlite3_bind_text(w->mailbox_find, 2, t->mailbox, -1, SQLITE_STATIC);
+		rc = sqlite3_step(w->mailbox_find);
+		if (rc == SQLITE_ROW)
+			t->mailbox_id = sqlite3_column_int64(w->mailbox_find, 0);
+		else if (rc == SQLITE_DONE)
+			store_job_fail(job, "no mailbox %s for account %lld", t->mailbox,
+			               (long long)t->account_id);
+		else
+			store_job_fail(job, "sqlite: %s", sqlite3_errmsg(w->db));
+		sqlite3_reset(w->mailbox_find);
+		sqlite3_clear_bindings(w->mailbox_find);
+	}
+}
+
+/* Moves the tmp file to the first target's name, or links the first target's name to a further
+ * target's; makes the account directory if needed. */
+static int
+store_job_link_one(struct store_job *job, size_t i, const char *dir)
+{
+	struct store *store = job->store;
+	char path[PATH_MAX], first[PATH_MAX], dirpath[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/%s", store->dir, job->targets[i].path);
+	snprintf(first, sizeof(first), "%s/%s", store->dir, job->targets[0].path);
+	if ((i == 0 ? rename(job->tmp_path, path) : link(first, path)) == 0)
+		return 0;
+	if (errno != ENOENT)
+		return -1;
+	/* An account directory lost (or made before this layout): recreate, fsync its parent. */
+	snprintf(dirpath, sizeof(dirpath), "%s/%s", store->dir, dir);
+	if (mkdir(dirpath, 0700) < 0 && errno != EEXIST)
+		return -1;
+	snprintf(dirpath, sizeof(dirpath), "%s/mail", store->dir);
+	if (fsync_dir(dirpath) < 0)
+		return -1;
+	return i == 0 ? rename(job->tmp_path, path) : link(first, path);
+}
+
+/* Gives each target of the job its final name and links it there. */
+static void
+store_job_link(struct store_job *job, struct store_dirs *dirs)
+{
+	char dir[48];
+
+	for (size_t i = 0; i < job->ntargets && job->ok; i++) {
+		struct store_job_target *t = &job->targets[i];
+
+		if (t->account_id > 0)
+			snprintf(dir, sizeof(dir), "mail/%lld", (long long)t->account_id);
+		else
+			snprintf(dir, sizeof(dir), "queue");
+		if (i == 0)
+			snprintf(t->path, sizeof(t->path), "%s/%s.eml", dir, job->name);
+		else
+			snprintf(t->path, sizeof(t->path), "%s/%s-%zu.eml", dir, job->name, i);
+		t->dir = store_dirs_add(dirs, dir);
+		if (store_job_link_one(job, i, dir) < 0) {
+			store_job_fail(job, "link %s: %s", t->path, strerror(errno));
+			log_warn("store event=link file=%s", t->path);
+			break;
+		}
+		t->linked = true;
+		if (i == 0)
+			job->renamed = true;
+	}
+	if (!job->ok)
+		store_job_unlink_targets(job);
+}
+
+/* Binds text, NULL-safe. */
+static void
+store_bind_text(sqlite3_stmt *st, int col, const char *s)
+{
+	sqlite3_bind_text(st, col, s != NULL ? s : "", -1, SQLITE_STATIC);
+}
+
+/* Inserts one local target's message row, allocating its UID and modseq. */
+static int
+store_job_insert_local(struct store_job *job, struct store_writer *w, size_t i)
+{
+	struct store_job_target *t = &job->targets[i];
+	const struct mime_summary *s = &job->summary;
+	sqlite3_stmt *st = w->mailbox_bump;
+	int64_t uid, modseq;
+	int rc;
+
+	sqlite3_bind_int64(st, 1, t->mailbox_id);
+	rc = sqlite3_step(st);
+	uid = sqlite3_column_int64(st, 0);
+	modseq = sqlite3_column_int64(st, 1);
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW) {
+		store_job_fail(job, "allocating a UID: %s",
+		               rc == SQLITE_DONE ? "mailbox vanished" : sqlite3_errmsg(w->db));
+		return -1;
+	}
+	if (uid <= 0 || uid > (int64_t)UINT32_MAX - 1) {
+		store_job_fail(job, "mailbox %s has run out of UIDs", t->mailbox);
+		return -1;
+	}
+	st = w->message_insert;
+	sqlite3_bind_int64(st, 1, t->mailbox_id);
+	sqlite3_bind_int64(st, 2, uid);
+	sqlite3_bind_int64(st, 3, modseq);
+	sqlite3_bind_int64(st, 4, t->flags);
+	sqlite3_bind_int64(st, 5, job->internal_date);
+	sqlite3_bind_int64(st, 6, (int64_t)job->size);
+	store_bind_text(st, 7, t->path);
+	store_bind_text(st, 8, s->from);
+	store_bind_text(st, 9, s->to);
+	store_bind_text(st, 10, s->subject);
+	sqlite3_bind_int64(st, 11, s->date);
+	store_bind_text(st, 12, s->message_id);
+	sqlite3_bind_int(st, 13, s->has_attachments ? 1 : 0);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE) {
+		store_job_fail(job, "sqlite: %s", sqlite3_errmsg(w->db));
+		return -1;
+	}
+	job->results[i].mailbox_id = t->mailbox_id;
+	job->results[i].uid = (uint32_t)uid;
+	return 0;
+}
+
+/* Inserts one outbound-queue row. */
+static int
+store_job_insert_queue(struct store_job *job, struct store_writer *w, size_t i)
+{
+	struct store_job_target *t = &job->targets[i];
+	sqlite3_stmt *st = w->queue_insert;
+	int64_t now = time_now();
+	int rc;
+
+	store_bind_text(st, 1, t->path);
+	store_bind_text(st, 2, job->mail_from);
+	store_bind_text(st, 3, t->rcpt);
+	if (job->sender_account_id > 0)
+		sqlite3_bind_int64(st, 4, job->sender_account_id);
+	else
+		sqlite3_bind_null(st, 4);
+	sqlite3_bind_int64(st, 5, now);
+	sqlite3_bind_int64(st, 6, now);
+	sqlite3_bind_int64(st, 7, (int64_t)job->size);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE) {
+		store_job_fail(job, "sqlite: %s", sqlite3_errmsg(w->db));
+		return -1;
+	}
+	job->results[i].queue_id = sqlite3_last_insert_rowid(w->db);
+	return 0;
+}
+
+/* Inserts a job's rows inside a savepoint; on failure only that job is rolled back. */
+static void
+store_job_insert(struct store_job *job, struct store_writer *w)
+{
+	char error[256];
+
+	if (store_exec(w->db, "SAVEPOINT job", error, sizeof(error)) < 0) {
+		store_job_fail(job, "%s", error);
+		return;
+	}
+	for (size_t i = 0; i < job->ntargets; i++) {
+		int rc = job->targets[i].account_id > 0 ? store_job_insert_local(job, w, i)
+		                                        : store_job_insert_queue(job, w, i);
+		if (rc < 0)
+			break;
+	}
+	if (!job->ok)
+		sqlite3_exec(w->db, "ROLLBACK TO job", NULL, NULL, NULL);
+	sqlite3_exec(w->db, "RELEASE job", NULL, NULL, NULL);
+}
+
+/* Fails every job still ok (a transaction-wide error). */
+static void
+store_batch_fail(struct store_job **jobs, size_t n, const char *error)
+{
+	for (size_t i = 0; i < n; i++)
+		store_job_fail(jobs[i], "%s", error);
+}
+
+/* Runs the commit steps for a batch of synced jobs: resolve, link, fsync dirs, one transaction,
+ * then cleanup. Every job ends with ok set and, when ok, its results filled. */
+static void
+store_batch_commit(struct store *store, struct store_writer *w, struct store_job **jobs, size_t n)
+{
+	struct store_dirs dirs = {NULL, 0, 0};
+	char path[PATH_MAX], error[256];
+	size_t nok = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (jobs[i]->ok)
+			store_job_resolve(jobs[i], w);
+		if (jobs[i]->ok)
+			store_job_link(jobs[i], &dirs);
+	}
+	for (int d = 0; d < dirs.n; d++) {
+		snprintf(path, sizeof(path), "%s/%s", store->dir, dirs.dir[d].path);
+		if (fsync_dir(path) < 0) {
+			log_warn("store event=fsync-dir dir=%s", path);
+			dirs.dir[d].failed = true;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		for (size_t t = 0; t < jobs[i]->ntargets && jobs[i]->ok; t++) {
+			int d = jobs[i]->targets[t].dir;
+			if (d >= 0 && dirs.dir[d].failed)
+				store_job_fail(jobs[i], "fsync of %s failed", dirs.dir[d].path);
+		}
+		if (jobs[i]->ok)
+			nok++;
+	}
+	free(dirs.dir);
+
+	if (nok > 0) {
+		if (store_exec(w->db, "BEGIN IMMEDIATE", error, sizeof(error)) < 0) {
+			store_batch_fail(jobs, n, error);
+		} else {
+			for (size_t i = 0; i < n; i++) {
+				if (jobs[i]->ok)
+					store_job_insert(jobs[i], w);
+				/* Some errors (disk full, I/O) roll the whole transaction back. */
+				if (sqlite3_get_autocommit(w->db)) {
+					store_batch_fail(jobs, n, "transaction aborted");
+					break;
+				}
+			}
+			if (!sqlite3_get_autocommit(w->db) &&
+			    store_exec(w->db, "COMMIT", error, sizeof(error)) < 0) {
+				sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
+				store_batch_fail(jobs, n, error);
+			}
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct store_job *job = jobs[i];
+
+		if (!job->ok) {
+			store_job_unlink_targets(job);
+			log_warnx("store event=commit-failed file=%s error=\"%s\"", job->name,
+			          job->error);
+		}
+		if (!job->renamed && unlink(job->tmp_path) < 0)
+			log_warn("store event=tmp-unlink file=%s", job->tmp_path);
+	}
+	if (log_enabled(LOG_DEBUG))
+		log_debug("store event=batch jobs=%zu ok=%zu", n, nok);
+}
+
+/* Runs the job's callback (on the loop thread) and frees the job. */
+static void
+store_job_done(void *arg)
+{
+	struct store_job *job = arg;
+
+	if (job->cb != NULL)
+		job->cb(job->ok, job->ok ? job->results : NULL, job->ok ? "" : job->error,
+		        job->arg);
+	store_job_free(job);
+}
+
+/* --- threads --- */
+
+static void *
+store_sync_thread(void *arg)
+{
+	struct store *store = arg;
+	struct store_pipeline *p = store->pipeline;
+
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		struct store_job *job = p->sync_jobs.head;
+
+		if (job == NULL) {
+			if (p->stopping)
+				break;
+			pthread_cond_wait(&p->sync_cond, &p->lock);
+			continue;
+		}
+		p->sync_jobs.head = job->next;
+		if (p->sync_jobs.head == NULL)
+			p->sync_jobs.tail = NULL;
+		pthread_mutex_unlock(&p->lock);
+		store_job_sync(job);
+		pthread_mutex_lock(&p->lock);
+		store_job_queue_push(&p->commit_jobs, job);
+		pthread_cond_signal(&p->commit_cond);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+static void *
+store_committer_thread(void *arg)
+{
+	struct store *store = arg;
+	struct store_pipeline *p = store->pipeline;
+	struct store_job **batch = xcalloc(STORE_BATCH_MAX, sizeof(*batch));
+
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		size_t n = 0;
+
+		if (p->commit_jobs.head == NULL) {
+			if (p->stopping)
+				break;
+			pthread_cond_wait(&p->commit_cond, &p->lock);
+			continue;
+		}
+		while (p->commit_jobs.head != NULL && n < STORE_BATCH_MAX) {
+			batch[n++] = p->commit_jobs.head;
+			p->commit_jobs.head = p->commit_jobs.head->next;
+		}
+		if (p->commit_jobs.head == NULL)
+			p->commit_jobs.tail = NULL;
+		pthread_mutex_unlock(&p->lock);
+
+		store_batch_commit(store, p->writer, batch, n);
+		for (size_t i = 0; i < n; i++)
+			workers_post(store->workers, store_job_done, batch[i]);
+
+		pthread_mutex_lock(&p->lock);
+		p->inflight -= (unsigned)n;
+		if (p->inflight == 0)
+			pthread_cond_broadcast(&p->idle_cond);
+	}
+	pthread_mutex_unlock(&p->lock);
+	free(batch);
+	return NULL;
+}
+
+int
+store_pipeline_start(struct store *store, char *error, size_t errsize)
+{
+	struct store_pipeline *p = xcalloc(1, sizeof(*p));
+	char dbpath[PATH_MAX];
+	sqlite3 *db;
+
+	snprintf(dbpath, sizeof(dbpath), "%s/tern.db", store->dir);
+	if (store_db_open(dbpath, false, &db, error, errsize) < 0) {
+		free(p);
+		return -1;
+	}
+	p->writer = store_writer_new(db, error, errsize);
+	if (p->writer == NULL) {
+		sqlite3_close(db);
+		free(p);
+		return -1;
+	}
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->sync_cond, NULL);
+	pthread_cond_init(&p->commit_cond, NULL);
+	pthread_cond_init(&p->idle_cond, NULL);
+	store->pipeline = p;
+	if (pthread_create(&p->committer, NULL, store_committer_thread, store) != 0) {
+		snprintf(error, errsize, "cannot start the committer thread");
+		store_pipeline_stop(store);
+		return -1;
+	}
+	p->committer_started = true;
+	for (; p->nsync < STORE_SYNC_THREADS; p->nsync++) {
+		if (pthread_create(&p->sync_threads[p->nsync], NULL, store_sync_thread, store) !=
+		    0) {
+			snprintf(error, errsize, "cannot start the sync threads");
+			store_pipeline_stop(store);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void
+store_pipeline_stop(struct store *store)
+{
+	struct store_pipeline *p = store->pipeline;
+	sqlite3 *db;
+
+	if (p == NULL)
+		return;
+	pthread_mutex_lock(&p->lock);
+	while (p->inflight > 0)
+		pthread_cond_wait(&p->idle_cond, &p->lock);
+	p->stopping = true;
+	pthread_cond_broadcast(&p->sync_cond);
+	pthread_cond_broadcast(&p->commit_cond);
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned i = 0; i < p->nsync; i++)
+		pthread_join(p->sync_threads[i], NULL);
+	if (p->committer_started)
+		pthread_join(p->committer, NULL);
+	db = p->writer->db;
+	store_writer_free(&p->writer);
+	sqlite3_close(db);
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->sync_cond);
+	pthread_cond_destroy(&p->commit_cond);
+	pthread_cond_destroy(&p->idle_cond);
+	free(p);
+	store->pipeline = NULL;
+}
+
+/* Commits on the calling thread (no workers): a batch of one on the store's connection. */
+static void
+store_commit_sync(struct store *store, struct store_job *job)
+{
+	char error[256];
+
+	store_job_sync(job);
+	if (store->sync_writer == NULL && job->ok) {
+		store->sync_writer = store_writer_new(store->db, error, sizeof(error));
+		if (store->sync_writer == NULL)
+			store_job_fail(job, "%s", error);
+	}
+	if (job->ok) {
+		store_batch_commit(store, store->sync_writer, &job, 1);
+	} else {
+		if (unlink(job->tmp_path) < 0)
+			log_warn("store event=tmp-unlink file=%s", job->tmp_path);
+	}
+	store_job_done(job);
+}
+
+void
+store_blob_commit(struct store *store, struct store_blob **blobp, const struct store_delivery *d,
+                  store_commit_cb *cb, void *arg)
+{
+	struct store_blob *blob = *blobp;
+	struct store_pipeline *p = store->pipeline;
+	struct store_job *job;
+
+	*blobp = NULL;
+	job = store_job_new(store, blob, d, cb, arg);
+	free(blob);
+	if (p == NULL) {
+		store_commit_sync(store, job);
+		return;
+	}
+	pthread_mutex_lock(&p->lock);
+	p->inflight++;
+	store_job_queue_push(&p->sync_jobs, job);
+	pthread_cond_signal(&p->sync_cond);
+	pthread_mutex_unlock(&p->lock);
+}

@@ -183,6 +183,9 @@ main(int argc, char **argv)
 		printf("ternd 0.1.0\n");
 		return 0;
 	}
+	/* Admin commands print their results; only the daemon logs its events. */
+	if (strcmp(argv[1], "serve") != 0)
+		log_set_level(LOG_WARN);
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
 		if (strcmp(argv[1], commands[i].name) == 0)
 			return commands[i].fn(argc - 1, argv + 1);
