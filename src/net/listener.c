@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
@@ -225,6 +226,82 @@ listener_on_error(struct evconnlistener *evl, void *arg)
 	log_warnx("%s event=accept-error errno=%d error=\"%s\"", l->name, err,
 		  evutil_socket_error_to_string(err));
 	(void)evl;
+}
+
+#define LISTENER_LINGER_SECONDS 5
+
+static void
+listener_linger_done(struct bufferevent *bev, void *arg)
+{
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_free(bev);
+}
+
+static void
+listener_linger_event(struct bufferevent *bev, short what, void *arg)
+{
+	bufferevent_free(bev);
+}
+
+/* Keeps bev only until its output is written; errors and the timeout end it early. */
+static void
+listener_linger(struct bufferevent *bev)
+{
+	struct timeval tv = {LISTENER_LINGER_SECONDS, 0};
+
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+		bufferevent_free(bev);
+		return;
+	}
+	bufferevent_setcb(bev, NULL, listener_linger_done, listener_linger_event, NULL);
+	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+	bufferevent_set_timeouts(bev, NULL, &tv);
+	bufferevent_disable(bev, EV_READ);
+	bufferevent_enable(bev, EV_WRITE);
+}
+
+struct bufferevent *
+listener_starttls(struct bufferevent *bev, size_t *discarded_r)
+{
+	SSL_CTX *ctx = listener_ssl_ctx;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct bufferevent *filter;
+	SSL *ssl;
+
+	*discarded_r = evbuffer_get_length(in);
+	evbuffer_drain(in, *discarded_r);
+	if (ctx == NULL || (ssl = SSL_new(ctx)) == NULL)
+		return NULL;
+	/* Not BEV_OPT_CLOSE_ON_FREE: listener_bev_close frees the filter and lets the socket
+	 * underneath finish writing the last ciphertext before it goes. */
+	filter = bufferevent_openssl_filter_new(bufferevent_get_base(bev), bev, ssl,
+						BUFFEREVENT_SSL_ACCEPTING, 0);
+	if (filter == NULL) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(filter, 1);
+	return filter;
+}
+
+void
+listener_bev_close(struct bufferevent *bev)
+{
+	struct bufferevent *under = bufferevent_get_underlying(bev);
+	SSL *ssl;
+
+	if (under == NULL) {
+		listener_linger(bev);
+		return;
+	}
+	/* A STARTTLS filter: push what it holds down, free it and its SSL, then linger on the
+	 * socket. */
+	bufferevent_flush(bev, EV_WRITE, BEV_FLUSH);
+	ssl = bufferevent_openssl_get_ssl(bev);
+	bufferevent_free(bev);
+	if (ssl != NULL)
+		SSL_free(ssl);
+	listener_linger(under);
 }
 
 int

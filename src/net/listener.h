@@ -61,6 +61,15 @@ void listener_conn_closed(const struct listener_peer *peer);
 /* Number of live connections (for shutdown). */
 unsigned listener_conn_count(void);
 
+/* Wraps a live plaintext connection in TLS for STARTTLS. Anything already buffered from the
+ * client is discarded first (returned in *discarded_r): it was sent in the clear and must not be
+ * treated as if it came through TLS (CVE-2011-0411). Returns the new bufferevent, which replaces
+ * bev (free it with listener_bev_close, never bufferevent_free), or NULL. */
+struct bufferevent *listener_starttls(struct bufferevent *bev, size_t *discarded_r);
+/* Frees a session's bufferevent once what is queued on it has reached the socket (a STARTTLS
+ * filter's ciphertext included), or after a short bound; the session may forget bev at once. */
+void listener_bev_close(struct bufferevent *bev);
+
 /* Parses "host:port", "[v6]:port" or "*:port". Returns 0 or -1. */
 int listener_parse_address(const char *text, struct sockaddr_storage *ss, socklen_t *len_r);
 

@@ -251,7 +251,7 @@ smtp_session_destroy(struct smtp_session *s, const char *reason)
 		 reason, s->errors);
 	auth_cancel(&s->auth_req);
 	if (s->bev != NULL) {
-		bufferevent_free(s->bev);
+		listener_bev_close(s->bev);
 		s->bev = NULL;
 	}
 	listener_conn_closed(&s->peer);
@@ -843,10 +843,8 @@ smtp_cmd_help(struct smtp_session *s, const struct smtp_command *cmd)
 static void
 smtp_cmd_starttls(struct smtp_session *s, const struct smtp_command *cmd)
 {
-	SSL_CTX *ctx = listener_get_ssl_ctx();
 	struct bufferevent *filter;
-	SSL *ssl;
-	size_t pending;
+	size_t discarded;
 
 	if (s->tls) {
 		smtp_reply(s, "554 5.5.1 Error: TLS already active");
@@ -858,26 +856,20 @@ smtp_cmd_starttls(struct smtp_session *s, const struct smtp_command *cmd)
 		smtp_error(s);
 		return;
 	}
-	if (ctx == NULL || (ssl = SSL_new(ctx)) == NULL) {
+	if (listener_get_ssl_ctx() == NULL) {
 		smtp_reply(s, "454 4.7.0 TLS not available due to local problem");
 		return;
 	}
 	smtp_reply(s, "220 2.0.0 Ready to start TLS");
 	/* CVE-2011-0411: whatever the client pipelined after STARTTLS was sent in the clear and
-	 * must not be executed inside TLS. */
-	pending = evbuffer_get_length(bufferevent_get_input(s->bev));
-	if (pending > 0) {
-		log_info("smtp session=%s event=starttls-injection discarded=%zu", s->id, pending);
-		evbuffer_drain(bufferevent_get_input(s->bev), pending);
-	}
-	filter = bufferevent_openssl_filter_new(s->server->base, s->bev, ssl,
-						BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	 * is discarded by listener_starttls, never executed inside TLS. */
+	filter = listener_starttls(s->bev, &discarded);
+	if (discarded > 0)
+		log_info("smtp session=%s event=starttls-injection discarded=%zu", s->id, discarded);
 	if (filter == NULL) {
-		SSL_free(ssl);
 		smtp_session_close(s, "tls-setup-failed");
 		return;
 	}
-	bufferevent_openssl_set_allow_dirty_shutdown(filter, 1);
 	s->bev = filter;
 	s->tls = true;
 	/* RFC 3207 4.2: forget everything learnt before TLS. */
