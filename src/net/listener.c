@@ -32,6 +32,7 @@ struct listener {
 	char *busy_reply;
 	struct evconnlistener **evls;
 	size_t nevls;
+	struct event *resume; /* re-enables accepting after a pause for EMFILE and the like */
 };
 
 /* Live connections per client address, in a small chained hash. */
@@ -217,14 +218,33 @@ listener_on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockad
 }
 
 static void
+listener_on_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct listener *l = arg;
+
+	for (size_t i = 0; i < l->nevls; i++) {
+		if (l->evls[i] != NULL)
+			evconnlistener_enable(l->evls[i]);
+	}
+}
+
+static void
 listener_on_error(struct evconnlistener *evl, void *arg)
 {
 	struct listener *l = arg;
 	int err = EVUTIL_SOCKET_ERROR();
+	struct timeval pause = {0, 250000};
 
-	/* EMFILE and friends: pause briefly instead of spinning on the ready socket. */
-	log_warnx("%s event=accept-error errno=%d error=\"%s\"", l->name, err,
+	/* EMFILE and friends: the socket stays readable, so pause instead of spinning. */
+	log_warnx("%s event=accept-error errno=%d error=\"%s\" pause_ms=250", l->name, err,
 		  evutil_socket_error_to_string(err));
+	for (size_t i = 0; i < l->nevls; i++) {
+		if (l->evls[i] != NULL)
+			evconnlistener_disable(l->evls[i]);
+	}
+	if (l->resume == NULL)
+		l->resume = evtimer_new(l->base, listener_on_resume, l);
+	evtimer_add(l->resume, &pause);
 	(void)evl;
 }
 
@@ -435,6 +455,10 @@ listener_set_busy_reply(struct listener *l, const char *reply)
 void
 listener_disable(struct listener *l)
 {
+	if (l->resume != NULL) {
+		event_free(l->resume);
+		l->resume = NULL;
+	}
 	for (size_t i = 0; i < l->nevls; i++) {
 		if (l->evls[i] != NULL) {
 			evconnlistener_free(l->evls[i]);
