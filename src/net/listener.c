@@ -430,7 +430,8 @@ listener_new(struct event_base *base, const char *name, char *const *addrs, size
 			return NULL;
 		}
 		l->evls[i] = evconnlistener_new(base, listener_on_accept, l,
-						LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+						LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+						0 /* listen() already called */, fd);
 		if (l->evls[i] == NULL) {
 			close(fd);
 			snprintf(error, errsize, "cannot listen on %s", addrs[i]);
