@@ -608,8 +608,8 @@ store_message_list(struct store *store, int64_t account_id, const char *mailbox,
 	st =
 	    store_prepare(store->db,
 	                  "SELECT id, uid, modseq, flags, internal_date, size, from_addr, to_addr, "
-	                  "subject, date_hdr, message_id, has_attachments FROM messages "
-	                  "WHERE mailbox_id = ? ORDER BY uid",
+	                  "subject, date_hdr, message_id, has_attachments, size_crlf, recalled "
+	                  "FROM messages WHERE mailbox_id = ? ORDER BY uid",
 	                  error, sizeof(error));
 	if (st == NULL)
 		return -1;
@@ -629,6 +629,8 @@ store_message_list(struct store *store, int64_t account_id, const char *mailbox,
 		m.date = sqlite3_column_int64(st, 9);
 		store_column_text(st, 10, m.message_id, sizeof(m.message_id));
 		m.has_attachments = sqlite3_column_int(st, 11) != 0;
+		m.size_crlf = (uint64_t)sqlite3_column_int64(st, 12);
+		m.recalled = sqlite3_column_int(st, 13) != 0;
 		cb(&m, arg);
 	}
 	sqlite3_finalize(st);
@@ -669,16 +671,57 @@ store_message_open(struct store *store, int64_t account_id, const char *mailbox,
 	return fd;
 }
 
+/* The columns store_mailbox_from_row() reads, for "FROM mailboxes b". */
+#define STORE_MAILBOX_COLUMNS                                                                      \
+	"SELECT b.id, b.name, b.special_use, b.uidvalidity, b.uidnext, b.highestmodseq, "          \
+	"(SELECT count(*) FROM messages m WHERE m.mailbox_id = b.id) FROM mailboxes b "
+
+/* Fills mb from a row of STORE_MAILBOX_COLUMNS. */
+static void
+store_mailbox_from_row(sqlite3_stmt *st, struct store_mailbox *mb)
+{
+	memset(mb, 0, sizeof(*mb));
+	mb->id = sqlite3_column_int64(st, 0);
+	store_column_text(st, 1, mb->name, sizeof(mb->name));
+	store_column_text(st, 2, mb->special_use, sizeof(mb->special_use));
+	mb->uidvalidity = (uint32_t)sqlite3_column_int64(st, 3);
+	mb->uidnext = (uint32_t)sqlite3_column_int64(st, 4);
+	mb->highestmodseq = (uint64_t)sqlite3_column_int64(st, 5);
+	mb->messages = (uint32_t)sqlite3_column_int64(st, 6);
+}
+
+int
+store_mailbox_get(struct store *store, int64_t account_id, const char *name,
+                  struct store_mailbox *mailbox_r)
+{
+	char error[256];
+	sqlite3_stmt *st =
+	    store_prepare(store->db, STORE_MAILBOX_COLUMNS "WHERE b.account_id = ? AND b.name = ?",
+	                  error, sizeof(error));
+	int rc;
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, account_id);
+	sqlite3_bind_text(st, 2, store_mailbox_name(name), -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		store_mailbox_from_row(st, mailbox_r);
+	else if (rc != SQLITE_DONE)
+		log_warnx("store event=mailbox-get error=\"%s\"", sqlite3_errmsg(store->db));
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW)
+		return 1;
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
 int
 store_mailbox_list(struct store *store, int64_t account_id, store_mailbox_cb *cb, void *arg)
 {
 	char error[256];
-	sqlite3_stmt *st = store_prepare(
-	    store->db,
-	    "SELECT b.id, b.name, b.special_use, b.uidvalidity, b.uidnext, b.highestmodseq, "
-	    "(SELECT count(*) FROM messages m WHERE m.mailbox_id = b.id) "
-	    "FROM mailboxes b WHERE b.account_id = ? ORDER BY b.id",
-	    error, sizeof(error));
+	sqlite3_stmt *st =
+	    store_prepare(store->db, STORE_MAILBOX_COLUMNS "WHERE b.account_id = ? ORDER BY b.id",
+	                  error, sizeof(error));
 	struct store_mailbox mb;
 	int rc;
 
@@ -686,14 +729,7 @@ store_mailbox_list(struct store *store, int64_t account_id, store_mailbox_cb *cb
 		return -1;
 	sqlite3_bind_int64(st, 1, account_id);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		memset(&mb, 0, sizeof(mb));
-		mb.id = sqlite3_column_int64(st, 0);
-		store_column_text(st, 1, mb.name, sizeof(mb.name));
-		store_column_text(st, 2, mb.special_use, sizeof(mb.special_use));
-		mb.uidvalidity = (uint32_t)sqlite3_column_int64(st, 3);
-		mb.uidnext = (uint32_t)sqlite3_column_int64(st, 4);
-		mb.highestmodseq = (uint64_t)sqlite3_column_int64(st, 5);
-		mb.messages = (uint32_t)sqlite3_column_int64(st, 6);
+		store_mailbox_from_row(st, &mb);
 		cb(&mb, arg);
 	}
 	sqlite3_finalize(st);

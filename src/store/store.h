@@ -24,6 +24,7 @@
 struct workers;
 struct store;
 struct store_blob;
+struct store_mailbox;
 
 /* Flags, as a bit set (IMAP system flags). */
 enum store_flag {
@@ -130,7 +131,10 @@ struct store_message {
 	uint64_t modseq;
 	uint32_t flags;
 	int64_t internal_date;
-	uint64_t size;
+	uint64_t size;	    /* bytes of the stored file */
+	uint64_t size_crlf; /* bytes with every bare LF counted as CRLF: what POP3 RETR and IMAP
+			     * RFC822 send, so LIST/STAT/RFC822.SIZE are exact */
+	bool recalled;	    /* withdrawn by its sender: hidden from POP3/IMAP (later issue) */
 	char from[512];	   /* decoded, display form */
 	char to[512];	   /* decoded, display form */
 	char subject[512]; /* decoded from RFC 2047 to UTF-8 */
@@ -147,6 +151,30 @@ int store_message_list(struct store *store, int64_t account_id, const char *mail
  * message, -1 on error. */
 int store_message_open(struct store *store, int64_t account_id, const char *mailbox,
 		       uint32_t uid);
+
+/* --- changing a mailbox (POP3 UPDATE state now, IMAP STORE/EXPUNGE later) --- */
+
+struct store_flag_change {
+	uint32_t uid;
+	uint32_t add;	 /* enum store_flag bits to set */
+	uint32_t remove; /* enum store_flag bits to clear */
+};
+
+/* Result of store_mailbox_update: ok, or nothing changed at all. Runs on the loop thread. */
+typedef void store_update_cb(bool ok, const char *error, void *arg);
+
+/* In one transaction on the store's writer thread: applies the flag changes (each changed message
+ * gets a new MODSEQ) and expunges the listed UIDs (rows deleted, HIGHESTMODSEQ raised; the files
+ * are unlinked after the commit). UIDs that no longer exist are skipped silently (another session
+ * may have expunged them). The arrays are copied. Either all of it is durable when cb reports ok,
+ * or none of it happened. With workers == NULL it runs synchronously. */
+void store_mailbox_update(struct store *store, int64_t account_id, const char *mailbox,
+			  const struct store_flag_change *changes, size_t nchanges,
+			  const uint32_t *expunge, size_t nexpunge, store_update_cb *cb,
+			  void *arg);
+/* Looks a mailbox up by name. 1 found, 0 none, -1 error. */
+int store_mailbox_get(struct store *store, int64_t account_id, const char *name,
+		      struct store_mailbox *mailbox_r);
 
 struct store_mailbox {
 	int64_t id;

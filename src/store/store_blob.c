@@ -11,7 +11,11 @@
  *                  so one bad job does not sink the others) and posts every callback to the loop
  * thread with workers_post(). The cost of an fsync is so paid once per batch rather than once per
  * message. Without workers the same steps run inline with a batch of one on the store's own
- * connection. */
+ * connection.
+ *
+ * Mailbox updates (flag changes, expunges) skip the sync threads: store_mailbox_update() queues
+ * them straight to the committer, which runs each in its own transaction after the batch of
+ * deliveries it took, so every write to the database goes through the one writer connection. */
 #include "store/store_private.h"
 
 #include <errno.h>
@@ -32,7 +36,8 @@
 
 #define STORE_SYNC_THREADS 4
 #define STORE_NAME_MAX 64
-#define STORE_BATCH_MAX 512 /* jobs per transaction; more wait for the next batch */
+#define STORE_BATCH_MAX 512    /* jobs per transaction; more wait for the next batch */
+#define STORE_READ_CHUNK 65536 /* bytes per read when sizing a message */
 
 struct store_blob {
 	struct store *store;
@@ -59,6 +64,7 @@ struct store_job {
 	struct store *store;
 	int fd;
 	uint64_t size;
+	uint64_t size_crlf; /* filled by the sync stage */
 	char name[STORE_NAME_MAX];
 	char tmp_path[PATH_MAX];
 	char *mail_from;
@@ -80,6 +86,27 @@ struct store_job_queue {
 	struct store_job *head, *tail;
 };
 
+/* A mailbox update waiting for (or run by) the committer; owns copies of the caller's arrays. */
+struct store_update {
+	int64_t account_id;
+	char *mailbox;
+	struct store_flag_change *changes;
+	size_t nchanges;
+	uint32_t *expunge;
+	size_t nexpunge;
+	char **paths; /* files of the expunged rows, relative to the data dir */
+	size_t npaths;
+	bool ok;
+	char error[256];
+	store_update_cb *cb;
+	void *arg;
+	struct store_update *next;
+};
+
+struct store_update_queue {
+	struct store_update *head, *tail;
+};
+
 struct store_pipeline {
 	pthread_mutex_t lock;
 	pthread_cond_t sync_cond;   /* jobs waiting for a sync thread, or stopping */
@@ -87,7 +114,8 @@ struct store_pipeline {
 	pthread_cond_t idle_cond;   /* inflight dropped to 0 */
 	struct store_job_queue sync_jobs;
 	struct store_job_queue commit_jobs;
-	unsigned inflight; /* handed to the pipeline, callback not yet posted */
+	struct store_update_queue updates; /* for the committer too, after its batch */
+	unsigned inflight;                 /* handed to the pipeline, callback not yet posted */
 	bool stopping;
 	pthread_t sync_threads[STORE_SYNC_THREADS];
 	unsigned nsync;
@@ -118,24 +146,40 @@ store_job_queue_push(struct store_job_queue *q, struct store_job *job)
 	q->tail = job;
 }
 
+static void
+store_update_queue_push(struct store_update_queue *q, struct store_update *u)
+{
+	u->next = NULL;
+	if (q->tail != NULL)
+		q->tail->next = u;
+	else
+		q->head = u;
+	q->tail = u;
+}
+
 /* --- writer connections --- */
 
 struct store_writer *
 store_writer_new(sqlite3 *db, char *error, size_t errsize)
 {
 	static const char *const sql[] = {
-	    "SELECT id FROM mailboxes WHERE account_id = ? AND name = ?",
+	    "SELECT id, highestmodseq FROM mailboxes WHERE account_id = ? AND name = ?",
 	    "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 "
 	    "WHERE id = ? RETURNING uidnext - 1, highestmodseq",
 	    "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, size, path, "
-	    "from_addr, to_addr, subject, date_hdr, message_id, has_attachments) "
-	    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+	    "from_addr, to_addr, subject, date_hdr, message_id, has_attachments, size_crlf) "
+	    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 	    "INSERT INTO queue (path, mail_from, rcpt, account_id, created, next_attempt, size) "
 	    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+	    "UPDATE messages SET flags = (flags | ?3) & ~?4, modseq = ?5 "
+	    "WHERE mailbox_id = ?1 AND uid = ?2 AND flags <> ((flags | ?3) & ~?4)",
+	    "DELETE FROM messages WHERE mailbox_id = ? AND uid = ? RETURNING path",
+	    "UPDATE mailboxes SET highestmodseq = ?2 WHERE id = ?1",
 	};
 	struct store_writer *w = xcalloc(1, sizeof(*w));
 	sqlite3_stmt **stmts[] = {&w->mailbox_find, &w->mailbox_bump, &w->message_insert,
-	                          &w->queue_insert};
+	                          &w->queue_insert, &w->flags_set,    &w->message_expunge,
+	                          &w->modseq_set};
 
 	w->db = db;
 	for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); i++) {
@@ -162,6 +206,9 @@ store_writer_free(struct store_writer **wp)
 	sqlite3_finalize(w->mailbox_bump);
 	sqlite3_finalize(w->message_insert);
 	sqlite3_finalize(w->queue_insert);
+	sqlite3_finalize(w->flags_set);
+	sqlite3_finalize(w->message_expunge);
+	sqlite3_finalize(w->modseq_set);
 	free(w);
 	*wp = NULL;
 }
@@ -308,13 +355,56 @@ store_job_fail(struct store_job *job, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* The sync stage: summary and fdatasync; the file descriptor is closed afterwards. */
+/* Counts the bytes of buf as sent with CRLF line ends (a bare LF counts 2); *cr carries "the byte
+ * before buf was CR" from the previous chunk and is updated for the next. */
+static uint64_t
+store_crlf_count(const char *buf, size_t len, bool *cr)
+{
+	const char *p = buf, *end = buf + len, *lf;
+	uint64_t n = len;
+
+	while (p < end && (lf = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+		if (lf == buf ? !*cr : lf[-1] != '\r')
+			n++;
+		p = lf + 1;
+	}
+	if (len > 0)
+		*cr = buf[len - 1] == '\r';
+	return n;
+}
+
+/* Reads the file at fd (from offset 0) in chunks and returns its CRLF size in *size_r.
+ * Returns 0, or -1 with errno set. */
+static int
+store_crlf_size(int fd, uint64_t *size_r)
+{
+	char *buf = xmalloc(STORE_READ_CHUNK);
+	bool cr = false;
+	off_t off = 0;
+	ssize_t got;
+
+	*size_r = 0;
+	while ((got = pread(fd, buf, STORE_READ_CHUNK, off)) != 0) {
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			break;
+		*size_r += store_crlf_count(buf, (size_t)got, &cr);
+		off += got;
+	}
+	free(buf);
+	return got < 0 ? -1 : 0;
+}
+
+/* The sync stage: summary, CRLF size and fdatasync; the file descriptor is closed afterwards. */
 static void
 store_job_sync(struct store_job *job)
 {
 	if (job->ok) {
 		if (mime_summary_from_fd(job->fd, &job->summary) < 0)
 			memset(&job->summary, 0, sizeof(job->summary));
+		if (store_crlf_size(job->fd, &job->size_crlf) < 0)
+			store_job_fail(job, "read: %s", strerror(errno));
 		if (fdatasync(job->fd) < 0)
 			store_job_fail(job, "fdatasync: %s", strerror(errno));
 	}
@@ -481,6 +571,7 @@ store_job_insert_local(struct store_job *job, struct store_writer *w, size_t i)
 	sqlite3_bind_int64(st, 11, s->date);
 	store_bind_text(st, 12, s->message_id);
 	sqlite3_bind_int(st, 13, s->has_attachments ? 1 : 0);
+	sqlite3_bind_int64(st, 14, (int64_t)job->size_crlf);
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
@@ -632,6 +723,237 @@ store_job_done(void *arg)
 	store_job_free(job);
 }
 
+/* --- mailbox updates --- */
+
+/* Copies the caller's update into a struct the committer owns. */
+static struct store_update *
+store_update_new(int64_t account_id, const char *mailbox, const struct store_flag_change *changes,
+                 size_t nchanges, const uint32_t *expunge, size_t nexpunge, store_update_cb *cb,
+                 void *arg)
+{
+	struct store_update *u = xcalloc(1, sizeof(*u));
+
+	u->account_id = account_id;
+	u->mailbox = xstrdup(store_mailbox_name(mailbox != NULL ? mailbox : "INBOX"));
+	u->changes = xcalloc(nchanges, sizeof(*u->changes));
+	if (nchanges > 0)
+		memcpy(u->changes, changes, nchanges * sizeof(*changes));
+	u->nchanges = nchanges;
+	u->expunge = xcalloc(nexpunge, sizeof(*u->expunge));
+	if (nexpunge > 0)
+		memcpy(u->expunge, expunge, nexpunge * sizeof(*expunge));
+	u->nexpunge = nexpunge;
+	u->ok = true;
+	u->cb = cb;
+	u->arg = arg;
+	return u;
+}
+
+/* Forgets the expunged paths (after unlinking them, or when the transaction failed). */
+static void
+store_update_clear_paths(struct store_update *u)
+{
+	for (size_t i = 0; i < u->npaths; i++)
+		free(u->paths[i]);
+	free(u->paths);
+	u->paths = NULL;
+	u->npaths = 0;
+}
+
+static void
+store_update_free(struct store_update *u)
+{
+	store_update_clear_paths(u);
+	free(u->mailbox);
+	free(u->changes);
+	free(u->expunge);
+	free(u);
+}
+
+/* Marks an update failed with a reason (the first reason wins). */
+static void store_update_fail(struct store_update *u, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+store_update_fail(struct store_update *u, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!u->ok)
+		return;
+	u->ok = false;
+	va_start(ap, fmt);
+	vsnprintf(u->error, sizeof(u->error), fmt, ap);
+	va_end(ap);
+}
+
+/* Finds the mailbox and its HIGHESTMODSEQ inside the update's transaction. 1 found, 0 none (the
+ * update fails with "no such mailbox"), -1 error. */
+static int
+store_update_mailbox(struct store_update *u, struct store_writer *w, int64_t *id_r,
+                     uint64_t *modseq_r)
+{
+	sqlite3_stmt *st = w->mailbox_find;
+	int rc;
+
+	sqlite3_bind_int64(st, 1, u->account_id);
+	sqlite3_bind_text(st, 2, u->mailbox, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*id_r = sqlite3_column_int64(st, 0);
+		*modseq_r = (uint64_t)sqlite3_column_int64(st, 1);
+	} else if (rc == SQLITE_DONE) {
+		store_update_fail(u, "no such mailbox");
+	} else {
+		store_update_fail(u, "sqlite: %s", sqlite3_errmsg(w->db));
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Applies the flag changes; each row whose flags change gets the next MODSEQ. 0 or -1. */
+static int
+store_update_flags(struct store_update *u, struct store_writer *w, int64_t mailbox_id,
+                   uint64_t *modseq, size_t *changed_r)
+{
+	sqlite3_stmt *st = w->flags_set;
+
+	for (size_t i = 0; i < u->nchanges; i++) {
+		const struct store_flag_change *c = &u->changes[i];
+		int rc;
+
+		sqlite3_bind_int64(st, 1, mailbox_id);
+		sqlite3_bind_int64(st, 2, c->uid);
+		sqlite3_bind_int64(st, 3, c->add);
+		sqlite3_bind_int64(st, 4, c->remove);
+		sqlite3_bind_int64(st, 5, (int64_t)(*modseq + 1));
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE) {
+			store_update_fail(u, "sqlite: %s", sqlite3_errmsg(w->db));
+			return -1;
+		}
+		/* No row: no such UID, or its flags already had that value. */
+		if (sqlite3_changes(w->db) > 0) {
+			++*modseq;
+			++*changed_r;
+		}
+	}
+	return 0;
+}
+
+/* Deletes the expunged rows, keeping their paths; one MODSEQ for the whole expunge. 0 or -1. */
+static int
+store_update_expunge(struct store_update *u, struct store_writer *w, int64_t mailbox_id,
+                     uint64_t *modseq)
+{
+	sqlite3_stmt *st = w->message_expunge;
+	size_t before = u->npaths;
+	int rc = SQLITE_DONE;
+
+	for (size_t i = 0; i < u->nexpunge && rc == SQLITE_DONE; i++) {
+		sqlite3_bind_int64(st, 1, mailbox_id);
+		sqlite3_bind_int64(st, 2, u->expunge[i]);
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			u->paths = xrealloc(u->paths, (u->npaths + 1) * sizeof(*u->paths));
+			u->paths[u->npaths++] = xstrdup((const char *)sqlite3_column_text(st, 0));
+		}
+		sqlite3_reset(st);
+	}
+	if (rc != SQLITE_DONE) {
+		store_update_fail(u, "sqlite: %s", sqlite3_errmsg(w->db));
+		return -1;
+	}
+	if (u->npaths > before)
+		++*modseq;
+	return 0;
+}
+
+/* Stores the mailbox's new HIGHESTMODSEQ. 0 or -1. */
+static int
+store_update_set_modseq(struct store_update *u, struct store_writer *w, int64_t mailbox_id,
+                        uint64_t modseq)
+{
+	sqlite3_stmt *st = w->modseq_set;
+	int rc;
+
+	sqlite3_bind_int64(st, 1, mailbox_id);
+	sqlite3_bind_int64(st, 2, (int64_t)modseq);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		store_update_fail(u, "sqlite: %s", sqlite3_errmsg(w->db));
+		return -1;
+	}
+	return 0;
+}
+
+/* Unlinks the files of the expunged rows: only after the commit, so a crash can leave an orphan
+ * file but never a row without its file. Each row had its own name (hard links for copies). */
+static void
+store_update_unlink(struct store *store, struct store_update *u)
+{
+	char path[PATH_MAX];
+
+	for (size_t i = 0; i < u->npaths; i++) {
+		snprintf(path, sizeof(path), "%s/%s", store->dir, u->paths[i]);
+		if (unlink(path) < 0 && errno != ENOENT)
+			log_warn("store event=expunge-unlink file=%s", path);
+	}
+	store_update_clear_paths(u);
+}
+
+/* Runs one update in its own transaction on the writer connection, then unlinks the files. */
+static void
+store_update_run(struct store *store, struct store_writer *w, struct store_update *u)
+{
+	uint64_t modseq = 0, start;
+	int64_t mailbox_id = 0;
+	size_t changed = 0, expunged;
+	char error[256];
+
+	if (store_exec(w->db, "BEGIN IMMEDIATE", error, sizeof(error)) < 0) {
+		store_update_fail(u, "%s", error);
+		return;
+	}
+	if (store_update_mailbox(u, w, &mailbox_id, &modseq) > 0) {
+		start = modseq;
+		if (store_update_flags(u, w, mailbox_id, &modseq, &changed) == 0 &&
+		    store_update_expunge(u, w, mailbox_id, &modseq) == 0 &&
+		    (modseq == start || store_update_set_modseq(u, w, mailbox_id, modseq) == 0) &&
+		    store_exec(w->db, "COMMIT", error, sizeof(error)) < 0)
+			store_update_fail(u, "%s", error);
+	}
+	if (!u->ok) {
+		char name[128]; /* a client's mailbox name: escaped for the log */
+
+		if (!sqlite3_get_autocommit(w->db))
+			sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
+		store_update_clear_paths(u);
+		log_warnx("store event=update-failed account=%lld mailbox=\"%s\" error=\"%s\"",
+		          (long long)u->account_id,
+		          log_escape(name, sizeof(name), u->mailbox, strlen(u->mailbox)), u->error);
+		return;
+	}
+	expunged = u->npaths;
+	store_update_unlink(store, u);
+	if (log_enabled(LOG_DEBUG))
+		log_debug("store event=update mailbox=%lld changed=%zu expunged=%zu modseq=%llu",
+		          (long long)mailbox_id, changed, expunged, (unsigned long long)modseq);
+}
+
+/* Runs the update's callback (on the loop thread) and frees it. */
+static void
+store_update_done(void *arg)
+{
+	struct store_update *u = arg;
+
+	if (u->cb != NULL)
+		u->cb(u->ok, u->ok ? "" : u->error, u->arg);
+	store_update_free(u);
+}
+
 /* --- threads --- */
 
 static void *
@@ -672,9 +994,10 @@ store_committer_thread(void *arg)
 
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
-		size_t n = 0;
+		struct store_update *updates;
+		size_t n = 0, nupdates = 0;
 
-		if (p->commit_jobs.head == NULL) {
+		if (p->commit_jobs.head == NULL && p->updates.head == NULL) {
 			if (p->stopping)
 				break;
 			pthread_cond_wait(&p->commit_cond, &p->lock);
@@ -686,14 +1009,25 @@ store_committer_thread(void *arg)
 		}
 		if (p->commit_jobs.head == NULL)
 			p->commit_jobs.tail = NULL;
+		updates = p->updates.head;
+		p->updates.head = p->updates.tail = NULL;
 		pthread_mutex_unlock(&p->lock);
 
-		store_batch_commit(store, p->writer, batch, n);
+		if (n > 0)
+			store_batch_commit(store, p->writer, batch, n);
 		for (size_t i = 0; i < n; i++)
 			workers_post(store->workers, store_job_done, batch[i]);
+		while (updates != NULL) {
+			struct store_update *u = updates;
+
+			updates = u->next; /* u belongs to the loop thread once posted */
+			store_update_run(store, p->writer, u);
+			workers_post(store->workers, store_update_done, u);
+			nupdates++;
+		}
 
 		pthread_mutex_lock(&p->lock);
-		p->inflight -= (unsigned)n;
+		p->inflight -= (unsigned)(n + nupdates);
 		if (p->inflight == 0)
 			pthread_cond_broadcast(&p->idle_cond);
 	}
@@ -772,6 +1106,16 @@ store_pipeline_stop(struct store *store)
 	store->pipeline = NULL;
 }
 
+/* The writer for synchronous work (no workers) on the store's own connection, prepared on first
+ * use. NULL with error on failure. */
+static struct store_writer *
+store_sync_writer(struct store *store, char *error, size_t errsize)
+{
+	if (store->sync_writer == NULL)
+		store->sync_writer = store_writer_new(store->db, error, errsize);
+	return store->sync_writer;
+}
+
 /* Commits on the calling thread (no workers): a batch of one on the store's connection. */
 static void
 store_commit_sync(struct store *store, struct store_job *job)
@@ -779,11 +1123,8 @@ store_commit_sync(struct store *store, struct store_job *job)
 	char error[256];
 
 	store_job_sync(job);
-	if (store->sync_writer == NULL && job->ok) {
-		store->sync_writer = store_writer_new(store->db, error, sizeof(error));
-		if (store->sync_writer == NULL)
-			store_job_fail(job, "%s", error);
-	}
+	if (job->ok && store_sync_writer(store, error, sizeof(error)) == NULL)
+		store_job_fail(job, "%s", error);
 	if (job->ok) {
 		store_batch_commit(store, store->sync_writer, &job, 1);
 	} else {
@@ -812,5 +1153,32 @@ store_blob_commit(struct store *store, struct store_blob **blobp, const struct s
 	p->inflight++;
 	store_job_queue_push(&p->sync_jobs, job);
 	pthread_cond_signal(&p->sync_cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
+void
+store_mailbox_update(struct store *store, int64_t account_id, const char *mailbox,
+                     const struct store_flag_change *changes, size_t nchanges,
+                     const uint32_t *expunge, size_t nexpunge, store_update_cb *cb, void *arg)
+{
+	struct store_update *u =
+	    store_update_new(account_id, mailbox, changes, nchanges, expunge, nexpunge, cb, arg);
+	struct store_pipeline *p = store->pipeline;
+	char error[256];
+
+	if (p == NULL) {
+		struct store_writer *w = store_sync_writer(store, error, sizeof(error));
+
+		if (w == NULL)
+			store_update_fail(u, "%s", error);
+		else
+			store_update_run(store, w, u);
+		store_update_done(u);
+		return;
+	}
+	pthread_mutex_lock(&p->lock);
+	p->inflight++;
+	store_update_queue_push(&p->updates, u);
+	pthread_cond_signal(&p->commit_cond);
 	pthread_mutex_unlock(&p->lock);
 }

@@ -21,10 +21,13 @@ struct store_pipeline;
  * one when commits are synchronous). */
 struct store_writer {
 	sqlite3 *db;
-	sqlite3_stmt *mailbox_find; /* (account_id, name) -> id */
+	sqlite3_stmt *mailbox_find; /* (account_id, name) -> id, highestmodseq */
 	sqlite3_stmt *mailbox_bump; /* id -> uid, modseq */
 	sqlite3_stmt *message_insert;
 	sqlite3_stmt *queue_insert;
+	sqlite3_stmt *flags_set;       /* (mailbox_id, uid, add, remove, modseq), only on change */
+	sqlite3_stmt *message_expunge; /* (mailbox_id, uid) -> path */
+	sqlite3_stmt *modseq_set;      /* (mailbox_id, highestmodseq) */
 };
 
 struct store {

@@ -67,6 +67,10 @@ static const char *const store_migrations[] = {
     "  size INTEGER NOT NULL);"
     "CREATE INDEX queue_due ON queue(status, next_attempt);"
     "CREATE INDEX queue_account ON queue(account_id);",
+    /* 2: the size as POP3 and IMAP send it (bare LF counted as CRLF); older rows were stored
+     * with CRLF line ends (SMTP refuses bare LF), so their size is that size. */
+    "ALTER TABLE messages ADD COLUMN size_crlf INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE messages SET size_crlf = size;",
 };
 
 #define STORE_NMIGRATIONS (sizeof(store_migrations) / sizeof(store_migrations[0]))
