@@ -121,6 +121,16 @@ time_mono_usec(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+void
+time_format_iso8601(int64_t t, char *buf, size_t bufsize)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	gmtime_r(&tt, &tm);
+	strftime(buf, bufsize, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
 int
 write_full(int fd, const void *buf, size_t len)
 {

@@ -24,6 +24,8 @@ char *str_lower(char *s);
 /* Wall clock in seconds and monotonic clock in microseconds. */
 int64_t time_now(void);
 int64_t time_mono_usec(void);
+/* Formats t as "2026-11-24T21:10:26Z" (ISO 8601, UTC). */
+void time_format_iso8601(int64_t t, char *buf, size_t bufsize);
 
 /* Writes the whole buffer, retrying on EINTR and short writes. Returns 0 or -1 (errno set). */
 int write_full(int fd, const void *buf, size_t len);

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/json.h"
 #include "lib/util.h"
 #include "store/store.h"
 
@@ -20,8 +21,9 @@ static const char mail_list_usage[] =
     "usage: ternd mail list USER [--mailbox NAME] [--json]\n"
     "  Lists the messages of USER's mailbox (default INBOX) in UID order: UID, size,\n"
     "  date received (ISO 8601, UTC), sender and subject. --json prints an array of objects\n"
-    "  with uid, size, internal_date, date (the Date: header, null when absent), from, to,\n"
-    "  subject, message_id, flags and has_attachments; times in ISO 8601 UTC.\n";
+    "  with uid, size, size_crlf (the size as POP3/IMAP send it, bare LF counted as CRLF),\n"
+    "  internal_date, date (the Date: header, null when absent), from, to, subject,\n"
+    "  message_id, flags and has_attachments; times in ISO 8601 UTC.\n";
 
 static const char mail_cat_usage[] =
     "usage: ternd mail cat USER UID [--mailbox NAME]\n"
@@ -47,49 +49,6 @@ struct mail_args {
 	const char *mailbox;
 	bool json;
 };
-
-/* Formats t as ISO 8601 in UTC. */
-static void
-mail_format_time(int64_t t, char *buf, size_t bufsize)
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	gmtime_r(&tt, &tm);
-	strftime(buf, bufsize, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-/* Writes s as a JSON string literal (s is UTF-8; control characters are escaped). */
-static void
-mail_json_string(FILE *fp, const char *s)
-{
-	fputc('"', fp);
-	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-		switch (*p) {
-		case '"':
-			fputs("\\\"", fp);
-			break;
-		case '\\':
-			fputs("\\\\", fp);
-			break;
-		case '\n':
-			fputs("\\n", fp);
-			break;
-		case '\r':
-			fputs("\\r", fp);
-			break;
-		case '\t':
-			fputs("\\t", fp);
-			break;
-		default:
-			if (*p < 0x20 || *p == 0x7f)
-				fprintf(fp, "\\u%04x", *p);
-			else
-				fputc(*p, fp);
-		}
-	}
-	fputc('"', fp);
-}
 
 /* Prints s cut to width characters (UTF-8 aware) and padded with spaces to width. */
 static void
@@ -149,7 +108,7 @@ mail_list_cb(const struct store_message *m, void *arg)
 	struct mail_list *l = arg;
 	char received[32], date[32];
 
-	mail_format_time(m->internal_date, received, sizeof(received));
+	time_format_iso8601(m->internal_date, received, sizeof(received));
 	if (!l->json) {
 		if (l->n == 0)
 			printf("%10s  %10s  %-20s  %-*s  %s\n", "UID", "SIZE", "DATE",
@@ -160,23 +119,23 @@ mail_list_cb(const struct store_message *m, void *arg)
 		l->n++;
 		return;
 	}
-	printf("%s\n  {\"uid\": %" PRIu32 ", \"size\": %" PRIu64 ", \"internal_date\": \"%s\", "
-	       "\"date\": ",
-	       l->n > 0 ? "," : "[", m->uid, m->size, received);
+	printf("%s\n  {\"uid\": %" PRIu32 ", \"size\": %" PRIu64 ", \"size_crlf\": %" PRIu64
+	       ", \"internal_date\": \"%s\", \"date\": ",
+	       l->n > 0 ? "," : "[", m->uid, m->size, m->size_crlf, received);
 	if (m->date != 0) {
-		mail_format_time(m->date, date, sizeof(date));
+		time_format_iso8601(m->date, date, sizeof(date));
 		printf("\"%s\"", date);
 	} else {
 		printf("null");
 	}
 	printf(", \"from\": ");
-	mail_json_string(stdout, m->from);
+	json_write_string(stdout, m->from);
 	printf(", \"to\": ");
-	mail_json_string(stdout, m->to);
+	json_write_string(stdout, m->to);
 	printf(", \"subject\": ");
-	mail_json_string(stdout, m->subject);
+	json_write_string(stdout, m->subject);
 	printf(", \"message_id\": ");
-	mail_json_string(stdout, m->message_id);
+	json_write_string(stdout, m->message_id);
 	printf(", \"flags\": ");
 	mail_json_flags(m->flags);
 	printf(", \"has_attachments\": %s}", m->has_attachments ? "true" : "false");

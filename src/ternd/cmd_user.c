@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "auth/password.h"
+#include "lib/json.h"
 #include "lib/util.h"
 #include "store/store.h"
 
@@ -244,49 +245,6 @@ out:
 	return ret;
 }
 
-/* Formats t as ISO 8601 in UTC. */
-static void
-user_format_time(int64_t t, char *buf, size_t bufsize)
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	gmtime_r(&tt, &tm);
-	strftime(buf, bufsize, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-/* Writes s as a JSON string literal. */
-static void
-user_json_string(FILE *fp, const char *s)
-{
-	fputc('"', fp);
-	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-		switch (*p) {
-		case '"':
-			fputs("\\\"", fp);
-			break;
-		case '\\':
-			fputs("\\\\", fp);
-			break;
-		case '\n':
-			fputs("\\n", fp);
-			break;
-		case '\r':
-			fputs("\\r", fp);
-			break;
-		case '\t':
-			fputs("\\t", fp);
-			break;
-		default:
-			if (*p < 0x20 || *p == 0x7f)
-				fprintf(fp, "\\u%04x", *p);
-			else
-				fputc(*p, fp);
-		}
-	}
-	fputc('"', fp);
-}
-
 static int
 user_add(struct ternd_ctx *ctx, struct user_args *args)
 {
@@ -435,7 +393,7 @@ user_list_alias_cb(const char *alias, void *arg)
 
 	if (l->json) {
 		fputs(l->nalias > 0 ? ", " : "", l->fp);
-		user_json_string(l->fp, alias);
+		json_write_string(l->fp, alias);
 	} else {
 		fprintf(l->fp, "%s%s", l->nalias > 0 ? "," : "", alias);
 	}
@@ -463,11 +421,11 @@ user_list(struct ternd_ctx *ctx, struct user_args *args)
 	for (size_t i = 0; i < l.n; i++) {
 		const struct store_account *a = &l.accounts[i];
 
-		user_format_time(a->created, created, sizeof(created));
+		time_format_iso8601(a->created, created, sizeof(created));
 		l.nalias = 0;
 		if (l.json) {
 			printf("%s\n  {\"address\": ", i > 0 ? "," : "");
-			user_json_string(stdout, a->address);
+			json_write_string(stdout, a->address);
 			printf(", \"aliases\": [");
 		} else {
 			printf("%-20s  %-40s  ", created, a->address);
