@@ -17,6 +17,8 @@
 
 #define AUTH_BUCKETS 4096
 #define AUTH_MAX_ENTRIES 100000
+#define AUTH_CACHE_MAX 100000
+#define AUTH_MAC_BYTES crypto_generichash_BYTES
 
 /* Failure counts for one key: "ip:1.2.3.4" or "user:alice@example.test". */
 struct auth_failures {
@@ -24,6 +26,16 @@ struct auth_failures {
 	unsigned count;
 	int64_t window_start;
 	struct auth_failures *next;
+};
+
+/* A login verified recently: a keyed hash of (stored argon2id string, password). A new password
+ * hash (passwd) or another password gives another value, so stale entries never match. */
+struct auth_cached {
+	char login[STORE_ADDRESS_MAX + 1];
+	int64_t account_id;
+	unsigned char mac[AUTH_MAC_BYTES];
+	int64_t expires;
+	struct auth_cached *next;
 };
 
 struct auth {
@@ -36,6 +48,11 @@ struct auth {
 	struct auth_failures *buckets[AUTH_BUCKETS];
 	size_t nentries;
 	char dummy_hash[PASSWORD_HASH_MAX]; /* verified against for unknown logins */
+	int64_t cache_ttl;
+	unsigned char cache_key[crypto_generichash_KEYBYTES]; /* random, per process */
+	struct auth_cached *cache[AUTH_BUCKETS];
+	size_t ncached;
+	struct auth_stats stats;
 };
 
 struct auth_request {
@@ -49,6 +66,7 @@ struct auth_request {
 	char password[1024];
 	char hash[256];
 	bool matched;
+	unsigned char mac[AUTH_MAC_BYTES];
 	enum auth_result result;
 	struct store_account account;
 	struct event *timer;
@@ -152,6 +170,8 @@ auth_new(struct event_base *base, struct store *store, struct workers *workers,
 	auth->max_failures = (unsigned)config_get_int(config, "auth.max_failures");
 	auth->window = config_get_int(config, "auth.failure_window");
 	auth->delay.tv_sec = config_get_int(config, "auth.failure_delay");
+	auth->cache_ttl = config_get_int(config, "auth.cache_ttl");
+	crypto_generichash_keygen(auth->cache_key);
 	if (password_hash("tern-dummy-password-for-timing", auth->dummy_hash) < 0)
 		fatalx("auth event=init error=\"cannot hash\"");
 	return auth;
@@ -170,9 +190,71 @@ auth_free(struct auth **authp)
 			auth->buckets[i] = f->next;
 			free(f);
 		}
+		while (auth->cache[i] != NULL) {
+			struct auth_cached *c = auth->cache[i];
+			auth->cache[i] = c->next;
+			sodium_memzero(c, sizeof(*c));
+			free(c);
+		}
 	}
+	sodium_memzero(auth->cache_key, sizeof(auth->cache_key));
 	free(auth);
 	*authp = NULL;
+}
+
+/* The cache entry for login, if any, with expired entries of its chain dropped on the way. */
+static struct auth_cached **
+auth_cache_find(struct auth *auth, const char *login, int64_t now)
+{
+	struct auth_cached **pp = &auth->cache[auth_hash_key(login)];
+
+	while (*pp != NULL) {
+		if ((*pp)->expires <= now) {
+			struct auth_cached *dead = *pp;
+			*pp = dead->next;
+			sodium_memzero(dead, sizeof(*dead));
+			free(dead);
+			auth->ncached--;
+			continue;
+		}
+		if (strcmp((*pp)->login, login) == 0)
+			break;
+		pp = &(*pp)->next;
+	}
+	return pp;
+}
+
+/* True when login was verified with this very password (and stored hash) within the TTL. */
+static bool
+auth_cache_hit(struct auth *auth, const struct auth_request *req, int64_t now)
+{
+	struct auth_cached *c;
+
+	if (auth->cache_ttl == 0)
+		return false;
+	c = *auth_cache_find(auth, req->login, now);
+	return c != NULL && c->account_id == req->account.id &&
+	       sodium_memcmp(c->mac, req->mac, sizeof(c->mac)) == 0;
+}
+
+static void
+auth_cache_store(struct auth *auth, const struct auth_request *req, int64_t now)
+{
+	struct auth_cached **pp;
+
+	if (auth->cache_ttl == 0)
+		return;
+	pp = auth_cache_find(auth, req->login, now);
+	if (*pp == NULL) {
+		if (auth->ncached >= AUTH_CACHE_MAX)
+			return; /* full of live entries: this login just pays for its hash */
+		*pp = xcalloc(1, sizeof(**pp));
+		str_copy((*pp)->login, req->login, sizeof((*pp)->login));
+		auth->ncached++;
+	}
+	(*pp)->account_id = req->account.id;
+	memcpy((*pp)->mac, req->mac, sizeof(req->mac));
+	(*pp)->expires = now + auth->cache_ttl;
 }
 
 static void
@@ -205,6 +287,10 @@ auth_finish(struct auth_request *req, enum auth_result result)
 	char key[STORE_ADDRESS_MAX + 8];
 
 	req->result = result;
+	if (result == AUTH_FAILED)
+		auth->stats.failures++;
+	else if (result == AUTH_LOCKED)
+		auth->stats.locked++;
 	if (result == AUTH_OK) {
 		snprintf(key, sizeof(key), "ip:%s", req->ip);
 		auth_failures_clear(auth, key);
@@ -248,6 +334,8 @@ auth_work_done(void *arg)
 	bool known = req->account.id != 0;
 
 	req->in_worker = false;
+	if (known && req->matched)
+		auth_cache_store(req->auth, req, time_now());
 	auth_finish(req, known && req->matched ? AUTH_OK : AUTH_FAILED);
 }
 
@@ -291,8 +379,23 @@ auth_verify(struct auth *auth, const char *client_ip, const char *login, const c
 		str_copy(req->hash, auth->dummy_hash, sizeof(req->hash));
 	} else {
 		str_copy(req->hash, req->account.password_hash, sizeof(req->hash));
+		crypto_generichash_state st;
+		crypto_generichash_init(&st, auth->cache_key, sizeof(auth->cache_key),
+					sizeof(req->mac));
+		crypto_generichash_update(&st, (const unsigned char *)req->hash,
+					  strlen(req->hash) + 1);
+		crypto_generichash_update(&st, (const unsigned char *)req->password,
+					  strlen(req->password));
+		crypto_generichash_final(&st, req->mac, sizeof(req->mac));
+		if (auth_cache_hit(auth, req, now)) {
+			auth->stats.cache_hits++;
+			sodium_memzero(req->password, sizeof(req->password));
+			auth_finish(req, AUTH_OK);
+			return req;
+		}
 	}
 	req->in_worker = true;
+	auth->stats.hashes++;
 	workers_submit(auth->workers, auth_work, auth_work_done, req);
 	return req;
 }
@@ -307,4 +410,10 @@ auth_cancel(struct auth_request **reqp)
 	/* The worker or the timer still holds it: it frees itself when they finish. */
 	req->cancelled = true;
 	*reqp = NULL;
+}
+
+void
+auth_get_stats(const struct auth *auth, struct auth_stats *stats_r)
+{
+	*stats_r = auth->stats;
 }

@@ -5,7 +5,12 @@
  * either count reaches auth.max_failures, further attempts are refused without checking the
  * password until the window passes. Every failed or refused attempt is answered only after
  * auth.failure_delay seconds (a timer, not a sleep), so guessing is slow while other sessions
- * run on. A success clears the client address's and the login's counts. */
+ * run on. A success clears the client address's and the login's counts.
+ *
+ * A successful check is remembered for auth.cache_ttl seconds as a keyed BLAKE2b of the stored
+ * hash and the password (the key is random per process), so a mail client polling every few
+ * minutes costs one argon2id hash per TTL, not one per connection. A changed password or a deleted
+ * account never matches a stale entry. */
 #ifndef TERN_AUTH_H
 #define TERN_AUTH_H
 
@@ -39,5 +44,14 @@ struct auth_request *auth_verify(struct auth *auth, const char *client_ip, const
 				 const char *password, auth_cb *cb, void *arg);
 /* The callback will not run; *req becomes NULL. For sessions that close while waiting. */
 void auth_cancel(struct auth_request **req);
+
+/* Counters since auth_new, for logs and tests. */
+struct auth_stats {
+	uint64_t hashes;     /* argon2id verifications run */
+	uint64_t cache_hits; /* logins accepted from the cache */
+	uint64_t failures;   /* AUTH_FAILED answers */
+	uint64_t locked;     /* AUTH_LOCKED answers */
+};
+void auth_get_stats(const struct auth *auth, struct auth_stats *stats_r);
 
 #endif

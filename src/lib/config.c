@@ -63,8 +63,9 @@ static const struct config_key config_keys[] = {
 	    "Most connections open at once from one client address"),
 	INT("server", "shutdown_timeout", "10", 0, 3600,
 	    "Seconds to let sessions finish on shutdown before closing them"),
-	INT("server", "workers", "4", 1, 64,
-	    "Worker threads for slow work (password hashing, fsync, large database writes)"),
+	INT("server", "workers", "2", 1, 64,
+	    "Worker threads for password hashing; each hash takes 64 MiB while it runs, and more "
+	    "threads than cores add no speed"),
 
 	ENUM("log", "level", "info", config_log_levels,
 	     "Least severe messages logged: debug, info, warn or error"),
@@ -84,6 +85,9 @@ static const struct config_key config_keys[] = {
 	    "attempts are refused"),
 	INT("auth", "failure_window", "300", 1, 86400,
 	    "Seconds over which failed logins are counted"),
+	INT("auth", "cache_ttl", "3600", 0, 604800,
+	    "Seconds a verified login is remembered, so a mail client's next poll with the same "
+	    "password skips the argon2id hash; 0 disables"),
 	INT("auth", "failure_delay", "2", 0, 60, "Seconds to wait before answering a failed login"),
 
 	LIST("smtp", "listen", "127.0.0.1:2525",
@@ -99,6 +103,14 @@ static const struct config_key config_keys[] = {
 	INT("smtp", "idle_timeout", "300", 5, 86400,
 	    "Seconds a client may stay silent before it is disconnected"),
 	INT("smtp", "max_errors", "10", 1, 1000,
+	    "Protocol errors in one session before the connection is closed"),
+	LIST("pop3", "listen", "127.0.0.1:2110",
+	     "POP3 addresses (port 110 in production), with STLS; empty disables"),
+	LIST("pop3", "listen_tls", "127.0.0.1:2995",
+	     "POP3 over implicit TLS (port 995 in production); empty disables"),
+	INT("pop3", "idle_timeout", "600", 30, 86400,
+	    "Seconds a client may stay silent before it is disconnected (RFC 1939: at least 600)"),
+	INT("pop3", "max_errors", "10", 1, 1000,
 	    "Protocol errors in one session before the connection is closed"),
 };
 

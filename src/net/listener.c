@@ -249,6 +249,7 @@ listener_on_error(struct evconnlistener *evl, void *arg)
 }
 
 #define LISTENER_LINGER_SECONDS 5
+#define LISTENER_TLS_WRITE_HIGH (256 * 1024) /* ciphertext queued under a STARTTLS filter */
 
 static void
 listener_linger_done(struct bufferevent *bev, void *arg)
@@ -301,6 +302,10 @@ listener_starttls(struct bufferevent *bev, size_t *discarded_r)
 		return NULL;
 	}
 	bufferevent_openssl_set_allow_dirty_shutdown(filter, 1);
+	/* A filter moves everything it has into the socket bufferevent unless that one has a write
+	 * high-water mark; without one, a client that reads nothing would make us hold all we ever
+	 * wrote (a whole RETR) in memory. */
+	bufferevent_setwatermark(bev, EV_WRITE, 0, LISTENER_TLS_WRITE_HIGH);
 	return filter;
 }
 

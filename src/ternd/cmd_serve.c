@@ -19,9 +19,12 @@
 #include "mime/summary.h"
 #include "net/listener.h"
 #include "net/tls.h"
+#include "pop3/pop3_session.h"
 #include "smtp/smtp_session.h"
 #include "store/store.h"
 #include "ternd/ternd.h"
+
+#define SERVE_NLISTENERS 5
 
 struct serve {
 	struct ternd_ctx ctx;
@@ -31,21 +34,55 @@ struct serve {
 	struct auth *auth;
 	struct deliver *deliver;
 	struct smtp_server *smtp;
-	struct listener *listeners[SMTP_ROLE_COUNT];
+	struct pop3_server *pop3;
+	struct listener *listeners[SERVE_NLISTENERS];
 	struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer;
 	int64_t shutdown_deadline;
 	bool stopping;
 };
 
-static const struct {
+
+/* Every listener: its config key, log name, TLS mode and the protocol that takes connections. */
+struct serve_listener {
 	const char *key;
 	const char *name;
 	bool implicit_tls;
-} serve_smtp_listeners[SMTP_ROLE_COUNT] = {
-	[SMTP_ROLE_MX] = {"smtp.listen", "smtp", false},
-	[SMTP_ROLE_SUBMISSION] = {"smtp.submission", "submission", false},
-	[SMTP_ROLE_SUBMISSIONS] = {"smtp.submissions", "submissions", true},
+	const char *busy; /* refusal line format for plaintext, %s = hostname; NULL: none */
 };
+
+static const struct serve_listener serve_listeners[SERVE_NLISTENERS] = {
+	{"smtp.listen", "smtp", false, "421 4.7.0 %s Error: too many connections\r\n"},
+	{"smtp.submission", "submission", false, "421 4.7.0 %s Error: too many connections\r\n"},
+	{"smtp.submissions", "submissions", true, NULL},
+	{"pop3.listen", "pop3", false, "-ERR [SYS/TEMP] %s: too many connections\r\n"},
+	{"pop3.listen_tls", "pop3s", true, NULL},
+};
+
+/* The accept callback and its argument for listener i. */
+static void
+serve_listener_target(struct serve *sv, size_t i, listener_accept_cb **cb_r, void **arg_r)
+{
+	if (i < 3) {
+		*cb_r = smtp_server_accept;
+		*arg_r = smtp_server_role_arg(sv->smtp, (enum smtp_role)i);
+	} else {
+		*cb_r = pop3_server_accept;
+		*arg_r = sv->pop3;
+	}
+}
+
+static unsigned
+serve_session_count(const struct serve *sv)
+{
+	return smtp_server_session_count(sv->smtp) + pop3_server_session_count(sv->pop3);
+}
+
+static void
+serve_close_all(struct serve *sv)
+{
+	smtp_server_close_all(sv->smtp);
+	pop3_server_close_all(sv->pop3);
+}
 
 static void
 serve_usage(FILE *fp)
@@ -97,7 +134,7 @@ serve_shutdown_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct serve *sv = arg;
 	struct timeval tick = {0, 100000};
-	unsigned left = smtp_server_session_count(sv->smtp);
+	unsigned left = serve_session_count(sv);
 
 	if (left == 0) {
 		event_base_loopexit(sv->base, NULL);
@@ -105,7 +142,7 @@ serve_shutdown_tick(evutil_socket_t fd, short what, void *arg)
 	}
 	if (time_now() >= sv->shutdown_deadline) {
 		log_warnx("ternd event=shutdown-timeout sessions=%u", left);
-		smtp_server_close_all(sv->smtp);
+		serve_close_all(sv);
 		event_base_loopexit(sv->base, NULL);
 		return;
 	}
@@ -119,18 +156,18 @@ serve_on_stop(evutil_socket_t sig, short what, void *arg)
 
 	if (sv->stopping) {
 		log_warnx("ternd event=stop-now signal=%d", (int)sig);
-		smtp_server_close_all(sv->smtp);
+		serve_close_all(sv);
 		event_base_loopexit(sv->base, NULL);
 		return;
 	}
 	sv->stopping = true;
-	log_info("ternd event=stopping signal=%d sessions=%u", (int)sig,
-		 smtp_server_session_count(sv->smtp));
-	for (int i = 0; i < SMTP_ROLE_COUNT; i++) {
+	log_info("ternd event=stopping signal=%d sessions=%u", (int)sig, serve_session_count(sv));
+	for (size_t i = 0; i < SERVE_NLISTENERS; i++) {
 		if (sv->listeners[i] != NULL)
 			listener_disable(sv->listeners[i]);
 	}
 	smtp_server_shutdown(sv->smtp);
+	pop3_server_shutdown(sv->pop3);
 	sv->shutdown_deadline = time_now() + config_get_int(sv->ctx.config,
 							    "server.shutdown_timeout");
 	sv->shutdown_timer = evtimer_new(sv->base, serve_shutdown_tick, sv);
@@ -162,32 +199,33 @@ serve_raise_nofile(void)
 static int
 serve_start_listeners(struct serve *sv)
 {
+	const char *hostname = config_get(sv->ctx.config, "server.hostname");
 	char busy[256], error[512];
 
-	snprintf(busy, sizeof(busy), "421 4.7.0 %s Error: too many connections\r\n",
-		 config_get(sv->ctx.config, "server.hostname"));
-	for (int i = 0; i < SMTP_ROLE_COUNT; i++) {
+	for (size_t i = 0; i < SERVE_NLISTENERS; i++) {
+		const struct serve_listener *sl = &serve_listeners[i];
+		listener_accept_cb *cb;
+		void *arg;
 		char **addrs;
-		size_t n = config_get_list(sv->ctx.config, serve_smtp_listeners[i].key, &addrs);
+		size_t n = config_get_list(sv->ctx.config, sl->key, &addrs);
 
 		if (n == 0) {
 			config_list_free(&addrs);
-			log_info("%s event=disabled key=%s", serve_smtp_listeners[i].name,
-				 serve_smtp_listeners[i].key);
+			log_info("%s event=disabled key=%s", sl->name, sl->key);
 			continue;
 		}
-		sv->listeners[i] = listener_new(sv->base, serve_smtp_listeners[i].name, addrs, n,
-						serve_smtp_listeners[i].implicit_tls,
-						smtp_server_accept,
-						smtp_server_role_arg(sv->smtp, (enum smtp_role)i),
-						error, sizeof(error));
+		serve_listener_target(sv, i, &cb, &arg);
+		sv->listeners[i] = listener_new(sv->base, sl->name, addrs, n, sl->implicit_tls, cb,
+						arg, error, sizeof(error));
 		config_list_free(&addrs);
 		if (sv->listeners[i] == NULL) {
-			log_error("ternd event=listen-failed key=%s error=\"%s\"",
-				  serve_smtp_listeners[i].key, error);
+			log_error("ternd event=listen-failed key=%s error=\"%s\"", sl->key, error);
 			return -1;
 		}
-		listener_set_busy_reply(sv->listeners[i], busy);
+		if (sl->busy != NULL) {
+			snprintf(busy, sizeof(busy), sl->busy, hostname);
+			listener_set_busy_reply(sv->listeners[i], busy);
+		}
 	}
 	return 0;
 }
@@ -243,6 +281,7 @@ cmd_serve(int argc, char **argv)
 	sv.auth = auth_new(sv.base, sv.store, sv.workers, sv.ctx.config);
 	sv.deliver = deliver_new(sv.store, sv.ctx.config);
 	sv.smtp = smtp_server_new(sv.base, sv.ctx.config, sv.deliver, sv.auth);
+	sv.pop3 = pop3_server_new(sv.base, sv.ctx.config, sv.store, sv.auth);
 	if (serve_start_listeners(&sv) < 0)
 		goto out;
 
@@ -255,17 +294,18 @@ cmd_serve(int argc, char **argv)
 
 	log_info("ternd event=ready data_dir=%s pid=%d", sv.ctx.data_dir, (int)getpid());
 	event_base_dispatch(sv.base);
-	smtp_server_close_all(sv.smtp);
+	serve_close_all(&sv);
 	ret = 0;
 	log_info("ternd event=stopped");
 out:
-	for (int i = 0; i < SMTP_ROLE_COUNT; i++)
+	for (size_t i = 0; i < SERVE_NLISTENERS; i++)
 		listener_free(&sv.listeners[i]);
 	/* Commits in flight finish (and are acknowledged nowhere, as their sessions are gone)
 	 * before the store closes; their callbacks run as the workers drain. */
 	store_free(&sv.store);
 	workers_free(&sv.workers);
 	smtp_server_free(&sv.smtp);
+	pop3_server_free(&sv.pop3);
 	deliver_free(&sv.deliver);
 	auth_free(&sv.auth);
 	listener_set_ssl_ctx(NULL);

@@ -153,7 +153,7 @@ test_failed_load_is_atomic(void **state)
 
 	assert_int_equal(config_load_file(config, path, error, sizeof(error)), -1);
 	assert_string_equal(config_get(config, "server.hostname"), "localhost");
-	assert_int_equal(config_get_int(config, "server.workers"), 4);
+	assert_int_equal(config_get_int(config, "server.workers"), 2);
 	unlink(path);
 	free(path);
 	config_free(&config);
@@ -184,7 +184,7 @@ test_defaults(void **state)
 	assert_int_equal(config_get_int(config, "server.max_connections"), 10000);
 	assert_int_equal(config_get_int(config, "server.max_connections_per_ip"), 100);
 	assert_int_equal(config_get_int(config, "server.shutdown_timeout"), 10);
-	assert_int_equal(config_get_int(config, "server.workers"), 4);
+	assert_int_equal(config_get_int(config, "server.workers"), 2);
 	assert_string_equal(config_get(config, "log.level"), "info");
 	assert_string_equal(config_get(config, "tls.cert"), "tls/cert.pem");
 	assert_string_equal(config_get(config, "tls.key"), "tls/key.pem");

@@ -1,0 +1,345 @@
+/* pop3_maildrop: the session's snapshot of INBOX, the TRANSACTION commands, RETR/TOP streaming
+ * with backpressure, and the one store update of the UPDATE state (RFC 1939 5, 6). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "lib/log.h"
+#include "lib/util.h"
+#include "pop3/pop3_private.h"
+#include "store/store.h"
+
+/* True when a session (perhaps one whose client is gone but whose update still runs) holds
+ * the account's maildrop. */
+bool
+pop3_maildrop_locked(const struct pop3_server *server, int64_t account_id)
+{
+	for (const struct pop3_session *s = server->sessions; s != NULL; s = s->next) {
+		if (s->account_id == account_id)
+			return true;
+	}
+	return false;
+}
+
+static void
+pop3_snapshot_add(const struct store_message *m, void *arg)
+{
+	struct pop3_session *s = arg;
+	struct pop3_msg *msg;
+
+	if (m->recalled || s->nmsgs == UINT32_MAX)
+		return;
+	if (s->nmsgs == s->msgs_cap) {
+		s->msgs_cap = s->msgs_cap == 0 ? 16 : 2 * s->msgs_cap;
+		s->msgs = xrealloc(s->msgs, s->msgs_cap * sizeof(*s->msgs));
+	}
+	msg = &s->msgs[s->nmsgs++];
+	msg->uid = m->uid;
+	msg->flags = m->flags;
+	msg->size = m->size_crlf;
+	msg->deleted = false;
+	msg->seen = false;
+	s->live_count++;
+	s->live_size += m->size_crlf;
+}
+
+/* Takes the snapshot of INBOX that fixes the message numbers for the session. */
+int
+pop3_snapshot(struct pop3_session *s, int64_t account_id)
+{
+	struct store_mailbox mbox;
+
+	if (store_mailbox_get(s->server->store, account_id, POP3_MAILBOX, &mbox) != 1)
+		return -1;
+	s->uidvalidity = mbox.uidvalidity;
+	if (store_message_list(s->server->store, account_id, POP3_MAILBOX, pop3_snapshot_add, s) !=
+	    1) {
+		free(s->msgs);
+		s->msgs = NULL;
+		s->msgs_cap = 0;
+		s->nmsgs = s->live_count = 0;
+		s->live_size = 0;
+		return -1;
+	}
+	return 0;
+}
+
+/* The message a number argument names, or NULL after replying -ERR. */
+static struct pop3_msg *
+pop3_msg_arg(struct pop3_session *s, const char *arg, uint32_t *num_r)
+{
+	uint32_t n;
+
+	if (pop3_parse_msgnum(arg, &n) < 0) {
+		pop3_reply(s, "-ERR invalid message number");
+		pop3_error(s);
+		return NULL;
+	}
+	if (n > s->nmsgs) {
+		pop3_reply(s, "-ERR no such message");
+		return NULL;
+	}
+	if (s->msgs[n - 1].deleted) {
+		pop3_reply(s, "-ERR message %u already deleted", n);
+		return NULL;
+	}
+	*num_r = n;
+	return &s->msgs[n - 1];
+}
+
+static void
+pop3_update_done(bool ok, const char *error, void *arg)
+{
+	struct pop3_session *s = arg;
+	unsigned deleted = 0;
+
+	s->update_pending = false;
+	for (uint32_t i = 0; i < s->nmsgs; i++)
+		deleted += s->state == POP3_STATE_UPDATE && s->msgs[i].deleted;
+	if (ok)
+		log_info("pop3 session=%s event=update account=%s deleted=%u result=ok", s->id,
+		         s->account, deleted);
+	else
+		log_warnx("pop3 session=%s event=update account=%s result=failed error=\"%s\"",
+		          s->id, s->account, error != NULL ? error : "");
+	if (s->dead) {
+		pop3_session_free(s);
+		return;
+	}
+	if (ok)
+		pop3_reply(s, "+OK Logging out, %u message%s deleted", deleted,
+		           deleted == 1 ? "" : "s");
+	else
+		pop3_reply(s, "-ERR [SYS/TEMP] Could not update the maildrop; nothing was deleted");
+	pop3_session_close(s, "quit");
+}
+
+/* Starts the one store update of the session: the \Seen flags of what RETR sent and, with
+ * expunge (QUIT), the DELE'd messages. Returns false when there was nothing to do. */
+bool
+pop3_update_start(struct pop3_session *s, bool expunge)
+{
+	struct store_flag_change *changes;
+	uint32_t *uids;
+	size_t nchanges = 0, nuids = 0;
+
+	if (s->account_id == 0 || s->updated)
+		return false;
+	s->updated = true;
+	changes = xcalloc(s->nmsgs + 1, sizeof(*changes));
+	uids = xcalloc(s->nmsgs + 1, sizeof(*uids));
+	for (uint32_t i = 0; i < s->nmsgs; i++) {
+		const struct pop3_msg *m = &s->msgs[i];
+
+		if (expunge && m->deleted) {
+			uids[nuids++] = m->uid;
+			continue;
+		}
+		if (m->seen && (m->flags & STORE_FLAG_SEEN) == 0) {
+			changes[nchanges].uid = m->uid;
+			changes[nchanges].add = STORE_FLAG_SEEN;
+			nchanges++;
+		}
+	}
+	if (nchanges == 0 && nuids == 0) {
+		free(changes);
+		free(uids);
+		return false;
+	}
+	s->update_pending = true;
+	/* The arrays are copied; the callback may run before this returns (no workers). */
+	store_mailbox_update(s->server->store, s->account_id, POP3_MAILBOX, changes, nchanges, uids,
+	                     nuids, pop3_update_done, s);
+	free(changes);
+	free(uids);
+	return true;
+}
+
+/* --- TRANSACTION --- */
+
+void
+pop3_cmd_noop(struct pop3_session *s, const struct pop3_command *cmd)
+{
+	pop3_reply(s, "+OK");
+}
+
+void
+pop3_cmd_stat(struct pop3_session *s, const struct pop3_command *cmd)
+{
+	pop3_reply(s, "+OK %u %llu", s->live_count, (unsigned long long)s->live_size);
+}
+
+/* LIST and UIDL: one line per message, or the one message named. */
+void
+pop3_cmd_list(struct pop3_session *s, const struct pop3_command *cmd)
+{
+	bool uidl = cmd->verb == POP3_VERB_UIDL;
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	const struct pop3_msg *m;
+	uint32_t n;
+
+	if (cmd->nargs > 1) {
+		pop3_reply(s, "-ERR syntax: %s [message]", uidl ? "UIDL" : "LIST");
+		pop3_error(s);
+		return;
+	}
+	if (cmd->nargs == 1) {
+		if ((m = pop3_msg_arg(s, cmd->args[0], &n)) == NULL)
+			return;
+		if (uidl)
+			pop3_reply(s, "+OK %u %u.%u", n, s->uidvalidity, m->uid);
+		else
+			pop3_reply(s, "+OK %u %llu", n, (unsigned long long)m->size);
+		return;
+	}
+	if (uidl)
+		pop3_reply(s, "+OK");
+	else
+		pop3_reply(s, "+OK %u messages (%llu octets)", s->live_count,
+		           (unsigned long long)s->live_size);
+	for (uint32_t i = 0; i < s->nmsgs; i++) {
+		m = &s->msgs[i];
+		if (m->deleted)
+			continue;
+		/* UIDL: RFC 1939 7 unique-id, stable and never reused: UIDVALIDITY.UID. */
+		if (uidl)
+			evbuffer_add_printf(out, "%u %u.%u\r\n", i + 1, s->uidvalidity, m->uid);
+		else
+			evbuffer_add_printf(out, "%u %llu\r\n", i + 1, (unsigned long long)m->size);
+	}
+	pop3_reply(s, ".");
+}
+
+void
+pop3_cmd_dele(struct pop3_session *s, const struct pop3_command *cmd)
+{
+	struct pop3_msg *m;
+	uint32_t n;
+
+	if (cmd->nargs != 1) {
+		pop3_reply(s, "-ERR syntax: DELE message");
+		pop3_error(s);
+		return;
+	}
+	if ((m = pop3_msg_arg(s, cmd->args[0], &n)) == NULL)
+		return;
+	m->deleted = true;
+	s->live_count--;
+	s->live_size -= m->size;
+	log_debug("pop3 session=%s event=dele msg=%u uid=%u", s->id, n, m->uid);
+	pop3_reply(s, "+OK message %u deleted", n);
+}
+
+void
+pop3_cmd_rset(struct pop3_session *s, const struct pop3_command *cmd)
+{
+	for (uint32_t i = 0; i < s->nmsgs; i++) {
+		if (s->msgs[i].deleted) {
+			s->msgs[i].deleted = false;
+			s->live_count++;
+			s->live_size += s->msgs[i].size;
+		}
+	}
+	pop3_reply(s, "+OK maildrop has %u message%s (%llu octets)", s->live_count,
+	           s->live_count == 1 ? "" : "s", (unsigned long long)s->live_size);
+}
+
+/* RETR n and TOP n lines: opens the file and starts the stream; pop3_retr_pump sends it. */
+void
+pop3_cmd_retr(struct pop3_session *s, const struct pop3_command *cmd)
+{
+	bool top = cmd->verb == POP3_VERB_TOP;
+	struct pop3_msg *m;
+	uint32_t n, lines = 0;
+	int fd;
+
+	if (cmd->nargs != (top ? 2u : 1u)) {
+		pop3_reply(s, top ? "-ERR syntax: TOP message lines" : "-ERR syntax: RETR message");
+		pop3_error(s);
+		return;
+	}
+	if (top && pop3_parse_uint(cmd->args[1], &lines) < 0) {
+		pop3_reply(s, "-ERR invalid number of lines");
+		pop3_error(s);
+		return;
+	}
+	if ((m = pop3_msg_arg(s, cmd->args[0], &n)) == NULL)
+		return;
+	fd = store_message_open(s->server->store, s->account_id, POP3_MAILBOX, m->uid);
+	if (fd == -2) {
+		pop3_reply(s, "-ERR message %u was removed by another session", n);
+		return;
+	}
+	if (fd < 0) {
+		log_warnx("pop3 session=%s event=retr-open-failed uid=%u", s->id, m->uid);
+		pop3_reply(s, "-ERR [SYS/TEMP] Cannot read the message; try again later");
+		return;
+	}
+	s->retr.fd = fd;
+	s->retr.num = n;
+	s->retr.top = top;
+	pop3_stuff_init(&s->retr.st, top, lines);
+	if (top)
+		pop3_reply(s, "+OK");
+	else
+		pop3_reply(s, "+OK %llu octets", (unsigned long long)m->size);
+	/* A slow reader of a large message sends no commands meanwhile: only the write
+	 * timeout (no progress) applies while streaming. */
+	bufferevent_set_timeouts(s->bev, NULL, &s->server->idle_timeout);
+	pop3_enter_state(s, POP3_STATE_RETR);
+}
+
+/* Streams the message file into the output until it is above the mark or done. Returns true
+ * when the response is complete (the state is TRANSACTION again). */
+bool
+pop3_retr_pump(struct pop3_session *s)
+{
+	static char in[POP3_CHUNK];
+	static char out[2 * POP3_CHUNK + POP3_STUFF_END_MAX];
+	struct evbuffer *output = bufferevent_get_output(s->bev);
+	struct pop3_retr *r = &s->retr;
+	struct pop3_msg *m = &s->msgs[r->num - 1];
+	size_t n;
+
+	while (evbuffer_get_length(output) < POP3_RETR_HIGH) {
+		ssize_t got = pop3_stuff_done(&r->st) ? 0 : read(r->fd, in, sizeof(in));
+
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			log_warn("pop3 session=%s event=retr-read-failed uid=%u", s->id, m->uid);
+			/* The +OK is out: closing without the final "." tells the client. */
+			pop3_session_close(s, "read-error");
+			return false;
+		}
+		if (got == 0) {
+			n = pop3_stuff_finish(&r->st, out);
+			evbuffer_add(output, out, n);
+			close(r->fd);
+			r->fd = -1;
+			if (!r->top) {
+				m->seen = true;
+				s->retrieved++;
+				if (r->st.size != m->size)
+					log_warnx("pop3 session=%s event=retr-size-mismatch uid=%u "
+					          "listed=%llu sent=%llu",
+					          s->id, m->uid, (unsigned long long)m->size,
+					          (unsigned long long)r->st.size);
+			}
+			log_debug("pop3 session=%s event=%s msg=%u uid=%u size=%llu", s->id,
+			          r->top ? "top" : "retr", r->num, m->uid,
+			          (unsigned long long)r->st.size);
+			bufferevent_set_timeouts(s->bev, &s->server->idle_timeout,
+			                         &s->server->idle_timeout);
+			pop3_enter_state(s, POP3_STATE_TRANSACTION);
+			return true;
+		}
+		n = pop3_stuff_feed(&r->st, in, (size_t)got, out);
+		evbuffer_add(output, out, n);
+	}
+	return false;
+}

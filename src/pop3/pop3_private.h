@@ -1,0 +1,133 @@
+/* pop3_private: what pop3_session.c and pop3_maildrop.c share. Not for use outside src/pop3.
+ *
+ * pop3_session.c owns connections, line reading, the command table, AUTHORIZATION and the
+ * session's lifetime; pop3_maildrop.c owns the snapshot of INBOX, the TRANSACTION commands,
+ * RETR/TOP streaming and the store update of the UPDATE state. Everything runs on the loop
+ * thread. */
+#ifndef TERN_POP3_PRIVATE_H
+#define TERN_POP3_PRIVATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/time.h>
+
+#include "auth/sasl.h"
+#include "net/listener.h"
+#include "pop3/pop3_parser.h"
+
+struct bufferevent;
+struct auth;
+struct auth_request;
+struct store;
+
+#define POP3_DISCARD_MAX (64 * 1024) /* junk without a newline before we hang up */
+#define POP3_INPUT_HIGH (256 * 1024) /* stop reading the socket above this */
+#define POP3_OUTPUT_HIGH (64 * 1024) /* stop handling commands while replies pile up */
+#define POP3_RETR_HIGH (256 * 1024)  /* a RETR pauses while this much waits for the client */
+#define POP3_RETR_LOW (64 * 1024)    /* ... and goes on when the output drains below this */
+#define POP3_CMDS_PER_WAKE 64        /* fairness between sessions */
+#define POP3_CHUNK 16384             /* bytes read from a message file at a time */
+#define POP3_MAILBOX "INBOX"         /* the maildrop */
+
+enum pop3_state {
+	POP3_STATE_AUTHORIZATION = 0, /* greeted, not logged in */
+	POP3_STATE_SASL,              /* waiting for a SASL response line */
+	POP3_STATE_WAIT,              /* a password check is running */
+	POP3_STATE_TRANSACTION,       /* logged in, maildrop locked */
+	POP3_STATE_RETR,              /* streaming a RETR/TOP response; commands wait */
+	POP3_STATE_UPDATE,            /* QUIT: the store update is running */
+	POP3_STATE_CLOSING,           /* last reply queued; close once it is written */
+};
+
+struct pop3_server {
+	struct event_base *base;
+	struct store *store;
+	struct auth *auth;
+	unsigned max_errors;
+	struct timeval idle_timeout;
+	enum { POP3_PLAIN_LOOPBACK, POP3_PLAIN_NEVER, POP3_PLAIN_ALWAYS } allow_plaintext;
+	struct pop3_session *sessions; /* every session not yet freed, for shutdown and locks */
+	unsigned nsessions;
+	bool shutting_down;
+	uint64_t next_id;
+};
+
+/* One message of the session's snapshot of the maildrop. */
+struct pop3_msg {
+	uint32_t uid;
+	uint32_t flags; /* as listed at login */
+	uint64_t size;  /* size_crlf: what RETR sends before dot-stuffing */
+	bool deleted;   /* DELE: expunged at QUIT */
+	bool seen;      /* RETR: \Seen to be set */
+};
+
+/* A RETR or TOP being streamed. */
+struct pop3_retr {
+	int fd;
+	uint32_t num;
+	bool top;
+	struct pop3_stuffer st;
+};
+
+enum pop3_sasl_mech { POP3_SASL_NONE, POP3_SASL_PLAIN, POP3_SASL_LOGIN };
+
+struct pop3_session {
+	struct pop3_server *server;
+	struct bufferevent *bev;
+	struct listener_peer peer;
+	char id[17];
+	enum pop3_state state;
+	bool tls;
+	unsigned errors;
+	bool discarding; /* throwing away an over-long line */
+	size_t discarded;
+	char *user; /* USER argument, waiting for PASS */
+	enum pop3_sasl_mech sasl;
+	char sasl_login[SASL_FIELD_MAX + 1];
+	struct auth_request *auth_req;
+	int64_t account_id; /* 0: not logged in; else this session holds the maildrop lock */
+	char *account;
+	uint32_t uidvalidity;
+	struct pop3_msg *msgs; /* the snapshot: message n is msgs[n - 1] */
+	uint32_t nmsgs;
+	size_t msgs_cap;
+	uint32_t live_count; /* messages not marked deleted, and their size */
+	uint64_t live_size;
+	unsigned retrieved;
+	struct pop3_retr retr; /* fd -1 when none */
+	bool updated;          /* the one store update was started */
+	bool update_pending;   /* the session may only be freed by the update callback */
+	bool dead;             /* the connection is gone */
+	struct pop3_session *prev, *next;
+};
+
+/* pop3_session.c */
+void pop3_reply(struct pop3_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void pop3_enter_state(struct pop3_session *s, enum pop3_state state);
+/* Counts a protocol error; past pop3.max_errors the session is closed. */
+void pop3_error(struct pop3_session *s);
+/* Stops reading and closes once the queued replies are written (never frees at once). */
+void pop3_session_close(struct pop3_session *s, const char *reason);
+/* Unlinks and frees; for a session that is dead (or was never live). */
+void pop3_session_free(struct pop3_session *s);
+
+/* pop3_maildrop.c */
+/* True when a live session, or a dead one whose update still runs, holds the maildrop. */
+bool pop3_maildrop_locked(const struct pop3_server *server, int64_t account_id);
+/* Takes the snapshot of INBOX that fixes the message numbers. 0 or -1 (store error). */
+int pop3_snapshot(struct pop3_session *s, int64_t account_id);
+/* Starts the session's one store update: \Seen for what RETR sent and, with expunge (QUIT),
+ * the DELE'd messages. Returns false when there was nothing to do. Otherwise the callback
+ * replies (UPDATE state) or frees the session (dead), perhaps before this returns. */
+bool pop3_update_start(struct pop3_session *s, bool expunge);
+/* Streams the RETR/TOP in progress until the output is above POP3_RETR_HIGH or the response
+ * is complete (then true, and the state is TRANSACTION again). */
+bool pop3_retr_pump(struct pop3_session *s);
+void pop3_cmd_noop(struct pop3_session *s, const struct pop3_command *cmd);
+void pop3_cmd_stat(struct pop3_session *s, const struct pop3_command *cmd);
+void pop3_cmd_list(struct pop3_session *s, const struct pop3_command *cmd); /* and UIDL */
+void pop3_cmd_dele(struct pop3_session *s, const struct pop3_command *cmd);
+void pop3_cmd_rset(struct pop3_session *s, const struct pop3_command *cmd);
+void pop3_cmd_retr(struct pop3_session *s, const struct pop3_command *cmd); /* and TOP */
+
+#endif

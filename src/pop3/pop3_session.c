@@ -1,0 +1,821 @@
+/* pop3_session: the POP3 server state machine on a libevent bufferevent: connections, lines,
+ * the command table, AUTHORIZATION (USER/PASS, SASL, STLS) and QUIT. The maildrop and the
+ * TRANSACTION commands are in pop3_maildrop.c. */
+#include "pop3/pop3_session.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <sodium.h>
+
+#include "auth/auth.h"
+#include "auth/sasl.h"
+#include "lib/config.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "pop3/pop3_parser.h"
+#include "pop3/pop3_private.h"
+
+static const char *const pop3_state_names[] = {
+    "authorization", "sasl", "wait", "transaction", "retr", "update", "closing",
+};
+
+static void pop3_session_process(struct pop3_session *s);
+static void pop3_session_setup_bev(struct pop3_session *s);
+
+/* --- replies and states --- */
+
+void
+pop3_reply(struct pop3_session *s, const char *fmt, ...)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	va_list ap;
+
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(out, fmt, ap);
+	va_end(ap);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+void
+pop3_enter_state(struct pop3_session *s, enum pop3_state state)
+{
+	if (s->state == state)
+		return;
+	log_debug("pop3 session=%s event=state from=%s to=%s", s->id, pop3_state_names[s->state],
+	          pop3_state_names[state]);
+	s->state = state;
+}
+
+/* Counts a protocol error; past pop3.max_errors the client is told goodbye. */
+void
+pop3_error(struct pop3_session *s)
+{
+	if (++s->errors < s->server->max_errors)
+		return;
+	pop3_reply(s, "-ERR too many errors");
+	pop3_session_close(s, "too-many-errors");
+}
+
+/* USER/PASS and SASL PLAIN/LOGIN send the password readable: only under TLS, or as
+ * auth.allow_plaintext permits (shared with SMTP AUTH). */
+static bool
+pop3_auth_allowed(const struct pop3_session *s)
+{
+	if (s->tls)
+		return true;
+	switch (s->server->allow_plaintext) {
+	case POP3_PLAIN_ALWAYS:
+		return true;
+	case POP3_PLAIN_LOOPBACK:
+		return s->peer.loopback;
+	case POP3_PLAIN_NEVER:
+		return false;
+	}
+	return false;
+}
+
+static void
+pop3_reply_plaintext_refused(struct pop3_session *s)
+{
+	pop3_reply(s, "-ERR [AUTH] Plaintext authentication is disabled on this connection; use "
+	              "STLS");
+	pop3_error(s);
+}
+
+static bool
+pop3_stls_offered(const struct pop3_session *s)
+{
+	return !s->tls && listener_get_ssl_ctx() != NULL && s->state == POP3_STATE_AUTHORIZATION;
+}
+
+static void
+pop3_forget_user(struct pop3_session *s)
+{
+	if (s->user != NULL) {
+		sodium_memzero(s->user, strlen(s->user));
+		free(s->user);
+		s->user = NULL;
+	}
+	s->sasl = POP3_SASL_NONE;
+	sodium_memzero(s->sasl_login, sizeof(s->sasl_login));
+}
+
+/* --- session lifetime --- */
+
+void
+pop3_session_free(struct pop3_session *s)
+{
+	struct pop3_server *server = s->server;
+
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else if (server->sessions == s)
+		server->sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	server->nsessions--;
+	if (s->retr.fd >= 0)
+		close(s->retr.fd);
+	pop3_forget_user(s);
+	free(s->msgs);
+	free(s->account);
+	free(s);
+}
+
+/* Drops the connection now. A session that was logged in still applies its \Seen flags (but
+ * deletes nothing) and keeps the maildrop locked until that update is done. */
+static void
+pop3_session_destroy(struct pop3_session *s, const char *reason)
+{
+	if (s->dead)
+		return;
+	log_info("pop3 session=%s event=disconnect ip=%s reason=%s errors=%u retrieved=%u", s->id,
+	         s->peer.ip, reason, s->errors, s->retrieved);
+	auth_cancel(&s->auth_req);
+	if (s->bev != NULL) {
+		listener_bev_close(s->bev);
+		s->bev = NULL;
+	}
+	if (s->retr.fd >= 0) {
+		close(s->retr.fd);
+		s->retr.fd = -1;
+	}
+	listener_conn_closed(&s->peer);
+	s->dead = true;
+	if (s->update_pending)
+		return; /* the update callback frees the session */
+	if (pop3_update_start(s, false))
+		return; /* s may already be freed: the callback runs it */
+	pop3_session_free(s);
+}
+
+/* Stops reading and closes once the queued replies are written. */
+void
+pop3_session_close(struct pop3_session *s, const char *reason)
+{
+	if (s->state == POP3_STATE_CLOSING || s->dead)
+		return;
+	log_debug("pop3 session=%s event=closing reason=%s", s->id, reason);
+	pop3_enter_state(s, POP3_STATE_CLOSING);
+	bufferevent_disable(s->bev, EV_READ);
+	bufferevent_enable(s->bev, EV_WRITE);
+	/* Never free from inside command handling: the write callback does it. */
+	bufferevent_trigger(s->bev, EV_WRITE, BEV_TRIG_DEFER_CALLBACKS);
+}
+
+static void
+pop3_on_read(struct bufferevent *bev, void *arg)
+{
+	pop3_session_process(arg);
+}
+
+static void
+pop3_on_write(struct bufferevent *bev, void *arg)
+{
+	struct pop3_session *s = arg;
+
+	if (s->state == POP3_STATE_CLOSING) {
+		pop3_session_destroy(s, "closed");
+		return;
+	}
+	/* Output drained: go on with a RETR, or commands held back by the output mark. */
+	pop3_session_process(s);
+}
+
+static void
+pop3_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct pop3_session *s = arg;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		SSL *ssl = bufferevent_openssl_get_ssl(bev);
+		if (ssl != NULL)
+			log_info("pop3 session=%s event=tls version=%s cipher=%s", s->id,
+			         SSL_get_version(ssl), SSL_get_cipher_name(ssl));
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		if (s->state == POP3_STATE_CLOSING || s->state == POP3_STATE_RETR ||
+		    (what & BEV_EVENT_WRITING)) {
+			/* The client stopped reading. */
+			pop3_session_destroy(s, "write-timeout");
+			return;
+		}
+		if (s->state == POP3_STATE_WAIT || s->state == POP3_STATE_UPDATE) {
+			/* Our own work is in flight, not the client's fault: wait for it. */
+			bufferevent_enable(s->bev, EV_READ);
+			return;
+		}
+		/* RFC 1939 3: the autologout timer closes without entering UPDATE. */
+		bufferevent_set_timeouts(s->bev, NULL, &s->server->idle_timeout);
+		pop3_reply(s, "-ERR Disconnected for inactivity");
+		pop3_session_close(s, "timeout");
+		return;
+	}
+	if (what & BEV_EVENT_ERROR) {
+		unsigned long err = bufferevent_get_openssl_error(bev);
+		if (err != 0) {
+			char buf[256];
+			ERR_error_string_n(err, buf, sizeof(buf));
+			log_info("pop3 session=%s event=tls-error ip=%s error=\"%s\"", s->id,
+			         s->peer.ip, buf);
+			pop3_session_destroy(s, "tls-error");
+			return;
+		}
+		pop3_session_destroy(s, "error");
+		return;
+	}
+	if (what & BEV_EVENT_EOF)
+		pop3_session_destroy(s, s->state == POP3_STATE_CLOSING ? "quit" : "eof");
+}
+
+/* Callbacks, watermarks and timeouts for a (new or upgraded) bufferevent. */
+static void
+pop3_session_setup_bev(struct pop3_session *s)
+{
+	bufferevent_setcb(s->bev, pop3_on_read, pop3_on_write, pop3_on_event, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, POP3_INPUT_HIGH);
+	bufferevent_setwatermark(s->bev, EV_WRITE, POP3_RETR_LOW, 0);
+	bufferevent_set_timeouts(s->bev, &s->server->idle_timeout, &s->server->idle_timeout);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+void
+pop3_server_accept(struct bufferevent *bev, const struct listener_peer *peer, bool tls, void *arg)
+{
+	struct pop3_server *server = arg;
+	struct pop3_session *s = xcalloc(1, sizeof(*s));
+	unsigned char rnd[4];
+
+	s->server = server;
+	s->bev = bev;
+	s->peer = *peer;
+	s->tls = tls;
+	s->retr.fd = -1;
+	randombytes_buf(rnd, sizeof(rnd));
+	snprintf(s->id, sizeof(s->id), "%08llx%02x%02x%02x%02x",
+	         (unsigned long long)(++server->next_id & 0xffffffff), rnd[0], rnd[1], rnd[2],
+	         rnd[3]);
+	s->next = server->sessions;
+	if (server->sessions != NULL)
+		server->sessions->prev = s;
+	server->sessions = s;
+	server->nsessions++;
+
+	pop3_session_setup_bev(s);
+	log_info("pop3 session=%s event=connect ip=%s port=%d tls=%s", s->id, peer->ip, peer->port,
+	         tls ? "yes" : "no");
+	if (server->shutting_down) {
+		pop3_reply(s, "-ERR [SYS/TEMP] Server shutting down");
+		pop3_session_close(s, "shutdown");
+		return;
+	}
+	/* No APOP timestamp in the greeting: see pop3_cmd_apop. */
+	pop3_reply(s, "+OK tern POP3 server ready");
+}
+
+/* --- AUTHORIZATION --- */
+
+static void
+pop3_cmd_capa(struct pop3_session *s, const struct pop3_command *cmd)
+{
+	pop3_reply(s, "+OK Capability list follows");
+	pop3_reply(s, "TOP");
+	pop3_reply(s, "UIDL");
+	pop3_reply(s, "RESP-CODES");
+	pop3_reply(s, "AUTH-RESP-CODE");
+	pop3_reply(s, "PIPELINING");
+	/* Neither EXPIRE nor LOGIN-DELAY: we enforce no retention or login-rate policy. */
+	if (pop3_stls_offered(s))
+		pop3_reply(s, "STLS");
+	if (pop3_auth_allowed(s)) {
+		pop3_reply(s, "USER");
+		pop3_reply(s, "SASL PLAIN LOGIN");
+	}
+	pop3_reply(s, "IMPLEMENTATION tern");
+	pop3_reply(s, ".");
+}
+
+/* APOP (RFC 1939 7) needs the plaintext password on the server to compute MD5(timestamp +
+ * secret). tern keeps only argon2id hashes, so the shared secret APOP relies on does not exist;
+ * it is not offered (no timestamp in the greeting) and refused here. */
+static void
+pop3_cmd_apop(struct pop3_session *s, const struct pop3_command *cmd)
+{
+	pop3_reply(s, "-ERR [AUTH] APOP is not supported; use USER/PASS or AUTH over TLS");
+	pop3_error(s);
+}
+
+static void
+pop3_cmd_stls(struct pop3_session *s, const struct pop3_command *cmd)
+{
+	struct bufferevent *filter;
+	size_t discarded;
+
+	if (s->tls) {
+		pop3_reply(s, "-ERR TLS already active");
+		pop3_error(s);
+		return;
+	}
+	if (cmd->nargs != 0) {
+		pop3_reply(s, "-ERR syntax: STLS");
+		pop3_error(s);
+		return;
+	}
+	if (listener_get_ssl_ctx() == NULL) {
+		pop3_reply(s, "-ERR [SYS/TEMP] TLS not available");
+		return;
+	}
+	pop3_reply(s, "+OK Begin TLS negotiation");
+	/* CVE-2011-0411: whatever the client pipelined after STLS was sent in the clear and is
+	 * discarded by listener_starttls, never executed inside TLS. */
+	filter = listener_starttls(s->bev, &discarded);
+	if (discarded > 0)
+		log_info("pop3 session=%s event=stls-injection discarded=%zu", s->id, discarded);
+	if (filter == NULL) {
+		pop3_session_close(s, "tls-setup-failed");
+		return;
+	}
+	s->bev = filter;
+	s->tls = true;
+	/* RFC 2595 4: forget what was learnt before TLS. */
+	pop3_forget_user(s);
+	pop3_session_setup_bev(s);
+}
+
+static void
+pop3_cmd_user(struct pop3_session *s, const struct pop3_command *cmd)
+{
+	if (!pop3_auth_allowed(s)) {
+		pop3_reply_plaintext_refused(s);
+		return;
+	}
+	if (cmd->nargs != 1 || strlen(cmd->args[0]) > SASL_FIELD_MAX) {
+		pop3_reply(s, "-ERR syntax: USER name");
+		pop3_error(s);
+		return;
+	}
+	pop3_forget_user(s);
+	s->user = xstrdup(cmd->args[0]);
+	pop3_reply(s, "+OK send PASS");
+}
+
+/* A logged-in account: lock the maildrop and take its snapshot, or stay in AUTHORIZATION. */
+static void
+pop3_login(struct pop3_session *s, int64_t account_id, const char *address)
+{
+	if (pop3_maildrop_locked(s->server, account_id)) {
+		log_info("pop3 session=%s event=login result=in-use account=%s", s->id, address);
+		pop3_reply(s, "-ERR [IN-USE] Mailbox is locked by another POP3 session");
+		return;
+	}
+	if (pop3_snapshot(s, account_id) < 0) {
+		log_warnx("pop3 session=%s event=login result=store-error account=%s", s->id,
+		          address);
+		pop3_reply(s, "-ERR [SYS/TEMP] Cannot open the maildrop; try again later");
+		return;
+	}
+	s->account_id = account_id;
+	free(s->account);
+	s->account = xstrdup(address);
+	pop3_enter_state(s, POP3_STATE_TRANSACTION);
+	log_info("pop3 session=%s event=login result=ok account=%s messages=%u size=%llu", s->id,
+	         address, s->nmsgs, (unsigned long long)s->live_size);
+	pop3_reply(s, "+OK Logged in, %u message%s (%llu octets)", s->nmsgs,
+	           s->nmsgs == 1 ? "" : "s", (unsigned long long)s->live_size);
+}
+
+static void
+pop3_auth_done(enum auth_result result, int64_t account_id, const char *address, void *arg)
+{
+	struct pop3_session *s = arg;
+
+	s->auth_req = NULL;
+	pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
+	pop3_forget_user(s);
+	switch (result) {
+	case AUTH_OK:
+		log_info("pop3 session=%s event=auth result=ok account=%s", s->id, address);
+		pop3_login(s, account_id, address);
+		break;
+	case AUTH_FAILED:
+		log_info("pop3 session=%s event=auth result=failed ip=%s", s->id, s->peer.ip);
+		pop3_reply(s, "-ERR [AUTH] Authentication failed");
+		pop3_error(s);
+		break;
+	case AUTH_LOCKED:
+		log_warnx("pop3 session=%s event=auth result=locked ip=%s", s->id, s->peer.ip);
+		pop3_reply(s, "-ERR [AUTH] Too many failed authentication attempts; try again "
+		              "later");
+		pop3_error(s);
+		break;
+	case AUTH_TEMPFAIL:
+		pop3_reply(s, "-ERR [SYS/TEMP] Temporary authentication failure; try again later");
+		break;
+	}
+	pop3_session_process(s);
+}
+
+/* Starts the password check for decoded credentials. */
+static void
+pop3_auth_check(struct pop3_session *s, const char *login, const char *password)
+{
+	s->sasl = POP3_SASL_NONE;
+	pop3_enter_state(s, POP3_STATE_WAIT);
+	s->auth_req = auth_verify(s->server->auth, s->peer.ip, login, password, pop3_auth_done, s);
+}
+
+static void
+pop3_cmd_pass(struct pop3_session *s, const struct pop3_command *cmd)
+{
+	if (!pop3_auth_allowed(s)) {
+		pop3_reply_plaintext_refused(s);
+		return;
+	}
+	if (s->user == NULL) {
+		pop3_reply(s, "-ERR send USER first");
+		pop3_error(s);
+		return;
+	}
+	if (cmd->nargs != 1 || strlen(cmd->args[0]) > SASL_FIELD_MAX) {
+		pop3_forget_user(s);
+		pop3_reply(s, "-ERR syntax: PASS password");
+		pop3_error(s);
+		return;
+	}
+	pop3_auth_check(s, s->user, cmd->args[0]);
+}
+
+static void
+pop3_auth_bad(struct pop3_session *s, const char *why)
+{
+	pop3_forget_user(s);
+	pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
+	pop3_reply(s, "-ERR %s", why);
+	pop3_error(s);
+}
+
+/* Handles one SASL response (initial response or a line after "+ "). */
+static void
+pop3_auth_response(struct pop3_session *s, const char *b64)
+{
+	char decoded[3 * SASL_FIELD_MAX + 8];
+	char authzid[SASL_FIELD_MAX + 1], authcid[SASL_FIELD_MAX + 1], passwd[SASL_FIELD_MAX + 1];
+	long len;
+
+	if (strcmp(b64, "*") == 0) {
+		pop3_forget_user(s);
+		pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
+		pop3_reply(s, "-ERR Authentication aborted");
+		return;
+	}
+	len = sasl_base64_decode(b64, strlen(b64), decoded, sizeof(decoded));
+	if (len < 0) {
+		pop3_auth_bad(s, "cannot decode response");
+		return;
+	}
+	if (s->sasl == POP3_SASL_PLAIN) {
+		int r = sasl_plain_parse(decoded, (size_t)len, authzid, authcid, passwd);
+		sodium_memzero(decoded, sizeof(decoded));
+		if (r < 0) {
+			pop3_auth_bad(s, "malformed PLAIN response");
+			return;
+		}
+		if (authzid[0] != '\0' && strcasecmp(authzid, authcid) != 0) {
+			pop3_forget_user(s);
+			pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
+			pop3_reply(s, "-ERR [AUTH] Authorization identity not permitted");
+			pop3_error(s);
+			return;
+		}
+		pop3_auth_check(s, authcid, passwd);
+		sodium_memzero(passwd, sizeof(passwd));
+		return;
+	}
+	/* LOGIN: first the user name, then the password. */
+	if (memchr(decoded, '\0', (size_t)len) != NULL || len > SASL_FIELD_MAX) {
+		sodium_memzero(decoded, sizeof(decoded));
+		pop3_auth_bad(s, "malformed LOGIN response");
+		return;
+	}
+	if (s->sasl_login[0] == '\0') {
+		if (len == 0) {
+			pop3_auth_bad(s, "empty user name");
+			return;
+		}
+		memcpy(s->sasl_login, decoded, (size_t)len + 1);
+		pop3_enter_state(s, POP3_STATE_SASL);
+		pop3_reply(s, "+ UGFzc3dvcmQ6");
+		return;
+	}
+	pop3_auth_check(s, s->sasl_login, decoded);
+	sodium_memzero(decoded, sizeof(decoded));
+	sodium_memzero(s->sasl_login, sizeof(s->sasl_login));
+}
+
+static void
+pop3_cmd_auth(struct pop3_session *s, const struct pop3_command *cmd)
+{
+	const char *mech = cmd->args[0];
+
+	if (!pop3_auth_allowed(s)) {
+		pop3_reply_plaintext_refused(s);
+		return;
+	}
+	if (cmd->nargs == 0) {
+		/* The pre-CAPA way to ask for mechanisms (RFC 1734 practice, still used). */
+		pop3_reply(s, "+OK");
+		pop3_reply(s, "PLAIN");
+		pop3_reply(s, "LOGIN");
+		pop3_reply(s, ".");
+		return;
+	}
+	pop3_forget_user(s);
+	if (strcasecmp(mech, "PLAIN") == 0) {
+		s->sasl = POP3_SASL_PLAIN;
+	} else if (strcasecmp(mech, "LOGIN") == 0) {
+		s->sasl = POP3_SASL_LOGIN;
+	} else {
+		pop3_reply(s, "-ERR Unsupported authentication mechanism");
+		pop3_error(s);
+		return;
+	}
+	if (cmd->nargs == 2) {
+		pop3_auth_response(s, cmd->args[1]);
+		return;
+	}
+	pop3_enter_state(s, POP3_STATE_SASL);
+	pop3_reply(s, s->sasl == POP3_SASL_PLAIN ? "+ " : "+ VXNlcm5hbWU6");
+}
+
+static void
+pop3_cmd_quit(struct pop3_session *s, const struct pop3_command *cmd)
+{
+	if (s->state == POP3_STATE_AUTHORIZATION) {
+		pop3_reply(s, "+OK Logging out");
+		pop3_session_close(s, "quit");
+		return;
+	}
+	/* RFC 1939 6: the UPDATE state. The reply waits for the store. */
+	pop3_enter_state(s, POP3_STATE_UPDATE);
+	if (!pop3_update_start(s, true)) {
+		pop3_reply(s, "+OK Logging out, 0 messages deleted");
+		pop3_session_close(s, "quit");
+	}
+}
+
+typedef void pop3_cmd_fn(struct pop3_session *s, const struct pop3_command *cmd);
+
+#define POP3_IN_AUTHORIZATION (1u << POP3_STATE_AUTHORIZATION)
+#define POP3_IN_TRANSACTION (1u << POP3_STATE_TRANSACTION)
+
+/* Which states accept a command (RFC 1939, 2449, 2595, 5034). */
+struct pop3_cmd_entry {
+	enum pop3_verb verb;
+	unsigned states;
+	pop3_cmd_fn *fn;
+};
+
+static const struct pop3_cmd_entry pop3_commands[] = {
+    {POP3_VERB_CAPA, POP3_IN_AUTHORIZATION | POP3_IN_TRANSACTION, pop3_cmd_capa},
+    {POP3_VERB_QUIT, POP3_IN_AUTHORIZATION | POP3_IN_TRANSACTION, pop3_cmd_quit},
+    {POP3_VERB_USER, POP3_IN_AUTHORIZATION, pop3_cmd_user},
+    {POP3_VERB_PASS, POP3_IN_AUTHORIZATION, pop3_cmd_pass},
+    {POP3_VERB_AUTH, POP3_IN_AUTHORIZATION, pop3_cmd_auth},
+    {POP3_VERB_APOP, POP3_IN_AUTHORIZATION, pop3_cmd_apop},
+    {POP3_VERB_STLS, POP3_IN_AUTHORIZATION, pop3_cmd_stls},
+    {POP3_VERB_STAT, POP3_IN_TRANSACTION, pop3_cmd_stat},
+    {POP3_VERB_LIST, POP3_IN_TRANSACTION, pop3_cmd_list},
+    {POP3_VERB_UIDL, POP3_IN_TRANSACTION, pop3_cmd_list},
+    {POP3_VERB_RETR, POP3_IN_TRANSACTION, pop3_cmd_retr},
+    {POP3_VERB_TOP, POP3_IN_TRANSACTION, pop3_cmd_retr},
+    {POP3_VERB_DELE, POP3_IN_TRANSACTION, pop3_cmd_dele},
+    {POP3_VERB_NOOP, POP3_IN_TRANSACTION, pop3_cmd_noop},
+    {POP3_VERB_RSET, POP3_IN_TRANSACTION, pop3_cmd_rset},
+};
+
+/* Handles one complete command line (CRLF removed). */
+static void
+pop3_session_line(struct pop3_session *s, char *line, size_t len)
+{
+	struct pop3_command cmd;
+	const char *error;
+	char esc[64];
+
+	if (s->state == POP3_STATE_SASL) {
+		pop3_auth_response(s, line);
+		return;
+	}
+	if (pop3_command_parse(line, len, &cmd, &error) < 0) {
+		log_info("pop3 session=%s event=bad-command verb=\"%s\" error=\"%s\"", s->id,
+		         log_escape(esc, sizeof(esc), cmd.verb_text, strlen(cmd.verb_text)), error);
+		pop3_reply(s, "-ERR %s", error);
+		pop3_error(s);
+		return;
+	}
+	log_debug("pop3 session=%s event=command verb=%s", s->id, cmd.verb_text);
+	for (size_t i = 0; i < sizeof(pop3_commands) / sizeof(pop3_commands[0]); i++) {
+		const struct pop3_cmd_entry *e = &pop3_commands[i];
+
+		if (e->verb != cmd.verb)
+			continue;
+		if ((e->states & (1u << s->state)) == 0) {
+			pop3_reply(s, "-ERR %s not allowed in the %s state", cmd.verb_text,
+			           s->state == POP3_STATE_AUTHORIZATION ? "AUTHORIZATION"
+			                                                : "TRANSACTION");
+			pop3_error(s);
+			return;
+		}
+		e->fn(s, &cmd);
+		return;
+	}
+	log_info("pop3 session=%s event=unknown-command verb=\"%s\"", s->id,
+	         log_escape(esc, sizeof(esc), cmd.verb_text, strlen(cmd.verb_text)));
+	pop3_reply(s, "-ERR unknown command");
+	pop3_error(s);
+}
+
+/* Line mode: handles one line if a whole one is buffered. Returns false when more input is
+ * needed. Over-long lines are thrown away as they arrive, so memory stays bounded. */
+static bool
+pop3_session_read_line(struct pop3_session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t limit = POP3_SASL_LINE_MAX; /* the parser holds commands other than AUTH to 512 */
+	struct evbuffer_ptr eol;
+	size_t eol_len = 0;
+	char *line;
+	size_t len;
+
+	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+	if (s->discarding) {
+		if (eol.pos < 0) {
+			size_t n = evbuffer_get_length(in);
+			s->discarded += n;
+			evbuffer_drain(in, n);
+			if (s->discarded > POP3_DISCARD_MAX) {
+				pop3_reply(s, "-ERR line too long");
+				pop3_session_close(s, "line-too-long");
+			}
+			return false;
+		}
+		evbuffer_drain(in, (size_t)eol.pos + eol_len);
+		s->discarding = false;
+		s->discarded = 0;
+		if (s->state == POP3_STATE_SASL)
+			pop3_auth_bad(s, "line too long");
+		else {
+			pop3_reply(s, "-ERR line too long");
+			pop3_error(s);
+		}
+		return true;
+	}
+	if (eol.pos < 0) {
+		if (evbuffer_get_length(in) > limit) {
+			s->discarding = true;
+			return true;
+		}
+		return false;
+	}
+	if ((size_t)eol.pos + 2 > limit) {
+		evbuffer_drain(in, (size_t)eol.pos + eol_len);
+		if (s->state == POP3_STATE_SASL)
+			pop3_auth_bad(s, "line too long");
+		else {
+			pop3_reply(s, "-ERR line too long");
+			pop3_error(s);
+		}
+		return true;
+	}
+	line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
+	if (line == NULL)
+		return false;
+	pop3_session_line(s, line, len);
+	/* It may have held a password (PASS, AUTH, a SASL response). */
+	sodium_memzero(line, len);
+	free(line);
+	return true;
+}
+
+/* Handles whatever input is buffered, as far as the state allows. */
+static void
+pop3_session_process(struct pop3_session *s)
+{
+	unsigned budget = POP3_CMDS_PER_WAKE;
+
+	while (!s->dead && budget-- > 0) {
+		switch (s->state) {
+		case POP3_STATE_CLOSING:
+		case POP3_STATE_WAIT:
+		case POP3_STATE_UPDATE:
+			return;
+		case POP3_STATE_RETR:
+			if (!pop3_retr_pump(s))
+				return;
+			continue;
+		case POP3_STATE_AUTHORIZATION:
+		case POP3_STATE_SASL:
+		case POP3_STATE_TRANSACTION:
+			break;
+		}
+		if (s->server->shutting_down) {
+			pop3_reply(s, "-ERR [SYS/TEMP] Server shutting down");
+			pop3_session_close(s, "shutdown");
+			return;
+		}
+		/* Backpressure: a client that pipelines without reading our replies waits. */
+		if (evbuffer_get_length(bufferevent_get_output(s->bev)) > POP3_OUTPUT_HIGH)
+			return;
+		if (!pop3_session_read_line(s))
+			return;
+	}
+	/* Budget spent with input left: yield to other sessions, come back on the next loop. */
+	if (!s->dead && s->state != POP3_STATE_CLOSING &&
+	    evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
+		bufferevent_trigger(s->bev, EV_READ,
+		                    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/* --- the server --- */
+
+struct pop3_server *
+pop3_server_new(struct event_base *base, const struct config *config, struct store *store,
+                struct auth *auth)
+{
+	struct pop3_server *server = xcalloc(1, sizeof(*server));
+	const char *plain = config_get(config, "auth.allow_plaintext");
+
+	server->base = base;
+	server->store = store;
+	server->auth = auth;
+	server->max_errors = (unsigned)config_get_int(config, "pop3.max_errors");
+	server->idle_timeout.tv_sec = config_get_int(config, "pop3.idle_timeout");
+	if (strcmp(plain, "never") == 0)
+		server->allow_plaintext = POP3_PLAIN_NEVER;
+	else if (strcmp(plain, "always") == 0)
+		server->allow_plaintext = POP3_PLAIN_ALWAYS;
+	else
+		server->allow_plaintext = POP3_PLAIN_LOOPBACK;
+	return server;
+}
+
+void
+pop3_server_free(struct pop3_server **serverp)
+{
+	struct pop3_server *server = *serverp;
+
+	if (server == NULL)
+		return;
+	/* Only sessions whose update callback can no longer come (the store is gone). */
+	while (server->sessions != NULL) {
+		log_warnx("pop3 session=%s event=leaked-at-exit", server->sessions->id);
+		pop3_session_free(server->sessions);
+	}
+	free(server);
+	*serverp = NULL;
+}
+
+void
+pop3_server_shutdown(struct pop3_server *server)
+{
+	struct pop3_session *s, *next;
+
+	server->shutting_down = true;
+	for (s = server->sessions; s != NULL; s = next) {
+		next = s->next;
+		if (s->dead || (s->state != POP3_STATE_AUTHORIZATION &&
+		                s->state != POP3_STATE_SASL && s->state != POP3_STATE_TRANSACTION))
+			continue;
+		/* Closing without QUIT: nothing is deleted, \Seen flags are still applied. */
+		pop3_reply(s, "-ERR [SYS/TEMP] Server shutting down");
+		pop3_session_close(s, "shutdown");
+	}
+}
+
+void
+pop3_server_close_all(struct pop3_server *server)
+{
+	struct pop3_session *s, *next;
+
+	for (s = server->sessions; s != NULL; s = next) {
+		next = s->next;
+		pop3_session_destroy(s, "shutdown-timeout");
+	}
+}
+
+unsigned
+pop3_server_session_count(const struct pop3_server *server)
+{
+	return server->nsessions;
+}
