@@ -6,11 +6,13 @@ What it gives a test file:
   and returns the exit status (1 if anything failed).
 - `Daemon`: a real `ternd` in a temporary data directory: `ternd init`, users alice@example.test and
   bob@example.test with known passwords, an alias ally@example.test -> alice, random free loopback ports
-  for the three SMTP listeners (MX, submission, submissions), `ternd serve` in the foreground with its
+  for the three SMTP listeners (MX, submission, submissions) and the two POP3 listeners (pop3 with STLS,
+  pop3s), so that no daemon ever binds a default port, `ternd serve` in the foreground with its
   stderr captured to a file, readiness by polling connect() on every port, SIGTERM stop with the exit
   status returned, kill -9 and restart for crash tests, and `mail list --json` / `mail cat` helpers.
 - `RawSMTP`: a line-exact SMTP client over a raw socket (optionally TLS) for hostile input, where
   smtplib would be too polite.
+- `RawPOP3`: the same for POP3 (status lines, multi-line responses, STLS, SASL), where poplib would be.
 
 Pure Python 3 standard library. The build directory is $TERN_BUILD, or `build` under the repository root
 found from this file's location.
@@ -138,7 +140,8 @@ class Daemon:
         self.stderr_path = self.tmp / "ternd.stderr"
         self.stderr_file = None
         self.proc = None
-        self.mx_port, self.submission_port, self.submissions_port = free_ports(3)
+        (self.mx_port, self.submission_port, self.submissions_port,
+         self.pop3_port, self.pop3s_port) = free_ports(5)
         self.cert_path = self.data_dir / "tls" / "cert.pem"
         self._init()
 
@@ -154,7 +157,9 @@ class Daemon:
         args = [str(TERND), "serve", "--data-dir", str(self.data_dir),
                 "-o", f"smtp.listen=127.0.0.1:{self.mx_port}",
                 "-o", f"smtp.submission=127.0.0.1:{self.submission_port}",
-                "-o", f"smtp.submissions=127.0.0.1:{self.submissions_port}"]
+                "-o", f"smtp.submissions=127.0.0.1:{self.submissions_port}",
+                "-o", f"pop3.listen=127.0.0.1:{self.pop3_port}",
+                "-o", f"pop3.listen_tls=127.0.0.1:{self.pop3s_port}"]
         for opt in self.options:
             args += ["-o", opt]
         return args
@@ -165,7 +170,7 @@ class Daemon:
         self.proc = subprocess.Popen(self.serve_args(), stdin=subprocess.DEVNULL,
                                      stdout=self.stderr_file, stderr=self.stderr_file)
         deadline = time.monotonic() + ready_timeout
-        pending = {self.mx_port, self.submission_port, self.submissions_port}
+        pending = set(self.listen_ports())
         while pending:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"ternd serve exited {self.proc.returncode} during start-up:\n"
@@ -177,6 +182,17 @@ class Daemon:
             if pending:
                 time.sleep(0.05)
         return self
+
+    def listen_ports(self):
+        """The ports start() waits for: all five, except listeners the options disable (`key=`)."""
+        ports = {"smtp.listen": self.mx_port, "smtp.submission": self.submission_port,
+                 "smtp.submissions": self.submissions_port, "pop3.listen": self.pop3_port,
+                 "pop3.listen_tls": self.pop3s_port}
+        for opt in self.options:
+            key, _, value = opt.partition("=")
+            if key.strip() in ports and not value.strip():
+                del ports[key.strip()]
+        return list(ports.values())
 
     def stop(self, timeout=15.0):
         """SIGTERM; returns the exit status (None if it had to be killed)."""
@@ -343,8 +359,17 @@ class RawSMTP:
     """A byte-exact SMTP client on a raw socket. Replies are (code, [lines])."""
 
     def __init__(self, port, host="127.0.0.1", timeout=SOCKET_TIMEOUT, tls_context=None,
-                 server_hostname="localhost", source_address=None, read_banner=True):
-        self.sock = socket.create_connection((host, port), timeout=timeout, source_address=source_address)
+                 server_hostname="localhost", source_address=None, read_banner=True, rcvbuf=None):
+        if rcvbuf is None:
+            self.sock = socket.create_connection((host, port), timeout=timeout, source_address=source_address)
+        else:
+            # A small receive buffer must be set before connect() to limit the TCP window.
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(timeout)
+            if source_address is not None:
+                self.sock.bind(source_address)
+            self.sock.connect((host, port))
         if tls_context is not None:
             self.sock = tls_context.wrap_socket(self.sock, server_hostname=server_hostname)
         self.buf = b""
@@ -455,6 +480,104 @@ class RawSMTP:
         return False
 
 
+class POP3Error(Exception):
+    pass
+
+
+def pop3_ok(status):
+    """True if a POP3 status line (str or bytes) is +OK."""
+    if isinstance(status, bytes):
+        status = status.decode(errors="replace")
+    return isinstance(status, str) and (status == "+OK" or status.startswith("+OK "))
+
+
+class RawPOP3(RawSMTP):
+    """A byte-exact POP3 client on a raw socket (optionally TLS). Status lines are str ("+OK ...",
+    "-ERR ...", or "+ ..." for a SASL continuation); multi-line bodies are lists of bytes lines."""
+
+    def reply(self):
+        """Reads one status line."""
+        line = self.line()
+        text = line.decode(errors="replace")
+        if not (text.startswith("+OK") or text.startswith("-ERR") or text.startswith("+ ") or text == "+"):
+            raise POP3Error(f"malformed status line {line!r}")
+        return text
+
+    @property
+    def greeting(self):
+        return self.banner
+
+    def multi_raw(self):
+        """The lines of a multi-line response up to the terminating ".", as sent (still dot-stuffed).
+
+        Reads in bulk (a 50 MB RETR is fine): looks for CRLF "." CRLF only in the newly read bytes."""
+        data = bytearray(self.buf)
+        self.buf = b""
+        scanned = 0
+        while True:
+            if data[:3] == b".\r\n":
+                self.buf = bytes(data[3:])
+                return []
+            i = data.find(b"\r\n.\r\n", max(0, scanned - 4))
+            if i >= 0:
+                body = bytes(data[:i])
+                self.buf = bytes(data[i + 5:])
+                return body.split(b"\r\n")
+            scanned = len(data)
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                self.buf = bytes(data)
+                raise ConnectionError("connection closed by server")
+            data += chunk
+
+    def multi(self):
+        """The lines of a multi-line response, dot-unstuffed."""
+        return [l[1:] if l.startswith(b".") else l for l in self.multi_raw()]
+
+    def cmd_multi(self, command):
+        """(status, lines) for a command with a multi-line answer; lines is None after -ERR."""
+        status = self.cmd(command)
+        return status, (self.multi() if pop3_ok(status) else None)
+
+    def login(self, user, password):
+        """USER/PASS; returns the status of PASS (or of USER if that failed)."""
+        status = self.cmd(f"USER {user}")
+        if not pop3_ok(status):
+            return status
+        return self.cmd(f"PASS {password}")
+
+    def auth_plain(self, user, password, initial=True):
+        token = base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode()).decode()
+        if initial:
+            return self.cmd(f"AUTH PLAIN {token}")
+        status = self.cmd("AUTH PLAIN")
+        if not status.startswith("+ ") and status != "+":
+            return status
+        return self.cmd(token)
+
+    def auth_login(self, user, password):
+        status = self.cmd("AUTH LOGIN")
+        for value in (user, password):
+            if not status.startswith("+ ") and status != "+":
+                return status
+            status = self.cmd(base64.b64encode(value.encode()).decode())
+        return status
+
+    def capa(self):
+        """CAPA lines as upper-case str, or None after -ERR."""
+        status, lines = self.cmd_multi("CAPA")
+        return None if lines is None else [l.decode(errors="replace").upper() for l in lines]
+
+    def stls(self, context, server_hostname="localhost"):
+        status = self.cmd("STLS")
+        if not pop3_ok(status):
+            raise POP3Error(f"STLS refused: {status}")
+        if self.buf:
+            raise POP3Error(f"plaintext bytes after the +OK of STLS: {self.buf!r}")
+        self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname)
+        return status
+
+
 def dot_stuff(message):
     """SMTP transparency (RFC 5321 4.5.2) for a CRLF message ending in CRLF."""
     lines = message.split(b"\r\n")
@@ -511,6 +634,6 @@ def start_daemon(checks, daemon, what=None):
         ok, detail = True, None
     except Exception as exc:  # noqa: BLE001
         ok, detail = False, str(exc)
-    checks.check(ok, what or f"ternd serve ({daemon.name}) started and all three listeners accept connections",
+    checks.check(ok, what or f"ternd serve ({daemon.name}) started and every listener accepts connections",
                  detail)
     return ok
