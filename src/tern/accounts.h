@@ -54,7 +54,8 @@ int accounts_save(const struct tern_paths *paths, const struct account *list, si
 const struct account *accounts_find(const struct account *list, size_t n, const char *name,
 				    char *error, size_t errsize);
 /* The password: the stored one, or the first line printed by password_command. 0 or -1 with
- * error ("password command exited with status 1"). */
+ * error ("password command exited with status 1"). With neither configured: 0 and "" (no login).
+ * password_command wins when both are set. */
 int account_password(const struct account *account, char *out, size_t outsize, char *error,
 		     size_t errsize);
 /* Connection options for one of the account's servers (timeouts and limits filled in). */
@@ -69,5 +70,20 @@ struct provider {
 const struct provider *accounts_provider(const char *name);
 /* NULL-terminated list, for --help and errors. */
 const struct provider *accounts_providers(void);
+
+/* Added helpers, shared by the account and send commands. */
+
+/* "tls", "starttls", "none". */
+const char *accounts_security_name(enum conn_security security);
+/* 1 with *security_r set, or 0 when name is not one of the three. */
+int accounts_security_parse(const char *name, enum conn_security *security_r);
+/* Parses "host:port" or "[v6]:port" into server (security untouched); without ":port" the port
+ * is default_port. Returns 0 or -1 with error. */
+int accounts_parse_server(const char *text, int default_port, struct account_server *server,
+			  char *error, size_t errsize);
+/* Formats a server as "host:port" ("[v6]:port" for IPv6 literals) into buf. */
+void accounts_format_server(const struct account_server *server, char *buf, size_t bufsize);
+/* The file accounts are kept in: CONFIG/accounts.conf. */
+void accounts_file_path(const struct tern_paths *paths, char *buf, size_t bufsize);
 
 #endif
