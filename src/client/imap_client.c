@@ -1,1 +1,892 @@
-/* placeholder until the module lands */
+/* imap_client: the part of IMAP4rev1 a fetching client needs, on a blocking conn. A response is
+ * read whole (lines and their literals, each capped) into one buffer and then tokenized; only a
+ * FETCH BODY[] literal bypasses the buffer and streams into the caller's file descriptor. */
+#include "client/imap_client.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/sasl.h"
+#include "client/client_private.h"
+#include "lib/util.h"
+
+#define IMAP_CLIENT_MAX_LITERAL 65536          /* literals other than message bodies */
+#define IMAP_CLIENT_MAX_RESPONSE (1024 * 1024) /* one response, lines and literals */
+#define IMAP_CLIENT_MAX_ENTRIES 1000000
+#define IMAP_CLIENT_CHUNK 65536
+#define IMAP_CLIENT_SET_MAX 1000 /* characters of a UID set per command */
+
+struct imap_client {
+	struct conn *conn;
+	unsigned tag;
+	bool broken; /* out of step with the server: only close is safe */
+	bool caps_known, starttls, logindisabled, auth_plain, sasl_ir, uidplus, literal_plus;
+	bool preauth;
+	char *resp; /* the current response, literals inline as "{n}\r\n" + bytes */
+	size_t resp_len, resp_cap, first_len;
+	bool resp_streamed; /* this response's BODY[] literal went to the sink */
+};
+
+/* What one command collects from the responses it gets. */
+struct imap_cmd {
+	const char *what; /* names the step in errors ("SELECT", "login") */
+	bool logout, auth, collect;
+	bool has_uidvalidity;
+	uint32_t uidvalidity, exists;
+	/* list: every FETCH seen */
+	struct imap_item *items;
+	size_t nitems, items_cap;
+	/* fetch: where BODY[] goes */
+	int fd;
+	uint64_t max_size;
+	uint32_t want_uid;
+	bool body_done;
+	char error[512]; /* set by a handler that failed; the command then fails with it */
+};
+
+struct imap_item {
+	uint32_t uid;
+	uint64_t size;
+	bool seen, has_size, has_flags;
+};
+
+enum imap_tok_type { IMAP_ATOM, IMAP_STRING, IMAP_LPAREN, IMAP_RPAREN, IMAP_END, IMAP_BAD };
+
+struct imap_tok {
+	enum imap_tok_type type;
+	char *s;
+	size_t len;
+};
+
+struct imap_parser {
+	char *p, *end;
+};
+
+/* Returns the next token; quoted strings are unescaped in place, literals point into the
+ * buffer, and an atom holding "[...]" keeps its brackets with their spaces and parentheses. */
+static struct imap_tok
+imap_next(struct imap_parser *ps)
+{
+	struct imap_tok t = {IMAP_END, NULL, 0};
+	char *p = ps->p;
+
+	while (p < ps->end && *p == ' ')
+		p++;
+	t.s = p;
+	if (p == ps->end) {
+		ps->p = p;
+		return t;
+	}
+	if (*p == '(' || *p == ')') {
+		t.type = *p == '(' ? IMAP_LPAREN : IMAP_RPAREN;
+		ps->p = p + 1;
+		return t;
+	}
+	if (*p == '"') {
+		char *o = ++p;
+
+		t.s = o;
+		for (; p < ps->end && *p != '"'; p++) {
+			if (*p == '\\' && p + 1 < ps->end)
+				p++;
+			*o++ = *p;
+		}
+		t.type = p < ps->end ? IMAP_STRING : IMAP_BAD;
+		t.len = (size_t)(o - t.s);
+		ps->p = p < ps->end ? p + 1 : p;
+		return t;
+	}
+	if (*p == '{') {
+		char *nl = memchr(p, '\n', (size_t)(ps->end - p)), *q;
+		unsigned long long n = strtoull(p + 1, &q, 10);
+
+		t.type = IMAP_BAD;
+		if (nl == NULL || (*q != '}' && *q != '+') || n > (size_t)(ps->end - nl - 1))
+			return t;
+		t.type = IMAP_STRING;
+		t.s = nl + 1;
+		t.len = (size_t)n;
+		ps->p = nl + 1 + n;
+		return t;
+	}
+	int depth = 0;
+	for (; p < ps->end; p++) {
+		if (*p == '[')
+			depth++;
+		else if (*p == ']' && depth > 0)
+			depth--;
+		else if (depth == 0 && (*p == '\0' || strchr(" ()\"\r\n", *p) != NULL))
+			break;
+	}
+	/* An empty atom (a stray NUL, CR or LF) would not advance: it ends the parse. */
+	t.type = p > t.s ? IMAP_ATOM : IMAP_BAD;
+	t.len = (size_t)(p - t.s);
+	ps->p = p;
+	return t;
+}
+
+static bool
+imap_tok_is(const struct imap_tok *t, const char *word)
+{
+	return t->type == IMAP_ATOM && t->len == strlen(word) &&
+	       strncasecmp(t->s, word, t->len) == 0;
+}
+
+/* Parses an atom made only of digits into a number no larger than max. */
+static bool
+imap_tok_number(const struct imap_tok *t, uint64_t max, uint64_t *n_r)
+{
+	uint64_t n = 0;
+
+	if (t->type != IMAP_ATOM || t->len == 0 || t->len > 20)
+		return false;
+	for (size_t i = 0; i < t->len; i++) {
+		if (!isdigit((unsigned char)t->s[i]) || n > (UINT64_MAX - 9) / 10)
+			return false;
+		n = n * 10 + (uint64_t)(t->s[i] - '0');
+	}
+	*n_r = n;
+	return n <= max;
+}
+
+/* Skips one value: an atom, a string, or a parenthesized list with what it holds. */
+static bool
+imap_skip_value(struct imap_parser *ps, struct imap_tok t)
+{
+	int depth = t.type == IMAP_LPAREN ? 1 : 0;
+
+	if (t.type == IMAP_END || t.type == IMAP_BAD || t.type == IMAP_RPAREN)
+		return false;
+	while (depth > 0) {
+		t = imap_next(ps);
+		if (t.type == IMAP_END || t.type == IMAP_BAD)
+			return false;
+		depth += t.type == IMAP_LPAREN ? 1 : t.type == IMAP_RPAREN ? -1 : 0;
+	}
+	return true;
+}
+
+/* Records capabilities from space-separated words (an untagged CAPABILITY or a response code). */
+static void
+imap_client_caps(struct imap_client *c, struct imap_parser *ps)
+{
+	struct imap_tok t;
+
+	c->caps_known = true;
+	c->starttls = c->logindisabled = c->auth_plain = false;
+	c->sasl_ir = c->uidplus = c->literal_plus = false;
+	while ((t = imap_next(ps)).type == IMAP_ATOM) {
+		c->starttls |= imap_tok_is(&t, "STARTTLS");
+		c->logindisabled |= imap_tok_is(&t, "LOGINDISABLED");
+		c->auth_plain |= imap_tok_is(&t, "AUTH=PLAIN");
+		c->sasl_ir |= imap_tok_is(&t, "SASL-IR");
+		c->uidplus |= imap_tok_is(&t, "UIDPLUS");
+		c->literal_plus |= imap_tok_is(&t, "LITERAL+");
+	}
+}
+
+/* Looks at the response code in "[...]" after OK/NO/BAD, if any. */
+static void
+imap_client_resp_code(struct imap_client *c, struct imap_cmd *cmd, struct imap_parser *ps)
+{
+	struct imap_parser inner;
+	struct imap_tok t = imap_next(ps), name;
+	uint64_t n;
+
+	if (t.type != IMAP_ATOM || t.len < 2 || t.s[0] != '[')
+		return;
+	inner.p = t.s + 1;
+	inner.end = memchr(t.s, ']', t.len);
+	if (inner.end == NULL)
+		return;
+	name = imap_next(&inner);
+	if (imap_tok_is(&name, "CAPABILITY")) {
+		imap_client_caps(c, &inner);
+	} else if (imap_tok_is(&name, "UIDVALIDITY") && cmd != NULL) {
+		t = imap_next(&inner);
+		if (imap_tok_number(&t, UINT32_MAX, &n) && n > 0) {
+			cmd->uidvalidity = (uint32_t)n;
+			cmd->has_uidvalidity = true;
+		}
+	}
+}
+
+/* Appends bytes (or, with data NULL, room for them) to the response, within the cap. */
+static int
+imap_client_append(struct imap_client *c, const void *data, size_t len, char *error, size_t errsize)
+{
+	if (c->resp_len + len + 1 > IMAP_CLIENT_MAX_RESPONSE) {
+		snprintf(error, errsize, "response from %s is longer than %d bytes",
+		         conn_peer(c->conn), IMAP_CLIENT_MAX_RESPONSE);
+		return -1;
+	}
+	if (c->resp_len + len + 1 > c->resp_cap) {
+		c->resp_cap = c->resp_len + len + 1 + 4096;
+		c->resp = xrealloc(c->resp, c->resp_cap);
+	}
+	if (data != NULL)
+		memcpy(c->resp + c->resp_len, data, len);
+	c->resp_len += len;
+	c->resp[c->resp_len] = '\0';
+	return 0;
+}
+
+/* Finds a literal announcement "{n}" or "{n+}" closing a line; returns its offset or -1. */
+static long
+imap_literal_at_end(const char *line, size_t len, uint64_t *n_r, char *error, size_t errsize)
+{
+	size_t i;
+	uint64_t n = 0;
+
+	if (len < 3 || line[len - 1] != '}')
+		return -1;
+	i = len - 1;
+	if (line[i - 1] == '+')
+		i--;
+	size_t digits_end = i;
+	while (i > 0 && isdigit((unsigned char)line[i - 1]))
+		i--;
+	if (i == 0 || line[i - 1] != '{' || i == digits_end)
+		return -1;
+	for (size_t k = i; k < digits_end; k++) {
+		if (n > (UINT64_MAX - 9) / 10) {
+			snprintf(error, errsize, "literal size overflows");
+			return -2;
+		}
+		n = n * 10 + (uint64_t)(line[k] - '0');
+	}
+	*n_r = n;
+	return (long)(i - 1);
+}
+
+/* Copies a BODY[] literal of n bytes from the connection into the command's fd. */
+static int
+imap_client_stream_body(struct imap_client *c, struct imap_cmd *cmd, uint64_t n, char *error,
+                        size_t errsize)
+{
+	char *buf;
+
+	if (cmd->body_done) {
+		snprintf(error, errsize, "%s sent more than one body for UID %" PRIu32,
+		         conn_peer(c->conn), cmd->want_uid);
+		return -1;
+	}
+	if (n > cmd->max_size) {
+		snprintf(error, errsize,
+		         "message UID %" PRIu32 " from %s is larger than the limit of %" PRIu64
+		         " bytes (%" PRIu64 " announced)",
+		         cmd->want_uid, conn_peer(c->conn), cmd->max_size, n);
+		return -1;
+	}
+	buf = xmalloc(IMAP_CLIENT_CHUNK);
+	for (uint64_t done = 0; done < n;) {
+		size_t take = n - done < IMAP_CLIENT_CHUNK ? (size_t)(n - done) : IMAP_CLIENT_CHUNK;
+
+		if (conn_read_exact(c->conn, buf, take, error, errsize) < 0) {
+			free(buf);
+			client_error_prefix(error, errsize, "truncated body of UID %" PRIu32,
+			                    cmd->want_uid);
+			return -1;
+		}
+		if (write_full(cmd->fd, buf, take) != 0) {
+			snprintf(error, errsize, "cannot write message UID %" PRIu32 ": %s",
+			         cmd->want_uid, strerror(errno));
+			free(buf);
+			return -1;
+		}
+		done += take;
+	}
+	free(buf);
+	cmd->body_done = true;
+	c->resp_streamed = true;
+	return 0;
+}
+
+/* Reads one whole response (a line, and for each literal it announces, the literal and the
+ * line after it). Returns 0, or -1 with error; the client is then out of step. */
+static int
+imap_client_read(struct imap_client *c, struct imap_cmd *cmd, char *error, size_t errsize)
+{
+	c->resp_len = 0;
+	c->first_len = 0;
+	c->resp_streamed = false;
+	for (;;) {
+		const char *line;
+		size_t len;
+		uint64_t n;
+		long at;
+
+		if (conn_read_line(c->conn, &line, &len, error, errsize) < 0)
+			goto fail;
+		if (c->first_len == 0)
+			c->first_len = len;
+		at = imap_literal_at_end(line, len, &n, error, errsize);
+		if (at == -2)
+			goto fail;
+		if (at < 0)
+			return imap_client_append(c, line, len, error, errsize) == 0 ? 0 : -1;
+		size_t k = (size_t)at > 0 && line[at - 1] == ' ' ? (size_t)at - 1 : (size_t)at;
+		bool body = cmd != NULL && cmd->fd >= 0 && k >= 6 &&
+		            strncasecmp(line + k - 6, "BODY[]", 6) == 0;
+		if (imap_client_append(c, line, (size_t)at, error, errsize) != 0)
+			goto fail;
+		if (body) {
+			if (imap_client_stream_body(c, cmd, n, error, errsize) != 0 ||
+			    imap_client_append(c, "{0}\r\n", 5, error, errsize) != 0)
+				goto fail;
+			continue;
+		}
+		if (n > IMAP_CLIENT_MAX_LITERAL) {
+			snprintf(error, errsize,
+			         "literal of %" PRIu64 " bytes from %s exceeds the limit of %d", n,
+			         conn_peer(c->conn), IMAP_CLIENT_MAX_LITERAL);
+			goto fail;
+		}
+		char head[32];
+		int hl = snprintf(head, sizeof(head), "{%" PRIu64 "}\r\n", n);
+		if (imap_client_append(c, head, (size_t)hl, error, errsize) != 0 ||
+		    imap_client_append(c, NULL, (size_t)n, error, errsize) != 0)
+			goto fail;
+		if (conn_read_exact(c->conn, c->resp + c->resp_len - n, (size_t)n, error, errsize) <
+		    0)
+			goto fail;
+	}
+fail:
+	c->broken = true;
+	return -1;
+}
+
+/* Parses "(UID n RFC822.SIZE n FLAGS (...) BODY[] ...)" after "* n FETCH", in any order. */
+static int
+imap_client_fetch_items(struct imap_client *c, struct imap_cmd *cmd, struct imap_parser *ps)
+{
+	struct imap_item item = {0};
+	struct imap_tok t = imap_next(ps), body = {IMAP_END, NULL, 0};
+	bool has_uid = false;
+	uint64_t n;
+
+	if (t.type != IMAP_LPAREN)
+		return -1;
+	while ((t = imap_next(ps)).type == IMAP_ATOM) {
+		struct imap_tok v = imap_next(ps);
+
+		if (imap_tok_is(&t, "UID")) {
+			if (!imap_tok_number(&v, UINT32_MAX, &n) || n == 0)
+				return -1;
+			item.uid = (uint32_t)n;
+			has_uid = true;
+		} else if (imap_tok_is(&t, "RFC822.SIZE")) {
+			if (!imap_tok_number(&v, UINT64_MAX, &item.size))
+				return -1;
+			item.has_size = true;
+		} else if (imap_tok_is(&t, "FLAGS")) {
+			if (v.type != IMAP_LPAREN)
+				return -1;
+			item.has_flags = true;
+			while ((v = imap_next(ps)).type == IMAP_ATOM)
+				item.seen |= imap_tok_is(&v, "\\Seen");
+			if (v.type != IMAP_RPAREN)
+				return -1;
+		} else if (imap_tok_is(&t, "BODY[]")) {
+			body = v;
+			if (v.type != IMAP_STRING && !imap_tok_is(&v, "NIL"))
+				return -1;
+		} else if (!imap_skip_value(ps, v)) {
+			return -1;
+		}
+	}
+	if (t.type != IMAP_RPAREN)
+		return -1;
+	if (cmd->fd >= 0 && body.type == IMAP_STRING) {
+		if (!has_uid || item.uid != cmd->want_uid) {
+			snprintf(cmd->error, sizeof(cmd->error),
+			         "%s sent a body for another message", conn_peer(c->conn));
+			return -1;
+		}
+		/* A body sent as a quoted string (or a tiny literal) was not streamed yet. */
+		if (!c->resp_streamed) {
+			if (cmd->body_done || body.len > cmd->max_size ||
+			    write_full(cmd->fd, body.s, body.len) != 0) {
+				snprintf(cmd->error, sizeof(cmd->error),
+				         "cannot store the body of UID %" PRIu32, cmd->want_uid);
+				return -1;
+			}
+			cmd->body_done = true;
+		}
+	} else if (cmd->collect && has_uid) {
+		if (cmd->nitems == IMAP_CLIENT_MAX_ENTRIES) {
+			snprintf(cmd->error, sizeof(cmd->error), "%s lists more than %d messages",
+			         conn_peer(c->conn), IMAP_CLIENT_MAX_ENTRIES);
+			return -1;
+		}
+		if (cmd->nitems == cmd->items_cap) {
+			cmd->items_cap = cmd->items_cap == 0 ? 64 : cmd->items_cap * 2;
+			cmd->items = xrealloc(cmd->items, cmd->items_cap * sizeof(*cmd->items));
+		}
+		cmd->items[cmd->nitems++] = item;
+	}
+	return 0;
+}
+
+/* Handles one untagged response; -1 when it ends the command with an error. */
+static int
+imap_client_untagged(struct imap_client *c, struct imap_cmd *cmd, struct imap_parser *ps,
+                     char *error, size_t errsize)
+{
+	struct imap_tok t = imap_next(ps), kw;
+	char q[CLIENT_QUOTE_MAX];
+	uint64_t n;
+
+	if (imap_tok_is(&t, "BYE")) {
+		if (cmd->logout)
+			return 0;
+		snprintf(error, errsize, "%s closed the session: \"%s\"", conn_peer(c->conn),
+		         client_quote(q, sizeof(q), c->resp + 2, c->first_len - 2));
+		c->broken = true;
+		return -1;
+	}
+	if (imap_tok_is(&t, "OK") || imap_tok_is(&t, "NO") || imap_tok_is(&t, "BAD") ||
+	    imap_tok_is(&t, "PREAUTH")) {
+		imap_client_resp_code(c, cmd, ps);
+		return 0;
+	}
+	if (imap_tok_is(&t, "CAPABILITY")) {
+		imap_client_caps(c, ps);
+		return 0;
+	}
+	if (!imap_tok_number(&t, UINT32_MAX, &n))
+		return 0; /* FLAGS, LIST, SEARCH...: not needed here */
+	kw = imap_next(ps);
+	if (imap_tok_is(&kw, "EXISTS"))
+		cmd->exists = (uint32_t)n;
+	else if (imap_tok_is(&kw, "FETCH") && imap_client_fetch_items(c, cmd, ps) != 0) {
+		if (cmd->error[0] == '\0')
+			snprintf(cmd->error, sizeof(cmd->error), "malformed FETCH from %s: \"%s\"",
+			         conn_peer(c->conn),
+			         client_quote(q, sizeof(q), c->resp, c->first_len));
+		str_copy(error, cmd->error, errsize);
+		c->broken = true; /* the rest of the command's responses are not read */
+		return -1;
+	}
+	return 0;
+}
+
+/* Sends a command and reads responses up to its tagged completion. The text is split at
+ * synchronizing literals and AUTHENTICATE steps: each piece after the first waits for a "+"
+ * continuation. Returns 0 on OK, -1 on NO/BAD (quoted in error) or failure. */
+static int
+imap_client_run(struct imap_client *c, struct imap_cmd *cmd, const char *const *pieces,
+                size_t npieces, char *error, size_t errsize)
+{
+	char tag[16], q[CLIENT_QUOTE_MAX];
+	size_t next = 1;
+
+	if (c->broken) {
+		snprintf(error, errsize, "the connection to %s is no longer usable",
+		         conn_peer(c->conn));
+		return -1;
+	}
+	snprintf(tag, sizeof(tag), "a%03u", ++c->tag);
+	if (conn_printf(c->conn, error, errsize, "%s %s", tag, pieces[0]) != 0)
+		goto broken;
+	for (;;) {
+		struct imap_parser ps;
+		struct imap_tok t;
+
+		if (imap_client_read(c, cmd, error, errsize) != 0)
+			goto broken;
+		ps.p = c->resp;
+		ps.end = c->resp + c->resp_len;
+		t = imap_next(&ps);
+		if (imap_tok_is(&t, "+")) {
+			const char *piece = next < npieces ? pieces[next++]
+			                    : cmd->auth    ? "*\r\n"
+			                                   : NULL;
+
+			if (piece == NULL) {
+				snprintf(error, errsize,
+				         "unexpected continuation from %s during %s",
+				         conn_peer(c->conn), cmd->what);
+				goto broken;
+			}
+			if (conn_write(c->conn, piece, strlen(piece), error, errsize) != 0)
+				goto broken;
+			continue;
+		}
+		if (imap_tok_is(&t, "*")) {
+			if (imap_client_untagged(c, cmd, &ps, error, errsize) != 0)
+				return -1;
+			continue;
+		}
+		if (t.type != IMAP_ATOM || t.len != strlen(tag) || memcmp(t.s, tag, t.len) != 0) {
+			snprintf(error, errsize, "unexpected response from %s during %s: \"%s\"",
+			         conn_peer(c->conn), cmd->what,
+			         client_quote(q, sizeof(q), c->resp, c->first_len));
+			goto broken;
+		}
+		t = imap_next(&ps);
+		size_t off = (size_t)(t.s - c->resp);
+		client_quote(q, sizeof(q), t.s, off < c->first_len ? c->first_len - off : 0);
+		if (imap_tok_is(&t, "OK")) {
+			imap_client_resp_code(c, cmd, &ps);
+			return 0;
+		}
+		if (imap_tok_is(&t, "NO") || imap_tok_is(&t, "BAD")) {
+			snprintf(error, errsize, "%s refused: %s", cmd->what, q);
+			return -1;
+		}
+		snprintf(error, errsize, "malformed response from %s: \"%s\"", conn_peer(c->conn),
+		         client_quote(q, sizeof(q), c->resp, c->first_len));
+		goto broken;
+	}
+broken:
+	c->broken = true;
+	return -1;
+}
+
+/* Runs a one-line command. */
+static int
+imap_client_simple(struct imap_client *c, struct imap_cmd *cmd, const char *line, char *error,
+                   size_t errsize)
+{
+	char *text = xasprintf("%s\r\n", line);
+	const char *pieces[1] = {text};
+	int r = imap_client_run(c, cmd, pieces, 1, error, errsize);
+
+	free(text);
+	return r;
+}
+
+/* Appends s to text as an IMAP astring: quoted when it can be, else a literal ("{n+}" with
+ * LITERAL+; a synchronizing "{n}" ends the current piece, and s starts the next one). */
+static void
+imap_client_astring(struct imap_client *c, char *text, size_t *o, const char **pieces,
+                    size_t *npieces, const char *s)
+{
+	size_t len = strlen(s);
+	bool quotable = true;
+
+	for (const char *p = s; *p != '\0'; p++)
+		quotable &= (unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f;
+	if (quotable) {
+		text[(*o)++] = '"';
+		for (const char *p = s; *p != '\0'; p++) {
+			if (*p == '"' || *p == '\\')
+				text[(*o)++] = '\\';
+			text[(*o)++] = *p;
+		}
+		text[(*o)++] = '"';
+		return;
+	}
+	*o += (size_t)sprintf(text + *o, c->literal_plus ? "{%zu+}\r\n" : "{%zu}\r\n", len);
+	if (!c->literal_plus) {
+		text[(*o)++] = '\0';
+		pieces[(*npieces)++] = text + *o;
+	}
+	memcpy(text + *o, s, len);
+	*o += len;
+}
+
+/* Runs "VERB a1 [a2]" with astring arguments of at most 1024 bytes each (LOGIN, SELECT). */
+static int
+imap_client_strings(struct imap_client *c, struct imap_cmd *cmd, const char *verb, const char *a1,
+                    const char *a2, char *error, size_t errsize)
+{
+	char text[4 * 1024 + 128];
+	const char *pieces[3] = {text};
+	size_t o = (size_t)sprintf(text, "%s ", verb), npieces = 1;
+	int r;
+
+	imap_client_astring(c, text, &o, pieces, &npieces, a1);
+	if (a2 != NULL) {
+		text[o++] = ' ';
+		imap_client_astring(c, text, &o, pieces, &npieces, a2);
+	}
+	memcpy(text + o, "\r\n", 3);
+	r = imap_client_run(c, cmd, pieces, npieces, error, errsize);
+	explicit_bzero(text, sizeof(text));
+	return r;
+}
+
+/* AUTHENTICATE PLAIN (initial response with SASL-IR) or LOGIN. */
+static int
+imap_client_login(struct imap_client *c, const char *user, const char *password, char *error,
+                  size_t errsize)
+{
+	char msg[2 * SASL_FIELD_MAX + 2], b64[4 * SASL_FIELD_MAX], line[4 * SASL_FIELD_MAX + 32];
+	size_t ulen = strlen(user), plen = password != NULL ? strlen(password) : 0;
+	struct imap_cmd cmd = {.what = "login", .fd = -1, .auth = true};
+	int r;
+
+	if (ulen == 0 || ulen > SASL_FIELD_MAX || plen > SASL_FIELD_MAX) {
+		snprintf(error, errsize, "user name empty or user name or password too long");
+		return -1;
+	}
+	c->caps_known = false; /* the server may announce new ones in the tagged OK */
+	if (c->auth_plain) {
+		msg[0] = '\0';
+		memcpy(msg + 1, user, ulen);
+		msg[1 + ulen] = '\0';
+		memcpy(msg + 2 + ulen, password, plen);
+		sasl_base64_encode(msg, 2 + ulen + plen, b64, sizeof(b64));
+		if (c->sasl_ir) {
+			snprintf(line, sizeof(line), "AUTHENTICATE PLAIN %s\r\n", b64);
+			const char *pieces[1] = {line};
+			r = imap_client_run(c, &cmd, pieces, 1, error, errsize);
+		} else {
+			snprintf(line, sizeof(line), "%s\r\n", b64);
+			const char *pieces[2] = {"AUTHENTICATE PLAIN\r\n", line};
+			r = imap_client_run(c, &cmd, pieces, 2, error, errsize);
+		}
+		explicit_bzero(msg, sizeof(msg));
+		explicit_bzero(b64, sizeof(b64));
+		explicit_bzero(line, sizeof(line));
+	} else if (c->logindisabled) {
+		snprintf(error, errsize, "%s does not allow LOGIN and offers no AUTH=PLAIN",
+		         conn_peer(c->conn));
+		return -1;
+	} else {
+		cmd.auth = false;
+		r = imap_client_strings(c, &cmd, "LOGIN", user, plen > 0 ? password : "", error,
+		                        errsize);
+	}
+	return r;
+}
+
+int
+imap_client_open(const struct conn_options *options, const char *user, const char *password,
+                 struct imap_client **client_r, char *error, size_t errsize)
+{
+	struct imap_client *c = xcalloc(1, sizeof(*c));
+	struct imap_cmd cmd = {.what = "CAPABILITY", .fd = -1};
+	struct imap_parser ps;
+	struct imap_tok t;
+	char q[CLIENT_QUOTE_MAX];
+
+	*client_r = NULL;
+	if (conn_open(options, &c->conn, error, errsize) != 0) {
+		free(c);
+		return -1;
+	}
+	if (imap_client_read(c, NULL, error, errsize) != 0) {
+		client_error_prefix(error, errsize, "reading the IMAP greeting");
+		goto fail;
+	}
+	ps.p = c->resp;
+	ps.end = c->resp + c->resp_len;
+	t = imap_next(&ps);
+	if (imap_tok_is(&t, "*")) {
+		t = imap_next(&ps);
+		c->preauth = imap_tok_is(&t, "PREAUTH");
+		if (imap_tok_is(&t, "BYE")) {
+			snprintf(error, errsize, "%s refused the session: \"%s\"",
+			         conn_peer(c->conn),
+			         client_quote(q, sizeof(q), c->resp, c->first_len));
+			goto fail;
+		}
+	}
+	if (!imap_tok_is(&t, "OK") && !c->preauth) {
+		snprintf(error, errsize, "malformed greeting from %s: \"%s\"", conn_peer(c->conn),
+		         client_quote(q, sizeof(q), c->resp, c->first_len));
+		goto fail;
+	}
+	imap_client_resp_code(c, NULL, &ps);
+	if (!c->caps_known && imap_client_simple(c, &cmd, "CAPABILITY", error, errsize) != 0)
+		goto fail;
+	if (options->security == CONN_SECURITY_STARTTLS) {
+		if (!c->starttls || c->preauth) {
+			snprintf(error, errsize, "%s does not offer STARTTLS", conn_peer(c->conn));
+			goto fail;
+		}
+		cmd.what = "STARTTLS";
+		if (imap_client_simple(c, &cmd, "STARTTLS", error, errsize) != 0 ||
+		    conn_starttls(c->conn, error, errsize) != 0)
+			goto fail;
+		/* Capabilities seen before TLS may have been forged; ask again. */
+		cmd.what = "CAPABILITY";
+		if (imap_client_simple(c, &cmd, "CAPABILITY", error, errsize) != 0)
+			goto fail;
+	}
+	if (user != NULL && !c->preauth) {
+		if (imap_client_login(c, user, password, error, errsize) != 0)
+			goto fail;
+		cmd.what = "CAPABILITY";
+		if (!c->caps_known &&
+		    imap_client_simple(c, &cmd, "CAPABILITY", error, errsize) != 0)
+			goto fail;
+	}
+	*client_r = c;
+	return 0;
+fail:
+	c->broken = true;
+	imap_client_logout(&c);
+	return -1;
+}
+
+int
+imap_client_select(struct imap_client *c, const char *mailbox, bool readonly,
+                   uint32_t *uidvalidity_r, uint32_t *exists_r, char *error, size_t errsize)
+{
+	struct imap_cmd cmd = {.what = readonly ? "EXAMINE" : "SELECT", .fd = -1};
+
+	if (strpbrk(mailbox, "\r\n") != NULL || mailbox[0] == '\0' || strlen(mailbox) > 1024) {
+		snprintf(error, errsize, "invalid mailbox name");
+		return -1;
+	}
+	if (imap_client_strings(c, &cmd, cmd.what, mailbox, NULL, error, errsize) != 0)
+		return -1;
+	if (!cmd.has_uidvalidity) {
+		snprintf(error, errsize, "%s did not report the UIDVALIDITY of %s",
+		         conn_peer(c->conn), mailbox);
+		return -1;
+	}
+	*uidvalidity_r = cmd.uidvalidity;
+	*exists_r = cmd.exists;
+	return 0;
+}
+
+static int
+imap_item_cmp(const void *a, const void *b)
+{
+	const struct imap_item *x = a, *y = b;
+
+	return x->uid < y->uid ? -1 : x->uid > y->uid;
+}
+
+int
+imap_client_list(struct imap_client *c, uint32_t first_uid, struct imap_client_entry **entries_r,
+                 size_t *n_r, char *error, size_t errsize)
+{
+	struct imap_cmd cmd = {.what = "UID FETCH", .fd = -1, .collect = true};
+	struct imap_client_entry *out;
+	char line[80];
+	size_t n = 0;
+
+	*entries_r = NULL;
+	*n_r = 0;
+	if (first_uid == 0)
+		first_uid = 1;
+	snprintf(line, sizeof(line), "UID FETCH %" PRIu32 ":* (UID RFC822.SIZE FLAGS)", first_uid);
+	if (imap_client_simple(c, &cmd, line, error, errsize) != 0) {
+		free(cmd.items);
+		return -1;
+	}
+	/* "n:*" always matches the highest UID, even below n; unsolicited FETCHes may repeat a
+	 * UID with only some items: merge them. */
+	qsort(cmd.items, cmd.nitems, sizeof(*cmd.items), imap_item_cmp);
+	out = xcalloc(cmd.nitems + 1, sizeof(*out));
+	for (size_t i = 0; i < cmd.nitems; i++) {
+		const struct imap_item *it = &cmd.items[i];
+
+		if (it->uid < first_uid)
+			continue;
+		if (n == 0 || out[n - 1].uid != it->uid) {
+			out[n].uid = it->uid;
+			n++;
+		}
+		if (it->has_size)
+			out[n - 1].size = it->size;
+		if (it->has_flags)
+			out[n - 1].seen = it->seen;
+	}
+	free(cmd.items);
+	*entries_r = out;
+	*n_r = n;
+	return 0;
+}
+
+int
+imap_client_fetch(struct imap_client *c, uint32_t uid, int fd, uint64_t max_size, char *error,
+                  size_t errsize)
+{
+	struct imap_cmd cmd = {.what = "FETCH", .fd = fd, .max_size = max_size, .want_uid = uid};
+	char line[64];
+
+	snprintf(line, sizeof(line), "UID FETCH %" PRIu32 " BODY.PEEK[]", uid);
+	if (imap_client_simple(c, &cmd, line, error, errsize) != 0)
+		return -1;
+	if (!cmd.body_done) {
+		snprintf(error, errsize, "%s returned no body for UID %" PRIu32 " (expunged?)",
+		         conn_peer(c->conn), uid);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+imap_uid_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int
+imap_client_delete(struct imap_client *c, const uint32_t *uids, size_t n, char *error,
+                   size_t errsize)
+{
+	uint32_t *sorted;
+	char set[IMAP_CLIENT_SET_MAX + 32], line[IMAP_CLIENT_SET_MAX + 96];
+	size_t i = 0;
+	int r = 0;
+
+	if (n == 0)
+		return 0;
+	sorted = xmalloc(n * sizeof(*sorted));
+	memcpy(sorted, uids, n * sizeof(*sorted));
+	qsort(sorted, n, sizeof(*sorted), imap_uid_cmp);
+	/* Runs of UIDs become "a:b"; a set that grows past the cap goes out as its own command. */
+	while (i < n && r == 0) {
+		size_t len = 0;
+
+		while (i < n && len < IMAP_CLIENT_SET_MAX) {
+			size_t j = i;
+
+			while (j + 1 < n && sorted[j + 1] <= sorted[j] + 1)
+				j++;
+			len += (size_t)snprintf(set + len, sizeof(set) - len,
+			                        len > 0 ? ",%" PRIu32 : "%" PRIu32, sorted[i]);
+			if (sorted[j] != sorted[i])
+				len += (size_t)snprintf(set + len, sizeof(set) - len, ":%" PRIu32,
+				                        sorted[j]);
+			i = j + 1;
+		}
+		struct imap_cmd store = {.what = "STORE", .fd = -1};
+		snprintf(line, sizeof(line), "UID STORE %s +FLAGS.SILENT (\\Deleted)", set);
+		r = imap_client_simple(c, &store, line, error, errsize);
+		if (r == 0 && c->uidplus) {
+			struct imap_cmd expunge = {.what = "UID EXPUNGE", .fd = -1};
+			snprintf(line, sizeof(line), "UID EXPUNGE %s", set);
+			r = imap_client_simple(c, &expunge, line, error, errsize);
+		}
+	}
+	free(sorted);
+	if (r == 0 && !c->uidplus) {
+		struct imap_cmd expunge = {.what = "EXPUNGE", .fd = -1};
+		r = imap_client_simple(c, &expunge, "EXPUNGE", error, errsize);
+	}
+	return r;
+}
+
+void
+imap_client_logout(struct imap_client **clientp)
+{
+	struct imap_client *c = *clientp;
+
+	if (c == NULL)
+		return;
+	if (c->conn != NULL && !c->broken) {
+		struct imap_cmd cmd = {.what = "LOGOUT", .fd = -1, .logout = true};
+		char ignored[256];
+
+		imap_client_simple(c, &cmd, "LOGOUT", ignored, sizeof(ignored));
+	}
+	conn_close(&c->conn);
+	free(c->resp);
+	free(c);
+	*clientp = NULL;
+}
