@@ -429,27 +429,24 @@ conn_handshake(struct conn *conn, char *error, size_t errsize)
 	return 0;
 }
 
-int
-conn_open(const struct conn_options *options, struct conn **conn_r, char *error, size_t errsize)
+/* Makes an unconnected conn from the options (host already checked to be non-empty). */
+static struct conn *
+conn_new(const struct conn_options *options, const char *host)
 {
-	struct conn *conn;
-	const char *host = options->host != NULL ? options->host : "";
+	struct conn *conn = xcalloc(1, sizeof(*conn));
 	size_t hlen = strlen(host);
 
-	*conn_r = NULL;
-	if (hlen == 0 || options->port <= 0 || options->port > 65535) {
-		conn_error(error, errsize, "invalid server address %s:%d", host, options->port);
-		return -1;
-	}
-	conn = xcalloc(1, sizeof(*conn));
 	conn->fd = -1;
 	/* "[::1]" is accepted as a spelling of "::1". */
 	if (host[0] == '[' && hlen > 2 && host[hlen - 1] == ']')
 		conn->host = xstrndup(host + 1, hlen - 2);
 	else
 		conn->host = xstrdup(host);
-	snprintf(conn->peer, sizeof(conn->peer), strchr(conn->host, ':') ? "[%s]:%d" : "%s:%d",
-	         conn->host, options->port);
+	if (options->port > 0)
+		snprintf(conn->peer, sizeof(conn->peer),
+		         strchr(conn->host, ':') ? "[%s]:%d" : "%s:%d", conn->host, options->port);
+	else
+		snprintf(conn->peer, sizeof(conn->peer), "%s", conn->host);
 	conn->ca_file = options->ca_file != NULL ? xstrdup(options->ca_file) : NULL;
 	conn->insecure = options->insecure;
 	conn->timeout_ms = options->timeout_ms > 0 ? options->timeout_ms : CONN_DEFAULT_TIMEOUT_MS;
@@ -457,7 +454,42 @@ conn_open(const struct conn_options *options, struct conn **conn_r, char *error,
 	/* Room for the longest line, its CRLF, the NUL, and one read's worth of read-ahead. */
 	conn->bufsize = conn->max_line + 3 + CONN_READ_CHUNK;
 	conn->buf = xmalloc(conn->bufsize);
+	return conn;
+}
 
+int
+conn_from_fd(int fd, const struct conn_options *options, struct conn **conn_r, char *error,
+             size_t errsize)
+{
+	const char *host =
+	    options->host != NULL && options->host[0] != '\0' ? options->host : "peer";
+	struct conn *conn = conn_new(options, host);
+	int flags = fcntl(fd, F_GETFL);
+
+	*conn_r = NULL;
+	conn->fd = fd;
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+		conn_error(error, errsize, "cannot make the socket to %s non-blocking: %s",
+		           conn->peer, strerror(errno));
+		conn_close(&conn);
+		return -1;
+	}
+	*conn_r = conn;
+	return 0;
+}
+
+int
+conn_open(const struct conn_options *options, struct conn **conn_r, char *error, size_t errsize)
+{
+	struct conn *conn;
+	const char *host = options->host != NULL ? options->host : "";
+
+	*conn_r = NULL;
+	if (host[0] == '\0' || options->port <= 0 || options->port > 65535) {
+		conn_error(error, errsize, "invalid server address %s:%d", host, options->port);
+		return -1;
+	}
+	conn = conn_new(options, host);
 	if (conn_connect(conn, options->port, error, errsize) != 0 ||
 	    (options->security == CONN_SECURITY_TLS && conn_handshake(conn, error, errsize) != 0)) {
 		conn_close(&conn);

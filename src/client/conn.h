@@ -33,6 +33,14 @@ struct conn;
  * ..."). */
 int conn_open(const struct conn_options *options, struct conn **conn_r, char *error,
 	      size_t errsize);
+/* For tests and fuzzing: wraps an already connected stream socket (a socketpair end, say) in a
+ * plaintext conn, as conn_open would after connecting. Takes ownership of fd (closed by
+ * conn_close, also when this fails) and makes it non-blocking. From options it uses host (the
+ * peer's name in messages and for a later conn_starttls; NULL means "peer"), port (in messages
+ * when > 0), ca_file, insecure, timeout_ms and max_line; security is ignored. Returns 0, or -1
+ * with error. */
+int conn_from_fd(int fd, const struct conn_options *options, struct conn **conn_r, char *error,
+		 size_t errsize);
 /* Upgrades to TLS after the server's go-ahead. Fails if the server sent anything after its
  * go-ahead reply that we have already buffered (a response injected before TLS: the NO STARTTLS
  * attack); otherwise the handshake runs with the same verification as conn_open. */

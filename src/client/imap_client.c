@@ -1,9 +1,9 @@
 /* imap_client: the part of IMAP4rev1 a fetching client needs, on a blocking conn. A response is
- * read whole (lines and their literals, each capped) into one buffer and then tokenized; only a
- * FETCH BODY[] literal bypasses the buffer and streams into the caller's file descriptor. */
+ * read whole (lines and their literals, each capped) into one buffer and then tokenized by
+ * imap_response; only a FETCH BODY[] literal bypasses the buffer and streams into the caller's
+ * file descriptor. */
 #include "client/imap_client.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -12,6 +12,7 @@
 
 #include "auth/sasl.h"
 #include "client/client_private.h"
+#include "client/imap_response.h"
 #include "lib/util.h"
 
 #define IMAP_CLIENT_MAX_LITERAL 65536          /* literals other than message bodies */
@@ -24,8 +25,8 @@ struct imap_client {
 	struct conn *conn;
 	unsigned tag;
 	bool broken; /* out of step with the server: only close is safe */
-	bool caps_known, starttls, logindisabled, auth_plain, sasl_ir, uidplus, literal_plus;
-	bool preauth;
+	bool caps_known, preauth;
+	struct imap_caps caps;
 	char *resp; /* the current response, literals inline as "{n}\r\n" + bytes */
 	size_t resp_len, resp_cap, first_len;
 	bool resp_streamed; /* this response's BODY[] literal went to the sink */
@@ -45,7 +46,8 @@ struct imap_cmd {
 	uint64_t max_size;
 	uint32_t want_uid;
 	bool body_done;
-	char error[512]; /* set by a handler that failed; the command then fails with it */
+	bool body_pending; /* a BODY[] literal was streamed; its FETCH has not been parsed yet */
+	char error[512];   /* set by a handler that failed; the command then fails with it */
 };
 
 struct imap_item {
@@ -54,164 +56,20 @@ struct imap_item {
 	bool seen, has_size, has_flags;
 };
 
-enum imap_tok_type { IMAP_ATOM, IMAP_STRING, IMAP_LPAREN, IMAP_RPAREN, IMAP_END, IMAP_BAD };
-
-struct imap_tok {
-	enum imap_tok_type type;
-	char *s;
-	size_t len;
-};
-
-struct imap_parser {
-	char *p, *end;
-};
-
-/* Returns the next token; quoted strings are unescaped in place, literals point into the
- * buffer, and an atom holding "[...]" keeps its brackets with their spaces and parentheses. */
-static struct imap_tok
-imap_next(struct imap_parser *ps)
-{
-	struct imap_tok t = {IMAP_END, NULL, 0};
-	char *p = ps->p;
-
-	while (p < ps->end && *p == ' ')
-		p++;
-	t.s = p;
-	if (p == ps->end) {
-		ps->p = p;
-		return t;
-	}
-	if (*p == '(' || *p == ')') {
-		t.type = *p == '(' ? IMAP_LPAREN : IMAP_RPAREN;
-		ps->p = p + 1;
-		return t;
-	}
-	if (*p == '"') {
-		char *o = ++p;
-
-		t.s = o;
-		for (; p < ps->end && *p != '"'; p++) {
-			if (*p == '\\' && p + 1 < ps->end)
-				p++;
-			*o++ = *p;
-		}
-		t.type = p < ps->end ? IMAP_STRING : IMAP_BAD;
-		t.len = (size_t)(o - t.s);
-		ps->p = p < ps->end ? p + 1 : p;
-		return t;
-	}
-	if (*p == '{') {
-		char *nl = memchr(p, '\n', (size_t)(ps->end - p)), *q;
-		unsigned long long n = strtoull(p + 1, &q, 10);
-
-		t.type = IMAP_BAD;
-		if (nl == NULL || (*q != '}' && *q != '+') || n > (size_t)(ps->end - nl - 1))
-			return t;
-		t.type = IMAP_STRING;
-		t.s = nl + 1;
-		t.len = (size_t)n;
-		ps->p = nl + 1 + n;
-		return t;
-	}
-	int depth = 0;
-	for (; p < ps->end; p++) {
-		if (*p == '[')
-			depth++;
-		else if (*p == ']' && depth > 0)
-			depth--;
-		else if (depth == 0 && (*p == '\0' || strchr(" ()\"\r\n", *p) != NULL))
-			break;
-	}
-	/* An empty atom (a stray NUL, CR or LF) would not advance: it ends the parse. */
-	t.type = p > t.s ? IMAP_ATOM : IMAP_BAD;
-	t.len = (size_t)(p - t.s);
-	ps->p = p;
-	return t;
-}
-
-static bool
-imap_tok_is(const struct imap_tok *t, const char *word)
-{
-	return t->type == IMAP_ATOM && t->len == strlen(word) &&
-	       strncasecmp(t->s, word, t->len) == 0;
-}
-
-/* Parses an atom made only of digits into a number no larger than max. */
-static bool
-imap_tok_number(const struct imap_tok *t, uint64_t max, uint64_t *n_r)
-{
-	uint64_t n = 0;
-
-	if (t->type != IMAP_ATOM || t->len == 0 || t->len > 20)
-		return false;
-	for (size_t i = 0; i < t->len; i++) {
-		if (!isdigit((unsigned char)t->s[i]) || n > (UINT64_MAX - 9) / 10)
-			return false;
-		n = n * 10 + (uint64_t)(t->s[i] - '0');
-	}
-	*n_r = n;
-	return n <= max;
-}
-
-/* Skips one value: an atom, a string, or a parenthesized list with what it holds. */
-static bool
-imap_skip_value(struct imap_parser *ps, struct imap_tok t)
-{
-	int depth = t.type == IMAP_LPAREN ? 1 : 0;
-
-	if (t.type == IMAP_END || t.type == IMAP_BAD || t.type == IMAP_RPAREN)
-		return false;
-	while (depth > 0) {
-		t = imap_next(ps);
-		if (t.type == IMAP_END || t.type == IMAP_BAD)
-			return false;
-		depth += t.type == IMAP_LPAREN ? 1 : t.type == IMAP_RPAREN ? -1 : 0;
-	}
-	return true;
-}
-
-/* Records capabilities from space-separated words (an untagged CAPABILITY or a response code). */
-static void
-imap_client_caps(struct imap_client *c, struct imap_parser *ps)
-{
-	struct imap_tok t;
-
-	c->caps_known = true;
-	c->starttls = c->logindisabled = c->auth_plain = false;
-	c->sasl_ir = c->uidplus = c->literal_plus = false;
-	while ((t = imap_next(ps)).type == IMAP_ATOM) {
-		c->starttls |= imap_tok_is(&t, "STARTTLS");
-		c->logindisabled |= imap_tok_is(&t, "LOGINDISABLED");
-		c->auth_plain |= imap_tok_is(&t, "AUTH=PLAIN");
-		c->sasl_ir |= imap_tok_is(&t, "SASL-IR");
-		c->uidplus |= imap_tok_is(&t, "UIDPLUS");
-		c->literal_plus |= imap_tok_is(&t, "LITERAL+");
-	}
-}
-
-/* Looks at the response code in "[...]" after OK/NO/BAD, if any. */
+/* Applies what a response code said: capabilities to the client, UIDVALIDITY to the command. */
 static void
 imap_client_resp_code(struct imap_client *c, struct imap_cmd *cmd, struct imap_parser *ps)
 {
-	struct imap_parser inner;
-	struct imap_tok t = imap_next(ps), name;
-	uint64_t n;
+	struct imap_resp_code code;
 
-	if (t.type != IMAP_ATOM || t.len < 2 || t.s[0] != '[')
-		return;
-	inner.p = t.s + 1;
-	inner.end = memchr(t.s, ']', t.len);
-	if (inner.end == NULL)
-		return;
-	name = imap_next(&inner);
-	if (imap_tok_is(&name, "CAPABILITY")) {
-		imap_client_caps(c, &inner);
-	} else if (imap_tok_is(&name, "UIDVALIDITY") && cmd != NULL) {
-		t = imap_next(&inner);
-		if (imap_tok_number(&t, UINT32_MAX, &n) && n > 0) {
-			cmd->uidvalidity = (uint32_t)n;
-			cmd->has_uidvalidity = true;
-		}
+	imap_response_code(ps, &code);
+	if (code.has_caps) {
+		c->caps = code.caps;
+		c->caps_known = true;
+	}
+	if (code.has_uidvalidity && cmd != NULL) {
+		cmd->uidvalidity = code.uidvalidity;
+		cmd->has_uidvalidity = true;
 	}
 }
 
@@ -235,34 +93,6 @@ imap_client_append(struct imap_client *c, const void *data, size_t len, char *er
 	return 0;
 }
 
-/* Finds a literal announcement "{n}" or "{n+}" closing a line; returns its offset or -1. */
-static long
-imap_literal_at_end(const char *line, size_t len, uint64_t *n_r, char *error, size_t errsize)
-{
-	size_t i;
-	uint64_t n = 0;
-
-	if (len < 3 || line[len - 1] != '}')
-		return -1;
-	i = len - 1;
-	if (line[i - 1] == '+')
-		i--;
-	size_t digits_end = i;
-	while (i > 0 && isdigit((unsigned char)line[i - 1]))
-		i--;
-	if (i == 0 || line[i - 1] != '{' || i == digits_end)
-		return -1;
-	for (size_t k = i; k < digits_end; k++) {
-		if (n > (UINT64_MAX - 9) / 10) {
-			snprintf(error, errsize, "literal size overflows");
-			return -2;
-		}
-		n = n * 10 + (uint64_t)(line[k] - '0');
-	}
-	*n_r = n;
-	return (long)(i - 1);
-}
-
 /* Copies a BODY[] literal of n bytes from the connection into the command's fd. */
 static int
 imap_client_stream_body(struct imap_client *c, struct imap_cmd *cmd, uint64_t n, char *error,
@@ -270,7 +100,7 @@ imap_client_stream_body(struct imap_client *c, struct imap_cmd *cmd, uint64_t n,
 {
 	char *buf;
 
-	if (cmd->body_done) {
+	if (cmd->body_done || cmd->body_pending) {
 		snprintf(error, errsize, "%s sent more than one body for UID %" PRIu32,
 		         conn_peer(c->conn), cmd->want_uid);
 		return -1;
@@ -301,7 +131,8 @@ imap_client_stream_body(struct imap_client *c, struct imap_cmd *cmd, uint64_t n,
 		done += take;
 	}
 	free(buf);
-	cmd->body_done = true;
+	/* Done only once the response it came in parses as a FETCH of the UID we asked for. */
+	cmd->body_pending = true;
 	c->resp_streamed = true;
 	return 0;
 }
@@ -324,14 +155,15 @@ imap_client_read(struct imap_client *c, struct imap_cmd *cmd, char *error, size_
 			goto fail;
 		if (c->first_len == 0)
 			c->first_len = len;
-		at = imap_literal_at_end(line, len, &n, error, errsize);
-		if (at == -2)
+		at = imap_response_literal_at_end(line, len, &n);
+		if (at == -2) {
+			snprintf(error, errsize, "literal size overflows");
 			goto fail;
+		}
 		if (at < 0)
 			return imap_client_append(c, line, len, error, errsize) == 0 ? 0 : -1;
-		size_t k = (size_t)at > 0 && line[at - 1] == ' ' ? (size_t)at - 1 : (size_t)at;
-		bool body = cmd != NULL && cmd->fd >= 0 && k >= 6 &&
-		            strncasecmp(line + k - 6, "BODY[]", 6) == 0;
+		bool body =
+		    cmd != NULL && cmd->fd >= 0 && imap_response_literal_is_body(line, (size_t)at);
 		if (imap_client_append(c, line, (size_t)at, error, errsize) != 0)
 			goto fail;
 		if (body) {
@@ -360,64 +192,37 @@ fail:
 	return -1;
 }
 
-/* Parses "(UID n RFC822.SIZE n FLAGS (...) BODY[] ...)" after "* n FETCH", in any order. */
+/* Handles the item list of "* n FETCH": stores a body for fetch, collects UID, size and flags
+ * for list. */
 static int
 imap_client_fetch_items(struct imap_client *c, struct imap_cmd *cmd, struct imap_parser *ps)
 {
-	struct imap_item item = {0};
-	struct imap_tok t = imap_next(ps), body = {IMAP_END, NULL, 0};
-	bool has_uid = false;
-	uint64_t n;
+	struct imap_fetch f;
+	struct imap_item item;
 
-	if (t.type != IMAP_LPAREN)
+	if (imap_response_fetch(ps, &f) != 0)
 		return -1;
-	while ((t = imap_next(ps)).type == IMAP_ATOM) {
-		struct imap_tok v = imap_next(ps);
-
-		if (imap_tok_is(&t, "UID")) {
-			if (!imap_tok_number(&v, UINT32_MAX, &n) || n == 0)
-				return -1;
-			item.uid = (uint32_t)n;
-			has_uid = true;
-		} else if (imap_tok_is(&t, "RFC822.SIZE")) {
-			if (!imap_tok_number(&v, UINT64_MAX, &item.size))
-				return -1;
-			item.has_size = true;
-		} else if (imap_tok_is(&t, "FLAGS")) {
-			if (v.type != IMAP_LPAREN)
-				return -1;
-			item.has_flags = true;
-			while ((v = imap_next(ps)).type == IMAP_ATOM)
-				item.seen |= imap_tok_is(&v, "\\Seen");
-			if (v.type != IMAP_RPAREN)
-				return -1;
-		} else if (imap_tok_is(&t, "BODY[]")) {
-			body = v;
-			if (v.type != IMAP_STRING && !imap_tok_is(&v, "NIL"))
-				return -1;
-		} else if (!imap_skip_value(ps, v)) {
-			return -1;
-		}
-	}
-	if (t.type != IMAP_RPAREN)
-		return -1;
-	if (cmd->fd >= 0 && body.type == IMAP_STRING) {
-		if (!has_uid || item.uid != cmd->want_uid) {
+	if (cmd->fd >= 0 && f.body.type == IMAP_TOK_STRING) {
+		if (!f.has_uid || f.uid != cmd->want_uid) {
 			snprintf(cmd->error, sizeof(cmd->error),
 			         "%s sent a body for another message", conn_peer(c->conn));
 			return -1;
 		}
-		/* A body sent as a quoted string (or a tiny literal) was not streamed yet. */
-		if (!c->resp_streamed) {
-			if (cmd->body_done || body.len > cmd->max_size ||
-			    write_full(cmd->fd, body.s, body.len) != 0) {
+		/* A streamed body is now known to be this message's; one sent as a quoted string
+		 * was not stored yet. */
+		if (c->resp_streamed) {
+			cmd->body_pending = false;
+			cmd->body_done = true;
+		} else {
+			if (cmd->body_done || f.body.len > cmd->max_size ||
+			    write_full(cmd->fd, f.body.s, f.body.len) != 0) {
 				snprintf(cmd->error, sizeof(cmd->error),
 				         "cannot store the body of UID %" PRIu32, cmd->want_uid);
 				return -1;
 			}
 			cmd->body_done = true;
 		}
-	} else if (cmd->collect && has_uid) {
+	} else if (cmd->collect && f.has_uid) {
 		if (cmd->nitems == IMAP_CLIENT_MAX_ENTRIES) {
 			snprintf(cmd->error, sizeof(cmd->error), "%s lists more than %d messages",
 			         conn_peer(c->conn), IMAP_CLIENT_MAX_ENTRIES);
@@ -427,21 +232,25 @@ imap_client_fetch_items(struct imap_client *c, struct imap_cmd *cmd, struct imap
 			cmd->items_cap = cmd->items_cap == 0 ? 64 : cmd->items_cap * 2;
 			cmd->items = xrealloc(cmd->items, cmd->items_cap * sizeof(*cmd->items));
 		}
+		item = (struct imap_item){.uid = f.uid,
+		                          .size = f.size,
+		                          .seen = f.seen,
+		                          .has_size = f.has_size,
+		                          .has_flags = f.has_flags};
 		cmd->items[cmd->nitems++] = item;
 	}
 	return 0;
 }
-
 /* Handles one untagged response; -1 when it ends the command with an error. */
 static int
 imap_client_untagged(struct imap_client *c, struct imap_cmd *cmd, struct imap_parser *ps,
                      char *error, size_t errsize)
 {
-	struct imap_tok t = imap_next(ps), kw;
+	struct imap_tok t = imap_response_next(ps), kw;
 	char q[CLIENT_QUOTE_MAX];
 	uint64_t n;
 
-	if (imap_tok_is(&t, "BYE")) {
+	if (imap_response_tok_is(&t, "BYE")) {
 		if (cmd->logout)
 			return 0;
 		snprintf(error, errsize, "%s closed the session: \"%s\"", conn_peer(c->conn),
@@ -449,21 +258,22 @@ imap_client_untagged(struct imap_client *c, struct imap_cmd *cmd, struct imap_pa
 		c->broken = true;
 		return -1;
 	}
-	if (imap_tok_is(&t, "OK") || imap_tok_is(&t, "NO") || imap_tok_is(&t, "BAD") ||
-	    imap_tok_is(&t, "PREAUTH")) {
+	if (imap_response_tok_is(&t, "OK") || imap_response_tok_is(&t, "NO") ||
+	    imap_response_tok_is(&t, "BAD") || imap_response_tok_is(&t, "PREAUTH")) {
 		imap_client_resp_code(c, cmd, ps);
 		return 0;
 	}
-	if (imap_tok_is(&t, "CAPABILITY")) {
-		imap_client_caps(c, ps);
+	if (imap_response_tok_is(&t, "CAPABILITY")) {
+		imap_response_caps(ps, &c->caps);
+		c->caps_known = true;
 		return 0;
 	}
-	if (!imap_tok_number(&t, UINT32_MAX, &n))
+	if (!imap_response_tok_number(&t, UINT32_MAX, &n))
 		return 0; /* FLAGS, LIST, SEARCH...: not needed here */
-	kw = imap_next(ps);
-	if (imap_tok_is(&kw, "EXISTS"))
+	kw = imap_response_next(ps);
+	if (imap_response_tok_is(&kw, "EXISTS"))
 		cmd->exists = (uint32_t)n;
-	else if (imap_tok_is(&kw, "FETCH") && imap_client_fetch_items(c, cmd, ps) != 0) {
+	else if (imap_response_tok_is(&kw, "FETCH") && imap_client_fetch_items(c, cmd, ps) != 0) {
 		if (cmd->error[0] == '\0')
 			snprintf(cmd->error, sizeof(cmd->error), "malformed FETCH from %s: \"%s\"",
 			         conn_peer(c->conn),
@@ -499,10 +309,9 @@ imap_client_run(struct imap_client *c, struct imap_cmd *cmd, const char *const *
 
 		if (imap_client_read(c, cmd, error, errsize) != 0)
 			goto broken;
-		ps.p = c->resp;
-		ps.end = c->resp + c->resp_len;
-		t = imap_next(&ps);
-		if (imap_tok_is(&t, "+")) {
+		imap_response_init(&ps, c->resp, c->resp_len);
+		t = imap_response_next(&ps);
+		if (imap_response_tok_is(&t, "+")) {
 			const char *piece = next < npieces ? pieces[next++]
 			                    : cmd->auth    ? "*\r\n"
 			                                   : NULL;
@@ -517,25 +326,32 @@ imap_client_run(struct imap_client *c, struct imap_cmd *cmd, const char *const *
 				goto broken;
 			continue;
 		}
-		if (imap_tok_is(&t, "*")) {
-			if (imap_client_untagged(c, cmd, &ps, error, errsize) != 0)
-				return -1;
-			continue;
+		if (imap_response_tok_is(&t, "*") &&
+		    imap_client_untagged(c, cmd, &ps, error, errsize) != 0)
+			return -1;
+		if (cmd->body_pending) {
+			snprintf(error, errsize,
+			         "%s sent a message body outside a FETCH response for UID %" PRIu32,
+			         conn_peer(c->conn), cmd->want_uid);
+			goto broken;
 		}
-		if (t.type != IMAP_ATOM || t.len != strlen(tag) || memcmp(t.s, tag, t.len) != 0) {
+		if (imap_response_tok_is(&t, "*"))
+			continue;
+		if (t.type != IMAP_TOK_ATOM || t.len != strlen(tag) ||
+		    memcmp(t.s, tag, t.len) != 0) {
 			snprintf(error, errsize, "unexpected response from %s during %s: \"%s\"",
 			         conn_peer(c->conn), cmd->what,
 			         client_quote(q, sizeof(q), c->resp, c->first_len));
 			goto broken;
 		}
-		t = imap_next(&ps);
+		t = imap_response_next(&ps);
 		size_t off = (size_t)(t.s - c->resp);
 		client_quote(q, sizeof(q), t.s, off < c->first_len ? c->first_len - off : 0);
-		if (imap_tok_is(&t, "OK")) {
+		if (imap_response_tok_is(&t, "OK")) {
 			imap_client_resp_code(c, cmd, &ps);
 			return 0;
 		}
-		if (imap_tok_is(&t, "NO") || imap_tok_is(&t, "BAD")) {
+		if (imap_response_tok_is(&t, "NO") || imap_response_tok_is(&t, "BAD")) {
 			snprintf(error, errsize, "%s refused: %s", cmd->what, q);
 			return -1;
 		}
@@ -582,8 +398,8 @@ imap_client_astring(struct imap_client *c, char *text, size_t *o, const char **p
 		text[(*o)++] = '"';
 		return;
 	}
-	*o += (size_t)sprintf(text + *o, c->literal_plus ? "{%zu+}\r\n" : "{%zu}\r\n", len);
-	if (!c->literal_plus) {
+	*o += (size_t)sprintf(text + *o, c->caps.literal_plus ? "{%zu+}\r\n" : "{%zu}\r\n", len);
+	if (!c->caps.literal_plus) {
 		text[(*o)++] = '\0';
 		pieces[(*npieces)++] = text + *o;
 	}
@@ -627,13 +443,13 @@ imap_client_login(struct imap_client *c, const char *user, const char *password,
 		return -1;
 	}
 	c->caps_known = false; /* the server may announce new ones in the tagged OK */
-	if (c->auth_plain) {
+	if (c->caps.auth_plain) {
 		msg[0] = '\0';
 		memcpy(msg + 1, user, ulen);
 		msg[1 + ulen] = '\0';
 		memcpy(msg + 2 + ulen, password, plen);
 		sasl_base64_encode(msg, 2 + ulen + plen, b64, sizeof(b64));
-		if (c->sasl_ir) {
+		if (c->caps.sasl_ir) {
 			snprintf(line, sizeof(line), "AUTHENTICATE PLAIN %s\r\n", b64);
 			const char *pieces[1] = {line};
 			r = imap_client_run(c, &cmd, pieces, 1, error, errsize);
@@ -645,7 +461,7 @@ imap_client_login(struct imap_client *c, const char *user, const char *password,
 		explicit_bzero(msg, sizeof(msg));
 		explicit_bzero(b64, sizeof(b64));
 		explicit_bzero(line, sizeof(line));
-	} else if (c->logindisabled) {
+	} else if (c->caps.logindisabled) {
 		snprintf(error, errsize, "%s does not allow LOGIN and offers no AUTH=PLAIN",
 		         conn_peer(c->conn));
 		return -1;
@@ -657,9 +473,11 @@ imap_client_login(struct imap_client *c, const char *user, const char *password,
 	return r;
 }
 
-int
-imap_client_open(const struct conn_options *options, const char *user, const char *password,
-                 struct imap_client **client_r, char *error, size_t errsize)
+/* The session on a connected conn (owned from here on): greeting, CAPABILITY, STARTTLS,
+ * login. */
+static int
+imap_client_start(struct conn *conn, const struct conn_options *options, const char *user,
+                  const char *password, struct imap_client **client_r, char *error, size_t errsize)
 {
 	struct imap_client *c = xcalloc(1, sizeof(*c));
 	struct imap_cmd cmd = {.what = "CAPABILITY", .fd = -1};
@@ -667,29 +485,24 @@ imap_client_open(const struct conn_options *options, const char *user, const cha
 	struct imap_tok t;
 	char q[CLIENT_QUOTE_MAX];
 
-	*client_r = NULL;
-	if (conn_open(options, &c->conn, error, errsize) != 0) {
-		free(c);
-		return -1;
-	}
+	c->conn = conn;
 	if (imap_client_read(c, NULL, error, errsize) != 0) {
 		client_error_prefix(error, errsize, "reading the IMAP greeting");
 		goto fail;
 	}
-	ps.p = c->resp;
-	ps.end = c->resp + c->resp_len;
-	t = imap_next(&ps);
-	if (imap_tok_is(&t, "*")) {
-		t = imap_next(&ps);
-		c->preauth = imap_tok_is(&t, "PREAUTH");
-		if (imap_tok_is(&t, "BYE")) {
+	imap_response_init(&ps, c->resp, c->resp_len);
+	t = imap_response_next(&ps);
+	if (imap_response_tok_is(&t, "*")) {
+		t = imap_response_next(&ps);
+		c->preauth = imap_response_tok_is(&t, "PREAUTH");
+		if (imap_response_tok_is(&t, "BYE")) {
 			snprintf(error, errsize, "%s refused the session: \"%s\"",
 			         conn_peer(c->conn),
 			         client_quote(q, sizeof(q), c->resp, c->first_len));
 			goto fail;
 		}
 	}
-	if (!imap_tok_is(&t, "OK") && !c->preauth) {
+	if (!imap_response_tok_is(&t, "OK") && !c->preauth) {
 		snprintf(error, errsize, "malformed greeting from %s: \"%s\"", conn_peer(c->conn),
 		         client_quote(q, sizeof(q), c->resp, c->first_len));
 		goto fail;
@@ -698,7 +511,7 @@ imap_client_open(const struct conn_options *options, const char *user, const cha
 	if (!c->caps_known && imap_client_simple(c, &cmd, "CAPABILITY", error, errsize) != 0)
 		goto fail;
 	if (options->security == CONN_SECURITY_STARTTLS) {
-		if (!c->starttls || c->preauth) {
+		if (!c->caps.starttls || c->preauth) {
 			snprintf(error, errsize, "%s does not offer STARTTLS", conn_peer(c->conn));
 			goto fail;
 		}
@@ -725,6 +538,31 @@ fail:
 	c->broken = true;
 	imap_client_logout(&c);
 	return -1;
+}
+
+int
+imap_client_open(const struct conn_options *options, const char *user, const char *password,
+                 struct imap_client **client_r, char *error, size_t errsize)
+{
+	struct conn *conn;
+
+	*client_r = NULL;
+	if (conn_open(options, &conn, error, errsize) != 0)
+		return -1;
+	return imap_client_start(conn, options, user, password, client_r, error, errsize);
+}
+
+int
+imap_client_open_fd(int fd, const struct conn_options *options, const char *user,
+                    const char *password, struct imap_client **client_r, char *error,
+                    size_t errsize)
+{
+	struct conn *conn;
+
+	*client_r = NULL;
+	if (conn_from_fd(fd, options, &conn, error, errsize) != 0)
+		return -1;
+	return imap_client_start(conn, options, user, password, client_r, error, errsize);
 }
 
 int
@@ -777,7 +615,8 @@ imap_client_list(struct imap_client *c, uint32_t first_uid, struct imap_client_e
 	}
 	/* "n:*" always matches the highest UID, even below n; unsolicited FETCHes may repeat a
 	 * UID with only some items: merge them. */
-	qsort(cmd.items, cmd.nitems, sizeof(*cmd.items), imap_item_cmp);
+	if (cmd.nitems > 0) /* items is NULL for none, and qsort's base must not be */
+		qsort(cmd.items, cmd.nitems, sizeof(*cmd.items), imap_item_cmp);
 	out = xcalloc(cmd.nitems + 1, sizeof(*out));
 	for (size_t i = 0; i < cmd.nitems; i++) {
 		const struct imap_item *it = &cmd.items[i];
@@ -858,14 +697,14 @@ imap_client_delete(struct imap_client *c, const uint32_t *uids, size_t n, char *
 		struct imap_cmd store = {.what = "STORE", .fd = -1};
 		snprintf(line, sizeof(line), "UID STORE %s +FLAGS.SILENT (\\Deleted)", set);
 		r = imap_client_simple(c, &store, line, error, errsize);
-		if (r == 0 && c->uidplus) {
+		if (r == 0 && c->caps.uidplus) {
 			struct imap_cmd expunge = {.what = "UID EXPUNGE", .fd = -1};
 			snprintf(line, sizeof(line), "UID EXPUNGE %s", set);
 			r = imap_client_simple(c, &expunge, line, error, errsize);
 		}
 	}
 	free(sorted);
-	if (r == 0 && !c->uidplus) {
+	if (r == 0 && !c->caps.uidplus) {
 		struct imap_cmd expunge = {.what = "EXPUNGE", .fd = -1};
 		r = imap_client_simple(c, &expunge, "EXPUNGE", error, errsize);
 	}

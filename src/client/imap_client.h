@@ -22,6 +22,11 @@ struct imap_client_entry {
  * LOGIN. Returns 0 or -1 with an error quoting the server. */
 int imap_client_open(const struct conn_options *conn, const char *user, const char *password,
 		     struct imap_client **client_r, char *error, size_t errsize);
+/* For tests and fuzzing: imap_client_open over an already connected socket (see conn_from_fd;
+ * fd is owned by the client from here on, closed also when this fails). */
+int imap_client_open_fd(int fd, const struct conn_options *conn, const char *user,
+			const char *password, struct imap_client **client_r, char *error,
+			size_t errsize);
 /* SELECT (readonly: EXAMINE) a mailbox; reports UIDVALIDITY and the number of messages. */
 int imap_client_select(struct imap_client *client, const char *mailbox, bool readonly,
 		       uint32_t *uidvalidity_r, uint32_t *exists_r, char *error, size_t errsize);

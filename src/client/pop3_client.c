@@ -177,18 +177,15 @@ pop3_client_login(struct pop3_client *c, const char *user, const char *password,
 	return r == 1 ? 0 : -1;
 }
 
-int
-pop3_client_open(const struct conn_options *options, const char *user, const char *password,
-                 struct pop3_client **client_r, char *error, size_t errsize)
+/* The session on a connected conn (owned from here on): greeting, CAPA, STLS, login. */
+static int
+pop3_client_start(struct conn *conn, const struct conn_options *options, const char *user,
+                  const char *password, struct pop3_client **client_r, char *error, size_t errsize)
 {
 	struct pop3_client *c = xcalloc(1, sizeof(*c));
 	int r;
 
-	*client_r = NULL;
-	if (conn_open(options, &c->conn, error, errsize) != 0) {
-		free(c);
-		return -1;
-	}
+	c->conn = conn;
 	r = pop3_client_status(c, error, errsize);
 	if (r < 0) {
 		client_error_prefix(error, errsize, "reading the POP3 greeting");
@@ -222,6 +219,31 @@ pop3_client_open(const struct conn_options *options, const char *user, const cha
 fail:
 	pop3_client_abort(&c);
 	return -1;
+}
+
+int
+pop3_client_open(const struct conn_options *options, const char *user, const char *password,
+                 struct pop3_client **client_r, char *error, size_t errsize)
+{
+	struct conn *conn;
+
+	*client_r = NULL;
+	if (conn_open(options, &conn, error, errsize) != 0)
+		return -1;
+	return pop3_client_start(conn, options, user, password, client_r, error, errsize);
+}
+
+int
+pop3_client_open_fd(int fd, const struct conn_options *options, const char *user,
+                    const char *password, struct pop3_client **client_r, char *error,
+                    size_t errsize)
+{
+	struct conn *conn;
+
+	*client_r = NULL;
+	if (conn_from_fd(fd, options, &conn, error, errsize) != 0)
+		return -1;
+	return pop3_client_start(conn, options, user, password, client_r, error, errsize);
 }
 
 static int
@@ -290,7 +312,8 @@ pop3_client_scan(struct pop3_client *c, bool uidl, struct pop3_client_entry **v,
 		*v = NULL;
 		return -1;
 	}
-	qsort(*v, *n, sizeof(**v), pop3_client_entry_cmp);
+	if (*n > 0) /* *v is NULL for an empty list, and qsort's base must not be */
+		qsort(*v, *n, sizeof(**v), pop3_client_entry_cmp);
 	return 0;
 }
 

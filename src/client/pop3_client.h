@@ -19,6 +19,11 @@ struct pop3_client_entry {
  * advertised, else USER/PASS. Returns 0 or -1 with an error quoting the server. */
 int pop3_client_open(const struct conn_options *conn, const char *user, const char *password,
 		     struct pop3_client **client_r, char *error, size_t errsize);
+/* For tests and fuzzing: pop3_client_open over an already connected socket (see conn_from_fd;
+ * fd is owned by the client from here on, closed also when this fails). */
+int pop3_client_open_fd(int fd, const struct conn_options *conn, const char *user,
+			const char *password, struct pop3_client **client_r, char *error,
+			size_t errsize);
 /* UIDL and LIST merged; *entries_r is malloc'ed (caller frees). Refuses a server without UIDL
  * (incremental fetching needs it). */
 int pop3_client_list(struct pop3_client *client, struct pop3_client_entry **entries_r,

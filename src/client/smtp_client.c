@@ -243,19 +243,16 @@ smtp_client_helo_name(struct smtp_client *c, const char *helo)
 	str_copy(c->helo, helo, sizeof(c->helo));
 }
 
-int
-smtp_client_open(const struct smtp_client_options *options, struct smtp_client **client_r,
-                 char *error, size_t errsize)
+/* The session on a connected conn (owned from here on): greeting, EHLO, STARTTLS, AUTH. */
+static int
+smtp_client_start(struct conn *conn, const struct smtp_client_options *options,
+                  struct smtp_client **client_r, char *error, size_t errsize)
 {
 	struct smtp_client *c = xcalloc(1, sizeof(*c));
 	int code;
 
-	*client_r = NULL;
+	c->conn = conn;
 	smtp_client_helo_name(c, options->helo);
-	if (conn_open(&options->conn, &c->conn, error, errsize) != 0) {
-		free(c);
-		return -1;
-	}
 	code = smtp_client_reply(c, false, error, errsize);
 	if (code < 0) {
 		client_error_prefix(error, errsize, "reading the SMTP greeting");
@@ -290,6 +287,30 @@ smtp_client_open(const struct smtp_client_options *options, struct smtp_client *
 fail:
 	smtp_client_close(&c);
 	return -1;
+}
+
+int
+smtp_client_open(const struct smtp_client_options *options, struct smtp_client **client_r,
+                 char *error, size_t errsize)
+{
+	struct conn *conn;
+
+	*client_r = NULL;
+	if (conn_open(&options->conn, &conn, error, errsize) != 0)
+		return -1;
+	return smtp_client_start(conn, options, client_r, error, errsize);
+}
+
+int
+smtp_client_open_fd(int fd, const struct smtp_client_options *options,
+                    struct smtp_client **client_r, char *error, size_t errsize)
+{
+	struct conn *conn;
+
+	*client_r = NULL;
+	if (conn_from_fd(fd, &options->conn, &conn, error, errsize) != 0)
+		return -1;
+	return smtp_client_start(conn, options, client_r, error, errsize);
 }
 
 /* An address we can put between angle brackets without changing the command: printable, no

@@ -21,6 +21,10 @@ struct smtp_client_options {
  * error that quotes the server's reply ("server refused login: 535 5.7.8 ..."). */
 int smtp_client_open(const struct smtp_client_options *options, struct smtp_client **client_r,
 		     char *error, size_t errsize);
+/* For tests and fuzzing: smtp_client_open over an already connected socket (see conn_from_fd;
+ * fd is owned by the client from here on, closed also when this fails). */
+int smtp_client_open_fd(int fd, const struct smtp_client_options *options,
+			struct smtp_client **client_r, char *error, size_t errsize);
 /* Sends one message: MAIL (with SIZE= when offered, and refused up front if larger than the
  * server's SIZE), RCPT for each recipient, DATA with dot-stuffing (data must use CRLF line
  * endings; bare LFs are converted), pipelined when PIPELINING is offered. Every reply is

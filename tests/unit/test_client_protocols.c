@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -50,6 +51,7 @@ struct fake {
 	int listen_fd, port;
 	const struct step *script;
 	bool implicit_tls;
+	bool bytewise; /* SEND one byte per write (TCP_NODELAY, a pause between), to split reads */
 	pthread_t thread;
 	int fd;
 	SSL *ssl;
@@ -74,13 +76,30 @@ fake_read(struct fake *f, void *buf, size_t len)
 }
 
 static ssize_t
-fake_write(struct fake *f, const void *buf, size_t len)
+fake_write_raw(struct fake *f, const void *buf, size_t len)
 {
 	if (f->ssl != NULL) {
 		int n = SSL_write(f->ssl, buf, (int)len);
 		return n > 0 ? n : -1;
 	}
 	return send(f->fd, buf, len, MSG_NOSIGNAL);
+}
+
+/* Writes all of buf, or in bytewise mode one byte per send() with a pause after each, so that
+ * the client's reads end at every possible place. */
+static ssize_t
+fake_write(struct fake *f, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	if (!f->bytewise)
+		return fake_write_raw(f, buf, len);
+	for (size_t i = 0; i < len; i++) {
+		if (fake_write_raw(f, p + i, 1) != 1)
+			return -1;
+		usleep(100);
+	}
+	return (ssize_t)len;
 }
 
 /* Reads one line without its CRLF; -1 at EOF or after 1000 bytes. */
@@ -137,6 +156,10 @@ fake_main(void *arg)
 	}
 	setsockopt(f->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(f->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (f->bytewise) {
+		int one = 1;
+		setsockopt(f->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
 	if (f->implicit_tls)
 		fake_handshake(f);
 	for (const struct step *s = f->script; f->failure[0] == '\0' && s->text != NULL; s++) {
@@ -266,8 +289,10 @@ rss_kib(void)
 static const char smtp_message[] = "Subject: hi\r\n\r\n.dot\nbare\r\n..two\r\nlast";
 static const char smtp_stuffed[] = "Subject: hi\r\n\r\n..dot\r\nbare\r\n...two\r\nlast\r\n.\r\n";
 
+/* A whole pipelined session; returns what the server received as DATA in data (NUL-terminated)
+ * for comparing a bytewise run with a normal one. */
 static void
-test_smtp_send_pipelining(void **state)
+smtp_pipelining_session(bool bytewise, char *data, size_t datasize)
 {
 	static const struct step script[] = {
 	    {SEND, "220 fake ESMTP\r\n"},
@@ -287,7 +312,7 @@ test_smtp_send_pipelining(void **state)
 	    {EXPECT, "QUIT"},
 	    {SEND, "221 bye\r\n"},
 	    {0, NULL}};
-	struct fake f = {0};
+	struct fake f = {.bytewise = bytewise};
 	struct smtp_client *c;
 	const char *rcpts[] = {"bob@example.test", "carol@example.test"};
 	char error[512];
@@ -295,15 +320,39 @@ test_smtp_send_pipelining(void **state)
 	fake_start(&f, script);
 	struct smtp_client_options o = {
 	    .conn = plain_options(&f), .helo = "tern.test", .user = "alice", .password = "secret"};
-	assert_int_equal(smtp_client_open(&o, &c, error, sizeof(error)), 0);
-	assert_int_equal(smtp_client_send(c, "alice@example.test", rcpts, 2, smtp_message,
-	                                  strlen(smtp_message), error, sizeof(error)),
-	                 0);
+	if (smtp_client_open(&o, &c, error, sizeof(error)) != 0)
+		fail_msg("open: %s", error);
+	if (smtp_client_send(c, "alice@example.test", rcpts, 2, smtp_message, strlen(smtp_message),
+	                     error, sizeof(error)) != 0)
+		fail_msg("send: %s", error);
 	smtp_client_close(&c);
 	assert_null(c);
 	fake_finish(&f);
 	assert_int_equal(f.data_len, strlen(smtp_stuffed));
 	assert_memory_equal(f.data, smtp_stuffed, f.data_len);
+	assert_true(f.data_len < datasize);
+	memcpy(data, f.data, f.data_len);
+	data[f.data_len] = '\0';
+}
+
+static void
+test_smtp_send_pipelining(void **state)
+{
+	char data[4096];
+
+	smtp_pipelining_session(false, data, sizeof(data));
+}
+
+/* The multi-line EHLO reply (and every other reply) arriving one byte per segment: the same
+ * capabilities (SIZE=, AUTH PLAIN, PIPELINING, checked by the script) and the same DATA. */
+static void
+test_smtp_bytewise(void **state)
+{
+	char normal[4096], bytewise[4096];
+
+	smtp_pipelining_session(false, normal, sizeof(normal));
+	smtp_pipelining_session(true, bytewise, sizeof(bytewise));
+	assert_string_equal(bytewise, normal);
 }
 
 static void
@@ -514,8 +563,11 @@ test_smtp_server_silent_timeout(void **state)
 	fake_finish(&f);
 }
 
+/* A whole session with UIDL, LIST and a dot-stuffed RETR; returns the entries (caller frees) and
+ * the stored message, for comparing a bytewise run with a normal one. */
 static void
-test_pop3_list_retr(void **state)
+pop3_list_retr_session(bool bytewise, struct pop3_client_entry **e_r, size_t *n_r, char *got,
+                       size_t *got_len)
 {
 	static const struct step script[] = {
 	    {SEND, "+OK POP3 ready\r\n"},
@@ -535,11 +587,11 @@ test_pop3_list_retr(void **state)
 	    {SEND, "+OK bye\r\n"},
 	    {0, NULL}};
 	static const char expect[] = "Subject: x\r\n\r\n.dot line\r\n.\r\nend\r\n";
-	struct fake f = {0};
+	struct fake f = {.bytewise = bytewise};
 	struct pop3_client *c;
 	struct pop3_client_entry *e;
 	size_t n;
-	char error[512], got[256];
+	char error[512];
 	FILE *fp = tmpfile();
 
 	fake_start(&f, script);
@@ -553,17 +605,53 @@ test_pop3_list_retr(void **state)
 	assert_int_equal(e[1].number, 2);
 	assert_string_equal(e[1].uidl, "uid-two");
 	assert_int_equal(e[1].size, 45);
-	free(e);
+	*e_r = e;
+	*n_r = n;
 	assert_int_equal(pop3_client_retr(c, 2, fileno(fp), 1000, error, sizeof(error)), 0);
 	assert_int_equal(pop3_client_dele(c, 2, error, sizeof(error)), 0);
 	assert_int_equal(pop3_client_quit(&c, error, sizeof(error)), 0);
 	assert_null(c);
 	fake_finish(&f);
 	rewind(fp);
-	size_t len = fread(got, 1, sizeof(got), fp);
+	size_t len = fread(got, 1, 256, fp);
 	fclose(fp);
 	assert_int_equal(len, strlen(expect));
 	assert_memory_equal(got, expect, len);
+	*got_len = len;
+}
+
+static void
+test_pop3_list_retr(void **state)
+{
+	struct pop3_client_entry *e;
+	size_t n, len;
+	char got[256];
+
+	pop3_list_retr_session(false, &e, &n, got, &len);
+	free(e);
+}
+
+/* The multi-line UIDL/LIST and the dot-stuffed RETR arriving one byte per segment (so "." and
+ * CR and LF land in separate reads): the same entries and the same message bytes. */
+static void
+test_pop3_bytewise(void **state)
+{
+	struct pop3_client_entry *e1, *e2;
+	size_t n1, n2, len1, len2;
+	char got1[256], got2[256];
+
+	pop3_list_retr_session(false, &e1, &n1, got1, &len1);
+	pop3_list_retr_session(true, &e2, &n2, got2, &len2);
+	assert_int_equal(n1, n2);
+	for (size_t i = 0; i < n1; i++) {
+		assert_int_equal(e1[i].number, e2[i].number);
+		assert_int_equal(e1[i].size, e2[i].size);
+		assert_string_equal(e1[i].uidl, e2[i].uidl);
+	}
+	assert_int_equal(len1, len2);
+	assert_memory_equal(got1, got2, len1);
+	free(e1);
+	free(e2);
 }
 
 static void
@@ -645,8 +733,11 @@ test_pop3_pass_refused(void **state)
 	fake_finish(&f);
 }
 
+/* A whole session: login, SELECT, two UID FETCH lists (one with a literal inside an unknown item),
+ * a BODY[] literal, delete; returns the first list (caller frees) and the fetched body, for
+ * comparing a bytewise run with a normal one. */
 static void
-test_imap_select_list_fetch(void **state)
+imap_session(bool bytewise, struct imap_client_entry **e_r, size_t *n_r, char *got, size_t *got_len)
 {
 	static const struct step script[] = {
 	    {SEND, "* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] ready\r\n"},
@@ -672,12 +763,12 @@ test_imap_select_list_fetch(void **state)
 	    {EXPECT, "a008 LOGOUT"},
 	    {SEND, "* BYE bye\r\na008 OK\r\n"},
 	    {0, NULL}};
-	struct fake f = {0};
+	struct fake f = {.bytewise = bytewise};
 	struct imap_client *c;
 	struct imap_client_entry *e;
 	uint32_t uidvalidity, exists, uids[] = {9, 5, 7};
 	size_t n;
-	char error[512], got[64];
+	char error[512];
 	FILE *fp = tmpfile();
 
 	fake_start(&f, script);
@@ -696,7 +787,8 @@ test_imap_select_list_fetch(void **state)
 	assert_int_equal(e[1].size, 200);
 	assert_false(e[1].seen);
 	assert_int_equal(e[2].uid, 9);
-	free(e);
+	*e_r = e;
+	*n_r = n;
 	/* "10:*" matches the highest UID, 9, which is older than asked for. */
 	assert_int_equal(imap_client_list(c, 10, &e, &n, error, sizeof(error)), 0);
 	assert_int_equal(n, 0);
@@ -707,10 +799,45 @@ test_imap_select_list_fetch(void **state)
 	assert_null(c);
 	fake_finish(&f);
 	rewind(fp);
-	size_t len = fread(got, 1, sizeof(got), fp);
+	size_t len = fread(got, 1, 64, fp);
 	fclose(fp);
 	assert_int_equal(len, 21);
 	assert_memory_equal(got, "Subject: x\r\n\r\nhello\r\n", 21);
+	*got_len = len;
+}
+
+static void
+test_imap_select_list_fetch(void **state)
+{
+	struct imap_client_entry *e;
+	size_t n, len;
+	char got[64];
+
+	imap_session(false, &e, &n, got, &len);
+	free(e);
+}
+
+/* Every response, the FETCH with a {21} BODY[] literal and the list with a literal inside an
+ * item included, arriving one byte per segment: the same list and the same body. */
+static void
+test_imap_bytewise(void **state)
+{
+	struct imap_client_entry *e1, *e2;
+	size_t n1, n2, len1, len2;
+	char got1[64], got2[64];
+
+	imap_session(false, &e1, &n1, got1, &len1);
+	imap_session(true, &e2, &n2, got2, &len2);
+	assert_int_equal(n1, n2);
+	for (size_t i = 0; i < n1; i++) {
+		assert_int_equal(e1[i].uid, e2[i].uid);
+		assert_int_equal(e1[i].size, e2[i].size);
+		assert_int_equal(e1[i].seen, e2[i].seen);
+	}
+	assert_int_equal(len1, len2);
+	assert_memory_equal(got1, got2, len1);
+	free(e1);
+	free(e2);
 }
 
 static void
@@ -747,6 +874,56 @@ test_imap_login_literal_and_refusal(void **state)
 	{                                                                                          \
 		SEND, "* CAPABILITY IMAP4rev1\r\na002 OK\r\n"                                      \
 	}
+
+/* Empty UIDL/LIST and UID FETCH answers are empty lists, not errors (found by fuzz_client_pop3
+ * and fuzz_client_imap: qsort was handed the NULL of an empty array). */
+static void
+test_empty_lists(void **state)
+{
+	static const struct step pop3_script[] = {{SEND, "+OK POP3 ready\r\n"},
+	                                          {EXPECT, "CAPA"},
+	                                          {SEND, "+OK\r\nUIDL\r\n.\r\n"},
+	                                          {EXPECT, "UIDL"},
+	                                          {SEND, "+OK\r\n.\r\n"},
+	                                          {EXPECT, "LIST"},
+	                                          {SEND, "+OK\r\n.\r\n"},
+	                                          {EXPECT, "QUIT"},
+	                                          {SEND, "+OK\r\n"},
+	                                          {0, NULL}};
+	static const struct step imap_script[] = {
+	    IMAP_LOGIN_STEPS,
+	    {EXPECT, "a003 UID FETCH 1:* (UID RFC822.SIZE FLAGS)"},
+	    {SEND, "a003 OK nothing\r\n"},
+	    {EXPECT, "a004 LOGOUT"},
+	    {SEND, "* BYE\r\na004 OK\r\n"},
+	    {0, NULL}};
+	struct fake f = {0}, g = {0};
+	struct pop3_client *p;
+	struct pop3_client_entry *pe;
+	struct imap_client *c;
+	struct imap_client_entry *ie;
+	size_t n = 1;
+	char error[512];
+
+	fake_start(&f, pop3_script);
+	struct conn_options o = plain_options(&f);
+	assert_int_equal(pop3_client_open(&o, NULL, NULL, &p, error, sizeof(error)), 0);
+	assert_int_equal(pop3_client_list(p, &pe, &n, error, sizeof(error)), 0);
+	assert_int_equal(n, 0);
+	free(pe);
+	assert_int_equal(pop3_client_quit(&p, error, sizeof(error)), 0);
+	fake_finish(&f);
+
+	fake_start(&g, imap_script);
+	o = plain_options(&g);
+	assert_int_equal(imap_client_open(&o, "alice", "secret", &c, error, sizeof(error)), 0);
+	n = 1;
+	assert_int_equal(imap_client_list(c, 0, &ie, &n, error, sizeof(error)), 0);
+	assert_int_equal(n, 0);
+	free(ie);
+	imap_client_logout(&c);
+	fake_finish(&g);
+}
 
 static void
 test_imap_huge_literal_body(void **state)
@@ -794,6 +971,42 @@ test_imap_huge_literal_list(void **state)
 	assert_contains(error, "exceeds the limit of 65536");
 	imap_client_logout(&c);
 	fake_finish(&f);
+}
+
+/* A BODY[] literal outside a FETCH response (here in an untagged OK, then in the tagged OK) is not
+ * the message asked for: the fetch fails rather than keep it. */
+static void
+test_imap_body_outside_fetch(void **state)
+{
+	static const struct step script1[] = {IMAP_LOGIN_STEPS,
+	                                      {EXPECT, "a003 UID FETCH 7 BODY.PEEK[]"},
+	                                      {SEND, "* OK BODY[] {5}\r\nhello\r\na003 OK\r\n"},
+	                                      {HANG, ""},
+	                                      {0, NULL}};
+	static const struct step script2[] = {IMAP_LOGIN_STEPS,
+	                                      {EXPECT, "a003 UID FETCH 7 BODY.PEEK[]"},
+	                                      {SEND, "a003 OK BODY[] {5}\r\nhello\r\n"},
+	                                      {HANG, ""},
+	                                      {0, NULL}};
+	const struct step *scripts[] = {script1, script2};
+
+	for (size_t i = 0; i < 2; i++) {
+		struct fake f = {0};
+		struct imap_client *c;
+		char error[512];
+		FILE *fp = tmpfile();
+
+		fake_start(&f, scripts[i]);
+		struct conn_options o = plain_options(&f);
+		assert_int_equal(imap_client_open(&o, "alice", "secret", &c, error, sizeof(error)),
+		                 0);
+		assert_int_equal(imap_client_fetch(c, 7, fileno(fp), 1000, error, sizeof(error)),
+		                 -1);
+		assert_contains(error, "outside a FETCH response");
+		imap_client_logout(&c);
+		fclose(fp);
+		fake_finish(&f);
+	}
 }
 
 static void
@@ -956,6 +1169,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_smtp_send_pipelining),
+	    cmocka_unit_test(test_smtp_bytewise),
 	    cmocka_unit_test(test_smtp_send_sequential_login_8bit),
 	    cmocka_unit_test(test_smtp_recipient_refused),
 	    cmocka_unit_test(test_smtp_malformed_greeting),
@@ -965,13 +1179,17 @@ main(void)
 	    cmocka_unit_test(test_smtp_gigabyte_line),
 	    cmocka_unit_test(test_smtp_server_silent_timeout),
 	    cmocka_unit_test(test_pop3_list_retr),
+	    cmocka_unit_test(test_pop3_bytewise),
+	    cmocka_unit_test(test_empty_lists),
 	    cmocka_unit_test(test_pop3_truncated_response),
 	    cmocka_unit_test(test_pop3_retr_too_large),
 	    cmocka_unit_test(test_pop3_pass_refused),
 	    cmocka_unit_test(test_imap_select_list_fetch),
+	    cmocka_unit_test(test_imap_bytewise),
 	    cmocka_unit_test(test_imap_login_literal_and_refusal),
 	    cmocka_unit_test(test_imap_huge_literal_body),
 	    cmocka_unit_test(test_imap_huge_literal_list),
+	    cmocka_unit_test(test_imap_body_outside_fetch),
 	    cmocka_unit_test(test_imap_bye),
 	    cmocka_unit_test(test_tls_verification),
 	    cmocka_unit_test(test_tls_write_after_close_no_sigpipe),
