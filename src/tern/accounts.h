@@ -58,7 +58,8 @@ const struct account *accounts_find(const struct account *list, size_t n, const 
  * password_command wins when both are set. */
 int account_password(const struct account *account, char *out, size_t outsize, char *error,
 		     size_t errsize);
-/* Connection options for one of the account's servers (timeouts and limits filled in). */
+/* Connection options for one of the account's servers (timeouts and limits filled in). Prints a
+ * warning on stderr when the account skips certificate checks or the server uses no TLS. */
 void account_conn_options(const struct account *account, const struct account_server *server,
 			  struct conn_options *options_r);
 
