@@ -69,6 +69,11 @@ class Checks:
                     print(f"#   {line}", flush=True)
         return bool(condition)
 
+    def skip(self, description, reason):
+        """Reports a check that could not be made here (TAP `# SKIP`; tests/run-all counts it apart)."""
+        self.count += 1
+        print(f"ok {self.count} - {description} # SKIP {reason}", flush=True)
+
     def note(self, text):
         for line in str(text).splitlines():
             print(f"# {line}", flush=True)
