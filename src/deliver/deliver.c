@@ -12,9 +12,28 @@
 #include "lib/config.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "mime/summary.h"
+#include "notify/notify.h"
+
+#define DELIVER_HDR_LINE_MAX 998	    /* RFC 5322's line limit: longer lines are cut */
+#define DELIVER_HDR_SCAN_MAX (64 * 1024) /* header bytes looked at before giving up */
+
+enum deliver_hdr_field { DELIVER_HDR_FROM, DELIVER_HDR_SUBJECT, DELIVER_HDR_NFIELDS };
+
+/* The raw From: and Subject: fields, noted while the header section streams past. */
+struct deliver_hdrs {
+	bool done;	/* the header section ended (or was too long to look at) */
+	int cur;	/* the field that continuation lines belong to, -1 none */
+	size_t scanned; /* header bytes seen */
+	size_t linelen;
+	char line[DELIVER_HDR_LINE_MAX + 1];
+	size_t fieldlen[DELIVER_HDR_NFIELDS];
+	char field[DELIVER_HDR_NFIELDS][DELIVER_HDR_LINE_MAX + 1];
+};
 
 struct deliver {
 	struct store *store;
+	struct notify_hub *hub;
 	char **domains;
 	size_t ndomains;
 	char *hostname;
@@ -23,21 +42,37 @@ struct deliver {
 struct deliver_tx {
 	struct store_blob *blob;
 	char *mail_from;
+	struct deliver_hdrs *hdrs;
 	char id[24];
+};
+
+/* What the notify event of one local target needs once the commit is done. */
+struct deliver_local {
+	int64_t account_id;
+	uint32_t flags;
+	char *mailbox;
 };
 
 struct deliver_commit {
 	deliver_cb *cb;
 	void *arg;
+	struct notify_hub *hub;
+	struct deliver_local *locals; /* one per target, account_id 0 for the outbound queue */
+	size_t ntargets;
+	struct deliver_hdrs *hdrs;
+	char *mail_from;
+	uint64_t size;
+	int64_t internal_date;
 	char id[24];
 };
 
 struct deliver *
-deliver_new(struct store *store, const struct config *config)
+deliver_new(struct store *store, struct notify_hub *hub, const struct config *config)
 {
 	struct deliver *d = xcalloc(1, sizeof(*d));
 
 	d->store = store;
+	d->hub = hub;
 	d->ndomains = config_get_list(config, "server.domains", &d->domains);
 	d->hostname = xstrdup(config_get(config, "server.hostname"));
 	return d;
@@ -151,6 +186,10 @@ deliver_tx_begin(struct deliver *d, const char *mail_from, const struct deliver_
 		 (unsigned long long)(time_now() & 0xffffffff), rnd[0], rnd[1], rnd[2], rnd[3],
 		 rnd[4], rnd[5]);
 	tx->mail_from = xstrdup(mail_from);
+	if (d->hub != NULL) {
+		tx->hdrs = xcalloc(1, sizeof(*tx->hdrs));
+		tx->hdrs->cur = -1;
+	}
 	deliver_sanitize(helo, sizeof(helo), origin->helo != NULL ? origin->helo : "");
 	deliver_rfc5322_date(date, sizeof(date), time(NULL));
 
@@ -176,9 +215,73 @@ deliver_tx_begin(struct deliver *d, const char *mail_from, const struct deliver_
 	return tx;
 }
 
+/* Ends one physical header line: keeps it when it starts or continues From: or Subject:. */
+static void
+deliver_hdrs_line(struct deliver_hdrs *h)
+{
+	static const char *const names[DELIVER_HDR_NFIELDS] = {"from:", "subject:"};
+	size_t len = h->linelen;
+
+	h->linelen = 0;
+	if (len > 0 && h->line[len - 1] == '\r')
+		len--;
+	if (len == 0) {
+		h->done = true;
+		return;
+	}
+	if (h->line[0] != ' ' && h->line[0] != '\t') {
+		h->cur = -1;
+		for (int f = 0; f < DELIVER_HDR_NFIELDS; f++) {
+			/* The first occurrence counts; a repeated field is ignored. */
+			if (h->fieldlen[f] == 0 && len >= strlen(names[f]) &&
+			    strncasecmp(h->line, names[f], strlen(names[f])) == 0)
+				h->cur = f;
+		}
+		if (h->cur < 0)
+			return;
+	} else if (h->cur < 0) {
+		return;
+	}
+	/* Folding is kept (CRLF before the continuation) so the decoder sees the real field. */
+	char *dst = h->field[h->cur];
+	size_t *dlen = &h->fieldlen[h->cur];
+	if (*dlen > 0) {
+		if (*dlen + 2 + len > DELIVER_HDR_LINE_MAX)
+			return; /* the field is cut at the last continuation that fits */
+		memcpy(dst + *dlen, "\r\n", 2);
+		*dlen += 2;
+	}
+	memcpy(dst + *dlen, h->line, len); /* len <= DELIVER_HDR_LINE_MAX: the line buffer's cap */
+	*dlen += len;
+	dst[*dlen] = '\0';
+}
+
+/* Feeds message bytes to the header scanner until the blank line that ends the header. */
+static void
+deliver_hdrs_feed(struct deliver_hdrs *h, const char *p, size_t len)
+{
+	while (len > 0 && !h->done) {
+		const char *nl = memchr(p, '\n', len);
+		size_t seg = nl != NULL ? (size_t)(nl - p) : len;
+		size_t room = DELIVER_HDR_LINE_MAX - h->linelen;
+
+		memcpy(h->line + h->linelen, p, seg < room ? seg : room);
+		h->linelen += seg < room ? seg : room;
+		h->scanned += seg + (nl != NULL);
+		if (nl != NULL)
+			deliver_hdrs_line(h);
+		if (h->scanned > DELIVER_HDR_SCAN_MAX)
+			h->done = true;
+		p += seg + (nl != NULL);
+		len -= seg + (nl != NULL);
+	}
+}
+
 int
 deliver_tx_write(struct deliver_tx *tx, const void *data, size_t len)
 {
+	if (tx->hdrs != NULL && !tx->hdrs->done)
+		deliver_hdrs_feed(tx->hdrs, data, len);
 	return store_blob_write(tx->blob, data, len);
 }
 
@@ -197,8 +300,72 @@ deliver_tx_abort(struct deliver_tx **txp)
 		return;
 	store_blob_abort(&tx->blob);
 	free(tx->mail_from);
+	free(tx->hdrs);
 	free(tx);
 	*txp = NULL;
+}
+
+/* Decodes the noted From: and Subject: fields (RFC 2047) into the event. */
+static void
+deliver_event_summary(const struct deliver_commit *c, struct notify_event *ev)
+{
+	const struct deliver_hdrs *h = c->hdrs;
+	struct mime_summary summary;
+	char buf[2 * DELIVER_HDR_LINE_MAX + 8];
+	int n;
+
+	/* A field that was absent must not leave an empty line: that would end the header. */
+	n = snprintf(buf, sizeof(buf), "%s%s%s%s\r\n", h->field[DELIVER_HDR_FROM],
+		     h->fieldlen[DELIVER_HDR_FROM] > 0 ? "\r\n" : "", h->field[DELIVER_HDR_SUBJECT],
+		     h->fieldlen[DELIVER_HDR_SUBJECT] > 0 ? "\r\n" : "");
+	if (n > 0 && (size_t)n < sizeof(buf) && mime_summary_from_buffer(buf, (size_t)n,
+									    &summary) == 0) {
+		notify_copy_text(ev->from, sizeof(ev->from), summary.from);
+		notify_copy_text(ev->subject, sizeof(ev->subject), summary.subject);
+	}
+	if (ev->from[0] == '\0')
+		notify_copy_text(ev->from, sizeof(ev->from), c->mail_from);
+}
+
+/* Publishes NOTIFY_NEW for each local target of a durable commit. */
+static void
+deliver_publish(const struct deliver_commit *c, const struct store_result *results)
+{
+	struct notify_event ev;
+	bool summarized = false;
+
+	for (size_t i = 0; i < c->ntargets; i++) {
+		const struct deliver_local *l = &c->locals[i];
+
+		if (l->account_id <= 0 || !notify_has_subscribers(c->hub, l->account_id))
+			continue;
+		if (!summarized) {
+			/* Decoded once, only when someone listens: a few microseconds of GMime. */
+			memset(&ev, 0, sizeof(ev));
+			deliver_event_summary(c, &ev);
+			ev.kind = NOTIFY_NEW;
+			ev.size = c->size;
+			ev.internal_date = c->internal_date;
+			summarized = true;
+		}
+		ev.account_id = l->account_id;
+		ev.mailbox_id = results[i].mailbox_id;
+		ev.uid = results[i].uid;
+		ev.flags = l->flags;
+		notify_copy_text(ev.mailbox, sizeof(ev.mailbox), l->mailbox);
+		notify_publish(c->hub, &ev);
+	}
+}
+
+static void
+deliver_commit_free(struct deliver_commit *c)
+{
+	for (size_t i = 0; i < c->ntargets; i++)
+		free(c->locals[i].mailbox);
+	free(c->locals);
+	free(c->hdrs);
+	free(c->mail_from);
+	free(c);
 }
 
 static void
@@ -209,8 +376,10 @@ deliver_committed(bool ok, const struct store_result *results, const char *error
 	if (!ok)
 		log_warnx("deliver event=commit-failed id=%s error=\"%s\"", c->id,
 			  error != NULL ? error : "unknown");
+	else if (c->hub != NULL)
+		deliver_publish(c, results);
 	c->cb(ok, error, c->arg);
-	free(c);
+	deliver_commit_free(c);
 }
 
 void
@@ -232,8 +401,28 @@ deliver_tx_commit(struct deliver *d, struct deliver_tx **txp, const struct store
 	c->cb = cb;
 	c->arg = arg;
 	memcpy(c->id, tx->id, sizeof(c->id));
+	if (d->hub != NULL) {
+		/* Kept for the events published after the commit: targets belong to the caller. */
+		c->hub = d->hub;
+		c->ntargets = ntargets;
+		c->locals = xcalloc(ntargets > 0 ? ntargets : 1, sizeof(*c->locals));
+		for (size_t i = 0; i < ntargets; i++) {
+			if (targets[i].account_id <= 0)
+				continue;
+			c->locals[i].account_id = targets[i].account_id;
+			c->locals[i].flags = targets[i].flags;
+			c->locals[i].mailbox = xstrdup(targets[i].mailbox);
+		}
+		c->hdrs = tx->hdrs;
+		tx->hdrs = NULL;
+		c->mail_from = tx->mail_from;
+		tx->mail_from = NULL;
+		c->size = store_blob_size(tx->blob);
+		c->internal_date = delivery.internal_date;
+	}
 	*txp = NULL;
 	store_blob_commit(d->store, &tx->blob, &delivery, deliver_committed, c);
 	free(tx->mail_from);
+	free(tx->hdrs);
 	free(tx);
 }

@@ -2,8 +2,8 @@
  *
  * Protocol sessions ask deliver who may receive (recipient policy), which senders an account
  * may use, and hand it the message; deliver writes the trace headers, runs the filters (a plugin
- * point: none are registered yet) and commits through the store. Later the notify hub is told
- * here too. */
+ * point: none are registered yet) and commits through the store. Once a commit is durable it
+ * publishes a NOTIFY_NEW event per local target on the notify hub. */
 #ifndef TERN_DELIVER_H
 #define TERN_DELIVER_H
 
@@ -14,6 +14,7 @@
 #include "store/store.h"
 
 struct config;
+struct notify_hub;
 struct deliver;
 struct deliver_tx;
 
@@ -25,7 +26,9 @@ enum deliver_rcpt {
 	DELIVER_RCPT_TEMPFAIL,	   /* the store could not be read */
 };
 
-struct deliver *deliver_new(struct store *store, const struct config *config);
+/* hub may be NULL (no events published); it must outlive the deliver and its commits in flight. */
+struct deliver *deliver_new(struct store *store, struct notify_hub *hub,
+			    const struct config *config);
 void deliver_free(struct deliver **deliver);
 
 /* True when address's domain is one of server.domains. */
@@ -53,7 +56,9 @@ struct deliver_origin {
 struct deliver_tx *deliver_tx_begin(struct deliver *deliver, const char *mail_from,
 				    const struct deliver_origin *origin, const char *const *rcpts,
 				    size_t nrcpts, char *error, size_t errsize);
-/* Appends message bytes. -1 on a write error (the transaction can then only be aborted). */
+/* Appends message bytes (the message as received, after any transfer decoding). The From: and
+ * Subject: header lines are noted on the way for the notify event. -1 on a write error (the
+ * transaction can then only be aborted). */
 int deliver_tx_write(struct deliver_tx *tx, const void *data, size_t len);
 /* The transaction's id, as written in the Received header and logged ("queued as"). */
 const char *deliver_tx_id(const struct deliver_tx *tx);
@@ -61,7 +66,8 @@ void deliver_tx_abort(struct deliver_tx **tx);
 
 typedef void deliver_cb(bool ok, const char *error, void *arg);
 /* Commits to every target (copied). *tx becomes NULL; cb runs on the loop thread once the
- * message is on stable storage (ok) or nothing of it is visible (!ok). */
+ * message is on stable storage (ok) or nothing of it is visible (!ok). On success a NOTIFY_NEW
+ * event for each local target is published just before cb runs. */
 void deliver_tx_commit(struct deliver *deliver, struct deliver_tx **tx,
 		       const struct store_target *targets, size_t ntargets,
 		       int64_t sender_account_id, deliver_cb *cb, void *arg);

@@ -11,6 +11,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "pop3/pop3_private.h"
+#include "notify/notify.h"
 #include "store/store.h"
 
 /* True when a session (perhaps one whose client is gone but whose update still runs) holds
@@ -56,6 +57,7 @@ pop3_snapshot(struct pop3_session *s, int64_t account_id)
 	if (store_mailbox_get(s->server->store, account_id, POP3_MAILBOX, &mbox) != 1)
 		return -1;
 	s->uidvalidity = mbox.uidvalidity;
+	s->mailbox_id = mbox.id;
 	if (store_message_list(s->server->store, account_id, POP3_MAILBOX, pop3_snapshot_add, s) !=
 	    1) {
 		free(s->msgs);
@@ -91,6 +93,31 @@ pop3_msg_arg(struct pop3_session *s, const char *arg, uint32_t *num_r)
 	return &s->msgs[n - 1];
 }
 
+/* Tells the notify hub (IMAP IDLE, push) what the committed update changed: the same
+ * conditions as the update itself. */
+static void
+pop3_publish_update(struct pop3_session *s)
+{
+	if (s->server->hub == NULL)
+		return;
+	for (uint32_t i = 0; i < s->nmsgs; i++) {
+		const struct pop3_msg *m = &s->msgs[i];
+		struct notify_event ev = {
+			.account_id = s->account_id, .mailbox_id = s->mailbox_id, .uid = m->uid};
+
+		if (s->state == POP3_STATE_UPDATE && m->deleted) {
+			ev.kind = NOTIFY_EXPUNGE;
+		} else if (m->seen && (m->flags & STORE_FLAG_SEEN) == 0) {
+			ev.kind = NOTIFY_FLAGS;
+			ev.flags = m->flags | STORE_FLAG_SEEN;
+		} else {
+			continue;
+		}
+		notify_copy_text(ev.mailbox, sizeof(ev.mailbox), POP3_MAILBOX);
+		notify_publish(s->server->hub, &ev);
+	}
+}
+
 static void
 pop3_update_done(bool ok, const char *error, void *arg)
 {
@@ -100,13 +127,15 @@ pop3_update_done(bool ok, const char *error, void *arg)
 	s->update_pending = false;
 	for (uint32_t i = 0; i < s->nmsgs; i++)
 		deleted += s->state == POP3_STATE_UPDATE && s->msgs[i].deleted;
-	if (ok)
-		log_info("pop3 session=%s event=update account=%s deleted=%u result=ok", s->id,
+	if (ok) {
+		log_info("pop3 session=%s event=update account=%s deleted=%u result=ok", s->conn.id,
 		         s->account, deleted);
+		pop3_publish_update(s);
+	}
 	else
 		log_warnx("pop3 session=%s event=update account=%s result=failed error=\"%s\"",
-		          s->id, s->account, error != NULL ? error : "");
-	if (s->dead) {
+		          s->conn.id, s->account, error != NULL ? error : "");
+	if (s->conn.dead) {
 		pop3_session_free(s);
 		return;
 	}
@@ -115,7 +144,7 @@ pop3_update_done(bool ok, const char *error, void *arg)
 		           deleted == 1 ? "" : "s");
 	else
 		pop3_reply(s, "-ERR [SYS/TEMP] Could not update the maildrop; nothing was deleted");
-	pop3_session_close(s, "quit");
+	netconn_close(&s->conn, "quit");
 }
 
 /* Starts the one store update of the session: the \Seen flags of what RETR sent and, with
@@ -178,7 +207,7 @@ void
 pop3_cmd_list(struct pop3_session *s, const struct pop3_command *cmd)
 {
 	bool uidl = cmd->verb == POP3_VERB_UIDL;
-	struct evbuffer *out = bufferevent_get_output(s->bev);
+	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
 	const struct pop3_msg *m;
 	uint32_t n;
 
@@ -230,7 +259,7 @@ pop3_cmd_dele(struct pop3_session *s, const struct pop3_command *cmd)
 	m->deleted = true;
 	s->live_count--;
 	s->live_size -= m->size;
-	log_debug("pop3 session=%s event=dele msg=%u uid=%u", s->id, n, m->uid);
+	log_debug("pop3 session=%s event=dele msg=%u uid=%u", s->conn.id, n, m->uid);
 	pop3_reply(s, "+OK message %u deleted", n);
 }
 
@@ -275,7 +304,7 @@ pop3_cmd_retr(struct pop3_session *s, const struct pop3_command *cmd)
 		return;
 	}
 	if (fd < 0) {
-		log_warnx("pop3 session=%s event=retr-open-failed uid=%u", s->id, m->uid);
+		log_warnx("pop3 session=%s event=retr-open-failed uid=%u", s->conn.id, m->uid);
 		pop3_reply(s, "-ERR [SYS/TEMP] Cannot read the message; try again later");
 		return;
 	}
@@ -289,7 +318,7 @@ pop3_cmd_retr(struct pop3_session *s, const struct pop3_command *cmd)
 		pop3_reply(s, "+OK %llu octets", (unsigned long long)m->size);
 	/* A slow reader of a large message sends no commands meanwhile: only the write
 	 * timeout (no progress) applies while streaming. */
-	bufferevent_set_timeouts(s->bev, NULL, &s->server->idle_timeout);
+	netconn_set_timeouts(&s->conn, false);
 	pop3_enter_state(s, POP3_STATE_RETR);
 }
 
@@ -300,7 +329,7 @@ pop3_retr_pump(struct pop3_session *s)
 {
 	static char in[POP3_CHUNK];
 	static char out[2 * POP3_CHUNK + POP3_STUFF_END_MAX];
-	struct evbuffer *output = bufferevent_get_output(s->bev);
+	struct evbuffer *output = bufferevent_get_output(s->conn.bev);
 	struct pop3_retr *r = &s->retr;
 	struct pop3_msg *m = &s->msgs[r->num - 1];
 	size_t n;
@@ -311,9 +340,10 @@ pop3_retr_pump(struct pop3_session *s)
 		if (got < 0) {
 			if (errno == EINTR)
 				continue;
-			log_warn("pop3 session=%s event=retr-read-failed uid=%u", s->id, m->uid);
+			log_warn("pop3 session=%s event=retr-read-failed uid=%u", s->conn.id,
+			         m->uid);
 			/* The +OK is out: closing without the final "." tells the client. */
-			pop3_session_close(s, "read-error");
+			netconn_close(&s->conn, "read-error");
 			return false;
 		}
 		if (got == 0) {
@@ -327,14 +357,13 @@ pop3_retr_pump(struct pop3_session *s)
 				if (r->st.size != m->size)
 					log_warnx("pop3 session=%s event=retr-size-mismatch uid=%u "
 					          "listed=%llu sent=%llu",
-					          s->id, m->uid, (unsigned long long)m->size,
+					          s->conn.id, m->uid, (unsigned long long)m->size,
 					          (unsigned long long)r->st.size);
 			}
-			log_debug("pop3 session=%s event=%s msg=%u uid=%u size=%llu", s->id,
+			log_debug("pop3 session=%s event=%s msg=%u uid=%u size=%llu", s->conn.id,
 			          r->top ? "top" : "retr", r->num, m->uid,
 			          (unsigned long long)r->st.size);
-			bufferevent_set_timeouts(s->bev, &s->server->idle_timeout,
-			                         &s->server->idle_timeout);
+			netconn_set_timeouts(&s->conn, true);
 			pop3_enter_state(s, POP3_STATE_TRANSACTION);
 			return true;
 		}

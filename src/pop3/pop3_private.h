@@ -1,9 +1,9 @@
 /* pop3_private: what pop3_session.c and pop3_maildrop.c share. Not for use outside src/pop3.
  *
- * pop3_session.c owns connections, line reading, the command table, AUTHORIZATION and the
- * session's lifetime; pop3_maildrop.c owns the snapshot of INBOX, the TRANSACTION commands,
- * RETR/TOP streaming and the store update of the UPDATE state. Everything runs on the loop
- * thread. */
+ * pop3_session.c owns the session on its netconn (net/netconn.h), the command table,
+ * AUTHORIZATION and the session's lifetime; pop3_maildrop.c owns the snapshot of INBOX, the
+ * TRANSACTION commands, RETR/TOP streaming and the store update of the UPDATE state. Everything
+ * runs on the loop thread. */
 #ifndef TERN_POP3_PRIVATE_H
 #define TERN_POP3_PRIVATE_H
 
@@ -13,19 +13,15 @@
 
 #include "auth/sasl.h"
 #include "net/listener.h"
+#include "net/netconn.h"
 #include "pop3/pop3_parser.h"
 
-struct bufferevent;
 struct auth;
 struct auth_request;
 struct store;
 
-#define POP3_DISCARD_MAX (64 * 1024) /* junk without a newline before we hang up */
-#define POP3_INPUT_HIGH (256 * 1024) /* stop reading the socket above this */
-#define POP3_OUTPUT_HIGH (64 * 1024) /* stop handling commands while replies pile up */
 #define POP3_RETR_HIGH (256 * 1024)  /* a RETR pauses while this much waits for the client */
 #define POP3_RETR_LOW (64 * 1024)    /* ... and goes on when the output drains below this */
-#define POP3_CMDS_PER_WAKE 64        /* fairness between sessions */
 #define POP3_CHUNK 16384             /* bytes read from a message file at a time */
 #define POP3_MAILBOX "INBOX"         /* the maildrop */
 
@@ -43,9 +39,9 @@ struct pop3_server {
 	struct event_base *base;
 	struct store *store;
 	struct auth *auth;
+	struct notify_hub *hub;
 	unsigned max_errors;
-	struct timeval idle_timeout;
-	enum { POP3_PLAIN_LOOPBACK, POP3_PLAIN_NEVER, POP3_PLAIN_ALWAYS } allow_plaintext;
+	struct netconn_params conn_params;
 	struct pop3_session *sessions; /* every session not yet freed, for shutdown and locks */
 	unsigned nsessions;
 	bool shutting_down;
@@ -73,14 +69,9 @@ enum pop3_sasl_mech { POP3_SASL_NONE, POP3_SASL_PLAIN, POP3_SASL_LOGIN };
 
 struct pop3_session {
 	struct pop3_server *server;
-	struct bufferevent *bev;
-	struct listener_peer peer;
-	char id[17];
+	struct netconn conn; /* id, peer, tls, dead */
 	enum pop3_state state;
-	bool tls;
 	unsigned errors;
-	bool discarding; /* throwing away an over-long line */
-	size_t discarded;
 	char *user; /* USER argument, waiting for PASS */
 	enum pop3_sasl_mech sasl;
 	char sasl_login[SASL_FIELD_MAX + 1];
@@ -88,6 +79,7 @@ struct pop3_session {
 	int64_t account_id; /* 0: not logged in; else this session holds the maildrop lock */
 	char *account;
 	uint32_t uidvalidity;
+	int64_t mailbox_id;	/* INBOX, for the events the update publishes */
 	struct pop3_msg *msgs; /* the snapshot: message n is msgs[n - 1] */
 	uint32_t nmsgs;
 	size_t msgs_cap;
@@ -97,18 +89,15 @@ struct pop3_session {
 	struct pop3_retr retr; /* fd -1 when none */
 	bool updated;          /* the one store update was started */
 	bool update_pending;   /* the session may only be freed by the update callback */
-	bool dead;             /* the connection is gone */
 	struct pop3_session *prev, *next;
 };
 
 /* pop3_session.c */
-void pop3_reply(struct pop3_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define pop3_reply(s, ...) netconn_reply(&(s)->conn, __VA_ARGS__)
 void pop3_enter_state(struct pop3_session *s, enum pop3_state state);
 /* Counts a protocol error; past pop3.max_errors the session is closed. */
 void pop3_error(struct pop3_session *s);
-/* Stops reading and closes once the queued replies are written (never frees at once). */
-void pop3_session_close(struct pop3_session *s, const char *reason);
-/* Unlinks and frees; for a session that is dead (or was never live). */
+/* Unlinks and frees; for a session that is dead (conn.dead). */
 void pop3_session_free(struct pop3_session *s);
 
 /* pop3_maildrop.c */

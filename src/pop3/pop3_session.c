@@ -3,19 +3,13 @@
  * TRANSACTION commands are in pop3_maildrop.c. */
 #include "pop3/pop3_session.h"
 
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
 #include <sodium.h>
 
 #include "auth/auth.h"
@@ -30,30 +24,15 @@ static const char *const pop3_state_names[] = {
     "authorization", "sasl", "wait", "transaction", "retr", "update", "closing",
 };
 
-static void pop3_session_process(struct pop3_session *s);
-static void pop3_session_setup_bev(struct pop3_session *s);
-
-/* --- replies and states --- */
-
-void
-pop3_reply(struct pop3_session *s, const char *fmt, ...)
-{
-	struct evbuffer *out = bufferevent_get_output(s->bev);
-	va_list ap;
-
-	va_start(ap, fmt);
-	evbuffer_add_vprintf(out, fmt, ap);
-	va_end(ap);
-	evbuffer_add(out, "\r\n", 2);
-}
+/* --- states --- */
 
 void
 pop3_enter_state(struct pop3_session *s, enum pop3_state state)
 {
 	if (s->state == state)
 		return;
-	log_debug("pop3 session=%s event=state from=%s to=%s", s->id, pop3_state_names[s->state],
-	          pop3_state_names[state]);
+	log_debug("pop3 session=%s event=state from=%s to=%s", s->conn.id,
+	          pop3_state_names[s->state], pop3_state_names[state]);
 	s->state = state;
 }
 
@@ -64,25 +43,7 @@ pop3_error(struct pop3_session *s)
 	if (++s->errors < s->server->max_errors)
 		return;
 	pop3_reply(s, "-ERR too many errors");
-	pop3_session_close(s, "too-many-errors");
-}
-
-/* USER/PASS and SASL PLAIN/LOGIN send the password readable: only under TLS, or as
- * auth.allow_plaintext permits (shared with SMTP AUTH). */
-static bool
-pop3_auth_allowed(const struct pop3_session *s)
-{
-	if (s->tls)
-		return true;
-	switch (s->server->allow_plaintext) {
-	case POP3_PLAIN_ALWAYS:
-		return true;
-	case POP3_PLAIN_LOOPBACK:
-		return s->peer.loopback;
-	case POP3_PLAIN_NEVER:
-		return false;
-	}
-	return false;
+	netconn_close(&s->conn, "too-many-errors");
 }
 
 static void
@@ -96,7 +57,8 @@ pop3_reply_plaintext_refused(struct pop3_session *s)
 static bool
 pop3_stls_offered(const struct pop3_session *s)
 {
-	return !s->tls && listener_get_ssl_ctx() != NULL && s->state == POP3_STATE_AUTHORIZATION;
+	return !s->conn.tls && listener_get_ssl_ctx() != NULL &&
+	       s->state == POP3_STATE_AUTHORIZATION;
 }
 
 static void
@@ -133,26 +95,20 @@ pop3_session_free(struct pop3_session *s)
 	free(s);
 }
 
-/* Drops the connection now. A session that was logged in still applies its \Seen flags (but
- * deletes nothing) and keeps the maildrop locked until that update is done. */
+/* netconn ops->closed: the connection is gone. A session that was logged in still applies its
+ * \Seen flags (but deletes nothing) and keeps the maildrop locked until that update is done. */
 static void
-pop3_session_destroy(struct pop3_session *s, const char *reason)
+pop3_session_closed(void *arg, const char *reason)
 {
-	if (s->dead)
-		return;
-	log_info("pop3 session=%s event=disconnect ip=%s reason=%s errors=%u retrieved=%u", s->id,
-	         s->peer.ip, reason, s->errors, s->retrieved);
+	struct pop3_session *s = arg;
+
+	log_info("pop3 session=%s event=disconnect ip=%s reason=%s errors=%u retrieved=%u",
+	         s->conn.id, s->conn.peer.ip, reason, s->errors, s->retrieved);
 	auth_cancel(&s->auth_req);
-	if (s->bev != NULL) {
-		listener_bev_close(s->bev);
-		s->bev = NULL;
-	}
 	if (s->retr.fd >= 0) {
 		close(s->retr.fd);
 		s->retr.fd = -1;
 	}
-	listener_conn_closed(&s->peer);
-	s->dead = true;
 	if (s->update_pending)
 		return; /* the update callback frees the session */
 	if (pop3_update_start(s, false))
@@ -160,125 +116,62 @@ pop3_session_destroy(struct pop3_session *s, const char *reason)
 	pop3_session_free(s);
 }
 
-/* Stops reading and closes once the queued replies are written. */
-void
-pop3_session_close(struct pop3_session *s, const char *reason)
+/* netconn ops->closing: the last reply is queued. */
+static void
+pop3_session_closing(void *arg)
 {
-	if (s->state == POP3_STATE_CLOSING || s->dead)
-		return;
-	log_debug("pop3 session=%s event=closing reason=%s", s->id, reason);
-	pop3_enter_state(s, POP3_STATE_CLOSING);
-	bufferevent_disable(s->bev, EV_READ);
-	bufferevent_enable(s->bev, EV_WRITE);
-	/* Never free from inside command handling: the write callback does it. */
-	bufferevent_trigger(s->bev, EV_WRITE, BEV_TRIG_DEFER_CALLBACKS);
+	pop3_enter_state(arg, POP3_STATE_CLOSING);
 }
 
-static void
-pop3_on_read(struct bufferevent *bev, void *arg)
-{
-	pop3_session_process(arg);
-}
-
-static void
-pop3_on_write(struct bufferevent *bev, void *arg)
+/* netconn ops->timeout: true when handled here rather than by the autologout reply. */
+static bool
+pop3_session_timeout(void *arg, bool writing)
 {
 	struct pop3_session *s = arg;
 
-	if (s->state == POP3_STATE_CLOSING) {
-		pop3_session_destroy(s, "closed");
-		return;
+	if (s->state == POP3_STATE_RETR || writing) {
+		/* The client stopped reading. */
+		netconn_destroy(&s->conn, "write-timeout");
+		return true;
 	}
-	/* Output drained: go on with a RETR, or commands held back by the output mark. */
-	pop3_session_process(s);
+	if (s->state == POP3_STATE_WAIT || s->state == POP3_STATE_UPDATE) {
+		/* Our own work is in flight, not the client's fault: wait for it. */
+		bufferevent_enable(s->conn.bev, EV_READ);
+		return true;
+	}
+	/* RFC 1939 3: the autologout timer closes without entering UPDATE. */
+	return false;
 }
 
-static void
-pop3_on_event(struct bufferevent *bev, short what, void *arg)
-{
-	struct pop3_session *s = arg;
+static bool pop3_session_step(void *arg);
 
-	if (what & BEV_EVENT_CONNECTED) {
-		SSL *ssl = bufferevent_openssl_get_ssl(bev);
-		if (ssl != NULL)
-			log_info("pop3 session=%s event=tls version=%s cipher=%s", s->id,
-			         SSL_get_version(ssl), SSL_get_cipher_name(ssl));
-		return;
-	}
-	if (what & BEV_EVENT_TIMEOUT) {
-		if (s->state == POP3_STATE_CLOSING || s->state == POP3_STATE_RETR ||
-		    (what & BEV_EVENT_WRITING)) {
-			/* The client stopped reading. */
-			pop3_session_destroy(s, "write-timeout");
-			return;
-		}
-		if (s->state == POP3_STATE_WAIT || s->state == POP3_STATE_UPDATE) {
-			/* Our own work is in flight, not the client's fault: wait for it. */
-			bufferevent_enable(s->bev, EV_READ);
-			return;
-		}
-		/* RFC 1939 3: the autologout timer closes without entering UPDATE. */
-		bufferevent_set_timeouts(s->bev, NULL, &s->server->idle_timeout);
-		pop3_reply(s, "-ERR Disconnected for inactivity");
-		pop3_session_close(s, "timeout");
-		return;
-	}
-	if (what & BEV_EVENT_ERROR) {
-		unsigned long err = bufferevent_get_openssl_error(bev);
-		if (err != 0) {
-			char buf[256];
-			ERR_error_string_n(err, buf, sizeof(buf));
-			log_info("pop3 session=%s event=tls-error ip=%s error=\"%s\"", s->id,
-			         s->peer.ip, buf);
-			pop3_session_destroy(s, "tls-error");
-			return;
-		}
-		pop3_session_destroy(s, "error");
-		return;
-	}
-	if (what & BEV_EVENT_EOF)
-		pop3_session_destroy(s, s->state == POP3_STATE_CLOSING ? "quit" : "eof");
-}
-
-/* Callbacks, watermarks and timeouts for a (new or upgraded) bufferevent. */
-static void
-pop3_session_setup_bev(struct pop3_session *s)
-{
-	bufferevent_setcb(s->bev, pop3_on_read, pop3_on_write, pop3_on_event, s);
-	bufferevent_setwatermark(s->bev, EV_READ, 0, POP3_INPUT_HIGH);
-	bufferevent_setwatermark(s->bev, EV_WRITE, POP3_RETR_LOW, 0);
-	bufferevent_set_timeouts(s->bev, &s->server->idle_timeout, &s->server->idle_timeout);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-}
+static const struct netconn_ops pop3_netconn_ops = {
+	.step = pop3_session_step,
+	.closing = pop3_session_closing,
+	.timeout = pop3_session_timeout,
+	.closed = pop3_session_closed,
+};
 
 void
 pop3_server_accept(struct bufferevent *bev, const struct listener_peer *peer, bool tls, void *arg)
 {
 	struct pop3_server *server = arg;
 	struct pop3_session *s = xcalloc(1, sizeof(*s));
-	unsigned char rnd[4];
 
 	s->server = server;
-	s->bev = bev;
-	s->peer = *peer;
-	s->tls = tls;
 	s->retr.fd = -1;
-	randombytes_buf(rnd, sizeof(rnd));
-	snprintf(s->id, sizeof(s->id), "%08llx%02x%02x%02x%02x",
-	         (unsigned long long)(++server->next_id & 0xffffffff), rnd[0], rnd[1], rnd[2],
-	         rnd[3]);
+	netconn_init(&s->conn, bev, peer, tls, &server->conn_params, &server->next_id, s);
 	s->next = server->sessions;
 	if (server->sessions != NULL)
 		server->sessions->prev = s;
 	server->sessions = s;
 	server->nsessions++;
 
-	pop3_session_setup_bev(s);
-	log_info("pop3 session=%s event=connect ip=%s port=%d tls=%s", s->id, peer->ip, peer->port,
-	         tls ? "yes" : "no");
+	log_info("pop3 session=%s event=connect ip=%s port=%d tls=%s", s->conn.id, peer->ip,
+	         peer->port, tls ? "yes" : "no");
 	if (server->shutting_down) {
 		pop3_reply(s, "-ERR [SYS/TEMP] Server shutting down");
-		pop3_session_close(s, "shutdown");
+		netconn_close(&s->conn, "shutdown");
 		return;
 	}
 	/* No APOP timestamp in the greeting: see pop3_cmd_apop. */
@@ -299,7 +192,7 @@ pop3_cmd_capa(struct pop3_session *s, const struct pop3_command *cmd)
 	/* Neither EXPIRE nor LOGIN-DELAY: we enforce no retention or login-rate policy. */
 	if (pop3_stls_offered(s))
 		pop3_reply(s, "STLS");
-	if (pop3_auth_allowed(s)) {
+	if (netconn_plaintext_ok(&s->conn)) {
 		pop3_reply(s, "USER");
 		pop3_reply(s, "SASL PLAIN LOGIN");
 	}
@@ -320,10 +213,10 @@ pop3_cmd_apop(struct pop3_session *s, const struct pop3_command *cmd)
 static void
 pop3_cmd_stls(struct pop3_session *s, const struct pop3_command *cmd)
 {
-	struct bufferevent *filter;
 	size_t discarded;
+	bool ok;
 
-	if (s->tls) {
+	if (s->conn.tls) {
 		pop3_reply(s, "-ERR TLS already active");
 		pop3_error(s);
 		return;
@@ -340,24 +233,22 @@ pop3_cmd_stls(struct pop3_session *s, const struct pop3_command *cmd)
 	pop3_reply(s, "+OK Begin TLS negotiation");
 	/* CVE-2011-0411: whatever the client pipelined after STLS was sent in the clear and is
 	 * discarded by listener_starttls, never executed inside TLS. */
-	filter = listener_starttls(s->bev, &discarded);
+	ok = netconn_starttls(&s->conn, &discarded);
 	if (discarded > 0)
-		log_info("pop3 session=%s event=stls-injection discarded=%zu", s->id, discarded);
-	if (filter == NULL) {
-		pop3_session_close(s, "tls-setup-failed");
+		log_info("pop3 session=%s event=stls-injection discarded=%zu", s->conn.id,
+		         discarded);
+	if (!ok) {
+		netconn_close(&s->conn, "tls-setup-failed");
 		return;
 	}
-	s->bev = filter;
-	s->tls = true;
 	/* RFC 2595 4: forget what was learnt before TLS. */
 	pop3_forget_user(s);
-	pop3_session_setup_bev(s);
 }
 
 static void
 pop3_cmd_user(struct pop3_session *s, const struct pop3_command *cmd)
 {
-	if (!pop3_auth_allowed(s)) {
+	if (!netconn_plaintext_ok(&s->conn)) {
 		pop3_reply_plaintext_refused(s);
 		return;
 	}
@@ -376,12 +267,13 @@ static void
 pop3_login(struct pop3_session *s, int64_t account_id, const char *address)
 {
 	if (pop3_maildrop_locked(s->server, account_id)) {
-		log_info("pop3 session=%s event=login result=in-use account=%s", s->id, address);
+		log_info("pop3 session=%s event=login result=in-use account=%s", s->conn.id,
+		         address);
 		pop3_reply(s, "-ERR [IN-USE] Mailbox is locked by another POP3 session");
 		return;
 	}
 	if (pop3_snapshot(s, account_id) < 0) {
-		log_warnx("pop3 session=%s event=login result=store-error account=%s", s->id,
+		log_warnx("pop3 session=%s event=login result=store-error account=%s", s->conn.id,
 		          address);
 		pop3_reply(s, "-ERR [SYS/TEMP] Cannot open the maildrop; try again later");
 		return;
@@ -390,8 +282,8 @@ pop3_login(struct pop3_session *s, int64_t account_id, const char *address)
 	free(s->account);
 	s->account = xstrdup(address);
 	pop3_enter_state(s, POP3_STATE_TRANSACTION);
-	log_info("pop3 session=%s event=login result=ok account=%s messages=%u size=%llu", s->id,
-	         address, s->nmsgs, (unsigned long long)s->live_size);
+	log_info("pop3 session=%s event=login result=ok account=%s messages=%u size=%llu",
+	         s->conn.id, address, s->nmsgs, (unsigned long long)s->live_size);
 	pop3_reply(s, "+OK Logged in, %u message%s (%llu octets)", s->nmsgs,
 	           s->nmsgs == 1 ? "" : "s", (unsigned long long)s->live_size);
 }
@@ -406,16 +298,18 @@ pop3_auth_done(enum auth_result result, int64_t account_id, const char *address,
 	pop3_forget_user(s);
 	switch (result) {
 	case AUTH_OK:
-		log_info("pop3 session=%s event=auth result=ok account=%s", s->id, address);
+		log_info("pop3 session=%s event=auth result=ok account=%s", s->conn.id, address);
 		pop3_login(s, account_id, address);
 		break;
 	case AUTH_FAILED:
-		log_info("pop3 session=%s event=auth result=failed ip=%s", s->id, s->peer.ip);
+		log_info("pop3 session=%s event=auth result=failed ip=%s", s->conn.id,
+		         s->conn.peer.ip);
 		pop3_reply(s, "-ERR [AUTH] Authentication failed");
 		pop3_error(s);
 		break;
 	case AUTH_LOCKED:
-		log_warnx("pop3 session=%s event=auth result=locked ip=%s", s->id, s->peer.ip);
+		log_warnx("pop3 session=%s event=auth result=locked ip=%s", s->conn.id,
+		          s->conn.peer.ip);
 		pop3_reply(s, "-ERR [AUTH] Too many failed authentication attempts; try again "
 		              "later");
 		pop3_error(s);
@@ -424,7 +318,7 @@ pop3_auth_done(enum auth_result result, int64_t account_id, const char *address,
 		pop3_reply(s, "-ERR [SYS/TEMP] Temporary authentication failure; try again later");
 		break;
 	}
-	pop3_session_process(s);
+	netconn_run(&s->conn);
 }
 
 /* Starts the password check for decoded credentials. */
@@ -433,13 +327,14 @@ pop3_auth_check(struct pop3_session *s, const char *login, const char *password)
 {
 	s->sasl = POP3_SASL_NONE;
 	pop3_enter_state(s, POP3_STATE_WAIT);
-	s->auth_req = auth_verify(s->server->auth, s->peer.ip, login, password, pop3_auth_done, s);
+	s->auth_req =
+	    auth_verify(s->server->auth, s->conn.peer.ip, login, password, pop3_auth_done, s);
 }
 
 static void
 pop3_cmd_pass(struct pop3_session *s, const struct pop3_command *cmd)
 {
-	if (!pop3_auth_allowed(s)) {
+	if (!netconn_plaintext_ok(&s->conn)) {
 		pop3_reply_plaintext_refused(s);
 		return;
 	}
@@ -529,7 +424,7 @@ pop3_cmd_auth(struct pop3_session *s, const struct pop3_command *cmd)
 {
 	const char *mech = cmd->args[0];
 
-	if (!pop3_auth_allowed(s)) {
+	if (!netconn_plaintext_ok(&s->conn)) {
 		pop3_reply_plaintext_refused(s);
 		return;
 	}
@@ -564,14 +459,14 @@ pop3_cmd_quit(struct pop3_session *s, const struct pop3_command *cmd)
 {
 	if (s->state == POP3_STATE_AUTHORIZATION) {
 		pop3_reply(s, "+OK Logging out");
-		pop3_session_close(s, "quit");
+		netconn_close(&s->conn, "quit");
 		return;
 	}
 	/* RFC 1939 6: the UPDATE state. The reply waits for the store. */
 	pop3_enter_state(s, POP3_STATE_UPDATE);
 	if (!pop3_update_start(s, true)) {
 		pop3_reply(s, "+OK Logging out, 0 messages deleted");
-		pop3_session_close(s, "quit");
+		netconn_close(&s->conn, "quit");
 	}
 }
 
@@ -618,13 +513,13 @@ pop3_session_line(struct pop3_session *s, char *line, size_t len)
 		return;
 	}
 	if (pop3_command_parse(line, len, &cmd, &error) < 0) {
-		log_info("pop3 session=%s event=bad-command verb=\"%s\" error=\"%s\"", s->id,
+		log_info("pop3 session=%s event=bad-command verb=\"%s\" error=\"%s\"", s->conn.id,
 		         log_escape(esc, sizeof(esc), cmd.verb_text, strlen(cmd.verb_text)), error);
 		pop3_reply(s, "-ERR %s", error);
 		pop3_error(s);
 		return;
 	}
-	log_debug("pop3 session=%s event=command verb=%s", s->id, cmd.verb_text);
+	log_debug("pop3 session=%s event=command verb=%s", s->conn.id, cmd.verb_text);
 	for (size_t i = 0; i < sizeof(pop3_commands) / sizeof(pop3_commands[0]); i++) {
 		const struct pop3_cmd_entry *e = &pop3_commands[i];
 
@@ -640,7 +535,7 @@ pop3_session_line(struct pop3_session *s, char *line, size_t len)
 		e->fn(s, &cmd);
 		return;
 	}
-	log_info("pop3 session=%s event=unknown-command verb=\"%s\"", s->id,
+	log_info("pop3 session=%s event=unknown-command verb=\"%s\"", s->conn.id,
 	         log_escape(esc, sizeof(esc), cmd.verb_text, strlen(cmd.verb_text)));
 	pop3_reply(s, "-ERR unknown command");
 	pop3_error(s);
@@ -651,28 +546,16 @@ pop3_session_line(struct pop3_session *s, char *line, size_t len)
 static bool
 pop3_session_read_line(struct pop3_session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
-	size_t limit = POP3_SASL_LINE_MAX; /* the parser holds commands other than AUTH to 512 */
-	struct evbuffer_ptr eol;
-	size_t eol_len = 0;
 	char *line;
 	size_t len;
 
-	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
-	if (s->discarding) {
-		if (eol.pos < 0) {
-			size_t n = evbuffer_get_length(in);
-			s->discarded += n;
-			evbuffer_drain(in, n);
-			if (s->discarded > POP3_DISCARD_MAX) {
-				pop3_reply(s, "-ERR line too long");
-				pop3_session_close(s, "line-too-long");
-			}
-			return false;
-		}
-		evbuffer_drain(in, (size_t)eol.pos + eol_len);
-		s->discarding = false;
-		s->discarded = 0;
+	/* The parser holds commands other than AUTH to 512. */
+	switch (netconn_read_line(&s->conn, POP3_SASL_LINE_MAX, &line, &len)) {
+	case NETCONN_LINE_MORE:
+		return false;
+	case NETCONN_LINE_DISCARDING:
+		return true;
+	case NETCONN_LINE_TOO_LONG:
 		if (s->state == POP3_STATE_SASL)
 			pop3_auth_bad(s, "line too long");
 		else {
@@ -680,27 +563,9 @@ pop3_session_read_line(struct pop3_session *s)
 			pop3_error(s);
 		}
 		return true;
+	case NETCONN_LINE_OK:
+		break;
 	}
-	if (eol.pos < 0) {
-		if (evbuffer_get_length(in) > limit) {
-			s->discarding = true;
-			return true;
-		}
-		return false;
-	}
-	if ((size_t)eol.pos + 2 > limit) {
-		evbuffer_drain(in, (size_t)eol.pos + eol_len);
-		if (s->state == POP3_STATE_SASL)
-			pop3_auth_bad(s, "line too long");
-		else {
-			pop3_reply(s, "-ERR line too long");
-			pop3_error(s);
-		}
-		return true;
-	}
-	line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
-	if (line == NULL)
-		return false;
 	pop3_session_line(s, line, len);
 	/* It may have held a password (PASS, AUTH, a SASL response). */
 	sodium_memzero(line, len);
@@ -708,65 +573,59 @@ pop3_session_read_line(struct pop3_session *s)
 	return true;
 }
 
-/* Handles whatever input is buffered, as far as the state allows. */
-static void
-pop3_session_process(struct pop3_session *s)
+/* netconn ops->step: handles buffered input as far as the state allows. */
+static bool
+pop3_session_step(void *arg)
 {
-	unsigned budget = POP3_CMDS_PER_WAKE;
+	struct pop3_session *s = arg;
 
-	while (!s->dead && budget-- > 0) {
-		switch (s->state) {
-		case POP3_STATE_CLOSING:
-		case POP3_STATE_WAIT:
-		case POP3_STATE_UPDATE:
-			return;
-		case POP3_STATE_RETR:
-			if (!pop3_retr_pump(s))
-				return;
-			continue;
-		case POP3_STATE_AUTHORIZATION:
-		case POP3_STATE_SASL:
-		case POP3_STATE_TRANSACTION:
-			break;
-		}
-		if (s->server->shutting_down) {
-			pop3_reply(s, "-ERR [SYS/TEMP] Server shutting down");
-			pop3_session_close(s, "shutdown");
-			return;
-		}
-		/* Backpressure: a client that pipelines without reading our replies waits. */
-		if (evbuffer_get_length(bufferevent_get_output(s->bev)) > POP3_OUTPUT_HIGH)
-			return;
-		if (!pop3_session_read_line(s))
-			return;
+	switch (s->state) {
+	case POP3_STATE_CLOSING:
+	case POP3_STATE_WAIT:
+	case POP3_STATE_UPDATE:
+		return false;
+	case POP3_STATE_RETR:
+		return pop3_retr_pump(s);
+	case POP3_STATE_AUTHORIZATION:
+	case POP3_STATE_SASL:
+	case POP3_STATE_TRANSACTION:
+		break;
 	}
-	/* Budget spent with input left: yield to other sessions, come back on the next loop. */
-	if (!s->dead && s->state != POP3_STATE_CLOSING &&
-	    evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
-		bufferevent_trigger(s->bev, EV_READ,
-		                    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+	if (s->server->shutting_down) {
+		pop3_reply(s, "-ERR [SYS/TEMP] Server shutting down");
+		netconn_close(&s->conn, "shutdown");
+		return false;
+	}
+	/* Backpressure: a client that pipelines without reading our replies waits. */
+	if (netconn_output_full(&s->conn))
+		return false;
+	return pop3_session_read_line(s);
 }
 
 /* --- the server --- */
 
 struct pop3_server *
 pop3_server_new(struct event_base *base, const struct config *config, struct store *store,
-                struct auth *auth)
+                struct auth *auth, struct notify_hub *hub)
 {
 	struct pop3_server *server = xcalloc(1, sizeof(*server));
-	const char *plain = config_get(config, "auth.allow_plaintext");
+
+	server->hub = hub;
 
 	server->base = base;
 	server->store = store;
 	server->auth = auth;
 	server->max_errors = (unsigned)config_get_int(config, "pop3.max_errors");
-	server->idle_timeout.tv_sec = config_get_int(config, "pop3.idle_timeout");
-	if (strcmp(plain, "never") == 0)
-		server->allow_plaintext = POP3_PLAIN_NEVER;
-	else if (strcmp(plain, "always") == 0)
-		server->allow_plaintext = POP3_PLAIN_ALWAYS;
-	else
-		server->allow_plaintext = POP3_PLAIN_LOOPBACK;
+	server->conn_params = (struct netconn_params){
+	    .proto = "pop3",
+	    .ops = &pop3_netconn_ops,
+	    .idle_timeout.tv_sec = config_get_int(config, "pop3.idle_timeout"),
+	    .write_low = POP3_RETR_LOW,
+	    .plaintext = netconn_plaintext_parse(config_get(config, "auth.allow_plaintext")),
+	    .limit_counts_crlf = true,
+	    .too_long_reply = "-ERR line too long",
+	    .timeout_reply = "-ERR Disconnected for inactivity",
+	};
 	return server;
 }
 
@@ -779,7 +638,7 @@ pop3_server_free(struct pop3_server **serverp)
 		return;
 	/* Only sessions whose update callback can no longer come (the store is gone). */
 	while (server->sessions != NULL) {
-		log_warnx("pop3 session=%s event=leaked-at-exit", server->sessions->id);
+		log_warnx("pop3 session=%s event=leaked-at-exit", server->sessions->conn.id);
 		pop3_session_free(server->sessions);
 	}
 	free(server);
@@ -794,12 +653,12 @@ pop3_server_shutdown(struct pop3_server *server)
 	server->shutting_down = true;
 	for (s = server->sessions; s != NULL; s = next) {
 		next = s->next;
-		if (s->dead || (s->state != POP3_STATE_AUTHORIZATION &&
+		if (s->conn.dead || (s->state != POP3_STATE_AUTHORIZATION &&
 		                s->state != POP3_STATE_SASL && s->state != POP3_STATE_TRANSACTION))
 			continue;
 		/* Closing without QUIT: nothing is deleted, \Seen flags are still applied. */
 		pop3_reply(s, "-ERR [SYS/TEMP] Server shutting down");
-		pop3_session_close(s, "shutdown");
+		netconn_close(&s->conn, "shutdown");
 	}
 }
 
@@ -810,7 +669,7 @@ pop3_server_close_all(struct pop3_server *server)
 
 	for (s = server->sessions; s != NULL; s = next) {
 		next = s->next;
-		pop3_session_destroy(s, "shutdown-timeout");
+		netconn_destroy(&s->conn, "shutdown-timeout");
 	}
 }
 

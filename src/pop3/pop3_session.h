@@ -17,8 +17,11 @@ struct store;
 struct auth;
 struct pop3_server;
 
+struct notify_hub;
+
+/* hub (may be NULL) is told of the expunges and \Seen flags each QUIT commits. */
 struct pop3_server *pop3_server_new(struct event_base *base, const struct config *config,
-				    struct store *store, struct auth *auth);
+				    struct store *store, struct auth *auth, struct notify_hub *hub);
 /* Every session must be gone (pop3_server_close_all, then the store's callbacks drained). */
 void pop3_server_free(struct pop3_server **server);
 

@@ -1,17 +1,13 @@
 /* smtp_session: the SMTP server state machine on a libevent bufferevent. */
 #include "smtp/smtp_session.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
-#include <event2/event.h>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <sodium.h>
 
@@ -21,13 +17,10 @@
 #include "lib/config.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "net/netconn.h"
 #include "smtp/smtp_parser.h"
 
 #define SMTP_AUTH_LINE_MAX 4096	    /* RFC 4954 4: SASL lines may exceed 512 octets */
-#define SMTP_DISCARD_MAX (64 * 1024) /* junk without a newline before we hang up */
-#define SMTP_INPUT_HIGH (256 * 1024) /* stop reading the socket above this */
-#define SMTP_OUTPUT_HIGH (64 * 1024) /* stop handling commands while replies pile up */
-#define SMTP_CMDS_PER_WAKE 64	    /* fairness between sessions */
 #define SMTP_CHUNK 16384
 
 enum smtp_state {
@@ -64,8 +57,8 @@ struct smtp_server {
 	uint64_t max_message_size;
 	unsigned max_recipients;
 	unsigned max_errors;
-	struct timeval idle_timeout;
-	enum { SMTP_PLAIN_LOOPBACK, SMTP_PLAIN_NEVER, SMTP_PLAIN_ALWAYS } allow_plaintext;
+	struct netconn_params conn_params;
+	char *timeout_reply;
 	struct smtp_role_arg roles[SMTP_ROLE_COUNT];
 	struct smtp_session *sessions; /* every live session, for shutdown */
 	unsigned nsessions;
@@ -101,54 +94,32 @@ enum smtp_sasl_mech { SMTP_SASL_NONE, SMTP_SASL_PLAIN, SMTP_SASL_LOGIN };
 struct smtp_session {
 	struct smtp_server *server;
 	enum smtp_role role;
-	struct bufferevent *bev;
-	struct listener_peer peer;
-	char id[17];
+	struct netconn conn; /* id, peer, tls, dead */
 	enum smtp_state state;
-	bool tls;
 	bool esmtp;
 	char *helo;
 	int64_t account_id; /* 0: not logged in */
 	char *account;	    /* primary address when logged in */
 	unsigned errors;
 	struct smtp_tx *tx;
-	bool discarding;    /* throwing away an over-long line */
-	size_t discarded;
 	enum smtp_sasl_mech sasl;
 	char sasl_login[SASL_FIELD_MAX + 1];
 	struct auth_request *auth_req;
 	bool commit_pending; /* the session may only be freed by the commit callback */
-	bool dead;	     /* the connection is gone; waiting for commit_pending */
 	struct smtp_session *prev, *next;
 };
 
-static void smtp_session_process(struct smtp_session *s);
-static void smtp_session_close(struct smtp_session *s, const char *reason);
-
 /* --- replies, states and transactions --- */
 
-static void
-smtp_reply(struct smtp_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-smtp_reply(struct smtp_session *s, const char *fmt, ...)
-{
-	struct evbuffer *out = bufferevent_get_output(s->bev);
-	va_list ap;
-
-	va_start(ap, fmt);
-	evbuffer_add_vprintf(out, fmt, ap);
-	va_end(ap);
-	evbuffer_add(out, "\r\n", 2);
-}
+#define smtp_reply(s, ...) netconn_reply(&(s)->conn, __VA_ARGS__)
 
 static void
 smtp_enter_state(struct smtp_session *s, enum smtp_state state)
 {
 	if (s->state == state)
 		return;
-	log_debug("smtp session=%s event=state from=%s to=%s", s->id, smtp_state_names[s->state],
-		  smtp_state_names[state]);
+	log_debug("smtp session=%s event=state from=%s to=%s", s->conn.id,
+		  smtp_state_names[s->state], smtp_state_names[state]);
 	s->state = state;
 }
 
@@ -178,7 +149,7 @@ smtp_tx_reset(struct smtp_session *s)
 	if (s->server->shutting_down && s->state != SMTP_STATE_CLOSING) {
 		smtp_reply(s, "421 4.3.2 %s Service shutting down, closing transmission channel",
 			   s->server->hostname);
-		smtp_session_close(s, "shutdown");
+		netconn_close(&s->conn, "shutdown");
 	}
 }
 
@@ -189,29 +160,13 @@ smtp_error(struct smtp_session *s)
 	if (++s->errors < s->server->max_errors)
 		return;
 	smtp_reply(s, "421 4.7.0 %s Error: too many errors", s->server->hostname);
-	smtp_session_close(s, "too-many-errors");
-}
-
-static bool
-smtp_auth_allowed(const struct smtp_session *s)
-{
-	if (s->tls)
-		return true;
-	switch (s->server->allow_plaintext) {
-	case SMTP_PLAIN_ALWAYS:
-		return true;
-	case SMTP_PLAIN_LOOPBACK:
-		return s->peer.loopback;
-	case SMTP_PLAIN_NEVER:
-		return false;
-	}
-	return false;
+	netconn_close(&s->conn, "too-many-errors");
 }
 
 static bool
 smtp_starttls_offered(const struct smtp_session *s)
 {
-	return !s->tls && listener_get_ssl_ctx() != NULL;
+	return !s->conn.tls && listener_get_ssl_ctx() != NULL;
 }
 
 static const char *
@@ -241,107 +196,33 @@ smtp_session_free(struct smtp_session *s)
 	free(s);
 }
 
-/* Drops the connection now. The struct lives on while a commit is in flight. */
+/* netconn ops->closed: the connection is gone. The struct lives on while a commit is in flight. */
 static void
-smtp_session_destroy(struct smtp_session *s, const char *reason)
+smtp_session_closed(void *arg, const char *reason)
 {
-	if (s->dead)
-		return;
-	log_info("smtp session=%s event=disconnect ip=%s reason=%s errors=%u", s->id, s->peer.ip,
-		 reason, s->errors);
+	struct smtp_session *s = arg;
+
+	log_info("smtp session=%s event=disconnect ip=%s reason=%s errors=%u", s->conn.id,
+		 s->conn.peer.ip, reason, s->errors);
 	auth_cancel(&s->auth_req);
-	if (s->bev != NULL) {
-		listener_bev_close(s->bev);
-		s->bev = NULL;
-	}
-	listener_conn_closed(&s->peer);
-	s->dead = true;
 	if (!s->commit_pending)
 		smtp_session_free(s);
 }
 
-/* Stops reading and closes once the queued replies are written. */
+/* netconn ops->closing: the last reply is queued. */
 static void
-smtp_session_close(struct smtp_session *s, const char *reason)
+smtp_session_closing(void *arg)
 {
-	if (s->state == SMTP_STATE_CLOSING || s->dead)
-		return;
-	log_debug("smtp session=%s event=closing reason=%s", s->id, reason);
-	smtp_enter_state(s, SMTP_STATE_CLOSING);
-	bufferevent_disable(s->bev, EV_READ);
-	bufferevent_enable(s->bev, EV_WRITE);
-	/* Never free from inside command handling: the write callback (run from the loop, also
-	 * when the output is already empty) does it. */
-	bufferevent_trigger(s->bev, EV_WRITE, BEV_TRIG_DEFER_CALLBACKS);
+	smtp_enter_state(arg, SMTP_STATE_CLOSING);
 }
 
-static void
-smtp_on_read(struct bufferevent *bev, void *arg)
-{
-	smtp_session_process(arg);
-}
+static bool smtp_session_step(void *arg);
 
-static void
-smtp_on_write(struct bufferevent *bev, void *arg)
-{
-	struct smtp_session *s = arg;
-
-	if (s->state == SMTP_STATE_CLOSING) {
-		smtp_session_destroy(s, "closed");
-		return;
-	}
-	/* Replies drained: handle commands held back by the output mark. */
-	smtp_session_process(s);
-}
-
-static void
-smtp_on_event(struct bufferevent *bev, short what, void *arg)
-{
-	struct smtp_session *s = arg;
-
-	if (what & BEV_EVENT_CONNECTED) {
-		SSL *ssl = bufferevent_openssl_get_ssl(bev);
-		if (ssl != NULL)
-			log_info("smtp session=%s event=tls version=%s cipher=%s", s->id,
-				 SSL_get_version(ssl), SSL_get_cipher_name(ssl));
-		return;
-	}
-	if (what & BEV_EVENT_TIMEOUT) {
-		if (s->state == SMTP_STATE_CLOSING) {
-			smtp_session_destroy(s, "write-timeout");
-			return;
-		}
-		bufferevent_set_timeouts(s->bev, NULL, &s->server->idle_timeout);
-		smtp_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->server->hostname);
-		smtp_session_close(s, "timeout");
-		return;
-	}
-	if (what & BEV_EVENT_ERROR) {
-		unsigned long err = bufferevent_get_openssl_error(bev);
-		if (err != 0) {
-			char buf[256];
-			ERR_error_string_n(err, buf, sizeof(buf));
-			log_info("smtp session=%s event=tls-error ip=%s error=\"%s\"", s->id,
-				 s->peer.ip, buf);
-			smtp_session_destroy(s, "tls-error");
-			return;
-		}
-		smtp_session_destroy(s, "error");
-		return;
-	}
-	if (what & BEV_EVENT_EOF)
-		smtp_session_destroy(s, s->state == SMTP_STATE_CLOSING ? "quit" : "eof");
-}
-
-/* Callbacks, watermarks and timeouts for a (new or upgraded) bufferevent. */
-static void
-smtp_session_setup_bev(struct smtp_session *s)
-{
-	bufferevent_setcb(s->bev, smtp_on_read, smtp_on_write, smtp_on_event, s);
-	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_HIGH);
-	bufferevent_set_timeouts(s->bev, &s->server->idle_timeout, &s->server->idle_timeout);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-}
+static const struct netconn_ops smtp_netconn_ops = {
+	.step = smtp_session_step,
+	.closing = smtp_session_closing,
+	.closed = smtp_session_closed,
+};
 
 void
 smtp_server_accept(struct bufferevent *bev, const struct listener_peer *peer, bool tls, void *arg)
@@ -349,29 +230,21 @@ smtp_server_accept(struct bufferevent *bev, const struct listener_peer *peer, bo
 	struct smtp_role_arg *ra = arg;
 	struct smtp_server *server = ra->server;
 	struct smtp_session *s = xcalloc(1, sizeof(*s));
-	unsigned char rnd[4];
 
 	s->server = server;
 	s->role = ra->role;
-	s->bev = bev;
-	s->peer = *peer;
-	s->tls = tls;
-	randombytes_buf(rnd, sizeof(rnd));
-	snprintf(s->id, sizeof(s->id), "%08llx%02x%02x%02x%02x",
-		 (unsigned long long)(++server->next_id & 0xffffffff), rnd[0], rnd[1], rnd[2],
-		 rnd[3]);
+	netconn_init(&s->conn, bev, peer, tls, &server->conn_params, &server->next_id, s);
 	s->next = server->sessions;
 	if (server->sessions != NULL)
 		server->sessions->prev = s;
 	server->sessions = s;
 	server->nsessions++;
 
-	smtp_session_setup_bev(s);
-	log_info("smtp session=%s event=connect role=%s ip=%s port=%d tls=%s", s->id,
+	log_info("smtp session=%s event=connect role=%s ip=%s port=%d tls=%s", s->conn.id,
 		 smtp_role_names[s->role], peer->ip, peer->port, tls ? "yes" : "no");
 	if (server->shutting_down) {
 		smtp_reply(s, "421 4.3.2 %s Service shutting down", server->hostname);
-		smtp_session_close(s, "shutdown");
+		netconn_close(&s->conn, "shutdown");
 		return;
 	}
 	smtp_reply(s, "220 %s ESMTP tern", server->hostname);
@@ -395,7 +268,7 @@ smtp_cmd_helo(struct smtp_session *s, const struct smtp_command *cmd)
 	s->esmtp = ehlo;
 	smtp_tx_free(&s->tx);
 	smtp_enter_state(s, SMTP_STATE_READY);
-	log_info("smtp session=%s event=helo verb=%s helo=\"%s\"", s->id, cmd->verb_text,
+	log_info("smtp session=%s event=helo verb=%s helo=\"%s\"", s->conn.id, cmd->verb_text,
 		 smtp_esc(esc, sizeof(esc), cmd->args));
 	if (!ehlo) {
 		smtp_reply(s, "250 %s", s->server->hostname);
@@ -406,7 +279,7 @@ smtp_cmd_helo(struct smtp_session *s, const struct smtp_command *cmd)
 	smtp_reply(s, "250-SIZE %llu", (unsigned long long)s->server->max_message_size);
 	if (smtp_starttls_offered(s))
 		smtp_reply(s, "250-STARTTLS");
-	if (smtp_auth_allowed(s) && s->account_id == 0)
+	if (netconn_plaintext_ok(&s->conn) && s->account_id == 0)
 		smtp_reply(s, "250-AUTH PLAIN LOGIN");
 	smtp_reply(s, "250-ENHANCEDSTATUSCODES");
 	smtp_reply(s, "250-8BITMIME");
@@ -444,7 +317,7 @@ smtp_cmd_mail(struct smtp_session *s, const struct smtp_command *cmd)
 	    (path.null_path || !deliver_sender_allowed(s->server->deliver, s->account_id,
 						       path.address))) {
 		log_info("smtp session=%s event=mail-from from=<%s> result=not-owned account=%s",
-			 s->id, smtp_esc(esc, sizeof(esc), path.address), s->account);
+			 s->conn.id, smtp_esc(esc, sizeof(esc), path.address), s->account);
 		smtp_reply(s, "553 5.7.1 <%s>: Sender address rejected: not owned by user %s",
 			   path.address, s->account);
 		smtp_error(s);
@@ -454,7 +327,7 @@ smtp_cmd_mail(struct smtp_session *s, const struct smtp_command *cmd)
 	s->tx->mail_from = xstrdup(path.null_path ? "" : path.address);
 	s->tx->params = params;
 	smtp_enter_state(s, SMTP_STATE_MAIL);
-	log_info("smtp session=%s event=mail-from from=<%s> result=ok", s->id,
+	log_info("smtp session=%s event=mail-from from=<%s> result=ok", s->conn.id,
 		 smtp_esc(esc, sizeof(esc), s->tx->mail_from));
 	smtp_reply(s, "250 2.1.0 Ok");
 }
@@ -488,13 +361,15 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct smtp_command *cmd)
 				     &account_id);
 	switch (verdict) {
 	case DELIVER_RCPT_UNKNOWN_USER:
-		log_info("smtp session=%s event=rcpt-to to=<%s> result=unknown-user", s->id, esc);
+		log_info("smtp session=%s event=rcpt-to to=<%s> result=unknown-user", s->conn.id,
+			 esc);
 		smtp_reply(s, "550 5.1.1 <%s>: Recipient address rejected: User unknown",
 			   path.address);
 		smtp_error(s);
 		return;
 	case DELIVER_RCPT_RELAY_DENIED:
-		log_info("smtp session=%s event=rcpt-to to=<%s> result=relay-denied", s->id, esc);
+		log_info("smtp session=%s event=rcpt-to to=<%s> result=relay-denied", s->conn.id,
+			 esc);
 		smtp_reply(s, "550 5.7.1 <%s>: Relay access denied", path.address);
 		smtp_error(s);
 		return;
@@ -519,7 +394,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct smtp_command *cmd)
 	tx->rcpts[tx->nrcpts].account_id = account_id;
 	tx->nrcpts++;
 	smtp_enter_state(s, SMTP_STATE_RCPT);
-	log_info("smtp session=%s event=rcpt-to to=<%s> result=ok target=%s", s->id, esc,
+	log_info("smtp session=%s event=rcpt-to to=<%s> result=ok target=%s", s->conn.id, esc,
 		 account_id != 0 ? "local" : "queue");
 	smtp_reply(s, "250 2.1.5 Ok");
 }
@@ -533,7 +408,7 @@ smtp_tx_open(struct smtp_session *s)
 	char tls_info[128], error[256];
 	const char *proto;
 	struct deliver_origin origin;
-	SSL *ssl = s->tls ? bufferevent_openssl_get_ssl(s->bev) : NULL;
+	SSL *ssl = s->conn.tls ? bufferevent_openssl_get_ssl(s->conn.bev) : NULL;
 
 	if (ssl != NULL)
 		snprintf(tls_info, sizeof(tls_info), "%s with cipher %s", SSL_get_version(ssl),
@@ -541,13 +416,13 @@ smtp_tx_open(struct smtp_session *s)
 	/* RFC 3848 protocol names. */
 	if (!s->esmtp)
 		proto = "SMTP";
-	else if (s->tls)
+	else if (s->conn.tls)
 		proto = s->account_id != 0 ? "ESMTPSA" : "ESMTPS";
 	else
 		proto = s->account_id != 0 ? "ESMTPA" : "ESMTP";
 	origin = (struct deliver_origin){
 		.helo = s->helo,
-		.client_ip = s->peer.ip,
+		.client_ip = s->conn.peer.ip,
 		.protocol = proto,
 		.tls_info = ssl != NULL ? tls_info : NULL,
 		.authenticated_as = s->account,
@@ -556,7 +431,7 @@ smtp_tx_open(struct smtp_session *s)
 	tx->dtx = deliver_tx_begin(s->server->deliver, tx->mail_from, &origin, rcpts, tx->nrcpts,
 				   error, sizeof(error));
 	if (tx->dtx == NULL) {
-		log_warnx("smtp session=%s event=tx-open-failed error=\"%s\"", s->id, error);
+		log_warnx("smtp session=%s event=tx-open-failed error=\"%s\"", s->conn.id, error);
 		return false;
 	}
 	return true;
@@ -601,20 +476,20 @@ smtp_commit_done(bool ok, const char *error, void *arg)
 	uint64_t size;
 
 	s->commit_pending = false;
-	if (s->dead) {
+	if (s->conn.dead) {
 		smtp_session_free(s);
 		return;
 	}
 	size = s->tx->bdat ? s->tx->bdat_size : s->tx->dec.size;
 	if (ok) {
-		log_info("smtp session=%s event=queued id=%s size=%llu rcpts=%zu", s->id,
+		log_info("smtp session=%s event=queued id=%s size=%llu rcpts=%zu", s->conn.id,
 			 s->tx->id, (unsigned long long)size, s->tx->nrcpts);
 		smtp_reply(s, "250 2.0.0 Ok: %llu octets queued", (unsigned long long)size);
 	} else {
 		smtp_reply(s, "451 4.3.0 Error: could not store the message, try again later");
 	}
 	smtp_tx_reset(s);
-	smtp_session_process(s);
+	netconn_run(&s->conn);
 }
 
 /* The whole message is in: refuse it, or commit it and wait for stable storage. */
@@ -635,7 +510,7 @@ smtp_tx_finish(struct smtp_session *s)
 		return;
 	}
 	if (!tx->bdat && (tx->dec.bare_cr || tx->dec.bare_lf)) {
-		log_info("smtp session=%s event=data-refused reason=bare-%s", s->id,
+		log_info("smtp session=%s event=data-refused reason=bare-%s", s->conn.id,
 			 tx->dec.bare_lf ? "lf" : "cr");
 		smtp_reply(s, "550 5.5.2 Error: bare <%s> received; lines must end with CRLF",
 			   tx->dec.bare_lf ? "LF" : "CR");
@@ -670,7 +545,7 @@ smtp_tx_append(struct smtp_session *s, const char *data, size_t len, uint64_t to
 		return;
 	}
 	if (deliver_tx_write(tx->dtx, data, len) < 0) {
-		log_warn("smtp session=%s event=write-failed", s->id);
+		log_warn("smtp session=%s event=write-failed", s->conn.id);
 		tx->write_failed = true;
 		deliver_tx_abort(&tx->dtx);
 	}
@@ -680,7 +555,7 @@ smtp_tx_append(struct smtp_session *s, const char *data, size_t len, uint64_t to
 static bool
 smtp_data_consume(struct smtp_session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = bufferevent_get_input(s->conn.bev);
 	static char out[SMTP_CHUNK + 2];
 
 	while (evbuffer_get_length(in) > 0) {
@@ -712,7 +587,7 @@ smtp_cmd_bdat(struct smtp_session *s, const struct smtp_command *cmd)
 	if (*p < '0' || *p > '9') {
 		smtp_reply(s, "501 5.5.4 Syntax: BDAT size [LAST]");
 		smtp_error(s);
-		smtp_session_close(s, "bad-bdat");
+		netconn_close(&s->conn, "bad-bdat");
 		return;
 	}
 	size = strtoull(p, &end, 10);
@@ -721,13 +596,13 @@ smtp_cmd_bdat(struct smtp_session *s, const struct smtp_command *cmd)
 	else if (*end != '\0' || end - p > 19) {
 		/* Without a size we cannot find the next command: hang up. */
 		smtp_reply(s, "501 5.5.4 Syntax: BDAT size [LAST]");
-		smtp_session_close(s, "bad-bdat");
+		netconn_close(&s->conn, "bad-bdat");
 		return;
 	}
 	if (size > s->server->max_message_size) {
 		/* Reading that much only to throw it away helps nobody. */
 		smtp_reply(s, "552 5.3.4 Error: message file too big");
-		smtp_session_close(s, "bdat-too-big");
+		netconn_close(&s->conn, "bdat-too-big");
 		return;
 	}
 	if (s->state != SMTP_STATE_RCPT) {
@@ -749,7 +624,7 @@ smtp_cmd_bdat(struct smtp_session *s, const struct smtp_command *cmd)
 static bool
 smtp_bdat_consume(struct smtp_session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = bufferevent_get_input(s->conn.bev);
 	struct smtp_tx *tx = s->tx;
 
 	while (tx->bdat_left > 0 && evbuffer_get_length(in) > 0) {
@@ -818,7 +693,7 @@ static void
 smtp_cmd_quit(struct smtp_session *s, const struct smtp_command *cmd)
 {
 	smtp_reply(s, "221 2.0.0 Bye");
-	smtp_session_close(s, "quit");
+	netconn_close(&s->conn, "quit");
 }
 
 static void
@@ -843,10 +718,10 @@ smtp_cmd_help(struct smtp_session *s, const struct smtp_command *cmd)
 static void
 smtp_cmd_starttls(struct smtp_session *s, const struct smtp_command *cmd)
 {
-	struct bufferevent *filter;
 	size_t discarded;
+	bool ok;
 
-	if (s->tls) {
+	if (s->conn.tls) {
 		smtp_reply(s, "554 5.5.1 Error: TLS already active");
 		smtp_error(s);
 		return;
@@ -863,22 +738,20 @@ smtp_cmd_starttls(struct smtp_session *s, const struct smtp_command *cmd)
 	smtp_reply(s, "220 2.0.0 Ready to start TLS");
 	/* CVE-2011-0411: whatever the client pipelined after STARTTLS was sent in the clear and
 	 * is discarded by listener_starttls, never executed inside TLS. */
-	filter = listener_starttls(s->bev, &discarded);
+	ok = netconn_starttls(&s->conn, &discarded);
 	if (discarded > 0)
-		log_info("smtp session=%s event=starttls-injection discarded=%zu", s->id, discarded);
-	if (filter == NULL) {
-		smtp_session_close(s, "tls-setup-failed");
+		log_info("smtp session=%s event=starttls-injection discarded=%zu", s->conn.id,
+			 discarded);
+	if (!ok) {
+		netconn_close(&s->conn, "tls-setup-failed");
 		return;
 	}
-	s->bev = filter;
-	s->tls = true;
 	/* RFC 3207 4.2: forget everything learnt before TLS. */
 	smtp_tx_free(&s->tx);
 	free(s->helo);
 	s->helo = NULL;
 	s->esmtp = false;
 	smtp_enter_state(s, SMTP_STATE_INIT);
-	smtp_session_setup_bev(s);
 }
 
 static void
@@ -893,16 +766,18 @@ smtp_auth_done(enum auth_result result, int64_t account_id, const char *address,
 		s->account_id = account_id;
 		free(s->account);
 		s->account = xstrdup(address);
-		log_info("smtp session=%s event=auth result=ok account=%s", s->id, address);
+		log_info("smtp session=%s event=auth result=ok account=%s", s->conn.id, address);
 		smtp_reply(s, "235 2.7.0 Authentication successful");
 		break;
 	case AUTH_FAILED:
-		log_info("smtp session=%s event=auth result=failed ip=%s", s->id, s->peer.ip);
+		log_info("smtp session=%s event=auth result=failed ip=%s", s->conn.id,
+			 s->conn.peer.ip);
 		smtp_reply(s, "535 5.7.8 Error: authentication failed");
 		smtp_error(s);
 		break;
 	case AUTH_LOCKED:
-		log_warnx("smtp session=%s event=auth result=locked ip=%s", s->id, s->peer.ip);
+		log_warnx("smtp session=%s event=auth result=locked ip=%s", s->conn.id,
+			  s->conn.peer.ip);
 		smtp_reply(s, "454 4.7.0 Error: too many failed authentication attempts, try "
 			      "again later");
 		smtp_error(s);
@@ -911,7 +786,7 @@ smtp_auth_done(enum auth_result result, int64_t account_id, const char *address,
 		smtp_reply(s, "454 4.7.0 Temporary authentication failure");
 		break;
 	}
-	smtp_session_process(s);
+	netconn_run(&s->conn);
 }
 
 /* Starts the password check for decoded credentials. */
@@ -920,7 +795,8 @@ smtp_auth_check(struct smtp_session *s, const char *login, const char *password)
 {
 	s->sasl = SMTP_SASL_NONE;
 	smtp_enter_state(s, SMTP_STATE_WAIT);
-	s->auth_req = auth_verify(s->server->auth, s->peer.ip, login, password, smtp_auth_done, s);
+	s->auth_req =
+	    auth_verify(s->server->auth, s->conn.peer.ip, login, password, smtp_auth_done, s);
 }
 
 static void
@@ -998,7 +874,7 @@ smtp_cmd_auth(struct smtp_session *s, const struct smtp_command *cmd)
 	const char *ir;
 	size_t mlen;
 
-	if (!smtp_auth_allowed(s)) {
+	if (!netconn_plaintext_ok(&s->conn)) {
 		smtp_reply(s, "538 5.7.11 Encryption required for requested authentication "
 			      "mechanism");
 		smtp_error(s);
@@ -1088,7 +964,7 @@ smtp_session_line(struct smtp_session *s, char *line, size_t len)
 		smtp_error(s);
 		return;
 	}
-	log_debug("smtp session=%s event=command verb=%s", s->id, cmd.verb_text);
+	log_debug("smtp session=%s event=command verb=%s", s->conn.id, cmd.verb_text);
 	for (size_t i = 0; i < sizeof(smtp_commands) / sizeof(smtp_commands[0]); i++) {
 		const struct smtp_cmd_entry *e = &smtp_commands[i];
 		if (e->verb != cmd.verb)
@@ -1101,7 +977,7 @@ smtp_session_line(struct smtp_session *s, char *line, size_t len)
 		e->fn(s, &cmd);
 		return;
 	}
-	log_info("smtp session=%s event=unknown-command verb=\"%s\"", s->id,
+	log_info("smtp session=%s event=unknown-command verb=\"%s\"", s->conn.id,
 		 log_escape(esc, sizeof(esc), cmd.verb_text, strlen(cmd.verb_text)));
 	smtp_reply(s, "500 5.5.2 Error: command not recognized");
 	smtp_error(s);
@@ -1112,86 +988,51 @@ smtp_session_line(struct smtp_session *s, char *line, size_t len)
 static bool
 smtp_session_read_line(struct smtp_session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
-	size_t limit = SMTP_AUTH_LINE_MAX; /* commands other than AUTH are held to 512 later */
-	struct evbuffer_ptr eol;
-	size_t eol_len = 0;
 	char *line;
 	size_t len;
 
-	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
-	if (s->discarding) {
-		if (eol.pos < 0) {
-			size_t n = evbuffer_get_length(in);
-			s->discarded += n;
-			evbuffer_drain(in, n);
-			if (s->discarded > SMTP_DISCARD_MAX) {
-				smtp_reply(s, "500 5.5.2 Error: line too long");
-				smtp_session_close(s, "line-too-long");
-			}
-			return false;
-		}
-		evbuffer_drain(in, (size_t)eol.pos + eol_len);
-		s->discarding = false;
-		s->discarded = 0;
+	/* Commands other than AUTH are held to 512 later. */
+	switch (netconn_read_line(&s->conn, SMTP_AUTH_LINE_MAX, &line, &len)) {
+	case NETCONN_LINE_MORE:
+		return false;
+	case NETCONN_LINE_DISCARDING:
+		return true;
+	case NETCONN_LINE_TOO_LONG:
 		smtp_reply(s, "500 5.5.2 Error: line too long");
 		smtp_error(s);
 		return true;
+	case NETCONN_LINE_OK:
+		break;
 	}
-	if (eol.pos < 0) {
-		if (evbuffer_get_length(in) > limit) {
-			s->discarding = true;
-			return true;
-		}
-		return false;
-	}
-	if ((size_t)eol.pos > limit) {
-		evbuffer_drain(in, (size_t)eol.pos + eol_len);
-		smtp_reply(s, "500 5.5.2 Error: line too long");
-		smtp_error(s);
-		return true;
-	}
-	line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
-	if (line == NULL)
-		return false;
 	smtp_session_line(s, line, len);
 	free(line);
 	return true;
 }
 
-/* Handles whatever input is buffered, as far as the state allows. */
-static void
-smtp_session_process(struct smtp_session *s)
+/* netconn ops->step: handles buffered input as far as the state allows. */
+static bool
+smtp_session_step(void *arg)
 {
-	unsigned budget = SMTP_CMDS_PER_WAKE;
+	struct smtp_session *s = arg;
 
-	while (!s->dead && budget-- > 0) {
-		switch (s->state) {
-		case SMTP_STATE_CLOSING:
-		case SMTP_STATE_WAIT:
-			return;
-		case SMTP_STATE_DATA:
-			if (!smtp_data_consume(s))
-				return;
-			smtp_tx_finish(s);
-			continue;
-		case SMTP_STATE_BDAT:
-			if (!smtp_bdat_consume(s))
-				return;
-			continue;
-		default:
-			break;
-		}
-		/* Backpressure: a client that pipelines without reading our replies waits. */
-		if (evbuffer_get_length(bufferevent_get_output(s->bev)) > SMTP_OUTPUT_HIGH)
-			return;
-		if (!smtp_session_read_line(s))
-			return;
+	switch (s->state) {
+	case SMTP_STATE_CLOSING:
+	case SMTP_STATE_WAIT:
+		return false;
+	case SMTP_STATE_DATA:
+		if (!smtp_data_consume(s))
+			return false;
+		smtp_tx_finish(s);
+		return true;
+	case SMTP_STATE_BDAT:
+		return smtp_bdat_consume(s);
+	default:
+		break;
 	}
-	/* Budget spent with input left: yield to other sessions, come back on the next loop. */
-	if (!s->dead && s->state != SMTP_STATE_CLOSING &&
-	    evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
-		bufferevent_trigger(s->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+	/* Backpressure: a client that pipelines without reading our replies waits. */
+	if (netconn_output_full(&s->conn))
+		return false;
+	return smtp_session_read_line(s);
 }
 
 /* --- the server --- */
@@ -1201,7 +1042,6 @@ smtp_server_new(struct event_base *base, const struct config *config, struct del
 		struct auth *auth)
 {
 	struct smtp_server *server = xcalloc(1, sizeof(*server));
-	const char *plain = config_get(config, "auth.allow_plaintext");
 
 	server->base = base;
 	server->deliver = deliver;
@@ -1210,13 +1050,15 @@ smtp_server_new(struct event_base *base, const struct config *config, struct del
 	server->max_message_size = (uint64_t)config_get_int(config, "smtp.max_message_size");
 	server->max_recipients = (unsigned)config_get_int(config, "smtp.max_recipients");
 	server->max_errors = (unsigned)config_get_int(config, "smtp.max_errors");
-	server->idle_timeout.tv_sec = config_get_int(config, "smtp.idle_timeout");
-	if (strcmp(plain, "never") == 0)
-		server->allow_plaintext = SMTP_PLAIN_NEVER;
-	else if (strcmp(plain, "always") == 0)
-		server->allow_plaintext = SMTP_PLAIN_ALWAYS;
-	else
-		server->allow_plaintext = SMTP_PLAIN_LOOPBACK;
+	server->timeout_reply = xasprintf("421 4.4.2 %s Error: timeout exceeded", server->hostname);
+	server->conn_params = (struct netconn_params){
+		.proto = "smtp",
+		.ops = &smtp_netconn_ops,
+		.idle_timeout.tv_sec = config_get_int(config, "smtp.idle_timeout"),
+		.plaintext = netconn_plaintext_parse(config_get(config, "auth.allow_plaintext")),
+		.too_long_reply = "500 5.5.2 Error: line too long",
+		.timeout_reply = server->timeout_reply,
+	};
 	for (int i = 0; i < SMTP_ROLE_COUNT; i++) {
 		server->roles[i].server = server;
 		server->roles[i].role = (enum smtp_role)i;
@@ -1232,6 +1074,7 @@ smtp_server_free(struct smtp_server **serverp)
 	if (server == NULL)
 		return;
 	free(server->hostname);
+	free(server->timeout_reply);
 	free(server);
 	*serverp = NULL;
 }
@@ -1250,11 +1093,11 @@ smtp_server_shutdown(struct smtp_server *server)
 	server->shutting_down = true;
 	for (s = server->sessions; s != NULL; s = next) {
 		next = s->next;
-		if (s->dead || (s->state != SMTP_STATE_INIT && s->state != SMTP_STATE_READY))
+		if (s->conn.dead || (s->state != SMTP_STATE_INIT && s->state != SMTP_STATE_READY))
 			continue;
 		smtp_reply(s, "421 4.3.2 %s Service shutting down, closing transmission channel",
 			   server->hostname);
-		smtp_session_close(s, "shutdown");
+		netconn_close(&s->conn, "shutdown");
 	}
 }
 
@@ -1265,7 +1108,7 @@ smtp_server_close_all(struct smtp_server *server)
 
 	for (s = server->sessions; s != NULL; s = next) {
 		next = s->next;
-		smtp_session_destroy(s, "shutdown-timeout");
+		netconn_destroy(&s->conn, "shutdown-timeout");
 	}
 }
 

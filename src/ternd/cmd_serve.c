@@ -19,6 +19,7 @@
 #include "mime/summary.h"
 #include "net/listener.h"
 #include "net/tls.h"
+#include "notify/notify.h"
 #include "pop3/pop3_session.h"
 #include "smtp/smtp_session.h"
 #include "store/store.h"
@@ -32,6 +33,7 @@ struct serve {
 	struct workers *workers;
 	struct store *store;
 	struct auth *auth;
+	struct notify_hub *hub;
 	struct deliver *deliver;
 	struct smtp_server *smtp;
 	struct pop3_server *pop3;
@@ -279,9 +281,10 @@ cmd_serve(int argc, char **argv)
 	listener_set_limits(&limits);
 
 	sv.auth = auth_new(sv.base, sv.store, sv.workers, sv.ctx.config);
-	sv.deliver = deliver_new(sv.store, sv.ctx.config);
+	sv.hub = notify_hub_new();
+	sv.deliver = deliver_new(sv.store, sv.hub, sv.ctx.config);
 	sv.smtp = smtp_server_new(sv.base, sv.ctx.config, sv.deliver, sv.auth);
-	sv.pop3 = pop3_server_new(sv.base, sv.ctx.config, sv.store, sv.auth);
+	sv.pop3 = pop3_server_new(sv.base, sv.ctx.config, sv.store, sv.auth, sv.hub);
 	if (serve_start_listeners(&sv) < 0)
 		goto out;
 
@@ -307,6 +310,9 @@ out:
 	smtp_server_free(&sv.smtp);
 	pop3_server_free(&sv.pop3);
 	deliver_free(&sv.deliver);
+	/* Last of the services: the commit callbacks above publish, and sessions unsubscribe as
+	 * they are freed. */
+	notify_hub_free(&sv.hub);
 	auth_free(&sv.auth);
 	listener_set_ssl_ctx(NULL);
 	if (sv.sig_term != NULL) {

@@ -1,0 +1,222 @@
+/* Fuzz target: the IMAP command parser. The first byte picks the limits (defaults, small ones
+ * that make every limit reachable, UTF-8 and NUL allowed), the next two seed the chunk sizes;
+ * the rest is client input, fed whole, in random chunks and (when short) one byte at a time.
+ * Every run must produce the same transcript of events (commands serialized with
+ * imap_command_dump, errors with their reply, code, tag and text, streamed literal data
+ * concatenated), and the parser's memory must stay within imap_parser_memory_bound(). */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "imap/imap_parser.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static const struct imap_parser_limits fuzz_limits[4] = {
+    {0},
+    {.line_max = 64,
+     .literal_max = 16,
+     .command_max = 128,
+     .max_args = 8,
+     .max_depth = 4,
+     .discard_max = 256,
+     .stream_min = 8,
+     .stream_max = 32},
+    {.utf8 = true, .literal_nul = true},
+    {.line_max = 200,
+     .literal_max = 100,
+     .command_max = 300,
+     .max_args = 50,
+     .max_depth = 8,
+     .discard_max = 1000,
+     .stream_min = 1,
+     .stream_max = 500,
+     .utf8 = true},
+};
+
+struct fuzz_buf {
+	char *s;
+	size_t len, cap;
+};
+
+static void
+fuzz_put(struct fuzz_buf *b, const void *s, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		b->cap = (b->len + n + 1) * 2;
+		b->s = realloc(b->s, b->cap);
+		if (b->s == NULL)
+			abort();
+	}
+	memcpy(b->s + b->len, s, n);
+	b->len += n;
+	b->s[b->len] = '\0';
+}
+
+static void
+fuzz_str(struct fuzz_buf *b, const char *s)
+{
+	fuzz_put(b, s, strlen(s));
+}
+
+/* Streamed data is written as one event however it was chunked. */
+static void
+fuzz_flush(struct fuzz_buf *t, struct fuzz_buf *data)
+{
+	if (data->len == 0)
+		return;
+	fuzz_str(t, "D:");
+	fuzz_put(t, data->s, data->len);
+	fuzz_str(t, "\n");
+	data->len = 0;
+}
+
+/* Plays the input as the given chunks, as a session would, and returns the transcript. */
+static char *
+fuzz_run(const struct imap_parser_limits *lim, const char *in, const size_t *chunks, size_t nchunks)
+{
+	struct imap_parser *p = imap_parser_new(lim);
+	size_t bound = imap_parser_memory_bound(lim), off = 0;
+	struct fuzz_buf t = {NULL, 0, 0}, data = {NULL, 0, 0};
+	bool dead = false;
+
+	fuzz_str(&t, "");
+	for (size_t c = 0; c < nchunks && !dead; c++) {
+		const char *chunk = in + off;
+		size_t left = chunks[c];
+
+		off += chunks[c];
+		for (;;) {
+			size_t used = 99;
+			int ret = imap_parser_feed(p, chunk, left, &used);
+			char line[512];
+
+			if (used > left || imap_parser_memory(p) > bound)
+				abort();
+			chunk += used;
+			left -= used;
+			if (ret == IMAP_PARSE_NEED_MORE) {
+				if (left != 0)
+					abort();
+				break;
+			}
+			if (ret == IMAP_PARSE_LITERAL_DATA) {
+				const char *d;
+				size_t dlen;
+
+				imap_parser_literal_data(p, &d, &dlen);
+				if (dlen == 0 || dlen > used || d + dlen != chunk)
+					abort();
+				fuzz_put(&data, d, dlen);
+				continue;
+			}
+			fuzz_flush(&t, &data);
+			if (ret == IMAP_PARSE_COMMAND) {
+				const struct imap_command *cmd = imap_parser_command(p);
+				char *dump;
+
+				if (cmd == NULL)
+					abort();
+				dump = imap_command_dump(cmd);
+				fuzz_str(&t, "C:");
+				fuzz_str(&t, dump);
+				fuzz_str(&t, "\n");
+				free(dump);
+				if (strcmp(cmd->name, "IDLE") == 0)
+					imap_parser_expect_line(p);
+			} else if (ret == IMAP_PARSE_LITERAL_CONTINUE) {
+				if (strcmp(imap_parser_tag(p), "refuse") == 0) {
+					imap_parser_literal_refuse(p);
+					fuzz_str(&t, "refused\n");
+				} else {
+					fuzz_str(&t, "+\n");
+				}
+			} else if (ret == IMAP_PARSE_LINE) {
+				size_t llen;
+				const char *l = imap_parser_line(p, &llen);
+
+				if (l[llen] != '\0')
+					abort();
+				fuzz_str(&t, "L:");
+				fuzz_put(&t, l, llen);
+				fuzz_str(&t, "\n");
+			} else if (ret == IMAP_PARSE_ERROR) {
+				const struct imap_parse_error *e = imap_parser_error(p);
+
+				snprintf(line, sizeof(line), "E:%s %s %s %s%s\n", e->reply,
+				         e->resp_code != NULL ? e->resp_code : "-",
+				         e->tag != NULL ? e->tag : "*", e->text,
+				         e->fatal ? " fatal" : "");
+				fuzz_str(&t, line);
+				if (e->fatal) {
+					if (imap_parser_feed(p, "a", 1, &used) !=
+					        IMAP_PARSE_ERROR ||
+					    used != 0)
+						abort();
+					dead = true;
+					break;
+				}
+			} else {
+				abort();
+			}
+		}
+	}
+	fuzz_flush(&t, &data);
+	free(data.s);
+	imap_parser_free(&p);
+	return t.s;
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	const struct imap_parser_limits *lim;
+	const char *in;
+	size_t len, *chunks, n = 0, off = 0;
+	uint32_t seed;
+	char *whole, *other;
+
+	if (size < 3)
+		return 0;
+	lim = &fuzz_limits[data[0] & 3];
+	seed = (uint32_t)data[1] << 8 | data[2];
+	in = (const char *)data + 3;
+	len = size - 3;
+	chunks = malloc((len + 1) * sizeof(*chunks));
+	if (chunks == NULL)
+		abort();
+
+	chunks[0] = len;
+	whole = fuzz_run(lim, in, chunks, 1);
+
+	/* Random chunks: a small LCG seeded by the input, sizes up to 1..64 (or 1..4096 for
+	 * seeds with the top bit set). */
+	while (off < len) {
+		size_t max = (seed & 0x8000) ? 4096 : 64, c;
+
+		seed = seed * 1103515245u + 12345u;
+		c = 1 + (seed >> 16) % max;
+		if (c > len - off)
+			c = len - off;
+		chunks[n++] = c;
+		off += c;
+	}
+	other = fuzz_run(lim, in, chunks, n);
+	if (strcmp(whole, other) != 0)
+		abort();
+	free(other);
+
+	if (len <= 4096) {
+		for (size_t i = 0; i < len; i++)
+			chunks[i] = 1;
+		other = fuzz_run(lim, in, chunks, len);
+		if (strcmp(whole, other) != 0)
+			abort();
+		free(other);
+	}
+	free(whole);
+	free(chunks);
+	return 0;
+}

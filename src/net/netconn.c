@@ -1,0 +1,247 @@
+/* netconn: a protocol session's connection: bufferevent, lines, budget, STARTTLS, close. */
+#include "net/netconn.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <sodium.h>
+
+#include "lib/log.h"
+
+static void
+netconn_on_read(struct bufferevent *bev, void *arg)
+{
+	netconn_run(arg);
+}
+
+static void
+netconn_on_write(struct bufferevent *bev, void *arg)
+{
+	struct netconn *nc = arg;
+
+	if (nc->closing) {
+		netconn_destroy(nc, "closed");
+		return;
+	}
+	/* Output drained: go on with commands held back by the output mark (or a download). */
+	netconn_run(nc);
+}
+
+static void
+netconn_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct netconn *nc = arg;
+	const struct netconn_params *p = nc->params;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		SSL *ssl = bufferevent_openssl_get_ssl(bev);
+		if (ssl != NULL)
+			log_info("%s session=%s event=tls version=%s cipher=%s", p->proto, nc->id,
+				 SSL_get_version(ssl), SSL_get_cipher_name(ssl));
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		if (nc->closing) {
+			netconn_destroy(nc, "write-timeout");
+			return;
+		}
+		if (p->ops->timeout != NULL &&
+		    p->ops->timeout(nc->arg, (what & BEV_EVENT_WRITING) != 0))
+			return;
+		netconn_set_timeouts(nc, false);
+		netconn_reply(nc, "%s", p->timeout_reply);
+		netconn_close(nc, "timeout");
+		return;
+	}
+	if (what & BEV_EVENT_ERROR) {
+		unsigned long err = bufferevent_get_openssl_error(bev);
+		if (err != 0) {
+			char buf[256];
+			ERR_error_string_n(err, buf, sizeof(buf));
+			log_info("%s session=%s event=tls-error ip=%s error=\"%s\"", p->proto,
+				 nc->id, nc->peer.ip, buf);
+			netconn_destroy(nc, "tls-error");
+			return;
+		}
+		netconn_destroy(nc, "error");
+		return;
+	}
+	if (what & BEV_EVENT_EOF)
+		netconn_destroy(nc, nc->closing ? "quit" : "eof");
+}
+
+/* Callbacks, watermarks and timeouts for a (new or upgraded) bufferevent. */
+static void
+netconn_setup_bev(struct netconn *nc)
+{
+	bufferevent_setcb(nc->bev, netconn_on_read, netconn_on_write, netconn_on_event, nc);
+	bufferevent_setwatermark(nc->bev, EV_READ, 0, NETCONN_INPUT_HIGH);
+	if (nc->params->write_low > 0)
+		bufferevent_setwatermark(nc->bev, EV_WRITE, nc->params->write_low, 0);
+	netconn_set_timeouts(nc, true);
+	bufferevent_enable(nc->bev, EV_READ | EV_WRITE);
+}
+
+void
+netconn_init(struct netconn *nc, struct bufferevent *bev, const struct listener_peer *peer,
+	     bool tls, const struct netconn_params *params, uint64_t *next_id, void *arg)
+{
+	unsigned char rnd[4];
+
+	*nc = (struct netconn){.params = params, .arg = arg, .bev = bev, .peer = *peer, .tls = tls};
+	randombytes_buf(rnd, sizeof(rnd));
+	snprintf(nc->id, sizeof(nc->id), "%08llx%02x%02x%02x%02x",
+		 (unsigned long long)(++*next_id & 0xffffffff), rnd[0], rnd[1], rnd[2], rnd[3]);
+	netconn_setup_bev(nc);
+}
+
+enum netconn_plaintext
+netconn_plaintext_parse(const char *value)
+{
+	if (strcmp(value, "never") == 0)
+		return NETCONN_PLAIN_NEVER;
+	return strcmp(value, "always") == 0 ? NETCONN_PLAIN_ALWAYS : NETCONN_PLAIN_LOOPBACK;
+}
+
+bool
+netconn_plaintext_ok(const struct netconn *nc)
+{
+	if (nc->tls)
+		return true;
+	switch (nc->params->plaintext) {
+	case NETCONN_PLAIN_ALWAYS:
+		return true;
+	case NETCONN_PLAIN_LOOPBACK:
+		return nc->peer.loopback;
+	case NETCONN_PLAIN_NEVER:
+		return false;
+	}
+	return false;
+}
+
+void
+netconn_reply(struct netconn *nc, const char *fmt, ...)
+{
+	struct evbuffer *out = bufferevent_get_output(nc->bev);
+	va_list ap;
+
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(out, fmt, ap);
+	va_end(ap);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+bool
+netconn_output_full(const struct netconn *nc)
+{
+	return evbuffer_get_length(bufferevent_get_output(nc->bev)) > NETCONN_OUTPUT_HIGH;
+}
+
+void
+netconn_set_timeouts(struct netconn *nc, bool read)
+{
+	bufferevent_set_timeouts(nc->bev, read ? &nc->params->idle_timeout : NULL,
+				 &nc->params->idle_timeout);
+}
+
+enum netconn_line
+netconn_read_line(struct netconn *nc, size_t limit, char **line_r, size_t *len_r)
+{
+	struct evbuffer *in = bufferevent_get_input(nc->bev);
+	size_t crlf = nc->params->limit_counts_crlf ? 2 : 0;
+	struct evbuffer_ptr eol;
+	size_t eol_len = 0;
+
+	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+	if (nc->discarding) {
+		if (eol.pos < 0) {
+			size_t n = evbuffer_get_length(in);
+			nc->discarded += n;
+			evbuffer_drain(in, n);
+			if (nc->discarded > NETCONN_DISCARD_MAX) {
+				netconn_reply(nc, "%s", nc->params->too_long_reply);
+				netconn_close(nc, "line-too-long");
+			}
+			return NETCONN_LINE_MORE;
+		}
+		evbuffer_drain(in, (size_t)eol.pos + eol_len);
+		nc->discarding = false;
+		nc->discarded = 0;
+		return NETCONN_LINE_TOO_LONG;
+	}
+	if (eol.pos < 0) {
+		if (evbuffer_get_length(in) > limit) {
+			nc->discarding = true;
+			return NETCONN_LINE_DISCARDING;
+		}
+		return NETCONN_LINE_MORE;
+	}
+	if ((size_t)eol.pos + crlf > limit) {
+		evbuffer_drain(in, (size_t)eol.pos + eol_len);
+		return NETCONN_LINE_TOO_LONG;
+	}
+	*line_r = evbuffer_readln(in, len_r, EVBUFFER_EOL_CRLF);
+	return *line_r != NULL ? NETCONN_LINE_OK : NETCONN_LINE_MORE;
+}
+
+void
+netconn_run(struct netconn *nc)
+{
+	unsigned budget = NETCONN_CMDS_PER_WAKE;
+
+	while (!nc->dead && budget-- > 0) {
+		if (!nc->params->ops->step(nc->arg))
+			return;
+	}
+	/* Budget spent with input left: yield to other sessions, come back on the next loop. */
+	if (!nc->dead && !nc->closing && evbuffer_get_length(bufferevent_get_input(nc->bev)) > 0)
+		bufferevent_trigger(nc->bev, EV_READ,
+				    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+void
+netconn_close(struct netconn *nc, const char *reason)
+{
+	if (nc->closing || nc->dead)
+		return;
+	log_debug("%s session=%s event=closing reason=%s", nc->params->proto, nc->id, reason);
+	nc->closing = true;
+	nc->params->ops->closing(nc->arg);
+	bufferevent_disable(nc->bev, EV_READ);
+	bufferevent_enable(nc->bev, EV_WRITE);
+	/* Never free from inside command handling: the write callback (run from the loop, also
+	 * when the output is already empty) does it. */
+	bufferevent_trigger(nc->bev, EV_WRITE, BEV_TRIG_DEFER_CALLBACKS);
+}
+
+void
+netconn_destroy(struct netconn *nc, const char *reason)
+{
+	if (nc->dead)
+		return;
+	nc->dead = true;
+	listener_bev_close(nc->bev);
+	nc->bev = NULL;
+	listener_conn_closed(&nc->peer);
+	nc->params->ops->closed(nc->arg, reason); /* may free nc */
+}
+
+bool
+netconn_starttls(struct netconn *nc, size_t *discarded_r)
+{
+	struct bufferevent *filter = listener_starttls(nc->bev, discarded_r);
+
+	if (filter == NULL)
+		return false;
+	nc->bev = filter;
+	nc->tls = true;
+	netconn_setup_bev(nc);
+	return true;
+}

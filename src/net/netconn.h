@@ -1,0 +1,124 @@
+/* netconn: the connection plumbing a line-based protocol session sits on (SMTP, POP3, IMAP).
+ *
+ * A netconn owns one accepted bufferevent and its listener_peer: callbacks, read high-water mark,
+ * idle timeouts, queued replies, capped line reading (over-long lines are thrown away as they
+ * arrive), the per-wake command budget with output backpressure, STARTTLS and closing. The
+ * session keeps its states, commands and replies and learns about the connection through
+ * struct netconn_ops. Everything runs on the loop thread.
+ *
+ * The session embeds its struct netconn (as Dovecot embeds struct connection) and reads its
+ * fields; only netconn.c writes them. Lifetime: netconn_close() stops reading and lets what is
+ * queued reach the client; the write callback then destroys, never a handler. netconn_destroy()
+ * (also on EOF, error or write timeout) releases the bufferevent with listener_bev_close, calls
+ * listener_conn_closed exactly once, marks the netconn dead and calls ops->closed, which frees
+ * the session at once or, with an operation in flight (a password check, a store commit or
+ * update), leaves that to the operation's callback. A dead netconn has no bufferevent: only its
+ * id, peer and dead fields may be used, and there is nothing else to free. */
+#ifndef TERN_NETCONN_H
+#define TERN_NETCONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/time.h>
+
+#include "net/listener.h"
+
+struct netconn_ops {
+	/* Handles one unit of buffered input (a line, a chunk of data, a step of a download);
+	 * false stops until more input arrives or the output drains. */
+	bool (*step)(void *arg);
+	/* netconn_close has begun (after its debug line): the session enters its closing state. */
+	void (*closing)(void *arg);
+	/* Optional: an idle timeout on a connection that is not closing (writing: the write
+	 * timeout). True when handled; false for the default: only the write timeout stays armed,
+	 * params->timeout_reply is queued and the connection closed with reason "timeout". */
+	bool (*timeout)(void *arg, bool writing);
+	/* The connection is gone: log it, and free the session unless an operation in flight will.
+	 * reason: "closed", "quit", "eof", "error", "tls-error", "write-timeout", or
+	 * netconn_destroy's. */
+	void (*closed)(void *arg, const char *reason);
+};
+
+#define NETCONN_INPUT_HIGH (256 * 1024) /* stop reading the socket above this */
+#define NETCONN_OUTPUT_HIGH (64 * 1024) /* stop handling commands while replies pile up */
+#define NETCONN_DISCARD_MAX (64 * 1024) /* junk without a newline before we hang up */
+#define NETCONN_CMDS_PER_WAKE 64	/* fairness between sessions */
+
+/* auth.allow_plaintext: where a password may be sent readable without TLS. */
+enum netconn_plaintext { NETCONN_PLAIN_LOOPBACK, NETCONN_PLAIN_NEVER, NETCONN_PLAIN_ALWAYS };
+
+/* Set once by a protocol server for all its connections; must outlive them. */
+struct netconn_params {
+	const char *proto; /* log prefix: "smtp", "pop3" */
+	const struct netconn_ops *ops;
+	struct timeval idle_timeout; /* read and write */
+	size_t write_low;	     /* write callback once output drains to this (0: empty) */
+	enum netconn_plaintext plaintext;
+	/* netconn_read_line: whether the CRLF (two octets) counts against the limit. */
+	bool limit_counts_crlf;
+	const char *too_long_reply; /* last line once discard_max is passed (no CRLF) */
+	const char *timeout_reply;  /* last line of the default timeout (no CRLF) */
+};
+
+struct netconn {
+	const struct netconn_params *params;
+	void *arg;		 /* passed to every ops callback */
+	struct bufferevent *bev; /* NULL once dead */
+	struct listener_peer peer;
+	char id[17];		 /* the session id in logs: 16 hex digits */
+	bool tls;		 /* implicit TLS or after netconn_starttls */
+	bool closing;		 /* netconn_close began */
+	bool dead;		 /* the connection is gone */
+	bool discarding;	 /* throwing away an over-long line */
+	size_t discarded;
+};
+
+/* Takes bev (from the listener's accept callback), copies peer, makes the id from ++*next_id
+ * and random bits, sets callbacks, watermarks and timeouts and enables reading and writing. */
+void netconn_init(struct netconn *nc, struct bufferevent *bev, const struct listener_peer *peer,
+		  bool tls, const struct netconn_params *params, uint64_t *next_id, void *arg);
+
+/* "never", "always", anything else: loopback. */
+enum netconn_plaintext netconn_plaintext_parse(const char *value);
+/* Whether USER/PASS, AUTH PLAIN/LOGIN may be used: under TLS, or as params->plaintext permits. */
+bool netconn_plaintext_ok(const struct netconn *nc);
+
+/* Queues fmt and a CRLF. */
+void netconn_reply(struct netconn *nc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* True when more than NETCONN_OUTPUT_HIGH is queued: stop until the write callback. */
+bool netconn_output_full(const struct netconn *nc);
+/* Read and write idle timeouts, or only the write timeout (no progress while output waits). */
+void netconn_set_timeouts(struct netconn *nc, bool read);
+
+enum netconn_line {
+	NETCONN_LINE_MORE = 0,	 /* no whole line yet */
+	NETCONN_LINE_OK,	 /* *line_r (CRLF removed, NUL-terminated; free() it) and *len_r */
+	NETCONN_LINE_TOO_LONG,	 /* a line over the limit was dropped: the session replies */
+	NETCONN_LINE_DISCARDING, /* began dropping an over-long line: call again */
+};
+
+/* Reads one line of at most limit octets. Without a line end past limit, the input is thrown
+ * away as it arrives; past NETCONN_DISCARD_MAX of it the client gets params->too_long_reply,
+ * the connection is closed (reason "line-too-long") and NETCONN_LINE_MORE is returned. */
+enum netconn_line netconn_read_line(struct netconn *nc, size_t limit, char **line_r,
+				    size_t *len_r);
+
+/* Calls ops->step until it returns false, the connection is dead, or NETCONN_CMDS_PER_WAKE
+ * steps are spent; then, with input left and not closing, comes back on the next loop
+ * iteration (other sessions first). Also for the session when an operation completes. */
+void netconn_run(struct netconn *nc);
+
+/* Stops reading and destroys once what is queued is written; never frees at once. Nothing
+ * when already closing or dead. */
+void netconn_close(struct netconn *nc, const char *reason);
+/* Drops the connection now (see the lifetime above); nothing when already dead. The session may
+ * be freed by ops->closed before this returns. */
+void netconn_destroy(struct netconn *nc, const char *reason);
+
+/* STARTTLS/STLS, after the go-ahead is queued: wraps the connection in TLS and sets it up again.
+ * What the client sent after the command is dropped (CVE-2011-0411) and counted in
+ * *discarded_r for the session to log. False when TLS cannot be set up (the session closes). */
+bool netconn_starttls(struct netconn *nc, size_t *discarded_r);
+
+#endif
