@@ -65,16 +65,13 @@ struct pop3_retr {
 	struct pop3_stuffer st;
 };
 
-enum pop3_sasl_mech { POP3_SASL_NONE, POP3_SASL_PLAIN, POP3_SASL_LOGIN };
-
 struct pop3_session {
 	struct pop3_server *server;
 	struct netconn conn; /* id, peer, tls, dead */
 	enum pop3_state state;
 	unsigned errors;
 	char *user; /* USER argument, waiting for PASS */
-	enum pop3_sasl_mech sasl;
-	char sasl_login[SASL_FIELD_MAX + 1];
+	struct sasl_server sasl; /* the AUTH exchange; holds secrets until reset */
 	struct auth_request *auth_req;
 	int64_t account_id; /* 0: not logged in; else this session holds the maildrop lock */
 	char *account;

@@ -69,8 +69,7 @@ pop3_forget_user(struct pop3_session *s)
 		free(s->user);
 		s->user = NULL;
 	}
-	s->sasl = POP3_SASL_NONE;
-	sodium_memzero(s->sasl_login, sizeof(s->sasl_login));
+	sasl_server_reset(&s->sasl);
 }
 
 /* --- session lifetime --- */
@@ -325,7 +324,6 @@ pop3_auth_done(enum auth_result result, int64_t account_id, const char *address,
 static void
 pop3_auth_check(struct pop3_session *s, const char *login, const char *password)
 {
-	s->sasl = POP3_SASL_NONE;
 	pop3_enter_state(s, POP3_STATE_WAIT);
 	s->auth_req =
 	    auth_verify(s->server->auth, s->conn.peer.ip, login, password, pop3_auth_done, s);
@@ -361,68 +359,49 @@ pop3_auth_bad(struct pop3_session *s, const char *why)
 	pop3_error(s);
 }
 
-/* Handles one SASL response (initial response or a line after "+ "). */
+/* Maps one result of the SASL exchange (src/auth/sasl.h) to POP3's states and replies. */
 static void
-pop3_auth_response(struct pop3_session *s, const char *b64)
+pop3_auth_next(struct pop3_session *s, enum sasl_result r, const struct sasl_step *step)
 {
-	char decoded[3 * SASL_FIELD_MAX + 8];
-	char authzid[SASL_FIELD_MAX + 1], authcid[SASL_FIELD_MAX + 1], passwd[SASL_FIELD_MAX + 1];
-	long len;
-
-	if (strcmp(b64, "*") == 0) {
+	switch (r) {
+	case SASL_CHALLENGE:
+		pop3_enter_state(s, POP3_STATE_SASL);
+		pop3_reply(s, "+ %s", step->challenge);
+		return;
+	case SASL_CREDENTIALS:
+		pop3_auth_check(s, step->login, step->password);
+		sasl_server_reset(&s->sasl);
+		return;
+	case SASL_ABORTED:
 		pop3_forget_user(s);
 		pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
 		pop3_reply(s, "-ERR Authentication aborted");
 		return;
+	case SASL_ERROR:
+		break;
 	}
-	len = sasl_base64_decode(b64, strlen(b64), decoded, sizeof(decoded));
-	if (len < 0) {
-		pop3_auth_bad(s, "cannot decode response");
+	switch (step->error) {
+	case SASL_ERROR_MECHANISM:
+		pop3_reply(s, "-ERR Unsupported authentication mechanism");
+		pop3_error(s);
+		return;
+	case SASL_ERROR_AUTHZID:
+		pop3_forget_user(s);
+		pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
+		pop3_reply(s, "-ERR [AUTH] Authorization identity not permitted");
+		pop3_error(s);
+		return;
+	default:
+		pop3_auth_bad(s, step->reason);
 		return;
 	}
-	if (s->sasl == POP3_SASL_PLAIN) {
-		int r = sasl_plain_parse(decoded, (size_t)len, authzid, authcid, passwd);
-		sodium_memzero(decoded, sizeof(decoded));
-		if (r < 0) {
-			pop3_auth_bad(s, "malformed PLAIN response");
-			return;
-		}
-		if (authzid[0] != '\0' && strcasecmp(authzid, authcid) != 0) {
-			pop3_forget_user(s);
-			pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
-			pop3_reply(s, "-ERR [AUTH] Authorization identity not permitted");
-			pop3_error(s);
-			return;
-		}
-		pop3_auth_check(s, authcid, passwd);
-		sodium_memzero(passwd, sizeof(passwd));
-		return;
-	}
-	/* LOGIN: first the user name, then the password. */
-	if (memchr(decoded, '\0', (size_t)len) != NULL || len > SASL_FIELD_MAX) {
-		sodium_memzero(decoded, sizeof(decoded));
-		pop3_auth_bad(s, "malformed LOGIN response");
-		return;
-	}
-	if (s->sasl_login[0] == '\0') {
-		if (len == 0) {
-			pop3_auth_bad(s, "empty user name");
-			return;
-		}
-		memcpy(s->sasl_login, decoded, (size_t)len + 1);
-		pop3_enter_state(s, POP3_STATE_SASL);
-		pop3_reply(s, "+ UGFzc3dvcmQ6");
-		return;
-	}
-	pop3_auth_check(s, s->sasl_login, decoded);
-	sodium_memzero(decoded, sizeof(decoded));
-	sodium_memzero(s->sasl_login, sizeof(s->sasl_login));
 }
 
 static void
 pop3_cmd_auth(struct pop3_session *s, const struct pop3_command *cmd)
 {
-	const char *mech = cmd->args[0];
+	struct sasl_step step;
+	enum sasl_result r;
 
 	if (!netconn_plaintext_ok(&s->conn)) {
 		pop3_reply_plaintext_refused(s);
@@ -437,21 +416,9 @@ pop3_cmd_auth(struct pop3_session *s, const struct pop3_command *cmd)
 		return;
 	}
 	pop3_forget_user(s);
-	if (strcasecmp(mech, "PLAIN") == 0) {
-		s->sasl = POP3_SASL_PLAIN;
-	} else if (strcasecmp(mech, "LOGIN") == 0) {
-		s->sasl = POP3_SASL_LOGIN;
-	} else {
-		pop3_reply(s, "-ERR Unsupported authentication mechanism");
-		pop3_error(s);
-		return;
-	}
-	if (cmd->nargs == 2) {
-		pop3_auth_response(s, cmd->args[1]);
-		return;
-	}
-	pop3_enter_state(s, POP3_STATE_SASL);
-	pop3_reply(s, s->sasl == POP3_SASL_PLAIN ? "+ " : "+ VXNlcm5hbWU6");
+	/* A second argument is the initial response (RFC 5034 4). */
+	r = sasl_server_start(&s->sasl, cmd->args[0], cmd->nargs == 2 ? cmd->args[1] : NULL, &step);
+	pop3_auth_next(s, r, &step);
 }
 
 static void
@@ -505,11 +472,12 @@ static void
 pop3_session_line(struct pop3_session *s, char *line, size_t len)
 {
 	struct pop3_command cmd;
+	struct sasl_step step;
 	const char *error;
 	char esc[64];
 
 	if (s->state == POP3_STATE_SASL) {
-		pop3_auth_response(s, line);
+		pop3_auth_next(s, sasl_server_step(&s->sasl, line, &step), &step);
 		return;
 	}
 	if (pop3_command_parse(line, len, &cmd, &error) < 0) {

@@ -89,8 +89,6 @@ struct smtp_tx {
 	bool bdat_failed;	/* a chunk was refused: read the rest and reply 5xx */
 };
 
-enum smtp_sasl_mech { SMTP_SASL_NONE, SMTP_SASL_PLAIN, SMTP_SASL_LOGIN };
-
 struct smtp_session {
 	struct smtp_server *server;
 	enum smtp_role role;
@@ -102,8 +100,7 @@ struct smtp_session {
 	char *account;	    /* primary address when logged in */
 	unsigned errors;
 	struct smtp_tx *tx;
-	enum smtp_sasl_mech sasl;
-	char sasl_login[SASL_FIELD_MAX + 1];
+	struct sasl_server sasl; /* the AUTH exchange; holds secrets until reset */
 	struct auth_request *auth_req;
 	bool commit_pending; /* the session may only be freed by the commit callback */
 	struct smtp_session *prev, *next;
@@ -192,7 +189,7 @@ smtp_session_free(struct smtp_session *s)
 	smtp_tx_free(&s->tx);
 	free(s->helo);
 	free(s->account);
-	sodium_memzero(s->sasl_login, sizeof(s->sasl_login));
+	sasl_server_reset(&s->sasl);
 	free(s);
 }
 
@@ -793,7 +790,6 @@ smtp_auth_done(enum auth_result result, int64_t account_id, const char *address,
 static void
 smtp_auth_check(struct smtp_session *s, const char *login, const char *password)
 {
-	s->sasl = SMTP_SASL_NONE;
 	smtp_enter_state(s, SMTP_STATE_WAIT);
 	s->auth_req =
 	    auth_verify(s->server->auth, s->conn.peer.ip, login, password, smtp_auth_done, s);
@@ -802,74 +798,53 @@ smtp_auth_check(struct smtp_session *s, const char *login, const char *password)
 static void
 smtp_auth_bad(struct smtp_session *s, const char *why)
 {
-	s->sasl = SMTP_SASL_NONE;
-	sodium_memzero(s->sasl_login, sizeof(s->sasl_login));
+	sasl_server_reset(&s->sasl);
 	smtp_enter_state(s, SMTP_STATE_READY);
 	smtp_reply(s, "501 5.5.2 Error: %s", why);
 	smtp_error(s);
 }
 
-/* Handles one SASL response (initial response or a line after 334). */
+/* Maps one result of the SASL exchange (src/auth/sasl.h) to SMTP's states and replies. */
 static void
-smtp_auth_response(struct smtp_session *s, const char *b64)
+smtp_auth_next(struct smtp_session *s, enum sasl_result r, const struct sasl_step *step)
 {
-	char decoded[3 * SASL_FIELD_MAX + 8];
-	char authzid[SASL_FIELD_MAX + 1], authcid[SASL_FIELD_MAX + 1], passwd[SASL_FIELD_MAX + 1];
-	long len;
-
-	if (strcmp(b64, "*") == 0) {
-		s->sasl = SMTP_SASL_NONE;
+	switch (r) {
+	case SASL_CHALLENGE:
+		smtp_enter_state(s, SMTP_STATE_AUTH);
+		smtp_reply(s, "334 %s", step->challenge);
+		return;
+	case SASL_CREDENTIALS:
+		smtp_auth_check(s, step->login, step->password);
+		sasl_server_reset(&s->sasl);
+		return;
+	case SASL_ABORTED:
 		smtp_enter_state(s, SMTP_STATE_READY);
 		smtp_reply(s, "501 5.7.0 Authentication aborted");
 		return;
+	case SASL_ERROR:
+		break;
 	}
-	len = sasl_base64_decode(b64, strlen(b64), decoded, sizeof(decoded));
-	if (len < 0) {
-		smtp_auth_bad(s, "cannot decode response");
+	switch (step->error) {
+	case SASL_ERROR_MECHANISM:
+		smtp_reply(s, "504 5.5.4 Error: unsupported authentication mechanism");
+		smtp_error(s);
+		return;
+	case SASL_ERROR_AUTHZID:
+		smtp_enter_state(s, SMTP_STATE_READY);
+		smtp_reply(s, "535 5.7.8 Error: authorization identity not permitted");
+		smtp_error(s);
+		return;
+	default:
+		smtp_auth_bad(s, step->reason);
 		return;
 	}
-	if (s->sasl == SMTP_SASL_PLAIN) {
-		int r = sasl_plain_parse(decoded, (size_t)len, authzid, authcid, passwd);
-		sodium_memzero(decoded, sizeof(decoded));
-		if (r < 0) {
-			smtp_auth_bad(s, "malformed PLAIN response");
-			return;
-		}
-		if (authzid[0] != '\0' && strcasecmp(authzid, authcid) != 0) {
-			s->sasl = SMTP_SASL_NONE;
-			smtp_enter_state(s, SMTP_STATE_READY);
-			smtp_reply(s, "535 5.7.8 Error: authorization identity not permitted");
-			smtp_error(s);
-			return;
-		}
-		smtp_auth_check(s, authcid, passwd);
-		sodium_memzero(passwd, sizeof(passwd));
-		return;
-	}
-	/* LOGIN: first the user name, then the password. */
-	if (memchr(decoded, '\0', (size_t)len) != NULL || len > SASL_FIELD_MAX) {
-		sodium_memzero(decoded, sizeof(decoded));
-		smtp_auth_bad(s, "malformed LOGIN response");
-		return;
-	}
-	if (s->sasl_login[0] == '\0') {
-		if (len == 0) {
-			smtp_auth_bad(s, "empty user name");
-			return;
-		}
-		memcpy(s->sasl_login, decoded, (size_t)len + 1);
-		smtp_enter_state(s, SMTP_STATE_AUTH);
-		smtp_reply(s, "334 UGFzc3dvcmQ6");
-		return;
-	}
-	smtp_auth_check(s, s->sasl_login, decoded);
-	sodium_memzero(decoded, sizeof(decoded));
-	sodium_memzero(s->sasl_login, sizeof(s->sasl_login));
 }
 
 static void
 smtp_cmd_auth(struct smtp_session *s, const struct smtp_command *cmd)
 {
+	struct sasl_step step;
+	enum sasl_result r;
 	char mech[16];
 	const char *ir;
 	size_t mlen;
@@ -901,22 +876,8 @@ smtp_cmd_auth(struct smtp_session *s, const struct smtp_command *cmd)
 	}
 	memcpy(mech, cmd->args, mlen);
 	mech[mlen] = '\0';
-	s->sasl_login[0] = '\0';
-	if (strcasecmp(mech, "PLAIN") == 0) {
-		s->sasl = SMTP_SASL_PLAIN;
-	} else if (strcasecmp(mech, "LOGIN") == 0) {
-		s->sasl = SMTP_SASL_LOGIN;
-	} else {
-		smtp_reply(s, "504 5.5.4 Error: unsupported authentication mechanism");
-		smtp_error(s);
-		return;
-	}
-	if (ir != NULL) {
-		smtp_auth_response(s, ir);
-		return;
-	}
-	smtp_enter_state(s, SMTP_STATE_AUTH);
-	smtp_reply(s, s->sasl == SMTP_SASL_PLAIN ? "334 " : "334 VXNlcm5hbWU6");
+	r = sasl_server_start(&s->sasl, mech, ir, &step);
+	smtp_auth_next(s, r, &step);
 }
 
 typedef void smtp_cmd_fn(struct smtp_session *s, const struct smtp_command *cmd);
@@ -943,6 +904,7 @@ static void
 smtp_session_line(struct smtp_session *s, char *line, size_t len)
 {
 	struct smtp_command cmd;
+	struct sasl_step step;
 	char esc[128];
 
 	if (s->state == SMTP_STATE_AUTH) {
@@ -950,7 +912,7 @@ smtp_session_line(struct smtp_session *s, char *line, size_t len)
 			smtp_auth_bad(s, "response too long");
 			return;
 		}
-		smtp_auth_response(s, line);
+		smtp_auth_next(s, sasl_server_step(&s->sasl, line, &step), &step);
 		sodium_memzero(line, len);
 		return;
 	}

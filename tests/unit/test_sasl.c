@@ -1,7 +1,9 @@
-/* Unit tests for sasl: tables of base64 inputs (RFC 4648 / RFC 4954) and PLAIN messages
- * (RFC 4616); every row is its own named cmocka test. */
+/* Unit tests for sasl: tables of base64 inputs (RFC 4648 / RFC 4954), PLAIN messages
+ * (RFC 4616) and whole server exchanges (PLAIN, LOGIN); every row is its own named cmocka
+ * test. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -242,6 +244,234 @@ test_plain_limits(void **state)
 	}
 }
 
+/* ---- the server exchange ---- */
+
+#define XCHG_LINES 3
+
+/* One exchange: the start, then each response line in turn; results[i] and challenges[i] are
+ * what call i must produce (call 0 is sasl_server_start). The last call's error or credentials
+ * are checked too. */
+struct xchg_case {
+	const char *what;
+	const char *mech;
+	const char *ir; /* NULL: no initial response */
+	const char *lines[XCHG_LINES];
+	enum sasl_result results[XCHG_LINES + 1];
+	const char *challenges[XCHG_LINES + 1];
+	enum sasl_error error;
+	const char *login, *password;
+};
+
+#define CH SASL_CHALLENGE
+#define CR SASL_CREDENTIALS
+#define AB SASL_ABORTED
+#define ER SASL_ERROR
+#define USER_CH "VXNlcm5hbWU6"
+#define PASS_CH "UGFzc3dvcmQ6"
+
+/* clang-format off */
+static const struct xchg_case xchg_cases[] = {
+	{"PLAIN without initial response", "PLAIN", NULL, {"AHVzZXIAcGFzcw=="},
+	 {CH, CR}, {""}, SASL_ERROR_NONE, "user", "pass"},
+	{"PLAIN with initial response", "PLAIN", "AHVzZXIAcGFzcw==", {NULL},
+	 {CR}, {NULL}, SASL_ERROR_NONE, "user", "pass"},
+	{"mechanism name is case-insensitive", "plain", "AHVzZXIAcGFzcw==", {NULL},
+	 {CR}, {NULL}, SASL_ERROR_NONE, "user", "pass"},
+	{"PLAIN authzid equal to authcid", "PLAIN", "dXNlcgB1c2VyAHBhc3M=", {NULL},
+	 {CR}, {NULL}, SASL_ERROR_NONE, "user", "pass"},
+	{"PLAIN authzid equal but for case", "PLAIN", "VVNFUgB1c2VyAHBhc3M=", {NULL},
+	 {CR}, {NULL}, SASL_ERROR_NONE, "user", "pass"},
+	{"PLAIN UTF-8 credentials", "PLAIN", "AMOpdMOpAHDDpHNz", {NULL},
+	 {CR}, {NULL}, SASL_ERROR_NONE, "\xc3\xa9t\xc3\xa9", "p\xc3\xa4ss"},
+	{"PLAIN authzid mismatch", "PLAIN", "YWRtaW4AdXNlcgBwYXNz", {NULL},
+	 {ER}, {NULL}, SASL_ERROR_AUTHZID, NULL, NULL},
+	{"PLAIN authzid mismatch after challenge", "PLAIN", NULL, {"YWRtaW4AdXNlcgBwYXNz"},
+	 {CH, ER}, {""}, SASL_ERROR_AUTHZID, NULL, NULL},
+	{"PLAIN \"=\" empty initial response", "PLAIN", "=", {NULL},
+	 {ER}, {NULL}, SASL_ERROR_PLAIN, NULL, NULL},
+	{"PLAIN empty initial response", "PLAIN", "", {NULL},
+	 {ER}, {NULL}, SASL_ERROR_PLAIN, NULL, NULL},
+	{"PLAIN \"=\" empty response", "PLAIN", NULL, {"="},
+	 {CH, ER}, {""}, SASL_ERROR_PLAIN, NULL, NULL},
+	{"PLAIN empty password", "PLAIN", "AHVzZXIA", {NULL},
+	 {ER}, {NULL}, SASL_ERROR_PLAIN, NULL, NULL},
+	{"PLAIN one NUL only", "PLAIN", "dXNlcgBwYXNz", {NULL},
+	 {ER}, {NULL}, SASL_ERROR_PLAIN, NULL, NULL},
+	{"PLAIN bad base64", "PLAIN", NULL, {"AHVzZXIAcGFzcw"},
+	 {CH, ER}, {""}, SASL_ERROR_DECODE, NULL, NULL},
+	{"PLAIN bad base64 initial response", "PLAIN", "!!!!", {NULL},
+	 {ER}, {NULL}, SASL_ERROR_DECODE, NULL, NULL},
+	{"PLAIN \"*\" abort", "PLAIN", NULL, {"*"},
+	 {CH, AB}, {""}, SASL_ERROR_NONE, NULL, NULL},
+	{"PLAIN \"*\" as initial response aborts", "PLAIN", "*", {NULL},
+	 {AB}, {NULL}, SASL_ERROR_NONE, NULL, NULL},
+	{"LOGIN two steps", "LOGIN", NULL, {"dXNlcg==", "cGFzcw=="},
+	 {CH, CH, CR}, {USER_CH, PASS_CH}, SASL_ERROR_NONE, "user", "pass"},
+	{"LOGIN with initial response", "LOGIN", "dXNlcg==", {"cGFzcw=="},
+	 {CH, CR}, {PASS_CH}, SASL_ERROR_NONE, "user", "pass"},
+	{"LOGIN empty password is passed on", "LOGIN", NULL, {"dXNlcg==", "="},
+	 {CH, CH, CR}, {USER_CH, PASS_CH}, SASL_ERROR_NONE, "user", ""},
+	{"LOGIN \"=\" empty user name", "LOGIN", NULL, {"="},
+	 {CH, ER}, {USER_CH}, SASL_ERROR_EMPTY_LOGIN, NULL, NULL},
+	{"LOGIN \"=\" empty initial response", "LOGIN", "=", {NULL},
+	 {ER}, {NULL}, SASL_ERROR_EMPTY_LOGIN, NULL, NULL},
+	{"LOGIN NUL in user name", "LOGIN", NULL, {"dXMAZXI="},
+	 {CH, ER}, {USER_CH}, SASL_ERROR_LOGIN, NULL, NULL},
+	{"LOGIN NUL in password", "LOGIN", NULL, {"dXNlcg==", "cABzcw=="},
+	 {CH, CH, ER}, {USER_CH, PASS_CH}, SASL_ERROR_LOGIN, NULL, NULL},
+	{"LOGIN bad base64 password", "LOGIN", NULL, {"dXNlcg==", "cGFzcw"},
+	 {CH, CH, ER}, {USER_CH, PASS_CH}, SASL_ERROR_DECODE, NULL, NULL},
+	{"LOGIN \"*\" abort at user name", "LOGIN", NULL, {"*"},
+	 {CH, AB}, {USER_CH}, SASL_ERROR_NONE, NULL, NULL},
+	{"LOGIN \"*\" abort at password", "LOGIN", NULL, {"dXNlcg==", "*"},
+	 {CH, CH, AB}, {USER_CH, PASS_CH}, SASL_ERROR_NONE, NULL, NULL},
+	{"unsupported mechanism", "CRAM-MD5", NULL, {NULL},
+	 {ER}, {NULL}, SASL_ERROR_MECHANISM, NULL, NULL},
+	{"unsupported mechanism with initial response", "XOAUTH2", "AHVzZXIAcGFzcw==", {NULL},
+	 {ER}, {NULL}, SASL_ERROR_MECHANISM, NULL, NULL},
+	{"step after credentials", "PLAIN", "AHVzZXIAcGFzcw==", {"AHVzZXIAcGFzcw=="},
+	 {CR, ER}, {NULL}, SASL_ERROR_STATE, NULL, NULL},
+};
+/* clang-format on */
+
+/* True when the whole struct is zero: no secret is left behind. */
+static bool
+xchg_wiped(const struct sasl_server *srv)
+{
+	const unsigned char *p = (const unsigned char *)srv;
+
+	for (size_t i = 0; i < sizeof(*srv); i++)
+		if (p[i] != 0)
+			return false;
+	return true;
+}
+
+/* Runs one exchange row and checks every result, the challenges, the outcome and the wiping. */
+static void
+test_xchg(void **state)
+{
+	const struct xchg_case *tc = *state;
+	struct sasl_server srv;
+	struct sasl_step step;
+	enum sasl_result r;
+	size_t i = 0;
+
+	memset(&srv, 0xa5, sizeof(srv)); /* start must not depend on a zeroed server */
+	r = sasl_server_start(&srv, tc->mech, tc->ir, &step);
+	for (;;) {
+		assert_int_equal(r, tc->results[i]);
+		if (r == SASL_CHALLENGE)
+			assert_string_equal(step.challenge, tc->challenges[i]);
+		if (i >= XCHG_LINES || tc->lines[i] == NULL)
+			break;
+		r = sasl_server_step(&srv, tc->lines[i], &step);
+		i++;
+	}
+	switch (r) {
+	case SASL_CREDENTIALS:
+		assert_string_equal(step.login, tc->login);
+		assert_string_equal(step.password, tc->password);
+		sasl_server_reset(&srv);
+		break;
+	case SASL_ERROR:
+		assert_int_equal(step.error, tc->error);
+		assert_non_null(step.reason);
+		assert_true(step.reason[0] != '\0');
+		break;
+	case SASL_ABORTED:
+	case SASL_CHALLENGE:
+		break;
+	}
+	if (r != SASL_CHALLENGE)
+		assert_true(xchg_wiped(&srv));
+}
+
+/* Builds a base64 line from len bytes of msg. */
+static void
+xchg_encode(char *out, size_t outsize, const char *msg, size_t len)
+{
+	assert_int_equal(sasl_base64_encode(msg, len, out, outsize), 0);
+}
+
+/* Over-long fields and responses: PLAIN fields and LOGIN lines of SASL_FIELD_MAX bytes fit, one
+ * more does not; a response decoding past SASL_DECODED_MAX fails to decode. */
+static void
+test_xchg_limits(void **state)
+{
+	static char msg[SASL_DECODED_MAX + 16], b64[2 * (SASL_DECODED_MAX + 16)];
+	struct sasl_server srv = {0};
+	struct sasl_step step;
+	size_t n;
+
+	(void)state;
+	for (size_t extra = 0; extra <= 1; extra++) {
+		/* PLAIN: "\0" + authcid of 512 (+1) + "\0" + "p" */
+		n = 0;
+		msg[n++] = '\0';
+		memset(msg + n, 'u', SASL_FIELD_MAX + extra);
+		n += SASL_FIELD_MAX + extra;
+		msg[n++] = '\0';
+		msg[n++] = 'p';
+		xchg_encode(b64, sizeof(b64), msg, n);
+		if (!extra) {
+			assert_int_equal(sasl_server_start(&srv, "PLAIN", b64, &step),
+			                 SASL_CREDENTIALS);
+			assert_int_equal(strlen(step.login), SASL_FIELD_MAX);
+			sasl_server_reset(&srv);
+		} else {
+			assert_int_equal(sasl_server_start(&srv, "PLAIN", b64, &step), SASL_ERROR);
+			assert_int_equal(step.error, SASL_ERROR_PLAIN);
+		}
+
+		/* LOGIN: a user name, then a password, of 512 (+1) bytes */
+		memset(msg, 'l', SASL_FIELD_MAX + extra);
+		xchg_encode(b64, sizeof(b64), msg, SASL_FIELD_MAX + extra);
+		assert_int_equal(sasl_server_start(&srv, "LOGIN", NULL, &step), SASL_CHALLENGE);
+		if (!extra) {
+			assert_int_equal(sasl_server_step(&srv, b64, &step), SASL_CHALLENGE);
+			assert_int_equal(sasl_server_step(&srv, b64, &step), SASL_CREDENTIALS);
+			assert_int_equal(strlen(step.login), SASL_FIELD_MAX);
+			assert_int_equal(strlen(step.password), SASL_FIELD_MAX);
+			sasl_server_reset(&srv);
+		} else {
+			assert_int_equal(sasl_server_step(&srv, b64, &step), SASL_ERROR);
+			assert_int_equal(step.error, SASL_ERROR_LOGIN);
+			assert_int_equal(sasl_server_start(&srv, "LOGIN", "dXNlcg==", &step),
+			                 SASL_CHALLENGE);
+			assert_int_equal(sasl_server_step(&srv, b64, &step), SASL_ERROR);
+			assert_int_equal(step.error, SASL_ERROR_LOGIN);
+		}
+		assert_true(xchg_wiped(&srv));
+
+		/* Any response: SASL_DECODED_MAX bytes decode, one more does not. */
+		memset(msg, 'x', SASL_DECODED_MAX + extra);
+		xchg_encode(b64, sizeof(b64), msg, SASL_DECODED_MAX + extra);
+		assert_int_equal(sasl_server_start(&srv, "LOGIN", NULL, &step), SASL_CHALLENGE);
+		assert_int_equal(sasl_server_step(&srv, b64, &step), SASL_ERROR);
+		assert_int_equal(step.error, extra ? SASL_ERROR_DECODE : SASL_ERROR_LOGIN);
+	}
+}
+
+/* A zeroed server is idle: a step is refused; reset is safe at any time. */
+static void
+test_xchg_idle(void **state)
+{
+	struct sasl_server srv = {0};
+	struct sasl_step step;
+
+	(void)state;
+	assert_int_equal(sasl_server_step(&srv, "AHVzZXIAcGFzcw==", &step), SASL_ERROR);
+	assert_int_equal(step.error, SASL_ERROR_STATE);
+	sasl_server_reset(&srv);
+	sasl_server_reset(&srv);
+	assert_true(xchg_wiped(&srv));
+	/* The user name held between LOGIN's steps is wiped by a reset. */
+	assert_int_equal(sasl_server_start(&srv, "LOGIN", "dXNlcg==", &step), SASL_CHALLENGE);
+	assert_false(xchg_wiped(&srv));
+	sasl_server_reset(&srv);
+	assert_true(xchg_wiped(&srv));
+}
+
 int
 main(void)
 {
@@ -263,5 +493,14 @@ main(void)
 		         tc->ret == 0 ? "ok" : "refused");
 	}
 	add_test(test_plain_limits, NULL, "PLAIN fields of 512 bytes fit, 513 do not");
+	for (size_t i = 0; i < sizeof(xchg_cases) / sizeof(xchg_cases[0]); i++) {
+		const struct xchg_case *tc = &xchg_cases[i];
+
+		add_test(test_xchg, (void *)tc, "exchange: %s", tc->what);
+	}
+	add_test(test_xchg_limits, NULL,
+	         "exchange: 512-byte fields fit, 513 do not; responses over %d bytes do not decode",
+	         SASL_DECODED_MAX);
+	add_test(test_xchg_idle, NULL, "exchange: an idle server refuses a step; reset wipes");
 	return _cmocka_run_group_tests("sasl", tests, ntests, NULL, NULL);
 }
