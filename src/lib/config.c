@@ -112,6 +112,15 @@ static const struct config_key config_keys[] = {
 	    "Seconds a client may stay silent before it is disconnected (RFC 1939: at least 600)"),
 	INT("pop3", "max_errors", "10", 1, 1000,
 	    "Protocol errors in one session before the connection is closed"),
+	LIST("imap", "listen", "",
+	     "IMAP addresses with STARTTLS (port 143 in production). Off by default while the IMAP "
+	     "server is being completed; e.g. 127.0.0.1:2143 to try it"),
+	LIST("imap", "listen_tls", "",
+	     "IMAP over implicit TLS (port 993 in production); off by default, e.g. 127.0.0.1:2993"),
+	INT("imap", "idle_timeout", "1800", 60, 86400,
+	    "Seconds a client may stay silent before it is logged out (RFC 3501: at least 1800)"),
+	INT("imap", "max_errors", "20", 1, 1000,
+	    "Protocol errors in one session before the connection is closed"),
 };
 
 #undef STR

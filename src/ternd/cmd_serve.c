@@ -20,12 +20,13 @@
 #include "net/listener.h"
 #include "net/tls.h"
 #include "notify/notify.h"
+#include "imap/imap_session.h"
 #include "pop3/pop3_session.h"
 #include "smtp/smtp_session.h"
 #include "store/store.h"
 #include "ternd/ternd.h"
 
-#define SERVE_NLISTENERS 5
+#define SERVE_NLISTENERS 7
 
 struct serve {
 	struct ternd_ctx ctx;
@@ -37,6 +38,7 @@ struct serve {
 	struct deliver *deliver;
 	struct smtp_server *smtp;
 	struct pop3_server *pop3;
+	struct imap_server *imap;
 	struct listener *listeners[SERVE_NLISTENERS];
 	struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer;
 	int64_t shutdown_deadline;
@@ -58,6 +60,8 @@ static const struct serve_listener serve_listeners[SERVE_NLISTENERS] = {
 	{"smtp.submissions", "submissions", true, NULL},
 	{"pop3.listen", "pop3", false, "-ERR [SYS/TEMP] %s: too many connections\r\n"},
 	{"pop3.listen_tls", "pop3s", true, NULL},
+	{"imap.listen", "imap", false, "* BYE [UNAVAILABLE] %s: too many connections\r\n"},
+	{"imap.listen_tls", "imaps", true, NULL},
 };
 
 /* The accept callback and its argument for listener i. */
@@ -67,16 +71,20 @@ serve_listener_target(struct serve *sv, size_t i, listener_accept_cb **cb_r, voi
 	if (i < 3) {
 		*cb_r = smtp_server_accept;
 		*arg_r = smtp_server_role_arg(sv->smtp, (enum smtp_role)i);
-	} else {
+	} else if (i < 5) {
 		*cb_r = pop3_server_accept;
 		*arg_r = sv->pop3;
+	} else {
+		*cb_r = imap_server_accept;
+		*arg_r = sv->imap;
 	}
 }
 
 static unsigned
 serve_session_count(const struct serve *sv)
 {
-	return smtp_server_session_count(sv->smtp) + pop3_server_session_count(sv->pop3);
+	return smtp_server_session_count(sv->smtp) + pop3_server_session_count(sv->pop3) +
+	       imap_server_session_count(sv->imap);
 }
 
 static void
@@ -84,6 +92,7 @@ serve_close_all(struct serve *sv)
 {
 	smtp_server_close_all(sv->smtp);
 	pop3_server_close_all(sv->pop3);
+	imap_server_close_all(sv->imap);
 }
 
 static void
@@ -170,6 +179,7 @@ serve_on_stop(evutil_socket_t sig, short what, void *arg)
 	}
 	smtp_server_shutdown(sv->smtp);
 	pop3_server_shutdown(sv->pop3);
+	imap_server_shutdown(sv->imap);
 	sv->shutdown_deadline = time_now() + config_get_int(sv->ctx.config,
 							    "server.shutdown_timeout");
 	sv->shutdown_timer = evtimer_new(sv->base, serve_shutdown_tick, sv);
@@ -285,6 +295,7 @@ cmd_serve(int argc, char **argv)
 	sv.deliver = deliver_new(sv.store, sv.hub, sv.ctx.config);
 	sv.smtp = smtp_server_new(sv.base, sv.ctx.config, sv.deliver, sv.auth);
 	sv.pop3 = pop3_server_new(sv.base, sv.ctx.config, sv.store, sv.auth, sv.hub);
+	sv.imap = imap_server_new(sv.base, sv.ctx.config, sv.store, sv.auth, sv.hub);
 	if (serve_start_listeners(&sv) < 0)
 		goto out;
 
@@ -309,6 +320,7 @@ out:
 	workers_free(&sv.workers);
 	smtp_server_free(&sv.smtp);
 	pop3_server_free(&sv.pop3);
+	imap_server_free(&sv.imap);
 	deliver_free(&sv.deliver);
 	/* Last of the services: the commit callbacks above publish, and sessions unsubscribe as
 	 * they are freed. */

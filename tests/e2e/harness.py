@@ -13,6 +13,10 @@ What it gives a test file:
 - `RawSMTP`: a line-exact SMTP client over a raw socket (optionally TLS) for hostile input, where
   smtplib would be too polite.
 - `RawPOP3`: the same for POP3 (status lines, multi-line responses, STLS, SASL), where poplib would be.
+- IMAP: `Daemon(imap=True)` also gives the daemon free ports for imap.listen (STARTTLS) and
+  imap.listen_tls (IMAPS) as `imap_port` / `imaps_port` (both keys are empty, IMAP off, by default, and
+  stay so unless a test asks); `RawIMAP` is a byte-exact IMAP client (tagged commands, literals, untagged
+  responses) for hostile input and IDLE, where imaplib would be too polite.
 
 Pure Python 3 standard library. The build directory is $TERN_BUILD, or `build` under the repository root
 found from this file's location.
@@ -131,7 +135,7 @@ def connect_ok(port, host="127.0.0.1", timeout=0.5):
 class Daemon:
     """A ternd in a temp data dir with alice, bob and alias ally -> alice."""
 
-    def __init__(self, name="e2e", options=None, users=None, keep=None):
+    def __init__(self, name="e2e", options=None, users=None, keep=None, imap=False):
         if not TERND.exists():
             raise RuntimeError(f"{TERND} not found: build first (ninja -C {BUILD_DIR})")
         self.name = name
@@ -147,6 +151,13 @@ class Daemon:
         self.proc = None
         (self.mx_port, self.submission_port, self.submissions_port,
          self.pop3_port, self.pop3s_port) = free_ports(5)
+        # IMAP is off by default (empty imap.listen / imap.listen_tls); only a test that asks gets ports.
+        self.imap = bool(imap)
+        self.imap_port = self.imaps_port = None
+        if self.imap:
+            taken = {self.mx_port, self.submission_port, self.submissions_port, self.pop3_port, self.pop3s_port}
+            fresh = [p for p in free_ports(7) if p not in taken]
+            self.imap_port, self.imaps_port = fresh[0], fresh[1]
         self.cert_path = self.data_dir / "tls" / "cert.pem"
         self._init()
 
@@ -165,6 +176,9 @@ class Daemon:
                 "-o", f"smtp.submissions=127.0.0.1:{self.submissions_port}",
                 "-o", f"pop3.listen=127.0.0.1:{self.pop3_port}",
                 "-o", f"pop3.listen_tls=127.0.0.1:{self.pop3s_port}"]
+        if self.imap:
+            args += ["-o", f"imap.listen=127.0.0.1:{self.imap_port}",
+                     "-o", f"imap.listen_tls=127.0.0.1:{self.imaps_port}"]
         for opt in self.options:
             args += ["-o", opt]
         return args
@@ -193,6 +207,8 @@ class Daemon:
         ports = {"smtp.listen": self.mx_port, "smtp.submission": self.submission_port,
                  "smtp.submissions": self.submissions_port, "pop3.listen": self.pop3_port,
                  "pop3.listen_tls": self.pop3s_port}
+        if self.imap:
+            ports.update({"imap.listen": self.imap_port, "imap.listen_tls": self.imaps_port})
         for opt in self.options:
             key, _, value = opt.partition("=")
             if key.strip() in ports and not value.strip():
@@ -581,6 +597,90 @@ class RawPOP3(RawSMTP):
             raise POP3Error(f"plaintext bytes after the +OK of STLS: {self.buf!r}")
         self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname)
         return status
+
+
+class IMAPError(Exception):
+    pass
+
+
+class RawIMAP(RawSMTP):
+    """A byte-exact IMAP client on a raw socket (optionally TLS).
+
+    `greeting` is the first line (str). `command(text)` sends "<tag> text" and returns
+    (tagged line as str, [untagged/continuation lines as bytes, literals inlined]). Lines are returned
+    without CRLF; a literal {n} is read exactly and kept inside its line."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=SOCKET_TIMEOUT, tls_context=None,
+                 server_hostname="localhost", read_banner=True):
+        self.counter = 0
+        super().__init__(port, host=host, timeout=timeout, tls_context=tls_context,
+                         server_hostname=server_hostname, read_banner=False)
+        self.greeting = self.line().decode(errors="replace") if read_banner else None
+        self.banner = self.greeting
+
+    def _take(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def response(self, max_line=1 << 24):
+        """One server response line (bytes) with any literals it announces read in full."""
+        out = b""
+        while True:
+            while b"\r\n" not in self.buf:
+                if len(self.buf) > max_line:
+                    raise IMAPError("response line too long")
+                self._fill()
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            out += line
+            if line.endswith(b"}") and b"{" in line:
+                num = line[line.rfind(b"{") + 1:-1]
+                if num.isdigit():
+                    out += b"\r\n" + self._take(int(num))
+                    continue
+            return out
+
+    def next_tag(self):
+        self.counter += 1
+        return f"t{self.counter}"
+
+    def read_until_tagged(self, tag):
+        untagged = []
+        while True:
+            line = self.response()
+            if line.startswith(tag.encode() + b" "):
+                return line.decode(errors="replace"), untagged
+            untagged.append(line)
+
+    def command(self, text, tag=None):
+        tag = tag or self.next_tag()
+        if isinstance(text, str):
+            text = text.encode()
+        self.send(tag.encode() + b" " + text + b"\r\n")
+        return self.read_until_tagged(tag)
+
+    def login(self, user, password):
+        return self.command(f'LOGIN "{user}" "{password}"')
+
+    def authenticate_plain(self, user, password):
+        token = base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode()).decode()
+        return self.command(f"AUTHENTICATE PLAIN {token}")
+
+    def starttls(self, context, server_hostname="localhost"):
+        tagged, _ = self.command("STARTTLS")
+        if " OK" not in tagged[:12]:
+            raise IMAPError(f"STARTTLS refused: {tagged}")
+        if self.buf:
+            raise IMAPError(f"plaintext bytes after the OK of STARTTLS: {self.buf!r}")
+        self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname)
+        return tagged
+
+
+def imap_tagged_ok(tagged, tag=None):
+    """True if a tagged response line (str) is OK."""
+    parts = (tagged or "").split(" ", 2)
+    return len(parts) >= 2 and parts[1].upper() == "OK" and (tag is None or parts[0] == tag)
 
 
 def dot_stuff(message):

@@ -1,0 +1,35 @@
+/* imap_session: one IMAP4rev1 server connection (RFC 3501, with IDLE 2177, UIDPLUS 4315,
+ * LITERAL+ 7888, SASL-IR 4959, ENABLE 5161, UNSELECT 3691, NAMESPACE 2342, ID 2971).
+ *
+ * Built on netconn (connection plumbing), imap_parser (commands and literals), sasl_server
+ * (AUTHENTICATE), auth (passwords), the store (mailboxes and messages) and the notify hub
+ * (changes from other sessions and new deliveries, for IDLE and NOOP). A protocol session: it
+ * never opens SQLite or files itself. */
+#ifndef TERN_IMAP_SESSION_H
+#define TERN_IMAP_SESSION_H
+
+#include <stdbool.h>
+
+#include "net/listener.h"
+
+struct event_base;
+struct config;
+struct store;
+struct auth;
+struct notify_hub;
+struct imap_server;
+
+struct imap_server *imap_server_new(struct event_base *base, const struct config *config,
+				    struct store *store, struct auth *auth, struct notify_hub *hub);
+/* Every session must be gone (imap_server_close_all, then the store's callbacks drained). */
+void imap_server_free(struct imap_server **server);
+
+/* listener_accept_cb; arg is the struct imap_server. tls says implicit TLS (IMAPS). */
+void imap_server_accept(struct bufferevent *bev, const struct listener_peer *peer, bool tls,
+			void *arg);
+/* Graceful stop: every session gets "* BYE" and closes once its current command is done. */
+void imap_server_shutdown(struct imap_server *server);
+void imap_server_close_all(struct imap_server *server);
+unsigned imap_server_session_count(const struct imap_server *server);
+
+#endif
