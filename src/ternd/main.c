@@ -24,7 +24,7 @@ ternd_usage(FILE *fp)
 		"  init   --data-dir DIR --domain DOMAIN [--domain ...] [--hostname HOST]\n"
 		"         create a data directory: config, self-signed certificate, database\n"
 		"  serve  [--data-dir DIR | --config FILE] [-o section.key=value ...]\n"
-		"         run the daemon in the foreground (SMTP, submission, submissions)\n"
+		"         run the daemon in the foreground (SMTP, submission, POP3; IMAP when enabled)\n"
 		"  user   add|del|passwd|list|alias ...   manage accounts\n"
 		"  mail   list|cat ...                     look at stored mail\n"
 		"\n"
