@@ -35,7 +35,7 @@ struct fetch_ctx {
 	const char *folder;
 	uint64_t max_size;
 	bool progress;
-	unsigned todo; /* messages to download this run */
+	unsigned total; /* messages to download this run */
 	unsigned done;
 };
 
@@ -89,21 +89,21 @@ fetch_progress_draw(const struct fetch_ctx *ctx, unsigned current)
 	char bar[FETCH_BAR_WIDTH + 1], bytes[32];
 	unsigned filled;
 
-	if (!ctx->progress || ctx->todo == 0)
+	if (!ctx->progress || ctx->total == 0)
 		return;
-	filled = (unsigned)((uint64_t)ctx->done * FETCH_BAR_WIDTH / ctx->todo);
+	filled = (unsigned)((uint64_t)ctx->done * FETCH_BAR_WIDTH / ctx->total);
 	for (unsigned i = 0; i < FETCH_BAR_WIDTH; i++)
 		bar[i] = i < filled ? '#' : '.';
 	bar[FETCH_BAR_WIDTH] = '\0';
 	fetch_format_bytes(ctx->result->bytes, bytes, sizeof(bytes));
-	fprintf(stderr, "\rfetching %u/%u  [%s]  %s\033[K", current, ctx->todo, bar, bytes);
+	fprintf(stderr, "\rfetching %u/%u  [%s]  %s\033[K", current, ctx->total, bar, bytes);
 	fflush(stderr);
 }
 
 static void
 fetch_progress_clear(const struct fetch_ctx *ctx)
 {
-	if (ctx->progress && ctx->todo > 0) {
+	if (ctx->progress && ctx->total > 0) {
 		fputs("\r\033[K", stderr);
 		fflush(stderr);
 	}
@@ -168,7 +168,7 @@ fetch_partition(struct fetch_ctx *ctx, const struct fetch_item *items, size_t n,
 			 * every later fetch. */
 			ctx->result->too_large++;
 		} else {
-			ctx->todo++;
+			ctx->total++;
 		}
 	}
 	return 0;
