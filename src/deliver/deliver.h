@@ -60,6 +60,10 @@ struct deliver_tx *deliver_tx_begin(struct deliver *deliver, const char *mail_fr
  * Subject: header lines are noted on the way for the notify event. -1 on a write error (the
  * transaction can then only be aborted). */
 int deliver_tx_write(struct deliver_tx *tx, const void *data, size_t len);
+/* Starts an IMAP APPEND: a blob without trace headers (the client gives the whole message) whose
+ * rows get internal_date (seconds since the epoch, 0: now) instead of the arrival time. */
+struct deliver_tx *deliver_tx_begin_append(struct deliver *deliver, int64_t internal_date,
+					   char *error, size_t errsize);
 /* The transaction's id, as written in the Received header and logged ("queued as"). */
 const char *deliver_tx_id(const struct deliver_tx *tx);
 void deliver_tx_abort(struct deliver_tx **tx);
@@ -71,5 +75,12 @@ typedef void deliver_cb(bool ok, const char *error, void *arg);
 void deliver_tx_commit(struct deliver *deliver, struct deliver_tx **tx,
 		       const struct store_target *targets, size_t ntargets,
 		       int64_t sender_account_id, deliver_cb *cb, void *arg);
+/* deliver_tx_commit with the store's results (UIDs, UIDVALIDITY, MODSEQ for APPENDUID);
+ * results is NULL when !ok. */
+typedef void deliver_result_cb(bool ok, const char *error, const struct store_result *results,
+			       void *arg);
+void deliver_tx_commit_r(struct deliver *deliver, struct deliver_tx **tx,
+			 const struct store_target *targets, size_t ntargets,
+			 int64_t sender_account_id, deliver_result_cb *cb, void *arg);
 
 #endif

@@ -16,10 +16,6 @@
 #include "notify/notify.h"
 #include "store/store.h"
 
-#define IMAP_SYSTEM_FLAGS                                                                      \
-	(STORE_FLAG_SEEN | STORE_FLAG_ANSWERED | STORE_FLAG_FLAGGED | STORE_FLAG_DELETED |         \
-	 STORE_FLAG_DRAFT)
-
 void
 imap_flags_format(uint32_t flags, char *buf, size_t size)
 {

@@ -15,6 +15,7 @@
 #include "imap/imap_parser.h"
 #include "net/listener.h"
 #include "net/netconn.h"
+#include "store/store.h"
 
 struct auth;
 struct auth_request;
@@ -28,6 +29,11 @@ struct event;
 #define IMAP_CHUNK 16384             /* bytes read from a message file at a time */
 #define IMAP_EVENTS_MAX 4096         /* queued notify events before the session gives up */
 #define IMAP_IDLE_KEEPALIVE 120      /* seconds between "* OK Still here" */
+
+/* The store flag bits IMAP shows as system flags (\Recent is per session, not stored). */
+#define IMAP_SYSTEM_FLAGS                                                                      \
+	(STORE_FLAG_SEEN | STORE_FLAG_ANSWERED | STORE_FLAG_FLAGGED | STORE_FLAG_DELETED |         \
+	 STORE_FLAG_DRAFT)
 
 enum imap_state {
 	IMAP_STATE_NOT_AUTH = 0, /* greeted, not logged in */
@@ -56,10 +62,13 @@ struct imap_server {
 /* One message of the selected mailbox's snapshot: sequence number n is msgs[n - 1]. */
 struct imap_msg {
 	uint32_t uid;
-	uint32_t flags;
-	bool meta; /* size and date below are known */
-	uint64_t size; /* size_crlf */
+	uint32_t flags;	  /* IMAP_SYSTEM_FLAGS bits */
+	bool recent;	  /* \Recent in this session */
+	bool meta;	  /* size and date below are known */
+	uint64_t size;	  /* size_crlf */
 	int64_t internal_date;
+	uint64_t modseq;  /* CONDSTORE; 0 until known */
+	char *keywords;	  /* space-separated, malloc'd; NULL when none */
 };
 
 /* A queued notify event (only what the session needs). */
@@ -67,6 +76,8 @@ struct imap_event {
 	int kind; /* enum notify_kind */
 	uint32_t uid;
 	uint32_t flags;
+	uint64_t modseq;
+	char *keywords; /* malloc'd or NULL */
 };
 
 struct imap_fetch; /* imap_fetch.c */

@@ -28,12 +28,16 @@ enum notify_kind {
 	NOTIFY_NEW,	/* a message was added (delivery, APPEND, COPY/MOVE target) */
 	NOTIFY_EXPUNGE, /* a message was removed; may name a UID that is already gone */
 	NOTIFY_FLAGS,	/* a message's flags changed */
+	NOTIFY_MAILBOX_CREATED, /* mailbox names the new mailbox; uid etc. 0 */
+	NOTIFY_MAILBOX_DELETED, /* mailbox_id and mailbox name the mailbox that is gone */
+	NOTIFY_MAILBOX_RENAMED, /* mailbox is the new name, old_mailbox the old */
 };
 
 /* Text fields are copied into the event, truncated on a UTF-8 character boundary. */
 #define NOTIFY_MAILBOX_MAX 256
 #define NOTIFY_FROM_MAX 256
 #define NOTIFY_SUBJECT_MAX 256
+#define NOTIFY_KEYWORDS_MAX 1024
 
 struct notify_event {
 	enum notify_kind kind;
@@ -46,6 +50,8 @@ struct notify_event {
 	uint32_t flags;	 /* enum store_flag bits: NEW the delivered flags, FLAGS the flags after the
 			  * change as the publisher knows them; 0 for EXPUNGE */
 	char mailbox[NOTIFY_MAILBOX_MAX]; /* the mailbox's name when known, else "" */
+	char old_mailbox[NOTIFY_MAILBOX_MAX]; /* RENAMED: the old name */
+	char keywords[NOTIFY_KEYWORDS_MAX];   /* NEW, FLAGS: IMAP keywords, space-separated */
 	/* NEW only: a summary for push clients ("" / 0 when unknown). */
 	char from[NOTIFY_FROM_MAX];	  /* decoded From: header, or the envelope sender */
 	char subject[NOTIFY_SUBJECT_MAX]; /* decoded Subject: header */

@@ -37,6 +37,8 @@ enum store_flag {
 };
 
 #define STORE_ADDRESS_MAX 320 /* 64 local + @ + 255 domain */
+#define STORE_KEYWORDS_MAX 1024 /* a message's keywords, space-separated, with the NUL */
+#define STORE_KEYWORD_MAX 64	/* one keyword (an IMAP atom) */
 
 struct store_account {
 	int64_t id;
@@ -94,6 +96,8 @@ struct store_target {
 	const char *mailbox; /* "INBOX" etc. for local delivery */
 	uint32_t flags;	     /* enum store_flag bits for local delivery */
 	const char *rcpt;    /* envelope recipient (both kinds; logged, kept in the queue) */
+	const char *keywords; /* IMAP keywords for local delivery (APPEND), space-separated, or
+			       * NULL */
 };
 
 struct store_delivery {
@@ -106,9 +110,11 @@ struct store_delivery {
 
 /* Result for one target, in the order given. */
 struct store_result {
-	int64_t mailbox_id; /* local delivery */
-	uint32_t uid;	    /* local delivery */
-	int64_t queue_id;   /* outbound queue */
+	int64_t mailbox_id;   /* local delivery */
+	uint32_t uid;	      /* local delivery */
+	uint32_t uidvalidity; /* local delivery: the mailbox's (for APPENDUID) */
+	uint64_t modseq;      /* local delivery: the new message's MODSEQ */
+	int64_t queue_id;     /* outbound queue */
 };
 
 /* ok is true when every target is durably stored; on failure nothing is visible and error
@@ -116,7 +122,8 @@ struct store_result {
 typedef void store_commit_cb(bool ok, const struct store_result *results, const char *error,
 			     void *arg);
 
-/* Takes the blob (*blob becomes NULL): parses its summary (mime_summary), fdatasyncs the file,
+/* Takes the blob (*blob becomes NULL): parses its summary (mime_summary) and its MIME structure
+ * (mimestruct_build, kept with the row), fdatasyncs the file,
  * links it into place once per target, fsyncs the directories, and commits the rows in one
  * transaction with others in flight. The delivery struct and what it points to are copied. */
 void store_blob_commit(struct store *store, struct store_blob **blob,
@@ -141,12 +148,18 @@ struct store_message {
 	int64_t date;	   /* Date: header, 0 when absent or bad */
 	char message_id[256];
 	bool has_attachments;
+	char keywords[STORE_KEYWORDS_MAX]; /* IMAP keywords, space-separated, "" when none */
 };
 
 typedef void store_message_cb(const struct store_message *message, void *arg);
 /* Messages of account's mailbox in UID order. 1 done, 0 no such mailbox, -1 error. */
 int store_message_list(struct store *store, int64_t account_id, const char *mailbox,
 		       store_message_cb *cb, void *arg);
+/* The MIME structure kept for a message (mimestruct's serialized form): *blob_r is malloc'd
+ * (free()), or NULL with *len_r 0 when the row has none (stored before it was kept: the caller
+ * builds it from the file). 1 found, 0 no such message, -1 error. */
+int store_message_mime(struct store *store, int64_t account_id, const char *mailbox, uint32_t uid,
+		       unsigned char **blob_r, size_t *len_r);
 /* Opens the stored bytes of one message read-only. Returns an fd (>= 0), -2 when there is no such
  * message, -1 on error. */
 int store_message_open(struct store *store, int64_t account_id, const char *mailbox,
@@ -158,10 +171,42 @@ struct store_flag_change {
 	uint32_t uid;
 	uint32_t add;	 /* enum store_flag bits to set */
 	uint32_t remove; /* enum store_flag bits to clear */
+	/* IMAP keywords, each a space-separated list or NULL: kw_replace (when not NULL) replaces
+	 * the message's keywords, then kw_add are added and kw_remove removed. Compared
+	 * case-insensitively, kept in the case first given. */
+	const char *kw_replace;
+	const char *kw_add;
+	const char *kw_remove;
+	/* CONDSTORE (RFC 7162): when not 0, the change applies only if the message's MODSEQ is
+	 * <= unchangedsince; otherwise the message is reported in modified[] and left alone. */
+	uint64_t unchangedsince;
 };
 
 /* Result of store_mailbox_update: ok, or nothing changed at all. Runs on the loop thread. */
 typedef void store_update_cb(bool ok, const char *error, void *arg);
+
+/* A message whose flags or keywords changed, as it is after the update. */
+struct store_changed {
+	uint32_t uid;
+	uint32_t flags;
+	uint64_t modseq;
+	char keywords[STORE_KEYWORDS_MAX];
+};
+
+/* What an update did (valid only during the callback). */
+struct store_update_result {
+	uint64_t highestmodseq; /* the mailbox's after the update */
+	const struct store_changed *changed; /* messages actually changed (a change that sets what
+					      * is already set changes nothing), in UID order */
+	size_t nchanged;
+	const uint32_t *modified; /* UNCHANGEDSINCE failed: left alone */
+	size_t nmodified;
+	const uint32_t *expunged; /* UIDs actually expunged, ascending */
+	size_t nexpunged;
+};
+/* r is NULL when !ok. */
+typedef void store_update_result_cb(bool ok, const char *error, const struct store_update_result *r,
+				    void *arg);
 
 /* In one transaction on the store's writer thread: applies the flag changes (each changed message
  * gets a new MODSEQ) and expunges the listed UIDs (rows deleted, HIGHESTMODSEQ raised; the files
@@ -172,6 +217,60 @@ void store_mailbox_update(struct store *store, int64_t account_id, const char *m
 			  const struct store_flag_change *changes, size_t nchanges,
 			  const uint32_t *expunge, size_t nexpunge, store_update_cb *cb,
 			  void *arg);
+/* store_mailbox_update with the full result (IMAP STORE/EXPUNGE, CONDSTORE). */
+void store_mailbox_update_r(struct store *store, int64_t account_id, const char *mailbox,
+			    const struct store_flag_change *changes, size_t nchanges,
+			    const uint32_t *expunge, size_t nexpunge, store_update_result_cb *cb,
+			    void *arg);
+
+/* COPY and MOVE (RFC 6851): copies the listed messages of src (UIDs that no longer exist are
+ * skipped) into dst with new UIDs in the same order, keeping flags, keywords, internal date and
+ * MIME structure (the file is hard-linked, never rewritten). move: the source rows are removed in
+ * the same transaction (src's HIGHESTMODSEQ raised). Durable when cb reports ok. Runs on the
+ * store's writer thread like store_mailbox_update (synchronously with workers == NULL). */
+struct store_copy_result {
+	int64_t dst_mailbox_id;
+	uint32_t dst_uidvalidity;
+	const uint32_t *src_uids; /* the messages copied, ascending */
+	const uint32_t *dst_uids; /* their new UIDs, same order */
+	size_t n;
+	uint64_t dst_modseq; /* the highest MODSEQ given in dst */
+};
+/* result: 1 done, 0 no such destination mailbox (IMAP [TRYCREATE]) or source mailbox, -1 error.
+ * r is NULL unless result is 1. */
+typedef void store_copy_cb(int result, const char *error, const struct store_copy_result *r,
+			   void *arg);
+void store_message_copy(struct store *store, int64_t account_id, const char *src,
+			const uint32_t *uids, size_t nuids, const char *dst, bool move,
+			store_copy_cb *cb, void *arg);
+
+/* --- mailbox management (IMAP CREATE, DELETE, RENAME, SUBSCRIBE). Synchronous. ---
+ * Names are UTF-8 (IMAP sessions convert modified UTF-7), '/' is the hierarchy delimiter, and
+ * "INBOX" is matched case-insensitively. UIDVALIDITY values come from a store-wide counter, so a
+ * name deleted and created again never sees an old UIDVALIDITY. */
+
+/* Creates name (and any missing parents, as RFC 3501 suggests). special_use may be NULL.
+ * 1 created, 0 it exists, -1 error. */
+int store_mailbox_create(struct store *store, int64_t account_id, const char *name,
+			 const char *special_use, char *error, size_t errsize);
+/* Deletes name with its messages (rows in one transaction, then the files). INBOX cannot be
+ * deleted (0). Children stay (RFC 3501: the name then exists only as a parent).
+ * 1 deleted, 0 no such mailbox or INBOX, -1 error. */
+int store_mailbox_delete(struct store *store, int64_t account_id, const char *name, char *error,
+			 size_t errsize);
+/* Renames from to to, with its children ("from/x" becomes "to/x"), keeping UIDs and
+ * UIDVALIDITY. Renaming INBOX moves its messages into a new mailbox to and leaves INBOX empty
+ * (RFC 3501). 1 done, 0 no such mailbox, -2 to exists, -1 error. */
+int store_mailbox_rename(struct store *store, int64_t account_id, const char *from, const char *to,
+			 char *error, size_t errsize);
+/* Subscriptions are names, kept whether or not such a mailbox exists (RFC 3501 LSUB).
+ * 1 done, -1 error. */
+int store_subscription_set(struct store *store, int64_t account_id, const char *name,
+			   bool subscribed, char *error, size_t errsize);
+typedef void store_subscription_cb(const char *name, void *arg);
+int store_subscription_list(struct store *store, int64_t account_id, store_subscription_cb *cb,
+			    void *arg);
+
 /* Looks a mailbox up by name. 1 found, 0 none, -1 error. */
 int store_mailbox_get(struct store *store, int64_t account_id, const char *name,
 		      struct store_mailbox *mailbox_r);

@@ -298,9 +298,9 @@ test_store_commit_sync(void **state)
 	bob = account_id(store, "bob@example.org");
 	{
 		struct store_target t[3] = {
-		    {alice, "INBOX", 0, "alice@example.org"},
-		    {bob, "inbox", STORE_FLAG_SEEN, "bob@example.org"},
-		    {0, NULL, 0, "dave@elsewhere.test"},
+		    {alice, "INBOX", 0, "alice@example.org", NULL},
+		    {bob, "inbox", STORE_FLAG_SEEN, "bob@example.org", NULL},
+		    {0, NULL, 0, "dave@elsewhere.test", NULL},
 		};
 		deliver(store, message1, sizeof(message1) - 1, t, 3, &r);
 		assert_true(r.ok);
@@ -363,8 +363,8 @@ test_store_commit_sync(void **state)
 	/* An unknown mailbox fails the whole delivery and leaves no file behind. */
 	{
 		struct store_target t[2] = {
-		    {alice, "INBOX", 0, "alice@example.org"},
-		    {bob, "NoSuchBox", 0, "bob@example.org"},
+		    {alice, "INBOX", 0, "alice@example.org", NULL},
+		    {bob, "NoSuchBox", 0, "bob@example.org", NULL},
 		};
 		deliver(store, message1, sizeof(message1) - 1, t, 2, &r);
 		assert_false(r.ok);
@@ -494,7 +494,7 @@ test_store_threaded(void **state)
 	struct threaded t;
 	struct workers *workers;
 	struct store *store;
-	struct store_target target = {0, "INBOX", 0, "alice@example.org"};
+	struct store_target target = {0, "INBOX", 0, "alice@example.org", NULL};
 	struct store_delivery delivery = {"carol@example.net", 0, 1751364000, &target, 1};
 	struct list_acc acc;
 	char error[256], body[4096];
@@ -534,7 +534,7 @@ test_store_threaded(void **state)
 
 	/* A failing job inside the pipeline reports ok=false without hurting later ones. */
 	{
-		struct store_target bad = {target.account_id, "NoSuchBox", 0, "x"};
+		struct store_target bad = {target.account_id, "NoSuchBox", 0, "x", NULL};
 		struct store_delivery d2 = {"", 0, 0, &bad, 1};
 		struct store_blob *blob = NULL;
 		int before = t.done;
@@ -582,7 +582,7 @@ test_store_size_crlf(void **state)
 	struct store *store = open_store(d->path, true, NULL);
 	struct commit_result r;
 	struct list_acc acc;
-	struct store_target t = {0, "INBOX", 0, "alice@example.org"};
+	struct store_target t = {0, "INBOX", 0, "alice@example.org", NULL};
 	char error[256];
 	size_t n = sizeof(cases) / sizeof(cases[0]);
 
@@ -615,7 +615,7 @@ test_store_size_crlf_chunks(void **state)
 	struct store *store = open_store(d->path, true, NULL);
 	size_t len = 3 * TEST_CHUNK + 100;
 	char *big = malloc(len);
-	struct store_target t = {0, "INBOX", 0, "alice@example.org"};
+	struct store_target t = {0, "INBOX", 0, "alice@example.org", NULL};
 	struct commit_result r;
 	struct list_acc acc;
 	char error[256];
@@ -654,7 +654,7 @@ test_store_mailbox_get(void **state)
 {
 	struct test_dir *d = *state;
 	struct store *store = open_store(d->path, true, NULL);
-	struct store_target t = {0, "INBOX", 0, "alice@example.org"};
+	struct store_target t = {0, "INBOX", 0, "alice@example.org", NULL};
 	struct store_mailbox mb;
 	struct commit_result r;
 	char error[256];
@@ -720,8 +720,8 @@ update_fixture(struct store *store)
 	                 1);
 	alice = account_id(store, "alice@example.org");
 	for (int i = 0; i < 5; i++) {
-		struct store_target t[2] = {{alice, "INBOX", flags[i], "alice@example.org"},
-		                            {alice, "Sent", 0, "alice@example.org"}};
+		struct store_target t[2] = {{alice, "INBOX", flags[i], "alice@example.org", NULL},
+		                            {alice, "Sent", 0, "alice@example.org", NULL}};
 		deliver(store, message1, sizeof(message1) - 1, t, i == 4 ? 2 : 1, &r);
 		assert_true(r.ok);
 		assert_int_equal(r.results[0].uid, i + 1);
@@ -731,11 +731,11 @@ update_fixture(struct store *store)
 
 /* The flag changes and expunges of the update tests: every kind of change and no-op. */
 static const struct store_flag_change update_changes[] = {
-    {1, STORE_FLAG_SEEN, 0},                      /* set: changes */
-    {2, STORE_FLAG_SEEN, 0},                      /* already set: no change */
-    {3, 0, STORE_FLAG_FLAGGED},                   /* already clear: no change */
-    {4, STORE_FLAG_ANSWERED, STORE_FLAG_FLAGGED}, /* set one, clear another: changes */
-    {99, STORE_FLAG_SEEN, 0},                     /* no such UID: skipped */
+    {1, STORE_FLAG_SEEN, 0, NULL, NULL, NULL, 0},                      /* set: changes */
+    {2, STORE_FLAG_SEEN, 0, NULL, NULL, NULL, 0},                      /* already set: no change */
+    {3, 0, STORE_FLAG_FLAGGED, NULL, NULL, NULL, 0},                   /* already clear: no change */
+    {4, STORE_FLAG_ANSWERED, STORE_FLAG_FLAGGED, NULL, NULL, NULL, 0}, /* set one, clear another: changes */
+    {99, STORE_FLAG_SEEN, 0, NULL, NULL, NULL, 0},                     /* no such UID: skipped */
 };
 static const uint32_t update_expunge[] = {3, 5, 77};
 
@@ -828,8 +828,8 @@ test_store_update_sync(void **state)
 	/* Only no-ops (set and clear the same bit: clear wins; gone UIDs): nothing moves. */
 	snapshot(store, d->path, alice, &before);
 	{
-		struct store_flag_change c[2] = {{1, STORE_FLAG_FLAGGED, STORE_FLAG_FLAGGED},
-		                                 {3, STORE_FLAG_SEEN, 0}};
+		struct store_flag_change c[2] = {{1, STORE_FLAG_FLAGGED, STORE_FLAG_FLAGGED, NULL, NULL, NULL, 0},
+		                                 {3, STORE_FLAG_SEEN, 0, NULL, NULL, NULL, 0}};
 		memset(&u, 0, sizeof(u));
 		store_mailbox_update(store, alice, "INBOX", c, 2, update_expunge, 3, update_cb, &u);
 		assert_int_equal(u.calls, 1);
@@ -981,7 +981,7 @@ mix_deliver(struct store *store, const struct store_delivery *delivery, const ch
 static void
 mix_update(struct store *store, int64_t account, uint32_t k, struct mix *m)
 {
-	struct store_flag_change c = {k, STORE_FLAG_SEEN, 0};
+	struct store_flag_change c = {k, STORE_FLAG_SEEN, 0, NULL, NULL, NULL, 0};
 
 	store_mailbox_update(store, account, "INBOX", &c, 1, &k, k % 2 == 0 ? 1 : 0, mix_update_cb,
 	                     m);
@@ -992,7 +992,7 @@ test_store_update_concurrent(void **state)
 {
 	static const char body[] = "Subject: mix\n\nbare LF body\n";
 	struct test_dir *d = *state;
-	struct store_target target = {0, "INBOX", 0, "alice@example.org"};
+	struct store_target target = {0, "INBOX", 0, "alice@example.org", NULL};
 	struct store_delivery delivery = {"carol@example.net", 0, 1751364000, &target, 1};
 	struct store_mailbox mb;
 	struct list_acc acc;
@@ -1087,7 +1087,7 @@ test_store_migration_2(void **state)
 {
 	struct test_dir *d = *state;
 	struct store *store = open_store(d->path, true, NULL);
-	struct store_target t = {0, "INBOX", 0, "alice@example.org"};
+	struct store_target t = {0, "INBOX", 0, "alice@example.org", NULL};
 	struct commit_result r;
 	struct list_acc acc;
 	char error[256];

@@ -1,0 +1,63 @@
+/* mimestruct: a message's MIME structure, parsed once (at delivery, with GMime) and kept with the
+ * message's row as a compact, versioned byte string, so that IMAP FETCH ENVELOPE, BODY,
+ * BODYSTRUCTURE and BODY[1.2.MIME] never re-parse the message: they read the structure and
+ * stream byte ranges of the stored file.
+ *
+ * Offsets and lengths are bytes of the stored file as it is (it may use bare LF line ends); each
+ * range also carries its size in the wire form (every bare LF counted as CRLF) and its line
+ * count, which is what IMAP reports. */
+#ifndef TERN_MIME_MIMESTRUCT_H
+#define TERN_MIME_MIMESTRUCT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct mimestruct;
+
+/* Parses the message in the file at fd (from offset 0) / in data, and serializes its structure
+ * into *blob_r (malloc'd, free()). Never fails on malformed MIME (it is described as well as
+ * GMime understands it, as Dovecot does); -1 only when fd cannot be read or memory runs out. */
+int mimestruct_build_fd(int fd, unsigned char **blob_r, size_t *len_r);
+int mimestruct_build_buffer(const char *data, size_t len, unsigned char **blob_r, size_t *len_r);
+
+/* Decodes a serialized structure. NULL when blob is not one this version understands (the
+ * caller rebuilds it from the file). */
+struct mimestruct *mimestruct_load(const unsigned char *blob, size_t len);
+void mimestruct_free(struct mimestruct **ms);
+
+/* A byte range of the stored file. */
+struct mimestruct_range {
+	uint64_t offset;    /* from the start of the file */
+	uint64_t len;	    /* bytes in the file */
+	uint64_t wire_len;  /* bytes on the wire (bare LF as CRLF) */
+	uint64_t lines;	    /* line count */
+};
+
+enum mimestruct_section {
+	MIMESTRUCT_ALL,	   /* BODY[1]: the part's content (for the top level: the whole message) */
+	MIMESTRUCT_HEADER, /* BODY[HEADER], BODY[1.HEADER] (part 1 a message/rfc822): the header
+			    * with its blank line */
+	MIMESTRUCT_TEXT,   /* BODY[TEXT], BODY[1.TEXT] */
+	MIMESTRUCT_MIME,   /* BODY[1.MIME]: the part's MIME header with its blank line */
+};
+
+/* Locates the section named by the part path (path[0..depth): BODY[2.1.3] is {2, 1, 3}, depth 0
+ * is the top level) in the sense of RFC 3501 6.4.5, including parts nested in message/rfc822
+ * parts and the rule that a non-multipart message has a part 1. 1 found (*range_r set), 0 no
+ * such part (IMAP answers an empty string), -1 the section is invalid for that part (MIME of the
+ * top level). */
+int mimestruct_section(const struct mimestruct *ms, const uint32_t *path, size_t depth,
+		       enum mimestruct_section section, struct mimestruct_range *range_r);
+
+/* IMAP response values, appended to a growing buffer (out, *len, *cap, realloc'd; the caller
+ * frees *out): the ENVELOPE of the message, and BODY (extended false) or BODYSTRUCTURE
+ * (extended true, with the extension data of RFC 3501 7.4.2: MD5 NIL, disposition, language,
+ * location). Strings are written quoted, or as literals when they contain CR, LF, NUL, 8-bit
+ * bytes or more than a few hundred bytes; header values are given raw as RFC 3501 asks (not
+ * decoded). */
+void mimestruct_imap_envelope(const struct mimestruct *ms, char **out, size_t *len, size_t *cap);
+void mimestruct_imap_body(const struct mimestruct *ms, bool extended, char **out, size_t *len,
+			  size_t *cap);
+
+#endif
