@@ -38,6 +38,25 @@ imap_flags_format(uint32_t flags, char *buf, size_t size)
 	snprintf(buf + n, size - n, ")");
 }
 
+void
+imap_msg_flags_write(struct imap_session *s, const struct imap_msg *m)
+{
+	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
+	char buf[128];
+	size_t n;
+
+	imap_flags_format(m->flags, buf, sizeof(buf));
+	n = strlen(buf) - 1; /* without the ')' */
+	evbuffer_add(out, buf, n);
+	if (m->recent) {
+		evbuffer_add_printf(out, "%s\\Recent", n > 1 ? " " : "");
+		n++;
+	}
+	if (m->keywords != NULL && m->keywords[0] != '\0')
+		evbuffer_add_printf(out, "%s%s", n > 1 ? " " : "", m->keywords);
+	evbuffer_add(out, ")", 1);
+}
+
 /* "INBOX" in any case names INBOX (RFC 3501 5.1). */
 static const char *
 imap_mailbox_name(const char *name)

@@ -167,6 +167,8 @@ void imap_update_start(struct imap_session *s, enum imap_update_kind kind);
 long imap_msg_find(const struct imap_session *s, uint32_t uid);
 /* Writes "(\Seen \Deleted ...)" flags into buf. */
 void imap_flags_format(uint32_t flags, char *buf, size_t size);
+/* Appends a message's whole flag list to the output: system flags, \Recent, keywords. */
+void imap_msg_flags_write(struct imap_session *s, const struct imap_msg *m);
 /* Fills the size and date of snapshot messages that lack them. 0 or -1. */
 int imap_mailbox_load_meta(struct imap_session *s);
 /* Expands a sequence set argument into snapshot indexes (sorted, unique) in *idx_r (free()).
@@ -176,15 +178,23 @@ long imap_seqset_expand(struct imap_session *s, const char *tag, const struct im
 
 /* imap_fetch.c */
 void imap_cmd_fetch(struct imap_session *s, const struct imap_command *cmd);
-void imap_cmd_store(struct imap_session *s, const struct imap_command *cmd);
-void imap_cmd_search(struct imap_session *s, const struct imap_command *cmd);
 /* The \Seen update for a FETCH is done (ok or not): start streaming. */
 void imap_fetch_begin(struct imap_session *s);
 /* Streams the FETCH in progress until the output is above IMAP_FETCH_HIGH or it is done
  * (then true, with the state SELECTED again). */
 bool imap_fetch_pump(struct imap_session *s);
 void imap_fetch_free(struct imap_session *s);
+
+/* imap_store.c */
+void imap_cmd_store(struct imap_session *s, const struct imap_command *cmd);
 /* Parses a flag list (atom or list of atoms) into store flag bits. -1 on unknown flags. */
 int imap_flags_parse(const struct imap_arg *arg, uint32_t *flags_r);
+
+/* imap_search.c */
+void imap_cmd_search(struct imap_session *s, const struct imap_command *cmd);
+
+/* imap_mbox.c: CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE */
+
+/* imap_append.c: APPEND, COPY, MOVE */
 
 #endif

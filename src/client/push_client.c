@@ -1,0 +1,2 @@
+/* push_client: placeholder until it lands. */
+typedef int push_client_placeholder;

@@ -1,0 +1,2 @@
+/* push: placeholder until it lands. */
+typedef int push_placeholder;

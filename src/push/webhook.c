@@ -1,0 +1,2 @@
+/* webhook: placeholder until it lands. */
+typedef int webhook_placeholder;

@@ -1,0 +1,2 @@
+/* desktop: placeholder until it lands. */
+typedef int desktop_placeholder;
