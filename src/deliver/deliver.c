@@ -43,6 +43,7 @@ struct deliver_tx {
 	struct store_blob *blob;
 	char *mail_from;
 	struct deliver_hdrs *hdrs;
+	int64_t internal_date; /* APPEND's; 0: the time of the commit */
 	char id[24];
 };
 
@@ -51,10 +52,12 @@ struct deliver_local {
 	int64_t account_id;
 	uint32_t flags;
 	char *mailbox;
+	char *keywords; /* NULL when none */
 };
 
 struct deliver_commit {
-	deliver_cb *cb;
+	deliver_cb *cb;		  /* one of cb, rcb */
+	deliver_result_cb *rcb;
 	void *arg;
 	struct notify_hub *hub;
 	struct deliver_local *locals; /* one per target, account_id 0 for the outbound queue */
@@ -168,14 +171,12 @@ deliver_rfc5322_date(char *buf, size_t size, time_t t)
 	strftime(buf, size, "%a, %d %b %Y %H:%M:%S +0000", &tm);
 }
 
-struct deliver_tx *
-deliver_tx_begin(struct deliver *d, const char *mail_from, const struct deliver_origin *origin,
-		 const char *const *rcpts, size_t nrcpts, char *error, size_t errsize)
+/* Starts a transaction without trace headers; the id is made as for SMTP (logs). */
+static struct deliver_tx *
+deliver_tx_new(struct deliver *d, const char *mail_from, char *error, size_t errsize)
 {
 	struct deliver_tx *tx = xcalloc(1, sizeof(*tx));
 	unsigned char rnd[6];
-	char helo[256], date[64], hdr[2048];
-	int n;
 
 	if (store_blob_new(d->store, &tx->blob, error, errsize) < 0) {
 		free(tx);
@@ -190,6 +191,35 @@ deliver_tx_begin(struct deliver *d, const char *mail_from, const struct deliver_
 		tx->hdrs = xcalloc(1, sizeof(*tx->hdrs));
 		tx->hdrs->cur = -1;
 	}
+	return tx;
+}
+
+struct deliver_tx *
+deliver_tx_begin_append(struct deliver *d, int64_t internal_date, char *error, size_t errsize)
+{
+	struct deliver_tx *tx = deliver_tx_new(d, "", error, errsize);
+
+	if (tx != NULL)
+		tx->internal_date = internal_date;
+	return tx;
+}
+
+void
+deliver_tx_set_internal_date(struct deliver_tx *tx, int64_t internal_date)
+{
+	tx->internal_date = internal_date;
+}
+
+struct deliver_tx *
+deliver_tx_begin(struct deliver *d, const char *mail_from, const struct deliver_origin *origin,
+		 const char *const *rcpts, size_t nrcpts, char *error, size_t errsize)
+{
+	struct deliver_tx *tx = deliver_tx_new(d, mail_from, error, errsize);
+	char helo[256], date[64], hdr[2048];
+	int n;
+
+	if (tx == NULL)
+		return NULL;
 	deliver_sanitize(helo, sizeof(helo), origin->helo != NULL ? origin->helo : "");
 	deliver_rfc5322_date(date, sizeof(date), time(NULL));
 
@@ -351,8 +381,11 @@ deliver_publish(const struct deliver_commit *c, const struct store_result *resul
 		ev.account_id = l->account_id;
 		ev.mailbox_id = results[i].mailbox_id;
 		ev.uid = results[i].uid;
+		ev.modseq = results[i].modseq;
 		ev.flags = l->flags;
 		notify_copy_text(ev.mailbox, sizeof(ev.mailbox), l->mailbox);
+		notify_copy_text(ev.keywords, sizeof(ev.keywords),
+				 l->keywords != NULL ? l->keywords : "");
 		notify_publish(c->hub, &ev);
 	}
 }
@@ -360,8 +393,10 @@ deliver_publish(const struct deliver_commit *c, const struct store_result *resul
 static void
 deliver_commit_free(struct deliver_commit *c)
 {
-	for (size_t i = 0; i < c->ntargets; i++)
+	for (size_t i = 0; i < c->ntargets; i++) {
 		free(c->locals[i].mailbox);
+		free(c->locals[i].keywords);
+	}
 	free(c->locals);
 	free(c->hdrs);
 	free(c->mail_from);
@@ -378,28 +413,29 @@ deliver_committed(bool ok, const struct store_result *results, const char *error
 			  error != NULL ? error : "unknown");
 	else if (c->hub != NULL)
 		deliver_publish(c, results);
-	c->cb(ok, error, c->arg);
+	if (c->rcb != NULL)
+		c->rcb(ok, error, ok ? results : NULL, c->arg);
+	else
+		c->cb(ok, error, c->arg);
 	deliver_commit_free(c);
 }
 
-void
-deliver_tx_commit(struct deliver *d, struct deliver_tx **txp, const struct store_target *targets,
-		  size_t ntargets, int64_t sender_account_id, deliver_cb *cb, void *arg)
+/* The commit behind deliver_tx_commit and deliver_tx_commit_r (c->cb or c->rcb set). */
+static void
+deliver_tx_commit_c(struct deliver *d, struct deliver_tx **txp, const struct store_target *targets,
+		    size_t ntargets, int64_t sender_account_id, struct deliver_commit *c)
 {
 	struct deliver_tx *tx = *txp;
-	struct deliver_commit *c = xcalloc(1, sizeof(*c));
 	struct store_delivery delivery = {
 		.mail_from = tx->mail_from,
 		.sender_account_id = sender_account_id,
-		.internal_date = time_now(),
+		.internal_date = tx->internal_date != 0 ? tx->internal_date : time_now(),
 		.targets = targets,
 		.ntargets = ntargets,
 	};
 
-	/* Filters (spam scoring, plugins) will run here, before the commit, and may retarget a
-	 * message to Junk; none are registered yet. */
-	c->cb = cb;
-	c->arg = arg;
+	/* Filters (spam scoring, plugins) will run here, before the commit, for SMTP and APPEND
+	 * alike, and may retarget a message to Junk; none are registered yet. */
 	memcpy(c->id, tx->id, sizeof(c->id));
 	if (d->hub != NULL) {
 		/* Kept for the events published after the commit: targets belong to the caller. */
@@ -412,6 +448,8 @@ deliver_tx_commit(struct deliver *d, struct deliver_tx **txp, const struct store
 			c->locals[i].account_id = targets[i].account_id;
 			c->locals[i].flags = targets[i].flags;
 			c->locals[i].mailbox = xstrdup(targets[i].mailbox);
+			if (targets[i].keywords != NULL)
+				c->locals[i].keywords = xstrdup(targets[i].keywords);
 		}
 		c->hdrs = tx->hdrs;
 		tx->hdrs = NULL;
@@ -425,4 +463,26 @@ deliver_tx_commit(struct deliver *d, struct deliver_tx **txp, const struct store
 	free(tx->mail_from);
 	free(tx->hdrs);
 	free(tx);
+}
+
+void
+deliver_tx_commit(struct deliver *d, struct deliver_tx **txp, const struct store_target *targets,
+		  size_t ntargets, int64_t sender_account_id, deliver_cb *cb, void *arg)
+{
+	struct deliver_commit *c = xcalloc(1, sizeof(*c));
+
+	c->cb = cb;
+	c->arg = arg;
+	deliver_tx_commit_c(d, txp, targets, ntargets, sender_account_id, c);
+}
+
+void
+deliver_tx_commit_r(struct deliver *d, struct deliver_tx **txp, const struct store_target *targets,
+		    size_t ntargets, int64_t sender_account_id, deliver_result_cb *cb, void *arg)
+{
+	struct deliver_commit *c = xcalloc(1, sizeof(*c));
+
+	c->rcb = cb;
+	c->arg = arg;
+	deliver_tx_commit_c(d, txp, targets, ntargets, sender_account_id, c);
 }

@@ -64,6 +64,9 @@ int deliver_tx_write(struct deliver_tx *tx, const void *data, size_t len);
  * rows get internal_date (seconds since the epoch, 0: now) instead of the arrival time. */
 struct deliver_tx *deliver_tx_begin_append(struct deliver *deliver, int64_t internal_date,
 					   char *error, size_t errsize);
+/* Sets the internal date the rows get (APPEND: the date-time argument arrives after the message
+ * data has been streamed). 0: now. */
+void deliver_tx_set_internal_date(struct deliver_tx *tx, int64_t internal_date);
 /* The transaction's id, as written in the Received header and logged ("queued as"). */
 const char *deliver_tx_id(const struct deliver_tx *tx);
 void deliver_tx_abort(struct deliver_tx **tx);

@@ -1,11 +1,16 @@
-/* mimestruct: a message's MIME structure, parsed once (at delivery, with GMime) and kept with the
+/* mimestruct: a message's MIME structure, parsed once (at delivery) and kept with the
  * message's row as a compact, versioned byte string, so that IMAP FETCH ENVELOPE, BODY,
  * BODYSTRUCTURE and BODY[1.2.MIME] never re-parse the message: they read the structure and
  * stream byte ranges of the stored file.
  *
  * Offsets and lengths are bytes of the stored file as it is (it may use bare LF line ends); each
  * range also carries its size in the wire form (every bare LF counted as CRLF) and its line
- * count, which is what IMAP reports. */
+ * count, which is what IMAP reports.
+ *
+ * The parser is our own byte scanner rather than GMime's: IMAP needs exact byte offsets of every
+ * part's MIME header and body (GMime does not expose where a part's header ends) and the raw,
+ * undecoded header values (GMime decodes RFC 2047/2231 and normalizes addresses). Its behaviour
+ * follows Dovecot's, checked against Dovecot's output (tests/unit/test_mimestruct.c). */
 #ifndef TERN_MIME_MIMESTRUCT_H
 #define TERN_MIME_MIMESTRUCT_H
 
@@ -15,9 +20,17 @@
 
 struct mimestruct;
 
+#define MIMESTRUCT_MAX_PARTS 1000 /* parts described; the rest of a multipart is skipped */
+#define MIMESTRUCT_MAX_DEPTH                                                                       \
+	32                        /* multipart/message nesting; deeper ones are opaque             \
+	                           * application/octet-stream leaves */
+#define MIMESTRUCT_VALUE_MAX 8192 /* bytes kept of one header value (unfolded) */
+
 /* Parses the message in the file at fd (from offset 0) / in data, and serializes its structure
- * into *blob_r (malloc'd, free()). Never fails on malformed MIME (it is described as well as
- * GMime understands it, as Dovecot does); -1 only when fd cannot be read or memory runs out. */
+ * into *blob_r (malloc'd, free()). One pass over the bytes (boundaries are found the way Dovecot
+ * finds them: a line "--boundary" of any enclosing multipart, the longest match winning; the
+ * line end before it belongs to it; a missing close delimiter ends at the enclosing boundary or
+ * at the end). Never fails on malformed MIME; -1 only when fd cannot be read. */
 int mimestruct_build_fd(int fd, unsigned char **blob_r, size_t *len_r);
 int mimestruct_build_buffer(const char *data, size_t len, unsigned char **blob_r, size_t *len_r);
 
@@ -28,16 +41,16 @@ void mimestruct_free(struct mimestruct **ms);
 
 /* A byte range of the stored file. */
 struct mimestruct_range {
-	uint64_t offset;    /* from the start of the file */
-	uint64_t len;	    /* bytes in the file */
-	uint64_t wire_len;  /* bytes on the wire (bare LF as CRLF) */
-	uint64_t lines;	    /* line count */
+	uint64_t offset;   /* from the start of the file */
+	uint64_t len;      /* bytes in the file */
+	uint64_t wire_len; /* bytes on the wire (bare LF as CRLF) */
+	uint64_t lines;    /* line count */
 };
 
 enum mimestruct_section {
-	MIMESTRUCT_ALL,	   /* BODY[1]: the part's content (for the top level: the whole message) */
+	MIMESTRUCT_ALL,    /* BODY[1]: the part's content (for the top level: the whole message) */
 	MIMESTRUCT_HEADER, /* BODY[HEADER], BODY[1.HEADER] (part 1 a message/rfc822): the header
-			    * with its blank line */
+	                    * with its blank line */
 	MIMESTRUCT_TEXT,   /* BODY[TEXT], BODY[1.TEXT] */
 	MIMESTRUCT_MIME,   /* BODY[1.MIME]: the part's MIME header with its blank line */
 };
@@ -48,7 +61,7 @@ enum mimestruct_section {
  * such part (IMAP answers an empty string), -1 the section is invalid for that part (MIME of the
  * top level). */
 int mimestruct_section(const struct mimestruct *ms, const uint32_t *path, size_t depth,
-		       enum mimestruct_section section, struct mimestruct_range *range_r);
+                       enum mimestruct_section section, struct mimestruct_range *range_r);
 
 /* IMAP response values, appended to a growing buffer (out, *len, *cap, realloc'd; the caller
  * frees *out): the ENVELOPE of the message, and BODY (extended false) or BODYSTRUCTURE
@@ -58,6 +71,13 @@ int mimestruct_section(const struct mimestruct *ms, const uint32_t *path, size_t
  * decoded). */
 void mimestruct_imap_envelope(const struct mimestruct *ms, char **out, size_t *len, size_t *cap);
 void mimestruct_imap_body(const struct mimestruct *ms, bool extended, char **out, size_t *len,
-			  size_t *cap);
+                          size_t *cap);
+
+/* BODY[HEADER.FIELDS (names)] / BODY[...HEADER.FIELDS.NOT (names)]: appends the fields of the
+ * header block hdr[0..len) (as stored: bare LF or CRLF, with or without its blank line) whose
+ * names are (not) among names (compared case-insensitively), in their order, each with its
+ * continuation lines, in wire form (every line end CRLF), then the blank line "\r\n". */
+void mimestruct_header_fields(const char *hdr, size_t len, const char *const *names, size_t nnames,
+                              bool not, char **out, size_t *olen, size_t *cap);
 
 #endif

@@ -33,8 +33,7 @@ store_mailbox_name(const char *name)
 	return name;
 }
 
-/* Prepares sql on db; on failure writes sqlite's message to error and returns NULL. */
-static sqlite3_stmt *
+sqlite3_stmt *
 store_prepare(sqlite3 *db, const char *sql, char *error, size_t errsize)
 {
 	sqlite3_stmt *st = NULL;
@@ -47,8 +46,7 @@ store_prepare(sqlite3 *db, const char *sql, char *error, size_t errsize)
 	return st;
 }
 
-/* Copies a text column into a fixed buffer ("" for NULL). */
-static void
+void
 store_column_text(sqlite3_stmt *st, int col, char *dst, size_t dstsize)
 {
 	const unsigned char *text = sqlite3_column_text(st, col);
@@ -193,8 +191,8 @@ static int
 store_account_insert(struct store *store, const char *address, const char *password_hash,
                      int64_t *id_r, char *error, size_t errsize)
 {
-	sqlite3_stmt *st;
-	uint32_t uidvalidity = (uint32_t)time_now();
+	sqlite3_stmt *st, *sub = NULL;
+	uint32_t uidvalidity;
 	int64_t id;
 
 	st = store_prepare(
@@ -213,28 +211,41 @@ store_account_insert(struct store *store, const char *address, const char *passw
 	sqlite3_finalize(st);
 	id = sqlite3_last_insert_rowid(store->db);
 
+	/* Each default mailbox gets its own value from the counter, and is subscribed. */
 	st = store_prepare(store->db,
 	                   "INSERT INTO mailboxes (account_id, name, special_use, uidvalidity) "
 	                   "VALUES (?, ?, ?, ?)",
 	                   error, errsize);
-	if (st == NULL)
-		return -1;
+	sub = store_prepare(store->db,
+	                    "INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)",
+	                    error, errsize);
+	if (st == NULL || sub == NULL)
+		goto fail;
 	for (size_t i = 0; i < sizeof(store_default_mailboxes) / sizeof(store_default_mailboxes[0]);
 	     i++) {
+		if (store_uidvalidity_next(store->db, &uidvalidity, error, errsize) < 0)
+			goto fail;
 		sqlite3_bind_int64(st, 1, id);
 		sqlite3_bind_text(st, 2, store_default_mailboxes[i].name, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 3, store_default_mailboxes[i].special_use, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 4, uidvalidity == 0 ? 1 : uidvalidity);
-		if (sqlite3_step(st) != SQLITE_DONE) {
+		sqlite3_bind_int64(st, 4, uidvalidity);
+		sqlite3_bind_int64(sub, 1, id);
+		sqlite3_bind_text(sub, 2, store_default_mailboxes[i].name, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) != SQLITE_DONE || sqlite3_step(sub) != SQLITE_DONE) {
 			snprintf(error, errsize, "sqlite: %s", sqlite3_errmsg(store->db));
-			sqlite3_finalize(st);
-			return -1;
+			goto fail;
 		}
 		sqlite3_reset(st);
+		sqlite3_reset(sub);
 	}
 	sqlite3_finalize(st);
+	sqlite3_finalize(sub);
 	*id_r = id;
 	return 0;
+fail:
+	sqlite3_finalize(st);
+	sqlite3_finalize(sub);
+	return -1;
 }
 
 /* Creates DIR/mail/<id> and makes its entry durable. */
@@ -608,8 +619,8 @@ store_message_list(struct store *store, int64_t account_id, const char *mailbox,
 	st =
 	    store_prepare(store->db,
 	                  "SELECT id, uid, modseq, flags, internal_date, size, from_addr, to_addr, "
-	                  "subject, date_hdr, message_id, has_attachments, size_crlf, recalled "
-	                  "FROM messages WHERE mailbox_id = ? ORDER BY uid",
+	                  "subject, date_hdr, message_id, has_attachments, size_crlf, recalled, "
+	                  "keywords FROM messages WHERE mailbox_id = ? ORDER BY uid",
 	                  error, sizeof(error));
 	if (st == NULL)
 		return -1;
@@ -631,6 +642,7 @@ store_message_list(struct store *store, int64_t account_id, const char *mailbox,
 		m.has_attachments = sqlite3_column_int(st, 11) != 0;
 		m.size_crlf = (uint64_t)sqlite3_column_int64(st, 12);
 		m.recalled = sqlite3_column_int(st, 13) != 0;
+		store_column_text(st, 14, m.keywords, sizeof(m.keywords));
 		cb(&m, arg);
 	}
 	sqlite3_finalize(st);
@@ -639,6 +651,44 @@ store_message_list(struct store *store, int64_t account_id, const char *mailbox,
 		return -1;
 	}
 	return 1;
+}
+
+int
+store_message_mime(struct store *store, int64_t account_id, const char *mailbox, uint32_t uid,
+                   unsigned char **blob_r, size_t *len_r)
+{
+	char error[256];
+	sqlite3_stmt *st =
+	    store_prepare(store->db,
+	                  "SELECT m.mime FROM messages m JOIN mailboxes b ON m.mailbox_id = b.id "
+	                  "WHERE b.account_id = ? AND b.name = ? AND m.uid = ?",
+	                  error, sizeof(error));
+	int rc;
+
+	*blob_r = NULL;
+	*len_r = 0;
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, account_id);
+	sqlite3_bind_text(st, 2, store_mailbox_name(mailbox), -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, uid);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_BLOB) {
+		const void *data = sqlite3_column_blob(st, 0);
+		int len = sqlite3_column_bytes(st, 0);
+
+		if (data != NULL && len > 0) {
+			*blob_r = xmalloc((size_t)len);
+			memcpy(*blob_r, data, (size_t)len);
+			*len_r = (size_t)len;
+		}
+	} else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		log_warnx("store event=message-mime error=\"%s\"", sqlite3_errmsg(store->db));
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW)
+		return 1;
+	return rc == SQLITE_DONE ? 0 : -1;
 }
 
 int

@@ -37,8 +37,13 @@ enum store_flag {
 };
 
 #define STORE_ADDRESS_MAX 320 /* 64 local + @ + 255 domain */
+/* Keywords (IMAP flag-keywords) are kept as a space-separated list, unique case-insensitively
+ * (the case first given is kept). Each must be an IMAP atom without '\\' (printable ASCII except
+ * ( ) { % * " \\ ] and space) of 1..STORE_KEYWORD_MAX bytes, and the list must fit in
+ * STORE_KEYWORDS_MAX with its NUL; a list that breaks a rule is refused with an error (the
+ * delivery or the whole update fails), never cut. */
 #define STORE_KEYWORDS_MAX 1024 /* a message's keywords, space-separated, with the NUL */
-#define STORE_KEYWORD_MAX 64	/* one keyword (an IMAP atom) */
+#define STORE_KEYWORD_MAX 64	/* bytes of one keyword (an IMAP atom) */
 
 struct store_account {
 	int64_t id;
@@ -178,7 +183,9 @@ struct store_flag_change {
 	const char *kw_add;
 	const char *kw_remove;
 	/* CONDSTORE (RFC 7162): when not 0, the change applies only if the message's MODSEQ is
-	 * <= unchangedsince; otherwise the message is reported in modified[] and left alone. */
+	 * <= unchangedsince; otherwise the message is reported in modified[] and left alone.
+	 * (UNCHANGEDSINCE 0 from a client fails for every message, as MODSEQs start at 1: the
+	 * session answers that itself.) */
 	uint64_t unchangedsince;
 };
 
@@ -208,26 +215,33 @@ struct store_update_result {
 typedef void store_update_result_cb(bool ok, const char *error, const struct store_update_result *r,
 				    void *arg);
 
-/* In one transaction on the store's writer thread: applies the flag changes (each changed message
- * gets a new MODSEQ) and expunges the listed UIDs (rows deleted, HIGHESTMODSEQ raised; the files
- * are unlinked after the commit). UIDs that no longer exist are skipped silently (another session
+/* In one transaction on the store's writer thread: applies the flag changes and expunges the
+ * listed UIDs (rows deleted, HIGHESTMODSEQ raised; the files are unlinked after the commit). An
+ * update that changes anything takes one new MODSEQ (the mailbox's HIGHESTMODSEQ + 1), given to
+ * every message it changes and to its expunges (RFC 7162 allows one per command). Updates
+ * waiting together run in one transaction, each in its own savepoint (one failing does not sink
+ * the others). UIDs that no longer exist are skipped silently (another session
  * may have expunged them). The arrays are copied. Either all of it is durable when cb reports ok,
  * or none of it happened. With workers == NULL it runs synchronously. */
 void store_mailbox_update(struct store *store, int64_t account_id, const char *mailbox,
 			  const struct store_flag_change *changes, size_t nchanges,
 			  const uint32_t *expunge, size_t nexpunge, store_update_cb *cb,
 			  void *arg);
-/* store_mailbox_update with the full result (IMAP STORE/EXPUNGE, CONDSTORE). */
+/* store_mailbox_update with the full result (IMAP STORE/EXPUNGE, CONDSTORE). An update of a
+ * mailbox that does not exist is !ok with "no such mailbox". */
 void store_mailbox_update_r(struct store *store, int64_t account_id, const char *mailbox,
 			    const struct store_flag_change *changes, size_t nchanges,
 			    const uint32_t *expunge, size_t nexpunge, store_update_result_cb *cb,
 			    void *arg);
 
 /* COPY and MOVE (RFC 6851): copies the listed messages of src (UIDs that no longer exist are
- * skipped) into dst with new UIDs in the same order, keeping flags, keywords, internal date and
- * MIME structure (the file is hard-linked, never rewritten). move: the source rows are removed in
- * the same transaction (src's HIGHESTMODSEQ raised). Durable when cb reports ok. Runs on the
- * store's writer thread like store_mailbox_update (synchronously with workers == NULL). */
+ * skipped, duplicates count once) into dst with new UIDs in ascending source UID order, keeping
+ * flags, keywords, internal date, summary and MIME structure (each copy is a new hard link of
+ * the file, never rewritten, fsynced into its directory before the rows commit; expunging the
+ * source later leaves the copy). The copies share one new MODSEQ of dst. move: the source rows
+ * become dst's rows in the same transaction (no file work; src's HIGHESTMODSEQ raised). Durable
+ * when cb reports ok. Runs on the store's writer thread like store_mailbox_update
+ * (synchronously with workers == NULL). */
 struct store_copy_result {
 	int64_t dst_mailbox_id;
 	uint32_t dst_uidvalidity;
@@ -246,10 +260,15 @@ void store_message_copy(struct store *store, int64_t account_id, const char *src
 
 /* --- mailbox management (IMAP CREATE, DELETE, RENAME, SUBSCRIBE). Synchronous. ---
  * Names are UTF-8 (IMAP sessions convert modified UTF-7), '/' is the hierarchy delimiter, and
- * "INBOX" is matched case-insensitively. UIDVALIDITY values come from a store-wide counter, so a
- * name deleted and created again never sees an old UIDVALIDITY. */
+ * "INBOX" is matched case-insensitively. UIDVALIDITY values come from a store-wide counter
+ * (max(last + 1, now)), so a name deleted and created again never sees an old UIDVALIDITY, even
+ * within one second. Every function here refuses (-1, with an error an IMAP server can pass on)
+ * an empty name, one over 255 bytes, with a control character, a wildcard ('*', '%'), an empty
+ * level (leading, trailing or doubled '/') or invalid UTF-8. They run on the loop thread's
+ * connection and may wait for the writer thread's transaction (SQLite's lock). */
 
-/* Creates name (and any missing parents, as RFC 3501 suggests). special_use may be NULL.
+/* Creates name (and any missing parents, as RFC 3501 suggests). special_use may be NULL or ""
+ * or one of RFC 6154's (\\All \\Archive \\Drafts \\Flagged \\Junk \\Sent \\Trash).
  * 1 created, 0 it exists, -1 error. */
 int store_mailbox_create(struct store *store, int64_t account_id, const char *name,
 			 const char *special_use, char *error, size_t errsize);
@@ -258,13 +277,16 @@ int store_mailbox_create(struct store *store, int64_t account_id, const char *na
  * 1 deleted, 0 no such mailbox or INBOX, -1 error. */
 int store_mailbox_delete(struct store *store, int64_t account_id, const char *name, char *error,
 			 size_t errsize);
-/* Renames from to to, with its children ("from/x" becomes "to/x"), keeping UIDs and
- * UIDVALIDITY. Renaming INBOX moves its messages into a new mailbox to and leaves INBOX empty
- * (RFC 3501). 1 done, 0 no such mailbox, -2 to exists, -1 error. */
+/* Renames from to to, with its children ("from/x" becomes "to/x") and their subscriptions,
+ * keeping UIDs and UIDVALIDITY; missing parents of to are created. Renaming INBOX moves its
+ * messages (with their UIDs) into a new mailbox to with a new UIDVALIDITY and leaves INBOX empty
+ * with its UIDNEXT (RFC 3501); INBOX's children stay. 1 done, 0 no such mailbox, -2 to (or a new
+ * child name) exists, -1 error (also: to is inside from). */
 int store_mailbox_rename(struct store *store, int64_t account_id, const char *from, const char *to,
 			 char *error, size_t errsize);
-/* Subscriptions are names, kept whether or not such a mailbox exists (RFC 3501 LSUB).
- * 1 done, -1 error. */
+/* Subscriptions are names, kept whether or not such a mailbox exists (RFC 3501 LSUB); a new
+ * account is subscribed to its five mailboxes. Setting what is already set is fine.
+ * 1 done, -1 error. store_subscription_list calls cb in name order: 1 done, -1 error. */
 int store_subscription_set(struct store *store, int64_t account_id, const char *name,
 			   bool subscribed, char *error, size_t errsize);
 typedef void store_subscription_cb(const char *name, void *arg);

@@ -2,8 +2,8 @@
  *
  * The pipeline, when the store has workers:
  *   loop thread    store_blob_commit() copies the delivery into a job and queues it;
- *   sync threads   (STORE_SYNC_THREADS) parse the MIME summary and fdatasync the tmp file, in
- *                  parallel, then hand the job to the committer;
+ *   sync threads   (STORE_SYNC_THREADS) parse the MIME summary and structure (mimestruct) and
+ *                  fdatasync the tmp file, in parallel, then hand the job to the committer;
  *   committer      one thread with its own SQLite connection takes every job waiting (a batch),
  *                  renames each job's file into its first target and hard-links it to the
  *                  others (one name per target), fsyncs each directory it
@@ -13,9 +13,10 @@
  * message. Without workers the same steps run inline with a batch of one on the store's own
  * connection.
  *
- * Mailbox updates (flag changes, expunges) skip the sync threads: store_mailbox_update() queues
- * them straight to the committer, which runs each in its own transaction after the batch of
- * deliveries it took, so every write to the database goes through the one writer connection. */
+ * Mailbox updates (flag changes, expunges, COPY/MOVE: store_update.c) skip the sync threads: they
+ * are queued straight to the committer, which runs every one waiting in one transaction after
+ * the batch of deliveries it took, so every write to the database goes through the one writer
+ * connection. */
 #include "store/store_private.h"
 
 #include <errno.h>
@@ -32,6 +33,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/workers.h"
+#include "mime/mimestruct.h"
 #include "mime/summary.h"
 
 #define STORE_SYNC_THREADS 4
@@ -53,6 +55,7 @@ struct store_job_target {
 	int64_t account_id;
 	char *mailbox;
 	uint32_t flags;
+	char *keywords; /* normalized */
 	char *rcpt;
 	int64_t mailbox_id;
 	char path[160]; /* relative to the data dir, e.g. "mail/3/<name>.eml" */
@@ -74,6 +77,8 @@ struct store_job {
 	size_t ntargets;
 	struct store_result *results;
 	struct mime_summary summary;
+	unsigned char *mime; /* mimestruct's serialized form, NULL when it could not be built */
+	size_t mime_len;
 	bool renamed; /* tmp_path now lives as targets[0].path */
 	bool ok;
 	char error[256];
@@ -84,23 +89,6 @@ struct store_job {
 
 struct store_job_queue {
 	struct store_job *head, *tail;
-};
-
-/* A mailbox update waiting for (or run by) the committer; owns copies of the caller's arrays. */
-struct store_update {
-	int64_t account_id;
-	char *mailbox;
-	struct store_flag_change *changes;
-	size_t nchanges;
-	uint32_t *expunge;
-	size_t nexpunge;
-	char **paths; /* files of the expunged rows, relative to the data dir */
-	size_t npaths;
-	bool ok;
-	char error[256];
-	store_update_cb *cb;
-	void *arg;
-	struct store_update *next;
 };
 
 struct store_update_queue {
@@ -146,45 +134,50 @@ store_job_queue_push(struct store_job_queue *q, struct store_job *job)
 	q->tail = job;
 }
 
-static void
-store_update_queue_push(struct store_update_queue *q, struct store_update *u)
-{
-	u->next = NULL;
-	if (q->tail != NULL)
-		q->tail->next = u;
-	else
-		q->head = u;
-	q->tail = u;
-}
-
 /* --- writer connections --- */
 
 struct store_writer *
 store_writer_new(sqlite3 *db, char *error, size_t errsize)
 {
-	static const char *const sql[] = {
-	    "SELECT id, highestmodseq FROM mailboxes WHERE account_id = ? AND name = ?",
-	    "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 "
-	    "WHERE id = ? RETURNING uidnext - 1, highestmodseq",
-	    "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, size, path, "
-	    "from_addr, to_addr, subject, date_hdr, message_id, has_attachments, size_crlf) "
-	    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-	    "INSERT INTO queue (path, mail_from, rcpt, account_id, created, next_attempt, size) "
-	    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-	    "UPDATE messages SET flags = (flags | ?3) & ~?4, modseq = ?5 "
-	    "WHERE mailbox_id = ?1 AND uid = ?2 AND flags <> ((flags | ?3) & ~?4)",
-	    "DELETE FROM messages WHERE mailbox_id = ? AND uid = ? RETURNING path",
-	    "UPDATE mailboxes SET highestmodseq = ?2 WHERE id = ?1",
-	};
 	struct store_writer *w = xcalloc(1, sizeof(*w));
-	sqlite3_stmt **stmts[] = {&w->mailbox_find, &w->mailbox_bump, &w->message_insert,
-	                          &w->queue_insert, &w->flags_set,    &w->message_expunge,
-	                          &w->modseq_set};
+	const struct {
+		sqlite3_stmt **st;
+		const char *sql;
+	} stmts[] = {
+	    {&w->mailbox_find, "SELECT id, highestmodseq, uidvalidity FROM mailboxes "
+	                       "WHERE account_id = ? AND name = ?"},
+	    {&w->mailbox_bump, "UPDATE mailboxes SET uidnext = uidnext + ?2, "
+	                       "highestmodseq = highestmodseq + 1 "
+	                       "WHERE id = ?1 RETURNING uidnext - ?2, highestmodseq, uidvalidity"},
+	    {&w->message_insert,
+	     "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, size, path, "
+	     "from_addr, to_addr, subject, date_hdr, message_id, has_attachments, size_crlf, "
+	     "keywords, mime) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
+	    {&w->queue_insert,
+	     "INSERT INTO queue (path, mail_from, rcpt, account_id, created, next_attempt, size) "
+	     "VALUES (?, ?, ?, ?, ?, ?, ?)"},
+	    {&w->message_get, "SELECT flags, keywords, modseq FROM messages "
+	                      "WHERE mailbox_id = ? AND uid = ?"},
+	    {&w->message_set, "UPDATE messages SET flags = ?3, keywords = ?4, modseq = ?5 "
+	                      "WHERE mailbox_id = ?1 AND uid = ?2"},
+	    {&w->message_expunge, "DELETE FROM messages WHERE mailbox_id = ? AND uid = ? "
+	                          "RETURNING path"},
+	    {&w->modseq_set, "UPDATE mailboxes SET highestmodseq = ?2 WHERE id = ?1"},
+	    {&w->copy_source, "SELECT id, path FROM messages WHERE mailbox_id = ? AND uid = ?"},
+	    {&w->copy_insert,
+	     "INSERT INTO messages (mailbox_id, uid, modseq, flags, keywords, internal_date, size, "
+	     "path, from_addr, to_addr, subject, date_hdr, message_id, has_attachments, recalled, "
+	     "size_crlf, mime) SELECT ?2, ?3, ?4, flags, keywords, internal_date, size, ?5, "
+	     "from_addr, to_addr, subject, date_hdr, message_id, has_attachments, recalled, "
+	     "size_crlf, mime FROM messages WHERE id = ?1"},
+	    {&w->move_row, "UPDATE messages SET mailbox_id = ?2, uid = ?3, modseq = ?4 "
+	                   "WHERE id = ?1"},
+	};
 
 	w->db = db;
-	for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); i++) {
-		if (sqlite3_prepare_v3(db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, stmts[i], NULL) !=
-		    SQLITE_OK) {
+	for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
+		if (sqlite3_prepare_v3(db, stmts[i].sql, -1, SQLITE_PREPARE_PERSISTENT, stmts[i].st,
+		                       NULL) != SQLITE_OK) {
 			snprintf(error, errsize, "sqlite: %s", sqlite3_errmsg(db));
 			w->db = NULL;
 			store_writer_free(&w);
@@ -206,17 +199,21 @@ store_writer_free(struct store_writer **wp)
 	sqlite3_finalize(w->mailbox_bump);
 	sqlite3_finalize(w->message_insert);
 	sqlite3_finalize(w->queue_insert);
-	sqlite3_finalize(w->flags_set);
+	sqlite3_finalize(w->message_get);
+	sqlite3_finalize(w->message_set);
 	sqlite3_finalize(w->message_expunge);
 	sqlite3_finalize(w->modseq_set);
+	sqlite3_finalize(w->copy_source);
+	sqlite3_finalize(w->copy_insert);
+	sqlite3_finalize(w->move_row);
 	free(w);
 	*wp = NULL;
 }
 
 /* --- blobs --- */
 
-/* A name never used before in this data dir: time, pid, a process-wide counter, randomness. */
-static void
+/* Time, pid, a process-wide counter, randomness. */
+void
 store_unique_name(char *buf, size_t bufsize)
 {
 	static unsigned long long counter;
@@ -286,6 +283,10 @@ store_blob_abort(struct store_blob **blobp)
 
 /* --- jobs --- */
 
+/* Marks a job failed with a reason (the first reason wins). */
+static void store_job_fail(struct store_job *job, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* Copies the blob and the delivery into a job that owns everything it points to. */
 static struct store_job *
 store_job_new(struct store *store, struct store_blob *blob, const struct store_delivery *d,
@@ -309,12 +310,20 @@ store_job_new(struct store *store, struct store_blob *blob, const struct store_d
 	job->results = xcalloc(d->ntargets, sizeof(*job->results));
 	for (size_t i = 0; i < d->ntargets; i++) {
 		const struct store_target *t = &d->targets[i];
+		char kw[STORE_KEYWORDS_MAX], error[200];
+
 		job->targets[i].account_id = t->account_id;
 		job->targets[i].mailbox =
 		    xstrdup(store_mailbox_name(t->mailbox != NULL ? t->mailbox : "INBOX"));
 		job->targets[i].flags = t->flags;
 		job->targets[i].rcpt = xstrdup(t->rcpt != NULL ? t->rcpt : "");
 		job->targets[i].dir = -1;
+		/* Refused rather than cut: the whole delivery fails and says why. */
+		if (store_keywords_normalize(t->keywords, kw, error, sizeof(error)) < 0) {
+			store_job_fail(job, "%s", error);
+			kw[0] = '\0';
+		}
+		job->targets[i].keywords = xstrdup(kw);
 	}
 	if (job->ok && d->ntargets == 0) {
 		job->ok = false;
@@ -330,17 +339,15 @@ store_job_free(struct store_job *job)
 {
 	for (size_t i = 0; i < job->ntargets; i++) {
 		free(job->targets[i].mailbox);
+		free(job->targets[i].keywords);
 		free(job->targets[i].rcpt);
 	}
+	free(job->mime);
 	free(job->targets);
 	free(job->results);
 	free(job->mail_from);
 	free(job);
 }
-
-/* Marks a job failed with a reason (the first reason wins). */
-static void store_job_fail(struct store_job *job, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
 
 static void
 store_job_fail(struct store_job *job, const char *fmt, ...)
@@ -396,13 +403,20 @@ store_crlf_size(int fd, uint64_t *size_r)
 	return got < 0 ? -1 : 0;
 }
 
-/* The sync stage: summary, CRLF size and fdatasync; the file descriptor is closed afterwards. */
+/* The sync stage: summary, MIME structure, CRLF size and fdatasync; the file descriptor is
+ * closed afterwards. */
 static void
 store_job_sync(struct store_job *job)
 {
 	if (job->ok) {
 		if (mime_summary_from_fd(job->fd, &job->summary) < 0)
 			memset(&job->summary, 0, sizeof(job->summary));
+		/* No structure (-1) is not an error: the row keeps NULL and readers build it. */
+		if (mimestruct_build_fd(job->fd, &job->mime, &job->mime_len) < 0) {
+			free(job->mime);
+			job->mime = NULL;
+			job->mime_len = 0;
+		}
 		if (store_crlf_size(job->fd, &job->size_crlf) < 0)
 			store_job_fail(job, "read: %s", strerror(errno));
 		if (fdatasync(job->fd) < 0)
@@ -540,13 +554,15 @@ store_job_insert_local(struct store_job *job, struct store_writer *w, size_t i)
 	struct store_job_target *t = &job->targets[i];
 	const struct mime_summary *s = &job->summary;
 	sqlite3_stmt *st = w->mailbox_bump;
-	int64_t uid, modseq;
+	int64_t uid, modseq, uidvalidity;
 	int rc;
 
 	sqlite3_bind_int64(st, 1, t->mailbox_id);
+	sqlite3_bind_int64(st, 2, 1);
 	rc = sqlite3_step(st);
 	uid = sqlite3_column_int64(st, 0);
 	modseq = sqlite3_column_int64(st, 1);
+	uidvalidity = sqlite3_column_int64(st, 2);
 	sqlite3_reset(st);
 	if (rc != SQLITE_ROW) {
 		store_job_fail(job, "allocating a UID: %s",
@@ -572,6 +588,11 @@ store_job_insert_local(struct store_job *job, struct store_writer *w, size_t i)
 	store_bind_text(st, 12, s->message_id);
 	sqlite3_bind_int(st, 13, s->has_attachments ? 1 : 0);
 	sqlite3_bind_int64(st, 14, (int64_t)job->size_crlf);
+	store_bind_text(st, 15, t->keywords);
+	if (job->mime != NULL)
+		sqlite3_bind_blob(st, 16, job->mime, (int)job->mime_len, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 16);
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
@@ -581,6 +602,8 @@ store_job_insert_local(struct store_job *job, struct store_writer *w, size_t i)
 	}
 	job->results[i].mailbox_id = t->mailbox_id;
 	job->results[i].uid = (uint32_t)uid;
+	job->results[i].uidvalidity = (uint32_t)uidvalidity;
+	job->results[i].modseq = (uint64_t)modseq;
 	return 0;
 }
 
@@ -723,237 +746,6 @@ store_job_done(void *arg)
 	store_job_free(job);
 }
 
-/* --- mailbox updates --- */
-
-/* Copies the caller's update into a struct the committer owns. */
-static struct store_update *
-store_update_new(int64_t account_id, const char *mailbox, const struct store_flag_change *changes,
-                 size_t nchanges, const uint32_t *expunge, size_t nexpunge, store_update_cb *cb,
-                 void *arg)
-{
-	struct store_update *u = xcalloc(1, sizeof(*u));
-
-	u->account_id = account_id;
-	u->mailbox = xstrdup(store_mailbox_name(mailbox != NULL ? mailbox : "INBOX"));
-	u->changes = xcalloc(nchanges, sizeof(*u->changes));
-	if (nchanges > 0)
-		memcpy(u->changes, changes, nchanges * sizeof(*changes));
-	u->nchanges = nchanges;
-	u->expunge = xcalloc(nexpunge, sizeof(*u->expunge));
-	if (nexpunge > 0)
-		memcpy(u->expunge, expunge, nexpunge * sizeof(*expunge));
-	u->nexpunge = nexpunge;
-	u->ok = true;
-	u->cb = cb;
-	u->arg = arg;
-	return u;
-}
-
-/* Forgets the expunged paths (after unlinking them, or when the transaction failed). */
-static void
-store_update_clear_paths(struct store_update *u)
-{
-	for (size_t i = 0; i < u->npaths; i++)
-		free(u->paths[i]);
-	free(u->paths);
-	u->paths = NULL;
-	u->npaths = 0;
-}
-
-static void
-store_update_free(struct store_update *u)
-{
-	store_update_clear_paths(u);
-	free(u->mailbox);
-	free(u->changes);
-	free(u->expunge);
-	free(u);
-}
-
-/* Marks an update failed with a reason (the first reason wins). */
-static void store_update_fail(struct store_update *u, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-store_update_fail(struct store_update *u, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!u->ok)
-		return;
-	u->ok = false;
-	va_start(ap, fmt);
-	vsnprintf(u->error, sizeof(u->error), fmt, ap);
-	va_end(ap);
-}
-
-/* Finds the mailbox and its HIGHESTMODSEQ inside the update's transaction. 1 found, 0 none (the
- * update fails with "no such mailbox"), -1 error. */
-static int
-store_update_mailbox(struct store_update *u, struct store_writer *w, int64_t *id_r,
-                     uint64_t *modseq_r)
-{
-	sqlite3_stmt *st = w->mailbox_find;
-	int rc;
-
-	sqlite3_bind_int64(st, 1, u->account_id);
-	sqlite3_bind_text(st, 2, u->mailbox, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*id_r = sqlite3_column_int64(st, 0);
-		*modseq_r = (uint64_t)sqlite3_column_int64(st, 1);
-	} else if (rc == SQLITE_DONE) {
-		store_update_fail(u, "no such mailbox");
-	} else {
-		store_update_fail(u, "sqlite: %s", sqlite3_errmsg(w->db));
-	}
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
-}
-
-/* Applies the flag changes; each row whose flags change gets the next MODSEQ. 0 or -1. */
-static int
-store_update_flags(struct store_update *u, struct store_writer *w, int64_t mailbox_id,
-                   uint64_t *modseq, size_t *changed_r)
-{
-	sqlite3_stmt *st = w->flags_set;
-
-	for (size_t i = 0; i < u->nchanges; i++) {
-		const struct store_flag_change *c = &u->changes[i];
-		int rc;
-
-		sqlite3_bind_int64(st, 1, mailbox_id);
-		sqlite3_bind_int64(st, 2, c->uid);
-		sqlite3_bind_int64(st, 3, c->add);
-		sqlite3_bind_int64(st, 4, c->remove);
-		sqlite3_bind_int64(st, 5, (int64_t)(*modseq + 1));
-		rc = sqlite3_step(st);
-		sqlite3_reset(st);
-		if (rc != SQLITE_DONE) {
-			store_update_fail(u, "sqlite: %s", sqlite3_errmsg(w->db));
-			return -1;
-		}
-		/* No row: no such UID, or its flags already had that value. */
-		if (sqlite3_changes(w->db) > 0) {
-			++*modseq;
-			++*changed_r;
-		}
-	}
-	return 0;
-}
-
-/* Deletes the expunged rows, keeping their paths; one MODSEQ for the whole expunge. 0 or -1. */
-static int
-store_update_expunge(struct store_update *u, struct store_writer *w, int64_t mailbox_id,
-                     uint64_t *modseq)
-{
-	sqlite3_stmt *st = w->message_expunge;
-	size_t before = u->npaths;
-	int rc = SQLITE_DONE;
-
-	for (size_t i = 0; i < u->nexpunge && rc == SQLITE_DONE; i++) {
-		sqlite3_bind_int64(st, 1, mailbox_id);
-		sqlite3_bind_int64(st, 2, u->expunge[i]);
-		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-			u->paths = xrealloc(u->paths, (u->npaths + 1) * sizeof(*u->paths));
-			u->paths[u->npaths++] = xstrdup((const char *)sqlite3_column_text(st, 0));
-		}
-		sqlite3_reset(st);
-	}
-	if (rc != SQLITE_DONE) {
-		store_update_fail(u, "sqlite: %s", sqlite3_errmsg(w->db));
-		return -1;
-	}
-	if (u->npaths > before)
-		++*modseq;
-	return 0;
-}
-
-/* Stores the mailbox's new HIGHESTMODSEQ. 0 or -1. */
-static int
-store_update_set_modseq(struct store_update *u, struct store_writer *w, int64_t mailbox_id,
-                        uint64_t modseq)
-{
-	sqlite3_stmt *st = w->modseq_set;
-	int rc;
-
-	sqlite3_bind_int64(st, 1, mailbox_id);
-	sqlite3_bind_int64(st, 2, (int64_t)modseq);
-	rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	if (rc != SQLITE_DONE) {
-		store_update_fail(u, "sqlite: %s", sqlite3_errmsg(w->db));
-		return -1;
-	}
-	return 0;
-}
-
-/* Unlinks the files of the expunged rows: only after the commit, so a crash can leave an orphan
- * file but never a row without its file. Each row had its own name (hard links for copies). */
-static void
-store_update_unlink(struct store *store, struct store_update *u)
-{
-	char path[PATH_MAX];
-
-	for (size_t i = 0; i < u->npaths; i++) {
-		snprintf(path, sizeof(path), "%s/%s", store->dir, u->paths[i]);
-		if (unlink(path) < 0 && errno != ENOENT)
-			log_warn("store event=expunge-unlink file=%s", path);
-	}
-	store_update_clear_paths(u);
-}
-
-/* Runs one update in its own transaction on the writer connection, then unlinks the files. */
-static void
-store_update_run(struct store *store, struct store_writer *w, struct store_update *u)
-{
-	uint64_t modseq = 0, start;
-	int64_t mailbox_id = 0;
-	size_t changed = 0, expunged;
-	char error[256];
-
-	if (store_exec(w->db, "BEGIN IMMEDIATE", error, sizeof(error)) < 0) {
-		store_update_fail(u, "%s", error);
-		return;
-	}
-	if (store_update_mailbox(u, w, &mailbox_id, &modseq) > 0) {
-		start = modseq;
-		if (store_update_flags(u, w, mailbox_id, &modseq, &changed) == 0 &&
-		    store_update_expunge(u, w, mailbox_id, &modseq) == 0 &&
-		    (modseq == start || store_update_set_modseq(u, w, mailbox_id, modseq) == 0) &&
-		    store_exec(w->db, "COMMIT", error, sizeof(error)) < 0)
-			store_update_fail(u, "%s", error);
-	}
-	if (!u->ok) {
-		char name[128]; /* a client's mailbox name: escaped for the log */
-
-		if (!sqlite3_get_autocommit(w->db))
-			sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
-		store_update_clear_paths(u);
-		log_warnx("store event=update-failed account=%lld mailbox=\"%s\" error=\"%s\"",
-		          (long long)u->account_id,
-		          log_escape(name, sizeof(name), u->mailbox, strlen(u->mailbox)), u->error);
-		return;
-	}
-	expunged = u->npaths;
-	store_update_unlink(store, u);
-	if (log_enabled(LOG_DEBUG))
-		log_debug("store event=update mailbox=%lld changed=%zu expunged=%zu modseq=%llu",
-		          (long long)mailbox_id, changed, expunged, (unsigned long long)modseq);
-}
-
-/* Runs the update's callback (on the loop thread) and frees it. */
-static void
-store_update_done(void *arg)
-{
-	struct store_update *u = arg;
-
-	if (u->cb != NULL)
-		u->cb(u->ok, u->ok ? "" : u->error, u->arg);
-	store_update_free(u);
-}
-
 /* --- threads --- */
 
 static void *
@@ -1017,14 +809,8 @@ store_committer_thread(void *arg)
 			store_batch_commit(store, p->writer, batch, n);
 		for (size_t i = 0; i < n; i++)
 			workers_post(store->workers, store_job_done, batch[i]);
-		while (updates != NULL) {
-			struct store_update *u = updates;
-
-			updates = u->next; /* u belongs to the loop thread once posted */
-			store_update_run(store, p->writer, u);
-			workers_post(store->workers, store_update_done, u);
-			nupdates++;
-		}
+		if (updates != NULL)
+			nupdates = store_update_run_list(store, p->writer, updates);
 
 		pthread_mutex_lock(&p->lock);
 		p->inflight -= (unsigned)(n + nupdates);
@@ -1106,9 +892,7 @@ store_pipeline_stop(struct store *store)
 	store->pipeline = NULL;
 }
 
-/* The writer for synchronous work (no workers) on the store's own connection, prepared on first
- * use. NULL with error on failure. */
-static struct store_writer *
+struct store_writer *
 store_sync_writer(struct store *store, char *error, size_t errsize)
 {
 	if (store->sync_writer == NULL)
@@ -1157,28 +941,19 @@ store_blob_commit(struct store *store, struct store_blob **blobp, const struct s
 }
 
 void
-store_mailbox_update(struct store *store, int64_t account_id, const char *mailbox,
-                     const struct store_flag_change *changes, size_t nchanges,
-                     const uint32_t *expunge, size_t nexpunge, store_update_cb *cb, void *arg)
+store_pipeline_push_update(struct store *store, struct store_update *u)
 {
-	struct store_update *u =
-	    store_update_new(account_id, mailbox, changes, nchanges, expunge, nexpunge, cb, arg);
 	struct store_pipeline *p = store->pipeline;
-	char error[256];
+	struct store_update_queue *q = &p->updates;
 
-	if (p == NULL) {
-		struct store_writer *w = store_sync_writer(store, error, sizeof(error));
-
-		if (w == NULL)
-			store_update_fail(u, "%s", error);
-		else
-			store_update_run(store, w, u);
-		store_update_done(u);
-		return;
-	}
 	pthread_mutex_lock(&p->lock);
 	p->inflight++;
-	store_update_queue_push(&p->updates, u);
+	*store_update_nextp(u) = NULL;
+	if (q->tail != NULL)
+		*store_update_nextp(q->tail) = u;
+	else
+		q->head = u;
+	q->tail = u;
 	pthread_cond_signal(&p->commit_cond);
 	pthread_mutex_unlock(&p->lock);
 }

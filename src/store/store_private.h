@@ -1,5 +1,7 @@
-/* store internals shared by store.c (accounts, reads), store_blob.c (the commit pipeline) and
- * store_schema.c (connections and migrations). Nothing outside src/store includes this. */
+/* store internals shared by store.c (accounts, reads), store_blob.c (the commit pipeline),
+ * store_update.c (flag changes, expunges, COPY/MOVE, keywords), store_mailbox.c (mailbox
+ * management) and store_schema.c (connections and migrations). Nothing outside src/store
+ * includes this. */
 #ifndef TERN_STORE_PRIVATE_H
 #define TERN_STORE_PRIVATE_H
 
@@ -21,14 +23,22 @@ struct store_pipeline;
  * one when commits are synchronous). */
 struct store_writer {
 	sqlite3 *db;
-	sqlite3_stmt *mailbox_find; /* (account_id, name) -> id, highestmodseq */
-	sqlite3_stmt *mailbox_bump; /* id -> uid, modseq */
+	sqlite3_stmt *mailbox_find; /* (account_id, name) -> id, highestmodseq, uidvalidity */
+	sqlite3_stmt *mailbox_bump; /* (id, n) -> first of n new UIDs, the new MODSEQ, uidvalidity */
 	sqlite3_stmt *message_insert;
 	sqlite3_stmt *queue_insert;
-	sqlite3_stmt *flags_set;       /* (mailbox_id, uid, add, remove, modseq), only on change */
+	sqlite3_stmt *message_get;     /* (mailbox_id, uid) -> flags, keywords, modseq */
+	sqlite3_stmt *message_set;     /* (mailbox_id, uid, flags, keywords, modseq) */
 	sqlite3_stmt *message_expunge; /* (mailbox_id, uid) -> path */
 	sqlite3_stmt *modseq_set;      /* (mailbox_id, highestmodseq) */
+	sqlite3_stmt *copy_source;     /* (mailbox_id, uid) -> id, path */
+	sqlite3_stmt *copy_insert;     /* (source id, dst mailbox, uid, modseq, path) */
+	sqlite3_stmt *move_row;	       /* (id, dst mailbox, uid, modseq) */
 };
+
+/* A write for the committer other than a delivery: flag changes and expunges, COPY/MOVE
+ * (store_update.c). */
+struct store_update;
 
 struct store {
 	char dir[STORE_DIR_MAX];
@@ -55,6 +65,39 @@ void store_writer_free(struct store_writer **writer);
 int store_pipeline_start(struct store *store, char *error, size_t errsize);
 /* Waits until every commit handed over has been posted back, then stops the threads. */
 void store_pipeline_stop(struct store *store);
+
+/* The writer for synchronous work (no workers) on the store's own connection, prepared on first
+ * use. NULL with error on failure. */
+struct store_writer *store_sync_writer(struct store *store, char *error, size_t errsize);
+/* Hands an update to the committer's queue (store->pipeline != NULL). */
+void store_pipeline_push_update(struct store *store, struct store_update *u);
+/* The link of u in the committer's queue. */
+struct store_update **store_update_nextp(struct store_update *u);
+/* Runs the updates linked from list in one transaction on w (a savepoint each, so one failing
+ * update does not sink the others), then posts each callback to the loop thread (runs it at
+ * once without workers); the updates then belong to their callbacks. Returns how many ran. */
+size_t store_update_run_list(struct store *store, struct store_writer *w,
+			     struct store_update *list);
+
+/* Keywords (IMAP flag-keywords): a space-separated list, unique case-insensitively, each an atom
+ * without '\\' of at most STORE_KEYWORD_MAX bytes, the whole under STORE_KEYWORDS_MAX.
+ * Normalizes list (NULL is "") into out (STORE_KEYWORDS_MAX bytes): one space between
+ * keywords, duplicates dropped. 0, or -1 with error (an invalid keyword, too many). */
+int store_keywords_normalize(const char *list, char *out, char *error, size_t errsize);
+/* Applies kw_replace/kw_add/kw_remove to kw (STORE_KEYWORDS_MAX bytes, normalized) in place.
+ * 0, or -1 with error (kw is then unchanged). */
+int store_keywords_apply(char *kw, const char *replace, const char *add, const char *remove,
+			 char *error, size_t errsize);
+
+/* Takes the next UIDVALIDITY from the store-wide counter inside the caller's transaction:
+ * max(counter + 1, now), stored back, so no value is ever given twice. 0 or -1 with error. */
+int store_uidvalidity_next(sqlite3 *db, uint32_t *uidvalidity_r, char *error, size_t errsize);
+/* Prepares sql on db; on failure writes sqlite's message to error and returns NULL. */
+sqlite3_stmt *store_prepare(sqlite3 *db, const char *sql, char *error, size_t errsize);
+/* Copies a text column into a fixed buffer ("" for NULL). */
+void store_column_text(sqlite3_stmt *st, int col, char *dst, size_t dstsize);
+/* A name never used before in this data dir (for blob files and copies' links). */
+void store_unique_name(char *buf, size_t bufsize);
 
 /* Canonical mailbox name: "INBOX" in any case becomes "INBOX"; other names are kept. */
 const char *store_mailbox_name(const char *name);

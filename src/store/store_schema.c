@@ -71,6 +71,24 @@ static const char *const store_migrations[] = {
      * with CRLF line ends (SMTP refuses bare LF), so their size is that size. */
     "ALTER TABLE messages ADD COLUMN size_crlf INTEGER NOT NULL DEFAULT 0;"
     "UPDATE messages SET size_crlf = size;",
+    /* 3: IMAP completion. The MIME structure kept with each row (mimestruct's serialized form;
+     * NULL for rows stored before, which readers rebuild from the file). A store-wide counter
+     * for UIDVALIDITY, started past every value given so far, so a mailbox deleted and created
+     * again never sees an old value even within one second. Subscriptions by name (RFC 3501
+     * LSUB: they outlive the mailbox), seeded from mailboxes.subscribed, which is no longer
+     * read. */
+    "ALTER TABLE messages ADD COLUMN mime BLOB;"
+    "CREATE TABLE counters ("
+    "  name TEXT PRIMARY KEY,"
+    "  value INTEGER NOT NULL);"
+    "INSERT INTO counters (name, value) "
+    "  SELECT 'uidvalidity', coalesce(max(uidvalidity), 0) FROM mailboxes;"
+    "CREATE TABLE subscriptions ("
+    "  account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,"
+    "  name TEXT NOT NULL,"
+    "  PRIMARY KEY (account_id, name));"
+    "INSERT INTO subscriptions (account_id, name) "
+    "  SELECT account_id, name FROM mailboxes WHERE subscribed = 1;",
 };
 
 #define STORE_NMIGRATIONS (sizeof(store_migrations) / sizeof(store_migrations[0]))

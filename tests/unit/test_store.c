@@ -1,6 +1,8 @@
 /* test_store: the SQLite store in a temporary data dir: accounts and aliases, synchronous and
  * threaded commits, reads, deletion, migrations and tmp cleanup, CRLF sizes, mailbox updates
- * (flags, expunge) alone and interleaved with deliveries. */
+ * (flags, expunge) alone and interleaved with deliveries; for IMAP: keywords, update results and
+ * UNCHANGEDSINCE, COPY/MOVE, mailbox CREATE/DELETE/RENAME, subscriptions, the UIDVALIDITY
+ * counter, the kept MIME structure, and APPEND through deliver. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,8 +19,12 @@
 #include <event2/thread.h>
 #include <sqlite3.h>
 
+#include "deliver/deliver.h"
+#include "lib/config.h"
 #include "lib/workers.h"
+#include "mime/mimestruct.h"
 #include "mime/summary.h"
+#include "notify/notify.h"
 #include "store/store.h"
 
 #define HASH "$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$aGFzaA"
@@ -731,11 +737,12 @@ update_fixture(struct store *store)
 
 /* The flag changes and expunges of the update tests: every kind of change and no-op. */
 static const struct store_flag_change update_changes[] = {
-    {1, STORE_FLAG_SEEN, 0, NULL, NULL, NULL, 0},                      /* set: changes */
-    {2, STORE_FLAG_SEEN, 0, NULL, NULL, NULL, 0},                      /* already set: no change */
-    {3, 0, STORE_FLAG_FLAGGED, NULL, NULL, NULL, 0},                   /* already clear: no change */
-    {4, STORE_FLAG_ANSWERED, STORE_FLAG_FLAGGED, NULL, NULL, NULL, 0}, /* set one, clear another: changes */
-    {99, STORE_FLAG_SEEN, 0, NULL, NULL, NULL, 0},                     /* no such UID: skipped */
+    {1, STORE_FLAG_SEEN, 0, NULL, NULL, NULL, 0},    /* set: changes */
+    {2, STORE_FLAG_SEEN, 0, NULL, NULL, NULL, 0},    /* already set: no change */
+    {3, 0, STORE_FLAG_FLAGGED, NULL, NULL, NULL, 0}, /* already clear: no change */
+    {4, STORE_FLAG_ANSWERED, STORE_FLAG_FLAGGED, NULL, NULL, NULL,
+     0},                                           /* set one, clear another: changes */
+    {99, STORE_FLAG_SEEN, 0, NULL, NULL, NULL, 0}, /* no such UID: skipped */
 };
 static const uint32_t update_expunge[] = {3, 5, 77};
 
@@ -758,10 +765,11 @@ update_check(struct store *store, const char *dir, int64_t alice)
 	assert_int_equal(acc.m[1].modseq, 2); /* unchanged row keeps its MODSEQ */
 	assert_int_equal(acc.m[2].uid, 4);
 	assert_int_equal(acc.m[2].flags, STORE_FLAG_ANSWERED);
-	assert_int_equal(acc.m[2].modseq, 7);
-	/* Two flag changes, then one MODSEQ for the expunge. */
+	assert_int_equal(acc.m[2].modseq, 6);
+	/* One new MODSEQ for the whole update (RFC 7162 allows it): both flag changes and the
+	 * expunge. */
 	assert_int_equal(store_mailbox_get(store, alice, "INBOX", &mb), 1);
-	assert_int_equal(mb.highestmodseq, 8);
+	assert_int_equal(mb.highestmodseq, 6);
 	assert_int_equal(mb.messages, 3);
 	assert_int_equal(mb.uidnext, 6);
 	assert_int_equal(store_message_open(store, alice, "INBOX", 3), -2);
@@ -828,8 +836,9 @@ test_store_update_sync(void **state)
 	/* Only no-ops (set and clear the same bit: clear wins; gone UIDs): nothing moves. */
 	snapshot(store, d->path, alice, &before);
 	{
-		struct store_flag_change c[2] = {{1, STORE_FLAG_FLAGGED, STORE_FLAG_FLAGGED, NULL, NULL, NULL, 0},
-		                                 {3, STORE_FLAG_SEEN, 0, NULL, NULL, NULL, 0}};
+		struct store_flag_change c[2] = {
+		    {1, STORE_FLAG_FLAGGED, STORE_FLAG_FLAGGED, NULL, NULL, NULL, 0},
+		    {3, STORE_FLAG_SEEN, 0, NULL, NULL, NULL, 0}};
 		memset(&u, 0, sizeof(u));
 		store_mailbox_update(store, alice, "INBOX", c, 2, update_expunge, 3, update_cb, &u);
 		assert_int_equal(u.calls, 1);
@@ -1023,11 +1032,11 @@ test_store_update_concurrent(void **state)
 	assert_int_equal(m.delivered_ok, MIX_FIRST + MIX_DELIVERIES);
 	assert_int_equal(m.updated_ok, MIX_UPDATES);
 
-	/* Every delivery and every change took exactly one MODSEQ, none twice. */
+	/* Every delivery and every update (its change and its expunge) took exactly one MODSEQ,
+	 * none twice, even when the committer ran several updates in one transaction. */
 	assert_int_equal(store_mailbox_get(env.store, target.account_id, "INBOX", &mb), 1);
 	assert_int_equal(mb.uidnext, MIX_FIRST + MIX_DELIVERIES + 1);
-	assert_int_equal(mb.highestmodseq,
-	                 MIX_FIRST + MIX_DELIVERIES + MIX_UPDATES + MIX_UPDATES / 2);
+	assert_int_equal(mb.highestmodseq, MIX_FIRST + MIX_DELIVERIES + MIX_UPDATES);
 	assert_int_equal(mb.messages, MIX_FIRST + MIX_DELIVERIES - MIX_UPDATES / 2);
 	assert_int_equal(list_mailbox(env.store, target.account_id, "INBOX", &acc), mb.messages);
 	for (uint32_t uid = 1; uid <= MIX_FIRST + MIX_DELIVERIES; uid++) {
@@ -1102,6 +1111,8 @@ test_store_migration_2(void **state)
 
 	/* Back to version 1: the schema of migration 1 alone, with a row from that time. */
 	raw_exec(d->path, "ALTER TABLE messages DROP COLUMN size_crlf;"
+	                  "ALTER TABLE messages DROP COLUMN mime;"
+	                  "DROP TABLE counters; DROP TABLE subscriptions;"
 	                  "UPDATE schema_version SET version = 1;");
 	store = open_store(d->path, false, NULL);
 	store_free(&store);
@@ -1117,6 +1128,1273 @@ test_store_migration_2(void **state)
 	assert_true(r.ok);
 	assert_int_equal(list_mailbox(store, t.account_id, "INBOX", &acc), 2);
 	assert_int_equal(acc.m[1].size_crlf, 6);
+	store_free(&store);
+}
+
+/* --- IMAP completion: migration 3, UIDVALIDITY, keywords, results, COPY/MOVE --- */
+
+static void
+sub_cb(const char *name, void *arg)
+{
+	char *buf = arg;
+
+	if (buf[0] != '\0')
+		strcat(buf, ",");
+	strcat(buf, name);
+}
+
+/* The account's subscriptions as "a,b,c" (sorted by name). */
+static void
+subscriptions(struct store *store, int64_t account, char *buf)
+{
+	buf[0] = '\0';
+	assert_int_equal(store_subscription_list(store, account, sub_cb, buf), 1);
+}
+
+static uint32_t
+uidvalidity_of(struct store *store, int64_t account, const char *name)
+{
+	struct store_mailbox mb;
+
+	assert_int_equal(store_mailbox_get(store, account, name, &mb), 1);
+	return mb.uidvalidity;
+}
+
+static void
+test_store_migration_3(void **state)
+{
+	struct test_dir *d = *state;
+	struct store *store = open_store(d->path, true, NULL);
+	struct store_target t = {0, "INBOX", 0, "alice@example.org", NULL};
+	struct commit_result r;
+	unsigned char *blob = NULL;
+	size_t len = 99;
+	char error[256], subs[512];
+	int64_t alice;
+
+	assert_int_equal(store_account_add(store, "alice@example.org", HASH, error, sizeof(error)),
+	                 1);
+	alice = t.account_id = account_id(store, "alice@example.org");
+	deliver(store, message1, sizeof(message1) - 1, &t, 1, &r);
+	assert_true(r.ok);
+	store_free(&store);
+
+	print_message("# migration 3 from a version 2 database: mime NULL, counter past the "
+	              "largest UIDVALIDITY, subscriptions from mailboxes.subscribed\n");
+	raw_exec(d->path, "ALTER TABLE messages DROP COLUMN mime;"
+	                  "DROP TABLE counters; DROP TABLE subscriptions;"
+	                  "UPDATE mailboxes SET subscribed = 0 WHERE name = 'Junk';"
+	                  "UPDATE mailboxes SET uidvalidity = 4000000000 WHERE name = 'Trash';"
+	                  "UPDATE schema_version SET version = 2;");
+	store = open_store(d->path, false, NULL);
+	assert_int_equal(raw_int(d->path, "SELECT version FROM schema_version"), 3);
+	assert_int_equal(raw_int(d->path, "SELECT value FROM counters WHERE name = 'uidvalidity'"),
+	                 4000000000LL);
+	subscriptions(store, alice, subs);
+	assert_string_equal(subs, "Drafts,INBOX,Sent,Trash");
+	/* An old row has no structure: found, NULL, the caller builds it from the file. */
+	assert_int_equal(store_message_mime(store, alice, "INBOX", 1, &blob, &len), 1);
+	assert_null(blob);
+	assert_int_equal(len, 0);
+	assert_int_equal(store_message_mime(store, alice, "INBOX", 2, &blob, &len), 0);
+	assert_int_equal(store_message_mime(store, alice, "Nope", 1, &blob, &len), 0);
+	/* The next mailbox is past every value given before the counter existed. */
+	assert_int_equal(store_mailbox_create(store, alice, "New", NULL, error, sizeof(error)), 1);
+	assert_int_equal(uidvalidity_of(store, alice, "New"), 4000000001U);
+	store_free(&store);
+}
+
+static void
+test_store_uidvalidity(void **state)
+{
+	struct test_dir *d = *state;
+	struct store *store = open_store(d->path, true, NULL);
+	uint32_t seen[16], u;
+	int64_t now = time(NULL), alice, bob;
+	char error[256];
+	size_t n = 0;
+
+	assert_int_equal(store_account_add(store, "alice@example.org", HASH, error, sizeof(error)),
+	                 1);
+	assert_int_equal(store_account_add(store, "bob@example.org", HASH, error, sizeof(error)),
+	                 1);
+	alice = account_id(store, "alice@example.org");
+	bob = account_id(store, "bob@example.org");
+	print_message(
+	    "# every default mailbox of every account gets its own UIDVALIDITY, >= now\n");
+	for (int a = 0; a < 2; a++) {
+		static const char *const names[] = {"INBOX", "Sent", "Drafts", "Junk", "Trash"};
+		for (size_t i = 0; i < 5; i++) {
+			u = uidvalidity_of(store, a == 0 ? alice : bob, names[i]);
+			assert_true(u >= now);
+			for (size_t j = 0; j < n; j++)
+				assert_int_not_equal(seen[j], u);
+			seen[n++] = u;
+		}
+	}
+	print_message("# a name deleted and created again in the same second: a new value each "
+	              "time\n");
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(
+		    store_mailbox_create(store, alice, "Again", NULL, error, sizeof(error)), 1);
+		u = uidvalidity_of(store, alice, "Again");
+		for (size_t j = 0; j < n; j++)
+			assert_int_not_equal(u, seen[j]);
+		assert_true(u > seen[n - 1]);
+		seen[n++] = u;
+		assert_int_equal(store_mailbox_delete(store, alice, "Again", error, sizeof(error)),
+		                 1);
+	}
+	store_free(&store);
+	/* Durable: the counter survives a reopen. */
+	store = open_store(d->path, false, NULL);
+	assert_int_equal(store_mailbox_create(store, alice, "Again", NULL, error, sizeof(error)),
+	                 1);
+	assert_true(uidvalidity_of(store, alice, "Again") > seen[n - 1]);
+	store_free(&store);
+}
+
+/* Keyword lists given to a delivery: normalized, or refused with an error. */
+static const struct {
+	const char *in;
+	const char *want; /* NULL: refused */
+} keyword_cases[] = {
+    {NULL, ""},
+    {"", ""},
+    {"   ", ""},
+    {"$Forwarded", "$Forwarded"},
+    {"  $Forwarded   Work  ", "$Forwarded Work"},
+    {"Work work WORK $junk", "Work $junk"}, /* case-insensitive unique, first case kept */
+    {"a\\b", NULL},
+    {"\\Seen", NULL}, /* a system flag is not a keyword */
+    {"a(b", NULL},
+    {"a)b", NULL},
+    {"a{b", NULL},
+    {"a%b", NULL},
+    {"a*b", NULL},
+    {"a\"b", NULL},
+    {"a]b", NULL},
+    {"a\tb", NULL},
+    {"a\x7f", NULL},
+    {"caf\xc3\xa9", NULL}, /* 8-bit: not an atom */
+    {"[ok]", NULL},        /* ']' is a resp-special */
+    {"[ok", "[ok"},
+    {"a+b-c.d_e!f#g&h'i/j:k;l<m=n>o?p@q^r`s|t~u", "a+b-c.d_e!f#g&h'i/j:k;l<m=n>o?p@q^r`s|t~u"},
+};
+
+/* "k00 k01 ... " with n keywords of width bytes each (padded with x). */
+static void
+keyword_list(char *buf, size_t size, int n, int width)
+{
+	size_t o = 0;
+
+	buf[0] = '\0';
+	for (int i = 0; i < n && o + (size_t)width + 2 < size; i++) {
+		int w = snprintf(buf + o, size - o, "%s%04d", i > 0 ? " " : "", i);
+		o += (size_t)w;
+		for (int j = 4; j < width; j++)
+			buf[o++] = 'x';
+		buf[o] = '\0';
+	}
+}
+
+static void
+test_store_keywords_delivery(void **state)
+{
+	struct test_dir *d = *state;
+	struct store *store = open_store(d->path, true, NULL);
+	struct store_target t = {0, "INBOX", STORE_FLAG_SEEN, "alice@example.org", NULL};
+	struct commit_result r;
+	struct list_acc acc;
+	char error[256], big[4096];
+	int rows = 0;
+
+	assert_int_equal(store_account_add(store, "alice@example.org", HASH, error, sizeof(error)),
+	                 1);
+	t.account_id = account_id(store, "alice@example.org");
+	for (size_t i = 0; i < sizeof(keyword_cases) / sizeof(keyword_cases[0]); i++) {
+		print_message("# delivery keywords \"%s\" -> %s\n",
+		              keyword_cases[i].in ? keyword_cases[i].in : "(null)",
+		              keyword_cases[i].want ? keyword_cases[i].want : "refused");
+		t.keywords = keyword_cases[i].in;
+		deliver(store, message1, sizeof(message1) - 1, &t, 1, &r);
+		if (keyword_cases[i].want == NULL) {
+			assert_false(r.ok);
+			assert_true(strstr(r.error, "keyword") != NULL);
+			continue;
+		}
+		assert_true(r.ok);
+		rows++;
+		assert_int_equal(list_mailbox(store, t.account_id, "INBOX", &acc), rows);
+		assert_string_equal(acc.m[rows - 1].keywords, keyword_cases[i].want);
+		assert_int_equal(acc.m[rows - 1].flags, STORE_FLAG_SEEN);
+	}
+	print_message("# a keyword of STORE_KEYWORD_MAX bytes is kept, one more byte refused\n");
+	keyword_list(big, sizeof(big), 1, STORE_KEYWORD_MAX);
+	t.keywords = big;
+	deliver(store, message1, sizeof(message1) - 1, &t, 1, &r);
+	assert_true(r.ok);
+	rows++;
+	keyword_list(big, sizeof(big), 1, STORE_KEYWORD_MAX + 1);
+	deliver(store, message1, sizeof(message1) - 1, &t, 1, &r);
+	assert_false(r.ok);
+	print_message("# a list of exactly STORE_KEYWORDS_MAX - 1 bytes is kept, more refused\n");
+	/* 16 keywords of 63 bytes + 15 spaces = 1023 bytes. */
+	keyword_list(big, sizeof(big), 16, 63);
+	assert_int_equal(strlen(big), STORE_KEYWORDS_MAX - 1);
+	deliver(store, message1, sizeof(message1) - 1, &t, 1, &r);
+	assert_true(r.ok);
+	rows++;
+	assert_int_equal(list_mailbox(store, t.account_id, "INBOX", &acc), rows);
+	assert_string_equal(acc.m[rows - 1].keywords, big);
+	keyword_list(big, sizeof(big), 17, 63);
+	deliver(store, message1, sizeof(message1) - 1, &t, 1, &r);
+	assert_false(r.ok);
+	assert_true(strstr(r.error, "too many keywords") != NULL);
+	/* Refused deliveries left nothing: no row, no file, no tmp file. */
+	assert_int_equal(list_mailbox(store, t.account_id, "INBOX", &acc), rows);
+	assert_int_equal(count_files(d->path, "mail"), rows);
+	assert_int_equal(count_files(d->path, "tmp"), 0);
+	store_free(&store);
+}
+
+/* Result of one store_mailbox_update_r, copied out of the callback. */
+struct update_r {
+	int calls;
+	bool ok;
+	char error[256];
+	uint64_t highestmodseq;
+	struct store_changed changed[8];
+	size_t nchanged;
+	uint32_t modified[8], expunged[8];
+	size_t nmodified, nexpunged;
+};
+
+static void
+update_r_cb(bool ok, const char *error, const struct store_update_result *r, void *arg)
+{
+	struct update_r *u = arg;
+
+	memset(u, 0, sizeof(*u));
+	u->calls = 1;
+	u->ok = ok;
+	snprintf(u->error, sizeof(u->error), "%s", error != NULL ? error : "");
+	if (!ok) {
+		assert_null(r);
+		return;
+	}
+	assert_non_null(r);
+	u->highestmodseq = r->highestmodseq;
+	assert_true(r->nchanged <= 8 && r->nmodified <= 8 && r->nexpunged <= 8);
+	u->nchanged = r->nchanged;
+	memcpy(u->changed, r->changed, r->nchanged * sizeof(*r->changed));
+	u->nmodified = r->nmodified;
+	memcpy(u->modified, r->modified, r->nmodified * sizeof(*r->modified));
+	u->nexpunged = r->nexpunged;
+	memcpy(u->expunged, r->expunged, r->nexpunged * sizeof(*r->expunged));
+}
+
+static void
+test_store_update_results(void **state)
+{
+	struct test_dir *d = *state;
+	struct store *store = open_store(d->path, true, NULL);
+	struct mailbox_snapshot before, after;
+	int64_t alice = update_fixture(store); /* INBOX uids 1..5, highestmodseq 5 */
+	struct update_r u;
+	struct list_acc acc;
+
+	print_message(
+	    "# results: changed in UID order with flags, keywords and the one new MODSEQ; "
+	    "no-ops left out; expunged ascending\n");
+	{
+		struct store_flag_change c[] = {
+		    {4, STORE_FLAG_ANSWERED, 0, NULL, "Work $Label1", NULL, 0},
+		    {2, STORE_FLAG_SEEN, 0, NULL, NULL, NULL, 0}, /* already \Seen: no change */
+		    {1, STORE_FLAG_SEEN, 0, NULL, NULL, NULL, 0},
+		    {3, STORE_FLAG_SEEN, 0, NULL, NULL, NULL,
+		     0}, /* expunged below: not in changed */
+		    {99, STORE_FLAG_SEEN, 0, NULL, NULL, NULL, 0},
+		};
+		uint32_t expunge[] = {5, 3, 77, 5};
+
+		store_mailbox_update_r(store, alice, "INBOX", c, 5, expunge, 4, update_r_cb, &u);
+		assert_int_equal(u.calls, 1);
+		assert_true(u.ok);
+		assert_int_equal(u.highestmodseq, 6);
+		assert_int_equal(u.nchanged, 2);
+		assert_int_equal(u.changed[0].uid, 1);
+		assert_int_equal(u.changed[0].flags, STORE_FLAG_SEEN);
+		assert_int_equal(u.changed[0].modseq, 6);
+		assert_string_equal(u.changed[0].keywords, "");
+		assert_int_equal(u.changed[1].uid, 4);
+		assert_int_equal(u.changed[1].flags, STORE_FLAG_ANSWERED | STORE_FLAG_FLAGGED);
+		assert_int_equal(u.changed[1].modseq, 6);
+		assert_string_equal(u.changed[1].keywords, "Work $Label1");
+		assert_int_equal(u.nmodified, 0);
+		assert_int_equal(u.nexpunged, 2);
+		assert_int_equal(u.expunged[0], 3);
+		assert_int_equal(u.expunged[1], 5);
+	}
+	print_message("# keywords: add (case-insensitive no-op), remove, replace; the set, not the "
+	              "order, decides whether a message changed\n");
+	{
+		struct store_flag_change c[] = {{4, 0, 0, NULL, "work", NULL, 0}};
+
+		store_mailbox_update_r(store, alice, "INBOX", c, 1, NULL, 0, update_r_cb, &u);
+		assert_true(u.ok);
+		assert_int_equal(u.nchanged, 0);
+		assert_int_equal(u.highestmodseq, 6);
+		c[0].kw_add = NULL;
+		c[0].kw_replace = "$label1 WORK";
+		store_mailbox_update_r(store, alice, "INBOX", c, 1, NULL, 0, update_r_cb, &u);
+		assert_true(u.ok);
+		assert_int_equal(u.nchanged, 0);
+		c[0].kw_replace = NULL;
+		c[0].kw_remove = "WORK";
+		c[0].kw_add = "Urgent";
+		store_mailbox_update_r(store, alice, "INBOX", c, 1, NULL, 0, update_r_cb, &u);
+		assert_true(u.ok);
+		assert_int_equal(u.nchanged, 1);
+		assert_string_equal(u.changed[0].keywords, "$Label1 Urgent");
+		assert_int_equal(u.changed[0].modseq, 7);
+		assert_int_equal(u.highestmodseq, 7);
+		c[0].kw_add = NULL;
+		c[0].kw_remove = NULL;
+		c[0].kw_replace = "";
+		store_mailbox_update_r(store, alice, "INBOX", c, 1, NULL, 0, update_r_cb, &u);
+		assert_int_equal(u.nchanged, 1);
+		assert_string_equal(u.changed[0].keywords, "");
+		assert_int_equal(u.highestmodseq, 8);
+	}
+	print_message("# a UID given twice: one entry with its final state\n");
+	{
+		struct store_flag_change c[] = {{1, STORE_FLAG_FLAGGED, 0, NULL, "A", NULL, 0},
+		                                {1, 0, STORE_FLAG_SEEN, NULL, "B", NULL, 0}};
+
+		store_mailbox_update_r(store, alice, "INBOX", c, 2, NULL, 0, update_r_cb, &u);
+		assert_true(u.ok);
+		assert_int_equal(u.nchanged, 1);
+		assert_int_equal(u.changed[0].uid, 1);
+		assert_int_equal(u.changed[0].flags, STORE_FLAG_FLAGGED);
+		assert_string_equal(u.changed[0].keywords, "A B");
+		assert_int_equal(u.changed[0].modseq, 9);
+	}
+	print_message("# a keyword error fails the whole update: nothing changes\n");
+	snapshot(store, d->path, alice, &before);
+	{
+		static const char *const bad[][3] = {
+		    {NULL, "ok bad\\kw", NULL},
+		    {NULL, NULL, "(x"},
+		    {"a]", NULL, NULL},
+		};
+		char big[2048];
+
+		for (size_t i = 0; i < 3; i++) {
+			struct store_flag_change c[] = {
+			    {2, STORE_FLAG_DELETED, 0, NULL, NULL, NULL, 0},
+			    {1, STORE_FLAG_DRAFT, 0, bad[i][0], bad[i][1], bad[i][2], 0}};
+			uint32_t x = 2;
+
+			store_mailbox_update_r(store, alice, "INBOX", c, 2, &x, 1, update_r_cb, &u);
+			assert_int_equal(u.calls, 1);
+			assert_false(u.ok);
+			assert_true(strstr(u.error, "uid 1: ") == u.error);
+		}
+		/* Adding past STORE_KEYWORDS_MAX is refused, not cut. */
+		keyword_list(big, sizeof(big), 16, 63);
+		{
+			struct store_flag_change c[] = {{1, 0, 0, NULL, big, NULL, 0}};
+
+			store_mailbox_update_r(store, alice, "INBOX", c, 1, NULL, 0, update_r_cb,
+			                       &u);
+			assert_false(u.ok);
+			assert_true(strstr(u.error, "too many keywords") != NULL);
+		}
+	}
+	snapshot(store, d->path, alice, &after);
+	snapshot_equal(&before, &after);
+	assert_int_equal(list_mailbox(store, alice, "INBOX", &acc), 3);
+	assert_string_equal(acc.m[0].keywords, "A B");
+
+	print_message("# an update of a missing mailbox: not ok, r NULL\n");
+	store_mailbox_update_r(store, alice, "Gone", NULL, 0, NULL, 0, update_r_cb, &u);
+	assert_int_equal(u.calls, 1);
+	assert_false(u.ok);
+	assert_string_equal(u.error, "no such mailbox");
+	store_free(&store);
+}
+
+static void
+test_store_unchangedsince(void **state)
+{
+	struct test_dir *d = *state;
+	struct store *store = open_store(d->path, true, NULL);
+	int64_t alice = update_fixture(store); /* uid n has MODSEQ n */
+	struct update_r u;
+	struct list_acc acc;
+
+	print_message("# UNCHANGEDSINCE: messages with MODSEQ <= the value change, newer ones are "
+	              "reported in modified[] and left alone\n");
+	{
+		struct store_flag_change c[] = {
+		    {1, STORE_FLAG_FLAGGED, 0, NULL, NULL, NULL, 3},
+		    {3, STORE_FLAG_FLAGGED, 0, NULL, NULL, NULL, 3},
+		    {5, STORE_FLAG_FLAGGED, 0, NULL, NULL, NULL, 3},
+		    {4, 0, STORE_FLAG_FLAGGED, NULL, NULL, NULL, 3}, /* would change: modified */
+		    {2, 0, 0, NULL, NULL, NULL, 0},                  /* no condition, no change */
+		};
+
+		store_mailbox_update_r(store, alice, "INBOX", c, 5, NULL, 0, update_r_cb, &u);
+		assert_true(u.ok);
+		assert_int_equal(u.nchanged, 2);
+		assert_int_equal(u.changed[0].uid, 1);
+		assert_int_equal(u.changed[1].uid, 3);
+		assert_int_equal(u.changed[1].modseq, 6);
+		assert_int_equal(u.nmodified, 2);
+		assert_int_equal(u.modified[0], 4);
+		assert_int_equal(u.modified[1], 5);
+		assert_int_equal(u.highestmodseq, 6);
+	}
+	print_message("# the same STORE again with the old value: now every message is modified\n");
+	{
+		struct store_flag_change c[] = {{1, STORE_FLAG_SEEN, 0, NULL, NULL, NULL, 3},
+		                                {3, STORE_FLAG_SEEN, 0, NULL, NULL, NULL, 5}};
+
+		store_mailbox_update_r(store, alice, "INBOX", c, 2, NULL, 0, update_r_cb, &u);
+		assert_true(u.ok);
+		assert_int_equal(u.nchanged, 0);
+		assert_int_equal(u.nmodified, 2);
+		assert_int_equal(u.highestmodseq, 6);
+		/* With the current value it applies. */
+		c[0].unchangedsince = 6;
+		c[1].unchangedsince = 6;
+		store_mailbox_update_r(store, alice, "INBOX", c, 2, NULL, 0, update_r_cb, &u);
+		assert_int_equal(u.nchanged, 2);
+		assert_int_equal(u.nmodified, 0);
+		assert_int_equal(u.highestmodseq, 7);
+	}
+	assert_int_equal(list_mailbox(store, alice, "INBOX", &acc), 5);
+	assert_int_equal(acc.m[3].flags, STORE_FLAG_FLAGGED); /* uid 4 left alone */
+	assert_int_equal(acc.m[3].modseq, 4);
+	assert_int_equal(acc.m[4].flags, 0); /* uid 5 left alone */
+	store_free(&store);
+}
+
+/* Result of one store_message_copy, copied out of the callback. */
+struct copy_r {
+	int calls;
+	int result;
+	char error[256];
+	bool have_r;
+	int64_t dst_mailbox_id;
+	uint32_t dst_uidvalidity;
+	uint32_t src[8], dst[8];
+	size_t n;
+	uint64_t dst_modseq;
+};
+
+static void
+copy_cb(int result, const char *error, const struct store_copy_result *r, void *arg)
+{
+	struct copy_r *c = arg;
+
+	memset(c, 0, sizeof(*c));
+	c->calls = 1;
+	c->result = result;
+	snprintf(c->error, sizeof(c->error), "%s", error != NULL ? error : "");
+	c->have_r = r != NULL;
+	if (r == NULL)
+		return;
+	assert_true(r->n <= 8);
+	c->dst_mailbox_id = r->dst_mailbox_id;
+	c->dst_uidvalidity = r->dst_uidvalidity;
+	c->n = r->n;
+	memcpy(c->src, r->src_uids, r->n * sizeof(uint32_t));
+	memcpy(c->dst, r->dst_uids, r->n * sizeof(uint32_t));
+	c->dst_modseq = r->dst_modseq;
+}
+
+/* Reads the whole message (up to size bytes) of uid into buf; returns its length, -2 none. */
+static ssize_t
+read_message(struct store *store, int64_t account, const char *mailbox, uint32_t uid, char *buf,
+             size_t size, struct stat *sb)
+{
+	int fd = store_message_open(store, account, mailbox, uid);
+	ssize_t got;
+
+	if (fd == -2)
+		return -2;
+	assert_true(fd >= 0);
+	if (sb != NULL)
+		assert_int_equal(fstat(fd, sb), 0);
+	got = read(fd, buf, size);
+	close(fd);
+	return got;
+}
+
+static void
+test_store_copy(void **state)
+{
+	struct test_dir *d = *state;
+	struct store *store = open_store(d->path, true, NULL);
+	int64_t alice = update_fixture(store);
+	struct store_flag_change kw = {2, STORE_FLAG_FLAGGED, 0, NULL, "$Forwarded Work", NULL, 0};
+	struct store_mailbox trash, inbox;
+	struct list_acc src, dst;
+	struct update_r u;
+	struct copy_r c;
+	struct stat sa, sb;
+	unsigned char *blob = NULL;
+	size_t len = 0;
+	char buf[4096];
+	uint32_t uids[] = {4, 2, 99, 2};
+	int files = count_files(d->path, "mail");
+
+	store_mailbox_update_r(store, alice, "INBOX", &kw, 1, NULL, 0, update_r_cb, &u);
+	assert_true(u.ok);
+	/* A structure kept with the source row must travel with the copy. */
+	raw_exec(d->path, "UPDATE messages SET mime = x'01020304' WHERE uid = 2 AND mailbox_id = "
+	                  "(SELECT id FROM mailboxes WHERE name = 'INBOX')");
+	assert_int_equal(store_mailbox_get(store, alice, "INBOX", &inbox), 1);
+
+	print_message("# COPY 4,2,99,2 INBOX -> Trash: existing UIDs once, ascending, new UIDs in "
+	              "that order, one new MODSEQ\n");
+	store_message_copy(store, alice, "inbox", uids, 4, "Trash", false, copy_cb, &c);
+	assert_int_equal(c.calls, 1);
+	assert_int_equal(c.result, 1);
+	assert_true(c.have_r);
+	assert_int_equal(store_mailbox_get(store, alice, "Trash", &trash), 1);
+	assert_int_equal(c.dst_mailbox_id, trash.id);
+	assert_int_equal(c.dst_uidvalidity, trash.uidvalidity);
+	assert_int_equal(c.n, 2);
+	assert_int_equal(c.src[0], 2);
+	assert_int_equal(c.src[1], 4);
+	assert_int_equal(c.dst[0], 1);
+	assert_int_equal(c.dst[1], 2);
+	assert_int_equal(c.dst_modseq, 1);
+	assert_int_equal(trash.uidnext, 3);
+	assert_int_equal(trash.highestmodseq, 1);
+
+	print_message(
+	    "# the copies keep flags, keywords, internal date, summary, CRLF size and the "
+	    "MIME structure\n");
+	assert_int_equal(list_mailbox(store, alice, "INBOX", &src), 5);
+	assert_int_equal(list_mailbox(store, alice, "Trash", &dst), 2);
+	for (int i = 0; i < 2; i++) {
+		const struct store_message *s = list_find(&src, c.src[i]);
+
+		assert_int_equal(dst.m[i].uid, c.dst[i]);
+		assert_int_equal(dst.m[i].flags, s->flags);
+		assert_string_equal(dst.m[i].keywords, s->keywords);
+		assert_int_equal(dst.m[i].internal_date, s->internal_date);
+		assert_int_equal(dst.m[i].size, s->size);
+		assert_int_equal(dst.m[i].size_crlf, s->size_crlf);
+		assert_string_equal(dst.m[i].subject, s->subject);
+		assert_string_equal(dst.m[i].message_id, s->message_id);
+		assert_int_equal(dst.m[i].modseq, 1);
+	}
+	assert_int_equal(dst.m[0].flags, STORE_FLAG_SEEN | STORE_FLAG_FLAGGED);
+	assert_string_equal(dst.m[0].keywords, "$Forwarded Work");
+	assert_int_equal(store_message_mime(store, alice, "Trash", 1, &blob, &len), 1);
+	assert_int_equal(len, 4);
+	assert_memory_equal(blob, "\x01\x02\x03\x04", 4);
+	free(blob);
+	/* The source mailbox did not move. */
+	assert_int_equal(store_mailbox_get(store, alice, "INBOX", &trash), 1);
+	assert_int_equal(trash.highestmodseq, inbox.highestmodseq);
+
+	/* Crash safety rests on this: a copy never shares a name with its source, so expunging
+	 * either unlinks only its own name, and a crash between link and commit can only leave an
+	 * extra name (an orphan), never a row whose file is gone. */
+	print_message("# each copy is a second hard link of the same file; expunging the source "
+	              "leaves the copy readable\n");
+	assert_int_equal(count_files(d->path, "mail"), files + 2);
+	assert_int_equal(read_message(store, alice, "INBOX", 2, buf, sizeof(buf), &sa),
+	                 sizeof(message1) - 1);
+	assert_int_equal(read_message(store, alice, "Trash", 1, buf, sizeof(buf), &sb),
+	                 sizeof(message1) - 1);
+	assert_int_equal(sa.st_ino, sb.st_ino);
+	assert_int_equal(sb.st_nlink, 2);
+	{
+		uint32_t x = 2;
+
+		store_mailbox_update_r(store, alice, "INBOX", NULL, 0, &x, 1, update_r_cb, &u);
+		assert_true(u.ok);
+		assert_int_equal(u.nexpunged, 1);
+	}
+	memset(buf, 0, sizeof(buf));
+	assert_int_equal(read_message(store, alice, "Trash", 1, buf, sizeof(buf), &sb),
+	                 sizeof(message1) - 1);
+	assert_memory_equal(buf, message1, sizeof(message1) - 1);
+	assert_int_equal(sb.st_nlink, 1);
+	assert_int_equal(count_files(d->path, "mail"), files + 1);
+
+	print_message("# no such destination (TRYCREATE) or source: result 0, r NULL, nothing "
+	              "changes\n");
+	store_message_copy(store, alice, "INBOX", uids, 1, "NoSuch", false, copy_cb, &c);
+	assert_int_equal(c.calls, 1);
+	assert_int_equal(c.result, 0);
+	assert_false(c.have_r);
+	store_message_copy(store, alice, "NoSuch", uids, 1, "Trash", true, copy_cb, &c);
+	assert_int_equal(c.result, 0);
+	assert_false(c.have_r);
+	print_message("# only gone UIDs: done, n 0, no MODSEQ or UID used\n");
+	{
+		uint32_t gone[] = {2, 55};
+
+		store_message_copy(store, alice, "INBOX", gone, 2, "Trash", false, copy_cb, &c);
+		assert_int_equal(c.result, 1);
+		assert_int_equal(c.n, 0);
+		assert_int_equal(store_mailbox_get(store, alice, "Trash", &trash), 1);
+		assert_int_equal(trash.uidnext, 3);
+		assert_int_equal(trash.highestmodseq, 1);
+	}
+	assert_int_equal(count_files(d->path, "mail"), files + 1);
+	store_free(&store);
+	/* Durable. */
+	store = open_store(d->path, false, NULL);
+	assert_int_equal(list_mailbox(store, alice, "Trash", &dst), 2);
+	assert_int_equal(read_message(store, alice, "Trash", 2, buf, sizeof(buf), NULL),
+	                 sizeof(message1) - 1);
+	store_free(&store);
+}
+
+static void
+test_store_move(void **state)
+{
+	struct test_dir *d = *state;
+	struct store *store = open_store(d->path, true, NULL);
+	int64_t alice = update_fixture(store);
+	struct store_mailbox inbox, junk;
+	struct list_acc acc;
+	struct copy_r c;
+	char buf[4096];
+	uint32_t uids[] = {5, 1, 3};
+	int files = count_files(d->path, "mail");
+
+	print_message("# MOVE 5,1,3 INBOX -> Junk: rows move with new UIDs, no file work, INBOX's "
+	              "HIGHESTMODSEQ raised\n");
+	assert_int_equal(store_mailbox_get(store, alice, "INBOX", &inbox), 1);
+	store_message_copy(store, alice, "INBOX", uids, 3, "Junk", true, copy_cb, &c);
+	assert_int_equal(c.result, 1);
+	assert_int_equal(c.n, 3);
+	assert_int_equal(c.src[0], 1);
+	assert_int_equal(c.src[1], 3);
+	assert_int_equal(c.src[2], 5);
+	assert_int_equal(c.dst[0], 1);
+	assert_int_equal(c.dst[2], 3);
+	assert_int_equal(store_mailbox_get(store, alice, "Junk", &junk), 1);
+	assert_int_equal(c.dst_uidvalidity, junk.uidvalidity);
+	assert_int_equal(junk.messages, 3);
+	assert_int_equal(junk.uidnext, 4);
+	assert_int_equal(junk.highestmodseq, c.dst_modseq);
+	assert_int_equal(list_mailbox(store, alice, "INBOX", &acc), 2);
+	assert_int_equal(acc.m[0].uid, 2);
+	assert_int_equal(acc.m[1].uid, 4);
+	{
+		struct store_mailbox after;
+
+		assert_int_equal(store_mailbox_get(store, alice, "INBOX", &after), 1);
+		assert_int_equal(after.highestmodseq, inbox.highestmodseq + 1);
+		assert_int_equal(after.uidnext, inbox.uidnext);
+	}
+	assert_int_equal(count_files(d->path, "mail"), files);
+	assert_int_equal(read_message(store, alice, "Junk", 3, buf, sizeof(buf), NULL),
+	                 sizeof(message1) - 1);
+	assert_int_equal(read_message(store, alice, "INBOX", 5, buf, sizeof(buf), NULL), -2);
+	assert_int_equal(list_mailbox(store, alice, "Junk", &acc), 3);
+	assert_int_equal(acc.m[0].flags, 0);
+	assert_int_equal(acc.m[0].modseq, c.dst_modseq);
+
+	print_message("# MOVE within one mailbox: new UIDs, one new MODSEQ\n");
+	{
+		uint32_t one = 2;
+
+		store_message_copy(store, alice, "Junk", &one, 1, "Junk", true, copy_cb, &c);
+		assert_int_equal(c.result, 1);
+		assert_int_equal(c.n, 1);
+		assert_int_equal(c.dst[0], 4);
+		assert_int_equal(store_mailbox_get(store, alice, "Junk", &inbox), 1);
+		assert_int_equal(inbox.messages, 3);
+		assert_int_equal(inbox.highestmodseq, junk.highestmodseq + 1);
+	}
+	store_free(&store);
+}
+
+/* Copies and updates through the pipeline: grouped into one transaction, each result right. */
+static void
+test_store_copy_threaded(void **state)
+{
+	struct test_dir *d = *state;
+	struct store *store = open_store(d->path, true, NULL);
+	int64_t alice = update_fixture(store);
+	struct loop_env env;
+	struct copy_r c1, c2;
+	struct update_r u;
+	struct list_acc acc;
+	uint32_t a[] = {1, 2}, b[] = {3};
+	struct store_flag_change f = {4, 0, 0, NULL, "Later", NULL, 0};
+	char buf[4096];
+
+	store_free(&store);
+	loop_env_open(&env, d->path, false);
+	print_message("# pipeline: COPY, MOVE and STORE queued together, callbacks through the "
+	              "loop\n");
+	memset(&c1, 0, sizeof(c1));
+	memset(&c2, 0, sizeof(c2));
+	memset(&u, 0, sizeof(u));
+	store_message_copy(env.store, alice, "INBOX", a, 2, "Trash", false, copy_cb, &c1);
+	store_message_copy(env.store, alice, "INBOX", b, 1, "Trash", true, copy_cb, &c2);
+	store_mailbox_update_r(env.store, alice, "INBOX", &f, 1, NULL, 0, update_r_cb, &u);
+	assert_int_equal(c1.calls + c2.calls + u.calls, 0);
+	loop_until(&env, &c1.calls, 1);
+	loop_until(&env, &c2.calls, 1);
+	loop_until(&env, &u.calls, 1);
+	assert_int_equal(c1.result, 1);
+	assert_int_equal(c1.n, 2);
+	assert_int_equal(c1.dst[0], 1);
+	assert_int_equal(c2.result, 1);
+	assert_int_equal(c2.dst[0], 3);
+	assert_true(u.ok);
+	assert_int_equal(u.nchanged, 1);
+	assert_string_equal(u.changed[0].keywords, "Later");
+	assert_int_equal(list_mailbox(env.store, alice, "Trash", &acc), 3);
+	assert_int_equal(list_mailbox(env.store, alice, "INBOX", &acc), 4);
+	assert_int_equal(read_message(env.store, alice, "Trash", 2, buf, sizeof(buf), NULL),
+	                 sizeof(message1) - 1);
+	/* A failing copy in the group (no such mailbox) does not sink the others. */
+	memset(&c1, 0, sizeof(c1));
+	memset(&c2, 0, sizeof(c2));
+	store_message_copy(env.store, alice, "INBOX", a, 2, "Nope", false, copy_cb, &c1);
+	store_message_copy(env.store, alice, "INBOX", a, 2, "Junk", false, copy_cb, &c2);
+	loop_until(&env, &c1.calls, 1);
+	loop_until(&env, &c2.calls, 1);
+	assert_int_equal(c1.result, 0);
+	assert_int_equal(c2.result, 1);
+	assert_int_equal(c2.n, 2);
+	assert_int_equal(count_files(d->path, "mail"), 6 + 2 + 2);
+	assert_int_equal(count_files(d->path, "tmp"), 0);
+	loop_env_close(&env);
+}
+
+static void
+mailbox_name_cb(const struct store_mailbox *mb, void *arg)
+{
+	sub_cb(mb->name, arg);
+}
+
+/* The account's mailboxes as "a,b,c" in creation order. */
+static void
+mailboxes(struct store *store, int64_t account, char *buf)
+{
+	buf[0] = '\0';
+	assert_int_equal(store_mailbox_list(store, account, mailbox_name_cb, buf), 0);
+}
+
+/* Delivers message1 into account's mailbox (synchronously). */
+static void
+deliver_to(struct store *store, int64_t account, const char *mailbox)
+{
+	struct store_target t = {account, mailbox, 0, "alice@example.org", NULL};
+	struct commit_result r;
+
+	deliver(store, message1, sizeof(message1) - 1, &t, 1, &r);
+	assert_true(r.ok);
+}
+
+/* Names every mailbox call must refuse, with the reason an IMAP server passes on. */
+static const struct {
+	const char *name;
+	const char *error;
+} bad_names[] = {
+    {"", "empty"},
+    {"/Work", "empty level"},
+    {"Work/", "empty level"},
+    {"Work//Sub", "empty level"},
+    {"/", "empty level"},
+    {"Wo\x01rk", "control character"},
+    {"Work\r\nA1 LOGOUT", "control character"},
+    {"Del\x7f", "control character"},
+    {"Wo*rk", "wildcard"},
+    {"Wo%rk", "wildcard"},
+    {"Caf\xe9", "UTF-8"},
+    {"\xc0\xaf", "UTF-8"},     /* overlong '/' */
+    {"\xed\xa0\x80", "UTF-8"}, /* a surrogate */
+};
+
+static void
+test_store_mailbox_create(void **state)
+{
+	struct test_dir *d = *state;
+	struct store *store = open_store(d->path, true, NULL);
+	struct store_mailbox mb;
+	char error[256], names[1024], longname[300];
+	int64_t alice;
+
+	assert_int_equal(store_account_add(store, "alice@example.org", HASH, error, sizeof(error)),
+	                 1);
+	alice = account_id(store, "alice@example.org");
+	print_message("# CREATE Work/Projects/2026 makes the missing parents too\n");
+	assert_int_equal(
+	    store_mailbox_create(store, alice, "Work/Projects/2026", NULL, error, sizeof(error)),
+	    1);
+	mailboxes(store, alice, names);
+	assert_string_equal(names, "INBOX,Sent,Drafts,Junk,Trash,Work,Work/Projects,"
+	                           "Work/Projects/2026");
+	assert_int_equal(store_mailbox_get(store, alice, "Work/Projects/2026", &mb), 1);
+	assert_int_equal(mb.uidnext, 1);
+	assert_int_equal(mb.highestmodseq, 0);
+	assert_int_equal(mb.messages, 0);
+	assert_string_equal(mb.special_use, "");
+	print_message("# an existing name (INBOX in any case too): 0 with an error\n");
+	assert_int_equal(store_mailbox_create(store, alice, "Work", NULL, error, sizeof(error)), 0);
+	assert_string_equal(error, "Mailbox already exists");
+	assert_int_equal(store_mailbox_create(store, alice, "iNbOx", NULL, error, sizeof(error)),
+	                 0);
+	print_message("# CREATE with a special use (RFC 6154), known ones only\n");
+	assert_int_equal(
+	    store_mailbox_create(store, alice, "Archive", "\\ARCHIVE", error, sizeof(error)), 1);
+	assert_int_equal(store_mailbox_get(store, alice, "Archive", &mb), 1);
+	assert_string_equal(mb.special_use, "\\Archive");
+	assert_int_equal(store_mailbox_create(store, alice, "B", "\\Bogus", error, sizeof(error)),
+	                 -1);
+	assert_int_equal(store_mailbox_get(store, alice, "B", &mb), 0);
+	print_message("# 255 bytes are fine, 256 refused; UTF-8 names are fine\n");
+	memset(longname, 'a', 255);
+	longname[255] = '\0';
+	assert_int_equal(store_mailbox_create(store, alice, longname, NULL, error, sizeof(error)),
+	                 1);
+	longname[255] = 'a';
+	longname[256] = '\0';
+	assert_int_equal(store_mailbox_create(store, alice, longname, NULL, error, sizeof(error)),
+	                 -1);
+	assert_true(strstr(error, "too long") != NULL);
+	assert_int_equal(store_mailbox_create(store, alice, "Caf\xc3\xa9/\xe2\x82\xac", NULL, error,
+	                                      sizeof(error)),
+	                 1);
+	for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++) {
+		print_message("# refused name %zu: %s\n", i, bad_names[i].error);
+		error[0] = '\0';
+		assert_int_equal(store_mailbox_create(store, alice, bad_names[i].name, NULL, error,
+		                                      sizeof(error)),
+		                 -1);
+		assert_true(strstr(error, bad_names[i].error) != NULL);
+		assert_int_equal(
+		    store_mailbox_delete(store, alice, bad_names[i].name, error, sizeof(error)),
+		    -1);
+		assert_int_equal(store_mailbox_rename(store, alice, "Work", bad_names[i].name,
+		                                      error, sizeof(error)),
+		                 -1);
+		assert_int_equal(store_subscription_set(store, alice, bad_names[i].name, true,
+		                                        error, sizeof(error)),
+		                 -1);
+	}
+	/* Nothing of the refused ones exists. */
+	mailboxes(store, alice, names);
+	assert_string_equal(names,
+	                    "INBOX,Sent,Drafts,Junk,Trash,Work,Work/Projects,"
+	                    "Work/Projects/2026,Archive,"
+	                    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	                    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	                    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	                    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa,"
+	                    "Caf\xc3\xa9,Caf\xc3\xa9/\xe2\x82\xac");
+	/* A new mailbox takes deliveries from UID 1. */
+	deliver_to(store, alice, "Work/Projects");
+	assert_int_equal(store_mailbox_get(store, alice, "Work/Projects", &mb), 1);
+	assert_int_equal(mb.messages, 1);
+	assert_int_equal(mb.uidnext, 2);
+	store_free(&store);
+}
+
+static void
+test_store_mailbox_delete(void **state)
+{
+	struct test_dir *d = *state;
+	struct store *store = open_store(d->path, true, NULL);
+	struct store_mailbox mb;
+	char error[256], names[1024], buf[4096];
+	int64_t alice;
+
+	assert_int_equal(store_account_add(store, "alice@example.org", HASH, error, sizeof(error)),
+	                 1);
+	alice = account_id(store, "alice@example.org");
+	assert_int_equal(store_mailbox_create(store, alice, "Work/Sub", NULL, error, sizeof(error)),
+	                 1);
+	deliver_to(store, alice, "Work");
+	deliver_to(store, alice, "Work");
+	deliver_to(store, alice, "Work/Sub");
+	deliver_to(store, alice, "INBOX");
+	assert_int_equal(count_files(d->path, "mail"), 4);
+
+	print_message("# DELETE Work: its rows and files go, the child Work/Sub stays\n");
+	assert_int_equal(store_mailbox_delete(store, alice, "Work", error, sizeof(error)), 1);
+	assert_int_equal(count_files(d->path, "mail"), 2);
+	mailboxes(store, alice, names);
+	assert_string_equal(names, "INBOX,Sent,Drafts,Junk,Trash,Work/Sub");
+	assert_int_equal(store_mailbox_get(store, alice, "Work", &mb), 0);
+	assert_int_equal(raw_int(d->path, "SELECT count(*) FROM messages"), 2);
+	assert_int_equal(read_message(store, alice, "Work/Sub", 1, buf, sizeof(buf), NULL),
+	                 sizeof(message1) - 1);
+	print_message("# DELETE again, of a name that is only a parent now, of INBOX: 0\n");
+	assert_int_equal(store_mailbox_delete(store, alice, "Work", error, sizeof(error)), 0);
+	assert_string_equal(error, "No such mailbox");
+	assert_int_equal(store_mailbox_delete(store, alice, "inbox", error, sizeof(error)), 0);
+	assert_string_equal(error, "INBOX cannot be deleted");
+	assert_int_equal(store_mailbox_get(store, alice, "INBOX", &mb), 1);
+	assert_int_equal(mb.messages, 1);
+	print_message("# a delivery to a deleted mailbox fails; nothing is left behind\n");
+	{
+		struct store_target t = {alice, "Work", 0, "alice@example.org", NULL};
+		struct commit_result r;
+
+		deliver(store, message1, sizeof(message1) - 1, &t, 1, &r);
+		assert_false(r.ok);
+		assert_int_equal(count_files(d->path, "mail"), 2);
+		assert_int_equal(count_files(d->path, "tmp"), 0);
+	}
+	print_message("# CREATE Work again: empty, UIDs from 1, a new UIDVALIDITY\n");
+	assert_int_equal(store_mailbox_create(store, alice, "Work", NULL, error, sizeof(error)), 1);
+	assert_int_equal(store_mailbox_get(store, alice, "Work", &mb), 1);
+	assert_int_equal(mb.messages, 0);
+	assert_int_equal(mb.uidnext, 1);
+	store_free(&store);
+}
+
+static void
+test_store_mailbox_rename(void **state)
+{
+	struct test_dir *d = *state;
+	struct store *store = open_store(d->path, true, NULL);
+	struct store_mailbox before, after, inbox;
+	char error[256], names[1024], subs[1024], buf[4096];
+	struct list_acc acc;
+	int64_t alice;
+
+	assert_int_equal(store_account_add(store, "alice@example.org", HASH, error, sizeof(error)),
+	                 1);
+	alice = account_id(store, "alice@example.org");
+	assert_int_equal(store_mailbox_create(store, alice, "Work/Sub", NULL, error, sizeof(error)),
+	                 1);
+	assert_int_equal(store_mailbox_create(store, alice, "Workshop", NULL, error, sizeof(error)),
+	                 1);
+	assert_int_equal(
+	    store_subscription_set(store, alice, "Work/Sub", true, error, sizeof(error)), 1);
+	deliver_to(store, alice, "Work");
+	deliver_to(store, alice, "Work/Sub");
+	deliver_to(store, alice, "Work/Sub");
+	assert_int_equal(store_mailbox_get(store, alice, "Work/Sub", &before), 1);
+
+	print_message("# RENAME Work Archive/2026: children follow (not Workshop), missing parents "
+	              "made, UIDs and UIDVALIDITY kept, subscriptions follow\n");
+	assert_int_equal(
+	    store_mailbox_rename(store, alice, "Work", "Archive/2026", error, sizeof(error)), 1);
+	mailboxes(store, alice, names);
+	assert_string_equal(names, "INBOX,Sent,Drafts,Junk,Trash,Archive/2026,Archive/2026/Sub,"
+	                           "Workshop,Archive");
+	assert_int_equal(store_mailbox_get(store, alice, "Archive/2026/Sub", &after), 1);
+	assert_int_equal(after.id, before.id);
+	assert_int_equal(after.uidvalidity, before.uidvalidity);
+	assert_int_equal(after.uidnext, before.uidnext);
+	assert_int_equal(after.messages, 2);
+	assert_int_equal(read_message(store, alice, "Archive/2026/Sub", 2, buf, sizeof(buf), NULL),
+	                 sizeof(message1) - 1);
+	assert_int_equal(read_message(store, alice, "Work/Sub", 2, buf, sizeof(buf), NULL), -2);
+	subscriptions(store, alice, subs);
+	assert_string_equal(subs, "Archive/2026/Sub,Drafts,INBOX,Junk,Sent,Trash");
+
+	print_message("# refusals: no such mailbox 0, target exists -2, into itself -1\n");
+	assert_int_equal(store_mailbox_rename(store, alice, "Work", "X", error, sizeof(error)), 0);
+	assert_int_equal(
+	    store_mailbox_rename(store, alice, "Workshop", "Sent", error, sizeof(error)), -2);
+	assert_int_equal(
+	    store_mailbox_rename(store, alice, "Workshop", "inbox", error, sizeof(error)), -2);
+	assert_int_equal(
+	    store_mailbox_rename(store, alice, "Workshop", "Workshop", error, sizeof(error)), -2);
+	assert_int_equal(store_mailbox_rename(store, alice, "Archive", "Archive/2026/Deep", error,
+	                                      sizeof(error)),
+	                 -1);
+	/* A child's new name taken (B/Sub, left after DELETE B): -2 and nothing moved. */
+	assert_int_equal(store_mailbox_create(store, alice, "B/Sub", NULL, error, sizeof(error)),
+	                 1);
+	assert_int_equal(store_mailbox_delete(store, alice, "B", error, sizeof(error)), 1);
+	assert_int_equal(
+	    store_mailbox_rename(store, alice, "Archive/2026", "B", error, sizeof(error)), -2);
+	assert_int_equal(store_mailbox_get(store, alice, "Archive/2026/Sub", &after), 1);
+	assert_int_equal(store_mailbox_get(store, alice, "B", &after), 0);
+
+	print_message("# RENAME INBOX Old: messages move with their UIDs into a new mailbox; INBOX "
+	              "stays, empty, its UIDNEXT kept; INBOX/Kid untouched\n");
+	deliver_to(store, alice, "INBOX");
+	deliver_to(store, alice, "INBOX");
+	assert_int_equal(
+	    store_mailbox_create(store, alice, "INBOX/Kid", NULL, error, sizeof(error)), 1);
+	assert_int_equal(store_mailbox_get(store, alice, "INBOX", &inbox), 1);
+	assert_int_equal(store_mailbox_rename(store, alice, "inbox", "Old", error, sizeof(error)),
+	                 1);
+	assert_int_equal(store_mailbox_get(store, alice, "Old", &after), 1);
+	assert_int_not_equal(after.id, inbox.id);
+	assert_true(after.uidvalidity > inbox.uidvalidity);
+	assert_int_equal(after.uidnext, inbox.uidnext);
+	assert_int_equal(after.messages, 2);
+	assert_int_equal(list_mailbox(store, alice, "Old", &acc), 2);
+	assert_int_equal(acc.m[0].uid, 1);
+	assert_int_equal(acc.m[1].uid, 2);
+	assert_int_equal(read_message(store, alice, "Old", 2, buf, sizeof(buf), NULL),
+	                 sizeof(message1) - 1);
+	assert_int_equal(store_mailbox_get(store, alice, "INBOX", &after), 1);
+	assert_int_equal(after.id, inbox.id);
+	assert_int_equal(after.uidvalidity, inbox.uidvalidity);
+	assert_int_equal(after.messages, 0);
+	assert_int_equal(after.uidnext, inbox.uidnext);
+	assert_int_equal(after.highestmodseq, inbox.highestmodseq + 1);
+	assert_int_equal(store_mailbox_get(store, alice, "INBOX/Kid", &after), 1);
+	/* The next delivery to INBOX does not reuse a UID. */
+	deliver_to(store, alice, "INBOX");
+	assert_int_equal(list_mailbox(store, alice, "INBOX", &acc), 1);
+	assert_int_equal(acc.m[0].uid, 3);
+	store_free(&store);
+}
+
+static void
+test_store_subscriptions(void **state)
+{
+	struct test_dir *d = *state;
+	struct store *store = open_store(d->path, true, NULL);
+	char error[256], subs[1024];
+	int64_t alice;
+
+	assert_int_equal(store_account_add(store, "alice@example.org", HASH, error, sizeof(error)),
+	                 1);
+	alice = account_id(store, "alice@example.org");
+	print_message("# a new account is subscribed to its five mailboxes\n");
+	subscriptions(store, alice, subs);
+	assert_string_equal(subs, "Drafts,INBOX,Junk,Sent,Trash");
+	print_message("# subscriptions are names: kept without a mailbox, set twice is once, "
+	              "inbox is INBOX\n");
+	assert_int_equal(
+	    store_subscription_set(store, alice, "Not/There", true, error, sizeof(error)), 1);
+	assert_int_equal(
+	    store_subscription_set(store, alice, "Not/There", true, error, sizeof(error)), 1);
+	assert_int_equal(store_subscription_set(store, alice, "Junk", false, error, sizeof(error)),
+	                 1);
+	assert_int_equal(store_subscription_set(store, alice, "Junk", false, error, sizeof(error)),
+	                 1);
+	assert_int_equal(store_subscription_set(store, alice, "inbox", false, error, sizeof(error)),
+	                 1);
+	subscriptions(store, alice, subs);
+	assert_string_equal(subs, "Drafts,Not/There,Sent,Trash");
+	/* A deleted mailbox keeps its subscription (RFC 3501 LSUB). */
+	assert_int_equal(store_mailbox_delete(store, alice, "Sent", error, sizeof(error)), 1);
+	subscriptions(store, alice, subs);
+	assert_string_equal(subs, "Drafts,Not/There,Sent,Trash");
+	store_free(&store);
+	/* Durable, and they go with the account. */
+	store = open_store(d->path, false, NULL);
+	subscriptions(store, alice, subs);
+	assert_string_equal(subs, "Drafts,Not/There,Sent,Trash");
+	assert_int_equal(store_account_del(store, "alice@example.org", error, sizeof(error)), 1);
+	assert_int_equal(raw_int(d->path, "SELECT count(*) FROM subscriptions"), 0);
+	store_free(&store);
+}
+
+/* Events seen by the deliver test's subscriber. */
+struct events {
+	int n;
+	struct notify_event ev[4];
+};
+
+static void
+event_cb(const struct notify_event *ev, void *arg)
+{
+	struct events *e = arg;
+
+	if (e->n < 4)
+		e->ev[e->n] = *ev;
+	e->n++;
+}
+
+/* Result of deliver_tx_commit_r / deliver_tx_commit. */
+struct deliver_r {
+	int calls;
+	bool ok;
+	char error[256];
+	struct store_result results[2];
+};
+
+static void
+deliver_r_cb(bool ok, const char *error, const struct store_result *results, void *arg)
+{
+	struct deliver_r *r = arg;
+
+	r->calls++;
+	r->ok = ok;
+	snprintf(r->error, sizeof(r->error), "%s", error != NULL ? error : "");
+	if (ok)
+		memcpy(r->results, results, sizeof(r->results[0]));
+	else
+		assert_null(results);
+}
+
+static void
+deliver_plain_cb(bool ok, const char *error, void *arg)
+{
+	struct deliver_r *r = arg;
+
+	r->calls++;
+	r->ok = ok;
+}
+
+static void
+test_store_deliver_append(void **state)
+{
+	static const char msg[] = "From: Alice <alice@example.org>\r\n"
+	                          "Subject: draft\r\n"
+	                          "\r\n"
+	                          "Unfinished.\r\n";
+	struct test_dir *d = *state;
+	struct store *store = open_store(d->path, true, NULL);
+	struct config *config = config_new();
+	struct notify_hub *hub = notify_hub_new();
+	struct deliver *dl = deliver_new(store, hub, config);
+	struct store_target t = {0, "Drafts", STORE_FLAG_SEEN | STORE_FLAG_DRAFT, "",
+	                         "$Draft Work"};
+	struct store_mailbox drafts;
+	struct notify_sub *sub;
+	struct deliver_tx *tx;
+	struct deliver_r r;
+	struct events e;
+	struct list_acc acc;
+	char error[256], buf[4096];
+	int64_t alice;
+
+	assert_int_equal(store_account_add(store, "alice@example.org", HASH, error, sizeof(error)),
+	                 1);
+	alice = t.account_id = account_id(store, "alice@example.org");
+	memset(&e, 0, sizeof(e));
+	sub = notify_subscribe(hub, alice, 0, event_cb, &e);
+
+	print_message("# APPEND through deliver: no trace headers, the given internal date, "
+	              "flags and keywords; results and the NEW event carry UID, UIDVALIDITY, "
+	              "MODSEQ, keywords\n");
+	tx = deliver_tx_begin_append(dl, 1700000000, error, sizeof(error));
+	assert_non_null(tx);
+	assert_int_equal(deliver_tx_write(tx, msg, sizeof(msg) - 1), 0);
+	memset(&r, 0, sizeof(r));
+	deliver_tx_commit_r(dl, &tx, &t, 1, alice, deliver_r_cb, &r);
+	assert_null(tx);
+	assert_int_equal(r.calls, 1);
+	assert_true(r.ok);
+	assert_int_equal(store_mailbox_get(store, alice, "Drafts", &drafts), 1);
+	assert_int_equal(r.results[0].mailbox_id, drafts.id);
+	assert_int_equal(r.results[0].uid, 1);
+	assert_int_equal(r.results[0].uidvalidity, drafts.uidvalidity);
+	assert_int_equal(r.results[0].modseq, 1);
+	assert_int_equal(list_mailbox(store, alice, "Drafts", &acc), 1);
+	assert_int_equal(acc.m[0].internal_date, 1700000000);
+	assert_int_equal(acc.m[0].flags, STORE_FLAG_SEEN | STORE_FLAG_DRAFT);
+	assert_string_equal(acc.m[0].keywords, "$Draft Work");
+	assert_int_equal(acc.m[0].size, sizeof(msg) - 1);
+	assert_int_equal(read_message(store, alice, "Drafts", 1, buf, sizeof(buf), NULL),
+	                 sizeof(msg) - 1);
+	assert_memory_equal(buf, msg, sizeof(msg) - 1); /* byte for byte: no Return-Path */
+	assert_int_equal(e.n, 1);
+	assert_int_equal(e.ev[0].kind, NOTIFY_NEW);
+	assert_int_equal(e.ev[0].uid, 1);
+	assert_int_equal(e.ev[0].modseq, 1);
+	assert_int_equal(e.ev[0].internal_date, 1700000000);
+	assert_string_equal(e.ev[0].keywords, "$Draft Work");
+	assert_string_equal(e.ev[0].mailbox, "Drafts");
+	assert_string_equal(e.ev[0].subject, "draft");
+
+	print_message("# internal date 0 is now; deliver_tx_commit still works as before\n");
+	t.keywords = NULL;
+	tx = deliver_tx_begin_append(dl, 0, error, sizeof(error));
+	assert_int_equal(deliver_tx_write(tx, msg, sizeof(msg) - 1), 0);
+	memset(&r, 0, sizeof(r));
+	deliver_tx_commit(dl, &tx, &t, 1, alice, deliver_plain_cb, &r);
+	assert_true(r.ok);
+	assert_int_equal(list_mailbox(store, alice, "Drafts", &acc), 2);
+	assert_true(acc.m[1].internal_date >= time(NULL) - 5);
+	assert_string_equal(acc.m[1].keywords, "");
+	assert_int_equal(e.n, 2);
+	assert_string_equal(e.ev[1].keywords, "");
+
+	print_message(
+	    "# the internal date set after the data streamed (APPEND's date-time) wins\n");
+	tx = deliver_tx_begin_append(dl, 0, error, sizeof(error));
+	assert_int_equal(deliver_tx_write(tx, msg, sizeof(msg) - 1), 0);
+	deliver_tx_set_internal_date(tx, 1600000000);
+	memset(&r, 0, sizeof(r));
+	deliver_tx_commit_r(dl, &tx, &t, 1, alice, deliver_r_cb, &r);
+	assert_true(r.ok);
+	assert_int_equal(r.results[0].uid, 3);
+	assert_int_equal(list_mailbox(store, alice, "Drafts", &acc), 3);
+	assert_int_equal(acc.m[2].internal_date, 1600000000);
+	assert_int_equal(e.n, 3);
+	assert_int_equal(e.ev[2].internal_date, 1600000000);
+
+	print_message("# bad keywords or a missing mailbox: not ok, results NULL, no event\n");
+	t.keywords = "bad]kw";
+	tx = deliver_tx_begin_append(dl, 0, error, sizeof(error));
+	assert_int_equal(deliver_tx_write(tx, msg, sizeof(msg) - 1), 0);
+	memset(&r, 0, sizeof(r));
+	deliver_tx_commit_r(dl, &tx, &t, 1, alice, deliver_r_cb, &r);
+	assert_int_equal(r.calls, 1);
+	assert_false(r.ok);
+	assert_true(strstr(r.error, "keyword") != NULL);
+	t.keywords = NULL;
+	t.mailbox = "Nope";
+	tx = deliver_tx_begin_append(dl, 0, error, sizeof(error));
+	assert_int_equal(deliver_tx_write(tx, msg, sizeof(msg) - 1), 0);
+	memset(&r, 0, sizeof(r));
+	deliver_tx_commit_r(dl, &tx, &t, 1, alice, deliver_r_cb, &r);
+	assert_false(r.ok);
+	assert_int_equal(e.n, 3);
+	assert_int_equal(count_files(d->path, "mail"), 3);
+	assert_int_equal(count_files(d->path, "tmp"), 0);
+
+	notify_unsubscribe(&sub);
+	deliver_free(&dl);
+	notify_hub_free(&hub);
+	config_free(&config);
+	store_free(&store);
+}
+
+/* The MIME structure a delivery keeps: what mimestruct_build gives for the message (NULL while
+ * it cannot build one), read back by store_message_mime. */
+static void
+test_store_message_mime(void **state)
+{
+	struct test_dir *d = *state;
+	struct store *store = open_store(d->path, true, NULL);
+	struct store_target t = {0, "INBOX", 0, "alice@example.org", NULL};
+	struct commit_result r;
+	unsigned char *want = NULL, *blob = NULL;
+	size_t wantlen = 0, len = 0;
+	char error[256];
+	int built;
+
+	assert_int_equal(store_account_add(store, "alice@example.org", HASH, error, sizeof(error)),
+	                 1);
+	t.account_id = account_id(store, "alice@example.org");
+	deliver(store, message1, sizeof(message1) - 1, &t, 1, &r);
+	assert_true(r.ok);
+	built = mimestruct_build_buffer(message1, sizeof(message1) - 1, &want, &wantlen);
+	print_message("# store_message_mime returns what mimestruct builds (builder %s)\n",
+	              built == 0 ? "available" : "not yet available: NULL expected");
+	assert_int_equal(store_message_mime(store, t.account_id, "inbox", 1, &blob, &len), 1);
+	if (built == 0) {
+		assert_non_null(blob);
+		assert_int_equal(len, wantlen);
+		assert_memory_equal(blob, want, len);
+	} else {
+		assert_null(blob);
+		assert_int_equal(len, 0);
+	}
+	free(blob);
+	free(want);
 	store_free(&store);
 }
 
@@ -1136,6 +2414,20 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_store_update_threaded, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_update_concurrent, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_migration_2, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_store_migration_3, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_store_uidvalidity, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_store_keywords_delivery, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_store_update_results, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_store_unchangedsince, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_store_copy, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_store_move, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_store_copy_threaded, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_store_mailbox_create, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_store_mailbox_delete, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_store_mailbox_rename, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_store_subscriptions, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_store_deliver_append, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_store_message_mime, setup_dir, teardown_dir),
 	};
 	int rc;
 
