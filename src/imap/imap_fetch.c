@@ -1,6 +1,9 @@
-/* imap_fetch: FETCH (items, body sections streamed from the message file with bare LF turned
- * into CRLF, under output backpressure) over the selected mailbox's
- * snapshot. */
+/* imap_fetch: FETCH and UID FETCH over the selected mailbox's snapshot: the items of RFC 3501
+ * 6.4.5 (macros, FLAGS, INTERNALDATE, RFC822.SIZE, UID, ENVELOPE, BODY, BODYSTRUCTURE, body
+ * sections with partials, RFC822*) and CONDSTORE's MODSEQ and (CHANGEDSINCE n) (RFC 7162).
+ * The MIME structure comes from the store (built at delivery), or is built from the file for
+ * rows that have none; body sections stream from the file (imap_section.c) under output
+ * backpressure. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,43 +16,48 @@
 #include <event2/bufferevent.h>
 
 #include "imap/imap_private.h"
+#include "imap/imap_section.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "mime/mimestruct.h"
 #include "store/store.h"
+
+#define IMAP_FETCH_ITEMS_MAX 256 /* items in one FETCH (after macro expansion) */
 
 enum imap_fetch_kind {
 	IMAP_FETCH_FLAGS,
 	IMAP_FETCH_UID,
 	IMAP_FETCH_SIZE,
 	IMAP_FETCH_DATE,
-	IMAP_FETCH_BODY, /* a section */
+	IMAP_FETCH_MODSEQ,
+	IMAP_FETCH_ENVELOPE,
+	IMAP_FETCH_BODY,          /* BODY: the structure without extension data */
+	IMAP_FETCH_BODYSTRUCTURE, /* with it */
+	IMAP_FETCH_SECTION,       /* BODY[...], RFC822, RFC822.HEADER, RFC822.TEXT */
 };
-
-enum imap_section { IMAP_SECTION_ALL, IMAP_SECTION_HEADER, IMAP_SECTION_TEXT };
 
 struct imap_fetch_item {
 	enum imap_fetch_kind kind;
-	enum imap_section section;
-	bool peek;
-	bool partial;
-	uint32_t offset, size;
-	char name[32]; /* the response's name: "BODY[HEADER]", "RFC822" */
+	bool peek; /* a section that does not set \Seen */
+	struct imap_section_item body;
 };
 
 struct imap_fetch {
 	struct imap_fetch_item *items;
-	size_t nitems;
+	size_t nitems, items_cap;
 	uint32_t *idx;
 	long nidx;
 	long pos;
 	size_t item;
 	bool in_msg;
 	bool uid;
-	/* The body literal being streamed. */
-	int fd;
-	bool prev_cr;
-	uint64_t conv_pos; /* converted bytes produced so far */
-	uint64_t start, len, written;
+	uint64_t changedsince; /* (CHANGEDSINCE n); 0 when not given */
+	/* The structure of the message at ms_pos, loaded when an item needs it. */
+	struct mimestruct *ms;
+	long ms_pos;
+	char *text; /* ENVELOPE/BODYSTRUCTURE text being built */
+	size_t text_len, text_cap;
+	struct imap_section_stream st;
 };
 
 void
@@ -59,144 +67,38 @@ imap_fetch_free(struct imap_session *s)
 
 	if (f == NULL)
 		return;
-	if (f->fd >= 0)
-		close(f->fd);
+	imap_section_stream_close(&f->st);
+	for (size_t i = 0; i < f->nitems; i++) {
+		imap_section_clear(&f->items[i].body.sec);
+		free(f->items[i].body.name);
+	}
+	mimestruct_free(&f->ms);
+	free(f->text);
 	free(f->items);
 	free(f->idx);
 	free(f);
 	s->fetch = NULL;
 }
 
-/* Converts in[0..len) to the wire form (bare LF -> CRLF) into out (room for 2 * len). */
-static size_t
-imap_crlf_convert(bool *prev_cr, const char *in, size_t len, char *out)
-{
-	size_t n = 0;
-
-	for (size_t i = 0; i < len; i++) {
-		if (in[i] == '\n' && !*prev_cr)
-			out[n++] = '\r';
-		out[n++] = in[i];
-		*prev_cr = in[i] == '\r';
-	}
-	return n;
-}
-
-/* The size of the header block (through the empty line) in wire form; the fd is rewound. */
-static int
-imap_header_size(int fd, uint64_t *size_r)
-{
-	char buf[IMAP_CHUNK];
-	bool prev_cr = false, empty = true;
-	uint64_t pos = 0;
-	ssize_t got;
-
-	while ((got = read(fd, buf, sizeof(buf))) != 0) {
-		if (got < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		for (ssize_t i = 0; i < got; i++) {
-			char c = buf[i];
-
-			pos += (c == '\n' && !prev_cr) ? 2 : 1;
-			prev_cr = c == '\r';
-			if (c == '\n') {
-				if (empty) {
-					*size_r = pos;
-					return lseek(fd, 0, SEEK_SET) < 0 ? -1 : 0;
-				}
-				empty = true;
-			} else if (c != '\r') {
-				empty = false;
-			}
-		}
-	}
-	*size_r = pos;
-	return lseek(fd, 0, SEEK_SET) < 0 ? -1 : 0;
-}
-
-/* Parses one FETCH item; false after replying. */
 static bool
-imap_fetch_item_parse(struct imap_session *s, const char *tag, const struct imap_arg *a,
-                      struct imap_fetch_item *it)
+imap_fetch_add(struct imap_fetch *f, const struct imap_fetch_item *it)
 {
-	memset(it, 0, sizeof(*it));
-	if (a->type == IMAP_ARG_SECTION) {
-		bool rfc822 = false;
-
-		if (strcasecmp(a->str, "BODY.PEEK") == 0)
-			it->peek = true;
-		else if (strcasecmp(a->str, "BODY") != 0)
-			rfc822 = true;
-		if (rfc822) {
-			imap_bad(s, tag, "Invalid FETCH item");
-			return false;
-		}
-		if (a->section_len == 0) {
-			it->section = IMAP_SECTION_ALL;
-			str_copy(it->name, "BODY[]", sizeof(it->name));
-		} else if (strcasecmp(a->section, "HEADER") == 0) {
-			it->section = IMAP_SECTION_HEADER;
-			str_copy(it->name, "BODY[HEADER]", sizeof(it->name));
-		} else if (strcasecmp(a->section, "TEXT") == 0) {
-			it->section = IMAP_SECTION_TEXT;
-			str_copy(it->name, "BODY[TEXT]", sizeof(it->name));
-		} else {
-			imap_reply(s, "%s NO [CANNOT] FETCH section not supported yet", tag);
-			return false;
-		}
-		it->kind = IMAP_FETCH_BODY;
-		it->partial = a->partial;
-		it->offset = a->partial_offset;
-		it->size = a->partial_size;
-		if (it->partial) {
-			size_t n = strlen(it->name);
-
-			snprintf(it->name + n, sizeof(it->name) - n, "<%u>", it->offset);
-		}
-		return true;
-	}
-	if (imap_arg_atom_equals(a, "FLAGS"))
-		it->kind = IMAP_FETCH_FLAGS;
-	else if (imap_arg_atom_equals(a, "UID"))
-		it->kind = IMAP_FETCH_UID;
-	else if (imap_arg_atom_equals(a, "RFC822.SIZE"))
-		it->kind = IMAP_FETCH_SIZE;
-	else if (imap_arg_atom_equals(a, "INTERNALDATE"))
-		it->kind = IMAP_FETCH_DATE;
-	else if (imap_arg_atom_equals(a, "RFC822")) {
-		it->kind = IMAP_FETCH_BODY;
-		str_copy(it->name, "RFC822", sizeof(it->name));
-	} else if (imap_arg_atom_equals(a, "RFC822.HEADER")) {
-		it->kind = IMAP_FETCH_BODY;
-		it->section = IMAP_SECTION_HEADER;
-		it->peek = true;
-		str_copy(it->name, "RFC822.HEADER", sizeof(it->name));
-	} else if (imap_arg_atom_equals(a, "RFC822.TEXT")) {
-		it->kind = IMAP_FETCH_BODY;
-		it->section = IMAP_SECTION_TEXT;
-		str_copy(it->name, "RFC822.TEXT", sizeof(it->name));
-	} else if (imap_arg_atom_equals(a, "ENVELOPE") || imap_arg_atom_equals(a, "BODY") ||
-	           imap_arg_atom_equals(a, "BODYSTRUCTURE")) {
-		imap_reply(s, "%s NO [CANNOT] FETCH %s not supported yet", tag, a->str);
+	if (f->nitems == IMAP_FETCH_ITEMS_MAX)
 		return false;
-	} else {
-		imap_bad(s, tag, "Invalid FETCH item");
-		return false;
+	if (f->nitems == f->items_cap) {
+		f->items_cap = f->items_cap == 0 ? 8 : 2 * f->items_cap;
+		f->items = xrealloc(f->items, f->items_cap * sizeof(*f->items));
 	}
+	f->items[f->nitems++] = *it;
 	return true;
 }
 
-static void
-imap_fetch_add(struct imap_fetch *f, size_t *cap, const struct imap_fetch_item *it)
+static bool
+imap_fetch_add_kind(struct imap_fetch *f, enum imap_fetch_kind kind)
 {
-	if (f->nitems == *cap) {
-		*cap = *cap == 0 ? 8 : 2 * *cap;
-		f->items = xrealloc(f->items, *cap * sizeof(*f->items));
-	}
-	f->items[f->nitems++] = *it;
+	struct imap_fetch_item it = {.kind = kind};
+
+	return imap_fetch_add(f, &it);
 }
 
 static bool
@@ -208,72 +110,171 @@ imap_fetch_has(const struct imap_fetch *f, enum imap_fetch_kind kind)
 	return false;
 }
 
+/* BODY[section]<partial> / BODY.PEEK[...]; false when invalid. */
+static bool
+imap_fetch_section_parse(const struct imap_arg *a, struct imap_fetch_item *it)
+{
+	const char *prefix;
+
+	if (strcasecmp(a->str, "BODY.PEEK") == 0)
+		it->peek = true;
+	else if (strcasecmp(a->str, "BODY") != 0)
+		return false;
+	if (!imap_section_parse(a->section, &it->body.sec)) {
+		imap_section_clear(&it->body.sec);
+		return false;
+	}
+	it->kind = IMAP_FETCH_SECTION;
+	it->body.partial = a->partial;
+	it->body.offset = a->partial_offset;
+	it->body.size = a->partial_size;
+	prefix = "BODY"; /* the response never says .PEEK */
+	imap_section_name(&it->body, prefix, a->section, true);
+	return true;
+}
+
+/* One FETCH item; false when it is not one. */
+static bool
+imap_fetch_item_parse(const struct imap_arg *a, struct imap_fetch_item *it)
+{
+	static const struct {
+		const char *word;
+		enum imap_fetch_kind kind;
+	} simple[] = {
+	    {"FLAGS", IMAP_FETCH_FLAGS},      {"UID", IMAP_FETCH_UID},
+	    {"RFC822.SIZE", IMAP_FETCH_SIZE}, {"INTERNALDATE", IMAP_FETCH_DATE},
+	    {"MODSEQ", IMAP_FETCH_MODSEQ},    {"ENVELOPE", IMAP_FETCH_ENVELOPE},
+	    {"BODY", IMAP_FETCH_BODY},        {"BODYSTRUCTURE", IMAP_FETCH_BODYSTRUCTURE},
+	};
+
+	memset(it, 0, sizeof(*it));
+	if (a->type == IMAP_ARG_SECTION)
+		return imap_fetch_section_parse(a, it);
+	if (a->type != IMAP_ARG_ATOM)
+		return false;
+	for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); i++) {
+		if (imap_arg_atom_equals(a, simple[i].word)) {
+			it->kind = simple[i].kind;
+			return true;
+		}
+	}
+	it->kind = IMAP_FETCH_SECTION;
+	it->body.sec.spec = MIMESTRUCT_ALL;
+	if (imap_arg_atom_equals(a, "RFC822")) {
+		imap_section_name(&it->body, "RFC822", "", false);
+	} else if (imap_arg_atom_equals(a, "RFC822.HEADER")) {
+		it->body.sec.spec = MIMESTRUCT_HEADER;
+		it->peek = true; /* RFC 3501: like BODY.PEEK[HEADER] */
+		imap_section_name(&it->body, "RFC822.HEADER", "", false);
+	} else if (imap_arg_atom_equals(a, "RFC822.TEXT")) {
+		it->body.sec.spec = MIMESTRUCT_TEXT;
+		imap_section_name(&it->body, "RFC822.TEXT", "", false);
+	} else {
+		return false;
+	}
+	return true;
+}
+
+/* The items argument: a macro, one item, or a parenthesized list of items (not nested). */
+static bool
+imap_fetch_items_parse(struct imap_fetch *f, const struct imap_arg *arg)
+{
+	static const enum imap_fetch_kind fast[] = {IMAP_FETCH_FLAGS, IMAP_FETCH_DATE,
+	                                            IMAP_FETCH_SIZE, IMAP_FETCH_ENVELOPE,
+	                                            IMAP_FETCH_BODY};
+	const struct imap_arg *items = arg;
+	size_t nitems = 1, nmacro = 0;
+	struct imap_fetch_item it;
+
+	if (imap_arg_atom_equals(arg, "FAST"))
+		nmacro = 3;
+	else if (imap_arg_atom_equals(arg, "ALL"))
+		nmacro = 4;
+	else if (imap_arg_atom_equals(arg, "FULL"))
+		nmacro = 5;
+	for (size_t i = 0; i < nmacro; i++)
+		imap_fetch_add_kind(f, fast[i]);
+	if (nmacro > 0)
+		return true;
+	if (arg->type == IMAP_ARG_LIST) {
+		items = arg->list;
+		nitems = arg->list_count;
+		if (nitems == 0)
+			return false;
+	}
+	for (size_t i = 0; i < nitems; i++) {
+		if (!imap_fetch_item_parse(&items[i], &it)) {
+			imap_section_clear(&it.body.sec);
+			free(it.body.name);
+			return false;
+		}
+		if (it.kind == IMAP_FETCH_UID && imap_fetch_has(f, IMAP_FETCH_UID))
+			continue;
+		if (!imap_fetch_add(f, &it)) {
+			imap_section_clear(&it.body.sec);
+			free(it.body.name);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* The FETCH modifiers (RFC 4466): only (CHANGEDSINCE n) of RFC 7162. */
+static bool
+imap_fetch_modifiers_parse(struct imap_fetch *f, const struct imap_arg *arg)
+{
+	if (arg->type != IMAP_ARG_LIST || arg->list_count != 2 ||
+	    !imap_arg_atom_equals(&arg->list[0], "CHANGEDSINCE") ||
+	    arg->list[1].type != IMAP_ARG_NUMBER || arg->list[1].number > INT64_MAX)
+		return false;
+	f->changedsince = arg->list[1].number;
+	return true;
+}
+
 void
 imap_cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 {
 	struct imap_fetch *f;
-	struct imap_fetch_item it;
-	const struct imap_arg *items;
-	size_t nitems, cap = 0;
 	bool seen = false, meta = false;
 
-	if (cmd->nargs != 2) {
-		imap_bad(s, cmd->tag, "syntax: FETCH sequence-set items");
+	if (cmd->nargs != 2 && cmd->nargs != 3) {
+		imap_bad(s, cmd->tag, "syntax: FETCH sequence-set items [(CHANGEDSINCE n)]");
 		return;
 	}
 	f = xcalloc(1, sizeof(*f));
-	f->fd = -1;
+	f->st.fd = -1;
+	f->ms_pos = -1;
 	f->uid = cmd->uid;
 	s->fetch = f;
-	if (cmd->uid) {
-		it = (struct imap_fetch_item){.kind = IMAP_FETCH_UID};
-		imap_fetch_add(f, &cap, &it);
-	}
-	if (cmd->args[1].type == IMAP_ARG_LIST) {
-		items = cmd->args[1].list;
-		nitems = cmd->args[1].list_count;
-	} else {
-		items = &cmd->args[1];
-		nitems = 1;
-	}
-	if (nitems == 0) {
+	if (cmd->uid)
+		imap_fetch_add_kind(f, IMAP_FETCH_UID);
+	if (!imap_fetch_items_parse(f, &cmd->args[1])) {
 		imap_fetch_free(s);
-		imap_bad(s, cmd->tag, "Empty FETCH item list");
+		imap_bad(s, cmd->tag, "Invalid FETCH item or section");
 		return;
 	}
-	for (size_t i = 0; i < nitems; i++) {
-		if (cmd->args[1].type != IMAP_ARG_LIST && imap_arg_atom_equals(&items[i], "FAST")) {
-			it = (struct imap_fetch_item){.kind = IMAP_FETCH_FLAGS};
-			imap_fetch_add(f, &cap, &it);
-			it.kind = IMAP_FETCH_DATE;
-			imap_fetch_add(f, &cap, &it);
-			it.kind = IMAP_FETCH_SIZE;
-			imap_fetch_add(f, &cap, &it);
-			continue;
-		}
-		if (cmd->args[1].type != IMAP_ARG_LIST && (imap_arg_atom_equals(&items[i], "ALL") ||
-		                                           imap_arg_atom_equals(&items[i], "FULL"))) {
-			imap_fetch_free(s);
-			imap_reply(s, "%s NO [CANNOT] FETCH %s needs ENVELOPE, not supported yet",
-			           cmd->tag, items[i].str);
-			return;
-		}
-		if (!imap_fetch_item_parse(s, cmd->tag, &items[i], &it)) {
-			imap_fetch_free(s);
-			return;
-		}
-		if (it.kind == IMAP_FETCH_UID && cmd->uid)
-			continue;
-		if (it.kind == IMAP_FETCH_BODY && !it.peek)
+	if (cmd->nargs == 3 && !imap_fetch_modifiers_parse(f, &cmd->args[2])) {
+		imap_fetch_free(s);
+		imap_bad(s, cmd->tag, "Invalid FETCH modifier");
+		return;
+	}
+	/* RFC 7162 3.1: MODSEQ and CHANGEDSINCE enable CONDSTORE; CHANGEDSINCE implies MODSEQ. */
+	if (cmd->nargs == 3 || imap_fetch_has(f, IMAP_FETCH_MODSEQ))
+		s->condstore = true;
+	if (cmd->nargs == 3 && !imap_fetch_has(f, IMAP_FETCH_MODSEQ))
+		imap_fetch_add_kind(f, IMAP_FETCH_MODSEQ);
+	for (size_t i = 0; i < f->nitems; i++) {
+		enum imap_fetch_kind k = f->items[i].kind;
+
+		if (k == IMAP_FETCH_SECTION && !f->items[i].peek)
 			seen = true;
-		if (it.kind != IMAP_FETCH_FLAGS && it.kind != IMAP_FETCH_UID)
+		if (k == IMAP_FETCH_SIZE || k == IMAP_FETCH_DATE || k == IMAP_FETCH_SECTION)
 			meta = true;
-		imap_fetch_add(f, &cap, &it);
 	}
-	if (seen && !s->read_only && !imap_fetch_has(f, IMAP_FETCH_FLAGS)) {
-		it = (struct imap_fetch_item){.kind = IMAP_FETCH_FLAGS};
-		imap_fetch_add(f, &cap, &it);
-	}
+	if (seen && !s->read_only && !imap_fetch_has(f, IMAP_FETCH_FLAGS))
+		imap_fetch_add_kind(f, IMAP_FETCH_FLAGS);
+	if (seen && !s->read_only && s->condstore && !imap_fetch_has(f, IMAP_FETCH_MODSEQ))
+		imap_fetch_add_kind(f, IMAP_FETCH_MODSEQ);
 	f->nidx = imap_seqset_expand(s, cmd->tag, &cmd->args[0], cmd->uid, &f->idx);
 	if (f->nidx < 0) {
 		imap_fetch_free(s);
@@ -322,103 +323,116 @@ imap_fetch_begin(struct imap_session *s)
 	imap_enter_state(s, IMAP_STATE_FETCH);
 }
 
-/* Opens the message and writes "NAME {len}\r\n"; starts the stream. */
+/* The structure of the message at f->pos: kept with its row, or built from its file. */
+static const struct mimestruct *
+imap_fetch_structure(struct imap_session *s, const struct imap_msg *m)
+{
+	struct imap_fetch *f = s->fetch;
+	unsigned char *blob = NULL;
+	size_t len = 0;
+	int r, fd;
+
+	if (f->ms_pos == f->pos)
+		return f->ms;
+	mimestruct_free(&f->ms);
+	f->ms_pos = f->pos;
+	r = store_message_mime(s->server->store, s->account_id, s->mailbox, m->uid, &blob, &len);
+	if (r == 1 && blob != NULL)
+		f->ms = mimestruct_load(blob, len);
+	free(blob);
+	if (f->ms != NULL || r == 0)
+		return f->ms;
+	/* Stored before structures were kept (or not understood): build it now. */
+	fd = store_message_open(s->server->store, s->account_id, s->mailbox, m->uid);
+	if (fd < 0)
+		return NULL;
+	if (mimestruct_build_fd(fd, &blob, &len) == 0)
+		f->ms = mimestruct_load(blob, len);
+	free(blob);
+	close(fd);
+	if (f->ms == NULL)
+		log_warnx("imap session=%s event=fetch-structure-failed uid=%u", s->conn.id,
+		          m->uid);
+	return f->ms;
+}
+
+/* ENVELOPE, BODY or BODYSTRUCTURE of m. */
 static void
-imap_fetch_body_start(struct imap_session *s, const struct imap_msg *m,
+imap_fetch_structure_write(struct imap_session *s, const struct imap_msg *m,
+                           enum imap_fetch_kind kind)
+{
+	static const char *const names[] = {[IMAP_FETCH_ENVELOPE] = "ENVELOPE",
+	                                    [IMAP_FETCH_BODY] = "BODY",
+	                                    [IMAP_FETCH_BODYSTRUCTURE] = "BODYSTRUCTURE"};
+	struct imap_fetch *f = s->fetch;
+	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
+	const struct mimestruct *ms = imap_fetch_structure(s, m);
+
+	evbuffer_add_printf(out, "%s ", names[kind]);
+	if (ms == NULL) {
+		evbuffer_add(out, "NIL", 3);
+		return;
+	}
+	f->text_len = 0;
+	if (kind == IMAP_FETCH_ENVELOPE)
+		mimestruct_imap_envelope(ms, &f->text, &f->text_len, &f->text_cap);
+	else
+		mimestruct_imap_body(ms, kind == IMAP_FETCH_BODYSTRUCTURE, &f->text, &f->text_len,
+		                     &f->text_cap);
+	evbuffer_add(out, f->text, f->text_len);
+}
+
+/* Writes one item of m; true when a body stream was started (the item ends with it). */
+static bool
+imap_fetch_item_write(struct imap_session *s, const struct imap_msg *m,
                       const struct imap_fetch_item *it)
 {
 	struct imap_fetch *f = s->fetch;
 	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
-	uint64_t start = 0, len = m->size, hsize;
-	int fd;
+	const struct mimestruct *ms = NULL;
+	char date[64];
 
-	fd = store_message_open(s->server->store, s->account_id, s->mailbox, m->uid);
-	if (fd < 0) {
-		if (fd != -2)
-			log_warnx("imap session=%s event=fetch-open-failed uid=%u", s->conn.id,
-			          m->uid);
-		evbuffer_add_printf(out, "%s NIL", it->name);
-		return;
-	}
-	if (it->section != IMAP_SECTION_ALL) {
-		if (imap_header_size(fd, &hsize) < 0) {
-			close(fd);
-			evbuffer_add_printf(out, "%s NIL", it->name);
-			return;
-		}
-		if (hsize > m->size)
-			hsize = m->size;
-		if (it->section == IMAP_SECTION_HEADER) {
-			len = hsize;
-		} else {
-			start = hsize;
-			len = m->size - hsize;
-		}
-	}
-	if (it->partial) {
-		if (it->offset >= len) {
-			len = 0;
-		} else {
-			start += it->offset;
-			len -= it->offset;
-			if (len > it->size)
-				len = it->size;
-		}
-	}
-	evbuffer_add_printf(out, "%s {%llu}\r\n", it->name, (unsigned long long)len);
-	if (len == 0) {
-		close(fd);
-		return;
-	}
-	f->fd = fd;
-	f->prev_cr = false;
-	f->conv_pos = 0;
-	f->start = start;
-	f->len = len;
-	f->written = 0;
-}
+	switch (it->kind) {
+	case IMAP_FETCH_FLAGS:
+		evbuffer_add(out, "FLAGS ", 6);
+		imap_msg_flags_write(s, m);
+		break;
+	case IMAP_FETCH_UID:
+		evbuffer_add_printf(out, "UID %u", m->uid);
+		break;
+	case IMAP_FETCH_SIZE:
+		evbuffer_add_printf(out, "RFC822.SIZE %llu", (unsigned long long)m->size);
+		break;
+	case IMAP_FETCH_DATE: {
+		time_t t = (time_t)m->internal_date;
+		struct tm tm;
 
-/* Streams the current body literal; true when it is complete. */
-static bool
-imap_fetch_stream(struct imap_session *s)
-{
-	static char in[IMAP_CHUNK];
-	static char conv[2 * IMAP_CHUNK];
-	struct imap_fetch *f = s->fetch;
-	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
-	ssize_t got;
-	size_t n;
-
-	got = read(f->fd, in, sizeof(in));
-	if (got < 0 && errno == EINTR)
-		return false;
-	if (got <= 0) {
-		/* The file is shorter than listed: pad so the client stays in sync. */
-		log_warnx("imap session=%s event=fetch-short-read", s->conn.id);
-		while (f->written < f->len) {
-			evbuffer_add(out, " ", 1);
-			f->written++;
-		}
-	} else {
-		uint64_t base = f->conv_pos, lo, hi;
-
-		n = imap_crlf_convert(&f->prev_cr, in, (size_t)got, conv);
-		f->conv_pos += n;
-		lo = f->start + f->written;
-		hi = f->start + f->len;
-		if (f->conv_pos > lo && base < hi) {
-			uint64_t from = lo > base ? lo - base : 0;
-			uint64_t to = (hi < f->conv_pos ? hi : f->conv_pos) - base;
-
-			evbuffer_add(out, conv + from, (size_t)(to - from));
-			f->written += to - from;
-		}
+		gmtime_r(&t, &tm);
+		strftime(date, sizeof(date), "%d-%b-%Y %H:%M:%S +0000", &tm);
+		evbuffer_add_printf(out, "INTERNALDATE \"%s\"", date);
+		break;
 	}
-	if (f->written < f->len)
-		return false;
-	close(f->fd);
-	f->fd = -1;
-	return true;
+	case IMAP_FETCH_MODSEQ:
+		evbuffer_add_printf(out, "MODSEQ (%llu)", (unsigned long long)m->modseq);
+		break;
+	case IMAP_FETCH_ENVELOPE:
+	case IMAP_FETCH_BODY:
+	case IMAP_FETCH_BODYSTRUCTURE:
+		imap_fetch_structure_write(s, m, it->kind);
+		break;
+	case IMAP_FETCH_SECTION:
+		/* The whole message needs no structure. */
+		if (it->body.sec.depth > 0 || it->body.sec.spec != MIMESTRUCT_ALL) {
+			ms = imap_fetch_structure(s, m);
+			if (ms == NULL) {
+				evbuffer_add_printf(out, "%s NIL", it->body.name);
+				break;
+			}
+		}
+		imap_section_start(s, m, &it->body, ms, &f->st);
+		return f->st.fd >= 0;
+	}
+	return false;
 }
 
 bool
@@ -426,14 +440,12 @@ imap_fetch_pump(struct imap_session *s)
 {
 	struct imap_fetch *f = s->fetch;
 	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
-	char buf[96], date[64];
 
 	while (evbuffer_get_length(out) < IMAP_FETCH_HIGH) {
 		const struct imap_msg *m;
-		const struct imap_fetch_item *it;
 
-		if (f->fd >= 0) {
-			if (imap_fetch_stream(s))
+		if (f->st.fd >= 0) {
+			if (imap_section_stream(s, &f->st))
 				f->item++;
 			continue;
 		}
@@ -446,6 +458,10 @@ imap_fetch_pump(struct imap_session *s)
 		}
 		m = &s->msgs[f->idx[f->pos]];
 		if (!f->in_msg) {
+			if (f->changedsince > 0 && m->modseq <= f->changedsince) {
+				f->pos++;
+				continue;
+			}
 			evbuffer_add_printf(out, "* %u FETCH (", f->idx[f->pos] + 1);
 			f->in_msg = true;
 			f->item = 0;
@@ -454,37 +470,14 @@ imap_fetch_pump(struct imap_session *s)
 			evbuffer_add(out, ")\r\n", 3);
 			f->in_msg = false;
 			f->pos++;
+			mimestruct_free(&f->ms);
+			f->ms_pos = -1;
 			continue;
 		}
-		it = &f->items[f->item];
 		if (f->item > 0)
 			evbuffer_add(out, " ", 1);
-		switch (it->kind) {
-		case IMAP_FETCH_FLAGS:
-			imap_flags_format(m->flags, buf, sizeof(buf));
-			evbuffer_add_printf(out, "FLAGS %s", buf);
-			break;
-		case IMAP_FETCH_UID:
-			evbuffer_add_printf(out, "UID %u", m->uid);
-			break;
-		case IMAP_FETCH_SIZE:
-			evbuffer_add_printf(out, "RFC822.SIZE %llu", (unsigned long long)m->size);
-			break;
-		case IMAP_FETCH_DATE: {
-			time_t t = (time_t)m->internal_date;
-			struct tm tm;
-
-			gmtime_r(&t, &tm);
-			strftime(date, sizeof(date), "%d-%b-%Y %H:%M:%S +0000", &tm);
-			evbuffer_add_printf(out, "INTERNALDATE \"%s\"", date);
-			break;
-		}
-		case IMAP_FETCH_BODY:
-			imap_fetch_body_start(s, m, it);
-			if (f->fd >= 0)
-				continue; /* item advances when the stream is done */
-			break;
-		}
+		if (imap_fetch_item_write(s, m, &f->items[f->item]))
+			continue; /* the item advances when the stream is done */
 		f->item++;
 	}
 	return false;

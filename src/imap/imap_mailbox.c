@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <inttypes.h>
 #include <strings.h>
 
 #include <event2/buffer.h>
@@ -57,13 +58,6 @@ imap_msg_flags_write(struct imap_session *s, const struct imap_msg *m)
 	evbuffer_add(out, ")", 1);
 }
 
-/* "INBOX" in any case names INBOX (RFC 3501 5.1). */
-static const char *
-imap_mailbox_name(const char *name)
-{
-	return strcasecmp(name, "INBOX") == 0 ? "INBOX" : name;
-}
-
 long
 imap_msg_find(const struct imap_session *s, uint32_t uid)
 {
@@ -82,9 +76,10 @@ imap_msg_find(const struct imap_session *s, uint32_t uid)
 	return -1;
 }
 
-static void
+void
 imap_msg_remove(struct imap_session *s, size_t idx)
 {
+	free(s->msgs[idx].keywords);
 	memmove(&s->msgs[idx], &s->msgs[idx + 1], (s->nmsgs - idx - 1) * sizeof(*s->msgs));
 	s->nmsgs--;
 }
@@ -106,84 +101,6 @@ imap_msg_append(struct imap_session *s, uint32_t uid)
 
 /* --- LIST, LSUB, NAMESPACE --- */
 
-/* IMAP LIST wildcards: '*' matches anything, '%' anything but the hierarchy delimiter. */
-static bool
-imap_list_match(const char *pattern, const char *name)
-{
-	for (; *pattern != '\0'; pattern++, name++) {
-		if (*pattern == '*' || *pattern == '%') {
-			for (const char *p = name;; p++) {
-				if (imap_list_match(pattern + 1, p))
-					return true;
-				if (*p == '\0' || (*pattern == '%' && *p == '/'))
-					return false;
-			}
-		}
-		if (*name == '\0' || *pattern != *name)
-			return false;
-	}
-	return *name == '\0';
-}
-
-struct imap_list_ctx {
-	struct imap_session *s;
-	const char *pattern;
-	const char *verb;
-	unsigned count;
-};
-
-static void
-imap_list_one(const struct store_mailbox *mbox, void *arg)
-{
-	struct imap_list_ctx *ctx = arg;
-	struct imap_session *s = ctx->s;
-	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
-	bool match;
-
-	if (strcmp(mbox->name, "INBOX") == 0)
-		match = imap_list_match(ctx->pattern, "INBOX") ||
-		        (strncasecmp(ctx->pattern, "INBOX", 5) == 0 &&
-		         imap_list_match(ctx->pattern + 5, ""));
-	else
-		match = imap_list_match(ctx->pattern, mbox->name);
-	if (!match)
-		return;
-	evbuffer_add_printf(out, "* %s (\\HasNoChildren%s%s) \"/\" ", ctx->verb,
-	                    mbox->special_use[0] != '\0' ? " " : "", mbox->special_use);
-	imap_write_astring(s, mbox->name);
-	evbuffer_add(out, "\r\n", 2);
-	ctx->count++;
-}
-
-void
-imap_cmd_list(struct imap_session *s, const struct imap_command *cmd)
-{
-	struct imap_list_ctx ctx = {.s = s, .verb = cmd->name};
-	const char *ref, *pattern;
-	char *full;
-
-	if (cmd->nargs != 2 || !imap_arg_get_astring(&cmd->args[0], &ref) ||
-	    !imap_arg_get_astring(&cmd->args[1], &pattern)) {
-		imap_bad(s, cmd->tag, "syntax: LIST reference pattern");
-		return;
-	}
-	if (*pattern == '\0') {
-		if (strcmp(cmd->name, "LIST") == 0)
-			imap_reply(s, "* LIST (\\Noselect) \"/\" \"\"");
-		imap_reply(s, "%s OK %s completed", cmd->tag, cmd->name);
-		return;
-	}
-	full = xasprintf("%s%s", ref, pattern);
-	ctx.pattern = full;
-	if (store_mailbox_list(s->server->store, s->account_id, imap_list_one, &ctx) < 0) {
-		free(full);
-		imap_reply(s, "%s NO [UNAVAILABLE] Cannot list mailboxes", cmd->tag);
-		return;
-	}
-	free(full);
-	imap_reply(s, "%s OK %s completed", cmd->tag, cmd->name);
-}
-
 void
 imap_cmd_namespace(struct imap_session *s, const struct imap_command *cmd)
 {
@@ -195,10 +112,149 @@ imap_cmd_namespace(struct imap_session *s, const struct imap_command *cmd)
 	imap_reply(s, "%s OK NAMESPACE completed", cmd->tag);
 }
 
+/* --- \Recent --- */
+
+static struct imap_recent **
+imap_recent_slot(struct imap_server *server, int64_t mailbox_id)
+{
+	struct imap_recent **slot =
+	    &server->recent[(uint64_t)mailbox_id % IMAP_RECENT_BUCKETS];
+
+	while (*slot != NULL && (*slot)->mailbox_id != mailbox_id)
+		slot = &(*slot)->next;
+	return slot;
+}
+
+/* The highest UID of mailbox_id handed out as \Recent. A mailbox the server has not heard of
+ * since it started gets initial_uid: the caller knows that everything up to it is old (SELECT:
+ * its last UID, since new mail would have created the entry; a NEW event: the UID before it). */
+static uint32_t
+imap_recent_claimed(struct imap_server *server, int64_t mailbox_id, uint32_t initial_uid)
+{
+	struct imap_recent **slot = imap_recent_slot(server, mailbox_id);
+
+	if (*slot == NULL) {
+		*slot = xcalloc(1, sizeof(**slot));
+		(*slot)->mailbox_id = mailbox_id;
+		(*slot)->uid = initial_uid;
+	}
+	return (*slot)->uid;
+}
+
+void
+imap_recent_event(const struct notify_event *ev, void *arg)
+{
+	if (ev->kind == NOTIFY_NEW && ev->uid > 0)
+		imap_recent_claimed(arg, ev->mailbox_id, ev->uid - 1);
+}
+
+static void
+imap_recent_claim(struct imap_server *server, int64_t mailbox_id, uint32_t uid)
+{
+	struct imap_recent **slot = imap_recent_slot(server, mailbox_id);
+
+	if (*slot != NULL && (*slot)->uid < uid)
+		(*slot)->uid = uid;
+}
+
+void
+imap_recent_free(struct imap_server *server)
+{
+	for (size_t i = 0; i < IMAP_RECENT_BUCKETS; i++) {
+		while (server->recent[i] != NULL) {
+			struct imap_recent *r = server->recent[i];
+
+			server->recent[i] = r->next;
+			free(r);
+		}
+	}
+}
+
+/* --- keywords and UID sets --- */
+
+static bool
+imap_keyword_known(const char *list, const char *kw, size_t len)
+{
+	for (const char *p = list; p != NULL && *p != '\0';) {
+		size_t n = strcspn(p, " ");
+
+		if (n == len && strncasecmp(p, kw, len) == 0)
+			return true;
+		p += n;
+		p += *p == ' ';
+	}
+	return false;
+}
+
+static void
+imap_flags_announce(struct imap_session *s)
+{
+	const char *kw = s->keywords != NULL ? s->keywords : "";
+	const char *sep = kw[0] != '\0' ? " " : "";
+
+	imap_reply(s, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s%s)", sep, kw);
+	if (s->read_only)
+		imap_reply(s, "* OK [PERMANENTFLAGS ()] Read-only mailbox");
+	else
+		imap_reply(s, "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s%s "
+		              "\\*)] Flags permitted",
+		           sep, kw);
+}
+
+/* Adds unknown keywords to s->keywords; true when any was new. */
+static bool
+imap_keywords_add(struct imap_session *s, const char *keywords)
+{
+	bool added = false;
+
+	for (const char *p = keywords; p != NULL && *p != '\0';) {
+		size_t n = strcspn(p, " ");
+
+		if (n > 0 && !imap_keyword_known(s->keywords, p, n)) {
+			char *joined = xasprintf("%s%s%.*s", s->keywords != NULL ? s->keywords : "",
+			                         s->keywords != NULL ? " " : "", (int)n, p);
+
+			free(s->keywords);
+			s->keywords = joined;
+			added = true;
+		}
+		p += n;
+		p += *p == ' ';
+	}
+	return added;
+}
+
+void
+imap_keywords_note(struct imap_session *s, const char *keywords)
+{
+	if (imap_keywords_add(s, keywords))
+		imap_flags_announce(s);
+}
+
+void
+imap_write_uidset(struct imap_session *s, const uint32_t *uids, size_t n)
+{
+	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
+
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+
+		while (j + 1 < n && uids[j + 1] == uids[j] + 1)
+			j++;
+		if (j > i)
+			evbuffer_add_printf(out, "%s%u:%u", i > 0 ? "," : "", uids[i], uids[j]);
+		else
+			evbuffer_add_printf(out, "%s%u", i > 0 ? "," : "", uids[i]);
+		i = j + 1;
+	}
+}
+
 /* --- STATUS --- */
 
 struct imap_count_ctx {
-	uint32_t messages, unseen;
+	uint32_t messages, unseen, recent;
+	uint32_t claimed;
+	bool known; /* the server has heard of new mail here since it started */
 };
 
 static void
@@ -211,66 +267,85 @@ imap_count_one(const struct store_message *m, void *arg)
 	ctx->messages++;
 	if ((m->flags & STORE_FLAG_SEEN) == 0)
 		ctx->unseen++;
+	if (ctx->known && m->uid > ctx->claimed)
+		ctx->recent++;
 }
+
+static const char *const imap_status_items[] = {
+    "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ",
+};
 
 void
 imap_cmd_status(struct imap_session *s, const struct imap_command *cmd)
 {
 	struct imap_count_ctx ctx = {0};
+	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
 	struct store_mailbox mbox;
-	const char *name;
-	char buf[256];
-	size_t n = 0;
+	char name[IMAP_MAILBOX_MAX];
+	const struct imap_arg *items;
+	size_t nitems;
 	int r;
 
-	if (cmd->nargs != 2 || !imap_arg_get_astring(&cmd->args[0], &name) ||
-	    cmd->args[1].type != IMAP_ARG_LIST || cmd->args[1].list_count == 0) {
+	if (cmd->nargs != 2 || cmd->args[1].type != IMAP_ARG_LIST ||
+	    cmd->args[1].list_count == 0) {
 		imap_bad(s, cmd->tag, "syntax: STATUS mailbox (items)");
 		return;
 	}
-	name = imap_mailbox_name(name);
-	for (size_t i = 0; i < cmd->args[1].list_count; i++) {
-		const struct imap_arg *a = &cmd->args[1].list[i];
+	items = cmd->args[1].list;
+	nitems = cmd->args[1].list_count;
+	for (size_t i = 0; i < nitems; i++) {
+		size_t k = 0;
 
-		if (!imap_arg_atom_equals(a, "MESSAGES") && !imap_arg_atom_equals(a, "UIDNEXT") &&
-		    !imap_arg_atom_equals(a, "UIDVALIDITY") && !imap_arg_atom_equals(a, "UNSEEN") &&
-		    !imap_arg_atom_equals(a, "RECENT")) {
+		while (k < sizeof(imap_status_items) / sizeof(imap_status_items[0]) &&
+		       !imap_arg_atom_equals(&items[i], imap_status_items[k]))
+			k++;
+		if (k == sizeof(imap_status_items) / sizeof(imap_status_items[0])) {
 			imap_bad(s, cmd->tag, "Unknown STATUS item");
 			return;
 		}
+		if (k == 5)
+			s->condstore = true; /* RFC 7162 3.1 */
 	}
+	if (imap_mailbox_arg(s, cmd->tag, &cmd->args[0], name, sizeof(name)) < 0)
+		return;
 	r = store_mailbox_get(s->server->store, s->account_id, name, &mbox);
 	if (r == 0) {
 		imap_reply(s, "%s NO [NONEXISTENT] Mailbox does not exist", cmd->tag);
 		return;
+	}
+	if (r > 0) {
+		struct imap_recent **slot = imap_recent_slot(s->server, mbox.id);
+
+		ctx.known = *slot != NULL;
+		ctx.claimed = ctx.known ? (*slot)->uid : 0;
 	}
 	if (r < 0 || store_message_list(s->server->store, s->account_id, name, imap_count_one,
 	                                &ctx) < 0) {
 		imap_reply(s, "%s NO [UNAVAILABLE] Cannot read the mailbox", cmd->tag);
 		return;
 	}
-	for (size_t i = 0; i < cmd->args[1].list_count && n < sizeof(buf) - 40; i++) {
-		const struct imap_arg *a = &cmd->args[1].list[i];
-		const char *sep = n > 0 ? " " : "";
+	evbuffer_add_printf(out, "* STATUS ");
+	imap_write_mailbox(s, name);
+	evbuffer_add_printf(out, " (");
+	for (size_t i = 0; i < nitems; i++) {
+		const struct imap_arg *a = &items[i];
+		const char *sep = i > 0 ? " " : "";
 
 		if (imap_arg_atom_equals(a, "MESSAGES"))
-			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%sMESSAGES %u", sep,
-			                      ctx.messages);
+			evbuffer_add_printf(out, "%sMESSAGES %u", sep, ctx.messages);
+		else if (imap_arg_atom_equals(a, "RECENT"))
+			evbuffer_add_printf(out, "%sRECENT %u", sep, ctx.recent);
 		else if (imap_arg_atom_equals(a, "UIDNEXT"))
-			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%sUIDNEXT %u", sep,
-			                      mbox.uidnext);
+			evbuffer_add_printf(out, "%sUIDNEXT %u", sep, mbox.uidnext);
 		else if (imap_arg_atom_equals(a, "UIDVALIDITY"))
-			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%sUIDVALIDITY %u", sep,
-			                      mbox.uidvalidity);
+			evbuffer_add_printf(out, "%sUIDVALIDITY %u", sep, mbox.uidvalidity);
 		else if (imap_arg_atom_equals(a, "UNSEEN"))
-			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%sUNSEEN %u", sep,
-			                      ctx.unseen);
+			evbuffer_add_printf(out, "%sUNSEEN %u", sep, ctx.unseen);
 		else
-			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%sRECENT 0", sep);
+			evbuffer_add_printf(out, "%sHIGHESTMODSEQ %" PRIu64, sep,
+			                    mbox.highestmodseq > 0 ? mbox.highestmodseq : 1);
 	}
-	evbuffer_add_printf(bufferevent_get_output(s->conn.bev), "* STATUS ");
-	imap_write_astring(s, name);
-	imap_reply(s, " (%s)", buf);
+	imap_reply(s, ")");
 	imap_reply(s, "%s OK STATUS completed", cmd->tag);
 }
 
@@ -289,6 +364,11 @@ imap_snapshot_add(const struct store_message *m, void *arg)
 	msg->meta = true;
 	msg->size = m->size_crlf;
 	msg->internal_date = m->internal_date;
+	msg->modseq = m->modseq;
+	if (m->keywords[0] != '\0') {
+		msg->keywords = xstrdup(m->keywords);
+		imap_keywords_add(s, m->keywords);
+	}
 }
 
 static void
@@ -302,6 +382,7 @@ imap_meta_one(const struct store_message *m, void *arg)
 	s->msgs[idx].meta = true;
 	s->msgs[idx].size = m->size_crlf;
 	s->msgs[idx].internal_date = m->internal_date;
+	s->msgs[idx].modseq = m->modseq;
 }
 
 int
@@ -319,22 +400,38 @@ imap_mailbox_load_meta(struct imap_session *s)
 	           : -1;
 }
 
+static void
+imap_event_free(struct imap_event *ev)
+{
+	free(ev->keywords);
+	ev->keywords = NULL;
+}
+
 void
 imap_mailbox_deselect(struct imap_session *s)
 {
 	notify_unsubscribe(&s->sub);
+	for (uint32_t i = 0; i < s->nmsgs; i++)
+		free(s->msgs[i].keywords);
 	free(s->msgs);
 	s->msgs = NULL;
 	s->nmsgs = 0;
 	s->msgs_cap = 0;
 	s->exists_announced = 0;
+	s->recent = 0;
+	for (size_t i = 0; i < s->nevents; i++)
+		imap_event_free(&s->events[i]);
 	free(s->events);
 	s->events = NULL;
 	s->nevents = s->events_cap = 0;
 	s->events_overflow = false;
+	s->mailbox_gone = false;
+	free(s->keywords);
+	s->keywords = NULL;
 	free(s->mailbox);
 	s->mailbox = NULL;
 	s->mailbox_id = 0;
+	s->highestmodseq = 0;
 }
 
 /* The hub's callback: copy the event into the session's bounded queue; an idling client gets
@@ -343,18 +440,45 @@ static void
 imap_notify_cb(const struct notify_event *ev, void *arg)
 {
 	struct imap_session *s = arg;
+	struct imap_event *qe;
 
-	if (s->publishing || s->conn.dead)
+	if (s->publishing || s->conn.dead || s->mailbox == NULL)
 		return;
-	if (s->nevents >= IMAP_EVENTS_MAX) {
+	if (ev->kind == NOTIFY_MAILBOX_RENAMED) {
+		/* The selected mailbox has a new name; it stays selected (RFC 3501 6.3.5). */
+		free(s->mailbox);
+		s->mailbox = xstrdup(ev->mailbox);
+		return;
+	}
+	if (ev->kind == NOTIFY_MAILBOX_DELETED) {
+		s->mailbox_gone = true;
+	} else if (ev->kind == NOTIFY_MAILBOX_CREATED) {
+		return;
+	} else if (s->nevents >= IMAP_EVENTS_MAX) {
+		/* Too many changes queued (a client that does not read, a mass update): drop
+		 * them and resync from the store at the next flush. Memory stays bounded. */
+		for (size_t i = 0; i < s->nevents; i++)
+			imap_event_free(&s->events[i]);
+		s->nevents = 0;
 		s->events_overflow = true;
+	} else if (s->events_overflow) {
+		/* Already resyncing: the store has this change too. */
 	} else {
 		if (s->nevents == s->events_cap) {
 			s->events_cap = s->events_cap == 0 ? 8 : 2 * s->events_cap;
 			s->events = xrealloc(s->events, s->events_cap * sizeof(*s->events));
 		}
-		s->events[s->nevents++] =
-		    (struct imap_event){.kind = ev->kind, .uid = ev->uid, .flags = ev->flags};
+		qe = &s->events[s->nevents++];
+		*qe = (struct imap_event){.kind = ev->kind, .uid = ev->uid, .flags = ev->flags,
+		                          .modseq = ev->modseq};
+		if (ev->keywords[0] != '\0')
+			qe->keywords = xstrdup(ev->keywords);
+		/* \Recent goes to the first read-write session that hears of the message. */
+		if (ev->kind == NOTIFY_NEW && !s->read_only && ev->uid > 0 &&
+		    ev->uid > imap_recent_claimed(s->server, s->mailbox_id, ev->uid - 1)) {
+			imap_recent_claim(s->server, s->mailbox_id, ev->uid);
+			qe->recent = true;
+		}
 	}
 	if (s->state == IMAP_STATE_IDLE && !netconn_output_full(&s->conn))
 		imap_mailbox_flush(s, true);
@@ -363,27 +487,162 @@ imap_notify_cb(const struct notify_event *ev, void *arg)
 static void
 imap_announce_exists(struct imap_session *s)
 {
-	if (s->exists_announced != s->nmsgs) {
-		imap_reply(s, "* %u EXISTS", s->nmsgs);
-		s->exists_announced = s->nmsgs;
+	uint32_t recent = 0;
+
+	if (s->exists_announced == s->nmsgs)
+		return;
+	imap_reply(s, "* %u EXISTS", s->nmsgs);
+	s->exists_announced = s->nmsgs;
+	for (uint32_t i = 0; i < s->nmsgs; i++)
+		recent += s->msgs[i].recent;
+	/* RECENT goes with EXISTS whenever new mail arrives (RFC 3501 7.3.2). */
+	imap_reply(s, "* %u RECENT", recent);
+	s->recent = recent;
+}
+
+/* Sends one message's changed flags as an untagged FETCH. */
+static void
+imap_flags_changed(struct imap_session *s, long idx)
+{
+	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
+	const struct imap_msg *m = &s->msgs[idx];
+
+	evbuffer_add_printf(out, "* %ld FETCH (UID %u FLAGS ", idx + 1, m->uid);
+	imap_msg_flags_write(s, m);
+	if (s->condstore)
+		evbuffer_add_printf(out, " MODSEQ (%" PRIu64 ")", m->modseq);
+	evbuffer_add(out, ")\r\n", 3);
+}
+
+struct imap_resync_ctx {
+	struct imap_session *s;
+	struct imap_msg *msgs; /* the store's view, UID order */
+	uint32_t n, cap;
+};
+
+static void
+imap_resync_one(const struct store_message *m, void *arg)
+{
+	struct imap_resync_ctx *ctx = arg;
+	struct imap_msg *msg;
+
+	if (m->recalled || ctx->n == UINT32_MAX)
+		return;
+	if (ctx->n == ctx->cap) {
+		ctx->cap = ctx->cap == 0 ? 64 : 2 * ctx->cap;
+		ctx->msgs = xrealloc(ctx->msgs, ctx->cap * sizeof(*ctx->msgs));
 	}
+	msg = &ctx->msgs[ctx->n++];
+	*msg = (struct imap_msg){.uid = m->uid, .flags = m->flags & IMAP_SYSTEM_FLAGS,
+	                         .meta = true, .size = m->size_crlf,
+	                         .internal_date = m->internal_date, .modseq = m->modseq};
+	if (m->keywords[0] != '\0')
+		msg->keywords = xstrdup(m->keywords);
+}
+
+void
+imap_mailbox_resync(struct imap_session *s)
+{
+	struct imap_resync_ctx ctx = {.s = s};
+	uint32_t j = 0;
+
+	if (store_message_list(s->server->store, s->account_id, s->mailbox, imap_resync_one,
+	                       &ctx) != 1) {
+		for (uint32_t i = 0; i < ctx.n; i++)
+			free(ctx.msgs[i].keywords);
+		free(ctx.msgs);
+		imap_reply(s, "* BYE [UNAVAILABLE] Cannot read the mailbox; please reconnect");
+		netconn_close(&s->conn, "resync-failed");
+		return;
+	}
+	log_info("imap session=%s event=resync mailbox=\"%s\"", s->conn.id, s->mailbox);
+	s->events_overflow = false;
+	/* Expunged: in the snapshot, not in the store (highest sequence number first). */
+	for (uint32_t i = s->nmsgs; i-- > 0;) {
+		uint32_t lo = 0, hi = ctx.n;
+		bool found = false;
+
+		while (lo < hi && !found) {
+			uint32_t mid = lo + (hi - lo) / 2;
+
+			if (ctx.msgs[mid].uid == s->msgs[i].uid)
+				found = true;
+			else if (ctx.msgs[mid].uid < s->msgs[i].uid)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (found)
+			continue;
+		imap_msg_remove(s, i);
+		if (i < s->exists_announced) {
+			imap_reply(s, "* %u EXPUNGE", i + 1);
+			s->exists_announced--;
+		}
+	}
+	/* Changed flags on the rest; new messages after the last known UID. */
+	for (uint32_t i = 0; i < ctx.n; i++) {
+		struct imap_msg *fresh = &ctx.msgs[i];
+
+		while (j < s->nmsgs && s->msgs[j].uid < fresh->uid)
+			j++;
+		if (j < s->nmsgs && s->msgs[j].uid == fresh->uid) {
+			struct imap_msg *m = &s->msgs[j];
+			bool same = m->flags == fresh->flags &&
+			            strcmp(m->keywords != NULL ? m->keywords : "",
+			                   fresh->keywords != NULL ? fresh->keywords : "") == 0;
+
+			m->modseq = fresh->modseq;
+			if (!same) {
+				m->flags = fresh->flags;
+				free(m->keywords);
+				m->keywords = fresh->keywords;
+				fresh->keywords = NULL;
+				if (m->keywords != NULL)
+					imap_keywords_note(s, m->keywords);
+				if (j < s->exists_announced)
+					imap_flags_changed(s, (long)j);
+			}
+		} else if (s->nmsgs == 0 || fresh->uid > s->msgs[s->nmsgs - 1].uid) {
+			struct imap_msg *m = imap_msg_append(s, fresh->uid);
+
+			*m = *fresh;
+			fresh->keywords = NULL;
+			if (m->keywords != NULL)
+				imap_keywords_note(s, m->keywords);
+			if (fresh->uid >= s->uidnext)
+				s->uidnext = fresh->uid + 1;
+			j = s->nmsgs;
+		}
+		free(fresh->keywords);
+	}
+	free(ctx.msgs);
+	imap_announce_exists(s);
 }
 
 void
 imap_mailbox_flush(struct imap_session *s, bool expunges)
 {
 	size_t kept = 0;
-	char flags[96];
 
 	if (s->mailbox == NULL)
 		return;
+	if (s->mailbox_gone) {
+		imap_reply(s, "* BYE [ALERT] The selected mailbox was deleted");
+		netconn_close(&s->conn, "mailbox-deleted");
+		return;
+	}
 	if (s->events_overflow) {
-		imap_reply(s, "* BYE [ALERT] Too many changes to this mailbox; please reconnect");
-		netconn_close(&s->conn, "notify-overflow");
+		/* The queue overflowed: what it held is stale. Compare with the store instead,
+		 * once expunges may be told. */
+		if (!expunges)
+			return;
+		imap_mailbox_resync(s);
 		return;
 	}
 	for (size_t i = 0; i < s->nevents; i++) {
 		struct imap_event *ev = &s->events[i];
+		struct imap_msg *m;
 		long idx;
 
 		switch (ev->kind) {
@@ -391,23 +650,42 @@ imap_mailbox_flush(struct imap_session *s, bool expunges)
 			if (imap_msg_find(s, ev->uid) >= 0 ||
 			    (s->nmsgs > 0 && ev->uid <= s->msgs[s->nmsgs - 1].uid))
 				break;
-			imap_msg_append(s, ev->uid)->flags = ev->flags & IMAP_SYSTEM_FLAGS;
+			m = imap_msg_append(s, ev->uid);
+			m->flags = ev->flags & IMAP_SYSTEM_FLAGS;
+			m->recent = ev->recent;
+			m->modseq = ev->modseq;
+			m->keywords = ev->keywords;
+			ev->keywords = NULL;
+			if (m->keywords != NULL)
+				imap_keywords_note(s, m->keywords);
 			if (ev->uid >= s->uidnext)
 				s->uidnext = ev->uid + 1;
 			break;
 		case NOTIFY_FLAGS:
 			idx = imap_msg_find(s, ev->uid);
-			if (idx < 0 || s->msgs[idx].flags == (ev->flags & IMAP_SYSTEM_FLAGS))
+			if (idx < 0)
 				break;
-			s->msgs[idx].flags = ev->flags & IMAP_SYSTEM_FLAGS;
+			m = &s->msgs[idx];
+			if (ev->modseq > m->modseq)
+				m->modseq = ev->modseq;
+			if (m->flags == (ev->flags & IMAP_SYSTEM_FLAGS) &&
+			    strcmp(m->keywords != NULL ? m->keywords : "",
+			           ev->keywords != NULL ? ev->keywords : "") == 0)
+				break;
+			m->flags = ev->flags & IMAP_SYSTEM_FLAGS;
+			free(m->keywords);
+			m->keywords = ev->keywords;
+			ev->keywords = NULL;
+			if (m->keywords != NULL)
+				imap_keywords_note(s, m->keywords);
 			if ((uint32_t)idx >= s->exists_announced)
 				break; /* the EXISTS below tells it */
-			imap_flags_format(s->msgs[idx].flags, flags, sizeof(flags));
-			imap_reply(s, "* %ld FETCH (UID %u FLAGS %s)", idx + 1, ev->uid, flags);
+			imap_flags_changed(s, idx);
 			break;
 		case NOTIFY_EXPUNGE:
 			if (!expunges) {
 				s->events[kept++] = *ev;
+				ev->keywords = NULL;
 				break;
 			}
 			idx = imap_msg_find(s, ev->uid);
@@ -419,35 +697,83 @@ imap_mailbox_flush(struct imap_session *s, bool expunges)
 				s->exists_announced--;
 			}
 			break;
+		default:
+			break;
 		}
+		imap_event_free(ev);
 	}
 	s->nevents = kept;
 	imap_announce_exists(s);
+}
+
+/* Reads SELECT's optional "(CONDSTORE)". 0, or -1 after replying. */
+static int
+imap_select_params(struct imap_session *s, const struct imap_command *cmd)
+{
+	const struct imap_arg *a;
+
+	if (cmd->nargs == 1)
+		return 0;
+	a = &cmd->args[1];
+	if (cmd->nargs != 2 || a->type != IMAP_ARG_LIST) {
+		imap_bad(s, cmd->tag, "syntax: SELECT mailbox [(CONDSTORE)]");
+		return -1;
+	}
+	for (size_t i = 0; i < a->list_count; i++) {
+		if (!imap_arg_atom_equals(&a->list[i], "CONDSTORE")) {
+			imap_bad(s, cmd->tag, "Unknown SELECT parameter");
+			return -1;
+		}
+		s->condstore = true;
+	}
+	return 0;
+}
+
+/* Marks the messages that are \Recent for this session and claims them (RFC 3501 2.3.2). */
+static void
+imap_select_recent(struct imap_session *s)
+{
+	uint32_t last = s->nmsgs > 0 ? s->msgs[s->nmsgs - 1].uid : 0;
+	uint32_t claimed = imap_recent_claimed(s->server, s->mailbox_id, last);
+
+	s->recent = 0;
+	for (uint32_t i = 0; i < s->nmsgs; i++) {
+		s->msgs[i].recent = s->msgs[i].uid > claimed;
+		s->recent += s->msgs[i].recent;
+	}
+	if (!s->read_only)
+		imap_recent_claim(s->server, s->mailbox_id, last);
+	else
+		for (uint32_t i = 0; i < s->nmsgs; i++)
+			s->msgs[i].recent = false; /* EXAMINE counts them, keeps none */
 }
 
 void
 imap_cmd_select(struct imap_session *s, const struct imap_command *cmd)
 {
 	bool examine = strcmp(cmd->name, "EXAMINE") == 0;
+	char name[IMAP_MAILBOX_MAX];
 	struct store_mailbox mbox;
-	const char *name;
 	uint32_t unseen = 0;
 	int r;
 
-	if (cmd->nargs != 1 || !imap_arg_get_astring(&cmd->args[0], &name)) {
+	if (cmd->nargs < 1 || cmd->nargs > 2) {
 		imap_bad(s, cmd->tag, examine ? "syntax: EXAMINE mailbox" : "syntax: SELECT mailbox");
 		return;
 	}
-	name = imap_mailbox_name(name);
 	/* RFC 3501 6.3.1: a failed SELECT leaves no mailbox selected. */
 	imap_mailbox_deselect(s);
 	imap_enter_state(s, IMAP_STATE_AUTH);
+	if (imap_select_params(s, cmd) < 0 ||
+	    imap_mailbox_arg(s, cmd->tag, &cmd->args[0], name, sizeof(name)) < 0)
+		return;
 	r = store_mailbox_get(s->server->store, s->account_id, name, &mbox);
 	if (r == 0) {
 		imap_reply(s, "%s NO [NONEXISTENT] Mailbox does not exist", cmd->tag);
 		return;
 	}
 	s->mailbox = xstrdup(name);
+	s->read_only = examine;
 	if (r < 0 ||
 	    store_message_list(s->server->store, s->account_id, name, imap_snapshot_add, s) != 1) {
 		imap_mailbox_deselect(s);
@@ -458,9 +784,10 @@ imap_cmd_select(struct imap_session *s, const struct imap_command *cmd)
 	s->mailbox_id = mbox.id;
 	s->uidvalidity = mbox.uidvalidity;
 	s->uidnext = mbox.uidnext;
-	s->read_only = examine;
+	s->highestmodseq = mbox.highestmodseq > 0 ? mbox.highestmodseq : 1;
 	if (s->server->hub != NULL)
 		s->sub = notify_subscribe(s->server->hub, s->account_id, mbox.id, imap_notify_cb, s);
+	imap_select_recent(s);
 	for (uint32_t i = 0; i < s->nmsgs; i++) {
 		if ((s->msgs[i].flags & STORE_FLAG_SEEN) == 0) {
 			unseen = i + 1;
@@ -470,19 +797,16 @@ imap_cmd_select(struct imap_session *s, const struct imap_command *cmd)
 	imap_enter_state(s, IMAP_STATE_SELECTED);
 	log_debug("imap session=%s event=select mailbox=%s messages=%u", s->conn.id, name,
 	          s->nmsgs);
+	imap_flags_announce(s);
 	imap_reply(s, "* %u EXISTS", s->nmsgs);
 	s->exists_announced = s->nmsgs;
-	imap_reply(s, "* 0 RECENT");
-	imap_reply(s, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)");
+	imap_reply(s, "* %u RECENT", s->recent);
 	if (unseen > 0)
 		imap_reply(s, "* OK [UNSEEN %u] First unseen", unseen);
 	imap_reply(s, "* OK [UIDVALIDITY %u] UIDs valid", s->uidvalidity);
 	imap_reply(s, "* OK [UIDNEXT %u] Predicted next UID", s->uidnext);
-	if (examine)
-		imap_reply(s, "* OK [PERMANENTFLAGS ()] Read-only mailbox");
-	else
-		imap_reply(s, "* OK [PERMANENTFLAGS (\\Seen \\Answered \\Flagged \\Deleted \\Draft)] "
-			      "Keywords are not stored yet");
+	if (s->condstore)
+		imap_reply(s, "* OK [HIGHESTMODSEQ %" PRIu64 "] Highest", s->highestmodseq);
 	imap_reply(s, "%s OK [%s] %s completed", cmd->tag, examine ? "READ-ONLY" : "READ-WRITE",
 	           cmd->name);
 }
@@ -507,222 +831,6 @@ imap_cmd_check(struct imap_session *s, const struct imap_command *cmd)
 		return;
 	}
 	imap_reply(s, "%s OK CHECK completed", cmd->tag);
-}
-
-/* --- store updates --- */
-
-/* Tells the hub what our committed update changed; our own subscription ignores it. */
-static void
-imap_publish_update(struct imap_session *s)
-{
-	if (s->server->hub == NULL)
-		return;
-	s->publishing = true;
-	for (size_t i = 0; i < s->update_nuids; i++) {
-		struct notify_event ev = {.kind = NOTIFY_EXPUNGE, .account_id = s->account_id,
-		                          .mailbox_id = s->mailbox_id, .uid = s->update_uids[i]};
-
-		notify_copy_text(ev.mailbox, sizeof(ev.mailbox), s->mailbox);
-		notify_publish(s->server->hub, &ev);
-	}
-	for (size_t i = 0; i < s->update_nchanges; i++) {
-		struct notify_event ev = {.kind = NOTIFY_FLAGS, .account_id = s->account_id,
-		                          .mailbox_id = s->mailbox_id, .uid = s->update_changes[i].uid};
-		long idx = imap_msg_find(s, ev.uid);
-
-		if (idx < 0)
-			continue;
-		ev.flags = s->msgs[idx].flags;
-		notify_copy_text(ev.mailbox, sizeof(ev.mailbox), s->mailbox);
-		notify_publish(s->server->hub, &ev);
-	}
-	s->publishing = false;
-}
-
-static void
-imap_update_clear(struct imap_session *s)
-{
-	free(s->update_changes);
-	s->update_changes = NULL;
-	s->update_nchanges = 0;
-	free(s->update_uids);
-	s->update_uids = NULL;
-	s->update_nuids = 0;
-	s->update_kind = IMAP_UPDATE_NONE;
-}
-
-/* Sends "* n EXPUNGE" for the expunged UIDs, highest sequence number first. */
-static void
-imap_expunge_apply(struct imap_session *s, bool silent)
-{
-	for (uint32_t i = s->nmsgs; i-- > 0;) {
-		bool hit = false;
-
-		for (size_t j = 0; j < s->update_nuids && !hit; j++)
-			hit = s->update_uids[j] == s->msgs[i].uid;
-		if (!hit)
-			continue;
-		imap_msg_remove(s, i);
-		if (i < s->exists_announced) {
-			if (!silent)
-				imap_reply(s, "* %u EXPUNGE", i + 1);
-			s->exists_announced--;
-		}
-	}
-}
-
-static void
-imap_update_done(bool ok, const char *error, void *arg)
-{
-	struct imap_session *s = arg;
-	enum imap_update_kind kind = s->update_kind;
-	char flags[96];
-
-	s->update_pending--;
-	if (s->conn.dead) {
-		if (s->update_pending == 0)
-			imap_session_free(s);
-		return;
-	}
-	if (!ok)
-		log_warnx("imap session=%s event=update result=failed error=\"%s\"", s->conn.id,
-		          error != NULL ? error : "");
-	if (ok && s->mailbox != NULL) {
-		for (size_t i = 0; i < s->update_nchanges; i++) {
-			const struct store_flag_change *c = &s->update_changes[i];
-			long idx = imap_msg_find(s, c->uid);
-
-			if (idx >= 0)
-				s->msgs[idx].flags = (s->msgs[idx].flags | c->add) & ~c->remove;
-		}
-		imap_publish_update(s);
-	}
-	imap_enter_state(s, IMAP_STATE_SELECTED);
-	switch (kind) {
-	case IMAP_UPDATE_STORE:
-		if (!ok) {
-			imap_reply(s, "%s NO [UNAVAILABLE] Cannot change flags; try again later",
-			           s->tag);
-			break;
-		}
-		for (size_t i = 0; i < s->update_nchanges && !s->update_silent; i++) {
-			long idx = imap_msg_find(s, s->update_changes[i].uid);
-
-			if (idx < 0)
-				continue;
-			imap_flags_format(s->msgs[idx].flags, flags, sizeof(flags));
-			if (s->update_uid)
-				imap_reply(s, "* %ld FETCH (UID %u FLAGS %s)", idx + 1,
-				           s->msgs[idx].uid, flags);
-			else
-				imap_reply(s, "* %ld FETCH (FLAGS %s)", idx + 1, flags);
-		}
-		imap_reply(s, "%s OK %sSTORE completed", s->tag, s->update_uid ? "UID " : "");
-		break;
-	case IMAP_UPDATE_EXPUNGE:
-		if (!ok) {
-			imap_reply(s, "%s NO [UNAVAILABLE] Cannot expunge; try again later", s->tag);
-			break;
-		}
-		imap_expunge_apply(s, false);
-		imap_reply(s, "%s OK %sEXPUNGE completed", s->tag, s->update_uid ? "UID " : "");
-		break;
-	case IMAP_UPDATE_CLOSE:
-		imap_mailbox_deselect(s);
-		imap_enter_state(s, IMAP_STATE_AUTH);
-		if (ok)
-			imap_reply(s, "%s OK CLOSE completed", s->tag);
-		else
-			imap_reply(s, "%s NO [UNAVAILABLE] Closed, but could not expunge", s->tag);
-		break;
-	case IMAP_UPDATE_FETCH:
-		imap_update_clear(s);
-		imap_fetch_begin(s);
-		netconn_run(&s->conn);
-		return;
-	case IMAP_UPDATE_NONE:
-		break;
-	}
-	imap_update_clear(s);
-	netconn_run(&s->conn);
-}
-
-void
-imap_update_start(struct imap_session *s, enum imap_update_kind kind)
-{
-	s->update_kind = kind;
-	s->update_pending++;
-	imap_enter_state(s, IMAP_STATE_WAIT);
-	/* The arrays are copied; the callback may run before this returns (no workers). */
-	store_mailbox_update(s->server->store, s->account_id, s->mailbox, s->update_changes,
-	                     s->update_nchanges, s->update_uids, s->update_nuids, imap_update_done,
-	                     s);
-}
-
-/* Collects the \Deleted UIDs (within idx when given) into s->update_uids. */
-static size_t
-imap_collect_deleted(struct imap_session *s, const uint32_t *idx, long nidx)
-{
-	size_t n = 0;
-
-	s->update_uids = xcalloc(s->nmsgs + 1, sizeof(*s->update_uids));
-	for (uint32_t i = 0; i < (idx != NULL ? (uint32_t)nidx : s->nmsgs); i++) {
-		const struct imap_msg *m = &s->msgs[idx != NULL ? idx[i] : i];
-
-		if (m->flags & STORE_FLAG_DELETED)
-			s->update_uids[n++] = m->uid;
-	}
-	s->update_nuids = n;
-	return n;
-}
-
-void
-imap_cmd_expunge(struct imap_session *s, const struct imap_command *cmd)
-{
-	uint32_t *idx = NULL;
-	long nidx = 0;
-
-	if (cmd->nargs != (cmd->uid ? 1u : 0u)) {
-		imap_bad(s, cmd->tag, cmd->uid ? "syntax: UID EXPUNGE uid-set" : "EXPUNGE takes no "
-		                                                                  "arguments");
-		return;
-	}
-	if (s->read_only) {
-		imap_reply(s, "%s NO [READ-ONLY] Mailbox is read-only", cmd->tag);
-		return;
-	}
-	if (cmd->uid && (nidx = imap_seqset_expand(s, cmd->tag, &cmd->args[0], true, &idx)) < 0)
-		return;
-	imap_update_clear(s);
-	if (imap_collect_deleted(s, cmd->uid ? idx : NULL, nidx) == 0) {
-		free(idx);
-		imap_update_clear(s);
-		imap_reply(s, "%s OK %sEXPUNGE completed", cmd->tag, cmd->uid ? "UID " : "");
-		return;
-	}
-	free(idx);
-	imap_set_tag(s, cmd->tag);
-	s->update_uid = cmd->uid;
-	imap_update_start(s, IMAP_UPDATE_EXPUNGE);
-}
-
-void
-imap_cmd_close(struct imap_session *s, const struct imap_command *cmd)
-{
-	if (cmd->nargs != 0) {
-		imap_bad(s, cmd->tag, "CLOSE takes no arguments");
-		return;
-	}
-	imap_update_clear(s);
-	if (s->read_only || imap_collect_deleted(s, NULL, 0) == 0) {
-		imap_update_clear(s);
-		imap_mailbox_deselect(s);
-		imap_enter_state(s, IMAP_STATE_AUTH);
-		imap_reply(s, "%s OK CLOSE completed", cmd->tag);
-		return;
-	}
-	imap_set_tag(s, cmd->tag);
-	imap_update_start(s, IMAP_UPDATE_CLOSE);
 }
 
 /* --- sequence sets --- */

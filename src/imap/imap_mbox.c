@@ -1,4 +1,524 @@
-/* imap_mbox: CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE (placeholder until it lands). */
-#include "imap/imap_private.h"
+/* imap_mbox: the mailbox namespace: LIST, LSUB, CREATE, DELETE, RENAME, SUBSCRIBE,
+ * UNSUBSCRIBE, and the translation of mailbox names between the wire (modified UTF-7, RFC 3501
+ * 5.1.3) and the store (UTF-8). The hierarchy delimiter is '/'. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
-typedef int imap_mbox_placeholder;
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "imap/imap_private.h"
+#include "imap/imap_utf7.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "notify/notify.h"
+#include "store/store.h"
+
+#define IMAP_LIST_MAX 100000 /* mailbox names considered by one LIST */
+
+int
+imap_mailbox_arg(struct imap_session *s, const char *tag, const struct imap_arg *arg, char *out,
+                 size_t outsize)
+{
+	const char *name;
+
+	if (!imap_arg_get_astring(arg, &name)) {
+		imap_bad(s, tag, "Invalid mailbox name");
+		return -1;
+	}
+	if (strcasecmp(name, "INBOX") == 0)
+		name = "INBOX";
+	if (strlen(name) != arg->len || imap_utf7_decode(name, out, outsize) < 0) {
+		imap_reply(s, "%s NO [CANNOT] Invalid mailbox name (modified UTF-7 expected)", tag);
+		return -1;
+	}
+	return 0;
+}
+
+void
+imap_write_mailbox(struct imap_session *s, const char *name)
+{
+	char wire[IMAP_MAILBOX_WIRE_MAX];
+
+	if (imap_utf7_encode(name, wire, sizeof(wire)) < 0)
+		str_copy(wire, name, sizeof(wire)); /* the store refuses invalid UTF-8 names */
+	imap_write_astring(s, wire);
+}
+
+/* Publishes a mailbox event for the account. */
+static void
+imap_publish_mailbox(struct imap_session *s, enum notify_kind kind, int64_t mailbox_id,
+                     const char *name, const char *old)
+{
+	struct notify_event ev = {.kind = kind, .account_id = s->account_id,
+	                          .mailbox_id = mailbox_id};
+
+	if (s->server->hub == NULL)
+		return;
+	notify_copy_text(ev.mailbox, sizeof(ev.mailbox), name);
+	notify_copy_text(ev.old_mailbox, sizeof(ev.old_mailbox), old);
+	notify_publish(s->server->hub, &ev);
+}
+
+/* --- the account's names --- */
+
+struct imap_name {
+	char *name; /* UTF-8 */
+	char *wire; /* modified UTF-7 */
+	char special_use[32];
+	int64_t id;
+	bool exists;	   /* a mailbox (else only a parent of one, or a subscription) */
+	bool children;	   /* some other name lies below it */
+	bool subscribed;
+	bool sub_children; /* some subscribed name lies below it */
+};
+
+struct imap_names {
+	struct imap_name *v;
+	size_t n, cap;
+	bool overflow;
+};
+
+static struct imap_name *
+imap_names_find(struct imap_names *names, const char *name)
+{
+	for (size_t i = 0; i < names->n; i++)
+		if (strcmp(names->v[i].name, name) == 0)
+			return &names->v[i];
+	return NULL;
+}
+
+/* Adds name (after its parents, as names that do not exist) unless present. NULL when the
+ * list is full or the name cannot be encoded. */
+static struct imap_name *
+imap_names_add(struct imap_names *names, const char *name)
+{
+	struct imap_name *nm = imap_names_find(names, name);
+	char wire[IMAP_MAILBOX_WIRE_MAX];
+	const char *slash = strrchr(name, '/');
+
+	if (nm != NULL)
+		return nm;
+	if (slash != NULL && slash != name) {
+		char *parent = xstrndup(name, (size_t)(slash - name));
+
+		imap_names_add(names, parent);
+		free(parent);
+	}
+	if (names->n >= IMAP_LIST_MAX || imap_utf7_encode(name, wire, sizeof(wire)) < 0) {
+		names->overflow = true;
+		return NULL;
+	}
+	if (names->n == names->cap) {
+		names->cap = names->cap == 0 ? 16 : 2 * names->cap;
+		names->v = xrealloc(names->v, names->cap * sizeof(*names->v));
+	}
+	nm = &names->v[names->n++];
+	*nm = (struct imap_name){.name = xstrdup(name), .wire = xstrdup(wire)};
+	return nm;
+}
+
+static void
+imap_names_free(struct imap_names *names)
+{
+	for (size_t i = 0; i < names->n; i++) {
+		free(names->v[i].name);
+		free(names->v[i].wire);
+	}
+	free(names->v);
+	*names = (struct imap_names){0};
+}
+
+static void
+imap_names_mailbox(const struct store_mailbox *mbox, void *arg)
+{
+	struct imap_names *names = arg;
+	struct imap_name *nm = imap_names_add(names, mbox->name);
+
+	if (nm == NULL)
+		return;
+	nm->exists = true;
+	nm->id = mbox->id;
+	str_copy(nm->special_use, mbox->special_use, sizeof(nm->special_use));
+}
+
+static void
+imap_names_subscription(const char *name, void *arg)
+{
+	struct imap_names *names = arg;
+	struct imap_name *nm = imap_names_add(names, name);
+
+	if (nm != NULL)
+		nm->subscribed = true;
+}
+
+/* Loads every mailbox (and, with subscriptions, every subscribed name) and marks children. */
+static int
+imap_names_load(struct imap_session *s, struct imap_names *names, bool subscriptions)
+{
+	if (store_mailbox_list(s->server->store, s->account_id, imap_names_mailbox, names) < 0)
+		return -1;
+	if (subscriptions && store_subscription_list(s->server->store, s->account_id,
+	                                             imap_names_subscription, names) < 0)
+		return -1;
+	for (size_t i = 0; i < names->n; i++) {
+		const char *slash = strrchr(names->v[i].name, '/');
+		struct imap_name *parent;
+		char *pname;
+
+		if (slash == NULL || slash == names->v[i].name)
+			continue;
+		pname = xstrndup(names->v[i].name, (size_t)(slash - names->v[i].name));
+		parent = imap_names_find(names, pname);
+		free(pname);
+		/* A parent counts as having children only through names that exist (RFC 3348). */
+		if (parent != NULL && (names->v[i].exists || names->v[i].children))
+			parent->children = true;
+	}
+	/* Parents of subscribed names, for LSUB's '%' rule (RFC 3501 6.3.9). */
+	for (size_t i = 0; i < names->n; i++) {
+		char *up;
+
+		if (!names->v[i].subscribed)
+			continue;
+		up = xstrdup(names->v[i].name);
+		for (char *slash = strrchr(up, '/'); slash != NULL && slash != up;
+		     slash = strrchr(up, '/')) {
+			struct imap_name *parent;
+
+			*slash = '\0';
+			if ((parent = imap_names_find(names, up)) != NULL)
+				parent->sub_children = true;
+		}
+		free(up);
+	}
+	return 0;
+}
+
+/* --- LIST, LSUB --- */
+
+/* IMAP LIST wildcards: '*' matches anything, '%' anything but the hierarchy delimiter. */
+static bool
+imap_list_match(const char *pattern, const char *name)
+{
+	for (; *pattern != '\0'; pattern++, name++) {
+		if (*pattern == '*' || *pattern == '%') {
+			for (const char *p = name;; p++) {
+				if (imap_list_match(pattern + 1, p))
+					return true;
+				if (*p == '\0' || (*pattern == '%' && *p == '/'))
+					return false;
+			}
+		}
+		if (*name == '\0' || *pattern != *name)
+			return false;
+	}
+	return *name == '\0';
+}
+
+static bool
+imap_list_matches(const char *pattern, const char *wire)
+{
+	if (strcmp(wire, "INBOX") == 0)
+		return imap_list_match(pattern, "INBOX") ||
+		       (strncasecmp(pattern, "INBOX", 5) == 0 && imap_list_match(pattern + 5, ""));
+	return imap_list_match(pattern, wire);
+}
+
+void
+imap_cmd_list(struct imap_session *s, const struct imap_command *cmd)
+{
+	bool lsub = strcmp(cmd->name, "LSUB") == 0;
+	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
+	struct imap_names names = {0};
+	const char *ref, *pattern;
+	char *full;
+
+	if (cmd->nargs != 2 || !imap_arg_get_astring(&cmd->args[0], &ref) ||
+	    !imap_arg_get_astring(&cmd->args[1], &pattern)) {
+		imap_bad(s, cmd->tag, lsub ? "syntax: LSUB reference pattern"
+		                           : "syntax: LIST reference pattern");
+		return;
+	}
+	if (*pattern == '\0') {
+		/* RFC 3501 6.3.8: the delimiter and the root of the reference. */
+		if (!lsub)
+			imap_reply(s, "* LIST (\\Noselect) \"/\" \"\"");
+		imap_reply(s, "%s OK %s completed", cmd->tag, cmd->name);
+		return;
+	}
+	if (imap_names_load(s, &names, lsub) < 0) {
+		imap_names_free(&names);
+		imap_reply(s, "%s NO [UNAVAILABLE] Cannot list mailboxes", cmd->tag);
+		return;
+	}
+	full = xasprintf("%s%s", ref, pattern);
+	for (size_t i = 0; i < names.n; i++) {
+		const struct imap_name *nm = &names.v[i];
+
+		if (!imap_list_matches(full, nm->wire))
+			continue;
+		if (lsub) {
+			/* Subscribed names; a parent of subscribed names only when '%' ends the
+			 * pattern, as \Noselect (RFC 3501 6.3.9). */
+			bool parent = !nm->subscribed && nm->sub_children &&
+			              full[strlen(full) - 1] == '%';
+
+			if (!nm->subscribed && !parent)
+				continue;
+			evbuffer_add_printf(out, "* LSUB (%s) \"/\" ",
+			                    parent || !nm->exists ? "\\Noselect" : "");
+		} else if (nm->exists) {
+			evbuffer_add_printf(out, "* LIST (%s%s%s) \"/\" ",
+			                    nm->children ? "\\HasChildren" : "\\HasNoChildren",
+			                    nm->special_use[0] != '\0' ? " " : "", nm->special_use);
+		} else {
+			evbuffer_add_printf(out, "* LIST (\\Noselect %s) \"/\" ",
+			                    nm->children ? "\\HasChildren" : "\\HasNoChildren");
+		}
+		imap_write_astring(s, nm->wire);
+		evbuffer_add(out, "\r\n", 2);
+	}
+	if (names.overflow)
+		log_warnx("imap session=%s event=list-truncated max=%d", s->conn.id, IMAP_LIST_MAX);
+	free(full);
+	imap_names_free(&names);
+	imap_reply(s, "%s OK %s completed", cmd->tag, cmd->name);
+}
+
+/* --- CREATE, DELETE, RENAME --- */
+
+void
+imap_cmd_create(struct imap_session *s, const struct imap_command *cmd)
+{
+	char name[IMAP_MAILBOX_MAX], error[256];
+	struct store_mailbox mbox;
+	size_t len;
+	int r;
+
+	if (cmd->nargs != 1) {
+		imap_bad(s, cmd->tag, "syntax: CREATE mailbox");
+		return;
+	}
+	if (imap_mailbox_arg(s, cmd->tag, &cmd->args[0], name, sizeof(name)) < 0)
+		return;
+	/* A trailing delimiter declares the intent to create names below (RFC 3501 6.3.3). */
+	len = strlen(name);
+	if (len > 1 && name[len - 1] == '/')
+		name[len - 1] = '\0';
+	if (strcasecmp(name, "INBOX") == 0) {
+		imap_reply(s, "%s NO [ALREADYEXISTS] INBOX always exists", cmd->tag);
+		return;
+	}
+	r = store_mailbox_create(s->server->store, s->account_id, name, NULL, error,
+	                         sizeof(error));
+	if (r == 0) {
+		imap_reply(s, "%s NO [ALREADYEXISTS] Mailbox already exists", cmd->tag);
+		return;
+	}
+	if (r < 0) {
+		log_info("imap session=%s event=create result=failed error=\"%s\"", s->conn.id,
+		         error);
+		imap_reply(s, "%s NO [CANNOT] %s", cmd->tag, error[0] != '\0' ? error : "Cannot create");
+		return;
+	}
+	if (store_mailbox_get(s->server->store, s->account_id, name, &mbox) == 1)
+		imap_publish_mailbox(s, NOTIFY_MAILBOX_CREATED, mbox.id, name, NULL);
+	imap_reply(s, "%s OK CREATE completed", cmd->tag);
+}
+
+void
+imap_cmd_delete(struct imap_session *s, const struct imap_command *cmd)
+{
+	char name[IMAP_MAILBOX_MAX], error[256];
+	struct store_mailbox mbox;
+	int r;
+
+	if (cmd->nargs != 1) {
+		imap_bad(s, cmd->tag, "syntax: DELETE mailbox");
+		return;
+	}
+	if (imap_mailbox_arg(s, cmd->tag, &cmd->args[0], name, sizeof(name)) < 0)
+		return;
+	if (strcmp(name, "INBOX") == 0) {
+		imap_reply(s, "%s NO [CANNOT] INBOX cannot be deleted", cmd->tag);
+		return;
+	}
+	r = store_mailbox_get(s->server->store, s->account_id, name, &mbox);
+	if (r == 0) {
+		imap_reply(s, "%s NO [NONEXISTENT] Mailbox does not exist", cmd->tag);
+		return;
+	}
+	if (r < 0) {
+		imap_reply(s, "%s NO [UNAVAILABLE] Cannot read the mailbox list", cmd->tag);
+		return;
+	}
+	/* Deleting the mailbox this session has selected closes it first (no expunge). */
+	if (s->mailbox != NULL && s->mailbox_id == mbox.id) {
+		imap_mailbox_deselect(s);
+		imap_enter_state(s, IMAP_STATE_AUTH);
+	}
+	r = store_mailbox_delete(s->server->store, s->account_id, name, error, sizeof(error));
+	if (r == 0) {
+		imap_reply(s, "%s NO [NONEXISTENT] Mailbox does not exist", cmd->tag);
+		return;
+	}
+	if (r < 0) {
+		log_warnx("imap session=%s event=delete result=failed error=\"%s\"", s->conn.id,
+		          error);
+		imap_reply(s, "%s NO [UNAVAILABLE] Cannot delete the mailbox; try again later",
+		           cmd->tag);
+		return;
+	}
+	imap_publish_mailbox(s, NOTIFY_MAILBOX_DELETED, mbox.id, name, NULL);
+	imap_reply(s, "%s OK DELETE completed", cmd->tag);
+}
+
+struct imap_rename_ctx {
+	const char *from;
+	size_t from_len;
+	int64_t *ids;
+	char **old;
+	size_t n, cap;
+};
+
+static void
+imap_rename_collect(const struct store_mailbox *mbox, void *arg)
+{
+	struct imap_rename_ctx *ctx = arg;
+
+	if (strcmp(mbox->name, ctx->from) != 0 &&
+	    !(strncmp(mbox->name, ctx->from, ctx->from_len) == 0 &&
+	      mbox->name[ctx->from_len] == '/'))
+		return;
+	if (ctx->n == ctx->cap) {
+		ctx->cap = ctx->cap == 0 ? 8 : 2 * ctx->cap;
+		ctx->ids = xrealloc(ctx->ids, ctx->cap * sizeof(*ctx->ids));
+		ctx->old = xrealloc(ctx->old, ctx->cap * sizeof(*ctx->old));
+	}
+	ctx->ids[ctx->n] = mbox->id;
+	ctx->old[ctx->n++] = xstrdup(mbox->name);
+}
+
+static void
+imap_rename_uids(const struct store_message *m, void *arg)
+{
+	struct imap_rename_ctx *ctx = arg;
+
+	/* Reuses ids[] for the INBOX's UIDs. */
+	if (ctx->n == ctx->cap) {
+		ctx->cap = ctx->cap == 0 ? 64 : 2 * ctx->cap;
+		ctx->ids = xrealloc(ctx->ids, ctx->cap * sizeof(*ctx->ids));
+	}
+	ctx->ids[ctx->n++] = m->uid;
+}
+
+/* RENAME INBOX: the messages leave INBOX (sessions watching it see them expunged). */
+static void
+imap_rename_inbox_events(struct imap_session *s, struct imap_rename_ctx *uids, int64_t inbox_id,
+                         const char *to)
+{
+	struct store_mailbox mbox;
+
+	for (size_t i = 0; s->server->hub != NULL && i < uids->n; i++) {
+		struct notify_event ev = {.kind = NOTIFY_EXPUNGE, .account_id = s->account_id,
+		                          .mailbox_id = inbox_id, .uid = (uint32_t)uids->ids[i]};
+
+		str_copy(ev.mailbox, "INBOX", sizeof(ev.mailbox));
+		notify_publish(s->server->hub, &ev);
+	}
+	if (store_mailbox_get(s->server->store, s->account_id, to, &mbox) == 1)
+		imap_publish_mailbox(s, NOTIFY_MAILBOX_CREATED, mbox.id, to, NULL);
+}
+
+void
+imap_cmd_rename(struct imap_session *s, const struct imap_command *cmd)
+{
+	char from[IMAP_MAILBOX_MAX], to[IMAP_MAILBOX_MAX], error[256];
+	struct imap_rename_ctx ctx = {0};
+	struct store_mailbox mbox;
+	int r;
+
+	if (cmd->nargs != 2) {
+		imap_bad(s, cmd->tag, "syntax: RENAME from to");
+		return;
+	}
+	if (imap_mailbox_arg(s, cmd->tag, &cmd->args[0], from, sizeof(from)) < 0 ||
+	    imap_mailbox_arg(s, cmd->tag, &cmd->args[1], to, sizeof(to)) < 0)
+		return;
+	if (strcasecmp(to, "INBOX") == 0) {
+		imap_reply(s, "%s NO [ALREADYEXISTS] INBOX already exists", cmd->tag);
+		return;
+	}
+	r = store_mailbox_get(s->server->store, s->account_id, from, &mbox);
+	if (r == 0) {
+		imap_reply(s, "%s NO [NONEXISTENT] Mailbox does not exist", cmd->tag);
+		return;
+	}
+	ctx.from = from;
+	ctx.from_len = strlen(from);
+	if (r < 0 ||
+	    (strcmp(from, "INBOX") == 0
+	         ? store_message_list(s->server->store, s->account_id, "INBOX", imap_rename_uids,
+	                              &ctx) < 0
+	         : store_mailbox_list(s->server->store, s->account_id, imap_rename_collect, &ctx) <
+	               0)) {
+		imap_reply(s, "%s NO [UNAVAILABLE] Cannot read the mailbox list", cmd->tag);
+		goto done;
+	}
+	r = store_mailbox_rename(s->server->store, s->account_id, from, to, error, sizeof(error));
+	if (r == 0) {
+		imap_reply(s, "%s NO [NONEXISTENT] Mailbox does not exist", cmd->tag);
+		goto done;
+	}
+	if (r == -2) {
+		imap_reply(s, "%s NO [ALREADYEXISTS] Mailbox already exists", cmd->tag);
+		goto done;
+	}
+	if (r < 0) {
+		log_info("imap session=%s event=rename result=failed error=\"%s\"", s->conn.id, error);
+		imap_reply(s, "%s NO [CANNOT] %s", cmd->tag, error[0] != '\0' ? error : "Cannot rename");
+		goto done;
+	}
+	if (strcmp(from, "INBOX") == 0) {
+		imap_rename_inbox_events(s, &ctx, mbox.id, to);
+	} else {
+		for (size_t i = 0; i < ctx.n; i++) {
+			char *now = xasprintf("%s%s", to, ctx.old[i] + ctx.from_len);
+
+			/* Our own session follows too (through its subscription). */
+			imap_publish_mailbox(s, NOTIFY_MAILBOX_RENAMED, ctx.ids[i], now, ctx.old[i]);
+			free(now);
+		}
+	}
+	imap_reply(s, "%s OK RENAME completed", cmd->tag);
+done:
+	for (size_t i = 0; ctx.old != NULL && i < ctx.n; i++)
+		free(ctx.old[i]);
+	free(ctx.old);
+	free(ctx.ids);
+}
+
+/* --- SUBSCRIBE, UNSUBSCRIBE --- */
+
+void
+imap_cmd_subscribe(struct imap_session *s, const struct imap_command *cmd)
+{
+	bool on = strcmp(cmd->name, "SUBSCRIBE") == 0;
+	char name[IMAP_MAILBOX_MAX], error[256];
+
+	if (cmd->nargs != 1) {
+		imap_bad(s, cmd->tag, on ? "syntax: SUBSCRIBE mailbox" : "syntax: UNSUBSCRIBE mailbox");
+		return;
+	}
+	if (imap_mailbox_arg(s, cmd->tag, &cmd->args[0], name, sizeof(name)) < 0)
+		return;
+	if (store_subscription_set(s->server->store, s->account_id, name, on, error,
+	                           sizeof(error)) < 0) {
+		imap_reply(s, "%s NO [CANNOT] %s", cmd->tag, error);
+		return;
+	}
+	imap_reply(s, "%s OK %s completed", cmd->tag, cmd->name);
+}

@@ -244,6 +244,13 @@ imap_parser_reset_command(struct imap_parser *p)
 }
 
 void
+imap_parser_wipe(struct imap_parser *p)
+{
+	if (p->buf != NULL)
+		explicit_bzero(p->buf, p->buf_cap);
+}
+
+void
 imap_parser_set_limits(struct imap_parser *p, const struct imap_parser_limits *limits)
 {
 	if (p->state != S_START || p->dead)

@@ -163,6 +163,9 @@ void imap_parser_literal_refuse(struct imap_parser *p);
 /* Frees the finished command's arguments and shrinks buffers grown past their usual size
  * (feeding more does this too). Does nothing while a command is still being read. */
 void imap_parser_reset_command(struct imap_parser *p);
+/* Overwrites the text of the command or line just returned with zeros (passwords in LOGIN,
+ * AUTHENTICATE and SASL responses); its arguments must not be used afterwards. */
+void imap_parser_wipe(struct imap_parser *p);
 /* Changes the limits (e.g. larger ones after login) between commands; ignored mid-command. */
 void imap_parser_set_limits(struct imap_parser *p, const struct imap_parser_limits *limits);
 /* The next feed reads one raw line (IDLE's "DONE", an AUTHENTICATE response) of up to line_max

@@ -2,9 +2,11 @@
  *
  * imap_session.c owns the session on its netconn, the command table, the not-authenticated
  * state (CAPABILITY, STARTTLS, LOGIN, AUTHENTICATE) and the session's lifetime;
- * imap_mailbox.c the authenticated and selected states (LIST, STATUS, SELECT, EXPUNGE, IDLE,
- * the snapshot and the notify queue); imap_fetch.c FETCH, STORE and SEARCH. Everything runs
- * on the loop thread. */
+ * imap_mailbox.c the selected state (SELECT, STATUS, the snapshot, the notify queue, \Recent,
+ * resync, IDLE); imap_mbox.c the mailbox namespace (LIST, LSUB, CREATE, DELETE, RENAME,
+ * SUBSCRIBE); imap_fetch.c FETCH with imap_section.c resolving body sections; imap_store.c
+ * STORE, EXPUNGE, CLOSE and the store update they share; imap_append.c APPEND, COPY and MOVE;
+ * imap_search.c SEARCH over imap_match.c. Everything runs on the loop thread. */
 #ifndef TERN_IMAP_PRIVATE_H
 #define TERN_IMAP_PRIVATE_H
 
@@ -22,12 +24,16 @@ struct auth_request;
 struct store;
 struct notify_hub;
 struct notify_sub;
+struct notify_event;
 struct event;
+struct deliver;
+struct deliver_tx;
+struct workers;
 
 #define IMAP_FETCH_HIGH (256 * 1024) /* a FETCH pauses while this much waits for the client */
 #define IMAP_FETCH_LOW (64 * 1024)   /* ... and goes on when the output drains below this */
 #define IMAP_CHUNK 16384             /* bytes read from a message file at a time */
-#define IMAP_EVENTS_MAX 4096         /* queued notify events before the session gives up */
+#define IMAP_EVENTS_MAX 4096         /* queued notify events; past it the session resyncs */
 #define IMAP_IDLE_KEEPALIVE 120      /* seconds between "* OK Still here" */
 
 /* The store flag bits IMAP shows as system flags (\Recent is per session, not stored). */
@@ -46,12 +52,26 @@ enum imap_state {
 	IMAP_STATE_CLOSING,      /* last reply queued; close once it is written */
 };
 
+/* \Recent (RFC 3501 2.3.2): a message is recent in the first read-write session that sees it.
+ * The server remembers per mailbox the highest UID handed out as recent. */
+#define IMAP_RECENT_BUCKETS 1024
+struct imap_recent {
+	int64_t mailbox_id;
+	uint32_t uid;
+	struct imap_recent *next;
+};
+
 struct imap_server {
 	struct event_base *base;
 	struct store *store;
 	struct auth *auth;
 	struct notify_hub *hub;
+	struct deliver *deliver;
+	struct workers *workers; /* SEARCH reads message files on these (lib/workers.h) */
+	struct notify_sub *recent_sub; /* imap_recent_event */
+	struct imap_recent *recent[IMAP_RECENT_BUCKETS];
 	unsigned max_errors;
+	uint64_t append_max; /* bytes of one APPENDed message (smtp.max_message_size) */
 	struct netconn_params conn_params;
 	struct imap_session *sessions;
 	unsigned nsessions;
@@ -78,6 +98,7 @@ struct imap_event {
 	uint32_t flags;
 	uint64_t modseq;
 	char *keywords; /* malloc'd or NULL */
+	bool recent;	/* NEW: this session claimed it as \Recent */
 };
 
 struct imap_fetch; /* imap_fetch.c */
@@ -89,6 +110,9 @@ enum imap_update_kind {
 	IMAP_UPDATE_EXPUNGE, /* EXPUNGE / UID EXPUNGE: EXPUNGE responses and OK */
 	IMAP_UPDATE_CLOSE,   /* CLOSE: silent expunge, then OK */
 	IMAP_UPDATE_FETCH,   /* \Seen for a FETCH, then the FETCH streams */
+	IMAP_UPDATE_COPY,    /* COPY: COPYUID and OK */
+	IMAP_UPDATE_MOVE,    /* MOVE: COPYUID, EXPUNGE responses and OK */
+	IMAP_UPDATE_APPEND,  /* APPEND: APPENDUID and OK */
 };
 
 struct imap_session {
@@ -108,6 +132,11 @@ struct imap_session {
 	uint32_t uidvalidity;
 	uint32_t uidnext;
 	bool read_only;
+	bool condstore;		/* CONDSTORE enabled (RFC 7162 3.1) */
+	bool mailbox_gone;	/* the selected mailbox was deleted by another session */
+	uint64_t highestmodseq; /* of the selected mailbox, as the client was told */
+	char *keywords;		/* keywords announced in FLAGS, space-separated, or NULL */
+	uint32_t recent;	/* messages \Recent in this session, as announced */
 	struct imap_msg *msgs;
 	uint32_t nmsgs;
 	size_t msgs_cap;
@@ -126,6 +155,13 @@ struct imap_session {
 	size_t update_nuids;
 	bool update_silent;
 	bool update_uid;
+	char *update_kw;	       /* the keyword lists the changes point into */
+	uint64_t update_unchangedsince; /* STORE (UNCHANGEDSINCE n), 0 when none */
+	char *update_dst;	       /* COPY/MOVE destination */
+	/* APPEND in progress: the message literal streams into a deliver transaction. */
+	struct deliver_tx *append_tx;
+	unsigned append_literals; /* streamed literals seen in this command */
+	bool append_failed;	  /* a write failed or too many literals: refuse at the end */
 	struct imap_fetch *fetch; /* a FETCH in progress */
 	struct event *idle_timer;
 	struct imap_session *prev, *next;
@@ -145,7 +181,6 @@ void imap_session_free(struct imap_session *s);
 void imap_write_astring(struct imap_session *s, const char *str);
 
 /* imap_mailbox.c */
-void imap_cmd_list(struct imap_session *s, const struct imap_command *cmd); /* and LSUB */
 void imap_cmd_status(struct imap_session *s, const struct imap_command *cmd);
 void imap_cmd_select(struct imap_session *s, const struct imap_command *cmd); /* EXAMINE */
 void imap_cmd_namespace(struct imap_session *s, const struct imap_command *cmd);
@@ -156,13 +191,34 @@ void imap_cmd_expunge(struct imap_session *s, const struct imap_command *cmd);
 void imap_cmd_idle(struct imap_session *s, const struct imap_command *cmd);
 /* The IDLE continuation line arrived. */
 void imap_idle_line(struct imap_session *s, const char *line);
+/* The server's own notify subscription (every account): notes new mail for \Recent. */
+void imap_recent_event(const struct notify_event *ev, void *arg);
+/* Frees the server's \Recent table. */
+void imap_recent_free(struct imap_server *server);
 /* Drops the selected mailbox (snapshot, subscription, queue). */
 void imap_mailbox_deselect(struct imap_session *s);
+/* Compares the snapshot with the store and tells the client the difference (after the event
+ * queue overflowed): EXPUNGE, FETCH FLAGS, EXISTS. */
+void imap_mailbox_resync(struct imap_session *s);
 /* Sends the queued changes as untagged responses; with expunges false only EXISTS and FLAGS
  * (during FETCH, STORE, SEARCH), leaving expunges queued. */
 void imap_mailbox_flush(struct imap_session *s, bool expunges);
 /* Starts a store update with s->update_* filled; the callback finishes the command. */
 void imap_update_start(struct imap_session *s, enum imap_update_kind kind);
+/* Frees what s->update_* hold. */
+void imap_update_clear(struct imap_session *s);
+/* Removes snapshot message idx (sequence number idx + 1) and frees what it holds. */
+void imap_msg_remove(struct imap_session *s, size_t idx);
+/* Sends "* n EXPUNGE" (unless silent) for each of uids[0..n) in the snapshot, highest sequence
+ * number first, and removes them. */
+void imap_expunge_uids(struct imap_session *s, const uint32_t *uids, size_t n, bool silent);
+/* Publishes NOTIFY_EXPUNGE for uids of the selected mailbox (ignored by this session). */
+void imap_publish_expunges(struct imap_session *s, const uint32_t *uids, size_t n);
+/* Adds the keywords (space-separated) the client has not been told of to s->keywords and
+ * announces the new FLAGS and PERMANENTFLAGS (RFC 3501 7.2.6). */
+void imap_keywords_note(struct imap_session *s, const char *keywords);
+/* Writes a UID set in its shortest form ("3:5,9") to the output. */
+void imap_write_uidset(struct imap_session *s, const uint32_t *uids, size_t n);
 /* The index in s->msgs of uid, or -1. */
 long imap_msg_find(const struct imap_session *s, uint32_t uid);
 /* Writes "(\Seen \Deleted ...)" flags into buf. */
@@ -187,14 +243,37 @@ void imap_fetch_free(struct imap_session *s);
 
 /* imap_store.c */
 void imap_cmd_store(struct imap_session *s, const struct imap_command *cmd);
-/* Parses a flag list (atom or list of atoms) into store flag bits. -1 on unknown flags. */
-int imap_flags_parse(const struct imap_arg *arg, uint32_t *flags_r);
+/* Parses flags (one list, or nargs atoms) into store flag bits and keywords (space-separated in
+ * kw). \Recent is ignored. 0, -1 an invalid flag, -2 the keywords do not fit kwsize. */
+int imap_flags_parse(const struct imap_arg *args, size_t nargs, uint32_t *flags_r, char *kw,
+                     size_t kwsize);
 
 /* imap_search.c */
 void imap_cmd_search(struct imap_session *s, const struct imap_command *cmd);
 
-/* imap_mbox.c: CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE */
+/* imap_mbox.c: the mailbox namespace */
+#define IMAP_MAILBOX_MAX 1024	   /* a mailbox name in UTF-8, with its NUL */
+#define IMAP_MAILBOX_WIRE_MAX 4096 /* the same in modified UTF-7 */
+void imap_cmd_list(struct imap_session *s, const struct imap_command *cmd); /* and LSUB */
+void imap_cmd_create(struct imap_session *s, const struct imap_command *cmd);
+void imap_cmd_delete(struct imap_session *s, const struct imap_command *cmd);
+void imap_cmd_rename(struct imap_session *s, const struct imap_command *cmd);
+void imap_cmd_subscribe(struct imap_session *s, const struct imap_command *cmd); /* UNSUBSCRIBE */
+/* Reads a mailbox name argument into out as UTF-8 ("INBOX" in any case becomes "INBOX").
+ * Returns 0, or -1 after replying BAD/NO. */
+int imap_mailbox_arg(struct imap_session *s, const char *tag, const struct imap_arg *arg, char *out,
+                     size_t outsize);
+/* Writes a store (UTF-8) mailbox name as an IMAP astring in modified UTF-7. */
+void imap_write_mailbox(struct imap_session *s, const char *name);
 
 /* imap_append.c: APPEND, COPY, MOVE */
+void imap_cmd_append(struct imap_session *s, const struct imap_command *cmd);
+void imap_cmd_copy(struct imap_session *s, const struct imap_command *cmd); /* and MOVE */
+/* APPEND's literal was announced: true to send the continuation, false after refusing. */
+bool imap_append_continue(struct imap_session *s);
+/* A chunk of APPEND's streamed literal. */
+void imap_append_data(struct imap_session *s, const char *data, size_t len);
+/* Drops an APPEND in progress (parse error, session end). */
+void imap_append_abort(struct imap_session *s);
 
 #endif

@@ -1,175 +1,498 @@
-/* imap_search: SEARCH and UID SEARCH over the selected mailbox's snapshot. */
+/* imap_search: SEARCH and UID SEARCH (RFC 3501 6.4.4) over the selected mailbox's snapshot,
+ * with ESEARCH's RETURN (MIN MAX ALL COUNT) (RFC 4731) and CONDSTORE's MODSEQ key and
+ * "(MODSEQ n)" response tail (RFC 7162 3.1.5).
+ *
+ * The program is built and evaluated by imap_match (every key, the semantics are documented
+ * there). Each message is first decided from the snapshot (flags, UID, sequence number, size,
+ * internal date, MODSEQ, keywords); only messages still undecided are read: the header section
+ * alone when that can decide them, then the whole message (bounded by IMAP_MATCH_FILE_MAX and
+ * IMAP_MATCH_BODY_MAX).
+ *
+ * That reading runs on the daemon's worker threads (lib/workers.h), SEARCH_BATCH messages per
+ * job, so a body search over a large mailbox does not hold up the other sessions. The files are
+ * opened on the loop thread (the store is loop-thread only) just before each batch is handed
+ * over; the worker parses them with GMime (its own objects per message: thread-safe once
+ * mime_init has run) and evaluates the read-only program. Meanwhile the session waits in WAIT
+ * like a store update (update_pending), so no command runs and the snapshot does not change; a
+ * connection that dies mid-search is freed by the batch's completion. Everything the worker
+ * touches is owned by the job, none of it by the session. Without workers (tools) the batches
+ * are read inline. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
+#include "imap/imap_match.h"
 #include "imap/imap_private.h"
+#include "lib/log.h"
 #include "lib/util.h"
+#include "lib/workers.h"
 #include "store/store.h"
 
-/* --- SEARCH --- */
+/* RETURN options (RFC 4731). */
+#define SEARCH_RET_MIN 1u
+#define SEARCH_RET_MAX 2u
+#define SEARCH_RET_ALL 4u
+#define SEARCH_RET_COUNT 8u
 
-/* Evaluates one search key at args[*pos] into match (nmsgs bools, ANDed into it). Returns 0,
- * or -1 after replying. */
-static int imap_search_key(struct imap_session *s, const char *tag, const struct imap_arg *args,
-                           size_t nargs, size_t *pos, bool *match);
+/* Message files opened for one worker job: bounds the descriptors a search holds and how long
+ * one job keeps a worker from other sessions' work. */
+#define SEARCH_BATCH 32
 
+/* A message the snapshot could not decide: what the worker needs, owned by the job. */
+struct search_item {
+	uint32_t idx;             /* in the snapshot: sequence number idx + 1 */
+	struct imap_match_msg mm; /* keywords point to the copy below */
+	char *keywords;           /* the snapshot's may be freed meanwhile */
+	int fd;                   /* opened on the loop thread for the current batch, or -1 */
+	bool match;
+};
+
+/* One SEARCH: the program, the answers so far, and the undecided messages. Everything a worker
+ * touches (m, items, fds) belongs to the job, so a session that dies mid-search can be freed
+ * without waiting for anything but the batch in flight. */
+struct search_job {
+	struct imap_session *s;
+	struct imap_match *m;
+	uint32_t nmsgs;
+	bool *match; /* nmsgs answers, by snapshot index */
+	uint32_t count;
+	uint32_t first, last; /* indexes of the first and last match */
+	uint32_t files;       /* message files read */
+	struct search_item *items;
+	size_t nitems;
+	size_t next;        /* the first item not opened yet */
+	size_t batch_begin; /* the batch the worker reads: items[batch_begin, next) */
+	bool uid, esearch, modseq;
+	unsigned ret;
+};
+
+/* Parses "RETURN (...)" at args[*pos]; sets *esearch and *ret. Returns 0 or -1 after replying. */
 static int
-imap_search_keys(struct imap_session *s, const char *tag, const struct imap_arg *args,
-                 size_t nargs, bool *match)
-{
-	size_t pos = 0;
-
-	while (pos < nargs) {
-		if (imap_search_key(s, tag, args, nargs, &pos, match) < 0)
-			return -1;
-	}
-	return 0;
-}
-
-static int
-imap_search_key(struct imap_session *s, const char *tag, const struct imap_arg *args,
-                size_t nargs, size_t *pos, bool *match)
+search_return_opts(struct imap_session *s, const char *tag, const struct imap_arg *args,
+                   size_t nargs, size_t *pos, bool *esearch, unsigned *ret)
 {
 	static const struct {
 		const char *name;
-		uint32_t flag;
-		bool set;
-	} flagkeys[] = {
-	    {"SEEN", STORE_FLAG_SEEN, true},          {"UNSEEN", STORE_FLAG_SEEN, false},
-	    {"DELETED", STORE_FLAG_DELETED, true},    {"UNDELETED", STORE_FLAG_DELETED, false},
-	    {"FLAGGED", STORE_FLAG_FLAGGED, true},    {"UNFLAGGED", STORE_FLAG_FLAGGED, false},
-	    {"ANSWERED", STORE_FLAG_ANSWERED, true},  {"UNANSWERED", STORE_FLAG_ANSWERED, false},
-	    {"DRAFT", STORE_FLAG_DRAFT, true},        {"UNDRAFT", STORE_FLAG_DRAFT, false},
-	};
-	const struct imap_arg *a = &args[(*pos)++];
-	bool *sub;
-	uint32_t *idx;
-	long n;
+		unsigned bit;
+	} opts[] = {{"MIN", SEARCH_RET_MIN},
+	            {"MAX", SEARCH_RET_MAX},
+	            {"ALL", SEARCH_RET_ALL},
+	            {"COUNT", SEARCH_RET_COUNT}};
+	const struct imap_arg *list;
 
-	if (a->type == IMAP_ARG_LIST) {
-		sub = xcalloc(s->nmsgs + 1, sizeof(*sub));
-		for (uint32_t i = 0; i < s->nmsgs; i++)
-			sub[i] = true;
-		if (imap_search_keys(s, tag, a->list, a->list_count, sub) < 0) {
-			free(sub);
-			return -1;
-		}
-		for (uint32_t i = 0; i < s->nmsgs; i++)
-			match[i] = match[i] && sub[i];
-		free(sub);
+	if (*pos >= nargs || !imap_arg_atom_equals(&args[*pos], "RETURN"))
 		return 0;
-	}
-	if (a->type != IMAP_ARG_ATOM && a->type != IMAP_ARG_NUMBER) {
-		imap_bad(s, tag, "Invalid SEARCH key");
+	if (*pos + 1 >= nargs || args[*pos + 1].type != IMAP_ARG_LIST) {
+		imap_bad(s, tag, "syntax: SEARCH RETURN (MIN MAX ALL COUNT) keys");
 		return -1;
 	}
-	for (size_t k = 0; k < sizeof(flagkeys) / sizeof(flagkeys[0]); k++) {
-		if (!imap_arg_atom_equals(a, flagkeys[k].name))
-			continue;
-		for (uint32_t i = 0; i < s->nmsgs; i++)
-			if (((s->msgs[i].flags & flagkeys[k].flag) != 0) != flagkeys[k].set)
-				match[i] = false;
-		return 0;
-	}
-	if (imap_arg_atom_equals(a, "ALL") || imap_arg_atom_equals(a, "OLD"))
-		return 0;
-	if (imap_arg_atom_equals(a, "NEW") || imap_arg_atom_equals(a, "RECENT")) {
-		/* Nothing is \Recent in this server yet. */
-		for (uint32_t i = 0; i < s->nmsgs; i++)
-			match[i] = false;
-		return 0;
-	}
-	if (imap_arg_atom_equals(a, "NOT") || imap_arg_atom_equals(a, "OR")) {
-		bool or = imap_arg_atom_equals(a, "OR");
-		bool *x = xcalloc(s->nmsgs + 1, sizeof(*x)), *y = xcalloc(s->nmsgs + 1, sizeof(*y));
-		int r = 0;
+	list = &args[*pos + 1];
+	*esearch = true;
+	*ret = 0;
+	for (size_t i = 0; i < list->list_count; i++) {
+		unsigned bit = 0;
 
-		for (uint32_t i = 0; i < s->nmsgs; i++)
-			x[i] = y[i] = true;
-		if (*pos >= nargs || (or && *pos + 1 >= nargs)) {
-			imap_bad(s, tag, "Missing SEARCH argument");
-			r = -1;
-		} else if (imap_search_key(s, tag, args, nargs, pos, x) < 0 ||
-		           (or && imap_search_key(s, tag, args, nargs, pos, y) < 0)) {
-			r = -1;
-		} else {
-			for (uint32_t i = 0; i < s->nmsgs; i++)
-				match[i] = match[i] && (or ? (x[i] || y[i]) : !x[i]);
-		}
-		free(x);
-		free(y);
-		return r;
-	}
-	if (imap_arg_atom_equals(a, "UID")) {
-		if (*pos >= nargs) {
-			imap_bad(s, tag, "Missing SEARCH argument");
+		for (size_t k = 0; k < sizeof(opts) / sizeof(opts[0]); k++)
+			if (imap_arg_atom_equals(&list->list[i], opts[k].name))
+				bit = opts[k].bit;
+		if (bit == 0) {
+			imap_bad(s, tag, "Unknown SEARCH RETURN option (MIN MAX ALL COUNT)");
 			return -1;
 		}
-		a = &args[(*pos)++];
-		if ((n = imap_seqset_expand(s, tag, a, true, &idx)) < 0)
-			return -1;
-	} else if ((a->str[0] >= '0' && a->str[0] <= '9') || a->str[0] == '*') {
-		if ((n = imap_seqset_expand(s, tag, a, false, &idx)) < 0)
-			return -1;
-	} else {
-		imap_reply(s, "%s NO [CANNOT] SEARCH key not supported yet", tag);
-		return -1;
+		*ret |= bit;
 	}
-	sub = xcalloc(s->nmsgs + 1, sizeof(*sub));
-	for (long i = 0; i < n; i++)
-		sub[idx[i]] = true;
-	for (uint32_t i = 0; i < s->nmsgs; i++)
-		match[i] = match[i] && sub[i];
-	free(sub);
-	free(idx);
+	/* RFC 4731 3.1: RETURN () means ALL. */
+	if (*ret == 0)
+		*ret = SEARCH_RET_ALL;
+	*pos += 2;
 	return 0;
+}
+
+/* Parses "CHARSET name" at args[*pos]. Returns 0 or -1 after replying. */
+static int
+search_charset(struct imap_session *s, const char *tag, const struct imap_arg *args, size_t nargs,
+               size_t *pos)
+{
+	const char *cs;
+
+	if (*pos >= nargs || !imap_arg_atom_equals(&args[*pos], "CHARSET"))
+		return 0;
+	if (*pos + 1 >= nargs || !imap_arg_get_astring(&args[*pos + 1], &cs)) {
+		imap_bad(s, tag, "syntax: SEARCH CHARSET name keys");
+		return -1;
+	}
+	if (strcasecmp(cs, "UTF-8") != 0 && strcasecmp(cs, "US-ASCII") != 0) {
+		imap_reply(s, "%s NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset", tag);
+		return -1;
+	}
+	*pos += 2;
+	return 0;
+}
+
+static void
+search_msg(const struct imap_session *s, uint32_t i, struct imap_match_msg *mm)
+{
+	const struct imap_msg *m = &s->msgs[i];
+
+	mm->seq = i + 1;
+	mm->uid = m->uid;
+	mm->flags = m->flags;
+	mm->recent = m->recent;
+	mm->meta = m->meta;
+	mm->size = m->size;
+	mm->internal_date = m->internal_date;
+	mm->modseq = m->modseq;
+	mm->keywords = m->keywords;
+}
+
+static void
+search_job_free(struct search_job **jobp)
+{
+	struct search_job *job = *jobp;
+
+	if (job == NULL)
+		return;
+	for (size_t i = 0; i < job->nitems; i++) {
+		if (job->items[i].fd >= 0)
+			close(job->items[i].fd);
+		free(job->items[i].keywords);
+	}
+	free(job->items);
+	free(job->match);
+	imap_match_free(&job->m);
+	free(job);
+	*jobp = NULL;
+}
+
+/* Decides every message it can from the snapshot; the others become job->items. */
+static struct search_job *
+search_job_new(struct imap_session *s, struct imap_match *m)
+{
+	struct search_job *job = xcalloc(1, sizeof(*job));
+	struct imap_match_msg mm;
+	int r;
+
+	job->s = s;
+	job->m = m;
+	job->nmsgs = s->nmsgs;
+	job->match = xcalloc(s->nmsgs + 1, sizeof(*job->match));
+	imap_match_bind(m, s->nmsgs, s->nmsgs > 0 ? s->msgs[s->nmsgs - 1].uid : 0);
+	for (uint32_t i = 0; i < s->nmsgs; i++) {
+		struct search_item *it;
+
+		search_msg(s, i, &mm);
+		r = imap_match_eval(m, &mm, NULL);
+		if (r >= 0) {
+			job->match[i] = r == 1;
+			continue;
+		}
+		if (job->items == NULL)
+			job->items = xcalloc(s->nmsgs - i, sizeof(*job->items));
+		it = &job->items[job->nitems++];
+		it->idx = i;
+		it->mm = mm;
+		it->keywords = mm.keywords != NULL ? xstrdup(mm.keywords) : NULL;
+		it->mm.keywords = it->keywords;
+		it->fd = -1;
+	}
+	return job;
+}
+
+/* Loop thread: opens the files of the next batch of undecided messages (the store is not
+ * thread-safe). A message that cannot be opened (expunged meanwhile, the mailbox deleted) does
+ * not match. */
+static void
+search_open_batch(struct imap_session *s, struct search_job *job)
+{
+	job->batch_begin = job->next;
+	for (; job->next < job->nitems && job->next - job->batch_begin < SEARCH_BATCH;
+	     job->next++) {
+		struct search_item *it = &job->items[job->next];
+
+		if (s->mailbox == NULL || s->mailbox_gone)
+			continue;
+		it->fd =
+		    store_message_open(s->server->store, s->account_id, s->mailbox, it->mm.uid);
+		if (it->fd == -1)
+			log_warnx("imap session=%s event=search-open-failed uid=%u", s->conn.id,
+			          it->mm.uid);
+		if (it->fd >= 0)
+			job->files++;
+		else
+			it->fd = -1;
+	}
+}
+
+/* Any thread: decides one opened message from its header, then (if still undecided) from the
+ * whole message, and closes its file. Touches only the item and the (read-only) program. */
+static void
+search_read(const struct imap_match *m, struct search_item *it)
+{
+	unsigned needs = imap_match_needs(m);
+	struct imap_match_content *c = NULL;
+	int r = -1;
+
+	if ((needs & IMAP_MATCH_NEED_HEADER) != 0) {
+		c = imap_match_content_from_fd(it->fd, IMAP_MATCH_NEED_HEADER);
+		if (c != NULL)
+			r = imap_match_eval(m, &it->mm, c);
+		imap_match_content_free(&c);
+	}
+	if (r < 0 && (needs & IMAP_MATCH_NEED_BODY) != 0) {
+		c = imap_match_content_from_fd(it->fd,
+		                               IMAP_MATCH_NEED_HEADER | IMAP_MATCH_NEED_BODY);
+		if (c != NULL)
+			r = imap_match_eval(m, &it->mm, c);
+		imap_match_content_free(&c);
+	}
+	close(it->fd);
+	it->fd = -1;
+	it->match = r == 1;
+}
+
+/* A worker (or the loop thread without workers): reads the batch opened last. */
+static void
+search_work(void *arg)
+{
+	struct search_job *job = arg;
+
+	for (size_t i = job->batch_begin; i < job->next; i++)
+		if (job->items[i].fd >= 0)
+			search_read(job->m, &job->items[i]);
+}
+
+/* Loop thread: takes the answers of the batch just read. */
+static void
+search_take_batch(struct search_job *job)
+{
+	for (size_t i = job->batch_begin; i < job->next; i++)
+		job->match[job->items[i].idx] = job->items[i].match;
+}
+
+/* Counts the matches once every message is decided. */
+static void
+search_count(struct search_job *job)
+{
+	for (uint32_t i = 0; i < job->nmsgs; i++) {
+		if (!job->match[i])
+			continue;
+		if (job->count++ == 0)
+			job->first = i;
+		job->last = i;
+	}
+}
+
+static uint32_t
+search_id(const struct imap_session *s, bool uid, uint32_t i)
+{
+	return uid ? s->msgs[i].uid : i + 1;
+}
+
+/* "* SEARCH n n n" with RFC 7162's "(MODSEQ n)" when the program used MODSEQ. */
+static void
+search_reply_plain(struct imap_session *s, const struct search_job *job)
+{
+	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
+	uint64_t highest = 0;
+
+	evbuffer_add_printf(out, "* SEARCH");
+	for (uint32_t i = 0; i < job->nmsgs; i++) {
+		if (!job->match[i])
+			continue;
+		evbuffer_add_printf(out, " %u", search_id(s, job->uid, i));
+		if (s->msgs[i].modseq > highest)
+			highest = s->msgs[i].modseq;
+	}
+	if (job->modseq && job->count > 0)
+		evbuffer_add_printf(out, " (MODSEQ %llu)", (unsigned long long)highest);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+/* "* ESEARCH (TAG "t") [UID] MIN a MAX b COUNT n ALL set [MODSEQ m]" (RFC 4731; no MIN, MAX or
+ * ALL when nothing matched). */
+static void
+search_reply_esearch(struct imap_session *s, const char *tag, const struct search_job *job)
+{
+	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
+	unsigned ret = job->ret;
+	bool uid = job->uid;
+	uint64_t highest = 0;
+
+	evbuffer_add_printf(out, "* ESEARCH (TAG \"%s\")%s", tag, uid ? " UID" : "");
+	if ((ret & SEARCH_RET_MIN) && job->count > 0)
+		evbuffer_add_printf(out, " MIN %u", search_id(s, uid, job->first));
+	if ((ret & SEARCH_RET_MAX) && job->count > 0)
+		evbuffer_add_printf(out, " MAX %u", search_id(s, uid, job->last));
+	if (ret & SEARCH_RET_COUNT)
+		evbuffer_add_printf(out, " COUNT %u", job->count);
+	if ((ret & SEARCH_RET_ALL) && job->count > 0) {
+		bool first = true;
+
+		evbuffer_add_printf(out, " ALL ");
+		for (uint32_t i = 0; i < job->nmsgs; i++) {
+			uint32_t lo, hi, j = i;
+
+			if (!job->match[i])
+				continue;
+			lo = hi = search_id(s, uid, i);
+			/* A run of consecutive matches whose numbers follow each other. */
+			while (j + 1 < job->nmsgs && job->match[j + 1] &&
+			       search_id(s, uid, j + 1) == hi + 1) {
+				j++;
+				hi++;
+			}
+			if (lo == hi)
+				evbuffer_add_printf(out, "%s%u", first ? "" : ",", lo);
+			else
+				evbuffer_add_printf(out, "%s%u:%u", first ? "" : ",", lo, hi);
+			first = false;
+			i = j;
+		}
+	}
+	if (job->modseq && job->count > 0) {
+		/* RFC 4731 3.2: with ALL or COUNT the highest of every match, otherwise of the
+		 * messages returned by MIN and MAX. */
+		if (ret & (SEARCH_RET_ALL | SEARCH_RET_COUNT)) {
+			for (uint32_t i = 0; i < job->nmsgs; i++)
+				if (job->match[i] && s->msgs[i].modseq > highest)
+					highest = s->msgs[i].modseq;
+		} else {
+			if (ret & SEARCH_RET_MIN)
+				highest = s->msgs[job->first].modseq;
+			if ((ret & SEARCH_RET_MAX) && s->msgs[job->last].modseq > highest)
+				highest = s->msgs[job->last].modseq;
+		}
+		evbuffer_add_printf(out, " MODSEQ %llu", (unsigned long long)highest);
+	}
+	evbuffer_add(out, "\r\n", 2);
+}
+
+/* Every message is decided: the untagged answer and the tagged OK. */
+static void
+search_reply(struct imap_session *s, const char *tag, struct search_job *job)
+{
+	search_count(job);
+	log_debug("imap session=%s event=search messages=%u matched=%u files=%u", s->conn.id,
+	          job->nmsgs, job->count, job->files);
+	if (job->esearch)
+		search_reply_esearch(s, tag, job);
+	else
+		search_reply_plain(s, job);
+	imap_reply(s, "%s OK %sSEARCH completed", tag, job->uid ? "UID " : "");
+}
+
+static void search_done(void *arg);
+
+/* Opens the next batch and hands it to a worker; search_done comes back on the loop thread. */
+static void
+search_submit(struct imap_session *s, struct search_job *job)
+{
+	search_open_batch(s, job);
+	s->update_pending++;
+	workers_submit(s->server->workers, search_work, search_done, job);
+}
+
+/* Loop thread: a batch was read. The session waited in WAIT meanwhile: no command ran and
+ * notify events only queued, so the snapshot is the one the search began with; unless the
+ * connection died, which freed the snapshot (only the job is left to free). */
+static void
+search_done(void *arg)
+{
+	struct search_job *job = arg;
+	struct imap_session *s = job->s;
+
+	s->update_pending--;
+	if (s->conn.dead) {
+		log_debug("imap session=%s event=search result=abandoned read=%zu of=%zu",
+		          s->conn.id, job->next, job->nitems);
+		search_job_free(&job);
+		if (s->update_pending == 0)
+			imap_session_free(s);
+		return;
+	}
+	search_take_batch(job);
+	if (job->next < job->nitems) {
+		search_submit(s, job);
+		return;
+	}
+	imap_enter_state(s, IMAP_STATE_SELECTED);
+	if (s->nmsgs != job->nmsgs) {
+		/* Impossible while in WAIT; answer rather than send numbers that are wrong. */
+		log_warnx("imap session=%s event=search-snapshot-changed messages=%u was=%u",
+		          s->conn.id, s->nmsgs, job->nmsgs);
+		imap_reply(s, "%s NO [UNAVAILABLE] The mailbox changed; search again", s->tag);
+	} else {
+		search_reply(s, s->tag, job);
+	}
+	search_job_free(&job);
+	netconn_run(&s->conn);
 }
 
 void
 imap_cmd_search(struct imap_session *s, const struct imap_command *cmd)
 {
-	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
-	const struct imap_arg *args = cmd->args;
-	size_t nargs = cmd->nargs;
-	bool *match;
+	enum imap_match_error kind;
+	struct search_job *job;
+	struct imap_match *m;
+	bool esearch = false;
+	unsigned ret = 0;
+	size_t pos = 0;
+	char error[160];
 
-	if (nargs >= 2 && imap_arg_atom_equals(&args[0], "CHARSET")) {
-		const char *cs;
-
-		if (!imap_arg_get_astring(&args[1], &cs)) {
-			imap_bad(s, cmd->tag, "Invalid CHARSET");
-			return;
-		}
-		if (strcasecmp(cs, "UTF-8") != 0 && strcasecmp(cs, "US-ASCII") != 0) {
-			imap_reply(s, "%s NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset",
-			           cmd->tag);
-			return;
-		}
-		args += 2;
-		nargs -= 2;
-	}
-	if (nargs == 0) {
-		imap_bad(s, cmd->tag, "syntax: SEARCH keys");
+	/* The flush before the command may have said BYE (the mailbox was deleted). */
+	if (s->conn.closing)
+		return;
+	if (search_return_opts(s, cmd->tag, cmd->args, cmd->nargs, &pos, &esearch, &ret) < 0 ||
+	    search_charset(s, cmd->tag, cmd->args, cmd->nargs, &pos) < 0)
+		return;
+	if (pos >= cmd->nargs) {
+		imap_bad(s, cmd->tag, "syntax: SEARCH [RETURN (...)] [CHARSET name] keys");
 		return;
 	}
-	match = xcalloc(s->nmsgs + 1, sizeof(*match));
-	for (uint32_t i = 0; i < s->nmsgs; i++)
-		match[i] = true;
-	if (imap_search_keys(s, cmd->tag, args, nargs, match) < 0) {
-		free(match);
+	if (imap_match_parse(cmd->args + pos, cmd->nargs - pos, &m, &kind, error, sizeof(error)) <
+	    0) {
+		if (kind == IMAP_MATCH_ERR_LIMIT) {
+			imap_reply(s, "%s BAD [LIMIT] %s", cmd->tag, error);
+			imap_error(s);
+		} else {
+			imap_bad(s, cmd->tag, error);
+		}
 		return;
 	}
-	evbuffer_add_printf(out, "* SEARCH");
-	for (uint32_t i = 0; i < s->nmsgs; i++)
-		if (match[i])
-			evbuffer_add_printf(out, " %u", cmd->uid ? s->msgs[i].uid : i + 1);
-	evbuffer_add(out, "\r\n", 2);
-	free(match);
-	imap_reply(s, "%s OK %sSEARCH completed", cmd->tag, cmd->uid ? "UID " : "");
+	if ((imap_match_needs(m) & IMAP_MATCH_NEED_META) && imap_mailbox_load_meta(s) < 0) {
+		imap_match_free(&m);
+		imap_reply(s, "%s NO [UNAVAILABLE] Cannot read the mailbox; try again later",
+		           cmd->tag);
+		return;
+	}
+	/* RFC 7162 3.1: SEARCH with the MODSEQ key is a CONDSTORE enabling command. */
+	if (imap_match_needs(m) & IMAP_MATCH_NEED_MODSEQ)
+		s->condstore = true;
+	job = search_job_new(s, m);
+	job->uid = cmd->uid;
+	job->esearch = esearch;
+	job->ret = ret;
+	job->modseq = (imap_match_needs(m) & IMAP_MATCH_NEED_MODSEQ) != 0;
+	if (job->nitems > 0 && s->server->workers != NULL) {
+		/* The files are read on the workers; the session waits (SEARCH sends no EXPUNGE,
+		 * RFC 3501 7.4.1: whatever arrives meanwhile stays queued). */
+		imap_set_tag(s, cmd->tag);
+		imap_enter_state(s, IMAP_STATE_WAIT);
+		search_submit(s, job);
+		return;
+	}
+	/* Without workers (tools, tests) the files are read here. */
+	while (job->next < job->nitems) {
+		search_open_batch(s, job);
+		search_work(job);
+		search_take_batch(job);
+	}
+	search_reply(s, cmd->tag, job);
+	search_job_free(&job);
 }

@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <strings.h>
 #include <unistd.h>
 
@@ -99,7 +100,9 @@ imap_starttls_offered(const struct imap_session *s)
 static void
 imap_capabilities(const struct imap_session *s, char *buf, size_t size)
 {
-	str_copy(buf, "IMAP4rev1 LITERAL+ SASL-IR ENABLE IDLE UIDPLUS UNSELECT NAMESPACE ID CHILDREN",
+	str_copy(buf,
+	         "IMAP4rev1 LITERAL+ SASL-IR ENABLE IDLE UIDPLUS MOVE UNSELECT NAMESPACE ID CHILDREN "
+	         "SPECIAL-USE CONDSTORE ESEARCH",
 	         size);
 	if (s->state != IMAP_STATE_NOT_AUTH)
 		return;
@@ -137,8 +140,8 @@ imap_session_free(struct imap_session *s)
 		event_free(s->idle_timer);
 	imap_forget_auth(s);
 	imap_parser_free(&s->parser);
-	free(s->update_changes);
-	free(s->update_uids);
+	imap_append_abort(s);
+	imap_update_clear(s);
 	free(s->tag);
 	free(s->account);
 	free(s);
@@ -262,9 +265,24 @@ imap_cmd_logout(struct imap_session *s, const struct imap_command *cmd)
 static void
 imap_cmd_id(struct imap_session *s, const struct imap_command *cmd)
 {
-	if (cmd->nargs != 1 ||
-	    (cmd->args[0].type != IMAP_ARG_NIL && cmd->args[0].type != IMAP_ARG_LIST)) {
-		imap_bad(s, cmd->tag, "syntax: ID (params) or ID NIL");
+	const struct imap_arg *list = &cmd->args[0];
+	bool ok = cmd->nargs == 1 && (list->type == IMAP_ARG_NIL || list->type == IMAP_ARG_LIST);
+
+	/* RFC 2971 3.3: field/value pairs of strings (values may be NIL), at most 30 of them,
+	 * fields at most 30 octets. */
+	if (ok && list->type == IMAP_ARG_LIST) {
+		const char *str;
+
+		ok = list->list_count % 2 == 0 && list->list_count <= 60;
+		for (size_t i = 0; ok && i < list->list_count; i++) {
+			if (i % 2 == 0)
+				ok = imap_arg_get_string(&list->list[i], &str) && strlen(str) <= 30;
+			else
+				ok = imap_arg_get_nstring(&list->list[i], &str);
+		}
+	}
+	if (!ok) {
+		imap_bad(s, cmd->tag, "syntax: ID (\"field\" \"value\" ...) or ID NIL");
 		return;
 	}
 	imap_reply(s, "* ID (\"name\" \"tern\")");
@@ -274,19 +292,21 @@ imap_cmd_id(struct imap_session *s, const struct imap_command *cmd)
 static void
 imap_cmd_enable(struct imap_session *s, const struct imap_command *cmd)
 {
+	bool enabled = false;
+
 	if (cmd->nargs == 0) {
 		imap_bad(s, cmd->tag, "syntax: ENABLE capability...");
 		return;
 	}
-	/* Nothing ENABLE-able is supported yet (no CONDSTORE, UTF8=ACCEPT). */
-	imap_reply(s, "* ENABLED");
+	/* RFC 5161: list what got enabled; unknown capabilities are ignored. */
+	for (size_t i = 0; i < cmd->nargs; i++) {
+		if (imap_arg_atom_equals(&cmd->args[i], "CONDSTORE")) {
+			s->condstore = true;
+			enabled = true;
+		}
+	}
+	imap_reply(s, enabled ? "* ENABLED CONDSTORE" : "* ENABLED");
 	imap_reply(s, "%s OK ENABLE completed", cmd->tag);
-}
-
-static void
-imap_cmd_unsupported(struct imap_session *s, const struct imap_command *cmd)
-{
-	imap_reply(s, "%s NO [CANNOT] %s not supported yet", cmd->tag, cmd->name);
 }
 
 /* --- not authenticated --- */
@@ -328,6 +348,7 @@ static void
 imap_auth_done(enum auth_result result, int64_t account_id, const char *address, void *arg)
 {
 	struct imap_session *s = arg;
+	struct imap_parser_limits limits = {0};
 	char caps[256];
 
 	s->auth_req = NULL;
@@ -339,6 +360,10 @@ imap_auth_done(enum auth_result result, int64_t account_id, const char *address,
 		s->account_id = account_id;
 		free(s->account);
 		s->account = xstrdup(address);
+		/* Logged in: APPEND literals stream into the store instead of memory. */
+		limits.stream_min = 1;
+		limits.stream_max = s->server->append_max;
+		imap_parser_set_limits(s->parser, &limits);
 		imap_enter_state(s, IMAP_STATE_AUTH);
 		imap_capabilities(s, caps, sizeof(caps));
 		imap_reply(s, "%s OK [CAPABILITY %s] Logged in", s->tag, caps);
@@ -494,12 +519,12 @@ static const struct imap_cmd_entry imap_commands[] = {
     {"EXAMINE", IN_LOGGED, false, false, imap_cmd_select},
     {"NAMESPACE", IN_LOGGED, false, false, imap_cmd_namespace},
     {"IDLE", IN_LOGGED, false, false, imap_cmd_idle},
-    {"CREATE", IN_LOGGED, false, false, imap_cmd_unsupported},
-    {"DELETE", IN_LOGGED, false, false, imap_cmd_unsupported},
-    {"RENAME", IN_LOGGED, false, false, imap_cmd_unsupported},
-    {"SUBSCRIBE", IN_LOGGED, false, false, imap_cmd_unsupported},
-    {"UNSUBSCRIBE", IN_LOGGED, false, false, imap_cmd_unsupported},
-    {"APPEND", IN_LOGGED, false, false, imap_cmd_unsupported},
+    {"CREATE", IN_LOGGED, false, false, imap_cmd_create},
+    {"DELETE", IN_LOGGED, false, false, imap_cmd_delete},
+    {"RENAME", IN_LOGGED, false, false, imap_cmd_rename},
+    {"SUBSCRIBE", IN_LOGGED, false, false, imap_cmd_subscribe},
+    {"UNSUBSCRIBE", IN_LOGGED, false, false, imap_cmd_subscribe},
+    {"APPEND", IN_LOGGED, false, false, imap_cmd_append},
     {"UNSELECT", IN_SELECTED, false, false, imap_cmd_unselect},
     {"CLOSE", IN_SELECTED, false, false, imap_cmd_close},
     {"CHECK", IN_SELECTED, false, false, imap_cmd_check},
@@ -507,8 +532,8 @@ static const struct imap_cmd_entry imap_commands[] = {
     {"FETCH", IN_SELECTED, true, true, imap_cmd_fetch},
     {"STORE", IN_SELECTED, true, true, imap_cmd_store},
     {"SEARCH", IN_SELECTED, true, true, imap_cmd_search},
-    {"COPY", IN_SELECTED, true, false, imap_cmd_unsupported},
-    {"MOVE", IN_SELECTED, true, false, imap_cmd_unsupported},
+    {"COPY", IN_SELECTED, true, false, imap_cmd_copy},
+    {"MOVE", IN_SELECTED, true, false, imap_cmd_copy},
 };
 
 static void
@@ -535,6 +560,9 @@ imap_dispatch(struct imap_session *s, const struct imap_command *cmd)
 		if (s->state == IMAP_STATE_SELECTED)
 			imap_mailbox_flush(s, !e->no_expunge || cmd->uid);
 		e->fn(s, cmd);
+		/* Credentials do not linger in the parser's buffer (auth copied them). */
+		if (e->fn == imap_cmd_login || e->fn == imap_cmd_authenticate)
+			imap_parser_wipe(s->parser);
 		return;
 	}
 	log_info("imap session=%s event=unknown-command name=\"%s\"", s->conn.id,
@@ -556,6 +584,7 @@ imap_session_line(struct imap_session *s, const char *line, size_t len)
 			return;
 		}
 		imap_auth_next(s, sasl_server_step(&s->sasl, line, &step), &step);
+		imap_parser_wipe(s->parser);
 		return;
 	}
 	if (s->state == IMAP_STATE_IDLE) {
@@ -569,6 +598,7 @@ imap_session_parse_error(struct imap_session *s)
 {
 	const struct imap_parse_error *err = imap_parser_error(s->parser);
 
+	imap_append_abort(s); /* what was streamed of a failed APPEND is dropped */
 	if (err->fatal) {
 		imap_reply(s, "* BYE %s", err->text);
 		netconn_close(&s->conn, "parse-error");
@@ -621,15 +651,16 @@ imap_session_feed(struct imap_session *s)
 		imap_dispatch(s, cmd);
 		return true;
 	case IMAP_PARSE_LITERAL_CONTINUE:
-		if (strcmp(imap_parser_command_name(s->parser, &uid), "APPEND") == 0) {
-			imap_reply(s, "%s NO [CANNOT] APPEND not supported yet",
-			           imap_parser_tag(s->parser));
+		if (strcmp(imap_parser_command_name(s->parser, &uid), "APPEND") == 0 &&
+		    !imap_append_continue(s)) {
 			imap_parser_literal_refuse(s->parser);
 			return true;
 		}
 		imap_reply(s, "+ Ready for literal data");
 		return true;
 	case IMAP_PARSE_LITERAL_DATA:
+		imap_parser_literal_data(s->parser, &line, &len);
+		imap_append_data(s, line, len);
 		return true;
 	case IMAP_PARSE_LINE:
 		line = imap_parser_line(s->parser, &len);
@@ -670,15 +701,21 @@ imap_session_step(void *arg)
 
 struct imap_server *
 imap_server_new(struct event_base *base, const struct config *config, struct store *store,
-                struct auth *auth, struct notify_hub *hub)
+                struct auth *auth, struct notify_hub *hub, struct deliver *deliver,
+                struct workers *workers)
 {
 	struct imap_server *server = xcalloc(1, sizeof(*server));
 
+	server->workers = workers;
 	server->base = base;
+	server->deliver = deliver;
+	if (hub != NULL)
+		server->recent_sub = notify_subscribe(hub, 0, 0, imap_recent_event, server);
 	server->store = store;
 	server->auth = auth;
 	server->hub = hub;
 	server->max_errors = (unsigned)config_get_int(config, "imap.max_errors");
+	server->append_max = (uint64_t)config_get_int(config, "smtp.max_message_size");
 	server->conn_params = (struct netconn_params){
 	    .proto = "imap",
 	    .ops = &imap_netconn_ops,
@@ -703,6 +740,8 @@ imap_server_free(struct imap_server **serverp)
 		log_warnx("imap session=%s event=leaked-at-exit", server->sessions->conn.id);
 		imap_session_free(server->sessions);
 	}
+	notify_unsubscribe(&server->recent_sub);
+	imap_recent_free(server);
 	free(server);
 	*serverp = NULL;
 }

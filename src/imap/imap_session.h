@@ -1,5 +1,6 @@
 /* imap_session: one IMAP4rev1 server connection (RFC 3501, with IDLE 2177, UIDPLUS 4315,
- * LITERAL+ 7888, SASL-IR 4959, ENABLE 5161, UNSELECT 3691, NAMESPACE 2342, ID 2971).
+ * MOVE 6851, LITERAL+ 7888, SASL-IR 4959, ENABLE 5161, UNSELECT 3691, NAMESPACE 2342, ID 2971,
+ * CHILDREN 3348, SPECIAL-USE 6154, CONDSTORE 7162, ESEARCH 4731).
  *
  * Built on netconn (connection plumbing), imap_parser (commands and literals), sasl_server
  * (AUTHENTICATE), auth (passwords), the store (mailboxes and messages) and the notify hub
@@ -17,10 +18,15 @@ struct config;
 struct store;
 struct auth;
 struct notify_hub;
+struct deliver;
+struct workers;
 struct imap_server;
 
+/* deliver is the path APPEND takes (as SMTP does); workers run SEARCH's reading of message
+ * files off the loop thread. Both must outlive the server. */
 struct imap_server *imap_server_new(struct event_base *base, const struct config *config,
-				    struct store *store, struct auth *auth, struct notify_hub *hub);
+				    struct store *store, struct auth *auth, struct notify_hub *hub,
+				    struct deliver *deliver, struct workers *workers);
 /* Every session must be gone (imap_server_close_all, then the store's callbacks drained). */
 void imap_server_free(struct imap_server **server);
 

@@ -295,7 +295,8 @@ cmd_serve(int argc, char **argv)
 	sv.deliver = deliver_new(sv.store, sv.hub, sv.ctx.config);
 	sv.smtp = smtp_server_new(sv.base, sv.ctx.config, sv.deliver, sv.auth);
 	sv.pop3 = pop3_server_new(sv.base, sv.ctx.config, sv.store, sv.auth, sv.hub);
-	sv.imap = imap_server_new(sv.base, sv.ctx.config, sv.store, sv.auth, sv.hub);
+	sv.imap = imap_server_new(sv.base, sv.ctx.config, sv.store, sv.auth, sv.hub, sv.deliver,
+	                          sv.workers);
 	if (serve_start_listeners(&sv) < 0)
 		goto out;
 

@@ -14,8 +14,8 @@ What it gives a test file:
   smtplib would be too polite.
 - `RawPOP3`: the same for POP3 (status lines, multi-line responses, STLS, SASL), where poplib would be.
 - IMAP: `Daemon(imap=True)` also gives the daemon free ports for imap.listen (STARTTLS) and
-  imap.listen_tls (IMAPS) as `imap_port` / `imaps_port` (both keys are empty, IMAP off, by default, and
-  stay so unless a test asks); `RawIMAP` is a byte-exact IMAP client (tagged commands, literals, untagged
+  imap.listen_tls (IMAPS) as `imap_port` / `imaps_port` (without it both keys are set empty, IMAP off,
+  so parallel daemons never compete for the default ports); `RawIMAP` is a byte-exact IMAP client (tagged commands, literals, untagged
   responses) for hostile input and IDLE, where imaplib would be too polite.
 
 Pure Python 3 standard library. The build directory is $TERN_BUILD, or `build` under the repository root
@@ -179,6 +179,10 @@ class Daemon:
         if self.imap:
             args += ["-o", f"imap.listen=127.0.0.1:{self.imap_port}",
                      "-o", f"imap.listen_tls=127.0.0.1:{self.imaps_port}"]
+        else:
+            # IMAP listens on 127.0.0.1:2143/2993 by default: tests that do not ask for it turn it
+            # off, so daemons of tests running side by side never compete for those ports.
+            args += ["-o", "imap.listen=", "-o", "imap.listen_tls="]
         for opt in self.options:
             args += ["-o", opt]
         return args

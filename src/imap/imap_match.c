@@ -1,0 +1,1048 @@
+/* imap_match: SEARCH programs built from parsed arguments and evaluated per message (see
+ * imap_match.h for the semantics). Evaluation is three-valued: a key that needs content that
+ * was not read yet answers "undecided", so a caller decides most messages from the index and
+ * reads files only for the rest. */
+#include "imap/imap_match.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <gmime/gmime.h>
+
+#include "lib/util.h"
+#include "mime/summary.h"
+#include "store/store.h"
+
+enum node_kind {
+	N_AND = 0, /* kids, all of them */
+	N_OR,      /* two kids */
+	N_NOT,     /* one kid */
+	N_ALL,
+	N_FLAG,    /* flag bit is (set) or is not (!set) on */
+	N_RECENT,  /* \Recent is set / not set */
+	N_KEYWORD, /* KEYWORD (set) / UNKEYWORD (!set) */
+	N_SEQ,     /* sequence set */
+	N_UID,     /* UID set */
+	N_LARGER,
+	N_SMALLER,
+	N_BEFORE,
+	N_ON,
+	N_SINCE,
+	N_SENTBEFORE,
+	N_SENTON,
+	N_SENTSINCE,
+	N_MODSEQ,
+	N_HEADER, /* field contains needle (HEADER, FROM, TO, CC, BCC, SUBJECT) */
+	N_BODY,
+	N_TEXT,
+};
+
+struct node {
+	enum node_kind kind;
+	struct node **kids;
+	size_t nkids;
+	uint32_t flag;
+	bool set;
+	uint64_t number; /* LARGER, SMALLER, MODSEQ */
+	int32_t day;     /* date keys */
+	char *field;     /* N_HEADER: field name */
+	char *keyword;   /* N_KEYWORD */
+	char *needle;    /* case-folded (g_malloc'd) */
+	size_t needle_len;
+	struct imap_seq_range *ranges; /* N_SEQ, N_UID: as sent */
+	size_t nranges;
+	struct imap_seq_range *bound; /* ... with '*' resolved, sorted and merged */
+	size_t nbound;
+};
+
+struct imap_match {
+	struct node *root;
+	unsigned needs;
+	size_t nodes;
+	size_t text_keys;
+};
+
+struct mc_header {
+	char *name;  /* as in the message */
+	char *value; /* decoded, case-folded (g_malloc'd) */
+	size_t len;
+};
+
+struct imap_match_content {
+	bool have_body;
+	struct mc_header *headers;
+	size_t nheaders;
+	char *header_text; /* every "name: value" line, case-folded (g_malloc'd) */
+	size_t header_len;
+	char *body; /* decoded text parts, case-folded (g_malloc'd) */
+	size_t body_len;
+	bool has_date;
+	int32_t sent_day;
+};
+
+/* ---- dates ---- */
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil). */
+static int32_t
+match_days(int y, int m, int d)
+{
+	int era, yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return (int32_t)(era * 146097 + doe - 719468);
+}
+
+int
+imap_match_date_parse(const char *text, int32_t *day_r)
+{
+	static const char *const months[] = {"jan", "feb", "mar", "apr", "may", "jun",
+	                                     "jul", "aug", "sep", "oct", "nov", "dec"};
+	static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	int day = 0, year = 0, month = -1;
+	const char *p = text;
+	int n;
+
+	for (n = 0; n < 2 && *p >= '0' && *p <= '9'; n++)
+		day = day * 10 + (*p++ - '0');
+	if (n == 0 || *p++ != '-')
+		return -1;
+	for (int i = 0; i < 12; i++) {
+		if (strncasecmp(p, months[i], 3) == 0) {
+			month = i;
+			break;
+		}
+	}
+	if (month < 0 || p[3] != '-')
+		return -1;
+	p += 4;
+	for (n = 0; n < 4 && *p >= '0' && *p <= '9'; n++)
+		year = year * 10 + (*p++ - '0');
+	if (n != 4 || *p != '\0' || day < 1 || day > mdays[month])
+		return -1;
+	/* 29-Feb only in leap years. */
+	if (month == 1 && day == 29 && !(year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)))
+		return -1;
+	*day_r = match_days(year, month + 1, day);
+	return 0;
+}
+
+/* The calendar day of t in the server's local time zone. */
+static int32_t
+match_local_day(int64_t t)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (localtime_r(&tt, &tm) == NULL)
+		return INT32_MIN;
+	return match_days(tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+}
+
+/* ---- text ---- */
+
+/* s (len bytes, any bytes) as valid UTF-8, case-folded, NULs turned into spaces. g_free(). */
+static char *
+match_fold(const char *s, size_t len, size_t *len_r)
+{
+	char *tmp = g_malloc(len + 1), *valid, *folded;
+
+	memcpy(tmp, s, len);
+	tmp[len] = '\0';
+	for (size_t i = 0; i < len; i++)
+		if (tmp[i] == '\0')
+			tmp[i] = ' ';
+	valid = g_utf8_make_valid(tmp, (gssize)len);
+	g_free(tmp);
+	folded = g_utf8_casefold(valid, -1);
+	g_free(valid);
+	*len_r = strlen(folded);
+	return folded;
+}
+
+static bool
+match_contains(const char *hay, size_t hay_len, const struct node *n)
+{
+	if (n->needle_len == 0)
+		return true;
+	return hay != NULL && memmem(hay, hay_len, n->needle, n->needle_len) != NULL;
+}
+
+/* ---- building ---- */
+
+enum arg_kind {
+	A_NONE = 0,
+	A_STRING,  /* astring: BODY, TEXT, FROM, ... */
+	A_DATE,    /* BEFORE, ... */
+	A_NUMBER,  /* LARGER, SMALLER */
+	A_HEADER,  /* field-name string */
+	A_KEYWORD, /* flag-keyword */
+	A_SEQSET,  /* UID */
+	A_KEY1,    /* NOT */
+	A_KEY2,    /* OR */
+	A_MODSEQ,  /* [entry-name entry-type] mod-sequence-valzer */
+};
+
+static const struct match_key {
+	const char *name;
+	enum node_kind kind;
+	enum arg_kind arg;
+	uint32_t flag;
+	bool set;
+	const char *field; /* N_HEADER shortcuts */
+} match_keys[] = {
+    {"ALL", N_ALL, A_NONE, 0, false, NULL},
+    {"ANSWERED", N_FLAG, A_NONE, STORE_FLAG_ANSWERED, true, NULL},
+    {"BCC", N_HEADER, A_STRING, 0, false, "Bcc"},
+    {"BEFORE", N_BEFORE, A_DATE, 0, false, NULL},
+    {"BODY", N_BODY, A_STRING, 0, false, NULL},
+    {"CC", N_HEADER, A_STRING, 0, false, "Cc"},
+    {"DELETED", N_FLAG, A_NONE, STORE_FLAG_DELETED, true, NULL},
+    {"DRAFT", N_FLAG, A_NONE, STORE_FLAG_DRAFT, true, NULL},
+    {"FLAGGED", N_FLAG, A_NONE, STORE_FLAG_FLAGGED, true, NULL},
+    {"FROM", N_HEADER, A_STRING, 0, false, "From"},
+    {"HEADER", N_HEADER, A_HEADER, 0, false, NULL},
+    {"KEYWORD", N_KEYWORD, A_KEYWORD, 0, true, NULL},
+    {"LARGER", N_LARGER, A_NUMBER, 0, false, NULL},
+    {"MODSEQ", N_MODSEQ, A_MODSEQ, 0, false, NULL},
+    {"NEW", N_AND, A_NONE, 0, false, NULL}, /* RECENT UNSEEN */
+    {"NOT", N_NOT, A_KEY1, 0, false, NULL},
+    {"OLD", N_RECENT, A_NONE, 0, false, NULL},
+    {"ON", N_ON, A_DATE, 0, false, NULL},
+    {"OR", N_OR, A_KEY2, 0, false, NULL},
+    {"RECENT", N_RECENT, A_NONE, 0, true, NULL},
+    {"SEEN", N_FLAG, A_NONE, STORE_FLAG_SEEN, true, NULL},
+    {"SENTBEFORE", N_SENTBEFORE, A_DATE, 0, false, NULL},
+    {"SENTON", N_SENTON, A_DATE, 0, false, NULL},
+    {"SENTSINCE", N_SENTSINCE, A_DATE, 0, false, NULL},
+    {"SINCE", N_SINCE, A_DATE, 0, false, NULL},
+    {"SMALLER", N_SMALLER, A_NUMBER, 0, false, NULL},
+    {"SUBJECT", N_HEADER, A_STRING, 0, false, "Subject"},
+    {"TEXT", N_TEXT, A_STRING, 0, false, NULL},
+    {"TO", N_HEADER, A_STRING, 0, false, "To"},
+    {"UID", N_UID, A_SEQSET, 0, false, NULL},
+    {"UNANSWERED", N_FLAG, A_NONE, STORE_FLAG_ANSWERED, false, NULL},
+    {"UNDELETED", N_FLAG, A_NONE, STORE_FLAG_DELETED, false, NULL},
+    {"UNDRAFT", N_FLAG, A_NONE, STORE_FLAG_DRAFT, false, NULL},
+    {"UNFLAGGED", N_FLAG, A_NONE, STORE_FLAG_FLAGGED, false, NULL},
+    {"UNKEYWORD", N_KEYWORD, A_KEYWORD, 0, false, NULL},
+    {"UNSEEN", N_FLAG, A_NONE, STORE_FLAG_SEEN, false, NULL},
+};
+
+struct mparse {
+	struct imap_match *m;
+	enum imap_match_error kind;
+	char *error;
+	size_t errsize;
+};
+
+static void
+node_free(struct node *n)
+{
+	if (n == NULL)
+		return;
+	for (size_t i = 0; i < n->nkids; i++)
+		node_free(n->kids[i]);
+	free(n->kids);
+	free(n->field);
+	free(n->keyword);
+	g_free(n->needle);
+	free(n->ranges);
+	free(n->bound);
+	free(n);
+}
+
+/* Sets the error (first one wins) and returns NULL. */
+static struct node *
+mp_fail(struct mparse *p, enum imap_match_error kind, const char *fmt, const char *word)
+{
+	if (p->error[0] == '\0') {
+		p->kind = kind;
+		snprintf(p->error, p->errsize, fmt, word != NULL ? word : "");
+	}
+	return NULL;
+}
+
+static struct node *
+mp_node(struct mparse *p, enum node_kind kind)
+{
+	struct node *n;
+
+	if (++p->m->nodes > IMAP_MATCH_NODES_MAX)
+		return mp_fail(p, IMAP_MATCH_ERR_LIMIT, "Too many search keys%s", NULL);
+	n = xcalloc(1, sizeof(*n));
+	n->kind = kind;
+	return n;
+}
+
+static void
+mp_add_kid(struct node *parent, struct node *kid)
+{
+	parent->kids = xrealloc(parent->kids, (parent->nkids + 1) * sizeof(*parent->kids));
+	parent->kids[parent->nkids++] = kid;
+}
+
+/* A search string: valid UTF-8 without NUL, folded into n->needle. */
+static bool
+mp_string(struct mparse *p, const struct imap_arg *a, struct node *n, const char *key)
+{
+	const char *s;
+
+	if (!imap_arg_get_astring(a, &s)) {
+		mp_fail(p, IMAP_MATCH_ERR_SYNTAX, "%s needs a string argument", key);
+		return false;
+	}
+	if (strlen(s) != a->len || !g_utf8_validate(s, (gssize)a->len, NULL)) {
+		mp_fail(p, IMAP_MATCH_ERR_SYNTAX, "%s: the search string is not valid UTF-8", key);
+		return false;
+	}
+	if (++p->m->text_keys > IMAP_MATCH_TEXT_KEYS_MAX) {
+		mp_fail(p, IMAP_MATCH_ERR_LIMIT, "Too many text search keys%s", NULL);
+		return false;
+	}
+	n->needle = match_fold(s, a->len, &n->needle_len);
+	return true;
+}
+
+/* A sequence set (sequence numbers or UIDs) into n->ranges. */
+static bool
+mp_seqset(struct mparse *p, const struct imap_arg *a, struct node *n)
+{
+	const char *text, *err;
+	size_t count;
+
+	if (!imap_arg_get_atom(a, &text) || a->type == IMAP_ARG_NIL) {
+		mp_fail(p, IMAP_MATCH_ERR_SYNTAX, "Invalid sequence set%s", NULL);
+		return false;
+	}
+	if (imap_parse_seqset(text, NULL, IMAP_SEQSET_MAX_RANGES, &count, &err) < 0) {
+		mp_fail(p, IMAP_MATCH_ERR_SYNTAX, "%s", err);
+		return false;
+	}
+	n->ranges = xcalloc(count, sizeof(*n->ranges));
+	imap_parse_seqset(text, n->ranges, count, &n->nranges, &err);
+	return true;
+}
+
+static bool
+mp_date(struct mparse *p, const struct imap_arg *a, struct node *n, const char *key)
+{
+	const char *s;
+
+	if (!imap_arg_get_astring(a, &s) || imap_match_date_parse(s, &n->day) < 0) {
+		mp_fail(p, IMAP_MATCH_ERR_SYNTAX, "%s needs a date like 1-Feb-1994", key);
+		return false;
+	}
+	return true;
+}
+
+/* MODSEQ ["/flags/..." priv|shared|all] n; the entry is checked, then ignored. */
+static bool
+mp_modseq(struct mparse *p, const struct imap_arg *args, size_t nargs, size_t *pos, struct node *n)
+{
+	const struct imap_arg *a = &args[*pos];
+	const char *s;
+
+	if (a->type == IMAP_ARG_STRING || a->type == IMAP_ARG_LITERAL) {
+		imap_arg_get_string(a, &s);
+		if (strncasecmp(s, "/flags/", 7) != 0 || s[7] == '\0') {
+			mp_fail(p, IMAP_MATCH_ERR_SYNTAX, "MODSEQ: invalid entry name%s", NULL);
+			return false;
+		}
+		if (*pos + 2 >= nargs || !(imap_arg_atom_equals(&args[*pos + 1], "priv") ||
+		                           imap_arg_atom_equals(&args[*pos + 1], "shared") ||
+		                           imap_arg_atom_equals(&args[*pos + 1], "all"))) {
+			mp_fail(p, IMAP_MATCH_ERR_SYNTAX,
+			        "MODSEQ: an entry name needs an entry type (priv, shared or all) "
+			        "and a number%s",
+			        NULL);
+			return false;
+		}
+		*pos += 2;
+		a = &args[*pos];
+	}
+	if (a->type != IMAP_ARG_NUMBER || a->number > INT64_MAX) {
+		mp_fail(p, IMAP_MATCH_ERR_SYNTAX, "MODSEQ needs a number%s", NULL);
+		return false;
+	}
+	n->number = a->number;
+	(*pos)++;
+	return true;
+}
+
+static struct node *mp_key(struct mparse *p, const struct imap_arg *args, size_t nargs, size_t *pos,
+                           unsigned depth);
+
+/* Every key of args ANDed into one node. */
+static struct node *
+mp_and(struct mparse *p, const struct imap_arg *args, size_t nargs, unsigned depth)
+{
+	struct node *n, *kid;
+	size_t pos = 0;
+
+	if (nargs == 0)
+		return mp_fail(p, IMAP_MATCH_ERR_SYNTAX, "Empty search key list%s", NULL);
+	if ((n = mp_node(p, N_AND)) == NULL)
+		return NULL;
+	while (pos < nargs) {
+		if ((kid = mp_key(p, args, nargs, &pos, depth)) == NULL) {
+			node_free(n);
+			return NULL;
+		}
+		mp_add_kid(n, kid);
+	}
+	return n;
+}
+
+/* The arguments of key k at args[*pos] into n. */
+static bool
+mp_args(struct mparse *p, const struct match_key *k, const struct imap_arg *args, size_t nargs,
+        size_t *pos, unsigned depth, struct node *n)
+{
+	static const unsigned counts[] = {
+	    [A_NONE] = 0,    [A_STRING] = 1, [A_DATE] = 1, [A_NUMBER] = 1, [A_HEADER] = 2,
+	    [A_KEYWORD] = 1, [A_SEQSET] = 1, [A_KEY1] = 1, [A_KEY2] = 2,   [A_MODSEQ] = 1};
+	struct node *kid;
+	const char *s;
+
+	if (*pos + counts[k->arg] > nargs) {
+		mp_fail(p, IMAP_MATCH_ERR_SYNTAX, "Missing argument for %s", k->name);
+		return false;
+	}
+	switch (k->arg) {
+	case A_NONE:
+		return true;
+	case A_STRING:
+		if (k->field != NULL)
+			n->field = xstrdup(k->field);
+		return mp_string(p, &args[(*pos)++], n, k->name);
+	case A_DATE:
+		return mp_date(p, &args[(*pos)++], n, k->name);
+	case A_NUMBER:
+		if (args[*pos].type != IMAP_ARG_NUMBER) {
+			mp_fail(p, IMAP_MATCH_ERR_SYNTAX, "%s needs a number", k->name);
+			return false;
+		}
+		n->number = args[(*pos)++].number;
+		return true;
+	case A_HEADER:
+		if (!imap_arg_get_astring(&args[*pos], &s) || s[0] == '\0' ||
+		    strlen(s) != args[*pos].len || strpbrk(s, ": \t") != NULL) {
+			mp_fail(p, IMAP_MATCH_ERR_SYNTAX, "HEADER needs a field name%s", NULL);
+			return false;
+		}
+		for (const char *c = s; *c != '\0'; c++) {
+			if ((unsigned char)*c < 0x21 || (unsigned char)*c > 0x7e) {
+				mp_fail(p, IMAP_MATCH_ERR_SYNTAX, "HEADER needs a field name%s",
+				        NULL);
+				return false;
+			}
+		}
+		n->field = xstrdup(s);
+		(*pos)++;
+		return mp_string(p, &args[(*pos)++], n, k->name);
+	case A_KEYWORD:
+		if (!imap_arg_get_astring(&args[*pos], &s) || s[0] == '\0' ||
+		    strlen(s) != args[*pos].len || strchr(s, ' ') != NULL) {
+			mp_fail(p, IMAP_MATCH_ERR_SYNTAX, "%s needs a keyword", k->name);
+			return false;
+		}
+		n->keyword = xstrdup(s);
+		(*pos)++;
+		return true;
+	case A_SEQSET:
+		return mp_seqset(p, &args[(*pos)++], n);
+	case A_KEY1:
+	case A_KEY2:
+		for (unsigned i = 0; i < counts[k->arg]; i++) {
+			if (*pos >= nargs) {
+				mp_fail(p, IMAP_MATCH_ERR_SYNTAX, "Missing argument for %s",
+				        k->name);
+				return false;
+			}
+			if ((kid = mp_key(p, args, nargs, pos, depth + 1)) == NULL)
+				return false;
+			mp_add_kid(n, kid);
+		}
+		return true;
+	case A_MODSEQ:
+		return mp_modseq(p, args, nargs, pos, n);
+	}
+	return false;
+}
+
+/* One search key at args[*pos] (advanced past it and its arguments). */
+static struct node *
+mp_key(struct mparse *p, const struct imap_arg *args, size_t nargs, size_t *pos, unsigned depth)
+{
+	const struct imap_arg *a = &args[(*pos)++];
+	const struct match_key *k = NULL;
+	struct node *n;
+	const char *word;
+
+	if (depth > IMAP_MATCH_DEPTH_MAX)
+		return mp_fail(p, IMAP_MATCH_ERR_LIMIT, "Search keys nested too deeply%s", NULL);
+	if (a->type == IMAP_ARG_LIST)
+		return mp_and(p, a->list, a->list_count, depth + 1);
+	if (!imap_arg_get_atom(a, &word) || a->type == IMAP_ARG_NIL)
+		return mp_fail(p, IMAP_MATCH_ERR_SYNTAX, "Invalid search key%s", NULL);
+	if ((word[0] >= '0' && word[0] <= '9') || word[0] == '*') {
+		if ((n = mp_node(p, N_SEQ)) == NULL)
+			return NULL;
+		if (!mp_seqset(p, a, n)) {
+			node_free(n);
+			return NULL;
+		}
+		return n;
+	}
+	for (size_t i = 0; i < sizeof(match_keys) / sizeof(match_keys[0]); i++) {
+		if (strcasecmp(word, match_keys[i].name) == 0) {
+			k = &match_keys[i];
+			break;
+		}
+	}
+	if (k == NULL)
+		return mp_fail(p, IMAP_MATCH_ERR_SYNTAX, "Unknown search key %.40s", word);
+	if ((n = mp_node(p, k->kind)) == NULL)
+		return NULL;
+	n->flag = k->flag;
+	n->set = k->set;
+	if (!mp_args(p, k, args, nargs, pos, depth, n)) {
+		node_free(n);
+		return NULL;
+	}
+	if (strcmp(k->name, "NEW") == 0) {
+		struct node *recent = mp_node(p, N_RECENT), *unseen = mp_node(p, N_FLAG);
+
+		if (recent == NULL || unseen == NULL) {
+			node_free(recent);
+			node_free(unseen);
+			node_free(n);
+			return NULL;
+		}
+		recent->set = true;
+		unseen->flag = STORE_FLAG_SEEN;
+		unseen->set = false;
+		mp_add_kid(n, recent);
+		mp_add_kid(n, unseen);
+	}
+	switch (n->kind) {
+	case N_HEADER:
+	case N_SENTBEFORE:
+	case N_SENTON:
+	case N_SENTSINCE:
+		p->m->needs |= IMAP_MATCH_NEED_HEADER;
+		break;
+	case N_BODY:
+		p->m->needs |= IMAP_MATCH_NEED_BODY;
+		break;
+	case N_TEXT:
+		p->m->needs |= IMAP_MATCH_NEED_HEADER | IMAP_MATCH_NEED_BODY;
+		break;
+	case N_LARGER:
+	case N_SMALLER:
+	case N_BEFORE:
+	case N_ON:
+	case N_SINCE:
+		p->m->needs |= IMAP_MATCH_NEED_META;
+		break;
+	case N_MODSEQ:
+		p->m->needs |= IMAP_MATCH_NEED_MODSEQ;
+		break;
+	default:
+		break;
+	}
+	return n;
+}
+
+int
+imap_match_parse(const struct imap_arg *args, size_t nargs, struct imap_match **m_r,
+                 enum imap_match_error *kind_r, char *error, size_t errsize)
+{
+	struct imap_match *m = xcalloc(1, sizeof(*m));
+	struct mparse p = {.m = m, .error = error, .errsize = errsize};
+
+	error[0] = '\0';
+	*m_r = NULL;
+	m->root = mp_and(&p, args, nargs, 0);
+	if (m->root == NULL) {
+		if (error[0] == '\0')
+			str_copy(error, "Invalid search program", errsize);
+		*kind_r = p.kind;
+		imap_match_free(&m);
+		return -1;
+	}
+	*m_r = m;
+	return 0;
+}
+
+void
+imap_match_free(struct imap_match **m)
+{
+	if (*m == NULL)
+		return;
+	node_free((*m)->root);
+	free(*m);
+	*m = NULL;
+}
+
+unsigned
+imap_match_needs(const struct imap_match *m)
+{
+	return m->needs;
+}
+
+/* ---- binding sequence sets ---- */
+
+static int
+range_cmp(const void *a, const void *b)
+{
+	const struct imap_seq_range *x = a, *y = b;
+
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+static void
+bind_node(struct node *n, uint32_t nmsgs, uint32_t max_uid)
+{
+	uint32_t max = n->kind == N_UID ? max_uid : nmsgs;
+	size_t out = 0;
+
+	for (size_t i = 0; i < n->nkids; i++)
+		bind_node(n->kids[i], nmsgs, max_uid);
+	if (n->kind != N_SEQ && n->kind != N_UID)
+		return;
+	free(n->bound);
+	n->bound = xcalloc(n->nranges + 1, sizeof(*n->bound));
+	for (size_t i = 0; i < n->nranges; i++) {
+		uint32_t lo = n->ranges[i].lo == IMAP_SEQ_STAR ? max : n->ranges[i].lo;
+		uint32_t hi = n->ranges[i].hi == IMAP_SEQ_STAR ? max : n->ranges[i].hi;
+
+		n->bound[i].lo = lo < hi ? lo : hi;
+		n->bound[i].hi = lo < hi ? hi : lo;
+	}
+	qsort(n->bound, n->nranges, sizeof(*n->bound), range_cmp);
+	for (size_t i = 0; i < n->nranges; i++) {
+		if (out > 0 && n->bound[i].lo <= n->bound[out - 1].hi) {
+			if (n->bound[i].hi > n->bound[out - 1].hi)
+				n->bound[out - 1].hi = n->bound[i].hi;
+			continue;
+		}
+		n->bound[out++] = n->bound[i];
+	}
+	n->nbound = out;
+}
+
+void
+imap_match_bind(struct imap_match *m, uint32_t nmsgs, uint32_t max_uid)
+{
+	bind_node(m->root, nmsgs, max_uid);
+}
+
+/* ---- evaluation ---- */
+
+static bool
+eval_in_ranges(const struct node *n, uint32_t key)
+{
+	size_t lo = 0, hi = n->nbound;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (key < n->bound[mid].lo)
+			hi = mid;
+		else if (key > n->bound[mid].hi)
+			lo = mid + 1;
+		else
+			return true;
+	}
+	return false;
+}
+
+static bool
+eval_keyword(const char *keywords, const char *word)
+{
+	size_t len = strlen(word);
+	const char *p = keywords;
+
+	while (p != NULL && *p != '\0') {
+		size_t n = strcspn(p, " ");
+
+		if (n == len && strncasecmp(p, word, len) == 0)
+			return true;
+		p += n;
+		p += strspn(p, " ");
+	}
+	return false;
+}
+
+static int
+eval_header(const struct node *n, const struct imap_match_content *c)
+{
+	if (c == NULL)
+		return -1;
+	for (size_t i = 0; i < c->nheaders; i++) {
+		if (strcasecmp(c->headers[i].name, n->field) == 0 &&
+		    match_contains(c->headers[i].value, c->headers[i].len, n))
+			return 1;
+	}
+	return 0;
+}
+
+static int
+eval_node(const struct node *n, const struct imap_match_msg *msg,
+          const struct imap_match_content *c)
+{
+	int r, result;
+
+	switch (n->kind) {
+	case N_AND:
+		result = 1;
+		for (size_t i = 0; i < n->nkids; i++) {
+			if ((r = eval_node(n->kids[i], msg, c)) == 0)
+				return 0;
+			if (r < 0)
+				result = -1;
+		}
+		return result;
+	case N_OR:
+		result = 0;
+		for (size_t i = 0; i < n->nkids; i++) {
+			if ((r = eval_node(n->kids[i], msg, c)) == 1)
+				return 1;
+			if (r < 0)
+				result = -1;
+		}
+		return result;
+	case N_NOT:
+		r = eval_node(n->kids[0], msg, c);
+		return r < 0 ? -1 : !r;
+	case N_ALL:
+		return 1;
+	case N_FLAG:
+		return ((msg->flags & n->flag) != 0) == n->set;
+	case N_RECENT:
+		return msg->recent == n->set;
+	case N_KEYWORD:
+		return eval_keyword(msg->keywords, n->keyword) == n->set;
+	case N_SEQ:
+		return eval_in_ranges(n, msg->seq);
+	case N_UID:
+		return eval_in_ranges(n, msg->uid);
+	case N_LARGER:
+		return msg->meta && msg->size > n->number;
+	case N_SMALLER:
+		return msg->meta && msg->size < n->number;
+	case N_BEFORE:
+		return msg->meta && match_local_day(msg->internal_date) < n->day;
+	case N_ON:
+		return msg->meta && match_local_day(msg->internal_date) == n->day;
+	case N_SINCE:
+		return msg->meta && match_local_day(msg->internal_date) >= n->day;
+	case N_SENTBEFORE:
+		return c == NULL ? -1 : c->has_date && c->sent_day < n->day;
+	case N_SENTON:
+		return c == NULL ? -1 : c->has_date && c->sent_day == n->day;
+	case N_SENTSINCE:
+		return c == NULL ? -1 : c->has_date && c->sent_day >= n->day;
+	case N_MODSEQ:
+		return msg->modseq >= n->number;
+	case N_HEADER:
+		return eval_header(n, c);
+	case N_BODY:
+		if (c == NULL || !c->have_body)
+			return -1;
+		return match_contains(c->body, c->body_len, n);
+	case N_TEXT:
+		if (c == NULL)
+			return -1;
+		if (match_contains(c->header_text, c->header_len, n))
+			return 1;
+		if (!c->have_body)
+			return -1;
+		return match_contains(c->body, c->body_len, n);
+	}
+	return 0;
+}
+
+int
+imap_match_eval(const struct imap_match *m, const struct imap_match_msg *msg,
+                const struct imap_match_content *content)
+{
+	return eval_node(m->root, msg, content);
+}
+
+/* ---- content ---- */
+
+/* Appends "name: value\n" of every header in list to text (raw, folded later) and the folded
+ * values to c->headers, within IMAP_MATCH_HEADER_MAX bytes. */
+static void
+content_headers(struct imap_match_content *c, GMimeHeaderList *list, GString *text, bool index)
+{
+	int count = list != NULL ? g_mime_header_list_get_count(list) : 0;
+
+	for (int i = 0; i < count && text->len < IMAP_MATCH_HEADER_MAX; i++) {
+		GMimeHeader *h = g_mime_header_list_get_header_at(list, i);
+		const char *name = g_mime_header_get_name(h);
+		const char *value = g_mime_header_get_value(h);
+
+		if (name == NULL)
+			continue;
+		if (value == NULL)
+			value = "";
+		g_string_append(text, name);
+		g_string_append(text, ": ");
+		g_string_append(text, value);
+		g_string_append_c(text, '\n');
+		if (!index)
+			continue;
+		c->headers = xrealloc(c->headers, (c->nheaders + 1) * sizeof(*c->headers));
+		c->headers[c->nheaders].name = xstrdup(name);
+		c->headers[c->nheaders].value =
+		    match_fold(value, strlen(value), &c->headers[c->nheaders].len);
+		c->nheaders++;
+	}
+}
+
+/* content_headers for a whole message: GMime keeps the Content-* fields with the top-level
+ * part, apart from the rest. */
+static void
+content_message_headers(struct imap_match_content *c, GMimeMessage *message, GString *text,
+                        bool index)
+{
+	GMimeObject *part = g_mime_message_get_mime_part(message);
+
+	content_headers(c, g_mime_object_get_header_list(GMIME_OBJECT(message)), text, index);
+	if (part != NULL)
+		content_headers(c, g_mime_object_get_header_list(part), text, index);
+}
+
+/* Appends the decoded text of one leaf part to out, up to IMAP_MATCH_BODY_MAX in all. */
+static void
+content_part_text(GMimePart *part, GString *out)
+{
+	GMimeDataWrapper *w = g_mime_part_get_content(part);
+	GMimeStream *src, *filtered;
+	GMimeContentEncoding enc;
+	const char *charset;
+	char buf[16384];
+	ssize_t n;
+
+	if (w == NULL || (src = g_mime_data_wrapper_get_stream(w)) == NULL)
+		return;
+	enc = g_mime_data_wrapper_get_encoding(w);
+	charset = g_mime_object_get_content_type_parameter(GMIME_OBJECT(part), "charset");
+	g_mime_stream_reset(src);
+	filtered = g_mime_stream_filter_new(src);
+	if (enc == GMIME_CONTENT_ENCODING_BASE64 || enc == GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE ||
+	    enc == GMIME_CONTENT_ENCODING_UUENCODE) {
+		GMimeFilter *f = g_mime_filter_basic_new(enc, FALSE);
+
+		g_mime_stream_filter_add(GMIME_STREAM_FILTER(filtered), f);
+		g_object_unref(f);
+	}
+	if (charset != NULL && g_ascii_strcasecmp(charset, "utf-8") != 0 &&
+	    g_ascii_strcasecmp(charset, "us-ascii") != 0) {
+		GMimeFilter *f = g_mime_filter_charset_new(charset, "UTF-8");
+
+		/* NULL for a charset iconv does not know: the bytes are kept as they are. */
+		if (f != NULL) {
+			g_mime_stream_filter_add(GMIME_STREAM_FILTER(filtered), f);
+			g_object_unref(f);
+		}
+	}
+	if (out->len > 0)
+		g_string_append_c(out, '\n');
+	while (out->len < IMAP_MATCH_BODY_MAX &&
+	       (n = g_mime_stream_read(filtered, buf, sizeof(buf))) > 0) {
+		size_t room = IMAP_MATCH_BODY_MAX - out->len;
+
+		g_string_append_len(out, buf, (size_t)n < room ? (size_t)n : room);
+	}
+	g_object_unref(filtered);
+}
+
+/* Collects the searchable text below obj: text/ parts and embedded messages' headers. */
+static void
+content_walk(struct imap_match_content *c, GMimeObject *obj, GString *out, unsigned depth)
+{
+	if (obj == NULL || depth > 32 || out->len >= IMAP_MATCH_BODY_MAX)
+		return;
+	if (GMIME_IS_MULTIPART(obj)) {
+		int count = g_mime_multipart_get_count(GMIME_MULTIPART(obj));
+
+		for (int i = 0; i < count; i++)
+			content_walk(c, g_mime_multipart_get_part(GMIME_MULTIPART(obj), i), out,
+			             depth + 1);
+	} else if (GMIME_IS_MESSAGE_PART(obj)) {
+		GMimeMessage *inner = g_mime_message_part_get_message(GMIME_MESSAGE_PART(obj));
+
+		if (inner == NULL)
+			return;
+		content_message_headers(c, inner, out, false);
+		content_walk(c, g_mime_message_get_mime_part(inner), out, depth + 1);
+	} else if (GMIME_IS_PART(obj)) {
+		GMimeContentType *type = g_mime_object_get_content_type(obj);
+
+		if (type == NULL || g_mime_content_type_is_type(type, "text", "*"))
+			content_part_text(GMIME_PART(obj), out);
+	}
+}
+
+static struct imap_match_content *
+content_from_stream(GMimeStream *stream, bool body)
+{
+	struct imap_match_content *c = xcalloc(1, sizeof(*c));
+	GMimeParser *parser = g_mime_parser_new_with_stream(stream);
+	GMimeMessage *message;
+	GString *text;
+	GDateTime *date;
+
+	g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
+	message = g_mime_parser_construct_message(parser, NULL);
+	g_object_unref(parser);
+	c->have_body = body;
+	if (message == NULL)
+		return c;
+	text = g_string_new(NULL);
+	content_message_headers(c, message, text, true);
+	c->header_text = match_fold(text->str, text->len, &c->header_len);
+	if ((date = g_mime_message_get_date(message)) != NULL) {
+		int y, m, d;
+
+		g_date_time_get_ymd(date, &y, &m, &d);
+		c->has_date = true;
+		c->sent_day = match_days(y, m, d);
+	}
+	if (body) {
+		g_string_truncate(text, 0);
+		content_walk(c, g_mime_message_get_mime_part(message), text, 0);
+		c->body = match_fold(text->str, text->len, &c->body_len);
+	}
+	g_string_free(text, TRUE);
+	g_object_unref(message);
+	return c;
+}
+
+/* Where the header section of data ends (after its blank line), or len. */
+static size_t
+content_header_end(const char *data, size_t len)
+{
+	for (size_t i = 0; i + 1 < len; i++) {
+		if (data[i] != '\n')
+			continue;
+		if (data[i + 1] == '\n')
+			return i + 2;
+		if (data[i + 1] == '\r' && i + 2 < len && data[i + 2] == '\n')
+			return i + 3;
+	}
+	return len;
+}
+
+struct imap_match_content *
+imap_match_content_from_buffer(const char *data, size_t len, unsigned need)
+{
+	struct imap_match_content *c;
+	GMimeStream *stream;
+	bool body = (need & IMAP_MATCH_NEED_BODY) != 0;
+
+	mime_init();
+	if (!body)
+		len = content_header_end(data, len);
+	stream = g_mime_stream_mem_new_with_buffer(data, len);
+	c = content_from_stream(stream, body);
+	g_object_unref(stream);
+	return c;
+}
+
+/* Reads the header section of fd (up to IMAP_MATCH_HEADER_MAX) and parses it. */
+static struct imap_match_content *
+content_header_from_fd(int fd)
+{
+	struct imap_match_content *c;
+	size_t cap = 65536, len = 0, end;
+	char *buf = xmalloc(cap);
+	ssize_t n;
+
+	for (;;) {
+		n = pread(fd, buf + len, cap - len, (off_t)len);
+		if (n < 0) {
+			free(buf);
+			return NULL;
+		}
+		len += (size_t)n;
+		end = content_header_end(buf, len);
+		if (n == 0 || end < len || len >= IMAP_MATCH_HEADER_MAX)
+			break;
+		if (len == cap) {
+			cap = cap * 2 > IMAP_MATCH_HEADER_MAX ? IMAP_MATCH_HEADER_MAX : cap * 2;
+			buf = xrealloc(buf, cap);
+		}
+	}
+	c = imap_match_content_from_buffer(buf, end, IMAP_MATCH_NEED_HEADER);
+	free(buf);
+	return c;
+}
+
+/* A descriptor of fd's file with a file offset of its own: GMime moves the offset as it reads
+ * (lseek, read), and a dup() would share it with fd and with every other reader of fd. Opening
+ * /proc/self/fd/N makes a new open file description (deleted files too); dup() is the fallback
+ * where /proc is not mounted. */
+static int
+content_reopen(int fd)
+{
+	char path[64];
+	int fd2;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	fd2 = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd2 >= 0)
+		return fd2;
+	return dup(fd);
+}
+
+struct imap_match_content *
+imap_match_content_from_fd(int fd, unsigned need)
+{
+	struct imap_match_content *c;
+	GMimeStream *stream;
+	struct stat st;
+	int fd2;
+
+	mime_init();
+	if ((need & IMAP_MATCH_NEED_BODY) == 0)
+		return content_header_from_fd(fd);
+	if (fstat(fd, &st) < 0 || (fd2 = content_reopen(fd)) < 0)
+		return NULL;
+	/* GMime reads through its own descriptor, at most IMAP_MATCH_FILE_MAX bytes of the file. */
+	stream = g_mime_stream_fs_new_with_bounds(
+	    fd2, 0, st.st_size > IMAP_MATCH_FILE_MAX ? IMAP_MATCH_FILE_MAX : st.st_size);
+	c = content_from_stream(stream, true);
+	g_object_unref(stream);
+	return c;
+}
+
+void
+imap_match_content_free(struct imap_match_content **c)
+{
+	if (*c == NULL)
+		return;
+	for (size_t i = 0; i < (*c)->nheaders; i++) {
+		free((*c)->headers[i].name);
+		g_free((*c)->headers[i].value);
+	}
+	free((*c)->headers);
+	g_free((*c)->header_text);
+	g_free((*c)->body);
+	free(*c);
+	*c = NULL;
+}
