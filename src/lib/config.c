@@ -120,6 +120,35 @@ static const struct config_key config_keys[] = {
 	    "Seconds a client may stay silent before it is logged out (RFC 3501: at least 1800)"),
 	INT("imap", "max_errors", "20", 1, 1000,
 	    "Protocol errors in one session before the connection is closed"),
+
+	LIST("push", "listen", "127.0.0.1:5050",
+	     "Push service addresses, implicit TLS (docs/push-protocol.md); empty disables"),
+	LIST("push", "listen_plain", "",
+	     "Push service addresses in plain text with STARTTLS, e.g. 127.0.0.1:5051; AUTH there "
+	     "follows auth.allow_plaintext; empty disables"),
+	INT("push", "keepalive", "60", 1, 86400,
+	    "Seconds between keepalive events sent to a logged-in push client"),
+	INT("push", "queue", "1024", 1, 1000000,
+	    "Events one push client may have waiting while it reads slowly; past this they are "
+	    "dropped and the client is told to resync"),
+	INT("push", "idle_timeout", "300", 5, 86400,
+	    "Seconds a push client may stay silent before logging in, or leave our output unread, "
+	    "before it is disconnected"),
+	INT("push", "max_errors", "10", 1, 1000,
+	    "Protocol errors in one push session before the connection is closed"),
+	STR("push", "webhook", "",
+	    "URL (https://... or http://...) POSTed a JSON body for every new message of every "
+	    "account; empty disables"),
+	INT("push", "webhook_queue", "10000", 1, 10000000,
+	    "Events waiting for the webhook; past this new events are dropped and logged"),
+	INT("push", "webhook_retries", "5", 0, 100,
+	    "Retries of a webhook POST after a network error, a timeout, 408, 429 or 5xx, with "
+	    "backoff 1, 2, 4 ... 60 seconds"),
+	INT("push", "webhook_timeout", "10", 1, 3600,
+	    "Seconds one webhook POST may take, connecting included"),
+	STR("push", "webhook_ca", "",
+	    "PEM file of the CAs trusted for the webhook's HTTPS certificate instead of the system "
+	    "store; a relative path is under the data directory"),
 };
 
 #undef STR

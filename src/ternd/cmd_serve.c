@@ -22,11 +22,13 @@
 #include "notify/notify.h"
 #include "imap/imap_session.h"
 #include "pop3/pop3_session.h"
+#include "push/push.h"
+#include "push/webhook.h"
 #include "smtp/smtp_session.h"
 #include "store/store.h"
 #include "ternd/ternd.h"
 
-#define SERVE_NLISTENERS 7
+#define SERVE_NLISTENERS 9
 
 struct serve {
 	struct ternd_ctx ctx;
@@ -39,6 +41,8 @@ struct serve {
 	struct smtp_server *smtp;
 	struct pop3_server *pop3;
 	struct imap_server *imap;
+	struct push_server *push;
+	struct webhook *webhook;
 	struct listener *listeners[SERVE_NLISTENERS];
 	struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer;
 	int64_t shutdown_deadline;
@@ -62,6 +66,8 @@ static const struct serve_listener serve_listeners[SERVE_NLISTENERS] = {
 	{"pop3.listen_tls", "pop3s", true, NULL},
 	{"imap.listen", "imap", false, "* BYE [UNAVAILABLE] %s: too many connections\r\n"},
 	{"imap.listen_tls", "imaps", true, NULL},
+	{"push.listen", "push", true, NULL},
+	{"push.listen_plain", "push-plain", false, "-ERR %s: too many connections\r\n"},
 };
 
 /* The accept callback and its argument for listener i. */
@@ -74,9 +80,12 @@ serve_listener_target(struct serve *sv, size_t i, listener_accept_cb **cb_r, voi
 	} else if (i < 5) {
 		*cb_r = pop3_server_accept;
 		*arg_r = sv->pop3;
-	} else {
+	} else if (i < 7) {
 		*cb_r = imap_server_accept;
 		*arg_r = sv->imap;
+	} else {
+		*cb_r = push_server_accept;
+		*arg_r = sv->push;
 	}
 }
 
@@ -84,7 +93,7 @@ static unsigned
 serve_session_count(const struct serve *sv)
 {
 	return smtp_server_session_count(sv->smtp) + pop3_server_session_count(sv->pop3) +
-	       imap_server_session_count(sv->imap);
+	       imap_server_session_count(sv->imap) + push_server_session_count(sv->push);
 }
 
 static void
@@ -93,6 +102,7 @@ serve_close_all(struct serve *sv)
 	smtp_server_close_all(sv->smtp);
 	pop3_server_close_all(sv->pop3);
 	imap_server_close_all(sv->imap);
+	push_server_close_all(sv->push);
 }
 
 static void
@@ -180,6 +190,7 @@ serve_on_stop(evutil_socket_t sig, short what, void *arg)
 	smtp_server_shutdown(sv->smtp);
 	pop3_server_shutdown(sv->pop3);
 	imap_server_shutdown(sv->imap);
+	push_server_shutdown(sv->push);
 	sv->shutdown_deadline = time_now() + config_get_int(sv->ctx.config,
 							    "server.shutdown_timeout");
 	sv->shutdown_timer = evtimer_new(sv->base, serve_shutdown_tick, sv);
@@ -297,6 +308,12 @@ cmd_serve(int argc, char **argv)
 	sv.pop3 = pop3_server_new(sv.base, sv.ctx.config, sv.store, sv.auth, sv.hub);
 	sv.imap = imap_server_new(sv.base, sv.ctx.config, sv.store, sv.auth, sv.hub, sv.deliver,
 	                          sv.workers);
+	sv.push = push_server_new(sv.base, sv.ctx.config, sv.store, sv.auth, sv.hub);
+	if (webhook_new(sv.ctx.config, sv.ctx.data_dir, sv.store, sv.hub, &sv.webhook, error,
+			sizeof(error)) < 0) {
+		log_error("ternd event=webhook-failed error=\"%s\"", error);
+		goto out;
+	}
 	if (serve_start_listeners(&sv) < 0)
 		goto out;
 
@@ -317,11 +334,15 @@ out:
 		listener_free(&sv.listeners[i]);
 	/* Commits in flight finish (and are acknowledged nowhere, as their sessions are gone)
 	 * before the store closes; their callbacks run as the workers drain. */
+	webhook_store_closing(sv.webhook);
 	store_free(&sv.store);
 	workers_free(&sv.workers);
 	smtp_server_free(&sv.smtp);
 	pop3_server_free(&sv.pop3);
 	imap_server_free(&sv.imap);
+	push_server_free(&sv.push);
+	/* After the store: the commits drained above publish, and their webhooks go out. */
+	webhook_free(&sv.webhook);
 	deliver_free(&sv.deliver);
 	/* Last of the services: the commit callbacks above publish, and sessions unsubscribe as
 	 * they are freed. */

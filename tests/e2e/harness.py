@@ -15,7 +15,8 @@ What it gives a test file:
 - `RawPOP3`: the same for POP3 (status lines, multi-line responses, STLS, SASL), where poplib would be.
 - IMAP: `Daemon(imap=True)` also gives the daemon free ports for imap.listen (STARTTLS) and
   imap.listen_tls (IMAPS) as `imap_port` / `imaps_port` (without it both keys are set empty, IMAP off,
-  so parallel daemons never compete for the default ports); `RawIMAP` is a byte-exact IMAP client (tagged commands, literals, untagged
+  so parallel daemons never compete for the default ports; push.listen is likewise off unless a test's
+  options set it); `RawIMAP` is a byte-exact IMAP client (tagged commands, literals, untagged
   responses) for hostile input and IDLE, where imaplib would be too polite.
 
 Pure Python 3 standard library. The build directory is $TERN_BUILD, or `build` under the repository root
@@ -183,6 +184,9 @@ class Daemon:
             # IMAP listens on 127.0.0.1:2143/2993 by default: tests that do not ask for it turn it
             # off, so daemons of tests running side by side never compete for those ports.
             args += ["-o", "imap.listen=", "-o", "imap.listen_tls="]
+        # The push service listens on 127.0.0.1:5050 by default: off unless the test sets it.
+        if not any(o.split("=", 1)[0].strip() == "push.listen" for o in self.options):
+            args += ["-o", "push.listen="]
         for opt in self.options:
             args += ["-o", opt]
         return args
