@@ -1,7 +1,7 @@
-/* imap_client: the part of IMAP4rev1 a fetching client needs, on a blocking conn. A response is
- * read whole (lines and their literals, each capped) into one buffer and then tokenized by
- * imap_response; only a FETCH BODY[] literal bypasses the buffer and streams into the caller's
- * file descriptor. */
+/* imap_client: the part of IMAP4rev1 a fetching and watching client needs, on a blocking conn. A
+ * response is read whole (lines and their literals, each capped) into one buffer and then
+ * tokenized by imap_response; only a FETCH BODY[] literal bypasses the buffer and streams into the
+ * caller's file descriptor. IDLE leaves a command open: its tag is kept until DONE. */
 #include "client/imap_client.h"
 
 #include <errno.h>
@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "auth/sasl.h"
 #include "client/client_private.h"
@@ -30,6 +31,8 @@ struct imap_client {
 	char *resp; /* the current response, literals inline as "{n}\r\n" + bytes */
 	size_t resp_len, resp_cap, first_len;
 	bool resp_streamed; /* this response's BODY[] literal went to the sink */
+	bool idling;        /* IDLE is running under idle_tag until DONE */
+	char idle_tag[16];
 };
 
 /* What one command collects from the responses it gets. */
@@ -47,7 +50,15 @@ struct imap_cmd {
 	uint32_t want_uid;
 	bool body_done;
 	bool body_pending; /* a BODY[] literal was streamed; its FETCH has not been parsed yet */
-	char error[512];   /* set by a handler that failed; the command then fails with it */
+	bool saw_exists;   /* an untagged EXISTS came during the command */
+	/* IDLE: stop at the continuation instead of sending a next piece */
+	bool idle, idling;
+	/* headers: every FETCH with header fields of a UID in [hdr_first, hdr_last] */
+	bool headers;
+	uint32_t hdr_first, hdr_last;
+	struct imap_client_header *hdrs;
+	size_t nhdrs, hdrs_cap;
+	char error[512]; /* set by a handler that failed; the command then fails with it */
 };
 
 struct imap_item {
@@ -241,6 +252,94 @@ imap_client_fetch_items(struct imap_client *c, struct imap_cmd *cmd, struct imap
 	}
 	return 0;
 }
+/* Keeps one string value (a quoted string or literal, or NIL as "") as a malloc'ed C string. */
+static bool
+imap_client_header_value(const struct imap_tok *v, char **out_r, size_t *len_r)
+{
+	if (imap_response_tok_is(v, "NIL")) {
+		*out_r = xstrdup("");
+		*len_r = 0;
+		return true;
+	}
+	if (v->type != IMAP_TOK_STRING)
+		return false;
+	*out_r = xstrndup(v->s, v->len);
+	*len_r = v->len;
+	return true;
+}
+
+/* Handles the item list of "* n FETCH" for imap_client_headers: UID, RFC822.SIZE, INTERNALDATE
+ * and a BODY[HEADER...] or RFC822.HEADER value, items in any order; the rest is skipped. A FETCH
+ * without UID or header fields (an unsolicited flag update) is ignored; so is a UID outside the
+ * range asked for or one already seen. */
+static int
+imap_client_header_items(struct imap_client *c, struct imap_cmd *cmd, struct imap_parser *ps)
+{
+	struct imap_client_header h = {0};
+	struct imap_tok t = imap_response_next(ps);
+	bool has_uid = false;
+	char *fields = NULL;
+	uint64_t n;
+
+	if (t.type != IMAP_TOK_LPAREN)
+		return -1;
+	while ((t = imap_response_next(ps)).type == IMAP_TOK_ATOM) {
+		struct imap_tok v = imap_response_next(ps);
+
+		if (imap_response_tok_is(&t, "UID")) {
+			if (!imap_response_tok_number(&v, UINT32_MAX, &n) || n == 0)
+				goto bad;
+			h.uid = (uint32_t)n;
+			has_uid = true;
+		} else if (imap_response_tok_is(&t, "RFC822.SIZE")) {
+			if (!imap_response_tok_number(&v, UINT64_MAX, &h.size))
+				goto bad;
+		} else if (imap_response_tok_is(&t, "INTERNALDATE")) {
+			if (v.type != IMAP_TOK_STRING || v.len >= sizeof(h.internaldate))
+				goto bad;
+			memcpy(h.internaldate, v.s, v.len);
+			h.internaldate[v.len] = '\0';
+		} else if ((t.len > 11 && strncasecmp(t.s, "BODY[HEADER", 11) == 0) ||
+		           imap_response_tok_is(&t, "RFC822.HEADER")) {
+			free(fields);
+			fields = NULL;
+			if (!imap_client_header_value(&v, &fields, &h.fields_len))
+				goto bad;
+		} else if (!imap_response_skip_value(ps, v)) {
+			goto bad;
+		}
+	}
+	if (t.type != IMAP_TOK_RPAREN)
+		goto bad;
+	if (!has_uid || fields == NULL || h.uid < cmd->hdr_first ||
+	    (cmd->hdr_last != 0 && h.uid > cmd->hdr_last)) {
+		free(fields);
+		return 0;
+	}
+	for (size_t i = 0; i < cmd->nhdrs; i++) {
+		if (cmd->hdrs[i].uid == h.uid) {
+			free(fields);
+			return 0;
+		}
+	}
+	if (cmd->nhdrs == IMAP_CLIENT_MAX_HEADERS) {
+		free(fields);
+		snprintf(cmd->error, sizeof(cmd->error), "%s sent more than %d header sets",
+		         conn_peer(c->conn), IMAP_CLIENT_MAX_HEADERS);
+		return -1;
+	}
+	if (cmd->nhdrs == cmd->hdrs_cap) {
+		cmd->hdrs_cap = cmd->hdrs_cap == 0 ? 16 : cmd->hdrs_cap * 2;
+		cmd->hdrs = xrealloc(cmd->hdrs, cmd->hdrs_cap * sizeof(*cmd->hdrs));
+	}
+	h.fields = fields;
+	cmd->hdrs[cmd->nhdrs++] = h;
+	return 0;
+bad:
+	free(fields);
+	return -1;
+}
+
 /* Handles one untagged response; -1 when it ends the command with an error. */
 static int
 imap_client_untagged(struct imap_client *c, struct imap_cmd *cmd, struct imap_parser *ps,
@@ -271,9 +370,12 @@ imap_client_untagged(struct imap_client *c, struct imap_cmd *cmd, struct imap_pa
 	if (!imap_response_tok_number(&t, UINT32_MAX, &n))
 		return 0; /* FLAGS, LIST, SEARCH...: not needed here */
 	kw = imap_response_next(ps);
-	if (imap_response_tok_is(&kw, "EXISTS"))
+	if (imap_response_tok_is(&kw, "EXISTS")) {
 		cmd->exists = (uint32_t)n;
-	else if (imap_response_tok_is(&kw, "FETCH") && imap_client_fetch_items(c, cmd, ps) != 0) {
+		cmd->saw_exists = true;
+	} else if (imap_response_tok_is(&kw, "FETCH") &&
+	           (cmd->headers ? imap_client_header_items(c, cmd, ps)
+	                         : imap_client_fetch_items(c, cmd, ps)) != 0) {
 		if (cmd->error[0] == '\0')
 			snprintf(cmd->error, sizeof(cmd->error), "malformed FETCH from %s: \"%s\"",
 			         conn_peer(c->conn),
@@ -285,24 +387,16 @@ imap_client_untagged(struct imap_client *c, struct imap_cmd *cmd, struct imap_pa
 	return 0;
 }
 
-/* Sends a command and reads responses up to its tagged completion. The text is split at
- * synchronizing literals and AUTHENTICATE steps: each piece after the first waits for a "+"
- * continuation. Returns 0 on OK, -1 on NO/BAD (quoted in error) or failure. */
+/* Reads responses up to the tagged completion of the command sent as tag; each "+"
+ * continuation gets the next of pieces (an IDLE command stops there instead). Returns 0 on OK (or
+ * idling), -1 on NO/BAD (quoted in error) or failure. */
 static int
-imap_client_run(struct imap_client *c, struct imap_cmd *cmd, const char *const *pieces,
-                size_t npieces, char *error, size_t errsize)
+imap_client_finish(struct imap_client *c, struct imap_cmd *cmd, const char *tag,
+                   const char *const *pieces, size_t npieces, char *error, size_t errsize)
 {
-	char tag[16], q[CLIENT_QUOTE_MAX];
+	char q[CLIENT_QUOTE_MAX];
 	size_t next = 1;
 
-	if (c->broken) {
-		snprintf(error, errsize, "the connection to %s is no longer usable",
-		         conn_peer(c->conn));
-		return -1;
-	}
-	snprintf(tag, sizeof(tag), "a%03u", ++c->tag);
-	if (conn_printf(c->conn, error, errsize, "%s %s", tag, pieces[0]) != 0)
-		goto broken;
 	for (;;) {
 		struct imap_parser ps;
 		struct imap_tok t;
@@ -311,6 +405,10 @@ imap_client_run(struct imap_client *c, struct imap_cmd *cmd, const char *const *
 			goto broken;
 		imap_response_init(&ps, c->resp, c->resp_len);
 		t = imap_response_next(&ps);
+		if (imap_response_tok_is(&t, "+") && cmd->idle) {
+			cmd->idling = true;
+			return 0;
+		}
 		if (imap_response_tok_is(&t, "+")) {
 			const char *piece = next < npieces ? pieces[next++]
 			                    : cmd->auth    ? "*\r\n"
@@ -362,6 +460,35 @@ imap_client_run(struct imap_client *c, struct imap_cmd *cmd, const char *const *
 broken:
 	c->broken = true;
 	return -1;
+}
+
+/* Sends a command and reads responses up to its tagged completion. The text is split at
+ * synchronizing literals and AUTHENTICATE steps: each piece after the first waits for a "+"
+ * continuation. Returns 0 on OK, -1 on NO/BAD (quoted in error) or failure. */
+static int
+imap_client_run(struct imap_client *c, struct imap_cmd *cmd, const char *const *pieces,
+                size_t npieces, char *error, size_t errsize)
+{
+	char tag[16];
+
+	if (c->broken) {
+		snprintf(error, errsize, "the connection to %s is no longer usable",
+		         conn_peer(c->conn));
+		return -1;
+	}
+	if (c->idling) {
+		snprintf(error, errsize, "IDLE is running on the connection to %s",
+		         conn_peer(c->conn));
+		return -1;
+	}
+	snprintf(tag, sizeof(tag), "a%03u", ++c->tag);
+	if (conn_printf(c->conn, error, errsize, "%s %s", tag, pieces[0]) != 0) {
+		c->broken = true;
+		return -1;
+	}
+	if (cmd->idle)
+		str_copy(c->idle_tag, tag, sizeof(c->idle_tag));
+	return imap_client_finish(c, cmd, tag, pieces, npieces, error, errsize);
 }
 
 /* Runs a one-line command. */
@@ -484,6 +611,7 @@ imap_client_start(struct conn *conn, const struct conn_options *options, const c
 	struct imap_parser ps;
 	struct imap_tok t;
 	char q[CLIENT_QUOTE_MAX];
+	bool refused = false;
 
 	c->conn = conn;
 	if (imap_client_read(c, NULL, error, errsize) != 0) {
@@ -525,8 +653,10 @@ imap_client_start(struct conn *conn, const struct conn_options *options, const c
 			goto fail;
 	}
 	if (user != NULL && !c->preauth) {
-		if (imap_client_login(c, user, password, error, errsize) != 0)
+		if (imap_client_login(c, user, password, error, errsize) != 0) {
+			refused = !c->broken;
 			goto fail;
+		}
 		cmd.what = "CAPABILITY";
 		if (!c->caps_known &&
 		    imap_client_simple(c, &cmd, "CAPABILITY", error, errsize) != 0)
@@ -537,7 +667,7 @@ imap_client_start(struct conn *conn, const struct conn_options *options, const c
 fail:
 	c->broken = true;
 	imap_client_logout(&c);
-	return -1;
+	return refused ? -2 : -1;
 }
 
 int
@@ -549,6 +679,16 @@ imap_client_open(const struct conn_options *options, const char *user, const cha
 	*client_r = NULL;
 	if (conn_open(options, &conn, error, errsize) != 0)
 		return -1;
+	return imap_client_start(conn, options, user, password, client_r, error, errsize) == 0 ? 0
+	                                                                                       : -1;
+}
+
+int
+imap_client_open_conn(struct conn *conn, const struct conn_options *options, const char *user,
+                      const char *password, struct imap_client **client_r, char *error,
+                      size_t errsize)
+{
+	*client_r = NULL;
 	return imap_client_start(conn, options, user, password, client_r, error, errsize);
 }
 
@@ -562,7 +702,8 @@ imap_client_open_fd(int fd, const struct conn_options *options, const char *user
 	*client_r = NULL;
 	if (conn_from_fd(fd, options, &conn, error, errsize) != 0)
 		return -1;
-	return imap_client_start(conn, options, user, password, client_r, error, errsize);
+	return imap_client_start(conn, options, user, password, client_r, error, errsize) == 0 ? 0
+	                                                                                       : -1;
 }
 
 int
@@ -573,10 +714,10 @@ imap_client_select(struct imap_client *c, const char *mailbox, bool readonly,
 
 	if (strpbrk(mailbox, "\r\n") != NULL || mailbox[0] == '\0' || strlen(mailbox) > 1024) {
 		snprintf(error, errsize, "invalid mailbox name");
-		return -1;
+		return -2;
 	}
 	if (imap_client_strings(c, &cmd, cmd.what, mailbox, NULL, error, errsize) != 0)
-		return -1;
+		return c->broken ? -1 : -2;
 	if (!cmd.has_uidvalidity) {
 		snprintf(error, errsize, "%s did not report the UIDVALIDITY of %s",
 		         conn_peer(c->conn), mailbox);
@@ -711,6 +852,181 @@ imap_client_delete(struct imap_client *c, const uint32_t *uids, size_t n, char *
 	return r;
 }
 
+static int
+imap_header_cmp(const void *a, const void *b)
+{
+	const struct imap_client_header *x = a, *y = b;
+
+	return x->uid < y->uid ? -1 : x->uid > y->uid;
+}
+
+int
+imap_client_headers(struct imap_client *c, uint32_t first, uint32_t last,
+                    struct imap_client_header **list_r, size_t *n_r, char *error, size_t errsize)
+{
+	static const char *const sections[] = {"HEADER.FIELDS (FROM SUBJECT DATE)", "HEADER"};
+	struct imap_cmd cmd = {0};
+	char range[32], line[160];
+	int r = -1;
+
+	*list_r = NULL;
+	*n_r = 0;
+	if (first == 0)
+		first = 1;
+	if (last != 0 && last < first) {
+		snprintf(error, errsize, "empty UID range %" PRIu32 ":%" PRIu32, first, last);
+		return -1;
+	}
+	if (last != 0)
+		snprintf(range, sizeof(range), "%" PRIu32 ":%" PRIu32, first, last);
+	else
+		snprintf(range, sizeof(range), "%" PRIu32 ":*", first);
+	/* HEADER.FIELDS is what is needed; BODY[HEADER] is the fallback for a server without it
+	 * (the whole header section, still within the literal cap). */
+	for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
+		imap_client_headers_free(&cmd.hdrs, cmd.nhdrs);
+		cmd = (struct imap_cmd){.what = "UID FETCH",
+		                        .fd = -1,
+		                        .headers = true,
+		                        .hdr_first = first,
+		                        .hdr_last = last};
+		snprintf(line, sizeof(line),
+		         "UID FETCH %s (UID RFC822.SIZE INTERNALDATE BODY.PEEK[%s])", range,
+		         sections[i]);
+		r = imap_client_simple(c, &cmd, line, error, errsize);
+		if (r == 0 || c->broken)
+			break;
+	}
+	if (r != 0) {
+		imap_client_headers_free(&cmd.hdrs, cmd.nhdrs);
+		return -1;
+	}
+	if (cmd.nhdrs > 0)
+		qsort(cmd.hdrs, cmd.nhdrs, sizeof(*cmd.hdrs), imap_header_cmp);
+	*list_r = cmd.hdrs;
+	*n_r = cmd.nhdrs;
+	return 0;
+}
+
+void
+imap_client_headers_free(struct imap_client_header **list, size_t n)
+{
+	if (*list == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free((*list)[i].fields);
+	free(*list);
+	*list = NULL;
+}
+
+int
+imap_client_highest_uid(struct imap_client *c, uint32_t exists, uint32_t *uid_r, char *error,
+                        size_t errsize)
+{
+	struct imap_cmd cmd = {.what = "UID FETCH", .fd = -1, .collect = true};
+
+	*uid_r = 0;
+	if (exists == 0)
+		return 0;
+	if (imap_client_simple(c, &cmd, "UID FETCH * (UID)", error, errsize) != 0) {
+		free(cmd.items);
+		return -1;
+	}
+	for (size_t i = 0; i < cmd.nitems; i++)
+		if (cmd.items[i].uid > *uid_r)
+			*uid_r = cmd.items[i].uid;
+	free(cmd.items);
+	return 0;
+}
+
+int
+imap_client_noop(struct imap_client *c, bool *exists_r, char *error, size_t errsize)
+{
+	struct imap_cmd cmd = {.what = "NOOP", .fd = -1};
+	int r = imap_client_simple(c, &cmd, "NOOP", error, errsize);
+
+	*exists_r = cmd.saw_exists;
+	return r;
+}
+
+int
+imap_client_idle_start(struct imap_client *c, bool *exists_r, char *error, size_t errsize)
+{
+	struct imap_cmd cmd = {.what = "IDLE", .fd = -1, .idle = true};
+	int r = imap_client_simple(c, &cmd, "IDLE", error, errsize);
+
+	*exists_r = cmd.saw_exists;
+	if (r == 0 && cmd.idling) {
+		c->idling = true;
+		return 1;
+	}
+	if (c->broken)
+		return -1;
+	/* NO/BAD (or an OK without the continuation): no IDLE here, the session goes on. */
+	return 0;
+}
+
+int
+imap_client_idle_read(struct imap_client *c, char *error, size_t errsize)
+{
+	struct imap_cmd cmd = {.what = "IDLE", .fd = -1};
+	struct imap_parser ps;
+	struct imap_tok t;
+	char q[CLIENT_QUOTE_MAX];
+
+	if (!c->idling || c->broken) {
+		snprintf(error, errsize, "not idling on the connection to %s", conn_peer(c->conn));
+		return -1;
+	}
+	if (imap_client_read(c, &cmd, error, errsize) != 0)
+		return -1;
+	imap_response_init(&ps, c->resp, c->resp_len);
+	t = imap_response_next(&ps);
+	if (imap_response_tok_is(&t, "*")) {
+		if (imap_client_untagged(c, &cmd, &ps, error, errsize) != 0)
+			return -1;
+		return cmd.saw_exists ? 1 : 0;
+	}
+	/* Only DONE ends IDLE: a tagged reply (or a continuation) now is out of step. */
+	snprintf(error, errsize, "unexpected response from %s during IDLE: \"%s\"",
+	         conn_peer(c->conn), client_quote(q, sizeof(q), c->resp, c->first_len));
+	c->broken = true;
+	return -1;
+}
+
+int
+imap_client_idle_done(struct imap_client *c, bool *exists_r, char *error, size_t errsize)
+{
+	struct imap_cmd cmd = {.what = "IDLE", .fd = -1};
+	int r;
+
+	*exists_r = false;
+	if (!c->idling || c->broken) {
+		snprintf(error, errsize, "not idling on the connection to %s", conn_peer(c->conn));
+		return -1;
+	}
+	c->idling = false;
+	if (conn_write(c->conn, "DONE\r\n", 6, error, errsize) != 0) {
+		c->broken = true;
+		return -1;
+	}
+	r = imap_client_finish(c, &cmd, c->idle_tag, NULL, 0, error, errsize);
+	*exists_r = cmd.saw_exists;
+	return r;
+}
+
+bool
+imap_client_idling(const struct imap_client *c)
+{
+	return c->idling;
+}
+
+size_t
+imap_client_buffered(const struct imap_client *c)
+{
+	return conn_buffered(c->conn);
+}
+
 void
 imap_client_logout(struct imap_client **clientp)
 {
@@ -721,8 +1037,10 @@ imap_client_logout(struct imap_client **clientp)
 	if (c->conn != NULL && !c->broken) {
 		struct imap_cmd cmd = {.what = "LOGOUT", .fd = -1, .logout = true};
 		char ignored[256];
+		bool exists;
 
-		imap_client_simple(c, &cmd, "LOGOUT", ignored, sizeof(ignored));
+		if (!c->idling || imap_client_idle_done(c, &exists, ignored, sizeof(ignored)) == 0)
+			imap_client_simple(c, &cmd, "LOGOUT", ignored, sizeof(ignored));
 	}
 	conn_close(&c->conn);
 	free(c->resp);

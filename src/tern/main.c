@@ -8,6 +8,7 @@
 #include "mime/summary.h"
 #include "tern/tern.h"
 
+
 static void
 tern_usage(FILE *fp)
 {
@@ -28,6 +29,9 @@ tern_usage(FILE *fp)
 	    "  import FILE.eml|DIR [--folder NAME]    copy .eml files into the store\n"
 	    "  export [--folder NAME] [--account NAME] DIR | --mbox FILE\n"
 	    "                                         copy messages out as .eml files or an mbox\n"
+	    "  watch [--account NAME] [--via idle|push] [--mailbox NAME] [--notify] [--fetch]\n"
+	    "        [--exec CMD] [--json]            stay connected and report new mail as it\n"
+	    "                                         arrives (IMAP IDLE or tern push)\n"
 	    "  shell                                  interactive prompt with history and "
 	    "completion\n"
 	    "\n"
@@ -53,6 +57,7 @@ main(int argc, char **argv)
 	    {"import", cmd_import},
 	    {"export", cmd_export},
 	    {"shell", cmd_shell},
+	    {"watch", cmd_watch},
 	};
 	int ret;
 

@@ -5,6 +5,7 @@
 int cmd_account(int argc, char **argv);	/* cmd_account.c: add|list|show|remove|test */
 int cmd_send(int argc, char **argv);	/* cmd_send.c */
 int cmd_fetch(int argc, char **argv);	/* cmd_fetch.c */
+int cmd_watch(int argc, char **argv);	/* cmd_watch.c */
 int cmd_list(int argc, char **argv);	/* cmd_read.c */
 int cmd_show(int argc, char **argv);	/* cmd_read.c */
 int cmd_search(int argc, char **argv);	/* cmd_read.c */
