@@ -44,7 +44,7 @@ struct workers;
 enum imap_state {
 	IMAP_STATE_NOT_AUTH = 0, /* greeted, not logged in */
 	IMAP_STATE_SASL,         /* waiting for an AUTHENTICATE response line */
-	IMAP_STATE_WAIT,         /* a password check or a store update is running */
+	IMAP_STATE_WAIT,         /* a password check, a store operation or SEARCH's file reading runs */
 	IMAP_STATE_AUTH,         /* logged in, no mailbox selected */
 	IMAP_STATE_SELECTED,     /* a mailbox is selected */
 	IMAP_STATE_FETCH,        /* streaming a FETCH response; commands wait */
