@@ -640,6 +640,11 @@ imap_session_feed(struct imap_session *s)
 	if (evbuffer_peek(in, -1, NULL, &vec, 1) < 1 || vec.iov_len == 0)
 		return false;
 	r = imap_parser_feed(s->parser, vec.iov_base, vec.iov_len, &consumed);
+	/* APPEND's literal data points into the input buffer: use it before draining. */
+	if (r == IMAP_PARSE_LITERAL_DATA) {
+		imap_parser_literal_data(s->parser, &line, &len);
+		imap_append_data(s, line, len);
+	}
 	/* Commands and lines live in the parser: drain now, before a handler (STARTTLS) may
 	 * replace the bufferevent. */
 	evbuffer_drain(in, consumed);
@@ -659,9 +664,7 @@ imap_session_feed(struct imap_session *s)
 		imap_reply(s, "+ Ready for literal data");
 		return true;
 	case IMAP_PARSE_LITERAL_DATA:
-		imap_parser_literal_data(s->parser, &line, &len);
-		imap_append_data(s, line, len);
-		return true;
+		return true; /* handled above */
 	case IMAP_PARSE_LINE:
 		line = imap_parser_line(s->parser, &len);
 		imap_session_line(s, line, len);
