@@ -20,6 +20,12 @@
 #include "lib/log.h"
 #include "lib/util.h"
 
+/* Callbacks run from the event loop, never inside the call that triggered them: with TLS, adding
+ * to a bufferevent's output writes at once, and a failed SSL_write would otherwise run the event
+ * callback (which may free the session) in the middle of a session's reply (netconn_reply from
+ * a notify callback, a FETCH loop). Deferred, the session finishes what it was doing first. */
+#define LISTENER_BEV_OPTS BEV_OPT_DEFER_CALLBACKS
+
 #define LISTENER_BACKLOG 4096
 #define LISTENER_IP_BUCKETS 4096
 
@@ -201,11 +207,11 @@ listener_on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockad
 			return;
 		}
 		bev = bufferevent_openssl_socket_new(l->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-						     BEV_OPT_CLOSE_ON_FREE);
+						     BEV_OPT_CLOSE_ON_FREE | LISTENER_BEV_OPTS);
 		if (bev != NULL)
 			bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
 	} else {
-		bev = bufferevent_socket_new(l->base, fd, BEV_OPT_CLOSE_ON_FREE);
+		bev = bufferevent_socket_new(l->base, fd, BEV_OPT_CLOSE_ON_FREE | LISTENER_BEV_OPTS);
 	}
 	if (bev == NULL) {
 		log_error("%s event=bufferevent-failed ip=%s", l->name, peer.ip);
@@ -296,7 +302,7 @@ listener_starttls(struct bufferevent *bev, size_t *discarded_r)
 	/* Not BEV_OPT_CLOSE_ON_FREE: listener_bev_close frees the filter and lets the socket
 	 * underneath finish writing the last ciphertext before it goes. */
 	filter = bufferevent_openssl_filter_new(bufferevent_get_base(bev), bev, ssl,
-						BUFFEREVENT_SSL_ACCEPTING, 0);
+						BUFFEREVENT_SSL_ACCEPTING, LISTENER_BEV_OPTS);
 	if (filter == NULL) {
 		SSL_free(ssl);
 		return NULL;

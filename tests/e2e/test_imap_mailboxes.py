@@ -297,12 +297,45 @@ def test_resync(c, d):
     m.logout()
 
 
+def test_tls_reset_while_idle(c, d):
+    """IMAPS clients in IDLE reset their connections while deliveries are pushed to them. A stress
+    check, not a deterministic one: the race it aims at (an SSL_write failing inside a reply and
+    the event callback freeing the session under it) needs the reset to land between the loop's
+    read and write of one session; listener.c's BEV_OPT_DEFER_CALLBACKS is what rules it out."""
+    import ssl
+    import struct
+    from harness import deliver_raw
+    ctx = d.client_tls_context()
+    clients = []
+    for _ in range(40):
+        r = RawIMAP(d.imaps_port, tls_context=ctx)
+        tagged, _ = r.login(ALICE, d.passwords[ALICE])
+        r.command("SELECT INBOX")
+        r.send(b"i IDLE\r\n")
+        r.response()
+        clients.append(r)
+    msg = b"From: x@remote.test\r\nSubject: burst\r\n\r\n" + b"y" * 2000 + b"\r\n"
+    for i, r in enumerate(clients):
+        # Abortive close (RST) with events already queued for it.
+        deliver_raw(d.mx_port, "x@remote.test", ALICE, msg)
+        r.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        r.sock.close()
+    for _ in range(20):
+        deliver_raw(d.mx_port, "x@remote.test", ALICE, msg)
+    time.sleep(0.5)
+    c.check(d.alive(), "ternd alive after 40 IMAPS IDLE clients reset during a delivery burst")
+    r = raw_login(d)
+    tagged, _ = r.command("NOOP")
+    c.check(imap_tagged_ok(tagged), "and still answering", tagged)
+    r.close()
+
+
 def main():
     c = Checks("test_imap_mailboxes")
     with Daemon(name="imapmbox", imap=True) as d:
         d.start()
         for t in (test_names, test_append, test_copy_move, test_keywords_recent, test_condstore,
-                  test_resync):
+                  test_resync, test_tls_reset_while_idle):
             c.guard(t.__name__, t, c, d)
         c.check(d.alive(), "ternd still running")
     return c.finish()
