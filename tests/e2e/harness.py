@@ -619,10 +619,11 @@ class RawIMAP(RawSMTP):
     without CRLF; a literal {n} is read exactly and kept inside its line."""
 
     def __init__(self, port, host="127.0.0.1", timeout=SOCKET_TIMEOUT, tls_context=None,
-                 server_hostname="localhost", read_banner=True):
+                 server_hostname="localhost", read_banner=True, source_address=None):
         self.counter = 0
         super().__init__(port, host=host, timeout=timeout, tls_context=tls_context,
-                         server_hostname=server_hostname, read_banner=False)
+                         server_hostname=server_hostname, read_banner=False,
+                         source_address=source_address)
         self.greeting = self.line().decode(errors="replace") if read_banner else None
         self.banner = self.greeting
 
