@@ -73,10 +73,8 @@ struct imap_server {
 	unsigned max_errors;
 	uint64_t append_max; /* bytes of one APPENDed message (smtp.max_message_size) */
 	struct netconn_params conn_params;
-	struct imap_session *sessions;
-	unsigned nsessions;
+	struct netconn_list conns; /* every live session, for shutdown */
 	bool shutting_down;
-	uint64_t next_id;
 };
 
 /* One message of the selected mailbox's snapshot: sequence number n is msgs[n - 1]. */
@@ -164,7 +162,6 @@ struct imap_session {
 	bool append_failed;	  /* a write failed or too many literals: refuse at the end */
 	struct imap_fetch *fetch; /* a FETCH in progress */
 	struct event *idle_timer;
-	struct imap_session *prev, *next;
 };
 
 /* imap_session.c */

@@ -125,15 +125,7 @@ imap_forget_auth(struct imap_session *s)
 void
 imap_session_free(struct imap_session *s)
 {
-	struct imap_server *server = s->server;
-
-	if (s->prev != NULL)
-		s->prev->next = s->next;
-	else if (server->sessions == s)
-		server->sessions = s->next;
-	if (s->next != NULL)
-		s->next->prev = s->prev;
-	server->nsessions--;
+	netconn_unlink(&s->conn);
 	imap_fetch_free(s);
 	imap_mailbox_deselect(s);
 	if (s->idle_timer != NULL)
@@ -206,12 +198,7 @@ imap_server_accept(struct bufferevent *bev, const struct listener_peer *peer, bo
 
 	s->server = server;
 	s->parser = imap_parser_new(NULL);
-	netconn_init(&s->conn, bev, peer, tls, &server->conn_params, &server->next_id, s);
-	s->next = server->sessions;
-	if (server->sessions != NULL)
-		server->sessions->prev = s;
-	server->sessions = s;
-	server->nsessions++;
+	netconn_init(&s->conn, bev, peer, tls, &server->conn_params, &server->conns, s);
 
 	log_info("imap session=%s event=connect ip=%s port=%d tls=%s", s->conn.id, peer->ip,
 	         peer->port, tls ? "yes" : "no");
@@ -736,12 +723,13 @@ void
 imap_server_free(struct imap_server **serverp)
 {
 	struct imap_server *server = *serverp;
+	struct imap_session *s;
 
 	if (server == NULL)
 		return;
-	while (server->sessions != NULL) {
-		log_warnx("imap session=%s event=leaked-at-exit", server->sessions->conn.id);
-		imap_session_free(server->sessions);
+	while ((s = netconn_list_first(&server->conns)) != NULL) {
+		log_warnx("imap session=%s event=leaked-at-exit", s->conn.id);
+		imap_session_free(s);
 	}
 	notify_unsubscribe(&server->recent_sub);
 	imap_recent_free(server);
@@ -749,35 +737,35 @@ imap_server_free(struct imap_server **serverp)
 	*serverp = NULL;
 }
 
+/* Sessions between commands say goodbye now; one waiting for the store or streaming a FETCH
+ * finishes first, and its next step says it (imap_session_step). */
+static bool
+imap_session_bye(void *arg)
+{
+	struct imap_session *s = arg;
+
+	if (s->state == IMAP_STATE_WAIT || s->state == IMAP_STATE_FETCH ||
+	    s->state == IMAP_STATE_CLOSING)
+		return false;
+	imap_reply(s, "* BYE [UNAVAILABLE] Server shutting down");
+	return true;
+}
+
 void
 imap_server_shutdown(struct imap_server *server)
 {
-	struct imap_session *s, *next;
-
 	server->shutting_down = true;
-	for (s = server->sessions; s != NULL; s = next) {
-		next = s->next;
-		if (s->conn.dead || s->state == IMAP_STATE_WAIT || s->state == IMAP_STATE_FETCH ||
-		    s->state == IMAP_STATE_CLOSING)
-			continue;
-		imap_reply(s, "* BYE [UNAVAILABLE] Server shutting down");
-		netconn_close(&s->conn, "shutdown");
-	}
+	netconn_list_shutdown(&server->conns, imap_session_bye);
 }
 
 void
 imap_server_close_all(struct imap_server *server)
 {
-	struct imap_session *s, *next;
-
-	for (s = server->sessions; s != NULL; s = next) {
-		next = s->next;
-		netconn_destroy(&s->conn, "shutdown-timeout");
-	}
+	netconn_list_destroy(&server->conns, "shutdown-timeout");
 }
 
 unsigned
 imap_server_session_count(const struct imap_server *server)
 {
-	return server->nsessions;
+	return server->conns.count;
 }

@@ -91,15 +91,72 @@ netconn_setup_bev(struct netconn *nc)
 
 void
 netconn_init(struct netconn *nc, struct bufferevent *bev, const struct listener_peer *peer,
-	     bool tls, const struct netconn_params *params, uint64_t *next_id, void *arg)
+	     bool tls, const struct netconn_params *params, struct netconn_list *list, void *arg)
 {
 	unsigned char rnd[4];
 
 	*nc = (struct netconn){.params = params, .arg = arg, .bev = bev, .peer = *peer, .tls = tls};
 	randombytes_buf(rnd, sizeof(rnd));
 	snprintf(nc->id, sizeof(nc->id), "%08llx%02x%02x%02x%02x",
-		 (unsigned long long)(++*next_id & 0xffffffff), rnd[0], rnd[1], rnd[2], rnd[3]);
+		 (unsigned long long)(++list->next_id & 0xffffffff), rnd[0], rnd[1], rnd[2], rnd[3]);
+	nc->list = list;
+	nc->list_next = list->head;
+	if (list->head != NULL)
+		list->head->list_prev = nc;
+	list->head = nc;
+	list->count++;
 	netconn_setup_bev(nc);
+}
+
+void
+netconn_unlink(struct netconn *nc)
+{
+	struct netconn_list *list = nc->list;
+
+	if (list == NULL)
+		return;
+	if (nc->list_prev != NULL)
+		nc->list_prev->list_next = nc->list_next;
+	else
+		list->head = nc->list_next;
+	if (nc->list_next != NULL)
+		nc->list_next->list_prev = nc->list_prev;
+	nc->list_prev = nc->list_next = NULL;
+	nc->list = NULL;
+	list->count--;
+}
+
+void
+netconn_list_shutdown(struct netconn_list *list, netconn_bye_fn *bye)
+{
+	struct netconn *nc, *next;
+
+	/* Closing never frees at once (netconn_close), so next stays valid. */
+	for (nc = list->head; nc != NULL; nc = next) {
+		next = nc->list_next;
+		if (nc->dead || nc->closing || !bye(nc->arg))
+			continue;
+		netconn_close(nc, "shutdown");
+	}
+}
+
+void
+netconn_list_destroy(struct netconn_list *list, const char *reason)
+{
+	struct netconn *nc, *next;
+
+	/* netconn_destroy may free the session (and unlink it): take next first. A session
+	 * whose operation is in flight stays linked, dead, until the operation's callback. */
+	for (nc = list->head; nc != NULL; nc = next) {
+		next = nc->list_next;
+		netconn_destroy(nc, reason);
+	}
+}
+
+void *
+netconn_list_first(const struct netconn_list *list)
+{
+	return list->head != NULL ? list->head->arg : NULL;
 }
 
 enum netconn_plaintext

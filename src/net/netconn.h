@@ -61,8 +61,12 @@ struct netconn_params {
 	const char *timeout_reply;  /* last line of the default timeout (no CRLF) */
 };
 
+struct netconn_list;
+
 struct netconn {
 	const struct netconn_params *params;
+	struct netconn_list *list; /* the server's connections; NULL once unlinked */
+	struct netconn *list_prev, *list_next;
 	void *arg;		 /* passed to every ops callback */
 	struct bufferevent *bev; /* NULL once dead */
 	struct listener_peer peer;
@@ -74,10 +78,33 @@ struct netconn {
 	size_t discarded;
 };
 
-/* Takes bev (from the listener's accept callback), copies peer, makes the id from ++*next_id
- * and random bits, sets callbacks, watermarks and timeouts and enables reading and writing. */
+/* Every connection of one protocol server, for shutdown, statistics and ids. Zero-initialised
+ * by the server; the sessions unlink themselves before they are freed. */
+struct netconn_list {
+	struct netconn *head;
+	unsigned count;
+	uint64_t next_id;
+};
+
+/* Takes bev (from the listener's accept callback), copies peer, makes the id from the list's
+ * next id and random bits, adds the connection to list, sets callbacks, watermarks and
+ * timeouts and enables reading and writing. */
 void netconn_init(struct netconn *nc, struct bufferevent *bev, const struct listener_peer *peer,
-		  bool tls, const struct netconn_params *params, uint64_t *next_id, void *arg);
+		  bool tls, const struct netconn_params *params, struct netconn_list *list,
+		  void *arg);
+/* Takes the connection out of its list (the session is about to be freed); idempotent. */
+void netconn_unlink(struct netconn *nc);
+
+/* A session's answer to a graceful shutdown: queue its goodbye and return true to be closed
+ * now, or false to be left to finish what it is doing (it says goodbye itself later). */
+typedef bool netconn_bye_fn(void *arg);
+/* Calls bye for every connection of list that is neither dead nor closing, and closes those
+ * for which it returns true (reason "shutdown"). */
+void netconn_list_shutdown(struct netconn_list *list, netconn_bye_fn *bye);
+/* Destroys every connection of list (netconn_destroy with reason). */
+void netconn_list_destroy(struct netconn_list *list, const char *reason);
+/* The session (ops arg) of the first connection, or NULL: for freeing leftovers at exit. */
+void *netconn_list_first(const struct netconn_list *list);
 
 /* "never", "always", anything else: loopback. */
 enum netconn_plaintext netconn_plaintext_parse(const char *value);

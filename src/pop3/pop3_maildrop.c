@@ -19,7 +19,9 @@
 bool
 pop3_maildrop_locked(const struct pop3_server *server, int64_t account_id)
 {
-	for (const struct pop3_session *s = server->sessions; s != NULL; s = s->next) {
+	for (const struct netconn *nc = server->conns.head; nc != NULL; nc = nc->list_next) {
+		const struct pop3_session *s = nc->arg;
+
 		if (s->account_id == account_id)
 			return true;
 	}

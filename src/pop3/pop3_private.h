@@ -42,10 +42,8 @@ struct pop3_server {
 	struct notify_hub *hub;
 	unsigned max_errors;
 	struct netconn_params conn_params;
-	struct pop3_session *sessions; /* every session not yet freed, for shutdown and locks */
-	unsigned nsessions;
+	struct netconn_list conns; /* every session not yet freed, for shutdown and locks */
 	bool shutting_down;
-	uint64_t next_id;
 };
 
 /* One message of the session's snapshot of the maildrop. */
@@ -86,7 +84,6 @@ struct pop3_session {
 	struct pop3_retr retr; /* fd -1 when none */
 	bool updated;          /* the one store update was started */
 	bool update_pending;   /* the session may only be freed by the update callback */
-	struct pop3_session *prev, *next;
 };
 
 /* pop3_session.c */

@@ -77,15 +77,7 @@ pop3_forget_user(struct pop3_session *s)
 void
 pop3_session_free(struct pop3_session *s)
 {
-	struct pop3_server *server = s->server;
-
-	if (s->prev != NULL)
-		s->prev->next = s->next;
-	else if (server->sessions == s)
-		server->sessions = s->next;
-	if (s->next != NULL)
-		s->next->prev = s->prev;
-	server->nsessions--;
+	netconn_unlink(&s->conn);
 	if (s->retr.fd >= 0)
 		close(s->retr.fd);
 	pop3_forget_user(s);
@@ -159,12 +151,7 @@ pop3_server_accept(struct bufferevent *bev, const struct listener_peer *peer, bo
 
 	s->server = server;
 	s->retr.fd = -1;
-	netconn_init(&s->conn, bev, peer, tls, &server->conn_params, &server->next_id, s);
-	s->next = server->sessions;
-	if (server->sessions != NULL)
-		server->sessions->prev = s;
-	server->sessions = s;
-	server->nsessions++;
+	netconn_init(&s->conn, bev, peer, tls, &server->conn_params, &server->conns, s);
 
 	log_info("pop3 session=%s event=connect ip=%s port=%d tls=%s", s->conn.id, peer->ip,
 	         peer->port, tls ? "yes" : "no");
@@ -601,48 +588,48 @@ void
 pop3_server_free(struct pop3_server **serverp)
 {
 	struct pop3_server *server = *serverp;
+	struct pop3_session *s;
 
 	if (server == NULL)
 		return;
 	/* Only sessions whose update callback can no longer come (the store is gone). */
-	while (server->sessions != NULL) {
-		log_warnx("pop3 session=%s event=leaked-at-exit", server->sessions->conn.id);
-		pop3_session_free(server->sessions);
+	while ((s = netconn_list_first(&server->conns)) != NULL) {
+		log_warnx("pop3 session=%s event=leaked-at-exit", s->conn.id);
+		pop3_session_free(s);
 	}
 	free(server);
 	*serverp = NULL;
 }
 
+/* Sessions not in the middle of an update say goodbye now: closing without QUIT deletes
+ * nothing, and \Seen flags are still applied. */
+static bool
+pop3_session_bye(void *arg)
+{
+	struct pop3_session *s = arg;
+
+	if (s->state != POP3_STATE_AUTHORIZATION && s->state != POP3_STATE_SASL &&
+	    s->state != POP3_STATE_TRANSACTION)
+		return false;
+	pop3_reply(s, "-ERR [SYS/TEMP] Server shutting down");
+	return true;
+}
+
 void
 pop3_server_shutdown(struct pop3_server *server)
 {
-	struct pop3_session *s, *next;
-
 	server->shutting_down = true;
-	for (s = server->sessions; s != NULL; s = next) {
-		next = s->next;
-		if (s->conn.dead || (s->state != POP3_STATE_AUTHORIZATION &&
-		                s->state != POP3_STATE_SASL && s->state != POP3_STATE_TRANSACTION))
-			continue;
-		/* Closing without QUIT: nothing is deleted, \Seen flags are still applied. */
-		pop3_reply(s, "-ERR [SYS/TEMP] Server shutting down");
-		netconn_close(&s->conn, "shutdown");
-	}
+	netconn_list_shutdown(&server->conns, pop3_session_bye);
 }
 
 void
 pop3_server_close_all(struct pop3_server *server)
 {
-	struct pop3_session *s, *next;
-
-	for (s = server->sessions; s != NULL; s = next) {
-		next = s->next;
-		netconn_destroy(&s->conn, "shutdown-timeout");
-	}
+	netconn_list_destroy(&server->conns, "shutdown-timeout");
 }
 
 unsigned
 pop3_server_session_count(const struct pop3_server *server)
 {
-	return server->nsessions;
+	return server->conns.count;
 }

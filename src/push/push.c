@@ -62,16 +62,7 @@ push_capabilities(const struct push_session *s, char *buf, size_t size)
 static void
 push_session_release(struct push_session *s)
 {
-	struct push_server *server = s->server;
-
-	if (s->prev != NULL)
-		s->prev->next = s->next;
-	else if (server->sessions == s)
-		server->sessions = s->next;
-	if (s->next != NULL)
-		s->next->prev = s->prev;
-	s->prev = s->next = NULL;
-	server->nsessions--;
+	netconn_unlink(&s->conn);
 	auth_cancel(&s->auth_req);
 	push_watch_free(s);
 	sasl_server_reset(&s->sasl);
@@ -164,12 +155,7 @@ push_server_accept(struct bufferevent *bev, const struct listener_peer *peer, bo
 	char caps[64];
 
 	s->server = server;
-	netconn_init(&s->conn, bev, peer, tls, &server->conn_params, &server->next_id, s);
-	s->next = server->sessions;
-	if (server->sessions != NULL)
-		server->sessions->prev = s;
-	server->sessions = s;
-	server->nsessions++;
+	netconn_init(&s->conn, bev, peer, tls, &server->conn_params, &server->conns, s);
 
 	log_info("push session=%s event=connect ip=%s port=%d tls=%s", s->conn.id, peer->ip,
 	         peer->port, tls ? "yes" : "no");
@@ -496,7 +482,7 @@ push_server_free(struct push_server **serverp)
 
 	if (server == NULL)
 		return;
-	while ((s = server->sessions) != NULL) {
+	while ((s = netconn_list_first(&server->conns)) != NULL) {
 		log_warnx("push session=%s event=leaked-at-exit", s->conn.id);
 		push_session_release(s);
 		push_session_destroy(s);
@@ -508,43 +494,39 @@ push_server_free(struct push_server **serverp)
 	*serverp = NULL;
 }
 
+static bool
+push_session_bye(void *arg)
+{
+	struct push_session *s = arg;
+
+	auth_cancel(&s->auth_req);
+	push_reply(s, "-ERR server shutting down");
+	return true;
+}
+
 void
 push_server_shutdown(struct push_server *server)
 {
-	struct push_session *s, *next;
-
 	server->shutting_down = true;
-	for (s = server->sessions; s != NULL; s = next) {
-		next = s->next;
-		if (s->conn.dead || s->conn.closing)
-			continue;
-		auth_cancel(&s->auth_req);
-		push_reply(s, "-ERR server shutting down");
-		netconn_close(&s->conn, "shutdown");
-	}
+	netconn_list_shutdown(&server->conns, push_session_bye);
 }
 
 void
 push_server_close_all(struct push_server *server)
 {
-	struct push_session *s, *next;
-
-	for (s = server->sessions; s != NULL; s = next) {
-		next = s->next;
-		netconn_destroy(&s->conn, "shutdown-timeout");
-	}
+	netconn_list_destroy(&server->conns, "shutdown-timeout");
 }
 
 unsigned
 push_server_session_count(const struct push_server *server)
 {
-	return server->nsessions;
+	return server->conns.count;
 }
 
 void
 push_server_stats(const struct push_server *server, struct push_stats *stats_r)
 {
-	stats_r->sessions = server->nsessions;
+	stats_r->sessions = server->conns.count;
 	stats_r->events = server->events;
 	stats_r->overflows = server->overflows;
 }

@@ -45,12 +45,10 @@ struct push_server {
 	size_t queue_max;         /* push.queue */
 	struct timeval keepalive; /* push.keepalive */
 	struct netconn_params conn_params;
-	struct push_session *sessions;
-	unsigned nsessions;
+	struct netconn_list conns; /* every live session, for shutdown */
 	struct push_session *zombies; /* closed, freed by reap on the loop's next turn */
 	struct event *reap;
 	bool shutting_down;
-	uint64_t next_id;
 	unsigned long long events;    /* event lines sent, every session */
 	unsigned long long overflows; /* queues dropped, every session */
 };
@@ -99,7 +97,7 @@ struct push_session {
 	struct event *keepalive;
 	unsigned long long events;
 	unsigned overflows;
-	struct push_session *prev, *next; /* next: also the zombie list */
+	struct push_session *next; /* the zombie list */
 };
 
 /* push.c */

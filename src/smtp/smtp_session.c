@@ -60,10 +60,8 @@ struct smtp_server {
 	struct netconn_params conn_params;
 	char *timeout_reply;
 	struct smtp_role_arg roles[SMTP_ROLE_COUNT];
-	struct smtp_session *sessions; /* every live session, for shutdown */
-	unsigned nsessions;
+	struct netconn_list conns; /* every live session, for shutdown */
 	bool shutting_down;
-	uint64_t next_id;
 };
 
 struct smtp_rcpt {
@@ -103,7 +101,6 @@ struct smtp_session {
 	struct sasl_server sasl; /* the AUTH exchange; holds secrets until reset */
 	struct auth_request *auth_req;
 	bool commit_pending; /* the session may only be freed by the commit callback */
-	struct smtp_session *prev, *next;
 };
 
 /* --- replies, states and transactions --- */
@@ -177,15 +174,7 @@ smtp_esc(char *buf, size_t size, const char *text)
 static void
 smtp_session_free(struct smtp_session *s)
 {
-	struct smtp_server *server = s->server;
-
-	if (s->prev != NULL)
-		s->prev->next = s->next;
-	else if (server->sessions == s)
-		server->sessions = s->next;
-	if (s->next != NULL)
-		s->next->prev = s->prev;
-	server->nsessions--;
+	netconn_unlink(&s->conn);
 	smtp_tx_free(&s->tx);
 	free(s->helo);
 	free(s->account);
@@ -230,12 +219,7 @@ smtp_server_accept(struct bufferevent *bev, const struct listener_peer *peer, bo
 
 	s->server = server;
 	s->role = ra->role;
-	netconn_init(&s->conn, bev, peer, tls, &server->conn_params, &server->next_id, s);
-	s->next = server->sessions;
-	if (server->sessions != NULL)
-		server->sessions->prev = s;
-	server->sessions = s;
-	server->nsessions++;
+	netconn_init(&s->conn, bev, peer, tls, &server->conn_params, &server->conns, s);
 
 	log_info("smtp session=%s event=connect role=%s ip=%s port=%d tls=%s", s->conn.id,
 		 smtp_role_names[s->role], peer->ip, peer->port, tls ? "yes" : "no");
@@ -1047,35 +1031,34 @@ smtp_server_role_arg(struct smtp_server *server, enum smtp_role role)
 	return &server->roles[role];
 }
 
+/* Sessions between transactions say goodbye now; the others when their transaction ends. */
+static bool
+smtp_session_bye(void *arg)
+{
+	struct smtp_session *s = arg;
+
+	if (s->state != SMTP_STATE_INIT && s->state != SMTP_STATE_READY)
+		return false;
+	smtp_reply(s, "421 4.3.2 %s Service shutting down, closing transmission channel",
+		   s->server->hostname);
+	return true;
+}
+
 void
 smtp_server_shutdown(struct smtp_server *server)
 {
-	struct smtp_session *s, *next;
-
 	server->shutting_down = true;
-	for (s = server->sessions; s != NULL; s = next) {
-		next = s->next;
-		if (s->conn.dead || (s->state != SMTP_STATE_INIT && s->state != SMTP_STATE_READY))
-			continue;
-		smtp_reply(s, "421 4.3.2 %s Service shutting down, closing transmission channel",
-			   server->hostname);
-		netconn_close(&s->conn, "shutdown");
-	}
+	netconn_list_shutdown(&server->conns, smtp_session_bye);
 }
 
 void
 smtp_server_close_all(struct smtp_server *server)
 {
-	struct smtp_session *s, *next;
-
-	for (s = server->sessions; s != NULL; s = next) {
-		next = s->next;
-		netconn_destroy(&s->conn, "shutdown-timeout");
-	}
+	netconn_list_destroy(&server->conns, "shutdown-timeout");
 }
 
 unsigned
 smtp_server_session_count(const struct smtp_server *server)
 {
-	return server->nsessions;
+	return server->conns.count;
 }
