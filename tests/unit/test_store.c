@@ -1386,12 +1386,16 @@ update_r_cb(bool ok, const char *error, const struct store_update_result *r, voi
 	assert_non_null(r);
 	u->highestmodseq = r->highestmodseq;
 	assert_true(r->nchanged <= 8 && r->nmodified <= 8 && r->nexpunged <= 8);
+	/* Empty arrays may be NULL: copy only what is there. */
 	u->nchanged = r->nchanged;
-	memcpy(u->changed, r->changed, r->nchanged * sizeof(*r->changed));
+	if (r->nchanged > 0)
+		memcpy(u->changed, r->changed, r->nchanged * sizeof(*r->changed));
 	u->nmodified = r->nmodified;
-	memcpy(u->modified, r->modified, r->nmodified * sizeof(*r->modified));
+	if (r->nmodified > 0)
+		memcpy(u->modified, r->modified, r->nmodified * sizeof(*r->modified));
 	u->nexpunged = r->nexpunged;
-	memcpy(u->expunged, r->expunged, r->nexpunged * sizeof(*r->expunged));
+	if (r->nexpunged > 0)
+		memcpy(u->expunged, r->expunged, r->nexpunged * sizeof(*r->expunged));
 }
 
 static void
@@ -1610,8 +1614,10 @@ copy_cb(int result, const char *error, const struct store_copy_result *r, void *
 	c->dst_mailbox_id = r->dst_mailbox_id;
 	c->dst_uidvalidity = r->dst_uidvalidity;
 	c->n = r->n;
-	memcpy(c->src, r->src_uids, r->n * sizeof(uint32_t));
-	memcpy(c->dst, r->dst_uids, r->n * sizeof(uint32_t));
+	if (r->n > 0) { /* no copies: the arrays may be NULL */
+		memcpy(c->src, r->src_uids, r->n * sizeof(uint32_t));
+		memcpy(c->dst, r->dst_uids, r->n * sizeof(uint32_t));
+	}
 	c->dst_modseq = r->dst_modseq;
 }
 
