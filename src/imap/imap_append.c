@@ -31,6 +31,7 @@ imap_append_abort(struct imap_session *s)
 	if (s->append_tx != NULL)
 		deliver_tx_abort(&s->append_tx);
 	s->append_literals = 0;
+	s->append_remaining = 0;
 	s->append_failed = false;
 }
 
@@ -62,14 +63,18 @@ imap_append_data(struct imap_session *s, const char *data, size_t len)
 {
 	char error[256];
 
+	if (s->append_remaining == 0) {
+		/* A literal begins (a {n+} one arrives without a continuation request). */
+		s->append_literals++;
+		s->append_remaining = imap_parser_literal_size(s->parser);
+		if (s->append_literals > 1 ||
+		    (s->state != IMAP_STATE_AUTH && s->state != IMAP_STATE_SELECTED))
+			s->append_failed = true;
+	}
+	s->append_remaining -= len < s->append_remaining ? len : s->append_remaining;
 	if (s->append_failed)
 		return;
 	if (s->append_tx == NULL) {
-		if (++s->append_literals > 1 ||
-		    (s->state != IMAP_STATE_AUTH && s->state != IMAP_STATE_SELECTED)) {
-			s->append_failed = true;
-			return;
-		}
 		s->append_tx = deliver_tx_begin_append(s->server->deliver, 0, error, sizeof(error));
 		if (s->append_tx == NULL) {
 			log_warnx("imap session=%s event=append result=failed error=\"%s\"",
@@ -155,6 +160,11 @@ imap_cmd_append(struct imap_session *s, const struct imap_command *cmd)
 	int r;
 
 	kw[0] = '\0';
+	if (s->append_literals > 1) {
+		imap_append_abort(s);
+		imap_reply(s, "%s NO [CANNOT] One message per APPEND (no MULTIAPPEND)", cmd->tag);
+		return;
+	}
 	if (cmd->nargs < 2 || cmd->nargs > 4 || msg->type != IMAP_ARG_LITERAL) {
 		imap_append_abort(s);
 		imap_bad(s, cmd->tag, "syntax: APPEND mailbox [(flags)] [date-time] {size}");
@@ -234,6 +244,7 @@ imap_cmd_append(struct imap_session *s, const struct imap_command *cmd)
 	s->update_kind = IMAP_UPDATE_APPEND;
 	s->update_pending++;
 	s->append_literals = 0;
+	s->append_remaining = 0;
 	imap_enter_state(s, IMAP_STATE_WAIT);
 	deliver_tx_commit_r(s->server->deliver, &s->append_tx, &target, 1, s->account_id,
 	                    imap_append_done, s);

@@ -805,8 +805,8 @@ imap_cmd_select(struct imap_session *s, const struct imap_command *cmd)
 		imap_reply(s, "* OK [UNSEEN %u] First unseen", unseen);
 	imap_reply(s, "* OK [UIDVALIDITY %u] UIDs valid", s->uidvalidity);
 	imap_reply(s, "* OK [UIDNEXT %u] Predicted next UID", s->uidnext);
-	if (s->condstore)
-		imap_reply(s, "* OK [HIGHESTMODSEQ %" PRIu64 "] Highest", s->highestmodseq);
+	/* RFC 7162 3.1.2.1: with every successful SELECT/EXAMINE, CONDSTORE enabled or not. */
+	imap_reply(s, "* OK [HIGHESTMODSEQ %" PRIu64 "] Highest", s->highestmodseq);
 	imap_reply(s, "%s OK [%s] %s completed", cmd->tag, examine ? "READ-ONLY" : "READ-WRITE",
 	           cmd->name);
 }

@@ -159,6 +159,7 @@ struct imap_session {
 	/* APPEND in progress: the message literal streams into a deliver transaction. */
 	struct deliver_tx *append_tx;
 	unsigned append_literals; /* streamed literals seen in this command */
+	uint64_t append_remaining; /* bytes of the current streamed literal still to come */
 	bool append_failed;	  /* a write failed or too many literals: refuse at the end */
 	struct imap_fetch *fetch; /* a FETCH in progress */
 	struct event *idle_timer;

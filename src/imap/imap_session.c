@@ -645,7 +645,9 @@ imap_session_feed(struct imap_session *s)
 	case IMAP_PARSE_LITERAL_CONTINUE:
 		if (strcmp(imap_parser_command_name(s->parser, &uid), "APPEND") == 0 &&
 		    !imap_append_continue(s)) {
+			/* The command ends here: drop what an earlier literal streamed. */
 			imap_parser_literal_refuse(s->parser);
+			imap_append_abort(s);
 			return true;
 		}
 		imap_reply(s, "+ Ready for literal data");

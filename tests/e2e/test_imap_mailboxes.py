@@ -171,6 +171,30 @@ def test_append(c, d):
     c.check("TOOBIG" in tagged, "APPEND of a literal over the size limit: [TOOBIG] before any data", tagged)
     tagged, _ = r.command("NOOP")
     c.check(imap_tagged_ok(tagged), "the session goes on after the refused literal", tagged)
+    # MULTIAPPEND is not offered: a second message literal is refused, with LITERAL+ and without,
+    # and nothing of it leaks into the next APPEND.
+    one, two = b"Subject: one\r\n\r\n1\r\n", b"Subject: two\r\n\r\n2\r\n"
+    tag = r.next_tag()
+    r.send(tag.encode() + b" APPEND Drafts {%d+}\r\n" % len(one) + one +
+           b" {%d+}\r\n" % len(two) + two + b"\r\n")
+    tagged, _ = r.read_until_tagged(tag)
+    c.check(" NO " in tagged and "CANNOT" in tagged, "two {n+} message literals: NO [CANNOT]", tagged)
+    tag = r.next_tag()
+    r.send(tag.encode() + b" APPEND Drafts {%d+}\r\n" % len(one) + one + b" {%d}\r\n" % len(two))
+    tagged, _ = r.read_until_tagged(tag)
+    c.check(" NO " in tagged, "a second synchronizing literal is refused before its data", tagged)
+    three = b"Subject: three\r\n\r\n3\r\n"
+    tag = r.next_tag()
+    r.send(tag.encode() + b" APPEND Drafts {%d+}\r\n" % len(three) + three + b"\r\n")
+    tagged, _ = r.read_until_tagged(tag)
+    uid = re.search(r"APPENDUID \d+ (\d+)", tagged)
+    c.check(uid is not None, "the next APPEND works", tagged)
+    if uid:
+        r.command("SELECT Drafts")
+        _, untagged = r.command(f"UID FETCH {uid.group(1)} BODY.PEEK[]")
+        body = b"".join(untagged)
+        c.check(three in body and b"Subject: one" not in body and b"Subject: two" not in body,
+                "and stores only its own message", body[-120:])
     r.close()
 
 
