@@ -197,7 +197,7 @@ struct store_changed {
 	uint32_t uid;
 	uint32_t flags;
 	uint64_t modseq;
-	char keywords[STORE_KEYWORDS_MAX];
+	const char *keywords; /* space-separated, "" when none; valid during the callback */
 };
 
 /* What an update did (valid only during the callback). */

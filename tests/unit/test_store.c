@@ -1365,6 +1365,7 @@ struct update_r {
 	char error[256];
 	uint64_t highestmodseq;
 	struct store_changed changed[8];
+	char keywords[8][STORE_KEYWORDS_MAX]; /* changed[i].keywords point here */
 	size_t nchanged;
 	uint32_t modified[8], expunged[8];
 	size_t nmodified, nexpunged;
@@ -1390,6 +1391,11 @@ update_r_cb(bool ok, const char *error, const struct store_update_result *r, voi
 	u->nchanged = r->nchanged;
 	if (r->nchanged > 0)
 		memcpy(u->changed, r->changed, r->nchanged * sizeof(*r->changed));
+	/* The strings are the store's only during the callback: keep copies. */
+	for (size_t i = 0; i < r->nchanged; i++) {
+		snprintf(u->keywords[i], sizeof(u->keywords[i]), "%s", r->changed[i].keywords);
+		u->changed[i].keywords = u->keywords[i];
+	}
 	u->nmodified = r->nmodified;
 	if (r->nmodified > 0)
 		memcpy(u->modified, r->modified, r->nmodified * sizeof(*r->modified));
