@@ -85,7 +85,9 @@ imap_utf7_encode(const char *name, char *out, size_t outsize)
 			uint16_t units[2];
 			int nunits = 1;
 
-			if (c < 0)
+			/* Control characters have no place in a mailbox name (and would not
+			 * decode back). */
+			if (c < 0x20 || c == 0x7f)
 				return -1;
 			if (c >= 0x10000) {
 				c -= 0x10000;

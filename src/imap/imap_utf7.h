@@ -9,7 +9,7 @@
 #include <stddef.h>
 
 /* Encodes the UTF-8 name into out (NUL-terminated). Returns 0, or -1 when name is not valid
- * UTF-8 or out is too small. */
+ * UTF-8, holds a control character, or out is too small. */
 int imap_utf7_encode(const char *name, char *out, size_t outsize);
 /* Decodes a modified UTF-7 name into UTF-8 in out. Returns 0, or -1 when it is not valid
  * modified UTF-7 (8-bit bytes, an unterminated or empty shift, base64 that encodes printable

@@ -69,6 +69,9 @@ test_utf7_invalid(void **state)
 	assert_int_equal(imap_utf7_encode("\xc3(", buf, sizeof(buf)), -1);
 	assert_int_equal(imap_utf7_encode("\xed\xa0\x80", buf, sizeof(buf)), -1); /* surrogate */
 	assert_int_equal(imap_utf7_encode("\xc0\xaf", buf, sizeof(buf)), -1);     /* overlong */
+	printf("# refuse control characters when encoding (found by fuzz_imap_utf7)\n");
+	assert_int_equal(imap_utf7_encode("\n", buf, sizeof(buf)), -1);
+	assert_int_equal(imap_utf7_encode("a\x7f", buf, sizeof(buf)), -1);
 }
 
 static void
