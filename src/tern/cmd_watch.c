@@ -706,6 +706,22 @@ watch_imap_sync(struct watch *w, struct imap_client *c, uint32_t uidvalidity, ui
 	return 0;
 }
 
+/* Reports what is new until a listing finds nothing more: mail that arrives while we fetch is
+ * announced (EXISTS) inside those responses, not in the next IDLE or NOOP. 0 or -1. */
+static int
+watch_imap_catch_up(struct watch *w, struct imap_client *c, uint32_t uidvalidity, char *error,
+                    size_t errsize)
+{
+	uint32_t before;
+
+	do {
+		before = w->last_uid;
+		if (watch_imap_new(w, c, uidvalidity, false, error, errsize) < 0)
+			return -1;
+	} while (w->last_uid != before);
+	return 0;
+}
+
 /* Without IDLE: a NOOP every minute. */
 static enum watch_end
 watch_imap_poll(struct watch *w, struct imap_client *c, uint32_t uidvalidity, char *error,
@@ -718,7 +734,7 @@ watch_imap_poll(struct watch *w, struct imap_client *c, uint32_t uidvalidity, ch
 			return WATCH_END_STOP;
 		if (imap_client_noop(c, &exists, error, errsize) < 0)
 			return WATCH_END_RETRY;
-		if (exists && watch_imap_new(w, c, uidvalidity, false, error, errsize) < 0)
+		if (exists && watch_imap_catch_up(w, c, uidvalidity, error, errsize) < 0)
 			return WATCH_END_RETRY;
 	}
 }
@@ -758,8 +774,9 @@ watch_imap_idle(struct watch *w, struct imap_client *c, int fd, uint32_t uidvali
 		}
 		if (imap_client_idle_done(c, &more, error, errsize) < 0)
 			return WATCH_END_RETRY;
-		if ((pending || more) &&
-		    watch_imap_new(w, c, uidvalidity, false, error, errsize) < 0)
+		if (!pending && !more)
+			continue;
+		if (watch_imap_catch_up(w, c, uidvalidity, error, errsize) < 0)
 			return WATCH_END_RETRY;
 	}
 }
