@@ -189,7 +189,10 @@ def test_ternd(checks, tmp):
                               ca_file=str(d.cert_path), extra=["--imap-security", "tls"])
             checks.check(r.rc == 0, f"account alice (IMAPS, --ca-file) in the {name} home", r.detail())
             homes[name] = t
-        exec_cmd = f'env -0 > "{outdir}/$TERN_UID.env0"; sleep 4; : > "{outdir}/$TERN_UID.done"'
+        # Written aside and renamed, so the test never reads a file the shell has created but env
+        # has not filled yet.
+        exec_cmd = (f'env -0 > "{outdir}/$TERN_UID.tmp" && mv "{outdir}/$TERN_UID.tmp" '
+                    f'"{outdir}/$TERN_UID.env0"; sleep 4; : > "{outdir}/$TERN_UID.done"')
         w1 = Watch(homes["main"], ["--exec", exec_cmd, "--fetch"])
         w2 = Watch(homes["json"], ["--json"])
         watchers += [w1, w2]
