@@ -74,10 +74,16 @@ class Checks:
                     print(f"#   {line}", flush=True)
         return bool(condition)
 
-    def skip(self, description, reason):
-        """Reports a check that could not be made here (TAP `# SKIP`; tests/run-all counts it apart)."""
+    def skip(self, description, reason, documented=None):
+        """Reports a check that could not be made here, as a TAP `# SKIP`.
+
+        tests/run-all counts a skip as a FAILURE unless it is documented: `documented` names a key
+        listed in tests/SKIPS.md (which says why such a skip is legitimate), and the line then reads
+        `ok N - description # SKIP documented:KEY reason`. A check that merely did not work is a
+        failure: use check(False, ...), never skip."""
         self.count += 1
-        print(f"ok {self.count} - {description} # SKIP {reason}", flush=True)
+        marker = f"documented:{documented} " if documented else ""
+        print(f"ok {self.count} - {description} # SKIP {marker}{reason}", flush=True)
 
     def note(self, text):
         for line in str(text).splitlines():

@@ -1032,7 +1032,7 @@ def run_script(checks, path, server_kind="ternd", dovecot=None):
     path = Path(path)
     title, only, options = script_header(path)
     if only and only[0] != server_kind:
-        checks.skip(f"{path.stem}: {title}", f"only on {only[0]}: {only[1]}")
+        checks.skip(f"{path.stem}: {title}", f"only on {only[0]}: {only[1]}", documented="imap-script-only")
         return True
     checks.note(f"---- {path.name} ({server_kind}): {title}")
     if server_kind == "dovecot":

@@ -668,7 +668,8 @@ def step_interrupt(c):
         checks.check(proc.returncode == -signal.SIGKILL, f"fetch killed with SIGKILL mid-way ({killed_at} .eml files)")
     else:
         checks.skip("fetch killed with SIGKILL mid-way",
-                    f"the fetch finished (exit {proc.returncode}) before 3 messages could be seen")
+                    f"the fetch finished (exit {proc.returncode}) before 3 messages could be seen",
+                    documented="fetch-too-fast")
     partial = t.list_json()
     if killed_at is not None:
         checks.check(0 < len(partial) < INTERRUPT_COUNT, "after the kill: part of the mail is stored",

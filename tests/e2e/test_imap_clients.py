@@ -85,8 +85,8 @@ def run_mutt(home, rc, keys, timeout=60):
 
 def test_mutt(checks, d, tmp):
     if MUTT is None or SCRIPT is None:
-        checks.skip("mutt reads a mailbox over IMAP", "mutt or script(1) not installed (apt-get install mutt "
-                    "bsdutils)")
+        checks.check(False, "mutt reads a mailbox over IMAP", "mutt or script(1) not installed (scripts/bootstrap "
+                     "installs them: apt-get install mutt bsdutils)")
         return
     home = tmp / "mutt"
     home.mkdir()

@@ -317,7 +317,8 @@ def test_structure(checks, d, s, uids, stored):
 
 def test_dovecot(checks, d, s, uids, stored, tmp):
     if not (os.path.exists(DOVECOT_IMAP) and os.geteuid() == 0):
-        checks.skip("the same FETCH against Dovecot", "needs root and Debian dovecot-imapd")
+        checks.skip("the same FETCH against Dovecot", "needs root and Debian dovecot-imapd",
+                    documented="dovecot-unavailable")
         return
     ref = DovecotReference(tmp)
     items = ["ENVELOPE", "BODYSTRUCTURE", "BODY"] + [f"BODY.PEEK[{sec}]" for sec in SECTIONS]

@@ -52,7 +52,7 @@ def main():
             if server == "dovecot":
                 ok, why = imap_script.DovecotServer.available()
                 if not ok:
-                    checks.skip("the scripts against Dovecot", why)
+                    checks.skip("the scripts against Dovecot", why, documented="dovecot-unavailable")
                     continue
                 try:
                     dovecot = imap_script.DovecotServer()
