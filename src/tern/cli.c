@@ -14,7 +14,8 @@
 
 #define CLI_DATE_WIDTH 10
 #define CLI_FROM_WIDTH 20
-#define CLI_MIN_COLUMNS 60
+#define CLI_FOLDER_WIDTH 10
+#define CLI_MIN_COLUMNS 72
 
 struct cli_screen_map *cli_screen_map;
 
@@ -355,15 +356,20 @@ cli_table_row(struct cli_table *table, const struct lstore_message *m, int64_t n
 		table->rows++;
 		return;
 	}
-	/* marker(2) id(6) date from subject, two spaces apart: 80 columns leave the subject 35. */
-	subject_width = table->columns - (2 + 1 + 6 + 2 + CLI_DATE_WIDTH + 2 + CLI_FROM_WIDTH + 2);
+	/* marker(2) id(6) date folder from subject, two spaces apart: the folder tells the Sent
+	 * copy from the INBOX copy of the same message; 80 columns leave the subject 23. */
+	subject_width = table->columns - (2 + 1 + 6 + 2 + CLI_DATE_WIDTH + 2 + CLI_FOLDER_WIDTH +
+	                                  2 + CLI_FROM_WIDTH + 2);
 	if (table->rows == 0)
-		printf("%-2s %6s  %-*s  %-*s  %s\n", "", cli_screen_map != NULL ? "#" : "ID",
-		       CLI_DATE_WIDTH, "DATE", CLI_FROM_WIDTH, "FROM", "SUBJECT");
+		printf("%-2s %6s  %-*s  %-*s  %-*s  %s\n", "", cli_screen_map != NULL ? "#" : "ID",
+		       CLI_DATE_WIDTH, "DATE", CLI_FOLDER_WIDTH, "FOLDER", CLI_FROM_WIDTH, "FROM",
+		       "SUBJECT");
 	cli_short_date(m->date, date, sizeof(date));
 	cli_from_display(m->from, from, sizeof(from));
 	printf("%c%c %6" PRId64 "  %-*s  ", (m->flags & LSTORE_FLAG_SEEN) ? ' ' : 'N',
 	       m->has_attachments ? '@' : ' ', number, CLI_DATE_WIDTH, date);
+	cli_print_fit(stdout, m->folder[0] != '\0' ? m->folder : "-", CLI_FOLDER_WIDTH, true);
+	fputs("  ", stdout);
 	cli_print_fit(stdout, from[0] != '\0' ? from : "-", CLI_FROM_WIDTH, true);
 	fputs("  ", stdout);
 	cli_print_fit(stdout, m->subject[0] != '\0' ? m->subject : "(no subject)", subject_width,

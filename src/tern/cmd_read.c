@@ -14,10 +14,10 @@
 
 static const char list_usage[] =
     "usage: tern list [--folder NAME] [--account NAME] [--unread] [--limit N] [--json]\n"
-    "  Lists stored messages, newest first: ID (what 'tern show' takes), date, sender and\n"
-    "  subject. N marks an unread message, @ one with attachments. --json prints an array\n"
-    "  of objects with id, account, folder, from, to, subject, date (ISO 8601, UTC), size,\n"
-    "  flags and has_attachments.\n";
+    "  Lists stored messages, newest first: ID (what 'tern show' takes), date, folder,\n"
+    "  sender and subject. N marks an unread message, @ one with attachments. --json prints\n"
+    "  an array of objects with id, account, folder, from, to, subject, date (ISO 8601, UTC),\n"
+    "  size, flags and has_attachments.\n";
 
 static const char show_usage[] =
     "usage: tern show ID [--html|--raw|--headers]\n"
@@ -187,8 +187,11 @@ cmd_show(int argc, char **argv)
 		return CLI_ERROR;
 	}
 	if (render_message(stdout, m.path, mode, error, sizeof(error)) < 0) {
+		/* A reader that went away (tern show --raw 1 | head) is no error to report. */
+		bool closed = errno == EPIPE;
 		fflush(stdout);
-		fprintf(stderr, "tern show: message %lld: %s\n", (long long)id, error);
+		if (!closed)
+			fprintf(stderr, "tern show: message %lld: %s\n", (long long)id, error);
 		ret = CLI_ERROR;
 	} else if ((m.flags & LSTORE_FLAG_SEEN) == 0 &&
 	           lstore_set_flags(store, id, LSTORE_FLAG_SEEN, 0) < 0) {

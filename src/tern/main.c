@@ -1,5 +1,7 @@
 /* tern: the mail client: accounts, sending, fetching, the local store and the shell.
  * Exit statuses: 0 done, 1 error (said on stderr), 2 usage, 130 interrupted. */
+#include <langinfo.h>
+#include <locale.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -40,6 +42,26 @@ tern_usage(FILE *fp)
 	    fp);
 }
 
+/* Character handling follows the environment (LC_CTYPE only: numbers, dates and messages stay
+ * in the C locale). libedit reads what is typed at the shell's prompt as multibyte characters of
+ * that locale, so in the plain C/POSIX locale, where every byte above 127 is invalid, it would
+ * drop "ü" from "search Grüße". tern's text is UTF-8 everywhere, so a C/POSIX (ASCII) or unknown
+ * locale falls back to C.UTF-8 when the system has it. */
+static void
+tern_locale_init(void)
+{
+	const char *codeset;
+
+	if (setlocale(LC_CTYPE, "") != NULL) {
+		codeset = nl_langinfo(CODESET);
+		if (strcmp(codeset, "ANSI_X3.4-1968") != 0 && strcmp(codeset, "US-ASCII") != 0 &&
+		    strcmp(codeset, "ASCII") != 0)
+			return;
+	}
+	if (setlocale(LC_CTYPE, "C.UTF-8") == NULL && setlocale(LC_CTYPE, "C.utf8") == NULL)
+		setlocale(LC_CTYPE, "C");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -63,6 +85,7 @@ main(int argc, char **argv)
 
 	/* A closed pipe (tern list | head) is a write error, not a silent death mid-commit. */
 	signal(SIGPIPE, SIG_IGN);
+	tern_locale_init();
 	log_init("tern");
 	log_set_level(LOG_WARN);
 	if (argc < 2) {

@@ -189,7 +189,7 @@ mail_list(struct ternd_ctx *ctx, struct mail_args *args)
 		printf("no messages in %s of %s\n", args->mailbox, account.address);
 	ret = 0;
 out:
-	if (fflush(stdout) != 0) {
+	if (fflush(stdout) != 0 && errno != EPIPE) {
 		fprintf(stderr, "ternd: writing to stdout: %s\n", strerror(errno));
 		ret = 1;
 	}
@@ -251,6 +251,11 @@ mail_cat(struct ternd_ctx *ctx, struct mail_args *args)
 			goto close;
 		}
 		if (write_full(STDOUT_FILENO, buf, (size_t)n) < 0) {
+			/* The reader went away (| head): it has what it wanted. */
+			if (errno == EPIPE) {
+				ret = 0;
+				goto close;
+			}
 			fprintf(stderr, "ternd: writing to stdout: %s\n", strerror(errno));
 			goto close;
 		}

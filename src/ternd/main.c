@@ -1,6 +1,7 @@
 /* ternd: the tern mail daemon and its administration commands. */
 #include <errno.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,8 @@ ternd_usage(FILE *fp)
 		"  init   --data-dir DIR --domain DOMAIN [--domain ...] [--hostname HOST]\n"
 		"         create a data directory: config, self-signed certificate, database\n"
 		"  serve  [--data-dir DIR | --config FILE] [-o section.key=value ...]\n"
-		"         run the daemon in the foreground (SMTP, submission, POP3; IMAP when enabled)\n"
+		"         run the daemon in the foreground: SMTP, submission, POP3, IMAP and push\n"
+		"         (each on the addresses of its *.listen keys; an empty key turns it off)\n"
 		"  user   add|del|passwd|list|alias ...   manage accounts\n"
 		"  mail   list|cat ...                     look at stored mail\n"
 		"\n"
@@ -169,6 +171,9 @@ main(int argc, char **argv)
 		{"init", cmd_init}, {"serve", cmd_serve}, {"user", cmd_user}, {"mail", cmd_mail},
 	};
 
+	/* A reader that stops early (ternd mail cat ... | head) makes writes fail with EPIPE, which
+	 * the admin commands treat as a quiet end, instead of killing the process mid-way. */
+	signal(SIGPIPE, SIG_IGN);
 	log_init("ternd");
 	if (argc < 2) {
 		ternd_usage(stderr);
