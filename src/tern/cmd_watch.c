@@ -85,9 +85,12 @@ static const char watch_usage[] =
     "  The last message reported is remembered per account and mailbox (DATA/watch/), so after\n"
     "  a lost connection (reconnecting after 1 s, 2 s, 4 s ... at most 60 s, said on stderr) or\n"
     "  a restart, the messages that came meanwhile are reported once each. Over push, a first\n"
-    "  run remembers nothing until the first message.\n"
+    "  run remembers nothing until the first message. Only a connection that once worked is\n"
+    "  retried: when the first one fails (nothing listens, not the right protocol, TLS or\n"
+    "  login refused), tern watch says why and exits 1.\n"
     "  Ctrl-C or SIGTERM logs out and exits 0 (a second one exits at once).\n"
-    "  Exit status: 0 stopped, 1 error (login refused, no such mailbox...), 2 usage.\n";
+    "  Exit status: 0 stopped, 1 error (first connection failed, login refused, no such\n"
+    "  mailbox...), 2 usage.\n";
 
 struct watch_options {
 	const char *account;
@@ -1074,6 +1077,15 @@ watch_run(struct watch *w)
 		}
 		if (end == WATCH_END_RESYNC)
 			continue;
+		/* Retrying is for a connection that worked and was lost; a first one that fails
+		 * (wrong port, not a push or IMAP server, certificate refused) is a mistake to fix. */
+		if (!w->announced) {
+			fprintf(stderr,
+			        "tern watch: %s: %s\n  (the first connection failed, so tern watch "
+			        "stops; check the host, --port and --security)\n",
+			        w->account->name, error);
+			return CLI_ERROR;
+		}
 		w->lost = true;
 		fprintf(stderr, "tern watch: %s; reconnecting in %u s\n", error, w->backoff);
 		fflush(stderr);

@@ -25,7 +25,9 @@
   TLS and over STARTTLS: AUTH PLAIN with the account's credentials, WATCH INBOX, live events printed; the
   server drops the connection and publishes two messages meanwhile: the client reconnects with
   `WATCH INBOX SINCE <last uid>` and reports them once each; a "resync" event makes it reconnect at once;
-  SIGTERM sends LOGOUT and exits 0. Against ternd's own push listener too when `ternd serve` has one.
+  SIGTERM sends LOGOUT and exits 0. Against ternd's own push listener too. A first connection that fails
+  (nothing listening, a peer that speaks SMTP instead of push, a refused certificate) exits 1 with a message
+  instead of retrying forever (issue 10).
 - Dovecot (as tests/e2e/test_client_reference.py starts it): --via idle over IMAPS reports a message
   placed in the maildir while watching.
 """
@@ -714,11 +716,59 @@ def test_push(checks, tmp):
         line = w3.wait_err(lambda l: "certificate" in l.lower(), 10)
         checks.check(line is not None and w3.wait_err(lambda l: "watching" in l, 0.5) is None,
                      "without the CA file the self-signed certificate is refused", w3.detail())
-        w3.stop()
+        rc3 = w3.stop()
+        checks.check(rc3 == 1, "a refused certificate on the first connection exits 1 (no retry loop)",
+                     f"exit {rc3}\n{w3.detail()}")
+        test_push_first_failure(checks, t)
     finally:
         for w in watchers:
             w.stop(signal.SIGKILL)
         server.close()
+
+
+def test_push_first_failure(checks, t):
+    """--via push whose first connection fails exits 1 with a message, as --help says (issue 10: it
+    retried forever): nothing listening on the port, and a peer that does not speak push."""
+    (closed_port,) = harness.free_ports(1)
+    r = t.run(["watch", "--via", "push", "--port", str(closed_port)], timeout=30)
+    checks.check(r.rc == 1 and not r.timed_out and "reconnecting" not in r.stderr
+                 and "first connection failed" in r.stderr,
+                 "watch --via push on a port where nothing listens: exit 1 with a message, no retry loop", r.detail())
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    stop = threading.Event()
+
+    def smtp_like():
+        listener.settimeout(0.5)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                try:
+                    conn.sendall(b"220 mail.example.test ESMTP not a push server\r\n")
+                    conn.settimeout(5)
+                    conn.recv(1024)
+                    conn.sendall(b"502 5.5.2 what?\r\n")
+                except OSError:
+                    pass
+    thread = threading.Thread(target=smtp_like, daemon=True)
+    thread.start()
+    try:
+        r = t.run(["watch", "--via", "push", "--port", str(listener.getsockname()[1]), "--security", "none"],
+                  timeout=30)
+        checks.check(r.rc == 1 and not r.timed_out and "reconnecting" not in r.stderr,
+                     "watch --via push against a server that is not a push server (SMTP greeting): exit 1",
+                     r.detail())
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+    help_text = t.run(["watch", "--help"]).stdout
+    checks.check("the first one fails" in help_text and "exits 1" in help_text,
+                 "watch --help says a failed first connection exits 1", help_text[-600:])
 
 
 def test_ternd_push(checks, tmp, tern, tok):
@@ -726,14 +776,9 @@ def test_ternd_push(checks, tmp, tern, tok):
     port = harness.free_ports(1)[0]
     d = Daemon("watch-push", imap=True, options=[f"push.listen_plain=127.0.0.1:{port}"])
     try:
-        try:
-            d.start()
-        except RuntimeError as exc:
-            checks.skip("tern watch --via push against ternd's push listener",
-                        f"this ternd has no push listener yet ({str(exc).splitlines()[-1][:120]})")
+        if not start_daemon(checks, d, "ternd serve with a push listener (push.listen_plain) started"):
             return
-        if not harness.connect_ok(port):
-            checks.skip("tern watch --via push against ternd's push listener", "nothing listens on push.listen_plain")
+        if not checks.check(harness.connect_ok(port), "ternd's push listener accepts connections", port):
             return
         t = Tern(tmp, "ternd-push")
         t.account_add("alice", ALICE, PASSWORDS[ALICE], imap=f"localhost:{d.imaps_port}", ca_file=str(d.cert_path),
