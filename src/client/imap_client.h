@@ -61,7 +61,7 @@ struct imap_client_header {
 };
 
 /* UID FETCH first:last (UID RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS (FROM SUBJECT
- * DATE)]), last 0 meaning "*"; a server that refuses HEADER.FIELDS is asked for BODY.PEEK[HEADER]
+ * DATE MESSAGE-ID)]), last 0 meaning "*"; a server that refuses HEADER.FIELDS is asked for BODY.PEEK[HEADER]
  * instead. *list_r is malloc'ed, in UID order, one entry per UID in [first, last] that has
  * header fields (at most IMAP_CLIENT_MAX_HEADERS: ask for narrower ranges); free it with
  * imap_client_headers_free. Returns 0 or -1 with error. */

@@ -353,9 +353,10 @@ pop3_client_list(struct pop3_client *c, struct pop3_client_entry **entries_r, si
 	return 0;
 }
 
-int
-pop3_client_retr(struct pop3_client *c, unsigned number, int fd, uint64_t max_size, char *error,
-                 size_t errsize)
+/* RETR n or TOP n 0 (top set): the multi-line answer into fd, as pop3_client_retr says. */
+static int
+pop3_client_message(struct pop3_client *c, unsigned number, bool top, int fd, uint64_t max_size,
+                    char *error, size_t errsize)
 {
 	char cmd[32], *out;
 	const char *line;
@@ -368,8 +369,11 @@ pop3_client_retr(struct pop3_client *c, unsigned number, int fd, uint64_t max_si
 		         conn_peer(c->conn));
 		return -1;
 	}
-	snprintf(cmd, sizeof(cmd), "RETR %u", number);
-	r = pop3_client_command(c, "RETR refused", error, errsize, cmd);
+	if (top)
+		snprintf(cmd, sizeof(cmd), "TOP %u 0", number);
+	else
+		snprintf(cmd, sizeof(cmd), "RETR %u", number);
+	r = pop3_client_command(c, top ? "TOP refused" : "RETR refused", error, errsize, cmd);
 	if (r != 1)
 		return -1;
 	out = xmalloc(POP3_CLIENT_OUTBUF);
@@ -407,6 +411,20 @@ write_error:
 	free(out);
 	c->broken = true;
 	return -1;
+}
+
+int
+pop3_client_retr(struct pop3_client *c, unsigned number, int fd, uint64_t max_size, char *error,
+                 size_t errsize)
+{
+	return pop3_client_message(c, number, false, fd, max_size, error, errsize);
+}
+
+int
+pop3_client_top(struct pop3_client *c, unsigned number, int fd, uint64_t max_size, char *error,
+                size_t errsize)
+{
+	return pop3_client_message(c, number, true, fd, max_size, error, errsize);
 }
 
 int

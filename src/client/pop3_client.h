@@ -33,6 +33,10 @@ int pop3_client_list(struct pop3_client *client, struct pop3_client_entry **entr
  * response is an error. */
 int pop3_client_retr(struct pop3_client *client, unsigned number, int fd, uint64_t max_size,
 		     char *error, size_t errsize);
+/* TOP n 0 into fd: the header section (and the empty line after it), as RETR. A refusal (-ERR:
+ * TOP is optional) leaves the connection usable. */
+int pop3_client_top(struct pop3_client *client, unsigned number, int fd, uint64_t max_size,
+		    char *error, size_t errsize);
 int pop3_client_dele(struct pop3_client *client, unsigned number, char *error, size_t errsize);
 /* QUIT (which makes DELEs take effect) and close. Returns 0 or -1 when the server refused the
  * update. */

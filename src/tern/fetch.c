@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,6 +16,7 @@
 #include "lib/util.h"
 
 #define FETCH_BAR_WIDTH 20
+#define FETCH_PROBE_MAX 65536 /* the header section asked for to compare Message-IDs */
 
 static volatile sig_atomic_t fetch_stop;
 
@@ -148,14 +150,103 @@ fetch_one(struct fetch_ctx *ctx, void *client, fetch_download_fn *download,
 	return ret;
 }
 
+/* A protocol's look at one message's header section on the server: its Message-ID (without <>,
+ * "" when it has none) into msgid. 0, or -1 when the server could not say. */
+typedef int fetch_probe_fn(void *client, const struct fetch_item *item, char *msgid,
+                           size_t msgidsize);
+
+/* The Message-ID (without <>) of a header section, "" when there is none. */
+static void
+fetch_header_message_id(const char *hdr, size_t len, char *out, size_t outsize)
+{
+	const char *p = hdr, *end = hdr + len;
+
+	out[0] = '\0';
+	while (p < end) {
+		const char *eol = memchr(p, '\n', (size_t)(end - p));
+		const char *lt, *gt;
+
+		eol = eol != NULL ? eol : end;
+		if (eol - p > 11 && strncasecmp(p, "Message-ID:", 11) == 0) {
+			/* The value, with its folded continuation lines. */
+			const char *vend = eol;
+			while (vend + 1 < end && (vend[1] == ' ' || vend[1] == '\t')) {
+				const char *next = memchr(vend + 1, '\n', (size_t)(end - vend - 1));
+				vend = next != NULL ? next : end;
+			}
+			lt = memchr(p + 11, '<', (size_t)(vend - p - 11));
+			gt = lt != NULL ? memchr(lt, '>', (size_t)(vend - lt)) : NULL;
+			if (gt != NULL && (size_t)(gt - lt - 1) < outsize) {
+				memcpy(out, lt + 1, (size_t)(gt - lt - 1));
+				out[gt - lt - 1] = '\0';
+			}
+			return;
+		}
+		p = eol + 1;
+	}
+}
+
+/* ternd's POP3 UIDL of an INBOX message is "UIDVALIDITY.UID" (src/pop3): the same message over
+ * IMAP has the key imap:INBOX:UIDVALIDITY:UID. Writes the other protocol's key for key; false
+ * when key has no such twin. */
+static bool
+fetch_twin_key(const char *key, char *out, size_t outsize)
+{
+	unsigned long v, u;
+	int used = 0;
+
+	if (strncasecmp(key, "imap:INBOX:", 11) == 0 &&
+	    sscanf(key + 11, "%10lu:%10lu%n", &v, &u, &used) == 2 && key[11 + used] == '\0') {
+		snprintf(out, outsize, "pop3:%lu.%lu", v, u);
+		return key[11] >= '0' && key[11] <= '9';
+	}
+	if (strncmp(key, "pop3:", 5) == 0 && key[5] >= '0' && key[5] <= '9' &&
+	    sscanf(key + 5, "%10lu.%10lu%n", &v, &u, &used) == 2 && key[5 + used] == '\0' &&
+	    v > 0 && u > 0 && v <= UINT32_MAX && u <= UINT32_MAX) {
+		snprintf(out, outsize, "imap:INBOX:%lu:%lu", v, u);
+		return true;
+	}
+	return false;
+}
+
+/* Whether item is stored already: by its key, by its twin key (ternd over the other protocol),
+ * or -- when a stored message of this account has its exact size -- by its Message-ID, asked from
+ * the server with probe (a match is remembered as an alias of the stored message). A probe that
+ * fails turns probing off for the rest of this run. 1 stored, 0 not, -1 error. */
+static int
+fetch_known(struct fetch_ctx *ctx, void *client, fetch_probe_fn *probe,
+            const struct fetch_item *item, bool *probing)
+{
+	char twin[320], msgid[256];
+	int has = lstore_has_remote(ctx->store, ctx->account->name, item->key);
+
+	if (has != 0)
+		return has;
+	if (fetch_twin_key(item->key, twin, sizeof(twin)) &&
+	    (has = lstore_has_remote(ctx->store, ctx->account->name, twin)) != 0)
+		return has;
+	if (probe == NULL || !*probing ||
+	    (has = lstore_has_size(ctx->store, ctx->account->name, item->size)) <= 0)
+		return has;
+	if (probe(client, item, msgid, sizeof(msgid)) < 0) {
+		*probing = false;
+		return 0;
+	}
+	return lstore_match_message_id(ctx->store, ctx->account->name, ctx->folder, msgid,
+	                               item->size, item->key);
+}
+
 /* Splits items into those already stored (counted as skipped, marked in present[]) and the rest,
  * counting what is left to download. Returns 0 or -1 with error. */
 static int
-fetch_partition(struct fetch_ctx *ctx, const struct fetch_item *items, size_t n, bool *present,
-                char *error, size_t errsize)
+fetch_partition(struct fetch_ctx *ctx, void *client, fetch_probe_fn *probe,
+                const struct fetch_item *items, size_t n, bool *present, char *error,
+                size_t errsize)
 {
+	bool probing = true;
+
 	for (size_t i = 0; i < n; i++) {
-		int has = lstore_has_remote(ctx->store, ctx->account->name, items[i].key);
+		int has = fetch_known(ctx, client, probe, &items[i], &probing);
 		if (has < 0) {
 			snprintf(error, errsize, "cannot read the local index");
 			return -1;
@@ -182,7 +273,7 @@ typedef int fetch_committed_fn(void *client, const struct fetch_item *item, char
  * committed() for what is stored. Returns 0, or -1 with error; a stop request ends the loop early
  * with 0 and result->interrupted set. */
 static int
-fetch_loop(struct fetch_ctx *ctx, void *client, fetch_download_fn *download,
+fetch_loop(struct fetch_ctx *ctx, void *client, fetch_download_fn *download, fetch_probe_fn *probe,
            fetch_committed_fn *committed, const struct fetch_item *items, size_t n, char *error,
            size_t errsize)
 {
@@ -190,7 +281,7 @@ fetch_loop(struct fetch_ctx *ctx, void *client, fetch_download_fn *download,
 	int ret = 0;
 
 	ctx->result->remote = (unsigned)n;
-	if (fetch_partition(ctx, items, n, present, error, errsize) < 0) {
+	if (fetch_partition(ctx, client, probe, items, n, present, error, errsize) < 0) {
 		free(present);
 		return -1;
 	}
@@ -239,6 +330,29 @@ fetch_pop3_download(void *arg, const struct fetch_item *item, int fd, uint64_t m
 	return pop3_client_retr(pp->client, item->number, fd, max_size, error, errsize);
 }
 
+/* TOP n 0 into a temporary file, then the Message-ID out of it. */
+static int
+fetch_pop3_probe(void *arg, const struct fetch_item *item, char *msgid, size_t msgidsize)
+{
+	struct fetch_pop3 *pp = arg;
+	char error[512], hdr[FETCH_PROBE_MAX];
+	FILE *fp = tmpfile();
+	size_t len;
+	int ret = -1;
+
+	if (fp == NULL)
+		return -1;
+	if (pop3_client_top(pp->client, item->number, fileno(fp), FETCH_PROBE_MAX * 64, error,
+	                    sizeof(error)) == 0) {
+		rewind(fp);
+		len = fread(hdr, 1, sizeof(hdr), fp);
+		fetch_header_message_id(hdr, len, msgid, msgidsize);
+		ret = 0;
+	}
+	fclose(fp);
+	return ret;
+}
+
 static int
 fetch_pop3_dele(void *arg, const struct fetch_item *item, char *error, size_t errsize)
 {
@@ -275,7 +389,8 @@ fetch_pop3(struct fetch_ctx *ctx, const struct conn_options *conn, const char *p
 		snprintf(items[i].key, sizeof(items[i].key), "pop3:%s", entries[i].uidl);
 	}
 	free(entries);
-	ret = fetch_loop(ctx, &pp, fetch_pop3_download, fetch_pop3_dele, items, n, error, errsize);
+	ret = fetch_loop(ctx, &pp, fetch_pop3_download, fetch_pop3_probe, fetch_pop3_dele, items, n,
+	                 error, errsize);
 	free(items);
 	if (ret < 0) {
 		/* The connection may be mid-response: close it without QUIT, so nothing is deleted
@@ -308,6 +423,25 @@ fetch_imap_download(void *arg, const struct fetch_item *item, int fd, uint64_t m
 	struct fetch_imap *im = arg;
 
 	return imap_client_fetch(im->client, item->number, fd, max_size, error, errsize);
+}
+
+/* UID FETCH uid BODY.PEEK[HEADER.FIELDS (... MESSAGE-ID)], then the Message-ID out of it. */
+static int
+fetch_imap_probe(void *arg, const struct fetch_item *item, char *msgid, size_t msgidsize)
+{
+	struct fetch_imap *im = arg;
+	struct imap_client_header *h = NULL;
+	char error[512];
+	size_t n = 0;
+
+	if (imap_client_headers(im->client, item->number, item->number, &h, &n, error,
+	                        sizeof(error)) < 0)
+		return -1;
+	msgid[0] = '\0';
+	if (n > 0)
+		fetch_header_message_id(h[0].fields, h[0].fields_len, msgid, msgidsize);
+	imap_client_headers_free(&h, n);
+	return 0;
 }
 
 static int
@@ -352,7 +486,8 @@ fetch_imap(struct fetch_ctx *ctx, const struct conn_options *conn, const char *p
 		         ctx->folder, uidvalidity, entries[i].uid);
 	}
 	free(entries);
-	ret = fetch_loop(ctx, &im, fetch_imap_download, fetch_imap_mark, items, n, error, errsize);
+	ret = fetch_loop(ctx, &im, fetch_imap_download, fetch_imap_probe, fetch_imap_mark, items, n,
+	                 error, errsize);
 	free(items);
 	/* Committed messages may go even after an interruption; after a network error the
 	 * connection is not trusted any more and nothing is deleted. */

@@ -45,8 +45,18 @@ void lstore_new_abort(struct lstore_new **new);
 int lstore_new_commit(struct lstore *store, struct lstore_new **new,
 		      const struct lstore_source *source, int64_t *id_r, char *error,
 		      size_t errsize);
-/* 1 when account already has remote_key, 0 when not, -1 on error. */
+/* 1 when account already has remote_key (as a message's own key or as an alias), 0 when not, -1
+ * on error. */
 int lstore_has_remote(struct lstore *store, const char *account, const char *remote_key);
+/* 1 when account has a message of exactly size bytes with a Message-ID (worth asking the server
+ * for the Message-ID of a message of that size), 0 when not, -1 on error. */
+int lstore_has_size(struct lstore *store, const char *account, uint64_t size);
+/* The same message reached over another protocol or server: when account has a message in folder
+ * with this Message-ID (without <>) and exactly size bytes, remote_key is recorded as an alias of
+ * it (so lstore_has_remote finds it from now on) and 1 is returned; 0 when there is none, -1 on
+ * error. */
+int lstore_match_message_id(struct lstore *store, const char *account, const char *folder,
+                            const char *message_id, uint64_t size, const char *remote_key);
 
 struct lstore_message {
 	int64_t id; /* what `tern show ID` takes */

@@ -377,6 +377,28 @@ def test_fetching(checks, tmp, dv, cert, tok, msgs):
         ok, why = compare_local(t, exp)
         checks.check(ok, f"{proto} --delete: every message kept locally with the same bytes", why)
 
+    # One account with both servers: POP3 first, then IMAP finds the same messages by Message-ID
+    # and size (Dovecot's UIDLs say nothing about IMAP UIDs) and downloads nothing (issue 10: every
+    # message came twice).
+    t = Tern(tmp, "pop3-then-imap")
+    r = t.account_add("dave", "dave@example.test", USERS["dave"],
+                      extra=["--user", "dave", "--pop3", f"localhost:{dv.pop3s}", "--pop3-security", "tls",
+                             "--imap", f"localhost:{dv.imaps}", "--imap-security", "tls", "--ca-file", cert])
+    if checks.check(r.rc == 0, "pop3+imap account: account add with both servers", r.detail()):
+        r = t.run(["fetch", "--protocol", "pop3", "--keep", "--json"], timeout=120)
+        new, _ = fetch_counts(r)
+        checks.check(r.rc == 0 and new == len(expected), f"pop3+imap: POP3 fetch: {len(expected)} new", r.detail())
+        r = t.run(["fetch", "--protocol", "imap", "--keep", "--json"], timeout=120)
+        new, skipped = fetch_counts(r)
+        checks.check(r.rc == 0 and new == 0 and skipped == len(expected),
+                     f"pop3+imap: the IMAP fetch after it: 0 new, {len(expected)} already stored", r.detail())
+        ok, why = compare_local(t, expected)
+        checks.check(ok, "pop3+imap: every message stored exactly once", why)
+        r = t.run(["fetch", "--protocol", "imap", "--keep", "--json"], timeout=120)
+        new, _ = fetch_counts(r)
+        checks.check(r.rc == 0 and new == 0 and len(t.list_json()) == len(expected),
+                     "pop3+imap: a second IMAP fetch: still 0 new", r.detail())
+
     t = Tern(tmp, "badpw")
     r = add_fetch_account(t, dv, cert, "dave", "dave", "imap", dv.imaps, "tls", password="wrong-password")
     if checks.check(r.rc == 0, "account add with a wrong password", r.detail()):

@@ -10,6 +10,9 @@
 - A reader that stops early (`| head`): `ternd mail cat` and `tern show --raw` end quietly (exit 0 for
   ternd, no "Broken pipe" on stderr), whether SIGPIPE is ignored or not when they start.
 - `ternd --help` describes IMAP as on (it said "IMAP when enabled").
+- `tern fetch --protocol imap` after a POP3 fetch of the same ternd account downloads nothing (ternd's UIDL
+  is UIDVALIDITY.UID, the IMAP key's twin), and the other way round; 8 messages stay 8, not 16.
+  (tests/e2e/test_client_reference.py does the same against Dovecot, where Message-ID and size match.)
 """
 
 import os
@@ -213,6 +216,38 @@ def test_broken_pipe(checks, tmp):
         d.cleanup()
 
 
+# ---- POP3 then IMAP on the same account ------------------------------------------------------------------
+def test_pop3_then_imap(checks, tmp):
+    d = Daemon("usability-fetch", imap=True)
+    try:
+        if not start_daemon(checks, d):
+            return
+        count = 8
+        for i in range(count):
+            code = deliver_raw(d.mx_port, BOB, [ALICE], eml(f"Both protocols {i}", f"both.{i}@example.test"))
+            checks.check(code == 250, f"message {i + 1} of {count} delivered to alice", code)
+        for first, second in (("pop3", "imap"), ("imap", "pop3")):
+            t = Tern(tmp, f"{first}-then-{second}")
+            r = t.account_add("alice", ALICE, harness.PASSWORDS[ALICE], ca_file=str(d.cert_path),
+                              pop3=f"localhost:{d.pop3s_port}", imap=f"localhost:{d.imaps_port}",
+                              extra=["--pop3-security", "tls", "--imap-security", "tls"])
+            if not checks.check(r.rc == 0, f"{first}-then-{second}: account with ternd's POP3S and IMAPS", r.detail()):
+                continue
+            r = t.run(["fetch", "--protocol", first, "--keep", "--json"], timeout=60)
+            new, _ = ch.fetch_counts(r)
+            checks.check(r.rc == 0 and new == count, f"{first}-then-{second}: {first} fetch: {count} new", r.detail())
+            r = t.run(["fetch", "--protocol", second, "--keep", "--json"], timeout=60)
+            new, skipped = ch.fetch_counts(r)
+            checks.check(r.rc == 0 and new == 0 and skipped == count,
+                         f"{first}-then-{second}: the {second} fetch after it: 0 new, {count} already stored "
+                         "(ternd's UIDL is UIDVALIDITY.UID)", r.detail())
+            entries = t.list_json()
+            checks.check(len(entries) == count, f"{first}-then-{second}: {count} messages in the local store, not "
+                         f"{2 * count}", len(entries))
+    finally:
+        d.cleanup()
+
+
 def test_ternd_help(checks):
     r = harness.run_ternd(["--help"])
     text = r.stdout.decode()
@@ -229,6 +264,7 @@ def run(checks):
         checks.guard("list folder tests ran to the end", test_list_folder, checks, tmp)
         checks.guard("broken pipe tests ran to the end", test_broken_pipe, checks, tmp)
         checks.guard("ternd --help test ran to the end", test_ternd_help, checks)
+        checks.guard("POP3 then IMAP tests ran to the end", test_pop3_then_imap, checks, tmp)
 
 
 if __name__ == "__main__":
