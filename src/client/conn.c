@@ -27,6 +27,10 @@
 #include "lib/util.h"
 
 #define CONN_DEFAULT_TIMEOUT_MS 30000
+/* Connecting, the implicit TLS handshake and the greeting: a live server answers at once, and a
+ * wrong port or security (a plain-text server waiting for a command, a TLS port waiting for the
+ * ClientHello) must fail fast with a hint, not after the full timeout. */
+#define CONN_START_TIMEOUT_MS 10000
 #define CONN_DEFAULT_MAX_LINE 65536
 #define CONN_READ_CHUNK 16384
 
@@ -39,6 +43,7 @@ struct conn {
 	char *ca_file;
 	bool insecure;
 	int timeout_ms;
+	bool starting; /* no line read yet: CONN_START_TIMEOUT_MS applies */
 	size_t max_line;
 	char *buf; /* bytes received; [start, end) not consumed yet */
 	size_t bufsize, start, end;
@@ -107,6 +112,14 @@ conn_ssl_reason(struct conn *conn, char *out, size_t outsize)
 	ERR_clear_error();
 }
 
+/* The timeout of the next wait: shorter until the first line has arrived. */
+static int
+conn_timeout(const struct conn *conn)
+{
+	return conn->starting && conn->timeout_ms > CONN_START_TIMEOUT_MS ? CONN_START_TIMEOUT_MS
+	                                                                   : conn->timeout_ms;
+}
+
 /* Waits until the socket is ready for events; -1 with error on timeout or poll failure. */
 static int
 conn_wait(struct conn *conn, short events, char *error, size_t errsize)
@@ -114,13 +127,29 @@ conn_wait(struct conn *conn, short events, char *error, size_t errsize)
 	struct pollfd pfd = {.fd = conn->fd, .events = events};
 
 	for (;;) {
-		int n = poll(&pfd, 1, conn->timeout_ms);
+		int timeout = conn_timeout(conn);
+		int n = poll(&pfd, 1, timeout);
 
 		if (n > 0)
 			return 0;
+		if (n == 0 && conn->starting && conn->ssl == NULL && (events & POLLIN)) {
+			conn_error(error, errsize,
+			           "no greeting from %s within %.1f s; if this port expects implicit "
+			           "TLS (as 465, 993 and 995 do), the server is waiting for the client "
+			           "to start TLS: use security tls for it",
+			           conn->peer, timeout / 1000.0);
+			return -1;
+		}
+		if (n == 0 && conn->starting && conn->ssl != NULL && !SSL_is_init_finished(conn->ssl)) {
+			conn_error(error, errsize,
+			           "no TLS answer from %s within %.1f s; the server may not speak "
+			           "implicit TLS on this port: try security starttls",
+			           conn->peer, timeout / 1000.0);
+			return -1;
+		}
 		if (n == 0) {
 			conn_error(error, errsize, "timed out after %d ms waiting for %s to %s",
-			           conn->timeout_ms, conn->peer,
+			           timeout, conn->peer,
 			           (events & POLLIN) ? "send data" : "accept data");
 			return -1;
 		}
@@ -292,7 +321,7 @@ conn_connect_one(struct conn *conn, const struct addrinfo *ai, int *errno_r)
 	}
 	pfd.fd = fd;
 	pfd.events = POLLOUT;
-	while ((n = poll(&pfd, 1, conn->timeout_ms)) < 0 && errno == EINTR)
+	while ((n = poll(&pfd, 1, conn_timeout(conn))) < 0 && errno == EINTR)
 		;
 	if (n == 0) {
 		*errno_r = ETIMEDOUT;
@@ -332,8 +361,10 @@ conn_connect(struct conn *conn, int port, char *error, size_t errsize)
 	freeaddrinfo(res);
 	if (conn->fd < 0) {
 		if (last == ETIMEDOUT)
-			conn_error(error, errsize, "cannot connect to %s: timed out after %d ms",
-			           conn->peer, conn->timeout_ms);
+			conn_error(error, errsize,
+			           "cannot connect to %s: no answer within %.1f s (a wrong host or "
+			           "port, or a firewall dropping the connection?)",
+			           conn->peer, conn_timeout(conn) / 1000.0);
 		else
 			conn_error(error, errsize, "cannot connect to %s: %s", conn->peer,
 			           strerror(last));
@@ -450,6 +481,7 @@ conn_new(const struct conn_options *options, const char *host)
 	conn->ca_file = options->ca_file != NULL ? xstrdup(options->ca_file) : NULL;
 	conn->insecure = options->insecure;
 	conn->timeout_ms = options->timeout_ms > 0 ? options->timeout_ms : CONN_DEFAULT_TIMEOUT_MS;
+	conn->starting = true;
 	conn->max_line = options->max_line > 0 ? options->max_line : CONN_DEFAULT_MAX_LINE;
 	/* Room for the longest line, its CRLF, the NUL, and one read's worth of read-ahead. */
 	conn->bufsize = conn->max_line + 3 + CONN_READ_CHUNK;
@@ -490,8 +522,21 @@ conn_open(const struct conn_options *options, struct conn **conn_r, char *error,
 		return -1;
 	}
 	conn = conn_new(options, host);
-	if (conn_connect(conn, options->port, error, errsize) != 0 ||
-	    (options->security == CONN_SECURITY_TLS && conn_handshake(conn, error, errsize) != 0)) {
+	if (conn_connect(conn, options->port, error, errsize) != 0) {
+		conn_close(&conn);
+		return -1;
+	}
+	if (options->security == CONN_SECURITY_TLS && conn_handshake(conn, error, errsize) != 0) {
+		/* What OpenSSL says when the first bytes are no TLS record: a plain-text greeting. */
+		if (strstr(error, "wrong version number") != NULL ||
+		    strstr(error, "packet length too long") != NULL ||
+		    strstr(error, "unknown protocol") != NULL ||
+		    strstr(error, "record layer failure") != NULL)
+			client_error_prefix(error, errsize,
+			                    "the server at %s does not speak implicit TLS; it greets "
+			                    "in plain text (a STARTTLS port?): use security starttls "
+			                    "for it",
+			                    conn->peer);
 		conn_close(&conn);
 		return -1;
 	}
@@ -570,6 +615,7 @@ conn_read_line(struct conn *conn, const char **line_r, size_t *len_r, char *erro
 			size_t len = (size_t)(lf - p);
 
 			conn->start += len + 1;
+			conn->starting = false;
 			if (len > 0 && p[len - 1] == '\r')
 				len--;
 			if (len > conn->max_line)

@@ -9,6 +9,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "client/conn.h"
 #include "client/imap_client.h"
 #include "client/pop3_client.h"
 #include "client/smtp_client.h"
@@ -53,7 +54,9 @@ static const struct account_cmd account_cmds[] = {
      "  --imap HOST[:PORT]        IMAP server\n"
      "  --security tls|starttls|none\n"
      "                            for the servers given on this command line; without it,\n"
-     "                            ports 25, 587, 110 and 143 mean starttls, others tls\n"
+     "                            ports 25, 587, 110 and 143 mean starttls, 465, 995 and\n"
+     "                            993 tls; on other ports tern connects and looks: a\n"
+     "                            plain-text greeting means starttls, silence tls\n"
      "  --smtp-security S, --pop3-security S, --imap-security S   per server\n"
      "  --user LOGIN              login name (default: the address)\n"
      "  --password-command CMD    run CMD with /bin/sh -c; its first line is the password\n"
@@ -248,13 +251,57 @@ account_load_all(struct tern_paths *paths, struct account **list_r, size_t *n_r)
 	return 0;
 }
 
-/* The security a server gets when none is named: implicit TLS unless the port is one of the
- * plaintext-then-STARTTLS ports. */
+#define ACCOUNT_PROBE_TIMEOUT_MS 2500
+
+/* A port that says nothing about its security (not 25/587/110/143, not 465/995/993, such as
+ * ternd's demo ports 2587 and 2465): ask the server. A plain-text greeting means STARTTLS; silence
+ * means implicit TLS (such a server waits for the client's TLS hello); no connection leaves the
+ * guess to the port (implicit TLS), said on stderr. */
 static enum conn_security
-account_security_for_port(int port)
+account_probe_security(int k, const struct account_server *server)
 {
-	return port == 25 || port == 587 || port == 110 || port == 143 ? CONN_SECURITY_STARTTLS
-	                                                               : CONN_SECURITY_TLS;
+	struct conn_options o = {.host = server->host,
+	                         .port = server->port,
+	                         .security = CONN_SECURITY_NONE,
+	                         .timeout_ms = ACCOUNT_PROBE_TIMEOUT_MS};
+	struct conn *conn = NULL;
+	char error[512];
+	const char *line;
+	size_t len;
+	int r;
+
+	if (conn_open(&o, &conn, error, sizeof(error)) < 0) {
+		fprintf(stderr,
+		        "tern account add: %s: could not reach %s:%d to see whether it speaks TLS "
+		        "(%s); assuming implicit TLS (choose with --%s-security)\n",
+		        account_protocols[k], server->host, server->port, error,
+		        account_protocols[k]);
+		return CONN_SECURITY_TLS;
+	}
+	r = conn_read_line(conn, &line, &len, error, sizeof(error));
+	conn_close(&conn);
+	if (r == 1 && len > 0) {
+		fprintf(stderr,
+		        "tern account add: %s: %s:%d greets in plain text: using starttls "
+		        "(choose with --%s-security)\n",
+		        account_protocols[k], server->host, server->port, account_protocols[k]);
+		return CONN_SECURITY_STARTTLS;
+	}
+	return CONN_SECURITY_TLS;
+}
+
+/* The security a server gets when none is named: STARTTLS on the plaintext-then-STARTTLS ports,
+ * implicit TLS on 465/995/993, and for other ports what the server shows. */
+static enum conn_security
+account_security_for_port(int k, const struct account_server *server)
+{
+	int port = server->port;
+
+	if (port == 25 || port == 587 || port == 110 || port == 143)
+		return CONN_SECURITY_STARTTLS;
+	if (port == 465 || port == 995 || port == 993)
+		return CONN_SECURITY_TLS;
+	return account_probe_security(k, server);
 }
 
 /* Fills one server from --smtp/--pop3/--imap and its security option; -1 on a bad value. */
@@ -278,7 +325,7 @@ account_set_server(struct account_args *args, int k, struct account_server *serv
 		fprintf(stderr, "tern account add: --%s: %s\n", account_protocols[k], error);
 		return -1;
 	}
-	server->security = sec != NULL ? security : account_security_for_port(server->port);
+	server->security = sec != NULL ? security : account_security_for_port(k, server);
 	return 0;
 }
 

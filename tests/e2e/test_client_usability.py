@@ -13,6 +13,10 @@
 - `tern fetch --protocol imap` after a POP3 fetch of the same ternd account downloads nothing (ternd's UIDL
   is UIDVALIDITY.UID, the IMAP key's twin), and the other way round; 8 messages stay 8, not 16.
   (tests/e2e/test_client_reference.py does the same against Dovecot, where Message-ID and size match.)
+- `tern account add` on ports that say nothing about their security (ternd's demo ports, the harness's
+  random ones): STARTTLS servers are recognised by their plain-text greeting, implicit-TLS ones by their
+  silence; implicit TLS named on a STARTTLS port fails at once saying the server greets in plain text and
+  to use starttls; STARTTLS named on an implicit-TLS port fails within 20 s (not 30 s) saying to use tls.
 """
 
 import os
@@ -248,6 +252,67 @@ def test_pop3_then_imap(checks, tmp):
         d.cleanup()
 
 
+# ---- security on ports that do not say -----------------------------------------------------------------
+def security_of(t, kind):
+    r = t.run(["account", "list", "--json"])
+    try:
+        entries = ch.parse_json_any(r.stdout)
+        return entries[0][kind]["security"]
+    except Exception:  # noqa: BLE001
+        return f"(unreadable: {r.stdout[:300]!r})"
+
+
+def test_security_guess(checks, tmp):
+    """ternd's demo ports (2587, 2110, 2143 STARTTLS; 2465, 2995, 2993 implicit TLS) say nothing about
+    their security; the harness's random ports are the same case. account add looked only at the port
+    number and picked implicit TLS for all of them."""
+    d = Daemon("usability-tls", imap=True)
+    try:
+        if not start_daemon(checks, d):
+            return
+        pw = harness.PASSWORDS[ALICE]
+        t = Tern(tmp, "guess-starttls")
+        r = t.account_add("alice", ALICE, pw, ca_file=str(d.cert_path), smtp=f"localhost:{d.submission_port}",
+                          pop3=f"localhost:{d.pop3_port}", imap=f"localhost:{d.imap_port}")
+        checks.check(r.rc == 0 and "greets in plain text" in r.stderr,
+                     "account add on STARTTLS ports without --security: says the servers greet in plain text",
+                     r.detail())
+        got = {k: security_of(t, k) for k in ("smtp", "pop3", "imap")}
+        checks.check(got == {"smtp": "starttls", "pop3": "starttls", "imap": "starttls"},
+                     "... and picks starttls for each", got)
+        r = t.run(["account", "test"], timeout=60)
+        checks.check(r.rc == 0 and r.stdout.count("ok") >= 3, "... and account test logs in on all three",
+                     r.detail())
+        t = Tern(tmp, "guess-tls")
+        r = t.account_add("alice", ALICE, pw, ca_file=str(d.cert_path), smtp=f"localhost:{d.submissions_port}",
+                          pop3=f"localhost:{d.pop3s_port}", imap=f"localhost:{d.imaps_port}")
+        got = {k: security_of(t, k) for k in ("smtp", "pop3", "imap")}
+        checks.check(r.rc == 0 and got == {"smtp": "tls", "pop3": "tls", "imap": "tls"},
+                     "account add on implicit-TLS ports without --security: picks tls", (got, r.detail()))
+
+        # Wrong choices named explicitly: clear, fast errors.
+        t = Tern(tmp, "wrong-tls")
+        r = t.account_add("alice", ALICE, pw, ca_file=str(d.cert_path), smtp=f"localhost:{d.submission_port}",
+                          extra=["--smtp-security", "tls"])
+        checks.check(r.rc == 0, "account add --smtp-security tls on the STARTTLS submission port", r.detail())
+        r = t.run(["account", "test"], timeout=60)
+        checks.check(r.rc == 1 and "does not speak implicit TLS" in r.stdout + r.stderr
+                     and "starttls" in (r.stdout + r.stderr).split("does not speak implicit TLS", 1)[-1]
+                     and r.elapsed < 15,
+                     "account test: 'does not speak implicit TLS ... use security starttls', at once", r.detail())
+        t = Tern(tmp, "wrong-starttls")
+        r = t.account_add("alice", ALICE, pw, ca_file=str(d.cert_path), imap=f"localhost:{d.imaps_port}",
+                          extra=["--imap-security", "starttls"])
+        checks.check(r.rc == 0, "account add --imap-security starttls on the IMAPS port", r.detail())
+        r = t.run(["account", "test"], timeout=60)
+        out = r.stdout + r.stderr
+        checks.check(r.rc == 1 and "no greeting" in out and "security tls" in out and r.elapsed < 20,
+                     "account test: 'no greeting ... use security tls' within 20 s (was a 30 s timeout "
+                     "with no hint)", r.detail())
+    finally:
+        d.cleanup()
+
+
 def test_ternd_help(checks):
     r = harness.run_ternd(["--help"])
     text = r.stdout.decode()
@@ -265,6 +330,7 @@ def run(checks):
         checks.guard("broken pipe tests ran to the end", test_broken_pipe, checks, tmp)
         checks.guard("ternd --help test ran to the end", test_ternd_help, checks)
         checks.guard("POP3 then IMAP tests ran to the end", test_pop3_then_imap, checks, tmp)
+        checks.guard("security guess tests ran to the end", test_security_guess, checks, tmp)
 
 
 if __name__ == "__main__":
