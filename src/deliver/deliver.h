@@ -86,4 +86,14 @@ void deliver_tx_commit_r(struct deliver *deliver, struct deliver_tx **tx,
 			 const struct store_target *targets, size_t ntargets,
 			 int64_t sender_account_id, deliver_result_cb *cb, void *arg);
 
+/* Commits several messages all or nothing (IMAP MULTIAPPEND): txs[i] (each set to NULL) goes to
+ * targets[i]; n is at most STORE_GROUP_MAX. cb runs once on the loop thread: ok with results[i]
+ * for message i when every one is on stable storage (NOTIFY_NEW published for each just before),
+ * or !ok with error when none of them is visible. */
+typedef void deliver_group_cb(bool ok, const char *error, const struct store_result *results,
+			      size_t n, void *arg);
+void deliver_tx_commit_group(struct deliver *deliver, struct deliver_tx **txs,
+			     const struct store_target *targets, size_t n,
+			     int64_t sender_account_id, deliver_group_cb *cb, void *arg);
+
 #endif

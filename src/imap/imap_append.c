@@ -25,14 +25,46 @@
 
 /* --- APPEND --- */
 
+#define IMAP_APPEND_MAX STORE_GROUP_MAX /* messages in one MULTIAPPEND */
+
+/* An APPEND being read and committed: one deliver transaction per streamed message literal, in
+ * the order they arrived. */
+struct imap_append {
+	struct deliver_tx *txs[IMAP_APPEND_MAX];
+	size_t ntx;
+	unsigned literals;  /* streamed literals begun */
+	uint64_t remaining; /* bytes of the current streamed literal still to come */
+	bool failed;        /* a write failed, or the APPEND came in the wrong state */
+	bool too_many;      /* more than IMAP_APPEND_MAX messages */
+};
+
+/* One message of the command: its options and its literal. */
+struct imap_append_msg {
+	uint32_t flags;
+	char kw[STORE_KEYWORDS_MAX];
+	int64_t date;
+	const struct imap_arg *data;
+};
+
 void
 imap_append_abort(struct imap_session *s)
 {
-	if (s->append_tx != NULL)
-		deliver_tx_abort(&s->append_tx);
-	s->append_literals = 0;
-	s->append_remaining = 0;
-	s->append_failed = false;
+	struct imap_append *a = s->append;
+
+	if (a == NULL)
+		return;
+	for (size_t i = 0; i < a->ntx; i++)
+		deliver_tx_abort(&a->txs[i]);
+	free(a);
+	s->append = NULL;
+}
+
+static struct imap_append *
+imap_append_get(struct imap_session *s)
+{
+	if (s->append == NULL)
+		s->append = xcalloc(1, sizeof(*s->append));
+	return s->append;
 }
 
 bool
@@ -51,8 +83,9 @@ imap_append_continue(struct imap_session *s)
 		           s->server->append_max);
 		return false;
 	}
-	if (s->append_literals > 0) {
-		imap_reply(s, "%s NO [CANNOT] One message per APPEND (no MULTIAPPEND)", tag);
+	if (s->append != NULL && s->append->literals >= IMAP_APPEND_MAX) {
+		imap_reply(s, "%s NO [LIMIT] At most %d messages in one APPEND", tag,
+		           IMAP_APPEND_MAX);
 		return false;
 	}
 	return true;
@@ -61,33 +94,35 @@ imap_append_continue(struct imap_session *s)
 void
 imap_append_data(struct imap_session *s, const char *data, size_t len)
 {
+	struct imap_append *a = imap_append_get(s);
 	char error[256];
 
-	if (s->append_remaining == 0) {
+	if (a->remaining == 0) {
 		/* A literal begins (a {n+} one arrives without a continuation request). */
-		s->append_literals++;
-		s->append_remaining = imap_parser_literal_size(s->parser);
-		if (s->append_literals > 1 ||
-		    (s->state != IMAP_STATE_AUTH && s->state != IMAP_STATE_SELECTED))
-			s->append_failed = true;
-	}
-	s->append_remaining -= len < s->append_remaining ? len : s->append_remaining;
-	if (s->append_failed)
-		return;
-	if (s->append_tx == NULL) {
-		s->append_tx = deliver_tx_begin_append(s->server->deliver, 0, error, sizeof(error));
-		if (s->append_tx == NULL) {
+		a->literals++;
+		a->remaining = imap_parser_literal_size(s->parser);
+		if (s->state != IMAP_STATE_AUTH && s->state != IMAP_STATE_SELECTED)
+			a->failed = true;
+		else if (a->ntx == IMAP_APPEND_MAX)
+			a->too_many = true;
+		if (a->failed || a->too_many)
+			goto count;
+		a->txs[a->ntx] = deliver_tx_begin_append(s->server->deliver, 0, error,
+		                                         sizeof(error));
+		if (a->txs[a->ntx] == NULL) {
 			log_warnx("imap session=%s event=append result=failed error=\"%s\"",
 			          s->conn.id, error);
-			s->append_failed = true;
-			return;
+			a->failed = true;
+			goto count;
 		}
+		a->ntx++;
 	}
-	if (deliver_tx_write(s->append_tx, data, len) < 0) {
+	if (!a->failed && !a->too_many && deliver_tx_write(a->txs[a->ntx - 1], data, len) < 0) {
 		log_warnx("imap session=%s event=append result=write-failed", s->conn.id);
-		deliver_tx_abort(&s->append_tx);
-		s->append_failed = true;
+		a->failed = true;
 	}
+count:
+	a->remaining -= len < a->remaining ? len : a->remaining;
 }
 
 /* Parses an IMAP date-time ("17-Jul-1996 02:44:25 -0700"; day may be " 7"). -1 when invalid. */
@@ -120,9 +155,12 @@ imap_date_time_parse(const char *str)
 }
 
 static void
-imap_append_done(bool ok, const char *error, const struct store_result *results, void *arg)
+imap_append_done(bool ok, const char *error, const struct store_result *results, size_t n,
+                 void *arg)
 {
 	struct imap_session *s = arg;
+	struct evbuffer *out;
+	uint32_t *uids;
 
 	s->update_pending--;
 	if (s->conn.dead) {
@@ -132,122 +170,191 @@ imap_append_done(bool ok, const char *error, const struct store_result *results,
 	}
 	imap_enter_state(s, s->mailbox != NULL ? IMAP_STATE_SELECTED : IMAP_STATE_AUTH);
 	if (!ok) {
-		log_warnx("imap session=%s event=append result=failed error=\"%s\"", s->conn.id,
-		          error != NULL ? error : "");
-		imap_reply(s, "%s NO [UNAVAILABLE] Cannot store the message; try again later", s->tag);
+		log_warnx("imap session=%s event=append result=failed messages=%zu error=\"%s\"",
+		          s->conn.id, n, error != NULL ? error : "");
+		imap_reply(s, "%s NO [UNAVAILABLE] Cannot store the message%s; try again later",
+		           s->tag, n > 1 ? "s" : "");
 	} else {
 		/* An APPEND to the selected mailbox shows up as EXISTS before the OK. */
 		imap_mailbox_flush(s, true);
-		log_info("imap session=%s event=append mailbox=\"%s\" uid=%u", s->conn.id,
-		         s->update_dst, results[0].uid);
-		imap_reply(s, "%s OK [APPENDUID %u %u] APPEND completed", s->tag,
-		           results[0].uidvalidity, results[0].uid);
+		uids = xcalloc(n, sizeof(*uids));
+		for (size_t i = 0; i < n; i++)
+			uids[i] = results[i].uid;
+		log_info("imap session=%s event=append mailbox=\"%s\" messages=%zu uid=%u",
+		         s->conn.id, s->update_dst, n, uids[0]);
+		/* RFC 4315/3502: the UIDs of every message, in order, as a uid-set. */
+		out = bufferevent_get_output(s->conn.bev);
+		evbuffer_add_printf(out, "%s OK [APPENDUID %u ", s->tag, results[0].uidvalidity);
+		imap_write_uidset(s, uids, n);
+		imap_reply(s, "] APPEND completed");
+		free(uids);
 	}
 	imap_update_clear(s);
 	netconn_run(&s->conn);
 }
 
+/* Reads the messages after the mailbox: each [(flags)] [date-time] literal. Returns the count,
+ * or -1 after replying. */
+static long
+imap_append_parse(struct imap_session *s, const struct imap_command *cmd,
+                  struct imap_append_msg *msgs, size_t max)
+{
+	static const char syntax[] = "syntax: APPEND mailbox [(flags)] [date-time] message ...";
+	size_t pos = 1, n = 0;
+	const char *str;
+	int r;
+
+	if (cmd->nargs < 2) {
+		imap_bad(s, cmd->tag, syntax);
+		return -1;
+	}
+	while (pos < cmd->nargs) {
+		struct imap_append_msg *m = &msgs[n];
+
+		if (n == max || n == IMAP_APPEND_MAX) {
+			imap_reply(s, "%s NO [LIMIT] At most %d messages in one APPEND", cmd->tag,
+			           IMAP_APPEND_MAX);
+			return -1;
+		}
+		memset(m, 0, sizeof(*m));
+		if (cmd->args[pos].type == IMAP_ARG_LIST) {
+			r = imap_flags_parse(&cmd->args[pos], 1, &m->flags, m->kw, sizeof(m->kw));
+			if (r == -2) {
+				imap_reply(s, "%s NO [LIMIT] Too many keywords", cmd->tag);
+				return -1;
+			}
+			if (r < 0) {
+				imap_bad(s, cmd->tag, "Invalid flag");
+				return -1;
+			}
+			pos++;
+		}
+		if (pos < cmd->nargs && cmd->args[pos].type == IMAP_ARG_STRING) {
+			if (!imap_arg_get_string(&cmd->args[pos], &str) ||
+			    (m->date = imap_date_time_parse(str)) < 0) {
+				imap_bad(s, cmd->tag, "Invalid date-time");
+				return -1;
+			}
+			pos++;
+		}
+		if (pos == cmd->nargs || cmd->args[pos].type != IMAP_ARG_LITERAL) {
+			imap_bad(s, cmd->tag, syntax);
+			return -1;
+		}
+		m->data = &cmd->args[pos++];
+		n++;
+	}
+	return (long)n;
+}
+
+/* Gives each message its transaction: the streamed ones in order, buffered ones (small literals
+ * read before the login limits applied) written now. -1 when one cannot be stored. */
+static int
+imap_append_txs(struct imap_session *s, const struct imap_append_msg *msgs, size_t n,
+                struct deliver_tx **txs)
+{
+	struct imap_append *a = imap_append_get(s);
+	size_t next = 0;
+	char error[256];
+
+	for (size_t i = 0; i < n; i++) {
+		if (msgs[i].data->streamed) {
+			if (next == a->ntx)
+				return -1; /* cannot happen: one transaction per streamed literal */
+			txs[i] = a->txs[next];
+			a->txs[next++] = NULL;
+			continue;
+		}
+		txs[i] = deliver_tx_begin_append(s->server->deliver, 0, error, sizeof(error));
+		if (txs[i] == NULL || deliver_tx_write(txs[i], msgs[i].data->str,
+		                                       msgs[i].data->len) < 0) {
+			log_warnx("imap session=%s event=append result=failed", s->conn.id);
+			for (size_t k = 0; k <= i; k++)
+				deliver_tx_abort(&txs[k]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 void
 imap_cmd_append(struct imap_session *s, const struct imap_command *cmd)
 {
-	char name[IMAP_MAILBOX_MAX], kw[STORE_KEYWORDS_MAX];
-	const struct imap_arg *msg = &cmd->args[cmd->nargs > 0 ? cmd->nargs - 1 : 0];
-	struct store_target target = {0};
+	char name[IMAP_MAILBOX_MAX];
+	struct imap_append_msg *msgs;
+	struct deliver_tx **txs = NULL;
+	struct store_target *targets = NULL;
 	struct store_mailbox mbox;
-	int64_t date = 0;
-	uint32_t flags = 0;
-	size_t pos = 1;
+	struct imap_append *a = imap_append_get(s);
+	size_t nlit = 1;
+	long n;
 	int r;
 
-	kw[0] = '\0';
-	if (s->append_literals > 1) {
-		imap_append_abort(s);
-		imap_reply(s, "%s NO [CANNOT] One message per APPEND (no MULTIAPPEND)", cmd->tag);
-		return;
+	for (size_t i = 1; i < cmd->nargs; i++)
+		nlit += cmd->args[i].type == IMAP_ARG_LITERAL;
+	msgs = xcalloc(nlit, sizeof(*msgs));
+	if (a->too_many) {
+		imap_reply(s, "%s NO [LIMIT] At most %d messages in one APPEND", cmd->tag,
+		           IMAP_APPEND_MAX);
+		goto out;
 	}
-	if (cmd->nargs < 2 || cmd->nargs > 4 || msg->type != IMAP_ARG_LITERAL) {
-		imap_append_abort(s);
-		imap_bad(s, cmd->tag, "syntax: APPEND mailbox [(flags)] [date-time] {size}");
-		return;
-	}
-	if (pos < cmd->nargs - 1 && cmd->args[pos].type == IMAP_ARG_LIST) {
-		r = imap_flags_parse(&cmd->args[pos], 1, &flags, kw, sizeof(kw));
-		if (r < 0) {
-			imap_append_abort(s);
-			if (r == -2)
-				imap_reply(s, "%s NO [LIMIT] Too many keywords", cmd->tag);
-			else
-				imap_bad(s, cmd->tag, "Invalid flag");
-			return;
-		}
-		pos++;
-	}
-	if (pos < cmd->nargs - 1) {
-		const char *str;
-
-		if (!imap_arg_get_string(&cmd->args[pos], &str) ||
-		    (date = imap_date_time_parse(str)) < 0) {
-			imap_append_abort(s);
-			imap_bad(s, cmd->tag, "Invalid date-time");
-			return;
-		}
-		pos++;
-	}
-	if (pos != cmd->nargs - 1) {
-		imap_append_abort(s);
-		imap_bad(s, cmd->tag, "syntax: APPEND mailbox [(flags)] [date-time] {size}");
-		return;
-	}
-	if (imap_mailbox_arg(s, cmd->tag, &cmd->args[0], name, sizeof(name)) < 0) {
-		imap_append_abort(s);
-		return;
-	}
-	if (s->append_failed) {
-		imap_append_abort(s);
+	if ((n = imap_append_parse(s, cmd, msgs, nlit)) < 0)
+		goto out;
+	if (imap_mailbox_arg(s, cmd->tag, &cmd->args[0], name, sizeof(name)) < 0)
+		goto out;
+	if (a->failed) {
 		imap_reply(s, "%s NO [UNAVAILABLE] Cannot store the message; try again later",
 		           cmd->tag);
-		return;
+		goto out;
 	}
-	if (msg->len == 0) {
-		imap_append_abort(s);
-		imap_reply(s, "%s NO [CANNOT] Cannot store an empty message", cmd->tag);
-		return;
-	}
-	if (!msg->streamed) {
-		/* A small literal the parser buffered (e.g. sent before login limits changed). */
-		imap_append_data(s, msg->str, msg->len);
-		if (s->append_failed) {
-			imap_append_abort(s);
-			imap_reply(s, "%s NO [UNAVAILABLE] Cannot store the message", cmd->tag);
-			return;
+	for (long i = 0; i < n; i++) {
+		if (msgs[i].data->len == 0) {
+			imap_reply(s, "%s NO [CANNOT] Cannot store an empty message", cmd->tag);
+			goto out;
 		}
 	}
 	r = store_mailbox_get(s->server->store, s->account_id, name, &mbox);
 	if (r <= 0) {
-		imap_append_abort(s);
 		if (r == 0)
 			imap_reply(s, "%s NO [TRYCREATE] Mailbox does not exist", cmd->tag);
 		else
 			imap_reply(s, "%s NO [UNAVAILABLE] Cannot read the mailbox", cmd->tag);
-		return;
+		goto out;
 	}
-	deliver_tx_set_internal_date(s->append_tx, date);
+	txs = xcalloc((size_t)n, sizeof(*txs));
+	if (imap_append_txs(s, msgs, (size_t)n, txs) < 0) {
+		imap_reply(s, "%s NO [UNAVAILABLE] Cannot store the message; try again later",
+		           cmd->tag);
+		goto out;
+	}
 	imap_update_clear(s);
 	s->update_dst = xstrdup(name);
-	s->update_kw = xstrdup(kw);
-	target.account_id = s->account_id;
-	target.mailbox = s->update_dst;
-	target.flags = flags;
-	target.rcpt = s->account;
-	target.keywords = s->update_kw[0] != '\0' ? s->update_kw : NULL;
+	targets = xcalloc((size_t)n, sizeof(*targets));
+	for (long i = 0; i < n; i++) {
+		deliver_tx_set_internal_date(txs[i], msgs[i].date);
+		targets[i].account_id = s->account_id;
+		targets[i].mailbox = s->update_dst;
+		targets[i].flags = msgs[i].flags;
+		targets[i].rcpt = s->account;
+		targets[i].keywords = msgs[i].kw[0] != '\0' ? msgs[i].kw : NULL;
+	}
 	imap_set_tag(s, cmd->tag);
 	s->update_kind = IMAP_UPDATE_APPEND;
 	s->update_pending++;
-	s->append_literals = 0;
-	s->append_remaining = 0;
 	imap_enter_state(s, IMAP_STATE_WAIT);
-	deliver_tx_commit_r(s->server->deliver, &s->append_tx, &target, 1, s->account_id,
-	                    imap_append_done, s);
+	imap_append_abort(s);
+	/* Targets and keywords are copied before this returns. */
+	deliver_tx_commit_group(s->server->deliver, txs, targets, (size_t)n, s->account_id,
+	                        imap_append_done, s);
+	free(targets);
+	free(txs);
+	free(msgs);
+	return;
+out:
+	imap_append_abort(s);
+	free(targets);
+	free(txs);
+	free(msgs);
 }
 
 /* --- COPY, MOVE --- */

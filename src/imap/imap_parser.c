@@ -471,12 +471,33 @@ imap_parser_line_end(struct imap_parser *p)
 	return IMAP_PARSE_COMMAND;
 }
 
+/* True when the literal being started is message data of APPEND: a top-level argument other
+ * than the first (the mailbox), or in a CATENATE list the literal after TEXT (RFC 4469). */
+static bool
+imap_parser_message_literal(const struct imap_parser *p)
+{
+	const struct imap_node *n = &p->nodes[p->tok], *prev;
+	const char *word;
+
+	if (!p->append)
+		return false;
+	if (n->parent < 0)
+		return p->ntop > 1;
+	if (p->depth != 1 || p->tok == 0)
+		return false;
+	prev = &p->nodes[p->tok - 1];
+	word = p->buf + prev->off;
+	return prev->parent == n->parent && prev->type == IMAP_ARG_ATOM && prev->len == 4 &&
+	       strncasecmp(word, "TEXT", 4) == 0;
+}
+
 /* The literal header's LF was consumed: check the limits and start reading its data. */
 static int
 imap_parser_literal_start(struct imap_parser *p)
 {
 	struct imap_node *n = &p->nodes[p->tok];
-	bool stream = p->append && p->lim.stream_min > 0 && p->lit_size >= p->lim.stream_min;
+	bool stream = imap_parser_message_literal(p) && p->lim.stream_min > 0 &&
+	              p->lit_size >= p->lim.stream_min;
 	bool too_big;
 
 	p->line_len = 0;

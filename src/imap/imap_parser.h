@@ -45,7 +45,8 @@ struct imap_parser_limits {
 	uint64_t discard_max; /* bytes skipped after an error in one command (LITERAL+ data,
 	                       * the rest of a refused line) before the error turns fatal;
 	                       * default 4 MiB */
-	/* APPEND's literals of at least stream_min bytes (0: never) are not buffered but handed
+	/* APPEND's message literals (every top-level literal but the mailbox name, and CATENATE's
+	 * TEXT literals) of at least stream_min bytes (0: never) are not buffered but handed
 	 * over as IMAP_PARSE_LITERAL_DATA chunks, up to stream_max bytes each (default 64 MiB,
 	 * the message size limit); they count against neither literal_max nor command_max. */
 	size_t stream_min;

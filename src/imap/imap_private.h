@@ -99,7 +99,8 @@ struct imap_event {
 	bool recent;	/* NEW: this session claimed it as \Recent */
 };
 
-struct imap_fetch; /* imap_fetch.c */
+struct imap_fetch;  /* imap_fetch.c */
+struct imap_append; /* imap_append.c */
 
 /* What to do once the store update in flight completes. */
 enum imap_update_kind {
@@ -156,11 +157,8 @@ struct imap_session {
 	char *update_kw;	       /* the keyword lists the changes point into */
 	uint64_t update_unchangedsince; /* STORE (UNCHANGEDSINCE n), 0 when none */
 	char *update_dst;	       /* COPY/MOVE destination */
-	/* APPEND in progress: the message literal streams into a deliver transaction. */
-	struct deliver_tx *append_tx;
-	unsigned append_literals; /* streamed literals seen in this command */
-	uint64_t append_remaining; /* bytes of the current streamed literal still to come */
-	bool append_failed;	  /* a write failed or too many literals: refuse at the end */
+	/* APPEND in progress (imap_append.c): message literals stream into deliver transactions. */
+	struct imap_append *append;
 	struct imap_fetch *fetch; /* a FETCH in progress */
 	struct event *idle_timer;
 };

@@ -134,6 +134,15 @@ typedef void store_commit_cb(bool ok, const struct store_result *results, const 
 void store_blob_commit(struct store *store, struct store_blob **blob,
 		       const struct store_delivery *delivery, store_commit_cb *cb, void *arg);
 
+/* store_blob_commit for several messages at once, all or nothing (IMAP MULTIAPPEND): blobs[i]
+ * (taken, each set to NULL) goes with deliveries[i] and cb(..., args[i]). Either every message is
+ * durable and each callback reports ok, or none of them is visible and every callback reports
+ * the failure; the callbacks run in order, one after another. n is at most STORE_GROUP_MAX. */
+#define STORE_GROUP_MAX 256
+void store_blob_commit_group(struct store *store, struct store_blob **blobs,
+			     const struct store_delivery *deliveries, size_t n,
+			     store_commit_cb *cb, void *const *args);
+
 /* --- reading (admin tools now, POP3/IMAP later) --- */
 
 struct store_message {
