@@ -4,7 +4,8 @@
  * state (CAPABILITY, STARTTLS, LOGIN, AUTHENTICATE) and the session's lifetime;
  * imap_mailbox.c the selected state (SELECT, STATUS, the snapshot, the notify queue, \Recent,
  * resync, IDLE); imap_mbox.c the mailbox namespace (LIST, LSUB, CREATE, DELETE, RENAME,
- * SUBSCRIBE); imap_fetch.c FETCH with imap_section.c resolving body sections; imap_store.c
+ * SUBSCRIBE); imap_fetch.c FETCH with imap_section.c resolving body sections and
+ * imap_binary.c BINARY; imap_store.c
  * STORE, EXPUNGE, CLOSE and the store update they share; imap_append.c APPEND, COPY and MOVE;
  * imap_search.c SEARCH over imap_match.c. Everything runs on the loop thread. */
 #ifndef TERN_IMAP_PRIVATE_H
