@@ -315,6 +315,27 @@ deliver_tx_write(struct deliver_tx *tx, const void *data, size_t len)
 	return store_blob_write(tx->blob, data, len);
 }
 
+int
+deliver_tx_append_tx(struct deliver_tx *dst, const struct deliver_tx *src)
+{
+	char buf[16384];
+	uint64_t off = 0;
+	ssize_t got;
+
+	while ((got = store_blob_pread(src->blob, buf, sizeof(buf), off)) > 0) {
+		if (deliver_tx_write(dst, buf, (size_t)got) < 0)
+			return -1;
+		off += (uint64_t)got;
+	}
+	return got < 0 ? -1 : 0;
+}
+
+uint64_t
+deliver_tx_size(const struct deliver_tx *tx)
+{
+	return store_blob_size(tx->blob);
+}
+
 const char *
 deliver_tx_id(const struct deliver_tx *tx)
 {

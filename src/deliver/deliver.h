@@ -67,6 +67,11 @@ struct deliver_tx *deliver_tx_begin_append(struct deliver *deliver, int64_t inte
 /* Sets the internal date the rows get (APPEND: the date-time argument arrives after the message
  * data has been streamed). 0: now. */
 void deliver_tx_set_internal_date(struct deliver_tx *tx, int64_t internal_date);
+/* Appends what src holds so far to dst (IMAP CATENATE's TEXT parts); may run on a worker thread
+ * while nothing else uses either. 0, or -1 on a read or write error. */
+int deliver_tx_append_tx(struct deliver_tx *dst, const struct deliver_tx *src);
+/* Bytes written to the transaction so far. */
+uint64_t deliver_tx_size(const struct deliver_tx *tx);
 /* The transaction's id, as written in the Received header and logged ("queued as"). */
 const char *deliver_tx_id(const struct deliver_tx *tx);
 void deliver_tx_abort(struct deliver_tx **tx);

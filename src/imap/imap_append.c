@@ -17,9 +17,11 @@
 #include <event2/bufferevent.h>
 
 #include "deliver/deliver.h"
+#include "imap/imap_catenate.h"
 #include "imap/imap_private.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "lib/workers.h"
 #include "notify/notify.h"
 #include "store/store.h"
 
@@ -43,7 +45,8 @@ struct imap_append_msg {
 	uint32_t flags;
 	char kw[STORE_KEYWORDS_MAX];
 	int64_t date;
-	const struct imap_arg *data;
+	const struct imap_arg *data; /* the message literal, or NULL with cat */
+	const struct imap_arg *cat;  /* CATENATE's list (RFC 4469) */
 };
 
 void
@@ -193,8 +196,8 @@ imap_append_done(bool ok, const char *error, const struct store_result *results,
 	netconn_run(&s->conn);
 }
 
-/* Reads the messages after the mailbox: each [(flags)] [date-time] literal. Returns the count,
- * or -1 after replying. */
+/* Reads the messages after the mailbox: each [(flags)] [date-time] and a literal or CATENATE
+ * (parts) (RFC 4469). Returns the count, or -1 after replying. */
 static long
 imap_append_parse(struct imap_session *s, const struct imap_command *cmd,
                   struct imap_append_msg *msgs, size_t max)
@@ -237,6 +240,13 @@ imap_append_parse(struct imap_session *s, const struct imap_command *cmd,
 			}
 			pos++;
 		}
+		if (pos + 1 < cmd->nargs && imap_arg_atom_equals(&cmd->args[pos], "CATENATE") &&
+		    cmd->args[pos + 1].type == IMAP_ARG_LIST) {
+			m->cat = &cmd->args[pos + 1];
+			pos += 2;
+			n++;
+			continue;
+		}
 		if (pos == cmd->nargs || cmd->args[pos].type != IMAP_ARG_LITERAL) {
 			imap_bad(s, cmd->tag, syntax);
 			return -1;
@@ -247,58 +257,165 @@ imap_append_parse(struct imap_session *s, const struct imap_command *cmd,
 	return (long)n;
 }
 
-/* Gives each message its transaction: the streamed ones in order, buffered ones (small literals
- * read before the login limits applied) written now. -1 when one cannot be stored. */
+/* An APPEND between its parse and its commit (CATENATE's assembly runs on a worker). */
+struct imap_append_cmd {
+	struct imap_session *s;
+	struct imap_append_msg *msgs;
+	struct deliver_tx **txs;
+	struct imap_catenate **cats; /* per message; NULL when not CATENATE */
+	size_t n;
+	char *mailbox;
+};
+
+static void
+imap_append_cmd_free(struct imap_append_cmd *c)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		deliver_tx_abort(&c->txs[i]);
+		imap_catenate_free(&c->cats[i]);
+	}
+	free(c->msgs);
+	free(c->txs);
+	free(c->cats);
+	free(c->mailbox);
+	free(c);
+}
+
+/* Gives each message its transaction: the streamed literals in order (an empty one has none),
+ * buffered ones (small literals read before the login limits applied) written now; CATENATE
+ * messages get their parts. Returns 0, or -1 after replying. */
 static int
-imap_append_txs(struct imap_session *s, const struct imap_append_msg *msgs, size_t n,
-                struct deliver_tx **txs)
+imap_append_txs(struct imap_session *s, const char *tag, struct imap_append_cmd *c)
 {
 	struct imap_append *a = imap_append_get(s);
 	size_t next = 0;
 	char error[256];
 
-	for (size_t i = 0; i < n; i++) {
-		if (msgs[i].data->streamed) {
+	for (size_t i = 0; i < c->n; i++) {
+		const struct imap_arg *data = c->msgs[i].data;
+
+		if (c->msgs[i].cat != NULL) {
+			if (imap_catenate_parse(s, tag, c->msgs[i].cat, a->txs, a->ntx, &next,
+			                        &c->cats[i]) < 0)
+				return -1;
+			continue;
+		}
+		if (data->streamed) {
 			if (next == a->ntx)
-				return -1; /* cannot happen: one transaction per streamed literal */
-			txs[i] = a->txs[next];
+				break; /* cannot happen: one transaction per streamed literal */
+			c->txs[i] = a->txs[next];
 			a->txs[next++] = NULL;
 			continue;
 		}
-		txs[i] = deliver_tx_begin_append(s->server->deliver, 0, error, sizeof(error));
-		if (txs[i] == NULL || deliver_tx_write(txs[i], msgs[i].data->str,
-		                                       msgs[i].data->len) < 0) {
+		c->txs[i] = deliver_tx_begin_append(s->server->deliver, 0, error, sizeof(error));
+		if (c->txs[i] == NULL || deliver_tx_write(c->txs[i], data->str, data->len) < 0)
+			break;
+	}
+	for (size_t i = 0; i < c->n; i++) {
+		if (c->txs[i] == NULL && c->cats[i] == NULL) {
 			log_warnx("imap session=%s event=append result=failed", s->conn.id);
-			for (size_t k = 0; k <= i; k++)
-				deliver_tx_abort(&txs[k]);
+			imap_reply(s, "%s NO [UNAVAILABLE] Cannot store the message; try again later",
+			           tag);
 			return -1;
 		}
 	}
 	return 0;
 }
 
+/* Hands the messages to deliver, all or nothing; imap_append_done answers. */
+static void
+imap_append_commit(struct imap_session *s, struct imap_append_cmd *c)
+{
+	struct store_target *targets = xcalloc(c->n, sizeof(*targets));
+
+	imap_update_clear(s);
+	s->update_dst = xstrdup(c->mailbox);
+	for (size_t i = 0; i < c->n; i++) {
+		deliver_tx_set_internal_date(c->txs[i], c->msgs[i].date);
+		targets[i].account_id = s->account_id;
+		targets[i].mailbox = s->update_dst;
+		targets[i].flags = c->msgs[i].flags;
+		targets[i].rcpt = s->account;
+		targets[i].keywords = c->msgs[i].kw[0] != '\0' ? c->msgs[i].kw : NULL;
+	}
+	s->update_kind = IMAP_UPDATE_APPEND;
+	s->update_pending++;
+	imap_enter_state(s, IMAP_STATE_WAIT);
+	/* Targets and keywords are copied before this returns. */
+	deliver_tx_commit_group(s->server->deliver, c->txs, targets, c->n, s->account_id,
+	                        imap_append_done, s);
+	free(targets);
+	imap_append_cmd_free(c);
+}
+
+/* The worker: assembles every CATENATE message of the command. */
+static void
+imap_append_catenate_work(void *arg)
+{
+	struct imap_append_cmd *c = arg;
+
+	for (size_t i = 0; i < c->n; i++)
+		if (c->cats[i] != NULL)
+			imap_catenate_build(c->cats[i]);
+}
+
+static void
+imap_append_catenate_done(void *arg)
+{
+	struct imap_append_cmd *c = arg;
+	struct imap_session *s = c->s;
+	bool too_big = false;
+
+	s->update_pending--;
+	if (s->conn.dead) {
+		imap_append_cmd_free(c);
+		if (s->update_pending == 0)
+			imap_session_free(s);
+		return;
+	}
+	for (size_t i = 0; i < c->n; i++) {
+		if (c->cats[i] == NULL)
+			continue;
+		c->txs[i] = imap_catenate_take(c->cats[i], &too_big);
+		if (c->txs[i] != NULL)
+			continue;
+		imap_enter_state(s, s->mailbox != NULL ? IMAP_STATE_SELECTED : IMAP_STATE_AUTH);
+		if (too_big)
+			imap_reply(s, "%s NO [TOOBIG] Message too large (at most %" PRIu64 " bytes)",
+			           s->tag, s->server->append_max);
+		else
+			imap_reply(s, "%s NO [UNAVAILABLE] Cannot store the message; try again later",
+			           s->tag);
+		imap_append_cmd_free(c);
+		netconn_run(&s->conn);
+		return;
+	}
+	imap_append_commit(s, c);
+}
+
 void
 imap_cmd_append(struct imap_session *s, const struct imap_command *cmd)
 {
-	char name[IMAP_MAILBOX_MAX];
-	struct imap_append_msg *msgs;
-	struct deliver_tx **txs = NULL;
-	struct store_target *targets = NULL;
-	struct store_mailbox mbox;
+	struct imap_append_cmd *c = xcalloc(1, sizeof(*c));
 	struct imap_append *a = imap_append_get(s);
-	size_t nlit = 1;
+	char name[IMAP_MAILBOX_MAX];
+	struct store_mailbox mbox;
+	bool catenate = false;
+	size_t max = 1;
 	long n;
 	int r;
 
 	for (size_t i = 1; i < cmd->nargs; i++)
-		nlit += cmd->args[i].type == IMAP_ARG_LITERAL;
-	msgs = xcalloc(nlit, sizeof(*msgs));
+		max += cmd->args[i].type == IMAP_ARG_LITERAL ||
+		       imap_arg_atom_equals(&cmd->args[i], "CATENATE");
+	c->s = s;
+	c->msgs = xcalloc(max, sizeof(*c->msgs));
 	if (a->too_many) {
 		imap_reply(s, "%s NO [LIMIT] At most %d messages in one APPEND", cmd->tag,
 		           IMAP_APPEND_MAX);
 		goto out;
 	}
-	if ((n = imap_append_parse(s, cmd, msgs, nlit)) < 0)
+	if ((n = imap_append_parse(s, cmd, c->msgs, max)) < 0)
 		goto out;
 	if (imap_mailbox_arg(s, cmd->tag, &cmd->args[0], name, sizeof(name)) < 0)
 		goto out;
@@ -308,7 +425,8 @@ imap_cmd_append(struct imap_session *s, const struct imap_command *cmd)
 		goto out;
 	}
 	for (long i = 0; i < n; i++) {
-		if (msgs[i].data->len == 0) {
+		catenate = catenate || c->msgs[i].cat != NULL;
+		if (c->msgs[i].data != NULL && c->msgs[i].data->len == 0) {
 			imap_reply(s, "%s NO [CANNOT] Cannot store an empty message", cmd->tag);
 			goto out;
 		}
@@ -321,40 +439,26 @@ imap_cmd_append(struct imap_session *s, const struct imap_command *cmd)
 			imap_reply(s, "%s NO [UNAVAILABLE] Cannot read the mailbox", cmd->tag);
 		goto out;
 	}
-	txs = xcalloc((size_t)n, sizeof(*txs));
-	if (imap_append_txs(s, msgs, (size_t)n, txs) < 0) {
-		imap_reply(s, "%s NO [UNAVAILABLE] Cannot store the message; try again later",
-		           cmd->tag);
+	c->n = (size_t)n;
+	c->txs = xcalloc(c->n, sizeof(*c->txs));
+	c->cats = xcalloc(c->n, sizeof(*c->cats));
+	c->mailbox = xstrdup(name);
+	if (imap_append_txs(s, cmd->tag, c) < 0)
 		goto out;
-	}
-	imap_update_clear(s);
-	s->update_dst = xstrdup(name);
-	targets = xcalloc((size_t)n, sizeof(*targets));
-	for (long i = 0; i < n; i++) {
-		deliver_tx_set_internal_date(txs[i], msgs[i].date);
-		targets[i].account_id = s->account_id;
-		targets[i].mailbox = s->update_dst;
-		targets[i].flags = msgs[i].flags;
-		targets[i].rcpt = s->account;
-		targets[i].keywords = msgs[i].kw[0] != '\0' ? msgs[i].kw : NULL;
-	}
+	imap_append_abort(s);
 	imap_set_tag(s, cmd->tag);
-	s->update_kind = IMAP_UPDATE_APPEND;
+	if (!catenate) {
+		imap_append_commit(s, c);
+		return;
+	}
+	/* The parts are copied off the loop thread; the session waits. */
 	s->update_pending++;
 	imap_enter_state(s, IMAP_STATE_WAIT);
-	imap_append_abort(s);
-	/* Targets and keywords are copied before this returns. */
-	deliver_tx_commit_group(s->server->deliver, txs, targets, (size_t)n, s->account_id,
-	                        imap_append_done, s);
-	free(targets);
-	free(txs);
-	free(msgs);
+	workers_submit(s->server->workers, imap_append_catenate_work, imap_append_catenate_done, c);
 	return;
 out:
 	imap_append_abort(s);
-	free(targets);
-	free(txs);
-	free(msgs);
+	imap_append_cmd_free(c);
 }
 
 /* --- COPY, MOVE --- */

@@ -6,7 +6,8 @@
  * resync, IDLE); imap_mbox.c the mailbox namespace (LIST, LSUB, CREATE, DELETE, RENAME,
  * SUBSCRIBE); imap_fetch.c FETCH with imap_section.c resolving body sections and
  * imap_binary.c BINARY; imap_store.c
- * STORE, EXPUNGE, CLOSE and the store update they share; imap_append.c APPEND, COPY and MOVE;
+ * STORE, EXPUNGE, CLOSE and the store update they share; imap_append.c APPEND
+ * (with imap_catenate.c), COPY and MOVE;
  * imap_search.c SEARCH over imap_match.c. Everything runs on the loop thread. */
 #ifndef TERN_IMAP_PRIVATE_H
 #define TERN_IMAP_PRIVATE_H

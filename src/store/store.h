@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct workers;
 struct store;
@@ -92,6 +93,10 @@ int store_blob_new(struct store *store, struct store_blob **blob_r, char *error,
 /* Appends bytes. Returns 0 or -1 (errno set, e.g. ENOSPC); after -1 the blob can only be aborted. */
 int store_blob_write(struct store_blob *blob, const void *data, size_t len);
 uint64_t store_blob_size(const struct store_blob *blob);
+/* Reads back up to len bytes written so far from offset (IMAP CATENATE assembles a message from
+ * parts held in blobs). Returns the bytes read (0 at the end) or -1 with errno set. May run on
+ * another thread while nothing else uses the blob. */
+ssize_t store_blob_pread(const struct store_blob *blob, void *buf, size_t len, uint64_t offset);
 /* Discards the message and its file. *blob becomes NULL. */
 void store_blob_abort(struct store_blob **blob);
 

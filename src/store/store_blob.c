@@ -278,6 +278,21 @@ store_blob_size(const struct store_blob *blob)
 	return blob->size;
 }
 
+ssize_t
+store_blob_pread(const struct store_blob *blob, void *buf, size_t len, uint64_t offset)
+{
+	ssize_t got;
+
+	if (offset >= blob->size)
+		return 0;
+	if (len > blob->size - offset)
+		len = (size_t)(blob->size - offset);
+	do
+		got = pread(blob->fd, buf, len, (off_t)offset);
+	while (got < 0 && errno == EINTR);
+	return got;
+}
+
 void
 store_blob_abort(struct store_blob **blobp)
 {

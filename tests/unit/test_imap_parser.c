@@ -325,6 +325,9 @@ static const struct feed_case feed_cases[] = {
 	{"APPEND two messages stream", LIM_SMALL,
 	 B("a APPEND box {9+}\r\nmessage!1 (\\Seen) {9+}\r\nmessage!2\r\n"), NONE, 0, NONE,
 	 "D:\"message!1message!2\" | C:a APPEND box {9 stream} (\\Seen) {9 stream}"},
+	{"CATENATE: TEXT streams, a URL literal does not", LIM_SMALL,
+	 B("a APPEND b CATENATE (TEXT {9+}\r\nmessage!! URL {9+}\r\n/x/;UID=1)\r\n"), NONE, 0,
+	 NONE, "D:\"message!!\" | C:a APPEND b CATENATE (TEXT {9 stream} URL {9+}\"/x/;UID=1\")"},
 	{"many small literals under the limit", LIM_DEFAULT, B("a1 X"), B(" {1+}\r\nx"), 2000,
 	 B("\r\n"), NULL},
 
