@@ -315,6 +315,27 @@ deliver_tx_write(struct deliver_tx *tx, const void *data, size_t len)
 	return store_blob_write(tx->blob, data, len);
 }
 
+int
+deliver_tx_append_tx(struct deliver_tx *dst, const struct deliver_tx *src)
+{
+	char buf[16384];
+	uint64_t off = 0;
+	ssize_t got;
+
+	while ((got = store_blob_pread(src->blob, buf, sizeof(buf), off)) > 0) {
+		if (deliver_tx_write(dst, buf, (size_t)got) < 0)
+			return -1;
+		off += (uint64_t)got;
+	}
+	return got < 0 ? -1 : 0;
+}
+
+uint64_t
+deliver_tx_size(const struct deliver_tx *tx)
+{
+	return store_blob_size(tx->blob);
+}
+
 const char *
 deliver_tx_id(const struct deliver_tx *tx)
 {
@@ -420,12 +441,12 @@ deliver_committed(bool ok, const struct store_result *results, const char *error
 	deliver_commit_free(c);
 }
 
-/* The commit behind deliver_tx_commit and deliver_tx_commit_r (c->cb or c->rcb set). */
+/* Fills the store delivery of tx and what c keeps for the events after the commit. */
 static void
-deliver_tx_commit_c(struct deliver *d, struct deliver_tx **txp, const struct store_target *targets,
-		    size_t ntargets, int64_t sender_account_id, struct deliver_commit *c)
+deliver_commit_prepare(struct deliver *d, struct deliver_tx *tx, const struct store_target *targets,
+		       size_t ntargets, int64_t sender_account_id, struct deliver_commit *c,
+		       struct store_delivery *delivery_r)
 {
-	struct deliver_tx *tx = *txp;
 	struct store_delivery delivery = {
 		.mail_from = tx->mail_from,
 		.sender_account_id = sender_account_id,
@@ -458,11 +479,31 @@ deliver_tx_commit_c(struct deliver *d, struct deliver_tx **txp, const struct sto
 		c->size = store_blob_size(tx->blob);
 		c->internal_date = delivery.internal_date;
 	}
-	*txp = NULL;
-	store_blob_commit(d->store, &tx->blob, &delivery, deliver_committed, c);
+	*delivery_r = delivery;
+}
+
+/* Frees a transaction whose blob went to the store. */
+static void
+deliver_tx_free_sent(struct deliver_tx *tx)
+{
 	free(tx->mail_from);
 	free(tx->hdrs);
 	free(tx);
+}
+
+/* The commit behind deliver_tx_commit and deliver_tx_commit_r (c->cb or c->rcb set). */
+static void
+deliver_tx_commit_c(struct deliver *d, struct deliver_tx **txp, const struct store_target *targets,
+		    size_t ntargets, int64_t sender_account_id, struct deliver_commit *c)
+{
+	struct deliver_tx *tx = *txp;
+	struct store_delivery delivery;
+
+	deliver_commit_prepare(d, tx, targets, ntargets, sender_account_id, c, &delivery);
+	*txp = NULL;
+	store_blob_commit(d->store, &tx->blob, &delivery, deliver_committed, c);
+	/* mail_from now belongs to c when a hub is set (NULL here), else it is freed. */
+	deliver_tx_free_sent(tx);
 }
 
 void
@@ -485,4 +526,81 @@ deliver_tx_commit_r(struct deliver *d, struct deliver_tx **txp, const struct sto
 	c->rcb = cb;
 	c->arg = arg;
 	deliver_tx_commit_c(d, txp, targets, ntargets, sender_account_id, c);
+}
+
+/* A group commit in flight: one part per message, the caller's callback once all have reported. */
+struct deliver_group;
+struct deliver_group_part {
+	struct deliver_group *group;
+	size_t index;
+};
+
+struct deliver_group {
+	deliver_group_cb *cb;
+	void *arg;
+	size_t n, reported;
+	bool ok;
+	char error[256];
+	struct store_result *results;
+	struct deliver_group_part *parts;
+};
+
+/* One message of a group reported (the store runs them in order, all ok or all failed). */
+static void
+deliver_group_part_done(bool ok, const char *error, const struct store_result *results, void *arg)
+{
+	struct deliver_group_part *part = arg;
+	struct deliver_group *g = part->group;
+
+	if (ok)
+		g->results[part->index] = results[0];
+	else if (g->ok)
+		str_copy(g->error, error != NULL ? error : "", sizeof(g->error));
+	g->ok = g->ok && ok;
+	if (++g->reported < g->n)
+		return;
+	g->cb(g->ok, g->ok ? NULL : g->error, g->ok ? g->results : NULL, g->n, g->arg);
+	free(g->results);
+	free(g->parts);
+	free(g);
+}
+
+void
+deliver_tx_commit_group(struct deliver *d, struct deliver_tx **txs,
+			const struct store_target *targets, size_t n, int64_t sender_account_id,
+			deliver_group_cb *cb, void *arg)
+{
+	struct deliver_group *g = xcalloc(1, sizeof(*g));
+	struct store_delivery *deliveries = xcalloc(n, sizeof(*deliveries));
+	struct store_blob **blobs = xcalloc(n, sizeof(*blobs));
+	void **args = xcalloc(n, sizeof(*args));
+
+	g->cb = cb;
+	g->arg = arg;
+	g->n = n;
+	g->ok = true;
+	g->results = xcalloc(n, sizeof(*g->results));
+	g->parts = xcalloc(n, sizeof(*g->parts));
+	for (size_t i = 0; i < n; i++) {
+		struct deliver_commit *c = xcalloc(1, sizeof(*c));
+
+		c->rcb = deliver_group_part_done;
+		c->arg = &g->parts[i];
+		g->parts[i].group = g;
+		g->parts[i].index = i;
+		deliver_commit_prepare(d, txs[i], &targets[i], 1, sender_account_id, c,
+				       &deliveries[i]);
+		blobs[i] = txs[i]->blob;
+		txs[i]->blob = NULL;
+		args[i] = c;
+	}
+	/* The store copies the deliveries before it returns (or calls back, without workers). */
+	store_blob_commit_group(d->store, blobs, deliveries, n, deliver_committed, args);
+	for (size_t i = 0; i < n; i++) {
+		deliver_tx_free_sent(txs[i]);
+		txs[i] = NULL;
+	}
+	free(args);
+	free(blobs);
+	free(deliveries);
 }

@@ -67,6 +67,11 @@ struct deliver_tx *deliver_tx_begin_append(struct deliver *deliver, int64_t inte
 /* Sets the internal date the rows get (APPEND: the date-time argument arrives after the message
  * data has been streamed). 0: now. */
 void deliver_tx_set_internal_date(struct deliver_tx *tx, int64_t internal_date);
+/* Appends what src holds so far to dst (IMAP CATENATE's TEXT parts); may run on a worker thread
+ * while nothing else uses either. 0, or -1 on a read or write error. */
+int deliver_tx_append_tx(struct deliver_tx *dst, const struct deliver_tx *src);
+/* Bytes written to the transaction so far. */
+uint64_t deliver_tx_size(const struct deliver_tx *tx);
 /* The transaction's id, as written in the Received header and logged ("queued as"). */
 const char *deliver_tx_id(const struct deliver_tx *tx);
 void deliver_tx_abort(struct deliver_tx **tx);
@@ -85,5 +90,15 @@ typedef void deliver_result_cb(bool ok, const char *error, const struct store_re
 void deliver_tx_commit_r(struct deliver *deliver, struct deliver_tx **tx,
 			 const struct store_target *targets, size_t ntargets,
 			 int64_t sender_account_id, deliver_result_cb *cb, void *arg);
+
+/* Commits several messages all or nothing (IMAP MULTIAPPEND): txs[i] (each set to NULL) goes to
+ * targets[i]; n is at most STORE_GROUP_MAX. cb runs once on the loop thread: ok with results[i]
+ * for message i when every one is on stable storage (NOTIFY_NEW published for each just before),
+ * or !ok with error when none of them is visible. */
+typedef void deliver_group_cb(bool ok, const char *error, const struct store_result *results,
+			      size_t n, void *arg);
+void deliver_tx_commit_group(struct deliver *deliver, struct deliver_tx **txs,
+			     const struct store_target *targets, size_t n,
+			     int64_t sender_account_id, deliver_group_cb *cb, void *arg);
 
 #endif

@@ -17,22 +17,57 @@
 #include <event2/bufferevent.h>
 
 #include "deliver/deliver.h"
+#include "imap/imap_catenate.h"
 #include "imap/imap_private.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "lib/workers.h"
 #include "notify/notify.h"
 #include "store/store.h"
 
 /* --- APPEND --- */
 
+#define IMAP_APPEND_MAX STORE_GROUP_MAX /* messages in one MULTIAPPEND */
+
+/* An APPEND being read and committed: one deliver transaction per streamed message literal, in
+ * the order they arrived. */
+struct imap_append {
+	struct deliver_tx *txs[IMAP_APPEND_MAX];
+	size_t ntx;
+	unsigned literals;  /* streamed literals begun */
+	uint64_t remaining; /* bytes of the current streamed literal still to come */
+	bool failed;        /* a write failed, or the APPEND came in the wrong state */
+	bool too_many;      /* more than IMAP_APPEND_MAX messages */
+};
+
+/* One message of the command: its options and its literal. */
+struct imap_append_msg {
+	uint32_t flags;
+	char kw[STORE_KEYWORDS_MAX];
+	int64_t date;
+	const struct imap_arg *data; /* the message literal, or NULL with cat */
+	const struct imap_arg *cat;  /* CATENATE's list (RFC 4469) */
+};
+
 void
 imap_append_abort(struct imap_session *s)
 {
-	if (s->append_tx != NULL)
-		deliver_tx_abort(&s->append_tx);
-	s->append_literals = 0;
-	s->append_remaining = 0;
-	s->append_failed = false;
+	struct imap_append *a = s->append;
+
+	if (a == NULL)
+		return;
+	for (size_t i = 0; i < a->ntx; i++)
+		deliver_tx_abort(&a->txs[i]);
+	free(a);
+	s->append = NULL;
+}
+
+static struct imap_append *
+imap_append_get(struct imap_session *s)
+{
+	if (s->append == NULL)
+		s->append = xcalloc(1, sizeof(*s->append));
+	return s->append;
 }
 
 bool
@@ -51,8 +86,9 @@ imap_append_continue(struct imap_session *s)
 		           s->server->append_max);
 		return false;
 	}
-	if (s->append_literals > 0) {
-		imap_reply(s, "%s NO [CANNOT] One message per APPEND (no MULTIAPPEND)", tag);
+	if (s->append != NULL && s->append->literals >= IMAP_APPEND_MAX) {
+		imap_reply(s, "%s NO [LIMIT] At most %d messages in one APPEND", tag,
+		           IMAP_APPEND_MAX);
 		return false;
 	}
 	return true;
@@ -61,33 +97,35 @@ imap_append_continue(struct imap_session *s)
 void
 imap_append_data(struct imap_session *s, const char *data, size_t len)
 {
+	struct imap_append *a = imap_append_get(s);
 	char error[256];
 
-	if (s->append_remaining == 0) {
+	if (a->remaining == 0) {
 		/* A literal begins (a {n+} one arrives without a continuation request). */
-		s->append_literals++;
-		s->append_remaining = imap_parser_literal_size(s->parser);
-		if (s->append_literals > 1 ||
-		    (s->state != IMAP_STATE_AUTH && s->state != IMAP_STATE_SELECTED))
-			s->append_failed = true;
-	}
-	s->append_remaining -= len < s->append_remaining ? len : s->append_remaining;
-	if (s->append_failed)
-		return;
-	if (s->append_tx == NULL) {
-		s->append_tx = deliver_tx_begin_append(s->server->deliver, 0, error, sizeof(error));
-		if (s->append_tx == NULL) {
+		a->literals++;
+		a->remaining = imap_parser_literal_size(s->parser);
+		if (s->state != IMAP_STATE_AUTH && s->state != IMAP_STATE_SELECTED)
+			a->failed = true;
+		else if (a->ntx == IMAP_APPEND_MAX)
+			a->too_many = true;
+		if (a->failed || a->too_many)
+			goto count;
+		a->txs[a->ntx] = deliver_tx_begin_append(s->server->deliver, 0, error,
+		                                         sizeof(error));
+		if (a->txs[a->ntx] == NULL) {
 			log_warnx("imap session=%s event=append result=failed error=\"%s\"",
 			          s->conn.id, error);
-			s->append_failed = true;
-			return;
+			a->failed = true;
+			goto count;
 		}
+		a->ntx++;
 	}
-	if (deliver_tx_write(s->append_tx, data, len) < 0) {
+	if (!a->failed && !a->too_many && deliver_tx_write(a->txs[a->ntx - 1], data, len) < 0) {
 		log_warnx("imap session=%s event=append result=write-failed", s->conn.id);
-		deliver_tx_abort(&s->append_tx);
-		s->append_failed = true;
+		a->failed = true;
 	}
+count:
+	a->remaining -= len < a->remaining ? len : a->remaining;
 }
 
 /* Parses an IMAP date-time ("17-Jul-1996 02:44:25 -0700"; day may be " 7"). -1 when invalid. */
@@ -120,9 +158,12 @@ imap_date_time_parse(const char *str)
 }
 
 static void
-imap_append_done(bool ok, const char *error, const struct store_result *results, void *arg)
+imap_append_done(bool ok, const char *error, const struct store_result *results, size_t n,
+                 void *arg)
 {
 	struct imap_session *s = arg;
+	struct evbuffer *out;
+	uint32_t *uids;
 
 	s->update_pending--;
 	if (s->conn.dead) {
@@ -132,122 +173,292 @@ imap_append_done(bool ok, const char *error, const struct store_result *results,
 	}
 	imap_enter_state(s, s->mailbox != NULL ? IMAP_STATE_SELECTED : IMAP_STATE_AUTH);
 	if (!ok) {
-		log_warnx("imap session=%s event=append result=failed error=\"%s\"", s->conn.id,
-		          error != NULL ? error : "");
-		imap_reply(s, "%s NO [UNAVAILABLE] Cannot store the message; try again later", s->tag);
+		log_warnx("imap session=%s event=append result=failed messages=%zu error=\"%s\"",
+		          s->conn.id, n, error != NULL ? error : "");
+		imap_reply(s, "%s NO [UNAVAILABLE] Cannot store the message%s; try again later",
+		           s->tag, n > 1 ? "s" : "");
 	} else {
 		/* An APPEND to the selected mailbox shows up as EXISTS before the OK. */
 		imap_mailbox_flush(s, true);
-		log_info("imap session=%s event=append mailbox=\"%s\" uid=%u", s->conn.id,
-		         s->update_dst, results[0].uid);
-		imap_reply(s, "%s OK [APPENDUID %u %u] APPEND completed", s->tag,
-		           results[0].uidvalidity, results[0].uid);
+		uids = xcalloc(n, sizeof(*uids));
+		for (size_t i = 0; i < n; i++)
+			uids[i] = results[i].uid;
+		log_info("imap session=%s event=append mailbox=\"%s\" messages=%zu uid=%u",
+		         s->conn.id, s->update_dst, n, uids[0]);
+		/* RFC 4315/3502: the UIDs of every message, in order, as a uid-set. */
+		out = bufferevent_get_output(s->conn.bev);
+		evbuffer_add_printf(out, "%s OK [APPENDUID %u ", s->tag, results[0].uidvalidity);
+		imap_write_uidset(s, uids, n);
+		imap_reply(s, "] APPEND completed");
+		free(uids);
 	}
 	imap_update_clear(s);
 	netconn_run(&s->conn);
 }
 
+/* Reads the messages after the mailbox: each [(flags)] [date-time] and a literal or CATENATE
+ * (parts) (RFC 4469). Returns the count, or -1 after replying. */
+static long
+imap_append_parse(struct imap_session *s, const struct imap_command *cmd,
+                  struct imap_append_msg *msgs, size_t max)
+{
+	static const char syntax[] = "syntax: APPEND mailbox [(flags)] [date-time] message ...";
+	size_t pos = 1, n = 0;
+	const char *str;
+	int r;
+
+	if (cmd->nargs < 2) {
+		imap_bad(s, cmd->tag, syntax);
+		return -1;
+	}
+	while (pos < cmd->nargs) {
+		struct imap_append_msg *m = &msgs[n];
+
+		if (n == max || n == IMAP_APPEND_MAX) {
+			imap_reply(s, "%s NO [LIMIT] At most %d messages in one APPEND", cmd->tag,
+			           IMAP_APPEND_MAX);
+			return -1;
+		}
+		memset(m, 0, sizeof(*m));
+		if (cmd->args[pos].type == IMAP_ARG_LIST) {
+			r = imap_flags_parse(&cmd->args[pos], 1, &m->flags, m->kw, sizeof(m->kw));
+			if (r == -2) {
+				imap_reply(s, "%s NO [LIMIT] Too many keywords", cmd->tag);
+				return -1;
+			}
+			if (r < 0) {
+				imap_bad(s, cmd->tag, "Invalid flag");
+				return -1;
+			}
+			pos++;
+		}
+		if (pos < cmd->nargs && cmd->args[pos].type == IMAP_ARG_STRING) {
+			if (!imap_arg_get_string(&cmd->args[pos], &str) ||
+			    (m->date = imap_date_time_parse(str)) < 0) {
+				imap_bad(s, cmd->tag, "Invalid date-time");
+				return -1;
+			}
+			pos++;
+		}
+		if (pos + 1 < cmd->nargs && imap_arg_atom_equals(&cmd->args[pos], "CATENATE") &&
+		    cmd->args[pos + 1].type == IMAP_ARG_LIST) {
+			m->cat = &cmd->args[pos + 1];
+			pos += 2;
+			n++;
+			continue;
+		}
+		if (pos == cmd->nargs || cmd->args[pos].type != IMAP_ARG_LITERAL) {
+			imap_bad(s, cmd->tag, syntax);
+			return -1;
+		}
+		m->data = &cmd->args[pos++];
+		n++;
+	}
+	return (long)n;
+}
+
+/* An APPEND between its parse and its commit (CATENATE's assembly runs on a worker). */
+struct imap_append_cmd {
+	struct imap_session *s;
+	struct imap_append_msg *msgs;
+	struct deliver_tx **txs;
+	struct imap_catenate **cats; /* per message; NULL when not CATENATE */
+	size_t n;
+	char *mailbox;
+};
+
+static void
+imap_append_cmd_free(struct imap_append_cmd *c)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		deliver_tx_abort(&c->txs[i]);
+		imap_catenate_free(&c->cats[i]);
+	}
+	free(c->msgs);
+	free(c->txs);
+	free(c->cats);
+	free(c->mailbox);
+	free(c);
+}
+
+/* Gives each message its transaction: the streamed literals in order (an empty one has none),
+ * buffered ones (small literals read before the login limits applied) written now; CATENATE
+ * messages get their parts. Returns 0, or -1 after replying. */
+static int
+imap_append_txs(struct imap_session *s, const char *tag, struct imap_append_cmd *c)
+{
+	struct imap_append *a = imap_append_get(s);
+	size_t next = 0;
+	char error[256];
+
+	for (size_t i = 0; i < c->n; i++) {
+		const struct imap_arg *data = c->msgs[i].data;
+
+		if (c->msgs[i].cat != NULL) {
+			if (imap_catenate_parse(s, tag, c->msgs[i].cat, a->txs, a->ntx, &next,
+			                        &c->cats[i]) < 0)
+				return -1;
+			continue;
+		}
+		if (data->streamed) {
+			if (next == a->ntx)
+				break; /* cannot happen: one transaction per streamed literal */
+			c->txs[i] = a->txs[next];
+			a->txs[next++] = NULL;
+			continue;
+		}
+		c->txs[i] = deliver_tx_begin_append(s->server->deliver, 0, error, sizeof(error));
+		if (c->txs[i] == NULL || deliver_tx_write(c->txs[i], data->str, data->len) < 0)
+			break;
+	}
+	for (size_t i = 0; i < c->n; i++) {
+		if (c->txs[i] == NULL && c->cats[i] == NULL) {
+			log_warnx("imap session=%s event=append result=failed", s->conn.id);
+			imap_reply(s, "%s NO [UNAVAILABLE] Cannot store the message; try again later",
+			           tag);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Hands the messages to deliver, all or nothing; imap_append_done answers. */
+static void
+imap_append_commit(struct imap_session *s, struct imap_append_cmd *c)
+{
+	struct store_target *targets = xcalloc(c->n, sizeof(*targets));
+
+	imap_update_clear(s);
+	s->update_dst = xstrdup(c->mailbox);
+	for (size_t i = 0; i < c->n; i++) {
+		deliver_tx_set_internal_date(c->txs[i], c->msgs[i].date);
+		targets[i].account_id = s->account_id;
+		targets[i].mailbox = s->update_dst;
+		targets[i].flags = c->msgs[i].flags;
+		targets[i].rcpt = s->account;
+		targets[i].keywords = c->msgs[i].kw[0] != '\0' ? c->msgs[i].kw : NULL;
+	}
+	s->update_kind = IMAP_UPDATE_APPEND;
+	s->update_pending++;
+	imap_enter_state(s, IMAP_STATE_WAIT);
+	/* Targets and keywords are copied before this returns. */
+	deliver_tx_commit_group(s->server->deliver, c->txs, targets, c->n, s->account_id,
+	                        imap_append_done, s);
+	free(targets);
+	imap_append_cmd_free(c);
+}
+
+/* The worker: assembles every CATENATE message of the command. */
+static void
+imap_append_catenate_work(void *arg)
+{
+	struct imap_append_cmd *c = arg;
+
+	for (size_t i = 0; i < c->n; i++)
+		if (c->cats[i] != NULL)
+			imap_catenate_build(c->cats[i]);
+}
+
+static void
+imap_append_catenate_done(void *arg)
+{
+	struct imap_append_cmd *c = arg;
+	struct imap_session *s = c->s;
+	bool too_big = false;
+
+	s->update_pending--;
+	if (s->conn.dead) {
+		imap_append_cmd_free(c);
+		if (s->update_pending == 0)
+			imap_session_free(s);
+		return;
+	}
+	for (size_t i = 0; i < c->n; i++) {
+		if (c->cats[i] == NULL)
+			continue;
+		c->txs[i] = imap_catenate_take(c->cats[i], &too_big);
+		if (c->txs[i] != NULL)
+			continue;
+		imap_enter_state(s, s->mailbox != NULL ? IMAP_STATE_SELECTED : IMAP_STATE_AUTH);
+		if (too_big)
+			imap_reply(s, "%s NO [TOOBIG] Message too large (at most %" PRIu64 " bytes)",
+			           s->tag, s->server->append_max);
+		else
+			imap_reply(s, "%s NO [UNAVAILABLE] Cannot store the message; try again later",
+			           s->tag);
+		imap_append_cmd_free(c);
+		netconn_run(&s->conn);
+		return;
+	}
+	imap_append_commit(s, c);
+}
+
 void
 imap_cmd_append(struct imap_session *s, const struct imap_command *cmd)
 {
-	char name[IMAP_MAILBOX_MAX], kw[STORE_KEYWORDS_MAX];
-	const struct imap_arg *msg = &cmd->args[cmd->nargs > 0 ? cmd->nargs - 1 : 0];
-	struct store_target target = {0};
+	struct imap_append_cmd *c = xcalloc(1, sizeof(*c));
+	struct imap_append *a = imap_append_get(s);
+	char name[IMAP_MAILBOX_MAX];
 	struct store_mailbox mbox;
-	int64_t date = 0;
-	uint32_t flags = 0;
-	size_t pos = 1;
+	bool catenate = false;
+	size_t max = 1;
+	long n;
 	int r;
 
-	kw[0] = '\0';
-	if (s->append_literals > 1) {
-		imap_append_abort(s);
-		imap_reply(s, "%s NO [CANNOT] One message per APPEND (no MULTIAPPEND)", cmd->tag);
-		return;
+	for (size_t i = 1; i < cmd->nargs; i++)
+		max += cmd->args[i].type == IMAP_ARG_LITERAL ||
+		       imap_arg_atom_equals(&cmd->args[i], "CATENATE");
+	c->s = s;
+	c->msgs = xcalloc(max, sizeof(*c->msgs));
+	if (a->too_many) {
+		imap_reply(s, "%s NO [LIMIT] At most %d messages in one APPEND", cmd->tag,
+		           IMAP_APPEND_MAX);
+		goto out;
 	}
-	if (cmd->nargs < 2 || cmd->nargs > 4 || msg->type != IMAP_ARG_LITERAL) {
-		imap_append_abort(s);
-		imap_bad(s, cmd->tag, "syntax: APPEND mailbox [(flags)] [date-time] {size}");
-		return;
-	}
-	if (pos < cmd->nargs - 1 && cmd->args[pos].type == IMAP_ARG_LIST) {
-		r = imap_flags_parse(&cmd->args[pos], 1, &flags, kw, sizeof(kw));
-		if (r < 0) {
-			imap_append_abort(s);
-			if (r == -2)
-				imap_reply(s, "%s NO [LIMIT] Too many keywords", cmd->tag);
-			else
-				imap_bad(s, cmd->tag, "Invalid flag");
-			return;
-		}
-		pos++;
-	}
-	if (pos < cmd->nargs - 1) {
-		const char *str;
-
-		if (!imap_arg_get_string(&cmd->args[pos], &str) ||
-		    (date = imap_date_time_parse(str)) < 0) {
-			imap_append_abort(s);
-			imap_bad(s, cmd->tag, "Invalid date-time");
-			return;
-		}
-		pos++;
-	}
-	if (pos != cmd->nargs - 1) {
-		imap_append_abort(s);
-		imap_bad(s, cmd->tag, "syntax: APPEND mailbox [(flags)] [date-time] {size}");
-		return;
-	}
-	if (imap_mailbox_arg(s, cmd->tag, &cmd->args[0], name, sizeof(name)) < 0) {
-		imap_append_abort(s);
-		return;
-	}
-	if (s->append_failed) {
-		imap_append_abort(s);
+	if ((n = imap_append_parse(s, cmd, c->msgs, max)) < 0)
+		goto out;
+	if (imap_mailbox_arg(s, cmd->tag, &cmd->args[0], name, sizeof(name)) < 0)
+		goto out;
+	if (a->failed) {
 		imap_reply(s, "%s NO [UNAVAILABLE] Cannot store the message; try again later",
 		           cmd->tag);
-		return;
+		goto out;
 	}
-	if (msg->len == 0) {
-		imap_append_abort(s);
-		imap_reply(s, "%s NO [CANNOT] Cannot store an empty message", cmd->tag);
-		return;
-	}
-	if (!msg->streamed) {
-		/* A small literal the parser buffered (e.g. sent before login limits changed). */
-		imap_append_data(s, msg->str, msg->len);
-		if (s->append_failed) {
-			imap_append_abort(s);
-			imap_reply(s, "%s NO [UNAVAILABLE] Cannot store the message", cmd->tag);
-			return;
+	for (long i = 0; i < n; i++) {
+		catenate = catenate || c->msgs[i].cat != NULL;
+		if (c->msgs[i].data != NULL && c->msgs[i].data->len == 0) {
+			imap_reply(s, "%s NO [CANNOT] Cannot store an empty message", cmd->tag);
+			goto out;
 		}
 	}
 	r = store_mailbox_get(s->server->store, s->account_id, name, &mbox);
 	if (r <= 0) {
-		imap_append_abort(s);
 		if (r == 0)
 			imap_reply(s, "%s NO [TRYCREATE] Mailbox does not exist", cmd->tag);
 		else
 			imap_reply(s, "%s NO [UNAVAILABLE] Cannot read the mailbox", cmd->tag);
+		goto out;
+	}
+	c->n = (size_t)n;
+	c->txs = xcalloc(c->n, sizeof(*c->txs));
+	c->cats = xcalloc(c->n, sizeof(*c->cats));
+	c->mailbox = xstrdup(name);
+	if (imap_append_txs(s, cmd->tag, c) < 0)
+		goto out;
+	imap_append_abort(s);
+	imap_set_tag(s, cmd->tag);
+	if (!catenate) {
+		imap_append_commit(s, c);
 		return;
 	}
-	deliver_tx_set_internal_date(s->append_tx, date);
-	imap_update_clear(s);
-	s->update_dst = xstrdup(name);
-	s->update_kw = xstrdup(kw);
-	target.account_id = s->account_id;
-	target.mailbox = s->update_dst;
-	target.flags = flags;
-	target.rcpt = s->account;
-	target.keywords = s->update_kw[0] != '\0' ? s->update_kw : NULL;
-	imap_set_tag(s, cmd->tag);
-	s->update_kind = IMAP_UPDATE_APPEND;
+	/* The parts are copied off the loop thread; the session waits. */
 	s->update_pending++;
-	s->append_literals = 0;
-	s->append_remaining = 0;
 	imap_enter_state(s, IMAP_STATE_WAIT);
-	deliver_tx_commit_r(s->server->deliver, &s->append_tx, &target, 1, s->account_id,
-	                    imap_append_done, s);
+	workers_submit(s->server->workers, imap_append_catenate_work, imap_append_catenate_done, c);
+	return;
+out:
+	imap_append_abort(s);
+	imap_append_cmd_free(c);
 }
 
 /* --- COPY, MOVE --- */

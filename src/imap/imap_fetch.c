@@ -15,6 +15,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
+#include "imap/imap_binary.h"
 #include "imap/imap_private.h"
 #include "imap/imap_section.h"
 #include "lib/log.h"
@@ -34,6 +35,8 @@ enum imap_fetch_kind {
 	IMAP_FETCH_BODY,          /* BODY: the structure without extension data */
 	IMAP_FETCH_BODYSTRUCTURE, /* with it */
 	IMAP_FETCH_SECTION,       /* BODY[...], RFC822, RFC822.HEADER, RFC822.TEXT */
+	IMAP_FETCH_BINARY,        /* BINARY[...], BINARY.PEEK[...] (imap_binary.c) */
+	IMAP_FETCH_BINARY_SIZE,   /* BINARY.SIZE[...] */
 };
 
 struct imap_fetch_item {
@@ -58,6 +61,8 @@ struct imap_fetch {
 	char *text; /* ENVELOPE/BODYSTRUCTURE text being built */
 	size_t text_len, text_cap;
 	struct imap_section_stream st;
+	struct imap_binary *bin; /* a BINARY item in progress */
+	bool unknown_cte;        /* a BINARY part had an unknown encoding: NO [UNKNOWN-CTE] */
 };
 
 void
@@ -68,6 +73,7 @@ imap_fetch_free(struct imap_session *s)
 	if (f == NULL)
 		return;
 	imap_section_stream_close(&f->st);
+	imap_binary_free(&f->bin);
 	for (size_t i = 0; i < f->nitems; i++) {
 		imap_section_clear(&f->items[i].body.sec);
 		free(f->items[i].body.name);
@@ -115,7 +121,13 @@ static bool
 imap_fetch_section_parse(const struct imap_arg *a, struct imap_fetch_item *it)
 {
 	const char *prefix;
+	bool size;
 
+	if (imap_binary_item_parse(a->str, a->section, a->partial, a->partial_offset,
+	                           a->partial_size, &it->body, &it->peek, &size)) {
+		it->kind = size ? IMAP_FETCH_BINARY_SIZE : IMAP_FETCH_BINARY;
+		return true;
+	}
 	if (strcasecmp(a->str, "BODY.PEEK") == 0)
 		it->peek = true;
 	else if (strcasecmp(a->str, "BODY") != 0)
@@ -266,7 +278,7 @@ imap_cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 	for (size_t i = 0; i < f->nitems; i++) {
 		enum imap_fetch_kind k = f->items[i].kind;
 
-		if (k == IMAP_FETCH_SECTION && !f->items[i].peek)
+		if ((k == IMAP_FETCH_SECTION || k == IMAP_FETCH_BINARY) && !f->items[i].peek)
 			seen = true;
 		if (k == IMAP_FETCH_SIZE || k == IMAP_FETCH_DATE || k == IMAP_FETCH_SECTION)
 			meta = true;
@@ -382,6 +394,25 @@ imap_fetch_structure_write(struct imap_session *s, const struct imap_msg *m,
 	evbuffer_add(out, f->text, f->text_len);
 }
 
+/* BINARY[...] / BINARY.SIZE[...] of m; true when it goes on in imap_binary_pump. */
+static bool
+imap_fetch_binary_write(struct imap_session *s, const struct imap_msg *m,
+                        const struct imap_fetch_item *it)
+{
+	struct imap_fetch *f = s->fetch;
+	const struct mimestruct *ms = NULL;
+	int r;
+
+	if (it->body.sec.depth > 0 && (ms = imap_fetch_structure(s, m)) == NULL) {
+		evbuffer_add_printf(bufferevent_get_output(s->conn.bev), "%s NIL", it->body.name);
+		return false;
+	}
+	r = imap_binary_start(s, m, &it->body, ms, it->kind == IMAP_FETCH_BINARY_SIZE, &f->bin);
+	if (r < 0)
+		f->unknown_cte = true;
+	return r == 0;
+}
+
 /* Writes one item of m; true when a body stream was started (the item ends with it). */
 static bool
 imap_fetch_item_write(struct imap_session *s, const struct imap_msg *m,
@@ -431,6 +462,9 @@ imap_fetch_item_write(struct imap_session *s, const struct imap_msg *m,
 		}
 		imap_section_start(s, m, &it->body, ms, &f->st);
 		return f->st.fd >= 0;
+	case IMAP_FETCH_BINARY:
+	case IMAP_FETCH_BINARY_SIZE:
+		return imap_fetch_binary_write(s, m, it);
 	}
 	return false;
 }
@@ -449,8 +483,21 @@ imap_fetch_pump(struct imap_session *s)
 				f->item++;
 			continue;
 		}
+		if (f->bin != NULL) {
+			int r = imap_binary_pump(s, &f->bin);
+
+			if (r == 0)
+				return false; /* counting on a worker; its completion resumes */
+			if (r == 2)
+				f->item++;
+			continue;
+		}
 		if (f->pos == f->nidx) {
-			imap_reply(s, "%s OK %sFETCH completed", s->tag, f->uid ? "UID " : "");
+			if (f->unknown_cte)
+				imap_reply(s, "%s NO [UNKNOWN-CTE] Unknown Content-Transfer-Encoding",
+				           s->tag);
+			else
+				imap_reply(s, "%s OK %sFETCH completed", s->tag, f->uid ? "UID " : "");
 			imap_fetch_free(s);
 			netconn_set_timeouts(&s->conn, true);
 			imap_enter_state(s, IMAP_STATE_SELECTED);

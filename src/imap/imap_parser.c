@@ -46,7 +46,7 @@ struct imap_node {
 	size_t off, len;    /* text in buf */
 	size_t sec_off, sec_len;
 	uint64_t number;
-	bool literal_plus, streamed, partial;
+	bool literal_plus, streamed, partial, binary;
 	uint32_t partial_offset, partial_size;
 };
 
@@ -84,7 +84,7 @@ struct imap_parser {
 
 	uint64_t lit_size, lit_remaining;
 	unsigned lit_digits;
-	bool lit_plus, lit_stream;
+	bool lit_plus, lit_stream, lit8;
 
 	int sk; /* S_SKIP: progress through a trailing "{n+}\r\n" */
 	uint64_t sk_n;
@@ -381,6 +381,7 @@ imap_parser_build(struct imap_parser *p)
 		a->number = nd->number;
 		a->literal_plus = nd->literal_plus;
 		a->streamed = nd->streamed;
+		a->binary = nd->binary;
 		if (nd->type == IMAP_ARG_LIST) {
 			a->list_count = nd->nchildren;
 			a->list = nd->nchildren > 0 ? &p->args[nd->block] : NULL;
@@ -471,12 +472,33 @@ imap_parser_line_end(struct imap_parser *p)
 	return IMAP_PARSE_COMMAND;
 }
 
+/* True when the literal being started is message data of APPEND: a top-level argument other
+ * than the first (the mailbox), or in a CATENATE list the literal after TEXT (RFC 4469). */
+static bool
+imap_parser_message_literal(const struct imap_parser *p)
+{
+	const struct imap_node *n = &p->nodes[p->tok], *prev;
+	const char *word;
+
+	if (!p->append)
+		return false;
+	if (n->parent < 0)
+		return p->ntop > 1;
+	if (p->depth != 1 || p->tok == 0)
+		return false;
+	prev = &p->nodes[p->tok - 1];
+	word = p->buf + prev->off;
+	return prev->parent == n->parent && prev->type == IMAP_ARG_ATOM && prev->len == 4 &&
+	       strncasecmp(word, "TEXT", 4) == 0;
+}
+
 /* The literal header's LF was consumed: check the limits and start reading its data. */
 static int
 imap_parser_literal_start(struct imap_parser *p)
 {
 	struct imap_node *n = &p->nodes[p->tok];
-	bool stream = p->append && p->lim.stream_min > 0 && p->lit_size >= p->lim.stream_min;
+	bool stream = imap_parser_message_literal(p) && p->lim.stream_min > 0 &&
+	              p->lit_size >= p->lim.stream_min;
 	bool too_big;
 
 	p->line_len = 0;
@@ -501,6 +523,7 @@ imap_parser_literal_start(struct imap_parser *p)
 	}
 	n->literal_plus = p->lit_plus;
 	n->streamed = stream;
+	n->binary = p->lit8;
 	n->len = (size_t)p->lit_size;
 	n->off = p->buf_len;
 	if (!stream)
@@ -516,7 +539,7 @@ static int
 imap_parser_literal_bytes(struct imap_parser *p, const char *in, size_t len, size_t *used_r)
 {
 	size_t n = len < p->lit_remaining ? len : (size_t)p->lit_remaining;
-	const char *nul = p->lim.literal_nul ? NULL : memchr(in, '\0', n);
+	const char *nul = p->lim.literal_nul || p->lit8 ? NULL : memchr(in, '\0', n);
 
 	*used_r = 0;
 	if (nul == in) {
@@ -548,6 +571,17 @@ imap_parser_literal_done(struct imap_parser *p)
 {
 	imap_parser_put(p, '\0');
 	p->state = S_AFTER;
+}
+
+/* "{" was read (after "~" for a literal8, RFC 3516): the size follows. */
+static void
+imap_parser_literal_header(struct imap_parser *p, bool lit8)
+{
+	p->lit_size = 0;
+	p->lit_digits = 0;
+	p->lit_plus = false;
+	p->lit8 = lit8;
+	p->state = S_LIT_LEN;
 }
 
 /* Starts an argument at c (S_ARG). Returns 0 to go on (consumed or not via *consume_r). */
@@ -582,10 +616,7 @@ imap_parser_arg_start(struct imap_parser *p, unsigned char c, bool *consume_r)
 	case '{':
 		if (imap_parser_node(p, IMAP_ARG_LITERAL) < 0)
 			return IMAP_PARSE_ERROR;
-		p->lit_size = 0;
-		p->lit_digits = 0;
-		p->lit_plus = false;
-		p->state = S_LIT_LEN;
+		imap_parser_literal_header(p, false);
 		return 0;
 	default:
 		if (!imap_is_atom_char(c)) {
@@ -723,6 +754,14 @@ imap_parser_step(struct imap_parser *p, unsigned char c, bool *consume_r)
 			n->sec_off = p->buf_len;
 			p->sec_depth = 0;
 			p->state = S_SECTION;
+			return 0;
+		}
+		n = &p->nodes[p->tok];
+		if (c == '{' && p->buf_len == n->off + 1 && p->buf[n->off] == '~') {
+			/* "~{": not an atom "~" but a literal8 (RFC 3516). */
+			p->buf_len = n->off;
+			n->type = IMAP_ARG_LITERAL;
+			imap_parser_literal_header(p, true);
 			return 0;
 		}
 		if (!imap_is_atom_char(c))
@@ -1212,7 +1251,7 @@ imap_dump_args(struct imap_dump *d, const struct imap_arg *args, size_t n)
 			imap_dump_quoted(d, a->str, a->len);
 			break;
 		case IMAP_ARG_LITERAL:
-			snprintf(num, sizeof(num), "{%zu%s}", a->len,
+			snprintf(num, sizeof(num), "%s{%zu%s}", a->binary ? "~" : "", a->len,
 			         a->streamed       ? " stream"
 			         : a->literal_plus ? "+"
 			                           : "");

@@ -45,7 +45,8 @@ struct imap_parser_limits {
 	uint64_t discard_max; /* bytes skipped after an error in one command (LITERAL+ data,
 	                       * the rest of a refused line) before the error turns fatal;
 	                       * default 4 MiB */
-	/* APPEND's literals of at least stream_min bytes (0: never) are not buffered but handed
+	/* APPEND's message literals (every top-level literal but the mailbox name, and CATENATE's
+	 * TEXT literals) of at least stream_min bytes (0: never) are not buffered but handed
 	 * over as IMAP_PARSE_LITERAL_DATA chunks, up to stream_max bytes each (default 64 MiB,
 	 * the message size limit); they count against neither literal_max nor command_max. */
 	size_t stream_min;
@@ -59,7 +60,8 @@ enum imap_arg_type {
 	IMAP_ARG_NUMBER,  /* an atom of digits; number holds its value */
 	IMAP_ARG_NIL,     /* the atom NIL, any case */
 	IMAP_ARG_STRING,  /* a quoted string, escapes undone */
-	IMAP_ARG_LITERAL, /* {n} or {n+}; may hold NULs (literal_nul) and CRLFs */
+	IMAP_ARG_LITERAL, /* {n} or {n+}; may hold NULs (literal_nul) and CRLFs; or a literal8
+	                   * ~{n} / ~{n+} (RFC 3516), which may always hold NULs */
 	IMAP_ARG_LIST,    /* ( ... ) */
 	IMAP_ARG_SECTION, /* FETCH's name[section]<partial>, see above */
 };
@@ -72,6 +74,7 @@ struct imap_arg {
 	uint64_t number;   /* IMAP_ARG_NUMBER */
 	bool literal_plus; /* IMAP_ARG_LITERAL: was {n+} */
 	bool streamed;     /* IMAP_ARG_LITERAL: data went out as IMAP_PARSE_LITERAL_DATA */
+	bool binary;       /* IMAP_ARG_LITERAL: a literal8, ~{n} */
 	const struct imap_arg *list; /* IMAP_ARG_LIST: members, list_count of them */
 	size_t list_count;
 	const char *section; /* IMAP_ARG_SECTION: text between the brackets, NUL-terminated */
@@ -188,7 +191,7 @@ bool imap_arg_atom_equals(const struct imap_arg *arg, const char *word);
 
 /* The command in a canonical, printable form for logs, tests and the fuzzer: tag, "UID " if
  * set, name, then each argument: atoms as sent, quoted strings and literals as "..." (literals
- * prefixed {n} or {n+}, streamed ones {n stream}) with \\, \" and \xNN escapes, lists in
+ * prefixed {n} or {n+}, streamed ones {n stream}; a literal8 with ~ before) with \\, \" and \xNN escapes, lists in
  * parentheses, sections as name[section]<o.s>. Returns a string to free(). */
 char *imap_command_dump(const struct imap_command *cmd);
 

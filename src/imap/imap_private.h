@@ -4,8 +4,10 @@
  * state (CAPABILITY, STARTTLS, LOGIN, AUTHENTICATE) and the session's lifetime;
  * imap_mailbox.c the selected state (SELECT, STATUS, the snapshot, the notify queue, \Recent,
  * resync, IDLE); imap_mbox.c the mailbox namespace (LIST, LSUB, CREATE, DELETE, RENAME,
- * SUBSCRIBE); imap_fetch.c FETCH with imap_section.c resolving body sections; imap_store.c
- * STORE, EXPUNGE, CLOSE and the store update they share; imap_append.c APPEND, COPY and MOVE;
+ * SUBSCRIBE); imap_fetch.c FETCH with imap_section.c resolving body sections and
+ * imap_binary.c BINARY; imap_store.c
+ * STORE, EXPUNGE, CLOSE and the store update they share; imap_append.c APPEND
+ * (with imap_catenate.c), COPY and MOVE;
  * imap_search.c SEARCH over imap_match.c. Everything runs on the loop thread. */
 #ifndef TERN_IMAP_PRIVATE_H
 #define TERN_IMAP_PRIVATE_H
@@ -99,7 +101,8 @@ struct imap_event {
 	bool recent;	/* NEW: this session claimed it as \Recent */
 };
 
-struct imap_fetch; /* imap_fetch.c */
+struct imap_fetch;  /* imap_fetch.c */
+struct imap_append; /* imap_append.c */
 
 /* What to do once the store update in flight completes. */
 enum imap_update_kind {
@@ -156,11 +159,8 @@ struct imap_session {
 	char *update_kw;	       /* the keyword lists the changes point into */
 	uint64_t update_unchangedsince; /* STORE (UNCHANGEDSINCE n), 0 when none */
 	char *update_dst;	       /* COPY/MOVE destination */
-	/* APPEND in progress: the message literal streams into a deliver transaction. */
-	struct deliver_tx *append_tx;
-	unsigned append_literals; /* streamed literals seen in this command */
-	uint64_t append_remaining; /* bytes of the current streamed literal still to come */
-	bool append_failed;	  /* a write failed or too many literals: refuse at the end */
+	/* APPEND in progress (imap_append.c): message literals stream into deliver transactions. */
+	struct imap_append *append;
 	struct imap_fetch *fetch; /* a FETCH in progress */
 	struct event *idle_timer;
 };

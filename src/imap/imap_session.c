@@ -102,7 +102,7 @@ imap_capabilities(const struct imap_session *s, char *buf, size_t size)
 {
 	str_copy(buf,
 	         "IMAP4rev1 LITERAL+ SASL-IR ENABLE IDLE UIDPLUS MOVE UNSELECT NAMESPACE ID CHILDREN "
-	         "SPECIAL-USE CONDSTORE ESEARCH",
+	         "SPECIAL-USE CONDSTORE ESEARCH MULTIAPPEND BINARY CATENATE",
 	         size);
 	if (s->state != IMAP_STATE_NOT_AUTH)
 		return;

@@ -4,6 +4,7 @@
  * value sizes and parameter counts are capped, and a blob is checked whole before it is used. */
 #include "mime/mimestruct.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1067,9 +1068,9 @@ mimestruct_free(struct mimestruct **ms)
 
 /* ---------- sections ---------- */
 
-int
-mimestruct_section(const struct mimestruct *ms, const uint32_t *path, size_t depth,
-                   enum mimestruct_section section, struct mimestruct_range *range_r)
+/* The part a path names (as mimestruct_section walks it), or NULL when there is none. */
+static const struct ms_part *
+ms_part_find(const struct mimestruct *ms, const uint32_t *path, size_t depth)
 {
 	const struct ms_part *p = &ms->parts[0];
 	bool one = false;
@@ -1080,18 +1081,18 @@ mimestruct_section(const struct mimestruct *ms, const uint32_t *path, size_t dep
 		uint32_t num = path[i];
 
 		if (num == 0)
-			return 0;
+			return NULL;
 		if (p->kind == MS_MULTIPART) {
 			one = false;
 			uint32_t c = p->nchildren > 0 ? p->first : 0;
 
 			if (num > p->nchildren)
-				return 0;
+				return NULL;
 			while (--num > 0)
 				c = ms->parts[c].next;
 			p = &ms->parts[c];
 		} else if (num != 1 || one) {
-			return 0;
+			return NULL;
 		} else {
 			one = true;
 		}
@@ -1100,6 +1101,39 @@ mimestruct_section(const struct mimestruct *ms, const uint32_t *path, size_t dep
 			one = false;
 		}
 	}
+	return p;
+}
+
+int
+mimestruct_part_encoding(const struct mimestruct *ms, const uint32_t *path, size_t depth,
+                         char *enc, size_t encsize, bool *multipart_r)
+{
+	const struct ms_part *p = ms_part_find(ms, path, depth);
+	const struct ms_str *e;
+	const char *v, *end;
+	size_t n = 0;
+
+	if (p == NULL)
+		return 0;
+	*multipart_r = p->kind == MS_MULTIPART;
+	e = &p->f[MSF_ENCODING];
+	v = e->set ? ms_sp(ms, e) : "";
+	end = v + (e->set ? e->len : 0);
+	v = ms_cfws(v, end, NULL, NULL);
+	while (v < end && ms_is_token_char(*v) && n + 1 < encsize)
+		enc[n++] = (char)tolower((unsigned char)*v++);
+	enc[n] = '\0';
+	return 1;
+}
+
+int
+mimestruct_section(const struct mimestruct *ms, const uint32_t *path, size_t depth,
+                   enum mimestruct_section section, struct mimestruct_range *range_r)
+{
+	const struct ms_part *p = ms_part_find(ms, path, depth);
+
+	if (p == NULL)
+		return 0;
 	if (depth == 0) {
 		switch (section) {
 		case MIMESTRUCT_ALL:

@@ -63,6 +63,11 @@ enum mimestruct_section {
 int mimestruct_section(const struct mimestruct *ms, const uint32_t *path, size_t depth,
                        enum mimestruct_section section, struct mimestruct_range *range_r);
 
+/* The Content-Transfer-Encoding of the part the path names (depth 0: the message), lower-cased,
+ * "" when absent, into enc; *multipart_r says whether the part is a multipart. 1 found, 0 no
+ * such part. For IMAP BINARY (RFC 3516). */
+int mimestruct_part_encoding(const struct mimestruct *ms, const uint32_t *path, size_t depth,
+                             char *enc, size_t encsize, bool *multipart_r);
 /* IMAP response values, appended to a growing buffer (out, *len, *cap, realloc'd; the caller
  * frees *out): the ENVELOPE of the message, and BODY (extended false) or BODYSTRUCTURE
  * (extended true, with the extension data of RFC 3501 7.4.2: MD5 NIL, disposition, language,

@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct workers;
 struct store;
@@ -92,6 +93,10 @@ int store_blob_new(struct store *store, struct store_blob **blob_r, char *error,
 /* Appends bytes. Returns 0 or -1 (errno set, e.g. ENOSPC); after -1 the blob can only be aborted. */
 int store_blob_write(struct store_blob *blob, const void *data, size_t len);
 uint64_t store_blob_size(const struct store_blob *blob);
+/* Reads back up to len bytes written so far from offset (IMAP CATENATE assembles a message from
+ * parts held in blobs). Returns the bytes read (0 at the end) or -1 with errno set. May run on
+ * another thread while nothing else uses the blob. */
+ssize_t store_blob_pread(const struct store_blob *blob, void *buf, size_t len, uint64_t offset);
 /* Discards the message and its file. *blob becomes NULL. */
 void store_blob_abort(struct store_blob **blob);
 
@@ -133,6 +138,15 @@ typedef void store_commit_cb(bool ok, const struct store_result *results, const 
  * transaction with others in flight. The delivery struct and what it points to are copied. */
 void store_blob_commit(struct store *store, struct store_blob **blob,
 		       const struct store_delivery *delivery, store_commit_cb *cb, void *arg);
+
+/* store_blob_commit for several messages at once, all or nothing (IMAP MULTIAPPEND): blobs[i]
+ * (taken, each set to NULL) goes with deliveries[i] and cb(..., args[i]). Either every message is
+ * durable and each callback reports ok, or none of them is visible and every callback reports
+ * the failure; the callbacks run in order, one after another. n is at most STORE_GROUP_MAX. */
+#define STORE_GROUP_MAX 256
+void store_blob_commit_group(struct store *store, struct store_blob **blobs,
+			     const struct store_delivery *deliveries, size_t n,
+			     store_commit_cb *cb, void *const *args);
 
 /* --- reading (admin tools now, POP3/IMAP later) --- */
 

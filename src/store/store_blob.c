@@ -84,7 +84,18 @@ struct store_job {
 	char error[256];
 	store_commit_cb *cb;
 	void *arg;
+	struct store_group *group; /* all-or-nothing with the other jobs of a group, or NULL */
+	size_t group_index;
 	struct store_job *next;
+};
+
+/* Jobs committed all or nothing (store_blob_commit_group). The sync threads hand its jobs to
+ * the committer together, once the last one is synced, so one batch always holds all of them. */
+struct store_group {
+	size_t n;
+	size_t synced;    /* under the pipeline lock */
+	size_t remaining; /* callbacks not yet run (loop thread) */
+	struct store_job **jobs;
 };
 
 struct store_job_queue {
@@ -265,6 +276,21 @@ uint64_t
 store_blob_size(const struct store_blob *blob)
 {
 	return blob->size;
+}
+
+ssize_t
+store_blob_pread(const struct store_blob *blob, void *buf, size_t len, uint64_t offset)
+{
+	ssize_t got;
+
+	if (offset >= blob->size)
+		return 0;
+	if (len > blob->size - offset)
+		len = (size_t)(blob->size - offset);
+	do
+		got = pread(blob->fd, buf, len, (off_t)offset);
+	while (got < 0 && errno == EINTR);
+	return got;
 }
 
 void
@@ -666,6 +692,59 @@ store_batch_fail(struct store_job **jobs, size_t n, const char *error)
 		store_job_fail(jobs[i], "%s", error);
 }
 
+/* A group whose job failed fails as a whole: the others say why. */
+static void
+store_groups_settle(struct store_job **jobs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct store_group *g = jobs[i]->group;
+
+		if (g == NULL || jobs[i]->ok)
+			continue;
+		for (size_t k = 0; k < g->n; k++)
+			store_job_fail(g->jobs[k], "message %zu of the same group failed: %s",
+			               jobs[i]->group_index + 1, jobs[i]->error);
+	}
+}
+
+/* Inserts the rows of the group starting at jobs[0] (or of the single job) under one savepoint:
+ * if any job fails, none of the group's rows stay. Returns the number of jobs taken. */
+static size_t
+store_group_insert(struct store_job **jobs, size_t n, struct store_writer *w)
+{
+	const struct store_group *g = jobs[0]->group;
+	size_t count = g != NULL ? g->n : 1, failed = count;
+	char error[256];
+
+	if (count > n)
+		count = n; /* cannot happen: a batch holds whole groups */
+	if (g == NULL) {
+		if (jobs[0]->ok)
+			store_job_insert(jobs[0], w);
+		return 1;
+	}
+	if (!jobs[0]->ok)
+		return count; /* settled: every job of the group failed */
+	if (store_exec(w->db, "SAVEPOINT grp", error, sizeof(error)) < 0) {
+		for (size_t i = 0; i < count; i++)
+			store_job_fail(jobs[i], "%s", error);
+		return count;
+	}
+	for (size_t i = 0; i < count && failed == count; i++) {
+		store_job_insert(jobs[i], w);
+		if (!jobs[i]->ok)
+			failed = i;
+	}
+	if (failed < count) {
+		sqlite3_exec(w->db, "ROLLBACK TO grp", NULL, NULL, NULL);
+		for (size_t i = 0; i < count; i++)
+			store_job_fail(jobs[i], "message %zu of the same group failed: %s",
+			               failed + 1, jobs[failed]->error);
+	}
+	sqlite3_exec(w->db, "RELEASE grp", NULL, NULL, NULL);
+	return count;
+}
+
 /* Runs the commit steps for a batch of synced jobs: resolve, link, fsync dirs, one transaction,
  * then cleanup. Every job ends with ok set and, when ok, its results filled. */
 static void
@@ -694,18 +773,19 @@ store_batch_commit(struct store *store, struct store_writer *w, struct store_job
 			if (d >= 0 && dirs.dir[d].failed)
 				store_job_fail(jobs[i], "fsync of %s failed", dirs.dir[d].path);
 		}
-		if (jobs[i]->ok)
-			nok++;
 	}
 	free(dirs.dir);
+	store_groups_settle(jobs, n);
+	for (size_t i = 0; i < n; i++)
+		if (jobs[i]->ok)
+			nok++;
 
 	if (nok > 0) {
 		if (store_exec(w->db, "BEGIN IMMEDIATE", error, sizeof(error)) < 0) {
 			store_batch_fail(jobs, n, error);
 		} else {
-			for (size_t i = 0; i < n; i++) {
-				if (jobs[i]->ok)
-					store_job_insert(jobs[i], w);
+			for (size_t i = 0; i < n;) {
+				i += store_group_insert(jobs + i, n - i, w);
 				/* Some errors (disk full, I/O) roll the whole transaction back. */
 				if (sqlite3_get_autocommit(w->db)) {
 					store_batch_fail(jobs, n, "transaction aborted");
@@ -740,10 +820,16 @@ store_job_done(void *arg)
 {
 	struct store_job *job = arg;
 
+	struct store_group *g = job->group;
+
 	if (job->cb != NULL)
 		job->cb(job->ok, job->ok ? job->results : NULL, job->ok ? "" : job->error,
 		        job->arg);
 	store_job_free(job);
+	if (g != NULL && --g->remaining == 0) {
+		free(g->jobs);
+		free(g);
+	}
 }
 
 /* --- threads --- */
@@ -770,7 +856,13 @@ store_sync_thread(void *arg)
 		pthread_mutex_unlock(&p->lock);
 		store_job_sync(job);
 		pthread_mutex_lock(&p->lock);
-		store_job_queue_push(&p->commit_jobs, job);
+		if (job->group == NULL) {
+			store_job_queue_push(&p->commit_jobs, job);
+		} else if (++job->group->synced == job->group->n) {
+			/* The group's last job: all of them go to the committer, in order. */
+			for (size_t i = 0; i < job->group->n; i++)
+				store_job_queue_push(&p->commit_jobs, job->group->jobs[i]);
+		}
 		pthread_cond_signal(&p->commit_cond);
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -796,6 +888,12 @@ store_committer_thread(void *arg)
 			continue;
 		}
 		while (p->commit_jobs.head != NULL && n < STORE_BATCH_MAX) {
+			const struct store_group *g = p->commit_jobs.head->group;
+
+			/* A group is never split between two batches (it fits in an empty one). */
+			if (g != NULL && p->commit_jobs.head->group_index == 0 &&
+			    n + g->n > STORE_BATCH_MAX)
+				break;
 			batch[n++] = p->commit_jobs.head;
 			p->commit_jobs.head = p->commit_jobs.head->next;
 		}
@@ -900,22 +998,21 @@ store_sync_writer(struct store *store, char *error, size_t errsize)
 	return store->sync_writer;
 }
 
-/* Commits on the calling thread (no workers): a batch of one on the store's connection. */
+/* Commits on the calling thread (no workers): one batch (a job, or a group's jobs) on the
+ * store's connection. */
 static void
-store_commit_sync(struct store *store, struct store_job *job)
+store_commit_sync(struct store *store, struct store_job **jobs, size_t n)
 {
 	char error[256];
 
-	store_job_sync(job);
-	if (job->ok && store_sync_writer(store, error, sizeof(error)) == NULL)
-		store_job_fail(job, "%s", error);
-	if (job->ok) {
-		store_batch_commit(store, store->sync_writer, &job, 1);
-	} else {
-		if (unlink(job->tmp_path) < 0)
-			log_warn("store event=tmp-unlink file=%s", job->tmp_path);
-	}
-	store_job_done(job);
+	for (size_t i = 0; i < n; i++)
+		store_job_sync(jobs[i]);
+	if (store_sync_writer(store, error, sizeof(error)) == NULL)
+		store_batch_fail(jobs, n, error);
+	/* Failed jobs are only cleaned up there (their tmp files removed). */
+	store_batch_commit(store, store->sync_writer, jobs, n);
+	for (size_t i = 0; i < n; i++)
+		store_job_done(jobs[i]);
 }
 
 void
@@ -930,13 +1027,44 @@ store_blob_commit(struct store *store, struct store_blob **blobp, const struct s
 	job = store_job_new(store, blob, d, cb, arg);
 	free(blob);
 	if (p == NULL) {
-		store_commit_sync(store, job);
+		store_commit_sync(store, &job, 1);
 		return;
 	}
 	pthread_mutex_lock(&p->lock);
 	p->inflight++;
 	store_job_queue_push(&p->sync_jobs, job);
 	pthread_cond_signal(&p->sync_cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
+void
+store_blob_commit_group(struct store *store, struct store_blob **blobs,
+                        const struct store_delivery *deliveries, size_t n, store_commit_cb *cb,
+                        void *const *args)
+{
+	struct store_pipeline *p = store->pipeline;
+	struct store_group *g = xcalloc(1, sizeof(*g));
+
+	if (n == 0 || n > STORE_GROUP_MAX)
+		fatalx("store_blob_commit_group: %zu messages", n);
+	g->n = g->remaining = n;
+	g->jobs = xcalloc(n, sizeof(*g->jobs));
+	for (size_t i = 0; i < n; i++) {
+		g->jobs[i] = store_job_new(store, blobs[i], &deliveries[i], cb, args[i]);
+		g->jobs[i]->group = g;
+		g->jobs[i]->group_index = i;
+		free(blobs[i]);
+		blobs[i] = NULL;
+	}
+	if (p == NULL) {
+		store_commit_sync(store, g->jobs, n);
+		return;
+	}
+	pthread_mutex_lock(&p->lock);
+	p->inflight += (unsigned)n;
+	for (size_t i = 0; i < n; i++)
+		store_job_queue_push(&p->sync_jobs, g->jobs[i]);
+	pthread_cond_broadcast(&p->sync_cond);
 	pthread_mutex_unlock(&p->lock);
 }
 

@@ -556,6 +556,152 @@ test_store_threaded(void **state)
 	event_base_free(t.base);
 }
 
+/* One message of a group commit, as its callback saw it. */
+struct group_part {
+	int calls;
+	bool ok;
+	uint32_t uid;
+	int order;
+	int *counter;
+};
+
+static void
+group_cb(bool ok, const struct store_result *results, const char *error, void *arg)
+{
+	struct group_part *p = arg;
+
+	p->calls++;
+	p->ok = ok;
+	p->uid = ok ? results[0].uid : 0;
+	p->order = ++*p->counter;
+}
+
+/* Commits n blobs as one group; target bad (or -1 for none) goes to a mailbox that does not
+ * exist. Waits for every callback when base is given. */
+static void
+group_commit(struct store *store, struct event_base *base, int64_t account, size_t n, int bad,
+             struct group_part *parts, int *counter)
+{
+	struct store_blob *blobs[8];
+	struct store_target targets[8];
+	struct store_delivery ds[8];
+	void *args[8];
+	char error[256];
+
+	*counter = 0;
+	for (size_t i = 0; i < n; i++) {
+		memset(&parts[i], 0, sizeof(parts[i]));
+		parts[i].counter = counter;
+		targets[i] = (struct store_target){account, (int)i == bad ? "NoSuchBox" : "INBOX",
+		                                   0, "alice@example.org", NULL};
+		ds[i] = (struct store_delivery){"carol@example.net", 0, 1751364000, &targets[i], 1};
+		args[i] = &parts[i];
+		assert_int_equal(store_blob_new(store, &blobs[i], error, sizeof(error)), 0);
+		assert_int_equal(store_blob_write(blobs[i], message1, sizeof(message1) - 1), 0);
+	}
+	store_blob_commit_group(store, blobs, ds, n, group_cb, args);
+	for (size_t i = 0; i < n; i++)
+		assert_null(blobs[i]);
+	while (base != NULL && *counter < (int)n)
+		event_base_loop(base, EVLOOP_ONCE);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(parts[i].calls, 1);
+		assert_int_equal(parts[i].order, (int)i + 1);
+	}
+}
+
+/* Sets the INBOX's next UID behind the store's back. */
+static void
+uidnext_set(const char *dir, int64_t account, long long uidnext)
+{
+	char path[256], sql[256];
+	sqlite3 *db;
+
+	snprintf(path, sizeof(path), "%s/tern.db", dir);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	snprintf(sql, sizeof(sql),
+	         "UPDATE mailboxes SET uidnext = %lld WHERE account_id = %lld AND name = 'INBOX'",
+	         uidnext, (long long)account);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+/* store_blob_commit_group (IMAP MULTIAPPEND): all the messages or none, with and without the
+ * pipeline's threads. */
+static void
+test_store_group(void **state)
+{
+	struct test_dir *d = *state;
+	struct group_part parts[8];
+	struct list_acc acc;
+	struct event_base *base = NULL;
+	struct workers *workers = NULL;
+	char error[256];
+	int counter;
+
+	for (int threaded = 0; threaded <= 1; threaded++) {
+		struct store *store;
+		int64_t alice;
+
+		print_message("# group commit, %s\n", threaded ? "pipeline threads" : "synchronous");
+		if (threaded) {
+			assert_int_equal(evthread_use_pthreads(), 0);
+			base = event_base_new();
+			workers = workers_new(base, 2);
+		}
+		store = open_store(d->path, !threaded, workers);
+		if (!threaded)
+			assert_int_equal(store_account_add(store, "alice@example.org", HASH, error,
+			                                   sizeof(error)),
+			                 1);
+		alice = account_id(store, "alice@example.org");
+		int before = list_mailbox(store, alice, "INBOX", &acc);
+		int files = count_files(d->path, "mail");
+
+		print_message("# three messages: all ok, consecutive UIDs, callbacks in order\n");
+		group_commit(store, base, alice, 3, -1, parts, &counter);
+		for (int i = 0; i < 3; i++) {
+			assert_true(parts[i].ok);
+			assert_int_equal(parts[i].uid, parts[0].uid + (uint32_t)i);
+		}
+		assert_int_equal(list_mailbox(store, alice, "INBOX", &acc), before + 3);
+		assert_int_equal(count_files(d->path, "mail"), files + 3);
+
+		print_message("# the second of three fails: none of them is visible, no file left\n");
+		for (int bad = 0; bad < 3; bad++) {
+			group_commit(store, base, alice, 3, bad, parts, &counter);
+			for (int i = 0; i < 3; i++)
+				assert_false(parts[i].ok);
+			assert_int_equal(list_mailbox(store, alice, "INBOX", &acc), before + 3);
+			assert_int_equal(count_files(d->path, "mail"), files + 3);
+			assert_int_equal(count_files(d->path, "tmp"), 0);
+		}
+
+		print_message("# a group of one, and the next group works again\n");
+		group_commit(store, base, alice, 1, -1, parts, &counter);
+		assert_true(parts[0].ok);
+		group_commit(store, base, alice, 2, -1, parts, &counter);
+		assert_true(parts[0].ok && parts[1].ok);
+		assert_int_equal(parts[1].uid, parts[0].uid + 1);
+		assert_int_equal(list_mailbox(store, alice, "INBOX", &acc), before + 6);
+
+		print_message("# the second row fails inside the transaction (out of UIDs): the "
+		              "first row is rolled back with it\n");
+		uidnext_set(d->path, alice, 4294967294LL);
+		group_commit(store, base, alice, 2, -1, parts, &counter);
+		assert_false(parts[0].ok || parts[1].ok);
+		uidnext_set(d->path, alice, 1000);
+		assert_int_equal(list_mailbox(store, alice, "INBOX", &acc), before + 6);
+		assert_int_equal(count_files(d->path, "mail"), files + 6);
+		store_free(&store);
+		if (threaded) {
+			workers_free(&workers);
+			event_base_free(base);
+		}
+	}
+}
+
 /* The CRLF size computed the simple way, one byte at a time over the whole message. */
 static uint64_t
 crlf_size_reference(const char *data, size_t len)
@@ -2419,6 +2565,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_store_abort_and_tmp, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_reopen, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_threaded, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_store_group, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_size_crlf, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_size_crlf_chunks, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_mailbox_get, setup_dir, teardown_dir),
