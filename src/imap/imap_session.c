@@ -528,8 +528,8 @@ imap_dispatch(struct imap_session *s, const struct imap_command *cmd)
 {
 	char esc[64];
 
-	log_debug("imap session=%s event=command name=%s%s", s->conn.id, cmd->uid ? "UID " : "",
-	          cmd->name);
+	log_debug("imap session=%s event=command uid=%s name=%s", s->conn.id, cmd->uid ? "yes" : "no",
+	          log_str(esc, sizeof(esc), cmd->name));
 	for (size_t i = 0; i < sizeof(imap_commands) / sizeof(imap_commands[0]); i++) {
 		const struct imap_cmd_entry *e = &imap_commands[i];
 
@@ -552,8 +552,8 @@ imap_dispatch(struct imap_session *s, const struct imap_command *cmd)
 			imap_parser_wipe(s->parser);
 		return;
 	}
-	log_info("imap session=%s event=unknown-command name=\"%s\"", s->conn.id,
-	         log_escape(esc, sizeof(esc), cmd->name, strlen(cmd->name)));
+	log_info("imap session=%s event=unknown-command name=%s", s->conn.id,
+	         log_str(esc, sizeof(esc), cmd->name));
 	imap_bad(s, cmd->tag, "Unknown command");
 }
 

@@ -468,13 +468,14 @@ pop3_session_line(struct pop3_session *s, char *line, size_t len)
 		return;
 	}
 	if (pop3_command_parse(line, len, &cmd, &error) < 0) {
-		log_info("pop3 session=%s event=bad-command verb=\"%s\" error=\"%s\"", s->conn.id,
-		         log_escape(esc, sizeof(esc), cmd.verb_text, strlen(cmd.verb_text)), error);
+		log_info("pop3 session=%s event=bad-command verb=%s error=\"%s\"", s->conn.id,
+		         log_str(esc, sizeof(esc), cmd.verb_text), error);
 		pop3_reply(s, "-ERR %s", error);
 		pop3_error(s);
 		return;
 	}
-	log_debug("pop3 session=%s event=command verb=%s", s->conn.id, cmd.verb_text);
+	log_debug("pop3 session=%s event=command verb=%s", s->conn.id,
+	          log_str(esc, sizeof(esc), cmd.verb_text));
 	for (size_t i = 0; i < sizeof(pop3_commands) / sizeof(pop3_commands[0]); i++) {
 		const struct pop3_cmd_entry *e = &pop3_commands[i];
 
@@ -490,8 +491,8 @@ pop3_session_line(struct pop3_session *s, char *line, size_t len)
 		e->fn(s, &cmd);
 		return;
 	}
-	log_info("pop3 session=%s event=unknown-command verb=\"%s\"", s->conn.id,
-	         log_escape(esc, sizeof(esc), cmd.verb_text, strlen(cmd.verb_text)));
+	log_info("pop3 session=%s event=unknown-command verb=%s", s->conn.id,
+	         log_str(esc, sizeof(esc), cmd.verb_text));
 	pop3_reply(s, "-ERR unknown command");
 	pop3_error(s);
 }

@@ -352,14 +352,15 @@ push_session_line(struct push_session *s, char *line, size_t len)
 	struct push_command cmd;
 	struct sasl_step step;
 	const char *error;
+	char esc[64];
 
 	if (s->state == PUSH_STATE_SASL) {
 		push_auth_next(s, sasl_server_step(&s->sasl, line, &step), &step);
 		return;
 	}
 	if (push_command_parse(line, len, &cmd, &error) < 0) {
-		log_info("push session=%s event=bad-command verb=\"%s\" error=\"%s\"", s->conn.id,
-		         cmd.verb_text, error);
+		log_info("push session=%s event=bad-command verb=%s error=\"%s\"", s->conn.id,
+		         log_str(esc, sizeof(esc), cmd.verb_text), error);
 		push_reply(s, "-ERR %s", error);
 		push_error(s);
 		return;
@@ -378,7 +379,8 @@ push_session_line(struct push_session *s, char *line, size_t len)
 		e->fn(s, &cmd);
 		return;
 	}
-	log_info("push session=%s event=unknown-command verb=\"%s\"", s->conn.id, cmd.verb_text);
+	log_info("push session=%s event=unknown-command verb=%s", s->conn.id,
+	         log_str(esc, sizeof(esc), cmd.verb_text));
 	push_reply(s, "-ERR unknown command");
 	push_error(s);
 }
