@@ -731,11 +731,19 @@ smtp_cmd_starttls(struct smtp_session *s, const struct smtp_command *cmd)
 		netconn_close(&s->conn, "tls-setup-failed");
 		return;
 	}
-	/* RFC 3207 4.2: forget everything learnt before TLS. */
+	/* RFC 3207 4.2: forget everything learnt before TLS: EHLO, the transaction, a SASL
+	 * exchange, and a login made in the clear (the client must AUTH again inside TLS). */
 	smtp_tx_free(&s->tx);
 	free(s->helo);
 	s->helo = NULL;
 	s->esmtp = false;
+	sasl_server_reset(&s->sasl);
+	if (s->account_id != 0)
+		log_info("smtp session=%s event=starttls-forget-auth account=%s", s->conn.id,
+			 s->account);
+	s->account_id = 0;
+	free(s->account);
+	s->account = NULL;
 	smtp_enter_state(s, SMTP_STATE_INIT);
 }
 

@@ -11,6 +11,7 @@ Each case is its own check (issue 2, section 4):
 - SMTP smuggling: `\\n.\\n`, `\\r\\n.\\n`, `\\n.\\r\\n`, bare CR variants never end DATA early, never create a
   second message, the smuggled MAIL FROM is never executed, such a message gets a 5xx;
 - STARTTLS injection (CVE-2011-0411): "STARTTLS\\r\\nRSET\\r\\n" in one packet; RSET is not answered in TLS;
+- STARTTLS forgets everything from before TLS (RFC 3207 4.2): EHLO, the transaction and a plaintext AUTH;
 - relay policy: no open relay on MX (550 5.7.1), unknown local user 550 5.1.1; submission needs AUTH
   (530 5.7.0), MAIL FROM bound to the account and its aliases (553 5.7.1);
 - too many recipients: the 101st RCPT gets 452 4.5.3;
@@ -376,6 +377,33 @@ def test_log_injection(checks, d):
                  "log injection: from= is one quoted value with escaped quotes", mail)
 
 
+def test_starttls_forgets_auth(checks, d):
+    """RFC 3207 4.2: a login made before STARTTLS is gone inside TLS (as are EHLO and MAIL)."""
+    with RawSMTP(d.submission_port) as s:
+        s.ehlo()
+        r = s.auth_plain(ALICE, d.passwords[ALICE])
+        if not checks.check(r[0] == 235, "STARTTLS forgets AUTH: AUTH PLAIN in the clear on loopback: 235", fmt(r)):
+            return
+        r = s.cmd(f"MAIL FROM:<{ALICE}>")
+        checks.check(r[0] == 250, "STARTTLS forgets AUTH: MAIL before STARTTLS: 250", fmt(r))
+        r = s.cmd("STARTTLS")
+        checks.check(r[0] == 220, "STARTTLS forgets AUTH: STARTTLS in a transaction: 220", fmt(r))
+        s.sock = d.client_tls_context().wrap_socket(s.sock, server_hostname="localhost")
+        s.buf = b""
+        r = safe_reply(s, "MAIL FROM:<%s>" % ALICE)
+        checks.check(r[0] == 503, "STARTTLS forgets EHLO: MAIL before EHLO inside TLS: 503", fmt(r))
+        exts = [e.upper() for e in s.ehlo()]
+        checks.check(any(e.startswith("AUTH") for e in exts),
+                     "STARTTLS forgets AUTH: EHLO inside TLS offers AUTH again", exts)
+        r = safe_reply(s, f"MAIL FROM:<{ALICE}>")
+        checks.check(reply_has(r, 530, "5.7.0"), "STARTTLS forgets AUTH: MAIL inside TLS needs AUTH: 530 5.7.0",
+                     fmt(r))
+        r = s.auth_plain(ALICE, d.passwords[ALICE])
+        checks.check(r[0] == 235, "STARTTLS forgets AUTH: AUTH inside TLS: 235", fmt(r))
+        r = safe_reply(s, f"MAIL FROM:<{ALICE}>")
+        checks.check(r[0] == 250, "STARTTLS forgets AUTH: MAIL after AUTH inside TLS: 250", fmt(r))
+
+
 # ---- policy ---------------------------------------------------------------------------------------
 def test_relay_policy(checks, d):
     with RawSMTP(d.mx_port) as s:
@@ -706,7 +734,8 @@ def run(checks):
             if start_daemon(checks, d):
                 for test in (test_basic_verbs, test_ten_megabytes_no_newline, test_out_of_order, test_nul_bytes,
                              test_malformed_addresses, test_long_line, test_size_limits, test_smuggling,
-                             test_relay_policy, test_too_many_recipients, test_log_injection, test_concurrent_200):
+                             test_relay_policy, test_too_many_recipients, test_log_injection, test_starttls_forgets_auth,
+                             test_concurrent_200):
                     checks.guard(f"{test.__name__} ran without an exception", test, checks, d)
                 for port, role in ((d.mx_port, "MX"), (d.submission_port, "submission")):
                     checks.guard(f"STARTTLS injection ({role}) ran", test_starttls_injection, checks, d, port, role)
