@@ -172,6 +172,10 @@ void imap_parser_set_limits(struct imap_parser *p, const struct imap_parser_limi
  * bytes and returns IMAP_PARSE_LINE. Call only between commands. */
 void imap_parser_expect_line(struct imap_parser *p);
 
+/* True when a command line (or an expected line) has begun and is not yet whole; false between
+ * commands and inside literal data (which only has to keep coming, not end by a deadline). */
+bool imap_parser_mid_line(const struct imap_parser *p);
+
 /* Bytes the parser has allocated now, and the most it can ever hold under these limits. */
 size_t imap_parser_memory(const struct imap_parser *p);
 size_t imap_parser_memory_bound(const struct imap_parser_limits *limits);

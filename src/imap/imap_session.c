@@ -37,6 +37,7 @@ imap_enter_state(struct imap_session *s, enum imap_state state)
 	log_debug("imap session=%s event=state from=%s to=%s", s->conn.id,
 	          imap_state_names[s->state], imap_state_names[state]);
 	s->state = state;
+	netconn_set_busy(&s->conn, state == IMAP_STATE_WAIT);
 }
 
 void
@@ -171,10 +172,6 @@ imap_session_timeout(void *arg, bool writing)
 
 	if (s->state == IMAP_STATE_FETCH || writing) {
 		netconn_destroy(&s->conn, "write-timeout");
-		return true;
-	}
-	if (s->state == IMAP_STATE_WAIT) {
-		bufferevent_enable(s->conn.bev, EV_READ);
 		return true;
 	}
 	return false;
@@ -635,6 +632,7 @@ imap_session_feed(struct imap_session *s)
 	/* Commands and lines live in the parser: drain now, before a handler (STARTTLS) may
 	 * replace the bufferevent. */
 	evbuffer_drain(in, consumed);
+	netconn_line_partial(&s->conn, imap_parser_mid_line(s->parser));
 	switch (r) {
 	case IMAP_PARSE_NEED_MORE:
 		return evbuffer_get_length(in) > 0;
@@ -718,6 +716,7 @@ imap_server_new(struct event_base *base, const struct config *config, struct sto
 	    .too_long_reply = "* BYE Line too long",
 	    .timeout_reply = "* BYE Autologout; idle for too long",
 	};
+	netconn_params_deadlines(&server->conn_params, config);
 	return server;
 }
 

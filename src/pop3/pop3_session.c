@@ -34,6 +34,7 @@ pop3_enter_state(struct pop3_session *s, enum pop3_state state)
 	log_debug("pop3 session=%s event=state from=%s to=%s", s->conn.id,
 	          pop3_state_names[s->state], pop3_state_names[state]);
 	s->state = state;
+	netconn_set_busy(&s->conn, state == POP3_STATE_WAIT || state == POP3_STATE_UPDATE);
 }
 
 /* Counts a protocol error; past pop3.max_errors the client is told goodbye. */
@@ -123,11 +124,6 @@ pop3_session_timeout(void *arg, bool writing)
 	if (s->state == POP3_STATE_RETR || writing) {
 		/* The client stopped reading. */
 		netconn_destroy(&s->conn, "write-timeout");
-		return true;
-	}
-	if (s->state == POP3_STATE_WAIT || s->state == POP3_STATE_UPDATE) {
-		/* Our own work is in flight, not the client's fault: wait for it. */
-		bufferevent_enable(s->conn.bev, EV_READ);
 		return true;
 	}
 	/* RFC 1939 3: the autologout timer closes without entering UPDATE. */
@@ -582,6 +578,7 @@ pop3_server_new(struct event_base *base, const struct config *config, struct sto
 	    .too_long_reply = "-ERR line too long",
 	    .timeout_reply = "-ERR Disconnected for inactivity",
 	};
+	netconn_params_deadlines(&server->conn_params, config);
 	return server;
 }
 

@@ -30,6 +30,7 @@ push_enter_state(struct push_session *s, enum push_state state)
 	log_debug("push session=%s event=state from=%s to=%s", s->conn.id,
 	          push_state_names[s->state], push_state_names[state]);
 	s->state = state;
+	netconn_set_busy(&s->conn, state == PUSH_STATE_WAIT);
 }
 
 void
@@ -129,10 +130,6 @@ push_session_timeout(void *arg, bool writing)
 	if (writing) {
 		log_info("push session=%s event=write-timeout queued=%zu", s->conn.id, s->qlen);
 		netconn_destroy(&s->conn, "write-timeout");
-		return true;
-	}
-	if (s->state == PUSH_STATE_WAIT) {
-		bufferevent_enable(s->conn.bev, EV_READ);
 		return true;
 	}
 	return false;
@@ -473,6 +470,7 @@ push_server_new(struct event_base *base, const struct config *config, struct sto
 	    .too_long_reply = "-ERR line too long",
 	    .timeout_reply = "-ERR disconnected for inactivity",
 	};
+	netconn_params_deadlines(&server->conn_params, config);
 	return server;
 }
 

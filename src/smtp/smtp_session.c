@@ -115,6 +115,7 @@ smtp_enter_state(struct smtp_session *s, enum smtp_state state)
 	log_debug("smtp session=%s event=state from=%s to=%s", s->conn.id,
 		  smtp_state_names[s->state], smtp_state_names[state]);
 	s->state = state;
+	netconn_set_busy(&s->conn, state == SMTP_STATE_WAIT);
 }
 
 static void
@@ -1018,6 +1019,7 @@ smtp_server_new(struct event_base *base, const struct config *config, struct del
 		.too_long_reply = "500 5.5.2 Error: line too long",
 		.timeout_reply = server->timeout_reply,
 	};
+	netconn_params_deadlines(&server->conn_params, config);
 	for (int i = 0; i < SMTP_ROLE_COUNT; i++) {
 		server->roles[i].server = server;
 		server->roles[i].role = (enum smtp_role)i;
