@@ -186,6 +186,19 @@ static const struct netconn_ops imap_netconn_ops = {
 	.closed = imap_session_closed,
 };
 
+/* Before login a client needs only LOGIN, AUTHENTICATE, ID and the like: input is held to a
+ * few KiB per connection (Dovecot's login process does the same), so unauthenticated
+ * connections cannot pin memory. A LITERAL+ literal over the limit is read and dropped only
+ * up to discard_max, then the connection is closed. imap_auth_done lifts the limits. */
+static const struct imap_parser_limits imap_preauth_limits = {
+    .line_max = 8192,
+    .literal_max = 4096, /* LOGIN user and password are at most SASL_FIELD_MAX */
+    .command_max = 8192,
+    .max_args = 128, /* ID: 30 field/value pairs */
+    .max_depth = 4,
+    .discard_max = 65536,
+};
+
 void
 imap_server_accept(struct bufferevent *bev, const struct listener_peer *peer, bool tls, void *arg)
 {
@@ -194,7 +207,7 @@ imap_server_accept(struct bufferevent *bev, const struct listener_peer *peer, bo
 	char caps[256];
 
 	s->server = server;
-	s->parser = imap_parser_new(NULL);
+	s->parser = imap_parser_new(&imap_preauth_limits);
 	netconn_init(&s->conn, bev, peer, tls, &server->conn_params, &server->conns, s);
 
 	log_info("imap session=%s event=connect ip=%s port=%d tls=%s", s->conn.id, peer->ip,
@@ -325,7 +338,7 @@ imap_cmd_starttls(struct imap_session *s, const struct imap_command *cmd)
 	/* RFC 3501 6.2.1: forget what was learnt before TLS; the parser starts afresh too. */
 	imap_forget_auth(s);
 	imap_parser_free(&s->parser);
-	s->parser = imap_parser_new(NULL);
+	s->parser = imap_parser_new(&imap_preauth_limits);
 }
 
 static void

@@ -13,6 +13,9 @@ server.tls_handshake_timeout=3 here; idle timeouts stay long):
 A slow server (smtp.idle_timeout=5): another process holds the database's write lock for 8 s
 while a message commits (as `sqlite3 tern.db` or a backup would): the client gets 250, never
 421, and the message is stored exactly once.
+Pre-auth memory: 400 unauthenticated IMAP connections each holding an unfinished LOGIN (15 LITERAL+
+literals of 60 KB, one {1000000+} literal, a 60 KB line) grow ternd's RSS by less than 40 MiB, and
+after they close RSS is back within 20 MiB; after login big literals still work.
 """
 
 import socket
@@ -248,6 +251,83 @@ def test_slow_commit(checks):
                      d.stderr_tail())
 
 
+PREAUTH_CONNS = 400
+
+
+def preauth_flood(port, payload, count):
+    """count connections that each send payload (an unfinished command) and stay open."""
+    socks = []
+    refused = 0
+    for _ in range(count):
+        try:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        except OSError:
+            refused += 1
+            continue
+        socks.append(sock)
+        try:
+            sock.sendall(payload)
+        except OSError:
+            pass  # the server may hang up on it part way: that is fine
+    return socks, refused
+
+
+def close_all(socks):
+    for sock in socks:
+        try:
+            sock.close()
+        except OSError:
+            pass
+
+
+def test_imap_preauth_memory(checks):
+    """Unauthenticated IMAP input is bounded to a few KiB per connection, and memory comes back."""
+    # Many 60 KB LITERAL+ literals in one unfinished LOGIN: each under the (post-login) literal
+    # limit, together about 900 KB held per connection by the old parser.
+    multi = b"a1 LOGIN" + b"".join(b" {60000+}\r\n" + b"x" * 60000 for _ in range(15))
+    one_big = b"a1 LOGIN {1000000+}\r\n" + b"y" * 900000
+    long_line = b"a1 LOGIN " + b" ".join([b"z" * 1000] * 60)
+    options = ["server.max_connections_per_ip=2000", "server.max_connections=5000"]
+    with Daemon("preauth", options=options, imap=True) as d:
+        if not start_daemon(checks, d):
+            return
+        warm = [RawIMAP(d.imap_port) for _ in range(10)]
+        for w in warm:
+            w.close()
+        time.sleep(0.5)
+        base = d.proc_status("VmRSS")
+        for label, payload in (("unfinished LOGIN with 15 literals of 60 KB", multi),
+                               ("unfinished {1000000+} literal", one_big),
+                               ("unfinished 60 KB line", long_line)):
+            socks, refused = preauth_flood(d.imap_port, payload, PREAUTH_CONNS)
+            time.sleep(1.0)
+            peak = d.proc_status("VmRSS")
+            growth = (peak - base) / 1024 if peak and base else None
+            checks.check(refused == 0 and growth is not None and growth < 40,
+                         f"pre-auth IMAP, {PREAUTH_CONNS} x {label}: RSS grows less than 40 MiB "
+                         f"({growth and round(growth, 1)} MiB)", f"base {base} KiB peak {peak} KiB refused {refused}")
+            close_all(socks)
+            time.sleep(1.5)
+            after = d.proc_status("VmRSS")
+            kept = (after - base) / 1024 if after and base else None
+            checks.check(kept is not None and kept < 20,
+                         f"pre-auth IMAP, {label}: after the connections close RSS is back within 20 MiB "
+                         f"of the start ({kept and round(kept, 1)} MiB)", f"base {base} KiB after {after} KiB")
+        with RawIMAP(d.imap_port) as i:
+            user, password = ALICE.encode(), d.passwords[ALICE].encode()
+            tagged, _ = i.command(b"LOGIN {%d+}\r\n%s {%d+}\r\n%s" % (len(user), user, len(password), password))
+            checks.check(" OK" in tagged, "pre-auth IMAP: LOGIN with LITERAL+ literals still works afterwards",
+                         tagged)
+            i.command("SELECT INBOX")
+            msg = make_message(ALICE, [ALICE], "big after login", unique_id("bigappend"),
+                               body=b"w" * 200000 + b"\r\n")
+            tagged, _ = i.command(f"APPEND INBOX {{{len(msg)}+}}\r\n".encode()[:-2] + b"\r\n" + msg)
+            checks.check(" OK" in tagged, "after login the big limits apply: a 200 KB LITERAL+ APPEND is stored",
+                         tagged)
+            tagged, _ = i.command(b"SEARCH TEXT {60000+}\r\n" + b"q" * 60000)
+            checks.check(" BAD" not in tagged, "after login a 60 KB literal in a command is still read", tagged)
+
+
 def run(checks):
     push_tls, push_plain = free_ports(2)
     options = [f"server.command_timeout={DEADLINE}", f"server.tls_handshake_timeout={DEADLINE}",
@@ -264,6 +344,7 @@ def run(checks):
             checks.check(d.alive(), "slow daemon: still running")
             checks.check(d.stop() == 0, "slow daemon: SIGTERM exits 0")
     checks.guard("test_slow_commit ran", test_slow_commit, checks)
+    checks.guard("test_imap_preauth_memory ran", test_imap_preauth_memory, checks)
 
 
 if __name__ == "__main__":
