@@ -645,7 +645,9 @@ imap_session_feed(struct imap_session *s)
 	/* Commands and lines live in the parser: drain now, before a handler (STARTTLS) may
 	 * replace the bufferevent. */
 	evbuffer_drain(in, consumed);
-	netconn_line_partial(&s->conn, imap_parser_mid_line(s->parser));
+	/* Before login a literal is part of the command's deadline: slowly trickled LOGIN
+	 * literals must not hold a connection for hours. */
+	netconn_line_partial(&s->conn, imap_parser_mid_line(s->parser, s->account_id == 0));
 	switch (r) {
 	case IMAP_PARSE_NEED_MORE:
 		return evbuffer_get_length(in) > 0;

@@ -4,7 +4,7 @@
 Deadlines that trickling bytes do not push back (server.command_timeout=3,
 server.tls_handshake_timeout=3 here; idle timeouts stay long):
 - a command line sent one byte a second is cut off after about 3 s, with the protocol's timeout
-  reply, on SMTP, POP3, IMAP and push;
+  reply, on SMTP, POP3, IMAP and push; so is an IMAP LOGIN literal before login;
 - a TLS handshake sent one byte a second is dropped after about 3 s: implicit TLS (SMTPS, POP3S,
   IMAPS, push) and after STARTTLS (SMTP, IMAP);
 - what must go on: a client silent between commands for longer than the deadline, a slow SMTP DATA,
@@ -110,6 +110,10 @@ def slow_line_cases(d, push_plain):
     cases.append(("POP3 command line", raw_after_banner(d.pop3_port), b"USER " + b"x" * 60, b"-ERR"))
     cases.append(("IMAP command line", raw_after_banner(d.imap_port), b"a1 LOGIN " + b"x" * 60, b"* BYE"))
     cases.append(("push command line", raw_after_banner(push_plain), b"AUTH PLAIN " + b"x" * 60, b"-ERR"))
+    # Before login an IMAP literal is part of the command: a LOGIN literal trickled in is cut off.
+    sock = raw_after_banner(d.imap_port)
+    sock.sendall(b"a1 LOGIN {200+}\r\n")
+    cases.append(("IMAP pre-auth LOGIN literal", sock, b"x" * 60, b"* BYE"))
     # A line begun after a whole command: the deadline starts at its first byte.
     sock = raw_after_banner(d.mx_port)
     sock.sendall(b"NOOP\r\n")
