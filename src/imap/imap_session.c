@@ -538,8 +538,8 @@ imap_dispatch(struct imap_session *s, const struct imap_command *cmd)
 {
 	char esc[64];
 
-	log_debug("imap session=%s event=command uid=%s name=%s", s->conn.id, cmd->uid ? "yes" : "no",
-	          log_str(esc, sizeof(esc), cmd->name));
+	log_debug("imap session=%s event=command name=%s uid=%s", s->conn.id,
+	          log_str(esc, sizeof(esc), cmd->name), cmd->uid ? "yes" : "no");
 	for (size_t i = 0; i < sizeof(imap_commands) / sizeof(imap_commands[0]); i++) {
 		const struct imap_cmd_entry *e = &imap_commands[i];
 

@@ -220,6 +220,10 @@ netconn_deadline_start(struct netconn *nc, enum netconn_deadline kind)
 	if (nc->deadline == NULL)
 		nc->deadline =
 		    event_new(bufferevent_get_base(nc->bev), -1, 0, netconn_on_deadline, nc);
+	if (nc->deadline == NULL) {
+		log_warnx("%s session=%s event=deadline-failed", nc->params->proto, nc->id);
+		return;
+	}
 	nc->deadline_kind = kind;
 	event_add(nc->deadline, tv);
 }
