@@ -1130,6 +1130,23 @@ imap_parser_literal_refuse(struct imap_parser *p)
 		p->state = S_START;
 }
 
+bool
+imap_parser_mid_line(const struct imap_parser *p, bool with_literals)
+{
+	switch (p->state) {
+	case S_START:
+	case S_DEAD:
+		return false;
+	case S_LITERAL:
+	case S_DISCARD:
+		return with_literals;
+	case S_LINE:
+		return p->buf_len > 0;
+	default:
+		return true;
+	}
+}
+
 void
 imap_parser_expect_line(struct imap_parser *p)
 {

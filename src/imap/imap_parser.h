@@ -175,6 +175,11 @@ void imap_parser_set_limits(struct imap_parser *p, const struct imap_parser_limi
  * bytes and returns IMAP_PARSE_LINE. Call only between commands. */
 void imap_parser_expect_line(struct imap_parser *p);
 
+/* True when a command line (or an expected line) has begun and is not yet whole; false between
+ * commands, and inside literal data unless with_literals (literal data only has to keep coming,
+ * after login; before it, the whole command is held to one deadline). */
+bool imap_parser_mid_line(const struct imap_parser *p, bool with_literals);
+
 /* Bytes the parser has allocated now, and the most it can ever hold under these limits. */
 size_t imap_parser_memory(const struct imap_parser *p);
 size_t imap_parser_memory_bound(const struct imap_parser_limits *limits);

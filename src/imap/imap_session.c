@@ -37,6 +37,7 @@ imap_enter_state(struct imap_session *s, enum imap_state state)
 	log_debug("imap session=%s event=state from=%s to=%s", s->conn.id,
 	          imap_state_names[s->state], imap_state_names[state]);
 	s->state = state;
+	netconn_set_busy(&s->conn, state == IMAP_STATE_WAIT);
 }
 
 void
@@ -173,10 +174,6 @@ imap_session_timeout(void *arg, bool writing)
 		netconn_destroy(&s->conn, "write-timeout");
 		return true;
 	}
-	if (s->state == IMAP_STATE_WAIT) {
-		bufferevent_enable(s->conn.bev, EV_READ);
-		return true;
-	}
 	return false;
 }
 
@@ -189,6 +186,19 @@ static const struct netconn_ops imap_netconn_ops = {
 	.closed = imap_session_closed,
 };
 
+/* Before login a client needs only LOGIN, AUTHENTICATE, ID and the like: input is held to a
+ * few KiB per connection (Dovecot's login process does the same), so unauthenticated
+ * connections cannot pin memory. A LITERAL+ literal over the limit is read and dropped only
+ * up to discard_max, then the connection is closed. imap_auth_done lifts the limits. */
+static const struct imap_parser_limits imap_preauth_limits = {
+    .line_max = 8192,
+    .literal_max = 4096, /* LOGIN user and password are at most SASL_FIELD_MAX */
+    .command_max = 8192,
+    .max_args = 128, /* ID: 30 field/value pairs */
+    .max_depth = 4,
+    .discard_max = 65536,
+};
+
 void
 imap_server_accept(struct bufferevent *bev, const struct listener_peer *peer, bool tls, void *arg)
 {
@@ -197,7 +207,7 @@ imap_server_accept(struct bufferevent *bev, const struct listener_peer *peer, bo
 	char caps[256];
 
 	s->server = server;
-	s->parser = imap_parser_new(NULL);
+	s->parser = imap_parser_new(&imap_preauth_limits);
 	netconn_init(&s->conn, bev, peer, tls, &server->conn_params, &server->conns, s);
 
 	log_info("imap session=%s event=connect ip=%s port=%d tls=%s", s->conn.id, peer->ip,
@@ -328,7 +338,7 @@ imap_cmd_starttls(struct imap_session *s, const struct imap_command *cmd)
 	/* RFC 3501 6.2.1: forget what was learnt before TLS; the parser starts afresh too. */
 	imap_forget_auth(s);
 	imap_parser_free(&s->parser);
-	s->parser = imap_parser_new(NULL);
+	s->parser = imap_parser_new(&imap_preauth_limits);
 }
 
 static void
@@ -528,8 +538,8 @@ imap_dispatch(struct imap_session *s, const struct imap_command *cmd)
 {
 	char esc[64];
 
-	log_debug("imap session=%s event=command name=%s%s", s->conn.id, cmd->uid ? "UID " : "",
-	          cmd->name);
+	log_debug("imap session=%s event=command name=%s uid=%s", s->conn.id,
+	          log_str(esc, sizeof(esc), cmd->name), cmd->uid ? "yes" : "no");
 	for (size_t i = 0; i < sizeof(imap_commands) / sizeof(imap_commands[0]); i++) {
 		const struct imap_cmd_entry *e = &imap_commands[i];
 
@@ -552,8 +562,8 @@ imap_dispatch(struct imap_session *s, const struct imap_command *cmd)
 			imap_parser_wipe(s->parser);
 		return;
 	}
-	log_info("imap session=%s event=unknown-command name=\"%s\"", s->conn.id,
-	         log_escape(esc, sizeof(esc), cmd->name, strlen(cmd->name)));
+	log_info("imap session=%s event=unknown-command name=%s", s->conn.id,
+	         log_str(esc, sizeof(esc), cmd->name));
 	imap_bad(s, cmd->tag, "Unknown command");
 }
 
@@ -635,6 +645,9 @@ imap_session_feed(struct imap_session *s)
 	/* Commands and lines live in the parser: drain now, before a handler (STARTTLS) may
 	 * replace the bufferevent. */
 	evbuffer_drain(in, consumed);
+	/* Before login a literal is part of the command's deadline: slowly trickled LOGIN
+	 * literals must not hold a connection for hours. */
+	netconn_line_partial(&s->conn, imap_parser_mid_line(s->parser, s->account_id == 0));
 	switch (r) {
 	case IMAP_PARSE_NEED_MORE:
 		return evbuffer_get_length(in) > 0;
@@ -718,6 +731,7 @@ imap_server_new(struct event_base *base, const struct config *config, struct sto
 	    .too_long_reply = "* BYE Line too long",
 	    .timeout_reply = "* BYE Autologout; idle for too long",
 	};
+	netconn_params_deadlines(&server->conn_params, config);
 	return server;
 }
 

@@ -63,6 +63,13 @@ static const struct config_key config_keys[] = {
 	    "Most connections open at once from one client address"),
 	INT("server", "shutdown_timeout", "10", 0, 3600,
 	    "Seconds to let sessions finish on shutdown before closing them"),
+	INT("server", "command_timeout", "60", 1, 3600,
+	    "Seconds a client may take to send one whole command line, from its first byte, "
+	    "however the bytes trickle in (SMTP, POP3, IMAP, push; IMAP literals and message data "
+	    "only have to keep coming within the idle timeout)"),
+	INT("server", "tls_handshake_timeout", "30", 1, 3600,
+	    "Seconds a TLS handshake (implicit TLS or after STARTTLS) may take before the "
+	    "connection is dropped"),
 	INT("server", "workers", "2", 1, 64,
 	    "Worker threads for password hashing; each hash takes 64 MiB while it runs, and more "
 	    "threads than cores add no speed"),

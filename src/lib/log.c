@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,4 +167,133 @@ log_escape(char *dst, size_t dstsize, const char *src, size_t srclen)
 	}
 	dst[o] = '\0';
 	return dst;
+}
+
+/* Length of the valid UTF-8 sequence at s of a code point from U+00A0 up (C1 controls are
+ * escaped), or 0. */
+static size_t
+log_utf8_len(const unsigned char *s, size_t n)
+{
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t len;
+
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		len = 2;
+		if (s[0] == 0xc2)
+			lo = 0xa0;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		len = 3;
+		if (s[0] == 0xe0)
+			lo = 0xa0;
+		else if (s[0] == 0xed)
+			hi = 0x9f; /* no surrogates */
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		len = 4;
+		if (s[0] == 0xf0)
+			lo = 0x90;
+		else if (s[0] == 0xf4)
+			hi = 0x8f;
+	} else {
+		return 0;
+	}
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < len; i++) {
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	}
+	return len;
+}
+
+/* The next unit of src at *i for a quoted value: copied into esc (at least 4 bytes), *i
+ * advanced; returns its length. */
+static size_t
+log_value_unit(const unsigned char *src, size_t srclen, size_t *i, char *esc)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char c = src[*i];
+	size_t n;
+
+	if (c >= 0x20 && c < 0x7f) {
+		(*i)++;
+		if (c != '"' && c != '\\') {
+			esc[0] = (char)c;
+			return 1;
+		}
+		esc[0] = '\\';
+		esc[1] = (char)c;
+		return 2;
+	}
+	n = c >= 0x80 ? log_utf8_len(src + *i, srclen - *i) : 0;
+	if (n > 0) {
+		memcpy(esc, src + *i, n);
+		*i += n;
+		return n;
+	}
+	(*i)++;
+	esc[0] = '\\';
+	esc[1] = 'x';
+	esc[2] = hex[c >> 4];
+	esc[3] = hex[c & 15];
+	return 4;
+}
+
+static bool
+log_value_bare(const unsigned char *src, size_t srclen)
+{
+	if (srclen == 0)
+		return false;
+	for (size_t i = 0; i < srclen; i++) {
+		if (src[i] <= 0x20 || src[i] >= 0x7f || src[i] == '=' || src[i] == '"' ||
+		    src[i] == '\\')
+			return false;
+	}
+	return true;
+}
+
+const char *
+log_value(char *dst, size_t dstsize, const char *src, size_t srclen)
+{
+	const unsigned char *u = (const unsigned char *)src;
+	size_t total = 0, room, o = 0, used = 0, i;
+	bool cut = false, bare = log_value_bare(u, srclen);
+	char esc[4];
+
+	if (dstsize < 8) {
+		if (dstsize > 0)
+			dst[0] = '\0';
+		return dst;
+	}
+	for (i = 0; i < srclen;)
+		total += log_value_unit(u, srclen, &i, esc);
+	/* Room for the text: minus the NUL, the quotes, and "..." when it does not all fit. */
+	room = dstsize - 1 - (bare ? 0 : 2);
+	if (total > room)
+		room -= 3;
+	if (!bare)
+		dst[o++] = '"';
+	for (i = 0; i < srclen;) {
+		size_t elen = log_value_unit(u, srclen, &i, esc);
+		if (used + elen > room) {
+			cut = true;
+			break;
+		}
+		memcpy(dst + o, esc, elen);
+		o += elen;
+		used += elen;
+	}
+	if (cut) {
+		memcpy(dst + o, "...", 3);
+		o += 3;
+	}
+	if (!bare)
+		dst[o++] = '"';
+	dst[o] = '\0';
+	return dst;
+}
+
+const char *
+log_str(char *dst, size_t dstsize, const char *src)
+{
+	return log_value(dst, dstsize, src, strlen(src));
 }

@@ -2,8 +2,8 @@
  *
  * Each line is "ts=... level=LEVEL " followed by the caller's text, which by convention is a
  * list of key=value pairs starting with the module and session id, for example
- *   log_info("smtp session=%s event=mail-from from=<%s>", id, log_escape(buf, sizeof buf, s, n));
- * Text that came from a client must pass through log_escape() first. */
+ *   log_info("smtp session=%s event=mail-from from=%s", id, log_value(buf, sizeof buf, s, n));
+ * Text that came from a client must pass through log_value() (or log_str()) first. */
 #ifndef TERN_LOG_H
 #define TERN_LOG_H
 
@@ -31,5 +31,15 @@ void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn)
  * everything else becomes \xNN (\r \n \t as themselves escaped). Output is truncated to fit dst
  * and ends with "..." when cut. Always NUL-terminated; returns dst. */
 const char *log_escape(char *dst, size_t dstsize, const char *src, size_t srclen);
+
+/* Makes untrusted bytes one whole log value, to be printed right after "key=": printable ASCII
+ * other than space, '=', '"' and '\\' is printed as it is; anything else (also the empty value)
+ * is put in double quotes, with '"' as \", '\\' as \\, control bytes and bytes that are not
+ * part of valid UTF-8 as \xNN (valid UTF-8 above U+009F stays). So a client's text can never
+ * end the value early or add a key of its own. Output is truncated to fit dst, ending with
+ * "..." (inside the quotes) when cut; always NUL-terminated; returns dst. dstsize >= 8. */
+const char *log_value(char *dst, size_t dstsize, const char *src, size_t srclen);
+/* log_value of a NUL-terminated string. */
+const char *log_str(char *dst, size_t dstsize, const char *src);
 
 #endif

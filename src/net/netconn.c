@@ -13,7 +13,11 @@
 #include <openssl/ssl.h>
 #include <sodium.h>
 
+#include "lib/config.h"
 #include "lib/log.h"
+
+static void netconn_deadline_start(struct netconn *nc, enum netconn_deadline kind);
+static void netconn_deadline_stop(struct netconn *nc, enum netconn_deadline kind);
 
 static void
 netconn_on_read(struct bufferevent *bev, void *arg)
@@ -42,6 +46,8 @@ netconn_on_event(struct bufferevent *bev, short what, void *arg)
 
 	if (what & BEV_EVENT_CONNECTED) {
 		SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+		netconn_deadline_stop(nc, NETCONN_DEADLINE_TLS);
 		if (ssl != NULL)
 			log_info("%s session=%s event=tls version=%s cipher=%s", p->proto, nc->id,
 				 SSL_get_version(ssl), SSL_get_cipher_name(ssl));
@@ -106,6 +112,8 @@ netconn_init(struct netconn *nc, struct bufferevent *bev, const struct listener_
 	list->head = nc;
 	list->count++;
 	netconn_setup_bev(nc);
+	if (tls)
+		netconn_deadline_start(nc, NETCONN_DEADLINE_TLS);
 }
 
 void
@@ -159,6 +167,90 @@ netconn_list_first(const struct netconn_list *list)
 	return list->head != NULL ? list->head->arg : NULL;
 }
 
+void
+netconn_params_deadlines(struct netconn_params *params, const struct config *config)
+{
+	params->line_timeout.tv_sec = config_get_int(config, "server.command_timeout");
+	params->tls_timeout.tv_sec = config_get_int(config, "server.tls_handshake_timeout");
+}
+
+/* The line or handshake deadline passed: neither restarts with every byte, so a client that
+ * trickles a byte now and then cannot hold a connection (and its memory) forever. */
+static void
+netconn_on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct netconn *nc = arg;
+	const struct netconn_params *p = nc->params;
+	enum netconn_deadline kind = nc->deadline_kind;
+	struct evbuffer_ptr eol;
+	size_t eol_len = 0;
+
+	nc->deadline_kind = NETCONN_DEADLINE_NONE;
+	if (nc->dead || nc->closing || nc->busy)
+		return;
+	if (kind == NETCONN_DEADLINE_TLS) {
+		struct evbuffer *out = bufferevent_get_output(nc->bev);
+
+		log_info("%s session=%s event=tls-timeout ip=%s", p->proto, nc->id, nc->peer.ip);
+		/* The greeting queued for implicit TLS can never be sent: do not linger over it. */
+		evbuffer_drain(out, evbuffer_get_length(out));
+		netconn_destroy(nc, "tls-timeout");
+		return;
+	}
+	/* A whole line waiting behind our own output (the client does not read its replies) is
+	 * the write timeout's business. */
+	eol = evbuffer_search_eol(bufferevent_get_input(nc->bev), NULL, &eol_len,
+				  EVBUFFER_EOL_CRLF);
+	if (eol.pos >= 0)
+		return;
+	log_info("%s session=%s event=command-timeout ip=%s", p->proto, nc->id, nc->peer.ip);
+	netconn_set_timeouts(nc, false);
+	netconn_reply(nc, "%s", p->timeout_reply);
+	netconn_close(nc, "command-timeout");
+}
+
+static void
+netconn_deadline_start(struct netconn *nc, enum netconn_deadline kind)
+{
+	const struct timeval *tv =
+	    kind == NETCONN_DEADLINE_TLS ? &nc->params->tls_timeout : &nc->params->line_timeout;
+
+	if (tv->tv_sec == 0 && tv->tv_usec == 0)
+		return; /* not configured */
+	if (nc->deadline == NULL)
+		nc->deadline =
+		    event_new(bufferevent_get_base(nc->bev), -1, 0, netconn_on_deadline, nc);
+	if (nc->deadline == NULL) {
+		log_warnx("%s session=%s event=deadline-failed", nc->params->proto, nc->id);
+		return;
+	}
+	nc->deadline_kind = kind;
+	event_add(nc->deadline, tv);
+}
+
+/* Stops the deadline if it is of this kind. */
+static void
+netconn_deadline_stop(struct netconn *nc, enum netconn_deadline kind)
+{
+	if (nc->deadline_kind != kind)
+		return;
+	event_del(nc->deadline);
+	nc->deadline_kind = NETCONN_DEADLINE_NONE;
+}
+
+void
+netconn_line_partial(struct netconn *nc, bool partial)
+{
+	if (nc->dead || nc->closing)
+		return;
+	if (!partial) {
+		netconn_deadline_stop(nc, NETCONN_DEADLINE_LINE);
+		return;
+	}
+	if (nc->deadline_kind == NETCONN_DEADLINE_NONE && !nc->busy)
+		netconn_deadline_start(nc, NETCONN_DEADLINE_LINE);
+}
+
 enum netconn_plaintext
 netconn_plaintext_parse(const char *value)
 {
@@ -204,8 +296,28 @@ netconn_output_full(const struct netconn *nc)
 void
 netconn_set_timeouts(struct netconn *nc, bool read)
 {
+	nc->read_timeout = read;
+	if (nc->busy || nc->bev == NULL)
+		return;
 	bufferevent_set_timeouts(nc->bev, read ? &nc->params->idle_timeout : NULL,
 				 &nc->params->idle_timeout);
+}
+
+void
+netconn_set_busy(struct netconn *nc, bool busy)
+{
+	if (nc->busy == busy)
+		return;
+	nc->busy = busy;
+	if (nc->dead)
+		return;
+	if (busy) {
+		/* Our work, not the client's silence: no timer may end the session meanwhile. */
+		bufferevent_set_timeouts(nc->bev, NULL, NULL);
+		netconn_deadline_stop(nc, NETCONN_DEADLINE_LINE);
+		return;
+	}
+	netconn_set_timeouts(nc, nc->read_timeout); /* the idle timers start afresh */
 }
 
 enum netconn_line
@@ -217,6 +329,8 @@ netconn_read_line(struct netconn *nc, size_t limit, char **line_r, size_t *len_r
 	size_t eol_len = 0;
 
 	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+	/* The line deadline runs from the first byte of a line until its end. */
+	netconn_line_partial(nc, eol.pos < 0 && (nc->discarding || evbuffer_get_length(in) > 0));
 	if (nc->discarding) {
 		if (eol.pos < 0) {
 			size_t n = evbuffer_get_length(in);
@@ -284,6 +398,11 @@ netconn_destroy(struct netconn *nc, const char *reason)
 	if (nc->dead)
 		return;
 	nc->dead = true;
+	if (nc->deadline != NULL) {
+		event_free(nc->deadline);
+		nc->deadline = NULL;
+		nc->deadline_kind = NETCONN_DEADLINE_NONE;
+	}
 	listener_bev_close(nc->bev);
 	nc->bev = NULL;
 	listener_conn_closed(&nc->peer);
@@ -300,5 +419,7 @@ netconn_starttls(struct netconn *nc, size_t *discarded_r)
 	nc->bev = filter;
 	nc->tls = true;
 	netconn_setup_bev(nc);
+	netconn_deadline_stop(nc, NETCONN_DEADLINE_LINE);
+	netconn_deadline_start(nc, NETCONN_DEADLINE_TLS);
 	return true;
 }

@@ -53,6 +53,11 @@ struct netconn_params {
 	const char *proto; /* log prefix: "smtp", "pop3" */
 	const struct netconn_ops *ops;
 	struct timeval idle_timeout; /* read and write */
+	/* Deadlines that bytes trickling in do not push back (netconn_params_deadlines):
+	 * a command line must be whole this long after its first byte (server.command_timeout),
+	 * a TLS handshake done this long after it began (server.tls_handshake_timeout). */
+	struct timeval line_timeout;
+	struct timeval tls_timeout;
 	size_t write_low;	     /* write callback once output drains to this (0: empty) */
 	enum netconn_plaintext plaintext;
 	/* netconn_read_line: whether the CRLF (two octets) counts against the limit. */
@@ -62,6 +67,10 @@ struct netconn_params {
 };
 
 struct netconn_list;
+struct config;
+struct event;
+
+enum netconn_deadline { NETCONN_DEADLINE_NONE = 0, NETCONN_DEADLINE_LINE, NETCONN_DEADLINE_TLS };
 
 struct netconn {
 	const struct netconn_params *params;
@@ -76,6 +85,10 @@ struct netconn {
 	bool dead;		 /* the connection is gone */
 	bool discarding;	 /* throwing away an over-long line */
 	size_t discarded;
+	bool read_timeout;	 /* netconn_set_timeouts' mode */
+	bool busy;		 /* netconn_set_busy: the server works for the session */
+	struct event *deadline;	 /* the line or handshake deadline; NULL until first armed */
+	enum netconn_deadline deadline_kind;
 };
 
 /* Every connection of one protocol server, for shutdown, statistics and ids. Zero-initialised
@@ -106,6 +119,10 @@ void netconn_list_destroy(struct netconn_list *list, const char *reason);
 /* The session (ops arg) of the first connection, or NULL: for freeing leftovers at exit. */
 void *netconn_list_first(const struct netconn_list *list);
 
+/* Fills params->line_timeout and tls_timeout from server.command_timeout and
+ * server.tls_handshake_timeout. */
+void netconn_params_deadlines(struct netconn_params *params, const struct config *config);
+
 /* "never", "always", anything else: loopback. */
 enum netconn_plaintext netconn_plaintext_parse(const char *value);
 /* Whether USER/PASS, AUTH PLAIN/LOGIN may be used: under TLS, or as params->plaintext permits. */
@@ -115,8 +132,20 @@ bool netconn_plaintext_ok(const struct netconn *nc);
 void netconn_reply(struct netconn *nc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* True when more than NETCONN_OUTPUT_HIGH is queued: stop until the write callback. */
 bool netconn_output_full(const struct netconn *nc);
-/* Read and write idle timeouts, or only the write timeout (no progress while output waits). */
+/* Read and write idle timeouts, or only the write timeout (no progress while output waits).
+ * While busy this only records the mode, applied when the session is no longer busy. */
 void netconn_set_timeouts(struct netconn *nc, bool read);
+/* busy: the server is working for the session (a password check, a commit, a store update,
+ * a search): no idle timeout and no line deadline may end it meanwhile, whatever the client
+ * does. Back to not busy, the idle timeouts start afresh. Sessions call this from their
+ * enter_state for their waiting states. */
+void netconn_set_busy(struct netconn *nc, bool busy);
+/* For sessions that parse their own input (IMAP): whether a command line has begun and is not
+ * yet whole. The first true arms the line deadline (params->line_timeout), false disarms it;
+ * literal data in between is not part of a line (only the idle timeout applies to it). When
+ * the deadline passes without a whole line the client gets params->timeout_reply and the
+ * connection is closed (reason "command-timeout"). netconn_read_line does this itself. */
+void netconn_line_partial(struct netconn *nc, bool partial);
 
 enum netconn_line {
 	NETCONN_LINE_MORE = 0,	 /* no whole line yet */
@@ -144,6 +173,8 @@ void netconn_close(struct netconn *nc, const char *reason);
 void netconn_destroy(struct netconn *nc, const char *reason);
 
 /* STARTTLS/STLS, after the go-ahead is queued: wraps the connection in TLS and sets it up again.
+ * The handshake (like that of implicit TLS, from netconn_init) must be done within
+ * params->tls_timeout, else the connection is dropped (reason "tls-timeout").
  * What the client sent after the command is dropped (CVE-2011-0411) and counted in
  * *discarded_r for the session to log. False when TLS cannot be set up (the session closes). */
 bool netconn_starttls(struct netconn *nc, size_t *discarded_r);

@@ -34,6 +34,7 @@ pop3_enter_state(struct pop3_session *s, enum pop3_state state)
 	log_debug("pop3 session=%s event=state from=%s to=%s", s->conn.id,
 	          pop3_state_names[s->state], pop3_state_names[state]);
 	s->state = state;
+	netconn_set_busy(&s->conn, state == POP3_STATE_WAIT || state == POP3_STATE_UPDATE);
 }
 
 /* Counts a protocol error; past pop3.max_errors the client is told goodbye. */
@@ -123,11 +124,6 @@ pop3_session_timeout(void *arg, bool writing)
 	if (s->state == POP3_STATE_RETR || writing) {
 		/* The client stopped reading. */
 		netconn_destroy(&s->conn, "write-timeout");
-		return true;
-	}
-	if (s->state == POP3_STATE_WAIT || s->state == POP3_STATE_UPDATE) {
-		/* Our own work is in flight, not the client's fault: wait for it. */
-		bufferevent_enable(s->conn.bev, EV_READ);
 		return true;
 	}
 	/* RFC 1939 3: the autologout timer closes without entering UPDATE. */
@@ -468,13 +464,14 @@ pop3_session_line(struct pop3_session *s, char *line, size_t len)
 		return;
 	}
 	if (pop3_command_parse(line, len, &cmd, &error) < 0) {
-		log_info("pop3 session=%s event=bad-command verb=\"%s\" error=\"%s\"", s->conn.id,
-		         log_escape(esc, sizeof(esc), cmd.verb_text, strlen(cmd.verb_text)), error);
+		log_info("pop3 session=%s event=bad-command verb=%s error=\"%s\"", s->conn.id,
+		         log_str(esc, sizeof(esc), cmd.verb_text), error);
 		pop3_reply(s, "-ERR %s", error);
 		pop3_error(s);
 		return;
 	}
-	log_debug("pop3 session=%s event=command verb=%s", s->conn.id, cmd.verb_text);
+	log_debug("pop3 session=%s event=command verb=%s", s->conn.id,
+	          log_str(esc, sizeof(esc), cmd.verb_text));
 	for (size_t i = 0; i < sizeof(pop3_commands) / sizeof(pop3_commands[0]); i++) {
 		const struct pop3_cmd_entry *e = &pop3_commands[i];
 
@@ -490,8 +487,8 @@ pop3_session_line(struct pop3_session *s, char *line, size_t len)
 		e->fn(s, &cmd);
 		return;
 	}
-	log_info("pop3 session=%s event=unknown-command verb=\"%s\"", s->conn.id,
-	         log_escape(esc, sizeof(esc), cmd.verb_text, strlen(cmd.verb_text)));
+	log_info("pop3 session=%s event=unknown-command verb=%s", s->conn.id,
+	         log_str(esc, sizeof(esc), cmd.verb_text));
 	pop3_reply(s, "-ERR unknown command");
 	pop3_error(s);
 }
@@ -581,6 +578,7 @@ pop3_server_new(struct event_base *base, const struct config *config, struct sto
 	    .too_long_reply = "-ERR line too long",
 	    .timeout_reply = "-ERR Disconnected for inactivity",
 	};
+	netconn_params_deadlines(&server->conn_params, config);
 	return server;
 }
 

@@ -30,6 +30,7 @@ push_enter_state(struct push_session *s, enum push_state state)
 	log_debug("push session=%s event=state from=%s to=%s", s->conn.id,
 	          push_state_names[s->state], push_state_names[state]);
 	s->state = state;
+	netconn_set_busy(&s->conn, state == PUSH_STATE_WAIT);
 }
 
 void
@@ -129,10 +130,6 @@ push_session_timeout(void *arg, bool writing)
 	if (writing) {
 		log_info("push session=%s event=write-timeout queued=%zu", s->conn.id, s->qlen);
 		netconn_destroy(&s->conn, "write-timeout");
-		return true;
-	}
-	if (s->state == PUSH_STATE_WAIT) {
-		bufferevent_enable(s->conn.bev, EV_READ);
 		return true;
 	}
 	return false;
@@ -352,14 +349,15 @@ push_session_line(struct push_session *s, char *line, size_t len)
 	struct push_command cmd;
 	struct sasl_step step;
 	const char *error;
+	char esc[64];
 
 	if (s->state == PUSH_STATE_SASL) {
 		push_auth_next(s, sasl_server_step(&s->sasl, line, &step), &step);
 		return;
 	}
 	if (push_command_parse(line, len, &cmd, &error) < 0) {
-		log_info("push session=%s event=bad-command verb=\"%s\" error=\"%s\"", s->conn.id,
-		         cmd.verb_text, error);
+		log_info("push session=%s event=bad-command verb=%s error=\"%s\"", s->conn.id,
+		         log_str(esc, sizeof(esc), cmd.verb_text), error);
 		push_reply(s, "-ERR %s", error);
 		push_error(s);
 		return;
@@ -378,7 +376,8 @@ push_session_line(struct push_session *s, char *line, size_t len)
 		e->fn(s, &cmd);
 		return;
 	}
-	log_info("push session=%s event=unknown-command verb=\"%s\"", s->conn.id, cmd.verb_text);
+	log_info("push session=%s event=unknown-command verb=%s", s->conn.id,
+	         log_str(esc, sizeof(esc), cmd.verb_text));
 	push_reply(s, "-ERR unknown command");
 	push_error(s);
 }
@@ -471,6 +470,7 @@ push_server_new(struct event_base *base, const struct config *config, struct sto
 	    .too_long_reply = "-ERR line too long",
 	    .timeout_reply = "-ERR disconnected for inactivity",
 	};
+	netconn_params_deadlines(&server->conn_params, config);
 	return server;
 }
 

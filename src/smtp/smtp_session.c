@@ -115,6 +115,7 @@ smtp_enter_state(struct smtp_session *s, enum smtp_state state)
 	log_debug("smtp session=%s event=state from=%s to=%s", s->conn.id,
 		  smtp_state_names[s->state], smtp_state_names[state]);
 	s->state = state;
+	netconn_set_busy(&s->conn, state == SMTP_STATE_WAIT);
 }
 
 static void
@@ -163,10 +164,14 @@ smtp_starttls_offered(const struct smtp_session *s)
 	return !s->conn.tls && listener_get_ssl_ctx() != NULL;
 }
 
+/* A path for the log, as one value: <address> quoted and escaped when it needs to be. */
 static const char *
-smtp_esc(char *buf, size_t size, const char *text)
+smtp_esc_path(char *buf, size_t size, const char *address)
 {
-	return log_escape(buf, size, text, strlen(text));
+	char path[SMTP_LINE_MAX + 3];
+
+	snprintf(path, sizeof(path), "<%s>", address);
+	return log_str(buf, size, path);
 }
 
 /* --- session lifetime --- */
@@ -249,8 +254,8 @@ smtp_cmd_helo(struct smtp_session *s, const struct smtp_command *cmd)
 	s->esmtp = ehlo;
 	smtp_tx_free(&s->tx);
 	smtp_enter_state(s, SMTP_STATE_READY);
-	log_info("smtp session=%s event=helo verb=%s helo=\"%s\"", s->conn.id, cmd->verb_text,
-		 smtp_esc(esc, sizeof(esc), cmd->args));
+	log_info("smtp session=%s event=helo verb=%s helo=%s", s->conn.id, cmd->verb_text,
+		 log_str(esc, sizeof(esc), cmd->args));
 	if (!ehlo) {
 		smtp_reply(s, "250 %s", s->server->hostname);
 		return;
@@ -297,8 +302,8 @@ smtp_cmd_mail(struct smtp_session *s, const struct smtp_command *cmd)
 	if (s->account_id != 0 &&
 	    (path.null_path || !deliver_sender_allowed(s->server->deliver, s->account_id,
 						       path.address))) {
-		log_info("smtp session=%s event=mail-from from=<%s> result=not-owned account=%s",
-			 s->conn.id, smtp_esc(esc, sizeof(esc), path.address), s->account);
+		log_info("smtp session=%s event=mail-from from=%s result=not-owned account=%s",
+			 s->conn.id, smtp_esc_path(esc, sizeof(esc), path.address), s->account);
 		smtp_reply(s, "553 5.7.1 <%s>: Sender address rejected: not owned by user %s",
 			   path.address, s->account);
 		smtp_error(s);
@@ -308,8 +313,8 @@ smtp_cmd_mail(struct smtp_session *s, const struct smtp_command *cmd)
 	s->tx->mail_from = xstrdup(path.null_path ? "" : path.address);
 	s->tx->params = params;
 	smtp_enter_state(s, SMTP_STATE_MAIL);
-	log_info("smtp session=%s event=mail-from from=<%s> result=ok", s->conn.id,
-		 smtp_esc(esc, sizeof(esc), s->tx->mail_from));
+	log_info("smtp session=%s event=mail-from from=%s result=ok", s->conn.id,
+		 smtp_esc_path(esc, sizeof(esc), s->tx->mail_from));
 	smtp_reply(s, "250 2.1.0 Ok");
 }
 
@@ -337,19 +342,19 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct smtp_command *cmd)
 		smtp_error(s);
 		return;
 	}
-	smtp_esc(esc, sizeof(esc), path.address);
+	smtp_esc_path(esc, sizeof(esc), path.address);
 	verdict = deliver_check_rcpt(s->server->deliver, path.address, s->account_id != 0,
 				     &account_id);
 	switch (verdict) {
 	case DELIVER_RCPT_UNKNOWN_USER:
-		log_info("smtp session=%s event=rcpt-to to=<%s> result=unknown-user", s->conn.id,
+		log_info("smtp session=%s event=rcpt-to to=%s result=unknown-user", s->conn.id,
 			 esc);
 		smtp_reply(s, "550 5.1.1 <%s>: Recipient address rejected: User unknown",
 			   path.address);
 		smtp_error(s);
 		return;
 	case DELIVER_RCPT_RELAY_DENIED:
-		log_info("smtp session=%s event=rcpt-to to=<%s> result=relay-denied", s->conn.id,
+		log_info("smtp session=%s event=rcpt-to to=%s result=relay-denied", s->conn.id,
 			 esc);
 		smtp_reply(s, "550 5.7.1 <%s>: Relay access denied", path.address);
 		smtp_error(s);
@@ -375,7 +380,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct smtp_command *cmd)
 	tx->rcpts[tx->nrcpts].account_id = account_id;
 	tx->nrcpts++;
 	smtp_enter_state(s, SMTP_STATE_RCPT);
-	log_info("smtp session=%s event=rcpt-to to=<%s> result=ok target=%s", s->conn.id, esc,
+	log_info("smtp session=%s event=rcpt-to to=%s result=ok target=%s", s->conn.id, esc,
 		 account_id != 0 ? "local" : "queue");
 	smtp_reply(s, "250 2.1.5 Ok");
 }
@@ -727,11 +732,19 @@ smtp_cmd_starttls(struct smtp_session *s, const struct smtp_command *cmd)
 		netconn_close(&s->conn, "tls-setup-failed");
 		return;
 	}
-	/* RFC 3207 4.2: forget everything learnt before TLS. */
+	/* RFC 3207 4.2: forget everything learnt before TLS: EHLO, the transaction, a SASL
+	 * exchange, and a login made in the clear (the client must AUTH again inside TLS). */
 	smtp_tx_free(&s->tx);
 	free(s->helo);
 	s->helo = NULL;
 	s->esmtp = false;
+	sasl_server_reset(&s->sasl);
+	if (s->account_id != 0)
+		log_info("smtp session=%s event=starttls-forget-auth account=%s", s->conn.id,
+			 s->account);
+	s->account_id = 0;
+	free(s->account);
+	s->account = NULL;
 	smtp_enter_state(s, SMTP_STATE_INIT);
 }
 
@@ -910,7 +923,8 @@ smtp_session_line(struct smtp_session *s, char *line, size_t len)
 		smtp_error(s);
 		return;
 	}
-	log_debug("smtp session=%s event=command verb=%s", s->conn.id, cmd.verb_text);
+	log_debug("smtp session=%s event=command verb=%s", s->conn.id,
+		  log_str(esc, sizeof(esc), cmd.verb_text));
 	for (size_t i = 0; i < sizeof(smtp_commands) / sizeof(smtp_commands[0]); i++) {
 		const struct smtp_cmd_entry *e = &smtp_commands[i];
 		if (e->verb != cmd.verb)
@@ -923,8 +937,8 @@ smtp_session_line(struct smtp_session *s, char *line, size_t len)
 		e->fn(s, &cmd);
 		return;
 	}
-	log_info("smtp session=%s event=unknown-command verb=\"%s\"", s->conn.id,
-		 log_escape(esc, sizeof(esc), cmd.verb_text, strlen(cmd.verb_text)));
+	log_info("smtp session=%s event=unknown-command verb=%s", s->conn.id,
+		 log_str(esc, sizeof(esc), cmd.verb_text));
 	smtp_reply(s, "500 5.5.2 Error: command not recognized");
 	smtp_error(s);
 }
@@ -1005,6 +1019,7 @@ smtp_server_new(struct event_base *base, const struct config *config, struct del
 		.too_long_reply = "500 5.5.2 Error: line too long",
 		.timeout_reply = server->timeout_reply,
 	};
+	netconn_params_deadlines(&server->conn_params, config);
 	for (int i = 0; i < SMTP_ROLE_COUNT; i++) {
 		server->roles[i].server = server;
 		server->roles[i].role = (enum smtp_role)i;

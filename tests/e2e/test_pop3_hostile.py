@@ -11,7 +11,7 @@ Each case is its own check:
 - RETR/TOP/LIST/UIDL/DELE of a deleted message (-ERR ... already deleted) and of non-existent or malformed
   message numbers (-ERR no such message / -ERR);
 - STLS injection: "STLS\\r\\nCAPA\\r\\n" in one packet; the CAPA is not answered inside TLS; STLS inside TLS
-  and on POP3S refused;
+  and on POP3S refused; STLS forgets a USER given before it, and is refused after login;
 - auth.allow_plaintext=never: no USER/SASL PLAIN in CAPA on plaintext, USER/PASS and AUTH get
   "-ERR [AUTH] ... STLS"; after STLS login works;
 - pop3.max_errors: a session that keeps sending bad commands is closed;
@@ -310,6 +310,23 @@ def test_stls_injection(checks, d):
         checks.check(is_err(r), "STLS on POP3S (implicit TLS): -ERR", r)
 
 
+def test_stls_forgets_state(checks, d):
+    """RFC 2595 4: USER and a half-done AUTH from before STLS are gone inside TLS; STLS after login is refused."""
+    with session(d) as s:
+        r = safe(s, f"USER {DAVE}")
+        checks.check(pop3_ok(r), "STLS forgets USER: USER in the clear +OK", r)
+        s.stls(d.client_tls_context())
+        r = safe(s, f"PASS {d.passwords[DAVE]}")
+        checks.check(is_err(r), "STLS forgets USER: PASS inside TLS without a new USER: -ERR", r)
+        r = s.login(DAVE, d.passwords[DAVE])
+        checks.check(pop3_ok(r), "STLS forgets USER: USER/PASS inside TLS +OK", r)
+        safe(s, "QUIT")
+    with session(d, user=BOB) as s:
+        r = safe(s, "STLS")
+        checks.check(is_err(r), "STLS after login (TRANSACTION state): -ERR", r)
+        safe(s, "QUIT")
+
+
 def test_non_reader(checks, d):
     """A 50 MB RETR to a client with a 4 KiB receive buffer that reads nothing."""
     with session(d, CAROL, rcvbuf=4096, timeout=60) as s:
@@ -508,7 +525,8 @@ def run(checks):
                 big = checks.guard("50 MB message for carol delivered", deliver_big, d)
                 checks.check(ok is not None and big is not None, "hostile daemon: test mail delivered over SMTP")
                 for test in (test_unknown_commands, test_wrong_state, test_bad_auth, test_long_lines, test_nul_bytes,
-                             test_message_numbers, test_stls_injection, test_ten_megabytes_no_newline,
+                             test_message_numbers, test_stls_injection, test_stls_forgets_state,
+                             test_ten_megabytes_no_newline,
                              test_non_reader):
                     checks.guard(f"{test.__name__} ran without an exception", test, checks, d)
                 checks.check(d.alive(), "hostile daemon: still running after every hostile case")

@@ -11,9 +11,11 @@ Each case is its own check (issue 2, section 4):
 - SMTP smuggling: `\\n.\\n`, `\\r\\n.\\n`, `\\n.\\r\\n`, bare CR variants never end DATA early, never create a
   second message, the smuggled MAIL FROM is never executed, such a message gets a 5xx;
 - STARTTLS injection (CVE-2011-0411): "STARTTLS\\r\\nRSET\\r\\n" in one packet; RSET is not answered in TLS;
+- STARTTLS forgets everything from before TLS (RFC 3207 4.2): EHLO, the transaction and a plaintext AUTH;
 - relay policy: no open relay on MX (550 5.7.1), unknown local user 550 5.1.1; submission needs AUTH
   (530 5.7.0), MAIL FROM bound to the account and its aliases (553 5.7.1);
 - too many recipients: the 101st RCPT gets 452 4.5.3;
+- log injection: MAIL FROM:<"a b=c x=y"@example.test> adds no key=value field to the daemon's log;
 - brute force: failures are delayed (auth.failure_delay=1), then refused even with the right password
   from that address, while other sessions and other addresses are served;
 - auth.allow_plaintext=never: no AUTH advertised on plaintext, AUTH gets 538 5.7.11;
@@ -318,6 +320,90 @@ def test_starttls_injection(checks, d, port, role):
         extra = s.pending_data(0.3)
         checks.check(r[0] == 250 and not extra,
                      f"STARTTLS injection ({role}): no stray reply inside TLS", f"{fmt(r)} extra={extra!r}")
+
+
+# ---- log injection --------------------------------------------------------------------------------
+def log_fields(line):
+    """The key=value fields of one log line as a reader sees them: values are bare words or
+    double-quoted with backslash escapes; bare words without '=' (the module) are skipped."""
+    fields, i, n = [], 0, len(line)
+    while i < n:
+        while i < n and line[i] == " ":
+            i += 1
+        j = i
+        while j < n and line[j] not in "= ":
+            j += 1
+        if j >= n or line[j] != "=":
+            i = j
+            continue
+        key, j = line[i:j], j + 1
+        if j < n and line[j] == '"':
+            j += 1
+            while j < n and line[j] != '"':
+                j += 2 if line[j] == "\\" else 1
+            j += 1
+        else:
+            while j < n and line[j] != " ":
+                j += 1
+        fields.append((key, line[i + len(key) + 1:j]))
+        i = j
+    return fields
+
+
+def test_log_injection(checks, d):
+    """A quoted local part with spaces and '=' (RFC 5321 allows it) stays one log value."""
+    evil_from = '"a b=c x=y"@example.test'
+    evil_rcpt = '"p q=r level=error"@example.test'
+    with RawSMTP(d.mx_port) as s:
+        s.ehlo("evil.example.test")
+        r = s.cmd(f"MAIL FROM:<{evil_from}>")
+        checks.check(r[0] == 250, "log injection: MAIL FROM with a quoted local part is accepted", fmt(r))
+        r = s.cmd(f"RCPT TO:<{evil_rcpt}>")
+        checks.check(r[0] == 550, "log injection: RCPT TO an unknown quoted local part is refused", fmt(r))
+        s.cmd("QUIT")
+    time.sleep(0.3)
+    log = d.stderr_text().splitlines()
+    helo = [ln for ln in log if "event=helo" in ln and "helo=evil.example.test" in ln]
+    session = dict(log_fields(helo[-1])).get("session") if helo else None
+    lines = [ln for ln in log if session and f"session={session} " in ln and
+             ("event=mail-from" in ln or "event=rcpt-to" in ln or "event=helo" in ln)]
+    checks.check(len(lines) == 3, "log injection: helo, mail-from and rcpt-to were logged", lines)
+    allowed = {"ts", "prog", "level", "session", "event", "verb", "helo", "from", "to", "result", "target",
+               "account"}
+    for ln in lines:
+        keys = [k for k, _ in log_fields(ln)]
+        checks.check(set(keys) <= allowed and len(keys) == len(set(keys)),
+                     "log injection: the client added no key of its own", ln)
+    mail = next((ln for ln in lines if "event=mail-from" in ln), "")
+    checks.check(dict(log_fields(mail)).get("from") == '"<\\"a b=c x=y\\"@example.test>"',
+                 "log injection: from= is one quoted value with escaped quotes", mail)
+
+
+def test_starttls_forgets_auth(checks, d):
+    """RFC 3207 4.2: a login made before STARTTLS is gone inside TLS (as are EHLO and MAIL)."""
+    with RawSMTP(d.submission_port) as s:
+        s.ehlo()
+        r = s.auth_plain(ALICE, d.passwords[ALICE])
+        if not checks.check(r[0] == 235, "STARTTLS forgets AUTH: AUTH PLAIN in the clear on loopback: 235", fmt(r)):
+            return
+        r = s.cmd(f"MAIL FROM:<{ALICE}>")
+        checks.check(r[0] == 250, "STARTTLS forgets AUTH: MAIL before STARTTLS: 250", fmt(r))
+        r = s.cmd("STARTTLS")
+        checks.check(r[0] == 220, "STARTTLS forgets AUTH: STARTTLS in a transaction: 220", fmt(r))
+        s.sock = d.client_tls_context().wrap_socket(s.sock, server_hostname="localhost")
+        s.buf = b""
+        r = safe_reply(s, "MAIL FROM:<%s>" % ALICE)
+        checks.check(r[0] == 503, "STARTTLS forgets EHLO: MAIL before EHLO inside TLS: 503", fmt(r))
+        exts = [e.upper() for e in s.ehlo()]
+        checks.check(any(e.startswith("AUTH") for e in exts),
+                     "STARTTLS forgets AUTH: EHLO inside TLS offers AUTH again", exts)
+        r = safe_reply(s, f"MAIL FROM:<{ALICE}>")
+        checks.check(reply_has(r, 530, "5.7.0"), "STARTTLS forgets AUTH: MAIL inside TLS needs AUTH: 530 5.7.0",
+                     fmt(r))
+        r = s.auth_plain(ALICE, d.passwords[ALICE])
+        checks.check(r[0] == 235, "STARTTLS forgets AUTH: AUTH inside TLS: 235", fmt(r))
+        r = safe_reply(s, f"MAIL FROM:<{ALICE}>")
+        checks.check(r[0] == 250, "STARTTLS forgets AUTH: MAIL after AUTH inside TLS: 250", fmt(r))
 
 
 # ---- policy ---------------------------------------------------------------------------------------
@@ -650,7 +736,8 @@ def run(checks):
             if start_daemon(checks, d):
                 for test in (test_basic_verbs, test_ten_megabytes_no_newline, test_out_of_order, test_nul_bytes,
                              test_malformed_addresses, test_long_line, test_size_limits, test_smuggling,
-                             test_relay_policy, test_too_many_recipients, test_concurrent_200):
+                             test_relay_policy, test_too_many_recipients, test_log_injection, test_starttls_forgets_auth,
+                             test_concurrent_200):
                     checks.guard(f"{test.__name__} ran without an exception", test, checks, d)
                 for port, role in ((d.mx_port, "MX"), (d.submission_port, "submission")):
                     checks.guard(f"STARTTLS injection ({role}) ran", test_starttls_injection, checks, d, port, role)

@@ -49,20 +49,28 @@ static const struct escape_case escape_cases[] = {
     E("abcdef", 1, ""),
 };
 
+typedef const char *log_fn(char *dst, size_t dstsize, const char *src, size_t srclen);
+
+/* Runs a table of cases through fn: exact output, nothing written past dstsize. */
 static void
-test_escape_table(void **state)
+run_cases(log_fn *fn, const struct escape_case *cases, size_t n)
 {
-	for (size_t i = 0; i < sizeof(escape_cases) / sizeof(escape_cases[0]); i++) {
-		const struct escape_case *c = &escape_cases[i];
+	for (size_t i = 0; i < n; i++) {
+		const struct escape_case *c = &cases[i];
 		char dst[128];
 
 		memset(dst, 'Z', sizeof(dst));
-		assert_ptr_equal(log_escape(dst, c->dstsize, c->src, c->srclen), dst);
+		assert_ptr_equal(fn(dst, c->dstsize, c->src, c->srclen), dst);
 		if (strcmp(dst, c->want) != 0)
 			fail_msg("case %zu: got \"%s\", want \"%s\"", i, dst, c->want);
-		/* Nothing written past dstsize. */
 		assert_int_equal(dst[c->dstsize], 'Z');
 	}
+}
+
+static void
+test_escape_table(void **state)
+{
+	run_cases(log_escape, escape_cases, sizeof(escape_cases) / sizeof(escape_cases[0]));
 }
 
 static void
@@ -202,6 +210,129 @@ test_levels(void **state)
 	free(out);
 }
 
+static const struct escape_case value_cases[] = {
+    E("", 64, "\"\""),
+    E("alice@example.test", 64, "alice@example.test"),
+    E("<a@b>", 64, "<a@b>"),
+    /* The attack: a quoted local part with spaces and '=' stays one value. */
+    E("\"a b=c x=y\"@example.test", 64, "\"\\\"a b=c x=y\\\"@example.test\""),
+    E("a=b", 64, "\"a=b\""),
+    E("two words", 64, "\"two words\""),
+    E("back\\slash", 64, "\"back\\\\slash\""),
+    E("a\r\nlevel=error", 64, "\"a\\x0d\\x0alevel=error\""),
+    E("tab\t", 64, "\"tab\\x09\""),
+    E("nul\0", 64, "\"nul\\x00\""),
+    E("\x7f", 64, "\"\\x7f\""),
+    /* Valid UTF-8 stays (quoted: not ASCII); C1 controls, overlongs, surrogates, bad
+     * sequences and code points past U+10FFFF do not. */
+    E("caf\xc3\xa9", 64, "\"caf\xc3\xa9\""),
+    E("\xe2\x82\xac\xf0\x9f\x98\x80", 64, "\"\xe2\x82\xac\xf0\x9f\x98\x80\""),
+    E("\xc2\x85", 64, "\"\\xc2\\x85\""),
+    E("\xc0\xaf", 64, "\"\\xc0\\xaf\""),
+    E("\xed\xa0\x80", 64, "\"\\xed\\xa0\\x80\""),
+    E("\xf4\x90\x80\x80", 64, "\"\\xf4\\x90\\x80\\x80\""),
+    E("\xe2\x82", 64, "\"\\xe2\\x82\""),
+    E("\xff", 64, "\"\\xff\""),
+    /* Truncation keeps the closing quote. */
+    E("abcdefghijklmnopqrstuvwxyz", 12, "abcdefgh..."),
+    E("a b c d e f g h i j", 12, "\"a b c ...\""),
+    E("\"\"\"\"\"\"", 12, "\"\\\"\\\"\\\"...\""),
+    E("\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac", 12, "\"\xe2\x82\xac\xe2\x82\xac...\""),
+    E("abc", 4, ""),
+};
+
+static void
+test_value_table(void **state)
+{
+	run_cases(log_value, value_cases, sizeof(value_cases) / sizeof(value_cases[0]));
+}
+
+/* Splits a log value at the start of s the way a reader of key=value lines does; returns the
+ * character after it. */
+static const char *
+skip_value(const char *s)
+{
+	if (*s != '"')
+		return s + strcspn(s, " \n");
+	for (s++; *s != '\0' && *s != '"'; s++) {
+		if (*s == '\\' && s[1] != '\0')
+			s++;
+	}
+	return *s == '"' ? s + 1 : s;
+}
+
+static void
+test_value_properties(void **state)
+{
+	char src[256], dst[2048];
+
+	/* Every byte value, one at a time and all together: one value, nothing after it. */
+	for (int i = 0; i < 256; i++) {
+		char one = (char)i;
+
+		src[i] = (char)i;
+		log_value(dst, sizeof(dst), &one, 1);
+		assert_int_equal(*skip_value(dst), '\0');
+	}
+	log_value(dst, sizeof(dst), src, sizeof(src));
+	assert_int_equal(*skip_value(dst), '\0');
+	for (const char *p = dst; *p != '\0'; p++)
+		assert_true(*p >= 0x20 && *p < 0x7f);
+	/* Every size from 8 up, never past the end, always terminated and still one value. */
+	for (size_t size = 8; size < 80; size++) {
+		char out[96];
+
+		memset(out, 'Z', sizeof(out));
+		log_value(out, size, src, sizeof(src));
+		assert_true(strlen(out) < size);
+		assert_int_equal(out[size], 'Z');
+		assert_int_equal(*skip_value(out), '\0');
+	}
+}
+
+static void
+emit_injection(void)
+{
+	char esc[128];
+	const char *from = "\"a b=c x=y\"@example.test";
+
+	log_info("smtp session=abc event=mail-from from=%s result=ok",
+	         log_str(esc, sizeof(esc), from));
+}
+
+/* The keys of a log line, as a reader of key=value lines sees them. */
+static void
+test_injection_line(void **state)
+{
+	char *out = capture_stderr(emit_injection);
+	const char *p = out;
+	char keys[16][32];
+	size_t n = 0;
+
+	while (*p != '\0' && *p != '\n' && n < 16) {
+		size_t klen = strcspn(p, "= \n");
+
+		if (p[klen] != '=') { /* a bare word: the module name */
+			p += klen;
+			while (*p == ' ')
+				p++;
+			continue;
+		}
+		assert_true(klen < sizeof(keys[0]));
+		memcpy(keys[n], p, klen);
+		keys[n++][klen] = '\0';
+		p = skip_value(p + klen + 1);
+		while (*p == ' ')
+			p++;
+	}
+	/* ts prog level session event from result: no key of the client's. */
+	assert_int_equal(n, 7);
+	assert_string_equal(keys[5], "from");
+	assert_string_equal(keys[6], "result");
+	assert_non_null(strstr(out, " from=\"\\\"a b=c x=y\\\"@example.test\" result=ok\n"));
+	free(out);
+}
+
 static void
 test_long_line(void **state)
 {
@@ -234,6 +365,8 @@ main(void)
 	    cmocka_unit_test(test_escape_table), cmocka_unit_test(test_escape_properties),
 	    cmocka_unit_test(test_info_line),    cmocka_unit_test(test_levels),
 	    cmocka_unit_test(test_long_line),    cmocka_unit_test(test_level_parse),
+	    cmocka_unit_test(test_value_table),  cmocka_unit_test(test_value_properties),
+	    cmocka_unit_test(test_injection_line),
 	};
 
 	log_init("test_log");
