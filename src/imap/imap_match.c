@@ -996,13 +996,11 @@ imap_match_content_from_buffer(const char *data, size_t len, unsigned need)
 	return c;
 }
 
-/* Reads the header section of fd (up to IMAP_MATCH_HEADER_MAX) and parses it. */
-static struct imap_match_content *
-content_header_from_fd(int fd)
+char *
+imap_match_read_header(int fd, size_t *len_r)
 {
-	struct imap_match_content *c;
 	size_t cap = 65536, len = 0, end;
-	char *buf = xmalloc(cap);
+	char *buf = xmalloc(cap + 1);
 	ssize_t n;
 
 	for (;;) {
@@ -1017,10 +1015,25 @@ content_header_from_fd(int fd)
 			break;
 		if (len == cap) {
 			cap = cap * 2 > IMAP_MATCH_HEADER_MAX ? IMAP_MATCH_HEADER_MAX : cap * 2;
-			buf = xrealloc(buf, cap);
+			buf = xrealloc(buf, cap + 1);
 		}
 	}
-	c = imap_match_content_from_buffer(buf, end, IMAP_MATCH_NEED_HEADER);
+	buf[end] = '\0';
+	*len_r = end;
+	return buf;
+}
+
+/* Reads the header section of fd (up to IMAP_MATCH_HEADER_MAX) and parses it. */
+static struct imap_match_content *
+content_header_from_fd(int fd)
+{
+	struct imap_match_content *c;
+	size_t len;
+	char *buf = imap_match_read_header(fd, &len);
+
+	if (buf == NULL)
+		return NULL;
+	c = imap_match_content_from_buffer(buf, len, IMAP_MATCH_NEED_HEADER);
 	free(buf);
 	return c;
 }

@@ -95,6 +95,10 @@ struct imap_match_content *imap_match_content_from_fd(int fd, unsigned need);
 struct imap_match_content *imap_match_content_from_buffer(const char *data, size_t len,
                                                           unsigned need);
 void imap_match_content_free(struct imap_match_content **c);
+/* The header section of the message in fd (pread from offset 0, up to its blank line included
+ * or IMAP_MATCH_HEADER_MAX bytes), NUL-terminated (malloc'd, length in *len_r); NULL when fd
+ * cannot be read. Any thread. */
+char *imap_match_read_header(int fd, size_t *len_r);
 
 /* Parses an IMAP date ("1-Feb-1994", day of one or two digits, month any case) into a day
  * number (days since 1970-01-01). Returns 0, or -1 when it is not a valid date. */
