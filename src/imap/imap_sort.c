@@ -133,7 +133,7 @@ sort_address(GMimeHeaderList *list, const char *name, char **mailbox_r, char **d
 }
 
 static void
-sort_msg_parse(struct imap_sort_msg *m, GMimeMessage *message)
+sort_msg_parse(struct imap_sort_msg *m, GMimeMessage *message, bool refs)
 {
 	GMimeHeaderList *list = g_mime_object_get_header_list(GMIME_OBJECT(message));
 	const char *raw;
@@ -160,6 +160,8 @@ sort_msg_parse(struct imap_sort_msg *m, GMimeMessage *message)
 		free(ids);
 	}
 	/* RFC 5256 2.2 (1): References, or else the In-Reply-To's first valid Message-ID. */
+	if (!refs)
+		return;
 	if ((raw = sort_field(list, "References")) != NULL)
 		m->refs = imap_sort_msgids(raw, strlen(raw), IMAP_SORT_REFS_MAX, true, &m->nrefs);
 	if (m->nrefs == 0 && (raw = sort_field(list, "In-Reply-To")) != NULL) {
@@ -169,7 +171,7 @@ sort_msg_parse(struct imap_sort_msg *m, GMimeMessage *message)
 }
 
 struct imap_sort_msg *
-imap_sort_msg_read(int fd)
+imap_sort_msg_read(int fd, bool refs)
 {
 	struct imap_sort_msg *m;
 	GMimeParser *parser;
@@ -190,7 +192,7 @@ imap_sort_msg_read(int fd)
 	g_object_unref(stream);
 	free(hdr);
 	if (message != NULL) {
-		sort_msg_parse(m, message);
+		sort_msg_parse(m, message, refs);
 		g_object_unref(message);
 	}
 	if (m->subject == NULL)
@@ -223,7 +225,14 @@ void *
 imap_sort_reader_read(int fd, void *ctx)
 {
 	(void)ctx;
-	return imap_sort_msg_read(fd);
+	return imap_sort_msg_read(fd, false);
+}
+
+void *
+imap_sort_reader_read_refs(int fd, void *ctx)
+{
+	(void)ctx;
+	return imap_sort_msg_read(fd, true);
 }
 
 void

@@ -32,16 +32,19 @@ struct imap_sort_msg {
 	size_t nrefs;
 };
 
-#define IMAP_SORT_REFS_MAX 256 /* references kept per message (the last ones) */
+#define IMAP_SORT_REFS_MAX 64 /* references kept per message (the last ones) */
 
-/* Reads and parses the header section of the message in fd (any thread). NULL when the file
+/* Reads and parses the header section of the message in fd (any thread); with refs also the
+ * Message-ID and references (THREAD REFERENCES only: they are the bulk). NULL when the file
  * cannot be read. */
-struct imap_sort_msg *imap_sort_msg_read(int fd);
+struct imap_sort_msg *imap_sort_msg_read(int fd, bool refs);
 void imap_sort_msg_free(struct imap_sort_msg **m);
 
 /* imap_search_reader callbacks (imap_private.h) for SORT and THREAD: read() gives the
- * imap_sort_msg of the message (ctx unused), free_data frees one. */
+ * imap_sort_msg of the message (ctx unused) without or with its references, free_data frees
+ * one. */
 void *imap_sort_reader_read(int fd, void *ctx);
+void *imap_sort_reader_read_refs(int fd, void *ctx);
 void imap_sort_reader_free(void *data);
 
 /* The Message-IDs ("<...@...>") in text[0..len), in order, at most max (the last ones kept when

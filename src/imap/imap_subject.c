@@ -157,8 +157,12 @@ imap_subject_base_decoded(const char *text, size_t len, bool *reply_r)
 	struct subj s = {NULL, 0, 0, false};
 	char *out;
 
-	if (len > IMAP_SUBJECT_MAX)
+	if (len > IMAP_SUBJECT_MAX) {
 		len = IMAP_SUBJECT_MAX;
+		/* Not in the middle of a UTF-8 sequence. */
+		while (len > 0 && ((unsigned char)text[len] & 0xc0) == 0x80)
+			len--;
+	}
 	s.text = xstrndup(text, len);
 	/* A NUL ends the text: what follows it is not part of the subject. */
 	s.end = subj_spaces(s.text, strlen(s.text));

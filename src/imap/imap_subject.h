@@ -20,7 +20,8 @@
  * (2), (3) or (6) was removed: the message is a reply or forward (RFC 5256 2.1, used by THREAD). */
 char *imap_subject_base(const char *s, size_t len, bool *reply_r);
 
-/* The same for text already decoded to UTF-8 (steps 2 to 6 plus the space rules of 1). */
+/* The same for text already decoded to UTF-8 (steps 2 to 6 plus the space rules of 1): valid
+ * UTF-8 in gives valid UTF-8 out (cut at a character boundary). */
 char *imap_subject_base_decoded(const char *s, size_t len, bool *reply_r);
 
 #endif

@@ -14,10 +14,15 @@
 #include "lib/log.h"
 #include "lib/util.h"
 
+/* The deepest thread built (see thread_cut), and the most ancestors looked at for a loop. */
+#define THREAD_DEPTH_MAX 1000
+#define THREAD_WALK_MAX 4096
+
 /* A container (RFC 5256 3 (1)): a message, or a dummy (msg NULL) for a referenced Message-ID
  * that is not among the messages. */
 struct tnode {
 	const struct imap_thread_msg *msg;
+	long depth; /* thread_cut: parents above it, -1 unknown */
 	struct tnode *parent;
 	struct tnode *child; /* first child */
 	struct tnode *next;  /* next sibling */
@@ -72,14 +77,48 @@ thread_adopt(struct tnode *parent, struct tnode *child)
 	child->next = NULL;
 }
 
-/* Whether a is b or one of b's ancestors (linking b under... a would make a loop). */
+/* Whether a is b or one of b's ancestors (linking a under b would make a loop). Past
+ * THREAD_WALK_MAX ancestors it answers yes: the link is not made, which bounds the work a
+ * hostile set of References can cause. */
 static bool
 thread_is_ancestor(const struct tnode *a, const struct tnode *b)
 {
-	for (; b != NULL; b = b->parent)
-		if (a == b)
+	for (unsigned steps = 0; b != NULL; b = b->parent, steps++)
+		if (a == b || steps > THREAD_WALK_MAX)
 			return true;
 	return false;
+}
+
+/* Cuts the trees so that none is deeper than THREAD_DEPTH_MAX: a container at a depth that is
+ * a multiple of it becomes a root. Chains built bottom-up (each message referring to a later
+ * one) pass thread_is_ancestor's bound; the later steps recurse by depth. */
+static void
+thread_cut(struct thread_ctx *t)
+{
+	struct tnode **path = xcalloc(t->nnodes + 1, sizeof(*path));
+
+	for (size_t i = 0; i < t->nnodes; i++)
+		t->nodes[i]->depth = -1;
+	for (size_t i = 0; i < t->nnodes; i++) {
+		struct tnode *n = t->nodes[i];
+		size_t len = 0;
+		long d;
+
+		/* Up to a container of known depth (or a root), then down again. */
+		while (n->depth < 0 && n->parent != NULL) {
+			path[len++] = n;
+			n = n->parent;
+		}
+		if (n->depth < 0)
+			n->depth = 0;
+		d = n->depth;
+		while (len > 0)
+			path[--len]->depth = ++d;
+	}
+	free(path);
+	for (size_t i = 0; i < t->nnodes; i++)
+		if (t->nodes[i]->depth > 0 && t->nodes[i]->depth % THREAD_DEPTH_MAX == 0)
+			thread_unlink(t->nodes[i]);
 }
 
 /* The container of a referenced Message-ID, a dummy when it is new. */
@@ -312,6 +351,7 @@ thread_references(struct thread_ctx *t, const struct imap_thread_msg *msgs, size
 	struct tnode *root = NULL, **tail = &root;
 
 	thread_link(t, msgs, n);
+	thread_cut(t);
 	/* (2) The root set: containers without a parent. */
 	for (size_t i = 0; i < t->nnodes; i++) {
 		if (t->nodes[i]->parent != NULL)
@@ -437,6 +477,9 @@ thread_reply(struct imap_session *s, const char *tag, uint32_t nmsgs, const bool
 
 static const struct imap_search_reader thread_reader = {imap_sort_reader_read, thread_reply,
                                                         imap_sort_reader_free, free};
+static const struct imap_search_reader thread_reader_refs = {imap_sort_reader_read_refs,
+                                                             thread_reply,
+                                                             imap_sort_reader_free, free};
 
 void
 imap_cmd_thread(struct imap_session *s, const struct imap_command *cmd)
@@ -465,5 +508,6 @@ imap_cmd_thread(struct imap_session *s, const struct imap_command *cmd)
 		free(tc);
 		return;
 	}
-	imap_search_run(s, cmd, 2, &thread_reader, tc);
+	imap_search_run(s, cmd, 2,
+	                tc->algo == IMAP_THREAD_REFERENCES ? &thread_reader_refs : &thread_reader, tc);
 }

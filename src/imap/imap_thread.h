@@ -5,7 +5,9 @@
  *
  * Message-IDs compare as strings, exactly ("<...@...>" tokens, see imap_sort_msgids). A message
  * without a Message-ID, or with one an earlier message already has, gets a container of its own
- * (RFC 5256 2.2 (1)). Dates tie in sequence order. */
+ * (RFC 5256 2.2 (1)). Dates tie in sequence order. Threads are at most 1,000 levels deep: a
+ * deeper reply chain (or a forged one) continues as a new thread, so hostile References cannot
+ * make the work quadratic or the recursion deep. */
 #ifndef TERN_IMAP_THREAD_H
 #define TERN_IMAP_THREAD_H
 
