@@ -10,6 +10,10 @@
  *   FROM, TO, CC, BCC, SUBJECT) where it matches messages that have that field.
  * - Headers are unfolded and decoded from RFC 2047 to UTF-8 (GMime); every occurrence of a
  *   field is searched. TEXT searches the decoded header section and the body.
+ * - FROM, TO, CC and BCC match the field's parsed addresses, not its text: the value goes through
+ *   the ENVELOPE's address parser and is rendered as Dovecot renders it for searching
+ *   (mimeaddr_render: "Display Name" <mailbox@host>, comments dropped, encoded words decoded),
+ *   so a comment inside an address neither hides it nor matches. HEADER From matches the text.
  * - The body is the text of every text/ part (transfer encoding undone, converted from its
  *   charset to UTF-8), in embedded messages too, and their headers; other parts (images,
  *   application/...) are not searched.
