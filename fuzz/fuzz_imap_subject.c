@@ -1,8 +1,8 @@
 /* fuzz_imap_subject: RFC 5256 base subjects and threading. The input is split into lines, one
  * message each: "subject|Message-ID|references" (missing fields are empty). Each subject's base
  * (raw, with encoded words: always; already decoded: when the input is) must be valid UTF-8
- * without leading or trailing white space, no longer than its input allows; both THREAD algorithms over the messages must name
- * every message exactly once, with balanced parentheses. */
+ * without leading or trailing white space, no longer than its input allows; both THREAD algorithms
+ * over the messages must name every message exactly once, with balanced parentheses. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>

@@ -840,7 +840,8 @@ content_headers(struct imap_match_content *c, GMimeHeaderList *list, GString *te
 		c->headers[c->nheaders].name = xstrdup(name);
 		c->headers[c->nheaders].value =
 		    match_fold(value, strlen(value), &c->headers[c->nheaders].len);
-		c->headers[c->nheaders].addr = content_address(h, name, &c->headers[c->nheaders].addr_len);
+		c->headers[c->nheaders].addr =
+		    content_address(h, name, &c->headers[c->nheaders].addr_len);
 		c->nheaders++;
 	}
 }

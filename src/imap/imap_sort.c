@@ -36,10 +36,14 @@ static const struct {
 	enum sort_key key;
 	bool file; /* needs the message's header */
 } sort_keys[] = {
-    {"ARRIVAL", SORT_ARRIVAL, false},   {"CC", SORT_CC, true},
-    {"DATE", SORT_DATE, true},          {"FROM", SORT_FROM, true},
-    {"SIZE", SORT_SIZE, false},         {"SUBJECT", SORT_SUBJECT, true},
-    {"TO", SORT_TO, true},              {"DISPLAYFROM", SORT_DISPLAYFROM, true},
+    {"ARRIVAL", SORT_ARRIVAL, false},
+    {"CC", SORT_CC, true},
+    {"DATE", SORT_DATE, true},
+    {"FROM", SORT_FROM, true},
+    {"SIZE", SORT_SIZE, false},
+    {"SUBJECT", SORT_SUBJECT, true},
+    {"TO", SORT_TO, true},
+    {"DISPLAYFROM", SORT_DISPLAYFROM, true},
     {"DISPLAYTO", SORT_DISPLAYTO, true},
 };
 
@@ -320,8 +324,8 @@ sort_id(const struct imap_session *s, const struct sort_ctx *ctx, const struct s
 	return ctx->uid ? s->msgs[it->idx].uid : it->idx + 1;
 }
 
-/* "* ESEARCH (TAG "t") [UID] MIN a MAX b ALL set COUNT n" (Dovecot's order) in sort order (RFC 5267 4.2:
- * MIN/MAX are the first and last in sort order, ALL keeps the order). */
+/* "* ESEARCH (TAG "t") [UID] MIN a MAX b ALL set COUNT n" (Dovecot's order) in sort order (RFC
+ * 5267 4.2: MIN/MAX are the first and last in sort order, ALL keeps the order). */
 static void
 sort_reply_esearch(struct imap_session *s, const char *tag, const struct sort_ctx *ctx,
                    const struct sort_item *items, size_t n)
@@ -389,8 +393,8 @@ sort_reply(struct imap_session *s, const char *tag, uint32_t nmsgs, const bool *
 
 static const struct imap_search_reader sort_reader = {imap_sort_reader_read, sort_reply,
                                                       imap_sort_reader_free, free};
-static const struct imap_search_reader sort_reader_index = {NULL, sort_reply,
-                                                            imap_sort_reader_free, free};
+static const struct imap_search_reader sort_reader_index = {NULL, sort_reply, imap_sort_reader_free,
+                                                            free};
 
 /* Parses the sort criteria list a into ctx. Returns 0, or -1 after replying BAD. */
 static int

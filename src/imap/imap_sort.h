@@ -7,11 +7,11 @@
  * then orders the matches. Keys that the snapshot answers (ARRIVAL, SIZE) read no file.
  *
  * Semantics (RFC 5256 3, as Dovecot): strings compare case-insensitively (upper-cased and
- * NFKD-decomposed UTF-8, bytewise: close to i;unicode-casemap); a missing field is the empty string and sorts first; DATE is the Date: header in
- * UTC, or the internal date when it is missing or invalid; FROM/TO/CC the first address's
- * mailbox; DISPLAYFROM/DISPLAYTO its decoded display name, or mailbox@host without one; SUBJECT
- * the base subject (imap_subject.h). Messages equal by every key stay in sequence order;
- * REVERSE reverses only the key after it. */
+ * NFKD-decomposed UTF-8, bytewise: close to i;unicode-casemap); a missing field is the empty string
+ * and sorts first; DATE is the Date: header in UTC, or the internal date when it is missing or
+ * invalid; FROM/TO/CC the first address's mailbox; DISPLAYFROM/DISPLAYTO its decoded display name,
+ * or mailbox@host without one; SUBJECT the base subject (imap_subject.h). Messages equal by every
+ * key stay in sequence order; REVERSE reverses only the key after it. */
 #ifndef TERN_IMAP_SORT_H
 #define TERN_IMAP_SORT_H
 
@@ -22,10 +22,10 @@
 /* What SORT and THREAD need of one message (from its header section). */
 struct imap_sort_msg {
 	bool has_date;
-	int64_t date;  /* the Date: header in seconds since the epoch (UTC), when has_date */
-	char *subject; /* base subject, as compared ("" when none) */
-	bool reply;    /* the subject was a reply or forward (RFC 5256 2.1) */
-	char *from, *to, *cc;            /* first address's mailbox, as compared, or NULL */
+	int64_t date;         /* the Date: header in seconds since the epoch (UTC), when has_date */
+	char *subject;        /* base subject, as compared ("" when none) */
+	bool reply;           /* the subject was a reply or forward (RFC 5256 2.1) */
+	char *from, *to, *cc; /* first address's mailbox, as compared, or NULL */
 	char *display_from, *display_to; /* RFC 5957 display form, as compared, or NULL */
 	char *message_id;                /* "<...>" or NULL */
 	char **refs;                     /* References (or the In-Reply-To's first id) */

@@ -58,8 +58,7 @@ subj_trailers(struct subj *s)
 			s->end--;
 			continue;
 		}
-		if (s->end - s->begin >= 5 &&
-		    strncasecmp(s->text + s->end - 5, "(fwd)", 5) == 0) {
+		if (s->end - s->begin >= 5 && strncasecmp(s->text + s->end - 5, "(fwd)", 5) == 0) {
 			s->end -= 5;
 			s->reply = true;
 			continue;

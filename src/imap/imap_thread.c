@@ -477,9 +477,8 @@ thread_reply(struct imap_session *s, const char *tag, uint32_t nmsgs, const bool
 
 static const struct imap_search_reader thread_reader = {imap_sort_reader_read, thread_reply,
                                                         imap_sort_reader_free, free};
-static const struct imap_search_reader thread_reader_refs = {imap_sort_reader_read_refs,
-                                                             thread_reply,
-                                                             imap_sort_reader_free, free};
+static const struct imap_search_reader thread_reader_refs = {
+    imap_sort_reader_read_refs, thread_reply, imap_sort_reader_free, free};
 
 void
 imap_cmd_thread(struct imap_session *s, const struct imap_command *cmd)
@@ -509,5 +508,6 @@ imap_cmd_thread(struct imap_session *s, const struct imap_command *cmd)
 		return;
 	}
 	imap_search_run(s, cmd, 2,
-	                tc->algo == IMAP_THREAD_REFERENCES ? &thread_reader_refs : &thread_reader, tc);
+	                tc->algo == IMAP_THREAD_REFERENCES ? &thread_reader_refs : &thread_reader,
+	                tc);
 }

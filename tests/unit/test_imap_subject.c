@@ -57,7 +57,10 @@ static const struct {
     {"[list] Re: [Fwd: Lunch]  (fwd)", "Lunch", true},
     /* (1) encoded words decoded first */
     {"=?UTF-8?B?UmU6IGx1bmNo?=", "lunch", true},
-    {"=?ISO-8859-1?Q?Gr=FC=DFe?=", "Gr\xc3\xbc\xc3\x9f" "e", false},
+    {"=?ISO-8859-1?Q?Gr=FC=DFe?=",
+     "Gr\xc3\xbc\xc3\x9f"
+     "e",
+     false},
     {"Re: =?UTF-8?Q?=5Blist=5D?= hi", "hi", true},
     /* raw 8-bit text that is not UTF-8 is converted (GMime's fallback charsets) */
     {"Re: caf\xe9", "caf\xc3\xa9", true},
