@@ -468,7 +468,8 @@ thread_reply(struct imap_session *s, const char *tag, uint32_t nmsgs, const bool
 		n++;
 	}
 	threads = imap_thread_build(cmd->algo, msgs, n);
-	evbuffer_add_printf(out, "* THREAD %s\r\n", threads);
+	/* RFC 5256 thread-data: "THREAD" [SP 1*thread-list], no space when nothing matched. */
+	evbuffer_add_printf(out, "* THREAD%s%s\r\n", threads[0] != '\0' ? " " : "", threads);
 	log_debug("imap session=%s event=thread messages=%u matched=%zu", s->conn.id, nmsgs, n);
 	free(threads);
 	free(msgs);
