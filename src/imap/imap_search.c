@@ -16,7 +16,10 @@
  * like a store update (update_pending), so no command runs and the snapshot does not change; a
  * connection that dies mid-search is freed by the batch's completion. Everything the worker
  * touches is owned by the job, none of it by the session. Without workers (tools) the batches
- * are read inline. */
+ * are read inline.
+ *
+ * SORT and THREAD run the same way with a reader (imap_search_run): every match, also one the
+ * snapshot decided, is read on the workers by the reader's read(), and the reader answers. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,12 +36,6 @@
 #include "lib/util.h"
 #include "lib/workers.h"
 #include "store/store.h"
-
-/* RETURN options (RFC 4731): the IMAP_SEARCH_RET_* bits of imap_private.h. */
-#define SEARCH_RET_MIN IMAP_SEARCH_RET_MIN
-#define SEARCH_RET_MAX IMAP_SEARCH_RET_MAX
-#define SEARCH_RET_ALL IMAP_SEARCH_RET_ALL
-#define SEARCH_RET_COUNT IMAP_SEARCH_RET_COUNT
 
 /* Message files opened for one worker job: bounds the descriptors a search holds and how long
  * one job keeps a worker from other sessions' work. */
@@ -84,10 +81,10 @@ imap_search_return_opts(struct imap_session *s, const char *tag, const struct im
 	static const struct {
 		const char *name;
 		unsigned bit;
-	} opts[] = {{"MIN", SEARCH_RET_MIN},
-	            {"MAX", SEARCH_RET_MAX},
-	            {"ALL", SEARCH_RET_ALL},
-	            {"COUNT", SEARCH_RET_COUNT}};
+	} opts[] = {{"MIN", IMAP_SEARCH_RET_MIN},
+	            {"MAX", IMAP_SEARCH_RET_MAX},
+	            {"ALL", IMAP_SEARCH_RET_ALL},
+	            {"COUNT", IMAP_SEARCH_RET_COUNT}};
 	const struct imap_arg *list;
 
 	if (*pos >= nargs || !imap_arg_atom_equals(&args[*pos], "RETURN"))
@@ -113,7 +110,7 @@ imap_search_return_opts(struct imap_session *s, const char *tag, const struct im
 	}
 	/* RFC 4731 3.1: RETURN () means ALL. */
 	if (*ret == 0)
-		*ret = SEARCH_RET_ALL;
+		*ret = IMAP_SEARCH_RET_ALL;
 	*pos += 2;
 	return 0;
 }
@@ -370,13 +367,13 @@ search_reply_esearch(struct imap_session *s, const char *tag, const struct searc
 	uint64_t highest = 0;
 
 	evbuffer_add_printf(out, "* ESEARCH (TAG \"%s\")%s", tag, uid ? " UID" : "");
-	if ((ret & SEARCH_RET_MIN) && job->count > 0)
+	if ((ret & IMAP_SEARCH_RET_MIN) && job->count > 0)
 		evbuffer_add_printf(out, " MIN %u", search_id(s, uid, job->first));
-	if ((ret & SEARCH_RET_MAX) && job->count > 0)
+	if ((ret & IMAP_SEARCH_RET_MAX) && job->count > 0)
 		evbuffer_add_printf(out, " MAX %u", search_id(s, uid, job->last));
-	if (ret & SEARCH_RET_COUNT)
+	if (ret & IMAP_SEARCH_RET_COUNT)
 		evbuffer_add_printf(out, " COUNT %u", job->count);
-	if ((ret & SEARCH_RET_ALL) && job->count > 0) {
+	if ((ret & IMAP_SEARCH_RET_ALL) && job->count > 0) {
 		bool first = true;
 
 		evbuffer_add_printf(out, " ALL ");
@@ -403,14 +400,14 @@ search_reply_esearch(struct imap_session *s, const char *tag, const struct searc
 	if (job->modseq && job->count > 0) {
 		/* RFC 4731 3.2: with ALL or COUNT the highest of every match, otherwise of the
 		 * messages returned by MIN and MAX. */
-		if (ret & (SEARCH_RET_ALL | SEARCH_RET_COUNT)) {
+		if (ret & (IMAP_SEARCH_RET_ALL | IMAP_SEARCH_RET_COUNT)) {
 			for (uint32_t i = 0; i < job->nmsgs; i++)
 				if (job->match[i] && s->msgs[i].modseq > highest)
 					highest = s->msgs[i].modseq;
 		} else {
-			if (ret & SEARCH_RET_MIN)
+			if (ret & IMAP_SEARCH_RET_MIN)
 				highest = s->msgs[job->first].modseq;
-			if ((ret & SEARCH_RET_MAX) && s->msgs[job->last].modseq > highest)
+			if ((ret & IMAP_SEARCH_RET_MAX) && s->msgs[job->last].modseq > highest)
 				highest = s->msgs[job->last].modseq;
 		}
 		evbuffer_add_printf(out, " MODSEQ %llu", (unsigned long long)highest);
