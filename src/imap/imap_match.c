@@ -16,6 +16,7 @@
 #include <gmime/gmime.h>
 
 #include "lib/util.h"
+#include "mime/mimeaddr.h"
 #include "mime/summary.h"
 #include "store/store.h"
 
@@ -53,6 +54,7 @@ struct node {
 	int32_t day;     /* date keys */
 	char *field;     /* N_HEADER: field name */
 	char *keyword;   /* N_KEYWORD */
+	bool address;    /* N_HEADER: FROM, TO, CC, BCC match the parsed addresses */
 	char *needle;    /* case-folded (g_malloc'd) */
 	size_t needle_len;
 	struct imap_seq_range *ranges; /* N_SEQ, N_UID: as sent */
@@ -72,6 +74,8 @@ struct mc_header {
 	char *name;  /* as in the message */
 	char *value; /* decoded, case-folded (g_malloc'd) */
 	size_t len;
+	char *addr; /* From, To, Cc, Bcc: mimeaddr_render'd, case-folded (g_malloc'd); or NULL */
+	size_t addr_len;
 };
 
 struct imap_match_content {
@@ -422,8 +426,10 @@ mp_args(struct mparse *p, const struct match_key *k, const struct imap_arg *args
 	case A_NONE:
 		return true;
 	case A_STRING:
-		if (k->field != NULL)
+		if (k->field != NULL) {
 			n->field = xstrdup(k->field);
+			n->address = strcmp(k->field, "Subject") != 0;
+		}
 		return mp_string(p, &args[(*pos)++], n, k->name);
 	case A_DATE:
 		return mp_date(p, &args[(*pos)++], n, k->name);
@@ -691,8 +697,12 @@ eval_header(const struct node *n, const struct imap_match_content *c)
 	if (c == NULL)
 		return -1;
 	for (size_t i = 0; i < c->nheaders; i++) {
-		if (strcasecmp(c->headers[i].name, n->field) == 0 &&
-		    match_contains(c->headers[i].value, c->headers[i].len, n))
+		const struct mc_header *h = &c->headers[i];
+
+		if (strcasecmp(h->name, n->field) != 0)
+			continue;
+		if (n->address && h->addr != NULL ? match_contains(h->addr, h->addr_len, n)
+		                                  : match_contains(h->value, h->len, n))
 			return 1;
 	}
 	return 0;
@@ -783,6 +793,27 @@ imap_match_eval(const struct imap_match *m, const struct imap_match_msg *msg,
 
 /* ---- content ---- */
 
+/* The header's addresses, rendered and folded for FROM/TO/CC/BCC (as Dovecot matches them:
+ * "name <mailbox@host>", comments dropped, names decoded), or NULL for another field. */
+static char *
+content_address(GMimeHeader *h, const char *name, size_t *len_r)
+{
+	static const char *const fields[] = {"From", "To", "Cc", "Bcc"};
+	const char *raw = g_mime_header_get_raw_value(h);
+	char *text, *folded;
+
+	*len_r = 0;
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		if (strcasecmp(name, fields[i]) != 0)
+			continue;
+		text = mimeaddr_render(raw != NULL ? raw : "", raw != NULL ? strlen(raw) : 0);
+		folded = match_fold(text, strlen(text), len_r);
+		free(text);
+		return folded;
+	}
+	return NULL;
+}
+
 /* Appends "name: value\n" of every header in list to text (raw, folded later) and the folded
  * values to c->headers, within IMAP_MATCH_HEADER_MAX bytes. */
 static void
@@ -809,6 +840,8 @@ content_headers(struct imap_match_content *c, GMimeHeaderList *list, GString *te
 		c->headers[c->nheaders].name = xstrdup(name);
 		c->headers[c->nheaders].value =
 		    match_fold(value, strlen(value), &c->headers[c->nheaders].len);
+		c->headers[c->nheaders].addr =
+		    content_address(h, name, &c->headers[c->nheaders].addr_len);
 		c->nheaders++;
 	}
 }
@@ -964,13 +997,11 @@ imap_match_content_from_buffer(const char *data, size_t len, unsigned need)
 	return c;
 }
 
-/* Reads the header section of fd (up to IMAP_MATCH_HEADER_MAX) and parses it. */
-static struct imap_match_content *
-content_header_from_fd(int fd)
+char *
+imap_match_read_header(int fd, size_t *len_r)
 {
-	struct imap_match_content *c;
 	size_t cap = 65536, len = 0, end;
-	char *buf = xmalloc(cap);
+	char *buf = xmalloc(cap + 1);
 	ssize_t n;
 
 	for (;;) {
@@ -985,10 +1016,25 @@ content_header_from_fd(int fd)
 			break;
 		if (len == cap) {
 			cap = cap * 2 > IMAP_MATCH_HEADER_MAX ? IMAP_MATCH_HEADER_MAX : cap * 2;
-			buf = xrealloc(buf, cap);
+			buf = xrealloc(buf, cap + 1);
 		}
 	}
-	c = imap_match_content_from_buffer(buf, end, IMAP_MATCH_NEED_HEADER);
+	buf[end] = '\0';
+	*len_r = end;
+	return buf;
+}
+
+/* Reads the header section of fd (up to IMAP_MATCH_HEADER_MAX) and parses it. */
+static struct imap_match_content *
+content_header_from_fd(int fd)
+{
+	struct imap_match_content *c;
+	size_t len;
+	char *buf = imap_match_read_header(fd, &len);
+
+	if (buf == NULL)
+		return NULL;
+	c = imap_match_content_from_buffer(buf, len, IMAP_MATCH_NEED_HEADER);
 	free(buf);
 	return c;
 }
@@ -1039,6 +1085,7 @@ imap_match_content_free(struct imap_match_content **c)
 	for (size_t i = 0; i < (*c)->nheaders; i++) {
 		free((*c)->headers[i].name);
 		g_free((*c)->headers[i].value);
+		g_free((*c)->headers[i].addr);
 	}
 	free((*c)->headers);
 	g_free((*c)->header_text);

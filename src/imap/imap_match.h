@@ -10,6 +10,10 @@
  *   FROM, TO, CC, BCC, SUBJECT) where it matches messages that have that field.
  * - Headers are unfolded and decoded from RFC 2047 to UTF-8 (GMime); every occurrence of a
  *   field is searched. TEXT searches the decoded header section and the body.
+ * - FROM, TO, CC and BCC match the field's parsed addresses, not its text: the value goes through
+ *   the ENVELOPE's address parser and is rendered as Dovecot renders it for searching
+ *   (mimeaddr_render: "Display Name" <mailbox@host>, comments dropped, encoded words decoded),
+ *   so a comment inside an address neither hides it nor matches. HEADER From matches the text.
  * - The body is the text of every text/ part (transfer encoding undone, converted from its
  *   charset to UTF-8), in embedded messages too, and their headers; other parts (images,
  *   application/...) are not searched.
@@ -95,6 +99,10 @@ struct imap_match_content *imap_match_content_from_fd(int fd, unsigned need);
 struct imap_match_content *imap_match_content_from_buffer(const char *data, size_t len,
                                                           unsigned need);
 void imap_match_content_free(struct imap_match_content **c);
+/* The header section of the message in fd (pread from offset 0, up to its blank line included
+ * or IMAP_MATCH_HEADER_MAX bytes), NUL-terminated (malloc'd, length in *len_r); NULL when fd
+ * cannot be read. Any thread. */
+char *imap_match_read_header(int fd, size_t *len_r);
 
 /* Parses an IMAP date ("1-Feb-1994", day of one or two digits, month any case) into a day
  * number (days since 1970-01-01). Returns 0, or -1 when it is not a valid date. */

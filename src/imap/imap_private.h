@@ -5,10 +5,10 @@
  * imap_mailbox.c the selected state (SELECT, STATUS, the snapshot, the notify queue, \Recent,
  * resync, IDLE); imap_mbox.c the mailbox namespace (LIST, LSUB, CREATE, DELETE, RENAME,
  * SUBSCRIBE); imap_fetch.c FETCH with imap_section.c resolving body sections and
- * imap_binary.c BINARY; imap_store.c
- * STORE, EXPUNGE, CLOSE and the store update they share; imap_append.c APPEND
- * (with imap_catenate.c), COPY and MOVE;
- * imap_search.c SEARCH over imap_match.c. Everything runs on the loop thread. */
+ * imap_binary.c BINARY; imap_store.c STORE, EXPUNGE, CLOSE and the store update they share;
+ * imap_append.c APPEND (with imap_catenate.c), COPY and MOVE; imap_search.c SEARCH over
+ * imap_match.c, and imap_sort.c (SORT) and imap_thread.c (THREAD) on top of it. Everything runs
+ * on the loop thread (but SEARCH's file reading, on the workers). */
 #ifndef TERN_IMAP_PRIVATE_H
 #define TERN_IMAP_PRIVATE_H
 
@@ -248,6 +248,39 @@ int imap_flags_parse(const struct imap_arg *args, size_t nargs, uint32_t *flags_
 
 /* imap_search.c */
 void imap_cmd_search(struct imap_session *s, const struct imap_command *cmd);
+/* RETURN options (RFC 4731, RFC 5267). */
+#define IMAP_SEARCH_RET_MIN 1u
+#define IMAP_SEARCH_RET_MAX 2u
+#define IMAP_SEARCH_RET_ALL 4u
+#define IMAP_SEARCH_RET_COUNT 8u
+/* Parses "RETURN (...)" at args[*pos] (nothing there: 0, *esearch untouched); sets *esearch and
+ * *ret (IMAP_SEARCH_RET_* bits; "()" means ALL). Returns 0, or -1 after replying BAD. */
+int imap_search_return_opts(struct imap_session *s, const char *tag, const struct imap_arg *args,
+                            size_t nargs, size_t *pos, bool *esearch, unsigned *ret);
+/* 0 for UTF-8 and US-ASCII, or -1 after replying NO [BADCHARSET (UTF-8 US-ASCII)]. */
+int imap_search_charset_check(struct imap_session *s, const char *tag, const char *charset);
+/* A command built on SEARCH (SORT, THREAD): the keys are evaluated as for SEARCH, then read()
+ * runs on a worker for each matching message with its file (opened read-only; fd -1 when it
+ * could not be opened; the fd stays SEARCH's) and returns the reader's data for it; reply() then
+ * answers on the loop thread with match[i] and data[i] by snapshot index (data NULL for a message
+ * not read). read NULL: nothing is read. free_data frees one datum, free_ctx the context (both
+ * also when the command fails or the session dies). */
+struct imap_search_reader {
+	void *(*read)(int fd, void *ctx);
+	void (*reply)(struct imap_session *s, const char *tag, uint32_t nmsgs, const bool *match,
+	              void *const *data, void *ctx);
+	void (*free_data)(void *data);
+	void (*free_ctx)(void *ctx);
+};
+/* Runs the search keys cmd->args[pos..] for reader (ctx is the reader's from now on). */
+void imap_search_run(struct imap_session *s, const struct imap_command *cmd, size_t pos,
+                     const struct imap_search_reader *reader, void *ctx);
+
+/* imap_sort.c */
+void imap_cmd_sort(struct imap_session *s, const struct imap_command *cmd);
+
+/* imap_thread.c */
+void imap_cmd_thread(struct imap_session *s, const struct imap_command *cmd);
 
 /* imap_mbox.c: the mailbox namespace */
 #define IMAP_MAILBOX_MAX 1024	   /* a mailbox name in UTF-8, with its NUL */

@@ -16,7 +16,10 @@
  * like a store update (update_pending), so no command runs and the snapshot does not change; a
  * connection that dies mid-search is freed by the batch's completion. Everything the worker
  * touches is owned by the job, none of it by the session. Without workers (tools) the batches
- * are read inline. */
+ * are read inline.
+ *
+ * SORT and THREAD run the same way with a reader (imap_search_run): every match, also one the
+ * snapshot decided, is read on the workers by the reader's read(), and the reader answers. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,12 +37,6 @@
 #include "lib/workers.h"
 #include "store/store.h"
 
-/* RETURN options (RFC 4731). */
-#define SEARCH_RET_MIN 1u
-#define SEARCH_RET_MAX 2u
-#define SEARCH_RET_ALL 4u
-#define SEARCH_RET_COUNT 8u
-
 /* Message files opened for one worker job: bounds the descriptors a search holds and how long
  * one job keeps a worker from other sessions' work. */
 #define SEARCH_BATCH 32
@@ -50,7 +47,9 @@ struct search_item {
 	struct imap_match_msg mm; /* keywords point to the copy below */
 	char *keywords;           /* the snapshot's may be freed meanwhile */
 	int fd;                   /* opened on the loop thread for the current batch, or -1 */
+	bool decided;             /* matched from the snapshot; read only for the reader */
 	bool match;
+	void *data; /* the reader's, for a match */
 };
 
 /* One SEARCH: the program, the answers so far, and the undecided messages. Everything a worker
@@ -70,20 +69,22 @@ struct search_job {
 	size_t batch_begin; /* the batch the worker reads: items[batch_begin, next) */
 	bool uid, esearch, modseq;
 	unsigned ret;
+	const struct imap_search_reader *reader; /* SORT, THREAD; NULL for SEARCH */
+	void *ctx;                               /* the reader's */
+	void **data;                             /* the reader's per match, by snapshot index */
 };
 
-/* Parses "RETURN (...)" at args[*pos]; sets *esearch and *ret. Returns 0 or -1 after replying. */
-static int
-search_return_opts(struct imap_session *s, const char *tag, const struct imap_arg *args,
-                   size_t nargs, size_t *pos, bool *esearch, unsigned *ret)
+int
+imap_search_return_opts(struct imap_session *s, const char *tag, const struct imap_arg *args,
+                        size_t nargs, size_t *pos, bool *esearch, unsigned *ret)
 {
 	static const struct {
 		const char *name;
 		unsigned bit;
-	} opts[] = {{"MIN", SEARCH_RET_MIN},
-	            {"MAX", SEARCH_RET_MAX},
-	            {"ALL", SEARCH_RET_ALL},
-	            {"COUNT", SEARCH_RET_COUNT}};
+	} opts[] = {{"MIN", IMAP_SEARCH_RET_MIN},
+	            {"MAX", IMAP_SEARCH_RET_MAX},
+	            {"ALL", IMAP_SEARCH_RET_ALL},
+	            {"COUNT", IMAP_SEARCH_RET_COUNT}};
 	const struct imap_arg *list;
 
 	if (*pos >= nargs || !imap_arg_atom_equals(&args[*pos], "RETURN"))
@@ -109,7 +110,7 @@ search_return_opts(struct imap_session *s, const char *tag, const struct imap_ar
 	}
 	/* RFC 4731 3.1: RETURN () means ALL. */
 	if (*ret == 0)
-		*ret = SEARCH_RET_ALL;
+		*ret = IMAP_SEARCH_RET_ALL;
 	*pos += 2;
 	return 0;
 }
@@ -127,11 +128,19 @@ search_charset(struct imap_session *s, const char *tag, const struct imap_arg *a
 		imap_bad(s, tag, "syntax: SEARCH CHARSET name keys");
 		return -1;
 	}
-	if (strcasecmp(cs, "UTF-8") != 0 && strcasecmp(cs, "US-ASCII") != 0) {
+	if (imap_search_charset_check(s, tag, cs) < 0)
+		return -1;
+	*pos += 2;
+	return 0;
+}
+
+int
+imap_search_charset_check(struct imap_session *s, const char *tag, const char *charset)
+{
+	if (strcasecmp(charset, "UTF-8") != 0 && strcasecmp(charset, "US-ASCII") != 0) {
 		imap_reply(s, "%s NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset", tag);
 		return -1;
 	}
-	*pos += 2;
 	return 0;
 }
 
@@ -162,7 +171,16 @@ search_job_free(struct search_job **jobp)
 		if (job->items[i].fd >= 0)
 			close(job->items[i].fd);
 		free(job->items[i].keywords);
+		/* Data of a batch read but not taken (the session died meanwhile). */
+		if (job->items[i].data != NULL && job->reader != NULL)
+			job->reader->free_data(job->items[i].data);
 	}
+	for (uint32_t i = 0; job->data != NULL && i < job->nmsgs; i++)
+		if (job->data[i] != NULL)
+			job->reader->free_data(job->data[i]);
+	if (job->reader != NULL && job->reader->free_ctx != NULL)
+		job->reader->free_ctx(job->ctx);
+	free(job->data);
 	free(job->items);
 	free(job->match);
 	imap_match_free(&job->m);
@@ -170,18 +188,25 @@ search_job_free(struct search_job **jobp)
 	*jobp = NULL;
 }
 
-/* Decides every message it can from the snapshot; the others become job->items. */
+/* Decides every message it can from the snapshot; the others become job->items, and so do the
+ * matches when a reader wants their files. */
 static struct search_job *
-search_job_new(struct imap_session *s, struct imap_match *m)
+search_job_new(struct imap_session *s, struct imap_match *m,
+               const struct imap_search_reader *reader, void *ctx)
 {
 	struct search_job *job = xcalloc(1, sizeof(*job));
+	bool read_matches = reader != NULL && reader->read != NULL;
 	struct imap_match_msg mm;
 	int r;
 
 	job->s = s;
 	job->m = m;
+	job->reader = reader;
+	job->ctx = ctx;
 	job->nmsgs = s->nmsgs;
 	job->match = xcalloc(s->nmsgs + 1, sizeof(*job->match));
+	if (reader != NULL)
+		job->data = xcalloc(s->nmsgs + 1, sizeof(*job->data));
 	imap_match_bind(m, s->nmsgs, s->nmsgs > 0 ? s->msgs[s->nmsgs - 1].uid : 0);
 	for (uint32_t i = 0; i < s->nmsgs; i++) {
 		struct search_item *it;
@@ -190,7 +215,8 @@ search_job_new(struct imap_session *s, struct imap_match *m)
 		r = imap_match_eval(m, &mm, NULL);
 		if (r >= 0) {
 			job->match[i] = r == 1;
-			continue;
+			if (r == 0 || !read_matches)
+				continue;
 		}
 		if (job->items == NULL)
 			job->items = xcalloc(s->nmsgs - i, sizeof(*job->items));
@@ -200,6 +226,8 @@ search_job_new(struct imap_session *s, struct imap_match *m)
 		it->keywords = mm.keywords != NULL ? xstrdup(mm.keywords) : NULL;
 		it->mm.keywords = it->keywords;
 		it->fd = -1;
+		it->decided = r >= 0;
+		it->match = r == 1;
 	}
 	return job;
 }
@@ -230,14 +258,18 @@ search_open_batch(struct imap_session *s, struct search_job *job)
 }
 
 /* Any thread: decides one opened message from its header, then (if still undecided) from the
- * whole message, and closes its file. Touches only the item and the (read-only) program. */
+ * whole message, lets the reader read a match, and closes its file. Touches only the item, the
+ * (read-only) program and the reader's context. */
 static void
-search_read(const struct imap_match *m, struct search_item *it)
+search_read(const struct search_job *job, struct search_item *it)
 {
+	const struct imap_match *m = job->m;
 	unsigned needs = imap_match_needs(m);
 	struct imap_match_content *c = NULL;
 	int r = -1;
 
+	if (it->decided)
+		goto matched;
 	if ((needs & IMAP_MATCH_NEED_HEADER) != 0) {
 		c = imap_match_content_from_fd(it->fd, IMAP_MATCH_NEED_HEADER);
 		if (c != NULL)
@@ -251,9 +283,12 @@ search_read(const struct imap_match *m, struct search_item *it)
 			r = imap_match_eval(m, &it->mm, c);
 		imap_match_content_free(&c);
 	}
+	it->match = r == 1;
+matched:
+	if (it->match && job->reader != NULL && job->reader->read != NULL)
+		it->data = job->reader->read(it->fd, job->ctx);
 	close(it->fd);
 	it->fd = -1;
-	it->match = r == 1;
 }
 
 /* A worker (or the loop thread without workers): reads the batch opened last. */
@@ -264,15 +299,22 @@ search_work(void *arg)
 
 	for (size_t i = job->batch_begin; i < job->next; i++)
 		if (job->items[i].fd >= 0)
-			search_read(job->m, &job->items[i]);
+			search_read(job, &job->items[i]);
 }
 
 /* Loop thread: takes the answers of the batch just read. */
 static void
 search_take_batch(struct search_job *job)
 {
-	for (size_t i = job->batch_begin; i < job->next; i++)
-		job->match[job->items[i].idx] = job->items[i].match;
+	for (size_t i = job->batch_begin; i < job->next; i++) {
+		struct search_item *it = &job->items[i];
+
+		job->match[it->idx] = it->match;
+		if (job->data != NULL) {
+			job->data[it->idx] = it->data;
+			it->data = NULL;
+		}
+	}
 }
 
 /* Counts the matches once every message is decided. */
@@ -325,13 +367,13 @@ search_reply_esearch(struct imap_session *s, const char *tag, const struct searc
 	uint64_t highest = 0;
 
 	evbuffer_add_printf(out, "* ESEARCH (TAG \"%s\")%s", tag, uid ? " UID" : "");
-	if ((ret & SEARCH_RET_MIN) && job->count > 0)
+	if ((ret & IMAP_SEARCH_RET_MIN) && job->count > 0)
 		evbuffer_add_printf(out, " MIN %u", search_id(s, uid, job->first));
-	if ((ret & SEARCH_RET_MAX) && job->count > 0)
+	if ((ret & IMAP_SEARCH_RET_MAX) && job->count > 0)
 		evbuffer_add_printf(out, " MAX %u", search_id(s, uid, job->last));
-	if (ret & SEARCH_RET_COUNT)
+	if (ret & IMAP_SEARCH_RET_COUNT)
 		evbuffer_add_printf(out, " COUNT %u", job->count);
-	if ((ret & SEARCH_RET_ALL) && job->count > 0) {
+	if ((ret & IMAP_SEARCH_RET_ALL) && job->count > 0) {
 		bool first = true;
 
 		evbuffer_add_printf(out, " ALL ");
@@ -358,14 +400,14 @@ search_reply_esearch(struct imap_session *s, const char *tag, const struct searc
 	if (job->modseq && job->count > 0) {
 		/* RFC 4731 3.2: with ALL or COUNT the highest of every match, otherwise of the
 		 * messages returned by MIN and MAX. */
-		if (ret & (SEARCH_RET_ALL | SEARCH_RET_COUNT)) {
+		if (ret & (IMAP_SEARCH_RET_ALL | IMAP_SEARCH_RET_COUNT)) {
 			for (uint32_t i = 0; i < job->nmsgs; i++)
 				if (job->match[i] && s->msgs[i].modseq > highest)
 					highest = s->msgs[i].modseq;
 		} else {
-			if (ret & SEARCH_RET_MIN)
+			if (ret & IMAP_SEARCH_RET_MIN)
 				highest = s->msgs[job->first].modseq;
-			if ((ret & SEARCH_RET_MAX) && s->msgs[job->last].modseq > highest)
+			if ((ret & IMAP_SEARCH_RET_MAX) && s->msgs[job->last].modseq > highest)
 				highest = s->msgs[job->last].modseq;
 		}
 		evbuffer_add_printf(out, " MODSEQ %llu", (unsigned long long)highest);
@@ -380,6 +422,10 @@ search_reply(struct imap_session *s, const char *tag, struct search_job *job)
 	search_count(job);
 	log_debug("imap session=%s event=search messages=%u matched=%u files=%u", s->conn.id,
 	          job->nmsgs, job->count, job->files);
+	if (job->reader != NULL) {
+		job->reader->reply(s, tag, job->nmsgs, job->match, job->data, job->ctx);
+		return;
+	}
 	if (job->esearch)
 		search_reply_esearch(s, tag, job);
 	else
@@ -434,26 +480,19 @@ search_done(void *arg)
 	netconn_run(&s->conn);
 }
 
-void
-imap_cmd_search(struct imap_session *s, const struct imap_command *cmd)
+/* Runs the search program args[pos..] for SEARCH, or for a reader (SORT, THREAD). Replies. */
+static void
+search_run(struct imap_session *s, const struct imap_command *cmd, size_t pos, bool esearch,
+           unsigned ret, const struct imap_search_reader *reader, void *ctx)
 {
 	enum imap_match_error kind;
 	struct search_job *job;
 	struct imap_match *m;
-	bool esearch = false;
-	unsigned ret = 0;
-	size_t pos = 0;
 	char error[160];
 
-	/* The flush before the command may have said BYE (the mailbox was deleted). */
-	if (s->conn.closing)
-		return;
-	if (search_return_opts(s, cmd->tag, cmd->args, cmd->nargs, &pos, &esearch, &ret) < 0 ||
-	    search_charset(s, cmd->tag, cmd->args, cmd->nargs, &pos) < 0)
-		return;
 	if (pos >= cmd->nargs) {
-		imap_bad(s, cmd->tag, "syntax: SEARCH [RETURN (...)] [CHARSET name] keys");
-		return;
+		imap_bad(s, cmd->tag, "syntax: missing search keys");
+		goto fail;
 	}
 	if (imap_match_parse(cmd->args + pos, cmd->nargs - pos, &m, &kind, error, sizeof(error)) <
 	    0) {
@@ -463,18 +502,19 @@ imap_cmd_search(struct imap_session *s, const struct imap_command *cmd)
 		} else {
 			imap_bad(s, cmd->tag, error);
 		}
-		return;
+		goto fail;
 	}
-	if ((imap_match_needs(m) & IMAP_MATCH_NEED_META) && imap_mailbox_load_meta(s) < 0) {
+	if (((imap_match_needs(m) & IMAP_MATCH_NEED_META) || reader != NULL) &&
+	    imap_mailbox_load_meta(s) < 0) {
 		imap_match_free(&m);
 		imap_reply(s, "%s NO [UNAVAILABLE] Cannot read the mailbox; try again later",
 		           cmd->tag);
-		return;
+		goto fail;
 	}
 	/* RFC 7162 3.1: SEARCH with the MODSEQ key is a CONDSTORE enabling command. */
 	if (imap_match_needs(m) & IMAP_MATCH_NEED_MODSEQ)
 		s->condstore = true;
-	job = search_job_new(s, m);
+	job = search_job_new(s, m, reader, ctx);
 	job->uid = cmd->uid;
 	job->esearch = esearch;
 	job->ret = ret;
@@ -495,4 +535,35 @@ imap_cmd_search(struct imap_session *s, const struct imap_command *cmd)
 	}
 	search_reply(s, cmd->tag, job);
 	search_job_free(&job);
+	return;
+fail:
+	if (reader != NULL && reader->free_ctx != NULL)
+		reader->free_ctx(ctx);
+}
+
+void
+imap_search_run(struct imap_session *s, const struct imap_command *cmd, size_t pos,
+                const struct imap_search_reader *reader, void *ctx)
+{
+	search_run(s, cmd, pos, false, 0, reader, ctx);
+}
+
+void
+imap_cmd_search(struct imap_session *s, const struct imap_command *cmd)
+{
+	bool esearch = false;
+	unsigned ret = 0;
+	size_t pos = 0;
+
+	/* The flush before the command may have said BYE (the mailbox was deleted). */
+	if (s->conn.closing)
+		return;
+	if (imap_search_return_opts(s, cmd->tag, cmd->args, cmd->nargs, &pos, &esearch, &ret) < 0 ||
+	    search_charset(s, cmd->tag, cmd->args, cmd->nargs, &pos) < 0)
+		return;
+	if (pos >= cmd->nargs) {
+		imap_bad(s, cmd->tag, "syntax: SEARCH [RETURN (...)] [CHARSET name] keys");
+		return;
+	}
+	search_run(s, cmd, pos, esearch, ret, NULL, NULL);
 }

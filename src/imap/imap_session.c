@@ -103,7 +103,8 @@ imap_capabilities(const struct imap_session *s, char *buf, size_t size)
 {
 	str_copy(buf,
 	         "IMAP4rev1 LITERAL+ SASL-IR ENABLE IDLE UIDPLUS MOVE UNSELECT NAMESPACE ID CHILDREN "
-	         "SPECIAL-USE CONDSTORE ESEARCH MULTIAPPEND BINARY CATENATE",
+	         "SPECIAL-USE CONDSTORE ESEARCH MULTIAPPEND BINARY CATENATE SORT SORT=DISPLAY "
+	         "THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESORT",
 	         size);
 	if (s->state != IMAP_STATE_NOT_AUTH)
 		return;
@@ -529,6 +530,8 @@ static const struct imap_cmd_entry imap_commands[] = {
     {"FETCH", IN_SELECTED, true, true, imap_cmd_fetch},
     {"STORE", IN_SELECTED, true, true, imap_cmd_store},
     {"SEARCH", IN_SELECTED, true, true, imap_cmd_search},
+    {"SORT", IN_SELECTED, true, true, imap_cmd_sort},
+    {"THREAD", IN_SELECTED, true, true, imap_cmd_thread},
     {"COPY", IN_SELECTED, true, false, imap_cmd_copy},
     {"MOVE", IN_SELECTED, true, false, imap_cmd_copy},
 };

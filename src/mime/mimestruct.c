@@ -1239,8 +1239,8 @@ ms_words_join(const struct ms_word *w, size_t n, bool display, char **out, size_
 }
 
 struct ms_addr_out {
-	char **out;
-	size_t *len, *cap;
+	mimestruct_address_cb *cb;
+	void *ctx;
 	unsigned count;
 };
 
@@ -1248,27 +1248,10 @@ static void
 ms_addr_put(struct ms_addr_out *o, const char *name, size_t nl, const char *adl, size_t al,
             const char *mbox, size_t ml, const char *host, size_t hl)
 {
-	ms_adds(o->out, o->len, o->cap, o->count++ == 0 ? "((" : "(");
-	if (name != NULL)
-		ms_put_string(o->out, o->len, o->cap, name, nl);
-	else
-		ms_adds(o->out, o->len, o->cap, "NIL");
-	ms_adds(o->out, o->len, o->cap, " ");
-	if (adl != NULL)
-		ms_put_string(o->out, o->len, o->cap, adl, al);
-	else
-		ms_adds(o->out, o->len, o->cap, "NIL");
-	ms_adds(o->out, o->len, o->cap, " ");
-	if (mbox != NULL)
-		ms_put_string(o->out, o->len, o->cap, mbox, ml);
-	else
-		ms_adds(o->out, o->len, o->cap, "NIL");
-	ms_adds(o->out, o->len, o->cap, " ");
-	if (host != NULL)
-		ms_put_string(o->out, o->len, o->cap, host, hl);
-	else
-		ms_adds(o->out, o->len, o->cap, "NIL");
-	ms_adds(o->out, o->len, o->cap, ")");
+	const struct mimestruct_address a = {name, nl, adl, al, mbox, ml, host, hl};
+
+	o->count++;
+	o->cb(&a, o->ctx);
 }
 
 /* addr-spec after the local part's words: "@" domain, or a missing domain. Without a name, the
@@ -1301,11 +1284,10 @@ ms_addr_spec(struct ms_addr_out *o, const char **pp, const char *end, const stru
 	*pp = p;
 }
 
-/* Writes an address list as IMAP's ((name adl mailbox host) ...) or NIL. */
-static void
-ms_addresses_write(const char *v, size_t vlen, char **out, size_t *len, size_t *cap)
+size_t
+mimestruct_addresses(const char *v, size_t vlen, mimestruct_address_cb *cb, void *ctx)
 {
-	struct ms_addr_out o = {out, len, cap, 0};
+	struct ms_addr_out o = {cb, ctx, 0};
 	struct ms_word w[MS_WORDS_MAX];
 	const char *p = v, *end = v + vlen, *comment;
 	bool group = false;
@@ -1366,6 +1348,48 @@ ms_addresses_write(const char *v, size_t vlen, char **out, size_t *len, size_t *
 	}
 	if (group)
 		ms_addr_put(&o, NULL, 0, NULL, 0, NULL, 0, NULL, 0);
+	return o.count;
+}
+
+struct ms_imap_out {
+	char **out;
+	size_t *len, *cap;
+	unsigned count;
+};
+
+static void
+ms_nstring(struct ms_imap_out *o, const char *s, size_t n)
+{
+	if (s != NULL)
+		ms_put_string(o->out, o->len, o->cap, s, n);
+	else
+		ms_adds(o->out, o->len, o->cap, "NIL");
+}
+
+/* mimestruct_address_cb: one address as IMAP's (name adl mailbox host). */
+static void
+ms_address_imap(const struct mimestruct_address *a, void *ctx)
+{
+	struct ms_imap_out *o = ctx;
+
+	ms_adds(o->out, o->len, o->cap, o->count++ == 0 ? "((" : "(");
+	ms_nstring(o, a->name, a->name_len);
+	ms_adds(o->out, o->len, o->cap, " ");
+	ms_nstring(o, a->adl, a->adl_len);
+	ms_adds(o->out, o->len, o->cap, " ");
+	ms_nstring(o, a->mailbox, a->mailbox_len);
+	ms_adds(o->out, o->len, o->cap, " ");
+	ms_nstring(o, a->host, a->host_len);
+	ms_adds(o->out, o->len, o->cap, ")");
+}
+
+/* Writes an address list as IMAP's ((name adl mailbox host) ...) or NIL. */
+static void
+ms_addresses_write(const char *v, size_t vlen, char **out, size_t *len, size_t *cap)
+{
+	struct ms_imap_out o = {out, len, cap, 0};
+
+	mimestruct_addresses(v, vlen, ms_address_imap, &o);
 	ms_adds(out, len, cap, o.count > 0 ? ")" : "NIL");
 }
 

@@ -78,6 +78,28 @@ void mimestruct_imap_envelope(const struct mimestruct *ms, char **out, size_t *l
 void mimestruct_imap_body(const struct mimestruct *ms, bool extended, char **out, size_t *len,
                           size_t *cap);
 
+/* One address of an address-list field, as the ENVELOPE shows it (RFC 3501 7.4.2): pointers
+ * into the value or into temporary buffers (valid during the callback only), NULL for NIL.
+ * The name is the phrase with quotes removed and comments dropped, still RFC 2047-encoded; a
+ * missing mailbox or host is "MISSING_MAILBOX" / "MISSING_DOMAIN" (as Dovecot). A group starts
+ * with an address whose mailbox is the group name and host NULL, and ends with one that is
+ * all NULL. */
+struct mimestruct_address {
+	const char *name;
+	size_t name_len;
+	const char *adl;
+	size_t adl_len;
+	const char *mailbox;
+	size_t mailbox_len;
+	const char *host;
+	size_t host_len;
+};
+typedef void mimestruct_address_cb(const struct mimestruct_address *a, void *ctx);
+
+/* Parses the raw (unfolded or folded) value v[0..len) of an address-list field (From, To, ...)
+ * with the ENVELOPE's parser and calls cb for each address, in order. Returns the count. */
+size_t mimestruct_addresses(const char *v, size_t len, mimestruct_address_cb *cb, void *ctx);
+
 /* BODY[HEADER.FIELDS (names)] / BODY[...HEADER.FIELDS.NOT (names)]: appends the fields of the
  * header block hdr[0..len) (as stored: bare LF or CRLF, with or without its blank line) whose
  * names are (not) among names (compared case-insensitively), in their order, each with its

@@ -239,7 +239,7 @@ static const char msg2[] = "From: =?iso-8859-1?q?J=F6rg_M=FCller?= <joerg@exampl
                            "au cr=E8me br=FBl=E9e.\r\n";
 
 /* Base64 of "Straße Ωμέγα and more text\r\n" (UTF-8) and of "needle-in-attachment\r\n". */
-static const char msg3[] = "From: dave@example.test\r\n"
+static const char msg3[] = "From: dave (the boss) @ (dept) example.test\r\n"
                            "To: alice@example.test\r\n"
                            "Subject: Report\r\n"
                            "X-Priority: 1\r\n"
@@ -356,6 +356,10 @@ static const struct eval_case eval_cases[] = {
     {"NOT SENTON 1-Jan-2024", "2 3 4"},
     {"FROM alice", "1"},
     {"FROM ALICE@EXAMPLE.TEST", "1"},
+    {"FROM \"Alice Example\"", "1"},
+    {"FROM dave@example.test", "3"}, /* the parsed address, comments dropped */
+    {"FROM boss", ""},
+    {"HEADER From boss", "3"}, /* HEADER still matches the field's text */
     {"FROM \"jörg müller\"", "2"},
     {"FROM \"JÖRG\"", "2"},
     {"FROM joerg@example", "2"},
