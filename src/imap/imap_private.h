@@ -3,10 +3,11 @@
  * imap_session.c owns the session on its netconn, the command table, the not-authenticated
  * state (CAPABILITY, STARTTLS, LOGIN, AUTHENTICATE) and the session's lifetime;
  * imap_mailbox.c the selected state (SELECT, STATUS, the snapshot, the notify queue, \Recent,
- * resync, IDLE); imap_mbox.c the mailbox namespace (LIST, LSUB, CREATE, DELETE, RENAME,
- * SUBSCRIBE); imap_fetch.c FETCH with imap_section.c resolving body sections; imap_store.c
- * STORE, EXPUNGE, CLOSE and the store update they share; imap_append.c APPEND, COPY and MOVE;
- * imap_search.c SEARCH over imap_match.c. Everything runs on the loop thread. */
+ * resync, IDLE); imap_mbox.c the mailbox namespace (CREATE, DELETE, RENAME, SUBSCRIBE) and
+ * name arguments; imap_list.c LIST and LSUB; imap_fetch.c FETCH with imap_section.c resolving
+ * body sections; imap_store.c STORE, EXPUNGE, CLOSE and the store update they share;
+ * imap_append.c APPEND, COPY and MOVE; imap_search.c SEARCH over imap_match.c. Everything
+ * runs on the loop thread. */
 #ifndef TERN_IMAP_PRIVATE_H
 #define TERN_IMAP_PRIVATE_H
 
@@ -131,6 +132,7 @@ struct imap_session {
 	uint32_t uidnext;
 	bool read_only;
 	bool condstore;		/* CONDSTORE enabled (RFC 7162 3.1) */
+	bool utf8;		/* UTF8=ACCEPT enabled: names are UTF-8 on the wire (RFC 6855) */
 	bool mailbox_gone;	/* the selected mailbox was deleted by another session */
 	uint64_t highestmodseq; /* of the selected mailbox, as the client was told */
 	char *keywords;		/* keywords announced in FLAGS, space-separated, or NULL */

@@ -104,6 +104,7 @@ imap_capabilities(const struct imap_session *s, char *buf, size_t size)
 	         "IMAP4rev1 LITERAL+ SASL-IR ENABLE IDLE UIDPLUS MOVE UNSELECT NAMESPACE ID CHILDREN "
 	         "SPECIAL-USE CONDSTORE ESEARCH",
 	         size);
+	strncat(buf, " LIST-EXTENDED LIST-STATUS", size - strlen(buf) - 1); /* imap_list.c */
 	if (s->state != IMAP_STATE_NOT_AUTH)
 		return;
 	if (imap_starttls_offered(s))
