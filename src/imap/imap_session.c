@@ -104,7 +104,7 @@ imap_capabilities(const struct imap_session *s, char *buf, size_t size)
 	         "IMAP4rev1 LITERAL+ SASL-IR ENABLE IDLE UIDPLUS MOVE UNSELECT NAMESPACE ID CHILDREN "
 	         "SPECIAL-USE CONDSTORE ESEARCH",
 	         size);
-	strncat(buf, " LIST-EXTENDED LIST-STATUS", size - strlen(buf) - 1); /* imap_list.c */
+	strncat(buf, " LIST-EXTENDED LIST-STATUS COMPRESS=DEFLATE", size - strlen(buf) - 1);
 	if (s->state != IMAP_STATE_NOT_AUTH)
 		return;
 	if (imap_starttls_offered(s))
@@ -295,6 +295,34 @@ imap_cmd_enable(struct imap_session *s, const struct imap_command *cmd)
 	}
 	imap_reply(s, enabled ? "* ENABLED CONDSTORE" : "* ENABLED");
 	imap_reply(s, "%s OK ENABLE completed", cmd->tag);
+}
+
+/* COMPRESS DEFLATE (RFC 4978): the OK goes out plain, everything after it deflated. */
+static void
+imap_cmd_compress(struct imap_session *s, const struct imap_command *cmd)
+{
+	const char *why;
+
+	if (cmd->nargs != 1) {
+		imap_bad(s, cmd->tag, "syntax: COMPRESS DEFLATE");
+		return;
+	}
+	if (!imap_arg_atom_equals(&cmd->args[0], "DEFLATE")) {
+		imap_reply(s, "%s NO Unknown compression mechanism", cmd->tag);
+		return;
+	}
+	if (netconn_compression_active(&s->conn)) {
+		imap_reply(s, "%s NO [COMPRESSIONACTIVE] Compression is already active", cmd->tag);
+		return;
+	}
+	imap_reply(s, "%s OK DEFLATE active", cmd->tag);
+	if ((why = netconn_compress(&s->conn)) != NULL) {
+		log_warnx("imap session=%s event=compress result=failed error=\"%s\"", s->conn.id,
+		          why);
+		netconn_close(&s->conn, "compress-failed");
+		return;
+	}
+	log_debug("imap session=%s event=compress", s->conn.id);
 }
 
 /* --- not authenticated --- */
@@ -500,6 +528,7 @@ static const struct imap_cmd_entry imap_commands[] = {
     {"LOGIN", IN_NOT_AUTH, false, false, imap_cmd_login},
     {"AUTHENTICATE", IN_NOT_AUTH, false, false, imap_cmd_authenticate},
     {"ENABLE", IN_LOGGED, false, false, imap_cmd_enable},
+    {"COMPRESS", IN_LOGGED, false, false, imap_cmd_compress},
     {"LIST", IN_LOGGED, false, false, imap_cmd_list},
     {"LSUB", IN_LOGGED, false, false, imap_cmd_list},
     {"STATUS", IN_LOGGED, false, false, imap_cmd_status},

@@ -14,6 +14,7 @@
 #include <sodium.h>
 
 #include "lib/log.h"
+#include "net/compress.h"
 
 static void
 netconn_on_read(struct bufferevent *bev, void *arg)
@@ -284,7 +285,7 @@ netconn_destroy(struct netconn *nc, const char *reason)
 	if (nc->dead)
 		return;
 	nc->dead = true;
-	listener_bev_close(nc->bev);
+	listener_bev_close(nc->compressed ? compress_unwrap(nc->bev) : nc->bev);
 	nc->bev = NULL;
 	listener_conn_closed(&nc->peer);
 	nc->params->ops->closed(nc->arg, reason); /* may free nc */
@@ -301,4 +302,28 @@ netconn_starttls(struct netconn *nc, size_t *discarded_r)
 	nc->tls = true;
 	netconn_setup_bev(nc);
 	return true;
+}
+
+bool
+netconn_compression_active(const struct netconn *nc)
+{
+	SSL *ssl = nc->tls && !nc->compressed ? bufferevent_openssl_get_ssl(nc->bev) : NULL;
+
+	return nc->compressed || (ssl != NULL && SSL_get_current_compression(ssl) != NULL);
+}
+
+const char *
+netconn_compress(struct netconn *nc)
+{
+	struct bufferevent *filter;
+
+	/* RFC 4978 3: not twice, and not on top of TLS compression. */
+	if (netconn_compression_active(nc))
+		return "Compression is already active";
+	if ((filter = compress_wrap(nc->bev)) == NULL)
+		return "Cannot start compression";
+	nc->bev = filter;
+	nc->compressed = true;
+	netconn_setup_bev(nc);
+	return NULL;
 }
