@@ -373,7 +373,7 @@ imap_list_write_status(struct imap_session *s, const struct imap_list_opts *o,
 	                         imap_list_recent_after(s->server, nm->id), &c) < 0)
 		return false;
 	evbuffer_add_printf(out, "* STATUS ");
-	imap_write_astring(s, imap_name_spelling(s, nm));
+	imap_write_mailbox(s, nm->name);
 	evbuffer_add_printf(out, " (");
 	for (size_t i = 0; i < o->nstatus; i++) {
 		const struct imap_arg *a = &o->status[i];
@@ -430,7 +430,7 @@ imap_list_one(struct imap_session *s, const struct imap_list_opts *o, const stru
 	if (nm->exists && nm->special_use[0] != '\0')
 		imap_attr_add(attrs, sizeof(attrs), nm->special_use);
 	evbuffer_add_printf(out, "* LIST (%s) \"/\" ", attrs + 1);
-	imap_write_astring(s, imap_name_spelling(s, nm));
+	imap_write_mailbox(s, nm->name);
 	if (childinfo)
 		evbuffer_add_printf(out, " (\"CHILDINFO\" (\"SUBSCRIBED\"))");
 	evbuffer_add(out, "\r\n", 2);
@@ -449,7 +449,7 @@ imap_lsub_one(struct imap_session *s, const char *pattern, const struct imap_nam
 	if (!nm->subscribed && !parent)
 		return;
 	evbuffer_add_printf(out, "* LSUB (%s) \"/\" ", parent || !nm->exists ? "\\Noselect" : "");
-	imap_write_astring(s, imap_name_spelling(s, nm));
+	imap_write_mailbox(s, nm->name);
 	evbuffer_add(out, "\r\n", 2);
 }
 

@@ -21,6 +21,7 @@ int
 imap_mailbox_arg(struct imap_session *s, const char *tag, const struct imap_arg *arg, char *out,
                  size_t outsize)
 {
+	char wire[IMAP_MAILBOX_WIRE_MAX];
 	const char *name;
 
 	if (!imap_arg_get_astring(arg, &name)) {
@@ -29,6 +30,17 @@ imap_mailbox_arg(struct imap_session *s, const char *tag, const struct imap_arg 
 	}
 	if (strcasecmp(name, "INBOX") == 0)
 		name = "INBOX";
+	if (s->utf8) {
+		/* UTF8=ACCEPT (RFC 6855 3): the name is UTF-8 as sent, '&' is just '&'. Encoding
+		 * checks it is valid UTF-8 without control characters. */
+		if (strlen(name) != arg->len || strlen(name) >= outsize ||
+		    imap_utf7_encode(name, wire, sizeof(wire)) < 0) {
+			imap_reply(s, "%s NO [CANNOT] Invalid mailbox name (UTF-8 expected)", tag);
+			return -1;
+		}
+		str_copy(out, name, outsize);
+		return 0;
+	}
 	if (strlen(name) != arg->len || imap_utf7_decode(name, out, outsize) < 0) {
 		imap_reply(s, "%s NO [CANNOT] Invalid mailbox name (modified UTF-7 expected)", tag);
 		return -1;
@@ -39,11 +51,36 @@ imap_mailbox_arg(struct imap_session *s, const char *tag, const struct imap_arg 
 void
 imap_write_mailbox(struct imap_session *s, const char *name)
 {
+	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
 	char wire[IMAP_MAILBOX_WIRE_MAX];
 
-	if (imap_utf7_encode(name, wire, sizeof(wire)) < 0)
-		str_copy(wire, name, sizeof(wire)); /* the store refuses invalid UTF-8 names */
-	imap_write_astring(s, wire);
+	if (!s->utf8) {
+		if (imap_utf7_encode(name, wire, sizeof(wire)) < 0)
+			str_copy(wire, name, sizeof(wire)); /* the store refuses invalid UTF-8 names */
+		imap_write_astring(s, wire);
+		return;
+	}
+	/* UTF8=ACCEPT: a quoted string may hold UTF-8 (RFC 6855 3); names hold no CR or LF. */
+	evbuffer_add(out, "\"", 1);
+	for (const char *p = name; *p != '\0'; p++) {
+		if (*p == '"' || *p == '\\')
+			evbuffer_add(out, "\\", 1);
+		evbuffer_add(out, p, 1);
+	}
+	evbuffer_add(out, "\"", 1);
+}
+
+bool
+imap_utf8_enable(struct imap_session *s, const struct imap_command *cmd)
+{
+	for (size_t i = 0; i < cmd->nargs; i++) {
+		if (imap_arg_atom_equals(&cmd->args[i], "UTF8=ACCEPT")) {
+			s->utf8 = true;
+			imap_parser_set_utf8(s->parser, true);
+			return true;
+		}
+	}
+	return false;
 }
 
 /* Publishes a mailbox event for the account. */

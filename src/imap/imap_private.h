@@ -259,12 +259,17 @@ void imap_cmd_create(struct imap_session *s, const struct imap_command *cmd);
 void imap_cmd_delete(struct imap_session *s, const struct imap_command *cmd);
 void imap_cmd_rename(struct imap_session *s, const struct imap_command *cmd);
 void imap_cmd_subscribe(struct imap_session *s, const struct imap_command *cmd); /* UNSUBSCRIBE */
-/* Reads a mailbox name argument into out as UTF-8 ("INBOX" in any case becomes "INBOX").
- * Returns 0, or -1 after replying BAD/NO. */
+/* Reads a mailbox name argument into out as UTF-8 ("INBOX" in any case becomes "INBOX"):
+ * canonical modified UTF-7, or UTF-8 as sent after ENABLE UTF8=ACCEPT. Returns 0, or -1 after
+ * replying BAD/NO. */
 int imap_mailbox_arg(struct imap_session *s, const char *tag, const struct imap_arg *arg, char *out,
                      size_t outsize);
-/* Writes a store (UTF-8) mailbox name as an IMAP astring in modified UTF-7. */
+/* Writes a store (UTF-8) mailbox name as an IMAP astring in modified UTF-7, or after ENABLE
+ * UTF8=ACCEPT as a quoted UTF-8 string. */
 void imap_write_mailbox(struct imap_session *s, const char *name);
+/* ENABLE: when cmd asks for UTF8=ACCEPT, names are UTF-8 on the wire from now on (both ways) and
+ * quoted strings may hold UTF-8 (RFC 6855 3). True when it was asked for. */
+bool imap_utf8_enable(struct imap_session *s, const struct imap_command *cmd);
 
 /* imap_append.c: APPEND, COPY, MOVE */
 void imap_cmd_append(struct imap_session *s, const struct imap_command *cmd);

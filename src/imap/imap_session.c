@@ -104,7 +104,8 @@ imap_capabilities(const struct imap_session *s, char *buf, size_t size)
 	         "IMAP4rev1 LITERAL+ SASL-IR ENABLE IDLE UIDPLUS MOVE UNSELECT NAMESPACE ID CHILDREN "
 	         "SPECIAL-USE CONDSTORE ESEARCH",
 	         size);
-	strncat(buf, " LIST-EXTENDED LIST-STATUS COMPRESS=DEFLATE", size - strlen(buf) - 1);
+	strncat(buf, " LIST-EXTENDED LIST-STATUS UTF8=ACCEPT COMPRESS=DEFLATE",
+	        size - strlen(buf) - 1);
 	if (s->state != IMAP_STATE_NOT_AUTH)
 		return;
 	if (imap_starttls_offered(s))
@@ -280,7 +281,7 @@ imap_cmd_id(struct imap_session *s, const struct imap_command *cmd)
 static void
 imap_cmd_enable(struct imap_session *s, const struct imap_command *cmd)
 {
-	bool enabled = false;
+	bool enabled = false, utf8;
 
 	if (cmd->nargs == 0) {
 		imap_bad(s, cmd->tag, "syntax: ENABLE capability...");
@@ -293,7 +294,8 @@ imap_cmd_enable(struct imap_session *s, const struct imap_command *cmd)
 			enabled = true;
 		}
 	}
-	imap_reply(s, enabled ? "* ENABLED CONDSTORE" : "* ENABLED");
+	utf8 = imap_utf8_enable(s, cmd);
+	imap_reply(s, "* ENABLED%s%s", enabled ? " CONDSTORE" : "", utf8 ? " UTF8=ACCEPT" : "");
 	imap_reply(s, "%s OK ENABLE completed", cmd->tag);
 }
 
