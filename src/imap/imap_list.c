@@ -39,18 +39,57 @@ struct imap_name {
 };
 
 struct imap_names {
-	struct imap_name *v;
+	struct imap_name *v; /* in the order they were added: parents before children */
 	size_t n, cap;
+	size_t *slots; /* open-addressing index into v: i + 1, 0 when free; nslots a power of 2 */
+	size_t nslots;
 	bool overflow;
 };
+
+static size_t
+imap_names_hash(const char *name)
+{
+	size_t h = 2166136261u; /* FNV-1a */
+
+	for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++)
+		h = (h ^ *p) * 16777619u;
+	return h;
+}
+
+/* The slot of name in the index: where it is, or the free one where it would go. */
+static size_t *
+imap_names_slot(const struct imap_names *names, const char *name)
+{
+	size_t mask = names->nslots - 1;
+
+	for (size_t i = imap_names_hash(name) & mask;; i = (i + 1) & mask) {
+		size_t *slot = &names->slots[i];
+
+		if (*slot == 0 || strcmp(names->v[*slot - 1].name, name) == 0)
+			return slot;
+	}
+}
+
+/* Rebuilds the index with room for twice the names (a LIST of many names stays linear). */
+static void
+imap_names_reindex(struct imap_names *names)
+{
+	free(names->slots);
+	names->nslots = names->nslots == 0 ? 64 : 2 * names->nslots;
+	names->slots = xcalloc(names->nslots, sizeof(*names->slots));
+	for (size_t i = 0; i < names->n; i++)
+		*imap_names_slot(names, names->v[i].name) = i + 1;
+}
 
 static struct imap_name *
 imap_names_find(struct imap_names *names, const char *name)
 {
-	for (size_t i = 0; i < names->n; i++)
-		if (strcmp(names->v[i].name, name) == 0)
-			return &names->v[i];
-	return NULL;
+	size_t *slot;
+
+	if (names->nslots == 0)
+		return NULL;
+	slot = imap_names_slot(names, name);
+	return *slot != 0 ? &names->v[*slot - 1] : NULL;
 }
 
 /* Adds name (after its parents, as names that do not exist) unless present. NULL when the
@@ -78,8 +117,11 @@ imap_names_add(struct imap_names *names, const char *name)
 		names->cap = names->cap == 0 ? 16 : 2 * names->cap;
 		names->v = xrealloc(names->v, names->cap * sizeof(*names->v));
 	}
+	if (2 * (names->n + 1) > names->nslots)
+		imap_names_reindex(names);
 	nm = &names->v[names->n++];
 	*nm = (struct imap_name){.name = xstrdup(name), .wire = xstrdup(wire)};
+	*imap_names_slot(names, name) = names->n;
 	return nm;
 }
 
@@ -91,6 +133,7 @@ imap_names_free(struct imap_names *names)
 		free(names->v[i].wire);
 	}
 	free(names->v);
+	free(names->slots);
 	*names = (struct imap_names){0};
 }
 
