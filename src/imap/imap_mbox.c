@@ -1,6 +1,7 @@
-/* imap_mbox: the mailbox namespace: LIST, LSUB, CREATE, DELETE, RENAME, SUBSCRIBE,
- * UNSUBSCRIBE, and the translation of mailbox names between the wire (modified UTF-7, RFC 3501
- * 5.1.3) and the store (UTF-8). The hierarchy delimiter is '/'. */
+/* imap_mbox: the mailbox namespace: CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, and the
+ * translation of mailbox names between the wire (modified UTF-7, RFC 3501 5.1.3, or UTF-8 after
+ * ENABLE UTF8=ACCEPT) and the store (UTF-8). The hierarchy delimiter is '/'. LIST and LSUB are
+ * in imap_list.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,12 +17,11 @@
 #include "notify/notify.h"
 #include "store/store.h"
 
-#define IMAP_LIST_MAX 100000 /* mailbox names considered by one LIST */
-
 int
 imap_mailbox_arg(struct imap_session *s, const char *tag, const struct imap_arg *arg, char *out,
                  size_t outsize)
 {
+	char wire[IMAP_MAILBOX_WIRE_MAX];
 	const char *name;
 
 	if (!imap_arg_get_astring(arg, &name)) {
@@ -30,6 +30,17 @@ imap_mailbox_arg(struct imap_session *s, const char *tag, const struct imap_arg 
 	}
 	if (strcasecmp(name, "INBOX") == 0)
 		name = "INBOX";
+	if (s->utf8) {
+		/* UTF8=ACCEPT (RFC 6855 3): the name is UTF-8 as sent, '&' is just '&'. Encoding
+		 * checks it is valid UTF-8 without control characters. */
+		if (strlen(name) != arg->len || strlen(name) >= outsize ||
+		    imap_utf7_encode(name, wire, sizeof(wire)) < 0) {
+			imap_reply(s, "%s NO [CANNOT] Invalid mailbox name (UTF-8 expected)", tag);
+			return -1;
+		}
+		str_copy(out, name, outsize);
+		return 0;
+	}
 	if (strlen(name) != arg->len || imap_utf7_decode(name, out, outsize) < 0) {
 		imap_reply(s, "%s NO [CANNOT] Invalid mailbox name (modified UTF-7 expected)", tag);
 		return -1;
@@ -40,11 +51,36 @@ imap_mailbox_arg(struct imap_session *s, const char *tag, const struct imap_arg 
 void
 imap_write_mailbox(struct imap_session *s, const char *name)
 {
+	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
 	char wire[IMAP_MAILBOX_WIRE_MAX];
 
-	if (imap_utf7_encode(name, wire, sizeof(wire)) < 0)
-		str_copy(wire, name, sizeof(wire)); /* the store refuses invalid UTF-8 names */
-	imap_write_astring(s, wire);
+	if (!s->utf8) {
+		if (imap_utf7_encode(name, wire, sizeof(wire)) < 0)
+			str_copy(wire, name, sizeof(wire)); /* the store refuses invalid UTF-8 names */
+		imap_write_astring(s, wire);
+		return;
+	}
+	/* UTF8=ACCEPT: a quoted string may hold UTF-8 (RFC 6855 3); names hold no CR or LF. */
+	evbuffer_add(out, "\"", 1);
+	for (const char *p = name; *p != '\0'; p++) {
+		if (*p == '"' || *p == '\\')
+			evbuffer_add(out, "\\", 1);
+		evbuffer_add(out, p, 1);
+	}
+	evbuffer_add(out, "\"", 1);
+}
+
+bool
+imap_utf8_enable(struct imap_session *s, const struct imap_command *cmd)
+{
+	for (size_t i = 0; i < cmd->nargs; i++) {
+		if (imap_arg_atom_equals(&cmd->args[i], "UTF8=ACCEPT")) {
+			s->utf8 = true;
+			imap_parser_set_utf8(s->parser, true);
+			return true;
+		}
+	}
+	return false;
 }
 
 /* Publishes a mailbox event for the account. */
@@ -60,232 +96,6 @@ imap_publish_mailbox(struct imap_session *s, enum notify_kind kind, int64_t mail
 	notify_copy_text(ev.mailbox, sizeof(ev.mailbox), name);
 	notify_copy_text(ev.old_mailbox, sizeof(ev.old_mailbox), old);
 	notify_publish(s->server->hub, &ev);
-}
-
-/* --- the account's names --- */
-
-struct imap_name {
-	char *name; /* UTF-8 */
-	char *wire; /* modified UTF-7 */
-	char special_use[32];
-	int64_t id;
-	bool exists;	   /* a mailbox (else only a parent of one, or a subscription) */
-	bool children;	   /* some other name lies below it */
-	bool subscribed;
-	bool sub_children; /* some subscribed name lies below it */
-};
-
-struct imap_names {
-	struct imap_name *v;
-	size_t n, cap;
-	bool overflow;
-};
-
-static struct imap_name *
-imap_names_find(struct imap_names *names, const char *name)
-{
-	for (size_t i = 0; i < names->n; i++)
-		if (strcmp(names->v[i].name, name) == 0)
-			return &names->v[i];
-	return NULL;
-}
-
-/* Adds name (after its parents, as names that do not exist) unless present. NULL when the
- * list is full or the name cannot be encoded. */
-static struct imap_name *
-imap_names_add(struct imap_names *names, const char *name)
-{
-	struct imap_name *nm = imap_names_find(names, name);
-	char wire[IMAP_MAILBOX_WIRE_MAX];
-	const char *slash = strrchr(name, '/');
-
-	if (nm != NULL)
-		return nm;
-	if (slash != NULL && slash != name) {
-		char *parent = xstrndup(name, (size_t)(slash - name));
-
-		imap_names_add(names, parent);
-		free(parent);
-	}
-	if (names->n >= IMAP_LIST_MAX || imap_utf7_encode(name, wire, sizeof(wire)) < 0) {
-		names->overflow = true;
-		return NULL;
-	}
-	if (names->n == names->cap) {
-		names->cap = names->cap == 0 ? 16 : 2 * names->cap;
-		names->v = xrealloc(names->v, names->cap * sizeof(*names->v));
-	}
-	nm = &names->v[names->n++];
-	*nm = (struct imap_name){.name = xstrdup(name), .wire = xstrdup(wire)};
-	return nm;
-}
-
-static void
-imap_names_free(struct imap_names *names)
-{
-	for (size_t i = 0; i < names->n; i++) {
-		free(names->v[i].name);
-		free(names->v[i].wire);
-	}
-	free(names->v);
-	*names = (struct imap_names){0};
-}
-
-static void
-imap_names_mailbox(const struct store_mailbox *mbox, void *arg)
-{
-	struct imap_names *names = arg;
-	struct imap_name *nm = imap_names_add(names, mbox->name);
-
-	if (nm == NULL)
-		return;
-	nm->exists = true;
-	nm->id = mbox->id;
-	str_copy(nm->special_use, mbox->special_use, sizeof(nm->special_use));
-}
-
-static void
-imap_names_subscription(const char *name, void *arg)
-{
-	struct imap_names *names = arg;
-	struct imap_name *nm = imap_names_add(names, name);
-
-	if (nm != NULL)
-		nm->subscribed = true;
-}
-
-/* Loads every mailbox (and, with subscriptions, every subscribed name) and marks children. */
-static int
-imap_names_load(struct imap_session *s, struct imap_names *names, bool subscriptions)
-{
-	if (store_mailbox_list(s->server->store, s->account_id, imap_names_mailbox, names) < 0)
-		return -1;
-	if (subscriptions && store_subscription_list(s->server->store, s->account_id,
-	                                             imap_names_subscription, names) < 0)
-		return -1;
-	for (size_t i = 0; i < names->n; i++) {
-		const char *slash = strrchr(names->v[i].name, '/');
-		struct imap_name *parent;
-		char *pname;
-
-		if (slash == NULL || slash == names->v[i].name)
-			continue;
-		pname = xstrndup(names->v[i].name, (size_t)(slash - names->v[i].name));
-		parent = imap_names_find(names, pname);
-		free(pname);
-		/* A parent counts as having children only through names that exist (RFC 3348). */
-		if (parent != NULL && (names->v[i].exists || names->v[i].children))
-			parent->children = true;
-	}
-	/* Parents of subscribed names, for LSUB's '%' rule (RFC 3501 6.3.9). */
-	for (size_t i = 0; i < names->n; i++) {
-		char *up;
-
-		if (!names->v[i].subscribed)
-			continue;
-		up = xstrdup(names->v[i].name);
-		for (char *slash = strrchr(up, '/'); slash != NULL && slash != up;
-		     slash = strrchr(up, '/')) {
-			struct imap_name *parent;
-
-			*slash = '\0';
-			if ((parent = imap_names_find(names, up)) != NULL)
-				parent->sub_children = true;
-		}
-		free(up);
-	}
-	return 0;
-}
-
-/* --- LIST, LSUB --- */
-
-/* IMAP LIST wildcards: '*' matches anything, '%' anything but the hierarchy delimiter. */
-static bool
-imap_list_match(const char *pattern, const char *name)
-{
-	for (; *pattern != '\0'; pattern++, name++) {
-		if (*pattern == '*' || *pattern == '%') {
-			for (const char *p = name;; p++) {
-				if (imap_list_match(pattern + 1, p))
-					return true;
-				if (*p == '\0' || (*pattern == '%' && *p == '/'))
-					return false;
-			}
-		}
-		if (*name == '\0' || *pattern != *name)
-			return false;
-	}
-	return *name == '\0';
-}
-
-static bool
-imap_list_matches(const char *pattern, const char *wire)
-{
-	if (strcmp(wire, "INBOX") == 0)
-		return imap_list_match(pattern, "INBOX") ||
-		       (strncasecmp(pattern, "INBOX", 5) == 0 && imap_list_match(pattern + 5, ""));
-	return imap_list_match(pattern, wire);
-}
-
-void
-imap_cmd_list(struct imap_session *s, const struct imap_command *cmd)
-{
-	bool lsub = strcmp(cmd->name, "LSUB") == 0;
-	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
-	struct imap_names names = {0};
-	const char *ref, *pattern;
-	char *full;
-
-	if (cmd->nargs != 2 || !imap_arg_get_astring(&cmd->args[0], &ref) ||
-	    !imap_arg_get_astring(&cmd->args[1], &pattern)) {
-		imap_bad(s, cmd->tag, lsub ? "syntax: LSUB reference pattern"
-		                           : "syntax: LIST reference pattern");
-		return;
-	}
-	if (*pattern == '\0') {
-		/* RFC 3501 6.3.8: the delimiter and the root of the reference. */
-		if (!lsub)
-			imap_reply(s, "* LIST (\\Noselect) \"/\" \"\"");
-		imap_reply(s, "%s OK %s completed", cmd->tag, cmd->name);
-		return;
-	}
-	if (imap_names_load(s, &names, lsub) < 0) {
-		imap_names_free(&names);
-		imap_reply(s, "%s NO [UNAVAILABLE] Cannot list mailboxes", cmd->tag);
-		return;
-	}
-	full = xasprintf("%s%s", ref, pattern);
-	for (size_t i = 0; i < names.n; i++) {
-		const struct imap_name *nm = &names.v[i];
-
-		if (!imap_list_matches(full, nm->wire))
-			continue;
-		if (lsub) {
-			/* Subscribed names; a parent of subscribed names only when '%' ends the
-			 * pattern, as \Noselect (RFC 3501 6.3.9). */
-			bool parent = !nm->subscribed && nm->sub_children &&
-			              full[strlen(full) - 1] == '%';
-
-			if (!nm->subscribed && !parent)
-				continue;
-			evbuffer_add_printf(out, "* LSUB (%s) \"/\" ",
-			                    parent || !nm->exists ? "\\Noselect" : "");
-		} else if (nm->exists) {
-			evbuffer_add_printf(out, "* LIST (%s%s%s) \"/\" ",
-			                    nm->children ? "\\HasChildren" : "\\HasNoChildren",
-			                    nm->special_use[0] != '\0' ? " " : "", nm->special_use);
-		} else {
-			evbuffer_add_printf(out, "* LIST (\\Noselect %s) \"/\" ",
-			                    nm->children ? "\\HasChildren" : "\\HasNoChildren");
-		}
-		imap_write_astring(s, nm->wire);
-		evbuffer_add(out, "\r\n", 2);
-	}
-	if (names.overflow)
-		log_warnx("imap session=%s event=list-truncated max=%d", s->conn.id, IMAP_LIST_MAX);
-	free(full);
-	imap_names_free(&names);
-	imap_reply(s, "%s OK %s completed", cmd->tag, cmd->name);
 }
 
 /* --- CREATE, DELETE, RENAME --- */

@@ -266,6 +266,12 @@ imap_parser_set_limits(struct imap_parser *p, const struct imap_parser_limits *l
 	imap_parser_limits_fill(&p->lim, limits);
 }
 
+void
+imap_parser_set_utf8(struct imap_parser *p, bool on)
+{
+	p->lim.utf8 = on;
+}
+
 /* Starts a new command at its first byte. */
 static void
 imap_parser_begin(struct imap_parser *p)

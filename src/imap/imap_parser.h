@@ -171,6 +171,9 @@ void imap_parser_reset_command(struct imap_parser *p);
 void imap_parser_wipe(struct imap_parser *p);
 /* Changes the limits (e.g. larger ones after login) between commands; ignored mid-command. */
 void imap_parser_set_limits(struct imap_parser *p, const struct imap_parser_limits *limits);
+/* Allows (or not) 8-bit bytes in quoted strings from the next byte on, keeping everything else:
+ * after ENABLE UTF8=ACCEPT (RFC 6855 3), while that command's arguments are still in use. */
+void imap_parser_set_utf8(struct imap_parser *p, bool on);
 /* The next feed reads one raw line (IDLE's "DONE", an AUTHENTICATE response) of up to line_max
  * bytes and returns IMAP_PARSE_LINE. Call only between commands. */
 void imap_parser_expect_line(struct imap_parser *p);

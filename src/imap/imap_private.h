@@ -3,12 +3,12 @@
  * imap_session.c owns the session on its netconn, the command table, the not-authenticated
  * state (CAPABILITY, STARTTLS, LOGIN, AUTHENTICATE) and the session's lifetime;
  * imap_mailbox.c the selected state (SELECT, STATUS, the snapshot, the notify queue, \Recent,
- * resync, IDLE); imap_mbox.c the mailbox namespace (LIST, LSUB, CREATE, DELETE, RENAME,
- * SUBSCRIBE); imap_fetch.c FETCH with imap_section.c resolving body sections and
- * imap_binary.c BINARY; imap_store.c STORE, EXPUNGE, CLOSE and the store update they share;
- * imap_append.c APPEND (with imap_catenate.c), COPY and MOVE; imap_search.c SEARCH over
- * imap_match.c, and imap_sort.c (SORT) and imap_thread.c (THREAD) on top of it. Everything runs
- * on the loop thread (but SEARCH's file reading, on the workers). */
+ * resync, IDLE); imap_mbox.c the mailbox namespace (CREATE, DELETE, RENAME, SUBSCRIBE) and
+ * name arguments; imap_list.c LIST and LSUB; imap_fetch.c FETCH with imap_section.c resolving
+ * body sections and imap_binary.c BINARY; imap_store.c STORE, EXPUNGE, CLOSE and the store
+ * update they share; imap_append.c APPEND (with imap_catenate.c), COPY and MOVE; imap_search.c
+ * SEARCH over imap_match.c, and imap_sort.c (SORT) and imap_thread.c (THREAD) on top of it.
+ * Everything runs on the loop thread (but SEARCH's file reading, on the workers). */
 #ifndef TERN_IMAP_PRIVATE_H
 #define TERN_IMAP_PRIVATE_H
 
@@ -134,6 +134,7 @@ struct imap_session {
 	uint32_t uidnext;
 	bool read_only;
 	bool condstore;		/* CONDSTORE enabled (RFC 7162 3.1) */
+	bool utf8;		/* UTF8=ACCEPT enabled: names are UTF-8 on the wire (RFC 6855) */
 	bool mailbox_gone;	/* the selected mailbox was deleted by another session */
 	uint64_t highestmodseq; /* of the selected mailbox, as the client was told */
 	char *keywords;		/* keywords announced in FLAGS, space-separated, or NULL */
@@ -290,12 +291,17 @@ void imap_cmd_create(struct imap_session *s, const struct imap_command *cmd);
 void imap_cmd_delete(struct imap_session *s, const struct imap_command *cmd);
 void imap_cmd_rename(struct imap_session *s, const struct imap_command *cmd);
 void imap_cmd_subscribe(struct imap_session *s, const struct imap_command *cmd); /* UNSUBSCRIBE */
-/* Reads a mailbox name argument into out as UTF-8 ("INBOX" in any case becomes "INBOX").
- * Returns 0, or -1 after replying BAD/NO. */
+/* Reads a mailbox name argument into out as UTF-8 ("INBOX" in any case becomes "INBOX"):
+ * canonical modified UTF-7, or UTF-8 as sent after ENABLE UTF8=ACCEPT. Returns 0, or -1 after
+ * replying BAD/NO. */
 int imap_mailbox_arg(struct imap_session *s, const char *tag, const struct imap_arg *arg, char *out,
                      size_t outsize);
-/* Writes a store (UTF-8) mailbox name as an IMAP astring in modified UTF-7. */
+/* Writes a store (UTF-8) mailbox name as an IMAP astring in modified UTF-7, or after ENABLE
+ * UTF8=ACCEPT as a quoted UTF-8 string. */
 void imap_write_mailbox(struct imap_session *s, const char *name);
+/* ENABLE: when cmd asks for UTF8=ACCEPT, names are UTF-8 on the wire from now on (both ways) and
+ * quoted strings may hold UTF-8 (RFC 6855 3). True when it was asked for. */
+bool imap_utf8_enable(struct imap_session *s, const struct imap_command *cmd);
 
 /* imap_append.c: APPEND, COPY, MOVE */
 void imap_cmd_append(struct imap_session *s, const struct imap_command *cmd);

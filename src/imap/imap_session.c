@@ -106,6 +106,8 @@ imap_capabilities(const struct imap_session *s, char *buf, size_t size)
 	         "SPECIAL-USE CONDSTORE ESEARCH MULTIAPPEND BINARY CATENATE SORT SORT=DISPLAY "
 	         "THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESORT",
 	         size);
+	strncat(buf, " LIST-EXTENDED LIST-STATUS UTF8=ACCEPT COMPRESS=DEFLATE",
+	        size - strlen(buf) - 1);
 	if (s->state != IMAP_STATE_NOT_AUTH)
 		return;
 	if (imap_starttls_offered(s))
@@ -290,7 +292,7 @@ imap_cmd_id(struct imap_session *s, const struct imap_command *cmd)
 static void
 imap_cmd_enable(struct imap_session *s, const struct imap_command *cmd)
 {
-	bool enabled = false;
+	bool enabled = false, utf8;
 
 	if (cmd->nargs == 0) {
 		imap_bad(s, cmd->tag, "syntax: ENABLE capability...");
@@ -303,8 +305,37 @@ imap_cmd_enable(struct imap_session *s, const struct imap_command *cmd)
 			enabled = true;
 		}
 	}
-	imap_reply(s, enabled ? "* ENABLED CONDSTORE" : "* ENABLED");
+	utf8 = imap_utf8_enable(s, cmd);
+	imap_reply(s, "* ENABLED%s%s", enabled ? " CONDSTORE" : "", utf8 ? " UTF8=ACCEPT" : "");
 	imap_reply(s, "%s OK ENABLE completed", cmd->tag);
+}
+
+/* COMPRESS DEFLATE (RFC 4978): the OK goes out plain, everything after it deflated. */
+static void
+imap_cmd_compress(struct imap_session *s, const struct imap_command *cmd)
+{
+	const char *why;
+
+	if (cmd->nargs != 1) {
+		imap_bad(s, cmd->tag, "syntax: COMPRESS DEFLATE");
+		return;
+	}
+	if (!imap_arg_atom_equals(&cmd->args[0], "DEFLATE")) {
+		imap_reply(s, "%s NO Unknown compression mechanism", cmd->tag);
+		return;
+	}
+	if (netconn_compression_active(&s->conn)) {
+		imap_reply(s, "%s NO [COMPRESSIONACTIVE] Compression is already active", cmd->tag);
+		return;
+	}
+	imap_reply(s, "%s OK DEFLATE active", cmd->tag);
+	if ((why = netconn_compress(&s->conn)) != NULL) {
+		log_warnx("imap session=%s event=compress result=failed error=\"%s\"", s->conn.id,
+		          why);
+		netconn_close(&s->conn, "compress-failed");
+		return;
+	}
+	log_debug("imap session=%s event=compress", s->conn.id);
 }
 
 /* --- not authenticated --- */
@@ -510,6 +541,7 @@ static const struct imap_cmd_entry imap_commands[] = {
     {"LOGIN", IN_NOT_AUTH, false, false, imap_cmd_login},
     {"AUTHENTICATE", IN_NOT_AUTH, false, false, imap_cmd_authenticate},
     {"ENABLE", IN_LOGGED, false, false, imap_cmd_enable},
+    {"COMPRESS", IN_LOGGED, false, false, imap_cmd_compress},
     {"LIST", IN_LOGGED, false, false, imap_cmd_list},
     {"LSUB", IN_LOGGED, false, false, imap_cmd_list},
     {"STATUS", IN_LOGGED, false, false, imap_cmd_status},

@@ -210,6 +210,10 @@ imap_utf7_decode(const char *name, char *out, size_t outsize)
 		}
 		if (imap_utf7_shift(&p, &o) < 0)
 			return -1;
+		/* Two shifts in a row ("&j,I-&,,I-") spell what one shift would: the canonical
+		 * form has one, so the name has one spelling (RFC 3501 5.1.3). */
+		if (p[0] == '&' && p[1] != '-')
+			return -1;
 	}
 	if (o.overflow)
 		return -1;

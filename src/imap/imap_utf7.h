@@ -13,7 +13,9 @@
 int imap_utf7_encode(const char *name, char *out, size_t outsize);
 /* Decodes a modified UTF-7 name into UTF-8 in out. Returns 0, or -1 when it is not valid
  * modified UTF-7 (8-bit bytes, an unterminated or empty shift, base64 that encodes printable
- * ASCII or has leftover bits, unpaired surrogates, control characters) or out is too small. */
+ * ASCII or has leftover bits, unpaired surrogates, control characters, two shifts in a row) or
+ * out is too small. Only the canonical spelling decodes: when it succeeds, encoding the result
+ * gives back name byte for byte, so each mailbox has exactly one name on the wire. */
 int imap_utf7_decode(const char *name, char *out, size_t outsize);
 
 #endif

@@ -15,6 +15,7 @@
 
 #include "lib/config.h"
 #include "lib/log.h"
+#include "net/compress.h"
 
 static void netconn_deadline_start(struct netconn *nc, enum netconn_deadline kind);
 static void netconn_deadline_stop(struct netconn *nc, enum netconn_deadline kind);
@@ -403,7 +404,7 @@ netconn_destroy(struct netconn *nc, const char *reason)
 		nc->deadline = NULL;
 		nc->deadline_kind = NETCONN_DEADLINE_NONE;
 	}
-	listener_bev_close(nc->bev);
+	listener_bev_close(nc->compressed ? compress_unwrap(nc->bev) : nc->bev);
 	nc->bev = NULL;
 	listener_conn_closed(&nc->peer);
 	nc->params->ops->closed(nc->arg, reason); /* may free nc */
@@ -422,4 +423,28 @@ netconn_starttls(struct netconn *nc, size_t *discarded_r)
 	netconn_deadline_stop(nc, NETCONN_DEADLINE_LINE);
 	netconn_deadline_start(nc, NETCONN_DEADLINE_TLS);
 	return true;
+}
+
+bool
+netconn_compression_active(const struct netconn *nc)
+{
+	SSL *ssl = nc->tls && !nc->compressed ? bufferevent_openssl_get_ssl(nc->bev) : NULL;
+
+	return nc->compressed || (ssl != NULL && SSL_get_current_compression(ssl) != NULL);
+}
+
+const char *
+netconn_compress(struct netconn *nc)
+{
+	struct bufferevent *filter;
+
+	/* RFC 4978 3: not twice, and not on top of TLS compression. */
+	if (netconn_compression_active(nc))
+		return "Compression is already active";
+	if ((filter = compress_wrap(nc->bev)) == NULL)
+		return "Cannot start compression";
+	nc->bev = filter;
+	nc->compressed = true;
+	netconn_setup_bev(nc);
+	return NULL;
 }

@@ -81,6 +81,7 @@ struct netconn {
 	struct listener_peer peer;
 	char id[17];		 /* the session id in logs: 16 hex digits */
 	bool tls;		 /* implicit TLS or after netconn_starttls */
+	bool compressed;	 /* after netconn_compress: bev is a deflate filter */
 	bool closing;		 /* netconn_close began */
 	bool dead;		 /* the connection is gone */
 	bool discarding;	 /* throwing away an over-long line */
@@ -178,5 +179,12 @@ void netconn_destroy(struct netconn *nc, const char *reason);
  * What the client sent after the command is dropped (CVE-2011-0411) and counted in
  * *discarded_r for the session to log. False when TLS cannot be set up (the session closes). */
 bool netconn_starttls(struct netconn *nc, size_t *discarded_r);
+
+/* Whether the connection is compressed already: by netconn_compress or by TLS itself. */
+bool netconn_compression_active(const struct netconn *nc);
+/* COMPRESS=DEFLATE (RFC 4978), after the OK is queued: from now on both directions go through
+ * raw deflate (net/compress.h); bev becomes the filter. Returns NULL, or why not: compression
+ * is already active, or zlib failed. */
+const char *netconn_compress(struct netconn *nc);
 
 #endif

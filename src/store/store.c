@@ -787,6 +787,36 @@ store_mailbox_list(struct store *store, int64_t account_id, store_mailbox_cb *cb
 }
 
 int
+store_mailbox_counts(struct store *store, int64_t mailbox_id, uint32_t recent_after,
+                     struct store_mailbox_counts *counts_r)
+{
+	char error[256];
+	sqlite3_stmt *st = store_prepare(store->db,
+	                                 "SELECT count(*), coalesce(sum((flags & ?) = 0), 0), "
+	                                 "coalesce(sum(uid > ?), 0) FROM messages "
+	                                 "WHERE mailbox_id = ? AND recalled = 0",
+	                                 error, sizeof(error));
+	int rc;
+
+	memset(counts_r, 0, sizeof(*counts_r));
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int(st, 1, STORE_FLAG_SEEN);
+	sqlite3_bind_int64(st, 2, recent_after);
+	sqlite3_bind_int64(st, 3, mailbox_id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		counts_r->messages = (uint32_t)sqlite3_column_int64(st, 0);
+		counts_r->unseen = (uint32_t)sqlite3_column_int64(st, 1);
+		counts_r->recent = (uint32_t)sqlite3_column_int64(st, 2);
+	} else {
+		log_warnx("store event=mailbox-counts error=\"%s\"", sqlite3_errmsg(store->db));
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : -1;
+}
+
+int
 store_queue_list(struct store *store, store_queue_cb *cb, void *arg)
 {
 	char error[256];

@@ -323,6 +323,15 @@ struct store_mailbox {
 typedef void store_mailbox_cb(const struct store_mailbox *mailbox, void *arg);
 int store_mailbox_list(struct store *store, int64_t account_id, store_mailbox_cb *cb, void *arg);
 
+/* STATUS counts of one mailbox in one aggregate query over its rows (no row is copied out):
+ * messages not recalled, those without \Seen, and those with a UID above recent_after (pass
+ * UINT32_MAX for none). 0, or -1 on an SQLite error. */
+struct store_mailbox_counts {
+	uint32_t messages, unseen, recent;
+};
+int store_mailbox_counts(struct store *store, int64_t mailbox_id, uint32_t recent_after,
+			 struct store_mailbox_counts *counts_r);
+
 /* --- outbound queue --- */
 struct store_queue_entry {
 	int64_t id;

@@ -57,6 +57,16 @@ test_utf7_invalid(void **state)
 	    "a\tb",      /* control characters */
 	    "&A-",       /* too few bits for one unit */
 	    "&AO/-",     /* '/' is not in the modified alphabet */
+	    /* Non-canonical spellings (issue 10): each would re-encode differently. */
+	    "&j,I-&,,I-",     /* two adjacent shifts: one shift "&j,L,8g-" is canonical */
+	    "&AOk-&AOk-",     /* "\xc3\xa9\xc3\xa9" is "&AOkA6Q-" */
+	    "a&AOk-&2D3c5w-", /* a BMP shift next to a surrogate-pair shift */
+	    "&AGEAYg-",       /* "ab" in base64 */
+	    "&AOkAYQ-",       /* 'a' after U+00E9 inside the shift */
+	    "&AOn-",          /* padding bits not zero */
+	    "&AOkA-",         /* a partial unit: 6 bits more than the padding */
+	    "&AOkAAA-",       /* U+0000 inside the shift */
+	    "&-&",            /* an unterminated shift after "&-" */
 	};
 	char buf[256];
 
@@ -123,6 +133,38 @@ test_utf7_roundtrip_exhaustive(void **state)
 	assert_true(ok > 100);
 }
 
+/* Names built from two canonical pieces: the concatenation decodes only when it is canonical,
+ * i.e. when it re-encodes to itself (issue 10: "&j,I-&,,I-" decoded and LIST showed another
+ * spelling). */
+static void
+test_utf7_roundtrip_pairs(void **state)
+{
+	static const char *const pieces[] = {
+	    "a", "&-", "&AOk-", "&j,I-", "&,,I-", "&2D3c5w-", "&AOkA6Q-", "-", "&U,BTFw-", "/",
+	};
+	const size_t n = sizeof(pieces) / sizeof(pieces[0]);
+	char in[64], out[64], back[64];
+	unsigned ok = 0, refused = 0;
+
+	(void)state;
+	for (size_t i = 0; i < n; i++) {
+		for (size_t j = 0; j < n; j++) {
+			for (size_t k = 0; k < n; k++) {
+				snprintf(in, sizeof(in), "%s%s%s", pieces[i], pieces[j], pieces[k]);
+				if (imap_utf7_decode(in, out, sizeof(out)) < 0) {
+					refused++;
+					continue;
+				}
+				ok++;
+				assert_int_equal(imap_utf7_encode(out, back, sizeof(back)), 0);
+				assert_string_equal(back, in);
+			}
+		}
+	}
+	printf("# %u names re-encode to themselves, %u non-canonical refused\n", ok, refused);
+	assert_true(refused > 0 && ok > 100);
+}
+
 int
 main(void)
 {
@@ -131,6 +173,7 @@ main(void)
 	    cmocka_unit_test(test_utf7_invalid),
 	    cmocka_unit_test(test_utf7_bounds),
 	    cmocka_unit_test(test_utf7_roundtrip_exhaustive),
+	    cmocka_unit_test(test_utf7_roundtrip_pairs),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
