@@ -97,6 +97,9 @@ imap_starttls_offered(const struct imap_session *s)
 	return !s->conn.tls && listener_get_ssl_ctx() != NULL;
 }
 
+/* Room for every capability we may list (a truncated list drops the last ones silently). */
+#define IMAP_CAPS_MAX 1024
+
 /* The capability list for the current state, without the leading "CAPABILITY". */
 static void
 imap_capabilities(const struct imap_session *s, char *buf, size_t size)
@@ -104,10 +107,9 @@ imap_capabilities(const struct imap_session *s, char *buf, size_t size)
 	str_copy(buf,
 	         "IMAP4rev1 LITERAL+ SASL-IR ENABLE IDLE UIDPLUS MOVE UNSELECT NAMESPACE ID CHILDREN "
 	         "SPECIAL-USE CONDSTORE ESEARCH MULTIAPPEND BINARY CATENATE SORT SORT=DISPLAY "
-	         "THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESORT",
+	         "THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESORT LIST-EXTENDED LIST-STATUS UTF8=ACCEPT "
+	         "COMPRESS=DEFLATE",
 	         size);
-	strncat(buf, " LIST-EXTENDED LIST-STATUS UTF8=ACCEPT COMPRESS=DEFLATE",
-	        size - strlen(buf) - 1);
 	if (s->state != IMAP_STATE_NOT_AUTH)
 		return;
 	if (imap_starttls_offered(s))
@@ -207,7 +209,7 @@ imap_server_accept(struct bufferevent *bev, const struct listener_peer *peer, bo
 {
 	struct imap_server *server = arg;
 	struct imap_session *s = xcalloc(1, sizeof(*s));
-	char caps[256];
+	char caps[IMAP_CAPS_MAX];
 
 	s->server = server;
 	s->parser = imap_parser_new(&imap_preauth_limits);
@@ -229,7 +231,7 @@ imap_server_accept(struct bufferevent *bev, const struct listener_peer *peer, bo
 static void
 imap_cmd_capability(struct imap_session *s, const struct imap_command *cmd)
 {
-	char caps[256];
+	char caps[IMAP_CAPS_MAX];
 
 	if (cmd->nargs != 0) {
 		imap_bad(s, cmd->tag, "CAPABILITY takes no arguments");
@@ -378,7 +380,7 @@ imap_auth_done(enum auth_result result, int64_t account_id, const char *address,
 {
 	struct imap_session *s = arg;
 	struct imap_parser_limits limits = {0};
-	char caps[256];
+	char caps[IMAP_CAPS_MAX];
 
 	s->auth_req = NULL;
 	imap_enter_state(s, IMAP_STATE_NOT_AUTH);
