@@ -71,8 +71,8 @@ static const struct config_key config_keys[] = {
 	    "Seconds a TLS handshake (implicit TLS or after STARTTLS) may take before the "
 	    "connection is dropped"),
 	INT("server", "workers", "2", 1, 64,
-	    "Worker threads for password hashing; each hash takes 64 MiB while it runs, and more "
-	    "threads than cores add no speed"),
+	    "Worker threads for slow work other than password checks (IMAP SEARCH); more threads "
+	    "than cores add no speed"),
 
 	ENUM("log", "level", "info", config_log_levels,
 	     "Least severe messages logged: debug, info, warn or error"),
@@ -88,8 +88,21 @@ static const struct config_key config_keys[] = {
 	     "Whether AUTH and LOGIN are offered without TLS: loopback (only to 127.0.0.1 and ::1), "
 	     "never or always"),
 	INT("auth", "max_failures", "5", 1, 1000,
-	    "Failed logins per client address or per login within failure_window before further "
-	    "attempts are refused"),
+	    "Attempts for one login from one client address within failure_window (counted when the "
+	    "check starts; a success gives its attempt back) before that address is refused for that "
+	    "login; past as many attempts for a login from anywhere, its checks are spaced by "
+	    "login_interval: its owner is slowed, never refused"),
+	INT("auth", "max_failures_per_ip", "50", 1, 100000,
+	    "Attempts from one client address, for any logins, within failure_window before that "
+	    "address is refused"),
+	INT("auth", "max_checks_per_ip", "2", 1, 64,
+	    "Password checks from one client address running at once; further ones wait their turn "
+	    "behind other addresses"),
+	INT("auth", "login_interval", "1", 0, 60,
+	    "Seconds between password checks for a login under attack (see max_failures)"),
+	INT("auth", "workers", "2", 1, 64,
+	    "Worker threads for argon2id password checks, apart from server.workers; each check "
+	    "takes 64 MiB while it runs, and more threads than cores add no speed"),
 	INT("auth", "failure_window", "300", 1, 86400,
 	    "Seconds over which failed logins are counted"),
 	INT("auth", "cache_ttl", "3600", 0, 604800,

@@ -164,6 +164,12 @@ workers_free(struct workers **wp)
 	*wp = NULL;
 }
 
+unsigned
+workers_threads(const struct workers *w)
+{
+	return w->nthreads;
+}
+
 void
 workers_submit(struct workers *w, workers_fn *work, workers_fn *done, void *arg)
 {

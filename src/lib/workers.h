@@ -18,6 +18,8 @@ void workers_free(struct workers **workers);
 
 /* Runs work(arg) on a worker thread, then done(arg) on the loop thread. done may be NULL. */
 void workers_submit(struct workers *workers, workers_fn *work, workers_fn *done, void *arg);
+/* The number of threads, for callers that keep exactly that much work in flight. */
+unsigned workers_threads(const struct workers *workers);
 /* Thread-safe: schedules fn(arg) to run on the loop thread soon. */
 void workers_post(struct workers *workers, workers_fn *fn, void *arg);
 

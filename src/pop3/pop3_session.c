@@ -292,7 +292,9 @@ pop3_auth_done(enum auth_result result, int64_t account_id, const char *address,
 	case AUTH_LOCKED:
 		log_warnx("pop3 session=%s event=auth result=locked ip=%s", s->conn.id,
 		          s->conn.peer.ip);
-		pop3_reply(s, "-ERR [AUTH] Too many failed authentication attempts; try again "
+		/* Temporary, not a credentials problem: [SYS/TEMP] (RFC 3206), so clients retry
+		 * later rather than tell the user the password is wrong. */
+		pop3_reply(s, "-ERR [SYS/TEMP] Too many failed authentication attempts; try again "
 		              "later");
 		pop3_error(s);
 		break;

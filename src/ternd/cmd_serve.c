@@ -34,6 +34,7 @@ struct serve {
 	struct ternd_ctx ctx;
 	struct event_base *base;
 	struct workers *workers;
+	struct workers *auth_workers; /* password checks only, so SEARCH never waits behind them */
 	struct store *store;
 	struct auth *auth;
 	struct notify_hub *hub;
@@ -301,7 +302,9 @@ cmd_serve(int argc, char **argv)
 		(unsigned)config_get_int(sv.ctx.config, "server.max_connections_per_ip");
 	listener_set_limits(&limits);
 
-	sv.auth = auth_new(sv.base, sv.store, sv.workers, sv.ctx.config);
+	sv.auth_workers =
+		workers_new(sv.base, (unsigned)config_get_int(sv.ctx.config, "auth.workers"));
+	sv.auth = auth_new(sv.base, sv.store, sv.auth_workers, sv.ctx.config);
 	sv.hub = notify_hub_new();
 	sv.deliver = deliver_new(sv.store, sv.hub, sv.ctx.config);
 	sv.smtp = smtp_server_new(sv.base, sv.ctx.config, sv.deliver, sv.auth);
@@ -337,6 +340,7 @@ out:
 	webhook_store_closing(sv.webhook);
 	store_free(&sv.store);
 	workers_free(&sv.workers);
+	workers_free(&sv.auth_workers);
 	smtp_server_free(&sv.smtp);
 	pop3_server_free(&sv.pop3);
 	imap_server_free(&sv.imap);

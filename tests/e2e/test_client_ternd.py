@@ -714,9 +714,10 @@ def run(checks):
     tmp = Path(tempfile.mkdtemp(prefix="tern-client-e2e-"))
     try:
         # Every test connection comes from 127.0.0.1: the wrong-password checks must not trip the brute-force
-        # throttle (auth.max_failures per client address) for the checks after them.
+        # throttle (auth.max_failures, auth.max_failures_per_ip) for the checks after them.
         with Daemon("client", users={CAROL: CAROL_PW},
-                    options=["auth.max_failures=1000", "auth.failure_delay=0"]) as d:
+                    options=["auth.max_failures=1000", "auth.max_failures_per_ip=100000",
+                             "auth.failure_delay=0"]) as d:
             if not start_daemon(checks, d):
                 return
             c = Ctx(checks, d, tmp)

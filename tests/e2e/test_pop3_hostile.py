@@ -15,8 +15,9 @@ Each case is its own check:
 - auth.allow_plaintext=never: no USER/SASL PLAIN in CAPA on plaintext, USER/PASS and AUTH get
   "-ERR [AUTH] ... STLS"; after STLS login works;
 - pop3.max_errors: a session that keeps sending bad commands is closed;
-- repeated auth failures: delayed (auth.failure_delay=1), then refused even with the right password from
-  that address, while other sessions and another address (127.0.0.2) are served;
+- repeated auth failures: delayed (auth.failure_delay=1), then refused with -ERR [SYS/TEMP] even with the
+  right password from that address, while other sessions, other users of that address and another
+  address (127.0.0.2) are served;
 - a client that reads nothing while a 50 MB RETR is streamed to it (small receive buffer): ternd's VmRSS
   stays below 100 MiB and grows by less than 32 MiB, other clients are served meanwhile, and when the client
   finally reads, it gets the whole message;
@@ -517,7 +518,8 @@ def run(checks):
             checks.guard("test_max_errors ran", test_max_errors, checks, idle)
 
         options = ["smtp.max_message_size=67108864", "server.max_connections_per_ip=1000", "pop3.max_errors=1000",
-                   "auth.failure_delay=0", "auth.max_failures=1000"]
+                   "auth.failure_delay=0", "auth.max_failures=1000",
+                   "auth.max_failures_per_ip=100000"]
         with Daemon("pop3-hostile", options=options, users=EXTRA_USERS) as d:
             if start_daemon(checks, d):
                 ok = checks.guard("messages for dave and bob delivered",
@@ -602,9 +604,12 @@ def test_brute_force(checks):
 
         r, took = auth_attempt(d, ALICE, d.passwords[ALICE])
         checks.check(is_err(r), "brute force: after max_failures the right password is refused", r)
+        checks.check(r.startswith("-ERR [SYS/TEMP]"),
+                     "brute force: the refusal is temporary: -ERR [SYS/TEMP], not [AUTH] (RFC 3206)", r)
         checks.note(f"brute force: refusal was {r!r} after {took:.2f}s")
         r, _ = auth_attempt(d, BOB, d.passwords[BOB])
-        checks.check(is_err(r), "brute force: the locked-out address cannot log in as another user either", r)
+        checks.check(pop3_ok(r), "brute force: another user from the same address still logs in (the "
+                     "address is throttled per login; auth.max_failures_per_ip is far higher)", r)
         try:
             r, _ = auth_attempt(d, BOB, d.passwords[BOB], source="127.0.0.2")
             checks.check(pop3_ok(r), "brute force: a client from another address (127.0.0.2) still logs in", r)

@@ -1,5 +1,6 @@
 /* Unit tests for auth against a real store and worker threads: verification, the login cache,
- * the lock-out per client address and per login, and the failure delay. */
+ * the throttle per (address, login) and per address, counting before hashing, the fair queue of
+ * checks, and the failure delay. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -156,7 +157,7 @@ test_cache_skips_hash_but_never_accepts_another_password(void **state)
 }
 
 static void
-test_lockout_per_address_and_per_login(void **state)
+test_lockout_per_address_and_login(void **state)
 {
 	struct fixture *f = *state;
 	struct auth_stats st;
@@ -164,18 +165,161 @@ test_lockout_per_address_and_per_login(void **state)
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(verify(f, "198.51.100.7", "alice@example.test", "guess"),
 				 AUTH_FAILED);
-	/* Locked for this address even with the right password, and without a hash. */
+	/* Locked for alice from this address even with the right password, and without a hash. */
 	auth_get_stats(f->auth, &st);
 	uint64_t hashes = st.hashes;
-	assert_int_equal(verify(f, "198.51.100.7", "bob@example.test", "bob's password"),
+	assert_int_equal(verify(f, "198.51.100.7", "alice@example.test", "right horse battery"),
 			 AUTH_LOCKED);
 	auth_get_stats(f->auth, &st);
 	assert_int_equal(st.hashes, hashes);
-	/* The login alice is locked too (3 failures), from any address. */
+	/* Another user behind the same address (a NAT) is not locked out by alice's typos. */
+	assert_int_equal(verify(f, "198.51.100.7", "bob@example.test", "bob's password"), AUTH_OK);
+	/* alice herself, from a clean address, is slowed but never refused. */
 	assert_int_equal(verify(f, "203.0.113.9", "alice@example.test", "right horse battery"),
+			 AUTH_OK);
+}
+
+static void
+test_address_cap_over_logins(void **state)
+{
+	struct fixture *f = *state;
+	char login[64];
+
+	auth_free(&f->auth);
+	set(f->config, "auth.max_failures_per_ip", "4");
+	f->auth = auth_new(f->base, f->store, f->workers, f->config);
+	for (int i = 0; i < 4; i++) {
+		snprintf(login, sizeof(login), "nobody%d@example.test", i);
+		assert_int_equal(verify(f, "198.51.100.8", login, "x"), AUTH_FAILED);
+	}
+	/* Unknown logins count like known ones: the address is now refused for anyone. */
+	assert_int_equal(verify(f, "198.51.100.8", "bob@example.test", "bob's password"),
 			 AUTH_LOCKED);
-	/* Others from other addresses are served. */
-	assert_int_equal(verify(f, "203.0.113.9", "bob@example.test", "bob's password"), AUTH_OK);
+	assert_int_equal(verify(f, "198.51.100.9", "bob@example.test", "bob's password"), AUTH_OK);
+}
+
+struct answers {
+	struct event_base *base;
+	int pending;
+	int n[4];     /* by enum auth_result */
+	int order;    /* answers so far */
+	int ok_order; /* position of the AUTH_OK answer */
+};
+
+static void
+on_count(enum auth_result result, int64_t account_id, const char *address, void *arg)
+{
+	struct answers *a = arg;
+
+	a->n[result]++;
+	a->order++;
+	if (result == AUTH_OK)
+		a->ok_order = a->order;
+	if (--a->pending == 0)
+		event_base_loopbreak(a->base);
+}
+
+static void
+wait_answers(struct fixture *f, struct answers *a)
+{
+	while (a->pending > 0)
+		event_base_loop(f->base, EVLOOP_ONCE);
+}
+
+/* Many guesses at once, before any check has finished: each is charged when it starts, so only
+ * max_failures are hashed, and the right password sent after them is refused. */
+static void
+test_parallel_guesses_counted_before_hashing(void **state)
+{
+	struct fixture *f = *state;
+	struct answers a = {.base = f->base};
+	struct auth_stats st;
+
+	for (int i = 0; i < 20; i++) {
+		a.pending++;
+		auth_verify(f->auth, "198.51.100.10", "alice@example.test", "guess", on_count, &a);
+	}
+	a.pending++;
+	auth_verify(f->auth, "198.51.100.10", "alice@example.test", "right horse battery",
+		    on_count, &a);
+	wait_answers(f, &a);
+	auth_get_stats(f->auth, &st);
+	assert_int_equal(st.hashes, 3);
+	assert_int_equal(a.n[AUTH_FAILED], 3);
+	assert_int_equal(a.n[AUTH_LOCKED], 18);
+	assert_int_equal(a.n[AUTH_OK], 0);
+}
+
+/* A flood of unknown logins from one address waits behind a login from another address, which
+ * goes next to a worker (the fair queue), not after the whole flood. */
+static void
+test_flood_does_not_starve_another_address(void **state)
+{
+	struct fixture *f = *state;
+	struct answers a = {.base = f->base};
+	char login[64];
+
+	/* 12 unknown logins: under auth.max_failures_per_ip (50), so all are checked. */
+	for (int i = 0; i < 12; i++) {
+		snprintf(login, sizeof(login), "flood%d@example.test", i);
+		a.pending++;
+		auth_verify(f->auth, "198.51.100.11", login, "x", on_count, &a);
+	}
+	a.pending++;
+	auth_verify(f->auth, "192.0.2.50", "bob@example.test", "bob's password", on_count, &a);
+	wait_answers(f, &a);
+	assert_int_equal(a.n[AUTH_OK], 1);
+	assert_int_equal(a.n[AUTH_FAILED], 12);
+	/* Two threads, at most two checks per address at once: bob is at worst the third. */
+	assert_true(a.ok_order <= 3);
+}
+
+/* Parallel logins of one mail client with the right password cost one hash: checks of one login
+ * run one at a time and the later ones find the cache. */
+static void
+test_parallel_logins_share_one_hash(void **state)
+{
+	struct fixture *f = *state;
+	struct answers a = {.base = f->base};
+	struct auth_stats st;
+
+	for (int i = 0; i < 4; i++) {
+		a.pending++;
+		auth_verify(f->auth, "192.0.2.60", "bob@example.test", "bob's password", on_count,
+			    &a);
+	}
+	wait_answers(f, &a);
+	auth_get_stats(f->auth, &st);
+	assert_int_equal(a.n[AUTH_OK], 4);
+	assert_int_equal(st.hashes, 1);
+	assert_int_equal(st.cache_hits, 3);
+}
+
+/* A request cancelled while waiting (its connection closed) is neither hashed nor counted. */
+static void
+test_cancel_while_waiting(void **state)
+{
+	struct fixture *f = *state;
+	struct answers a = {.base = f->base};
+	struct auth_request *reqs[6];
+	struct auth_stats st;
+
+	for (int i = 0; i < 6; i++) {
+		a.pending++;
+		reqs[i] = auth_verify(f->auth, "198.51.100.12", "nobody@example.test", "x",
+				      on_count, &a);
+	}
+	/* One login runs one check at a time: reqs[1..5] wait. */
+	auth_cancel(&reqs[1]);
+	auth_cancel(&reqs[2]);
+	assert_null(reqs[1]);
+	a.pending -= 2;
+	wait_answers(f, &a);
+	auth_get_stats(f->auth, &st);
+	assert_int_equal(st.hashes, 3);
+	assert_int_equal(a.n[AUTH_FAILED], 3);
+	assert_int_equal(a.n[AUTH_LOCKED], 1);
+	assert_int_equal(verify(f, "198.51.100.12", "nobody@example.test", "x"), AUTH_LOCKED);
 }
 
 static void
@@ -184,16 +328,17 @@ test_failure_answer_is_delayed(void **state)
 	struct fixture *f = *state;
 	int64_t start;
 
+	/* A delay well above one hash on a loaded machine, so the success is told apart. */
 	auth_free(&f->auth);
-	set(f->config, "auth.failure_delay", "1");
+	set(f->config, "auth.failure_delay", "6");
 	f->auth = auth_new(f->base, f->store, f->workers, f->config);
 	start = time_mono_usec();
 	assert_int_equal(verify(f, "192.0.2.3", "alice@example.test", "nope"), AUTH_FAILED);
-	assert_true(time_mono_usec() - start >= 1000000);
+	assert_true(time_mono_usec() - start >= 6000000);
 	start = time_mono_usec();
 	assert_int_equal(verify(f, "192.0.2.3", "alice@example.test", "right horse battery"),
 			 AUTH_OK);
-	assert_true(time_mono_usec() - start < 1000000);
+	assert_true(time_mono_usec() - start < 6000000);
 }
 
 int
@@ -203,8 +348,16 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_right_and_wrong_passwords, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cache_skips_hash_but_never_accepts_another_password,
 						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_lockout_per_address_and_per_login, setup,
+		cmocka_unit_test_setup_teardown(test_lockout_per_address_and_login, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_address_cap_over_logins, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_parallel_guesses_counted_before_hashing, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_flood_does_not_starve_another_address, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_parallel_logins_share_one_hash, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_while_waiting, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failure_answer_is_delayed, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
