@@ -15,6 +15,13 @@
 #include "lib/log.h"
 #include "lib/util.h"
 
+/* What GMime is given of a message's top-level header: a header bomb (a million To: lines)
+ * would otherwise cost tens of times its size in GMime objects. The fields past the cap are not
+ * summarized (From, To, Subject, Date and Message-ID come first in real mail). */
+#define MIME_SUMMARY_HEADER_MAX (256 * 1024)
+#define MIME_SUMMARY_FIELDS_MAX 1000
+#define MIME_ADDRESS_GROUP_DEPTH 2
+
 static pthread_once_t mime_once = PTHREAD_ONCE_INIT;
 static bool mime_initialized;
 
@@ -141,6 +148,87 @@ mime_summary_parse(GMimeStream *stream, struct mime_summary *summary)
 	g_object_unref(message);
 }
 
+/* Where the top-level header of the file at fd would have to be cut for GMime: *keep_r is the
+ * offset of the first field past MIME_SUMMARY_HEADER_MAX bytes or MIME_SUMMARY_FIELDS_MAX
+ * fields (the header is kept up to there), *blank_r that of the blank line ending the header
+ * (or the end of the file). Returns 1 when the header must be cut, 0 when it fits, -1 on a read
+ * error. Reads the header in chunks: constant memory whatever its size. */
+static int
+mime_header_cut(int fd, off_t *keep_r, off_t *blank_r)
+{
+	char buf[65536];
+	off_t off = 0, keep = -1;
+	size_t fields = 0;
+	bool bol = true, cr_only = false; /* at the start of a line; the line so far is "\r" */
+	ssize_t n;
+
+	while ((n = pread(fd, buf, sizeof(buf), off)) > 0) {
+		for (ssize_t i = 0; i < n; i++, off++) {
+			char c = buf[i];
+
+			if (bol) {
+				if (c == '\n') {
+					*keep_r = keep;
+					*blank_r = off;
+					return keep >= 0;
+				}
+				if (c != ' ' && c != '\t' && c != '\r') {
+					/* A new field (a line starting "\r" is treated as one
+					 * unless it is the blank line). */
+					if (keep < 0 && (++fields > MIME_SUMMARY_FIELDS_MAX ||
+							 off >= MIME_SUMMARY_HEADER_MAX))
+						keep = off;
+				}
+				cr_only = c == '\r';
+				bol = false;
+				if (cr_only)
+					continue;
+			}
+			if (c == '\n') {
+				if (cr_only) {
+					*keep_r = keep;
+					*blank_r = off - 1;
+					return keep >= 0;
+				}
+				bol = true;
+			}
+			cr_only = false;
+		}
+	}
+	if (n < 0)
+		return -1;
+	*keep_r = keep;
+	*blank_r = off;
+	return keep >= 0;
+}
+
+/* A stream of the file at fd2 (owned) for GMime: the file itself, or, when its header is
+ * larger than the caps, the first fields that fit followed by the file from the blank line on,
+ * so that GMime's per-field objects (tens of times the header's size) stay bounded. */
+static GMimeStream *
+mime_file_stream(int fd2)
+{
+	off_t keep, blank;
+	GMimeStream *cat, *head, *rest;
+	GByteArray *kept;
+
+	if (mime_header_cut(fd2, &keep, &blank) <= 0)
+		return g_mime_stream_fs_new_with_bounds(fd2, 0, -1); /* owns fd2 */
+	kept = g_byte_array_sized_new((guint)keep);
+	g_byte_array_set_size(kept, (guint)keep);
+	if (keep > 0 && pread(fd2, kept->data, (size_t)keep, 0) != keep)
+		g_byte_array_set_size(kept, 0);
+	head = g_mime_stream_mem_new_with_byte_array(kept); /* owns kept */
+	rest = g_mime_stream_fs_new_with_bounds(fd2, blank, -1);
+	cat = g_mime_stream_cat_new();
+	g_mime_stream_cat_add_source(GMIME_STREAM_CAT(cat), head);
+	g_mime_stream_cat_add_source(GMIME_STREAM_CAT(cat), rest);
+	g_object_unref(head);
+	g_object_unref(rest);
+	log_debug("mime event=header-cut kept=%lld header=%lld", (long long)keep, (long long)blank);
+	return cat;
+}
+
 int
 mime_summary_from_fd(int fd, struct mime_summary *summary_r)
 {
@@ -159,7 +247,7 @@ mime_summary_from_fd(int fd, struct mime_summary *summary_r)
 		close(fd2);
 		return -1;
 	}
-	stream = g_mime_stream_fs_new_with_bounds(fd2, 0, -1); /* owns fd2 */
+	stream = mime_file_stream(fd2);
 	mime_summary_parse(stream, summary_r);
 	g_object_unref(stream);
 	if (saved >= 0)
@@ -179,4 +267,42 @@ mime_summary_from_buffer(const char *data, size_t len, struct mime_summary *summ
 	mime_summary_parse(stream, summary_r);
 	g_object_unref(stream);
 	return 0;
+}
+
+/* Appends the addr-spec of every mailbox of list (groups flattened) to addrs[*n], counting past
+ * max without storing. */
+static void
+mime_collect_addresses(InternetAddressList *list, int depth, char **addrs, size_t max, size_t *n)
+{
+	int len = list != NULL ? internet_address_list_length(list) : 0;
+
+	for (int i = 0; i < len; i++) {
+		InternetAddress *ia = internet_address_list_get_address(list, i);
+
+		if (INTERNET_ADDRESS_IS_MAILBOX(ia)) {
+			const char *addr = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia));
+			if (*n < max)
+				addrs[*n] = xstrdup(addr != NULL ? addr : "");
+			(*n)++;
+		} else if (INTERNET_ADDRESS_IS_GROUP(ia) && depth < MIME_ADDRESS_GROUP_DEPTH) {
+			mime_collect_addresses(
+			    internet_address_group_get_members(INTERNET_ADDRESS_GROUP(ia)), depth + 1,
+			    addrs, max, n);
+		}
+	}
+}
+
+size_t
+mime_addresses(const char *value, char **addrs, size_t max)
+{
+	InternetAddressList *list;
+	size_t n = 0;
+
+	mime_init();
+	list = internet_address_list_parse(NULL, value);
+	if (list == NULL)
+		return 0;
+	mime_collect_addresses(list, 0, addrs, max, &n);
+	g_object_unref(list);
+	return n;
 }

@@ -350,6 +350,107 @@ teardown(void **state)
 	return 0;
 }
 
+/* VmHWM of this process in KiB. */
+static long
+test_mime_hwm(void)
+{
+	FILE *fp = fopen("/proc/self/status", "r");
+	char line[256];
+	long kib = 0;
+
+	assert_non_null(fp);
+	while (fgets(line, sizeof(line), fp) != NULL) {
+		if (strncmp(line, "VmHWM:", 6) == 0)
+			kib = atol(line + 6);
+	}
+	fclose(fp);
+	return kib;
+}
+
+/* A header bomb (8 MiB of To: lines, 280,000 fields) with a multipart body: the summary comes
+ * from the fields before the cap, the body is still seen (the attachment), and parsing takes
+ * a small multiple of the message, not the ~30x GMime spends on every field. */
+static void
+test_mime_header_bomb(void **state)
+{
+	static const char head[] = "From: Alice <alice@example.org>\r\n"
+				   "Subject: bomb\r\n"
+				   "Message-ID: <bomb@example.org>\r\n"
+				   "Content-Type: multipart/mixed; boundary=\"b\"\r\n";
+	static const char tail[] = "Date: Tue, 1 Jul 2025 10:00:00 +0000\r\n"
+				   "\r\n"
+				   "--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+				   "--b\r\nContent-Type: application/pdf\r\n"
+				   "Content-Disposition: attachment; filename=a.pdf\r\n\r\nJVBE\r\n"
+				   "--b--\r\n";
+	char path[] = "/tmp/test_mime_XXXXXX";
+	struct mime_summary s;
+	char line[64];
+	size_t total = 0;
+	long before, grown;
+	int fd = mkstemp(path);
+	FILE *fp;
+
+	assert_true(fd >= 0);
+	unlink(path);
+	fp = fdopen(dup(fd), "w");
+	assert_non_null(fp);
+	fputs(head, fp);
+	for (unsigned i = 0; total < 8 * 1024 * 1024; i++) {
+		int n = snprintf(line, sizeof(line), "To: user%07u@example.test\r\n", i);
+		fputs(line, fp);
+		total += (size_t)n;
+	}
+	fputs(tail, fp);
+	assert_int_equal(fclose(fp), 0);
+
+	before = test_mime_hwm();
+	assert_int_equal(mime_summary_from_fd(fd, &s), 0);
+	grown = test_mime_hwm() - before;
+	close(fd);
+	print_message("header bomb: VmHWM grew %ld KiB for an 8 MiB header\n", grown);
+	assert_true(grown < 3 * 8 * 1024); /* before the cap: about 250 MiB */
+	assert_string_equal(s.from, "Alice <alice@example.org>");
+	assert_string_equal(s.subject, "bomb");
+	assert_string_equal(s.message_id, "bomb@example.org");
+	assert_true(strncmp(s.to, "user0000000@example.test, user0000001@example.test", 50) == 0);
+	assert_true(s.has_attachments);
+	assert_int_equal(s.date, 0); /* past the cap: not summarized */
+}
+
+/* mime_addresses: what the submission From check sees of a header value. */
+static void
+test_mime_addresses(void **state)
+{
+	static const struct {
+		const char *value;
+		size_t n;
+		const char *addrs[3];
+	} cases[] = {
+	    {"alice@example.org", 1, {"alice@example.org"}},
+	    {" Alice Smith <alice@example.org>", 1, {"alice@example.org"}},
+	    {" \"bob@example.org\" <eve@evil.test>", 1, {"eve@evil.test"}},
+	    {" Alice\r\n <alice@example.org>,\r\n\tbob@example.org (Bob)", 2,
+	     {"alice@example.org", "bob@example.org"}},
+	    {" friends: a@example.org, Bob <b@example.org>;, c@example.org", 3,
+	     {"a@example.org", "b@example.org", "c@example.org"}},
+	    {" undisclosed-recipients:;", 0, {NULL}},
+	    {"", 0, {NULL}},
+	    {" a@x.test, b@x.test, c@x.test, d@x.test", 4, {"a@x.test", "b@x.test", "c@x.test"}},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *addrs[3] = {NULL, NULL, NULL};
+		size_t n = mime_addresses(cases[i].value, addrs, 3);
+
+		assert_int_equal(n, cases[i].n);
+		for (size_t j = 0; j < 3 && j < n; j++) {
+			assert_string_equal(addrs[j], cases[i].addrs[j]);
+			free(addrs[j]);
+		}
+	}
+}
+
 int
 main(void)
 {
@@ -357,6 +458,7 @@ main(void)
 	    cmocka_unit_test(test_mime_table_buffer),  cmocka_unit_test(test_mime_table_fd),
 	    cmocka_unit_test(test_mime_bad_fd),        cmocka_unit_test(test_mime_garbage),
 	    cmocka_unit_test(test_mime_truncate_utf8), cmocka_unit_test(test_mime_raw_8bit),
+	    cmocka_unit_test(test_mime_header_bomb),   cmocka_unit_test(test_mime_addresses),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
