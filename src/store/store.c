@@ -442,6 +442,24 @@ store_account_from_row(sqlite3_stmt *st, struct store_account *account)
 	account->created = sqlite3_column_int64(st, 3);
 }
 
+/* Steps st (which selects an account's columns) once, finalizes it: 1 a row in *account_r, 0
+ * none, -1 error (logged as event). */
+static int
+store_account_step(struct store *store, sqlite3_stmt *st, struct store_account *account_r,
+		   const char *event)
+{
+	int rc = sqlite3_step(st);
+
+	if (rc == SQLITE_ROW)
+		store_account_from_row(st, account_r);
+	else if (rc != SQLITE_DONE)
+		log_warnx("store event=%s error=\"%s\"", event, sqlite3_errmsg(store->db));
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW)
+		return 1;
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
 int
 store_account_lookup(struct store *store, const char *address, struct store_account *account_r)
 {
@@ -454,20 +472,25 @@ store_account_lookup(struct store *store, const char *address, struct store_acco
 	    "JOIN accounts a ON a.id = l.account_id WHERE l.address = ?1 AND a.disabled = 0 "
 	    "LIMIT 1",
 	    error, sizeof(error));
-	int rc;
 
 	if (st == NULL)
 		return -1;
 	sqlite3_bind_text(st, 1, address, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		store_account_from_row(st, account_r);
-	else if (rc != SQLITE_DONE)
-		log_warnx("store event=account-lookup error=\"%s\"", sqlite3_errmsg(store->db));
-	sqlite3_finalize(st);
-	if (rc == SQLITE_ROW)
-		return 1;
-	return rc == SQLITE_DONE ? 0 : -1;
+	return store_account_step(store, st, account_r, "account-lookup");
+}
+
+int
+store_account_first(struct store *store, struct store_account *account_r)
+{
+	char error[256];
+	sqlite3_stmt *st = store_prepare(store->db,
+					 "SELECT id, address, password_hash, created FROM accounts "
+					 "WHERE disabled = 0 ORDER BY id LIMIT 1",
+					 error, sizeof(error));
+
+	if (st == NULL)
+		return -1;
+	return store_account_step(store, st, account_r, "account-first");
 }
 
 int

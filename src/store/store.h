@@ -74,6 +74,9 @@ int store_account_set_password(struct store *store, const char *address,
  * compared case-insensitively too, as users expect). 1 found, 0 none, -1 error. */
 int store_account_lookup(struct store *store, const char *address,
 			 struct store_account *account_r);
+/* The oldest enabled account (the first one added: the admin's), which receives postmaster@
+ * mail when no account or alias has that address. 1 found, 0 no account, -1 error. */
+int store_account_first(struct store *store, struct store_account *account_r);
 typedef void store_account_cb(const struct store_account *account, void *arg);
 int store_account_list(struct store *store, store_account_cb *cb, void *arg);
 
