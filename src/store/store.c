@@ -54,32 +54,6 @@ store_column_text(sqlite3_stmt *st, int col, char *dst, size_t dstsize)
 	str_copy(dst, text != NULL ? (const char *)text : "", dstsize);
 }
 
-/* Removes every file left in DIR/tmp by a crash mid-receive: nothing refers to them. */
-static int
-store_clean_tmp(struct store *store, char *error, size_t errsize)
-{
-	DIR *dir = opendir(store->tmp_dir);
-	struct dirent *de;
-	int removed = 0;
-
-	if (dir == NULL) {
-		snprintf(error, errsize, "cannot open %s: %s", store->tmp_dir, strerror(errno));
-		return -1;
-	}
-	while ((de = readdir(dir)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		if (unlinkat(dirfd(dir), de->d_name, 0) == 0)
-			removed++;
-		else
-			log_warn("store event=tmp-clean file=%s/%s", store->tmp_dir, de->d_name);
-	}
-	closedir(dir);
-	if (removed > 0)
-		log_info("store event=tmp-clean removed=%d", removed);
-	return 0;
-}
-
 /* Makes DIR/tmp, DIR/mail and DIR/queue (create), or checks they exist. */
 static int
 store_make_dirs(struct store *store, bool create, char *error, size_t errsize)
@@ -131,8 +105,11 @@ store_open(const char *data_dir, bool create, struct workers *workers, struct st
 	store->workers = workers;
 	if (store_make_dirs(store, create, error, errsize) < 0 ||
 	    store_db_open(dbpath, create, &store->db, error, errsize) < 0 ||
-	    store_schema_migrate(store->db, error, errsize) < 0 ||
-	    store_clean_tmp(store, error, errsize) < 0)
+	    store_schema_migrate(store->db, error, errsize) < 0)
+		goto fail;
+	/* Only the daemon writes message files: a command-line tool opening the store while it
+	 * runs must not take its files in flight for leftovers. */
+	if (workers != NULL && store_sweep(store, error, errsize) < 0)
 		goto fail;
 	if (workers != NULL && store_pipeline_start(store, error, errsize) < 0)
 		goto fail;

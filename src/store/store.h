@@ -53,8 +53,10 @@ struct store_account {
 };
 
 /* Creates DIR's layout and the database when create is true (the directory must exist),
- * otherwise opens an existing one and runs pending migrations. Removes leftovers from
- * DIR/tmp. workers may be NULL (synchronous commits). Returns 0 or -1 with error. */
+ * otherwise opens an existing one and runs pending migrations. With workers (the daemon: the
+ * only writer of message files) it removes what crashes left: every file in DIR/tmp, and the
+ * files of DIR/mail and DIR/queue that no row names. workers may be NULL (synchronous commits,
+ * command-line tools: nothing is swept). Returns 0 or -1 with error. */
 int store_open(const char *data_dir, bool create, struct workers *workers,
 	       struct store **store_r, char *error, size_t errsize);
 /* Waits for commits in flight, then closes. */

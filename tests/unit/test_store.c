@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -391,6 +392,42 @@ test_store_commit_sync(void **state)
 	store_free(&store);
 }
 
+/* Opens and closes the store as the daemon does (with workers), which sweeps leftovers. */
+static void
+sweep_open_daemon(const char *dir)
+{
+	struct event_base *base = event_base_new();
+	struct workers *workers;
+	struct store *store;
+
+	assert_non_null(base);
+	workers = workers_new(base, 1);
+	store = open_store(dir, false, workers);
+	store_free(&store);
+	workers_free(&workers);
+	event_base_free(base);
+}
+
+/* The relative path of the first file (by name) in dir/mail/<account>. */
+static void
+sweep_first_file(const char *dir, int64_t account, char *rel, size_t relsize)
+{
+	char path[512];
+	struct dirent **names;
+	int n;
+
+	snprintf(path, sizeof(path), "%s/mail/%lld", dir, (long long)account);
+	n = scandir(path, &names, NULL, alphasort);
+	assert_true(n > 2);
+	rel[0] = '\0';
+	for (int i = 0; i < n; i++) {
+		if (rel[0] == '\0' && names[i]->d_name[0] != '.')
+			snprintf(rel, relsize, "mail/%lld/%s", (long long)account, names[i]->d_name);
+		free(names[i]);
+	}
+	free(names);
+}
+
 static void
 test_store_abort_and_tmp(void **state)
 {
@@ -408,16 +445,104 @@ test_store_abort_and_tmp(void **state)
 	assert_int_equal(count_files(d->path, "tmp"), 0);
 	store_free(&store);
 
-	/* A leftover from a crash mid-receive is removed on open. */
+	/* A leftover from a crash mid-receive is removed when the daemon opens the store (with
+	 * workers), never by a command-line tool (the daemon may be writing it). */
 	snprintf(path, sizeof(path), "%s/tmp/leftover", d->path);
 	fp = fopen(path, "w");
 	assert_non_null(fp);
 	fputs("partial", fp);
 	fclose(fp);
 	store = open_store(d->path, false, NULL);
+	assert_int_equal(count_files(d->path, "tmp"), 1);
+	store_free(&store);
+	sweep_open_daemon(d->path);
 	assert_int_equal(count_files(d->path, "tmp"), 0);
+}
+
+/* Writes a small file at dir/rel. */
+static void
+sweep_write(const char *dir, const char *rel)
+{
+	char path[512];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, rel);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs("Subject: orphan\r\n\r\nleft by a crash\r\n", fp);
+	fclose(fp);
+}
+
+/* Files of a crash (renamed into place, no row; an expunged row's file; a stray hard link of
+ * a live message) are removed when the daemon opens the store; every file a row names stays,
+ * including each name of a message delivered to several accounts, and a copy's. */
+static void
+test_store_sweep_orphans(void **state)
+{
+	struct test_dir *d = *state;
+	struct store *store = open_store(d->path, true, NULL);
+	struct commit_result r;
+	struct list_acc acc;
+	char error[256], from[512], to[512];
+	int64_t alice, bob;
+
+	assert_int_equal(store_account_add(store, "alice@example.org", HASH, error, sizeof(error)),
+	                 1);
+	assert_int_equal(store_account_add(store, "bob@example.org", HASH, error, sizeof(error)),
+	                 1);
+	alice = account_id(store, "alice@example.org");
+	bob = account_id(store, "bob@example.org");
+	struct store_target t[3] = {
+	    {alice, "INBOX", 0, "alice@example.org", NULL},
+	    {bob, "INBOX", 0, "bob@example.org", NULL},
+	    {0, NULL, 0, "dave@elsewhere.test", NULL},
+	};
+	for (int i = 0; i < 3; i++) {
+		deliver(store, "Subject: kept\r\n\r\nbody\r\n", 25, t, 3, &r);
+		assert_true(r.ok);
+	}
+	assert_int_equal(count_files(d->path, "mail"), 6);
+	assert_int_equal(count_files(d->path, "queue"), 3);
+	store_free(&store);
+
+	snprintf(to, sizeof(to), "mail/%lld/0000-orphan.eml", (long long)alice);
+	sweep_write(d->path, to);
+	snprintf(to, sizeof(to), "mail/%lld/zzzz-orphan.eml", (long long)bob);
+	sweep_write(d->path, to);
+	sweep_write(d->path, "queue/orphan.eml");
+	/* A second name for a live message's inode: the name goes, the message stays. */
+	{
+		char src[600], dst[600];
+		sweep_first_file(d->path, alice, from, sizeof(from));
+		snprintf(src, sizeof(src), "%s/%s", d->path, from);
+		snprintf(dst, sizeof(dst), "%s/mail/%lld/link-orphan.eml", d->path, (long long)alice);
+		assert_int_equal(link(src, dst), 0);
+	}
+	assert_int_equal(count_files(d->path, "mail"), 9);
+	assert_int_equal(count_files(d->path, "queue"), 4);
+
+	/* A command-line tool leaves them. */
+	store = open_store(d->path, false, NULL);
+	store_free(&store);
+	assert_int_equal(count_files(d->path, "mail"), 9);
+
+	sweep_open_daemon(d->path);
+	assert_int_equal(count_files(d->path, "mail"), 6);
+	assert_int_equal(count_files(d->path, "queue"), 3);
+	store = open_store(d->path, false, NULL);
+	for (int64_t *a = (int64_t[]){alice, bob, 0}; *a != 0; a++) {
+		assert_int_equal(list_mailbox(store, *a, "INBOX", &acc), 3);
+		for (int i = 0; i < 3; i++) {
+			int fd = store_message_open(store, *a, "INBOX", acc.m[i].uid);
+			char buf[64];
+			assert_true(fd >= 0);
+			assert_int_equal(read(fd, buf, sizeof(buf)), 25);
+			close(fd);
+		}
+	}
 	store_free(&store);
 }
+
 
 static void
 test_store_reopen(void **state)
@@ -2417,6 +2542,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_store_accounts, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_commit_sync, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_abort_and_tmp, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_store_sweep_orphans, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_reopen, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_threaded, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_size_crlf, setup_dir, teardown_dir),
