@@ -270,28 +270,32 @@ void store_message_copy(struct store *store, int64_t account_id, const char *src
  * within one second. Every function here refuses (-1, with an error an IMAP server can pass on)
  * an empty name, one over 255 bytes, with a control character, a wildcard ('*', '%'), an empty
  * level (leading, trailing or doubled '/') or invalid UTF-8. They run on the loop thread's
- * connection and may wait for the writer thread's transaction (SQLite's lock). */
+ * connection and may wait for the writer thread's transaction (SQLite's lock): in the daemon
+ * (store opened with workers) for at most 100 ms, after which they fail with STORE_BUSY and
+ * nothing changed (the client may try again); command-line tools wait the usual 10 s. */
+#define STORE_BUSY (-3)
 
 /* Creates name (and any missing parents, as RFC 3501 suggests). special_use may be NULL or ""
  * or one of RFC 6154's (\\All \\Archive \\Drafts \\Flagged \\Junk \\Sent \\Trash).
- * 1 created, 0 it exists, -1 error. */
+ * 1 created, 0 it exists, -1 error, STORE_BUSY. */
 int store_mailbox_create(struct store *store, int64_t account_id, const char *name,
 			 const char *special_use, char *error, size_t errsize);
 /* Deletes name with its messages (rows in one transaction, then the files). INBOX cannot be
  * deleted (0). Children stay (RFC 3501: the name then exists only as a parent).
- * 1 deleted, 0 no such mailbox or INBOX, -1 error. */
+ * 1 deleted, 0 no such mailbox or INBOX, -1 error, STORE_BUSY. */
 int store_mailbox_delete(struct store *store, int64_t account_id, const char *name, char *error,
 			 size_t errsize);
 /* Renames from to to, with its children ("from/x" becomes "to/x") and their subscriptions,
  * keeping UIDs and UIDVALIDITY; missing parents of to are created. Renaming INBOX moves its
  * messages (with their UIDs) into a new mailbox to with a new UIDVALIDITY and leaves INBOX empty
  * with its UIDNEXT (RFC 3501); INBOX's children stay. 1 done, 0 no such mailbox, -2 to (or a new
- * child name) exists, -1 error (also: to is inside from). */
+ * child name) exists, -1 error (also: to is inside from), STORE_BUSY. */
 int store_mailbox_rename(struct store *store, int64_t account_id, const char *from, const char *to,
 			 char *error, size_t errsize);
 /* Subscriptions are names, kept whether or not such a mailbox exists (RFC 3501 LSUB); a new
  * account is subscribed to its five mailboxes. Setting what is already set is fine.
- * 1 done, -1 error. store_subscription_list calls cb in name order: 1 done, -1 error. */
+ * 1 done, -1 error, STORE_BUSY. store_subscription_list calls cb in name order: 1 done, -1
+ * error. */
 int store_subscription_set(struct store *store, int64_t account_id, const char *name,
 			   bool subscribed, char *error, size_t errsize);
 typedef void store_subscription_cb(const char *name, void *arg);
