@@ -15,9 +15,10 @@
 #include "lib/log.h"
 #include "lib/util.h"
 
-/* What GMime is given of a message's top-level header: a header bomb (a million To: lines)
- * would otherwise cost tens of times its size in GMime objects. The fields past the cap are not
- * summarized (From, To, Subject, Date and Message-ID come first in real mail). */
+/* What GMime is given of one run of header lines (a message's or a part's header): a header
+ * bomb (a million To: lines) would otherwise cost tens of times its size in GMime objects. The
+ * fields past the cap are not summarized (From, To, Subject, Date and Message-ID come first in
+ * real mail). */
 #define MIME_SUMMARY_HEADER_MAX (256 * 1024)
 #define MIME_SUMMARY_FIELDS_MAX 1000
 #define MIME_ADDRESS_GROUP_DEPTH 2
@@ -148,84 +149,170 @@ mime_summary_parse(GMimeStream *stream, struct mime_summary *summary)
 	g_object_unref(message);
 }
 
-/* Where the top-level header of the file at fd would have to be cut for GMime: *keep_r is the
- * offset of the first field past MIME_SUMMARY_HEADER_MAX bytes or MIME_SUMMARY_FIELDS_MAX
- * fields (the header is kept up to there), *blank_r that of the blank line ending the header
- * (or the end of the file). Returns 1 when the header must be cut, 0 when it fits, -1 on a read
- * error. Reads the header in chunks: constant memory whatever its size. */
+/* A byte range of the file that GMime is not given. */
+struct mime_cut {
+	off_t start, end;
+	bool midline; /* start is inside a line: GMime gets a line end there */
+};
+
+/* The runs of header lines (a field-name and ':' at the start of a line, or a continuation
+ * line inside such a run) anywhere in the file: the top-level header, each part's MIME header,
+ * and header-looking lines of bodies. Past MIME_SUMMARY_FIELDS_MAX lines or
+ * MIME_SUMMARY_HEADER_MAX bytes of one run, the rest of that run (up to the line that ends
+ * it: the blank line, a boundary, body text) is cut. Boundaries and blank lines never look like
+ * header lines, so the MIME structure GMime sees is the message's. */
+struct mime_scan {
+	struct mime_cut *cuts;
+	size_t ncuts, cap;
+	off_t run_start;  /* -1: not in a run */
+	off_t cut_at;	  /* the first line of the run past the caps, -1 none */
+	bool midline;	  /* cut_at is inside one over-long line */
+	size_t run_lines; /* lines of the run so far */
+	enum { MIME_BOL, MIME_NAME, MIME_HEADER, MIME_OTHER } state;
+};
+
+/* Ends the current run at off (the start of the line that is not part of it). */
+static void
+mime_scan_end_run(struct mime_scan *sc, off_t off)
+{
+	if (sc->run_start >= 0 && sc->cut_at >= 0 && off > sc->cut_at) {
+		if (sc->ncuts == sc->cap) {
+			sc->cap = sc->cap ? 2 * sc->cap : 16;
+			sc->cuts = xrealloc(sc->cuts, sc->cap * sizeof(*sc->cuts));
+		}
+		sc->cuts[sc->ncuts++] = (struct mime_cut){sc->cut_at, off, sc->midline};
+	}
+	sc->midline = false;
+	sc->run_start = -1;
+	sc->cut_at = -1;
+	sc->run_lines = 0;
+}
+
+/* A line that belongs to the run starts at off. */
+static void
+mime_scan_run_line(struct mime_scan *sc, off_t off)
+{
+	if (sc->run_start < 0)
+		sc->run_start = off;
+	if (sc->cut_at < 0 && (++sc->run_lines > MIME_SUMMARY_FIELDS_MAX ||
+			       off - sc->run_start >= MIME_SUMMARY_HEADER_MAX))
+		sc->cut_at = off;
+}
+
+/* Feeds one byte at offset off. */
+static void
+mime_scan_byte(struct mime_scan *sc, char c, off_t off)
+{
+	unsigned char u = (unsigned char)c;
+
+	switch (sc->state) {
+	case MIME_BOL:
+		if ((c == ' ' || c == '\t') && sc->run_start >= 0) {
+			mime_scan_run_line(sc, off); /* a continuation line */
+			sc->state = MIME_HEADER;
+		} else if (u > 32 && u < 127 && c != ':') {
+			sc->state = MIME_NAME; /* maybe a field-name */
+		} else {
+			mime_scan_end_run(sc, off);
+			sc->state = c == '\n' ? MIME_BOL : MIME_OTHER;
+		}
+		return;
+	case MIME_NAME:
+		if (c == ':') {
+			/* The line started at the first byte of its name. */
+			sc->state = MIME_HEADER;
+			return;
+		}
+		if (u > 32 && u < 127)
+			return;
+		sc->state = c == '\n' ? MIME_BOL : MIME_OTHER;
+		return;
+	case MIME_HEADER:
+		if (c == '\n') {
+			sc->state = MIME_BOL;
+		} else if (sc->cut_at < 0 && sc->run_start >= 0 &&
+			   off - sc->run_start >= MIME_SUMMARY_HEADER_MAX) {
+			/* One line (a To: with a million addresses) past the cap. */
+			sc->cut_at = off;
+			sc->midline = true;
+		}
+		return;
+	case MIME_OTHER:
+		if (c == '\n')
+			sc->state = MIME_BOL;
+		return;
+	}
+}
+
+/* Reads the file at fd once and records in sc the ranges to cut. -1 on a read error. */
 static int
-mime_header_cut(int fd, off_t *keep_r, off_t *blank_r)
+mime_scan_file(int fd, struct mime_scan *sc)
 {
 	char buf[65536];
-	off_t off = 0, keep = -1;
-	size_t fields = 0;
-	bool bol = true, cr_only = false; /* at the start of a line; the line so far is "\r" */
+	off_t off = 0, line = 0;
 	ssize_t n;
 
+	sc->run_start = sc->cut_at = -1;
+	sc->state = MIME_BOL;
 	while ((n = pread(fd, buf, sizeof(buf), off)) > 0) {
 		for (ssize_t i = 0; i < n; i++, off++) {
-			char c = buf[i];
+			int before = sc->state;
 
-			if (bol) {
-				if (c == '\n') {
-					*keep_r = keep;
-					*blank_r = off;
-					return keep >= 0;
-				}
-				if (c != ' ' && c != '\t' && c != '\r') {
-					/* A new field (a line starting "\r" is treated as one
-					 * unless it is the blank line). */
-					if (keep < 0 && (++fields > MIME_SUMMARY_FIELDS_MAX ||
-							 off >= MIME_SUMMARY_HEADER_MAX))
-						keep = off;
-				}
-				cr_only = c == '\r';
-				bol = false;
-				if (cr_only)
-					continue;
-			}
-			if (c == '\n') {
-				if (cr_only) {
-					*keep_r = keep;
-					*blank_r = off - 1;
-					return keep >= 0;
-				}
-				bol = true;
-			}
-			cr_only = false;
+			if (before == MIME_BOL)
+				line = off;
+			mime_scan_byte(sc, buf[i], off);
+			/* A field-name turned out to be one: its line joins (or starts) the run;
+			 * one that did not ends the run at its start. */
+			if (before == MIME_NAME && sc->state == MIME_HEADER)
+				mime_scan_run_line(sc, line);
+			else if (before == MIME_NAME && sc->state != MIME_NAME)
+				mime_scan_end_run(sc, line);
 		}
 	}
 	if (n < 0)
 		return -1;
-	*keep_r = keep;
-	*blank_r = off;
-	return keep >= 0;
+	mime_scan_end_run(sc, off);
+	return 0;
 }
 
-/* A stream of the file at fd2 (owned) for GMime: the file itself, or, when its header is
- * larger than the caps, the first fields that fit followed by the file from the blank line on,
- * so that GMime's per-field objects (tens of times the header's size) stay bounded. */
+/* A stream of the file at fd2 (owned) for GMime: the file itself, or, when some run of header
+ * lines is past the caps, the file without the cut ranges (substreams of it, no copy), so that
+ * GMime's per-field objects (tens of times a header's size) stay bounded. */
 static GMimeStream *
 mime_file_stream(int fd2)
 {
-	off_t keep, blank;
-	GMimeStream *cat, *head, *rest;
-	GByteArray *kept;
+	struct mime_scan sc = {0};
+	GMimeStream *fs, *cat;
+	off_t at = 0;
 
-	if (mime_header_cut(fd2, &keep, &blank) <= 0)
-		return g_mime_stream_fs_new_with_bounds(fd2, 0, -1); /* owns fd2 */
-	kept = g_byte_array_sized_new((guint)keep);
-	g_byte_array_set_size(kept, (guint)keep);
-	if (keep > 0 && pread(fd2, kept->data, (size_t)keep, 0) != keep)
-		g_byte_array_set_size(kept, 0);
-	head = g_mime_stream_mem_new_with_byte_array(kept); /* owns kept */
-	rest = g_mime_stream_fs_new_with_bounds(fd2, blank, -1);
+	fs = g_mime_stream_fs_new_with_bounds(fd2, 0, -1); /* owns fd2 */
+	if (mime_scan_file(fd2, &sc) < 0 || sc.ncuts == 0) {
+		free(sc.cuts);
+		return fs;
+	}
 	cat = g_mime_stream_cat_new();
-	g_mime_stream_cat_add_source(GMIME_STREAM_CAT(cat), head);
-	g_mime_stream_cat_add_source(GMIME_STREAM_CAT(cat), rest);
-	g_object_unref(head);
-	g_object_unref(rest);
-	log_debug("mime event=header-cut kept=%lld header=%lld", (long long)keep, (long long)blank);
+	for (size_t i = 0; i <= sc.ncuts; i++) {
+		off_t end = i < sc.ncuts ? sc.cuts[i].start : -1;
+		GMimeStream *part;
+
+		if (end >= 0 && end <= at) {
+			at = sc.cuts[i].end;
+			continue;
+		}
+		part = g_mime_stream_substream(fs, at, end);
+		g_mime_stream_cat_add_source(GMIME_STREAM_CAT(cat), part);
+		g_object_unref(part);
+		if (i < sc.ncuts && sc.cuts[i].midline) {
+			part = g_mime_stream_mem_new_with_buffer("\r\n", 2);
+			g_mime_stream_cat_add_source(GMIME_STREAM_CAT(cat), part);
+			g_object_unref(part);
+		}
+		if (i < sc.ncuts)
+			at = sc.cuts[i].end;
+	}
+	log_debug("mime event=header-cut runs=%zu", sc.ncuts);
+	free(sc.cuts);
+	g_object_unref(fs);
 	return cat;
 }
 

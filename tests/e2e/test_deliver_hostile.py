@@ -10,7 +10,7 @@
   a Sender: that is not hers; her own address and her alias pass; the MX port is not checked; with
   smtp.allow_any_from=true the same message passes;
 - header bombs: a header section over smtp.max_header_size gets 552 5.3.4; with the cap lifted, two
-  20 MB messages made of `To:` lines sent in parallel are stored with their summaries while ternd's
+  20 MB messages made of `To:` lines (in the message's header, in a part's header) sent in parallel are stored with their summaries while ternd's
   VmHWM grows by a small multiple of their size, and the daemon keeps serving;
 - orphans: kill -9 under load (messages to two accounts, so hard links) for several rounds, with a
   few crash leftovers planted between rounds (a renamed file without its row, a stray second name of
@@ -179,11 +179,15 @@ def check_allow_any_from(checks):
 
 
 # ---- header bombs ------------------------------------------------------------------------------
-def bomb(size, mid):
+def bomb(size, mid, nested=False):
+    """size bytes of To: lines in the message's header, or (nested) in its first part's header."""
     head = (f"From: <{REMOTE}>\r\nSubject: header bomb\r\nMessage-ID: <{mid}>\r\n").encode()
     line_count = size // 30
     lines = b"".join(b"To: user%07d@example.test\r\n" % i for i in range(line_count))
-    return head + lines + b"\r\nbody\r\n"
+    if not nested:
+        return head + lines + b"\r\nbody\r\n"
+    return (head + b"To: user0000000@example.test\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+            b"--b\r\nContent-Type: text/plain\r\n" + lines + b"\r\nbody\r\n--b--\r\n")
 
 
 def send_bomb(d, msg, out, key):
@@ -211,7 +215,7 @@ def check_bombs_parallel(checks):
         time.sleep(0.5)
         base = d.proc_status("VmHWM")
         mids = [unique_id("bomb"), unique_id("bomb")]
-        msgs = [bomb(size, m) for m in mids]
+        msgs = [bomb(size, mids[0]), bomb(size, mids[1], nested=True)]
         total = sum(len(m) for m in msgs)
         out = {}
         threads = [threading.Thread(target=send_bomb, args=(d, msgs[i], out, i)) for i in range(2)]
@@ -220,7 +224,8 @@ def check_bombs_parallel(checks):
         for t in threads:
             t.join(300)
         checks.check(out.get(0) == 250 and out.get(1) == 250,
-                     f"two 20 MB To: bombs in parallel stored with the cap lifted ({out})")
+                     f"two 20 MB To: bombs (message header, part header) in parallel stored with "
+                     f"the cap lifted ({out})")
         peak = d.proc_status("VmHWM")
         grown = (peak - base) * 1024 if peak and base else None
         checks.note(f"VmHWM {base} KiB -> {peak} KiB for {total} bytes of messages")
