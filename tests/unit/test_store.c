@@ -2499,6 +2499,102 @@ test_store_deliver_append(void **state)
 	store_free(&store);
 }
 
+/* SMTP transactions through deliver, fed one byte at a time: bare LF and bare CR become CRLF
+ * (also a CR that ends one write and the LF that starts the next); a logged-in sender's From: and
+ * Sender: are checked (folding, display names, groups, several fields); a header section over
+ * smtp.max_header_size is refused. */
+static void
+test_store_deliver_smtp(void **state)
+{
+	static const struct {
+		const char *in;
+		const char *refusal; /* prefix of the reply, NULL: accepted */
+		const char *stored;  /* what follows the trace headers when accepted */
+	} cases[] = {
+	    {"Subject: a\nFrom: alice@example.org\n\nline\rtwo\r\nthree\n", NULL,
+	     "Subject: a\r\nFrom: alice@example.org\r\n\r\nline\r\ntwo\r\nthree\r\n"},
+	    {"From: Ally\r\n <ally@example.org>, alice@Example.ORG\r\n\r\nx\r", NULL,
+	     "From: Ally\r\n <ally@example.org>, alice@Example.ORG\r\n\r\nx\r\n"},
+	    {"Subject: no from\r\n\r\nx\r\n", NULL, "Subject: no from\r\n\r\nx\r\n"},
+	    {"From: bob@example.org\r\n\r\nx\r\n", "550 5.7.1 <bob@example.org>", NULL},
+	    {"From: \"alice@example.org\" <bob@example.org>\r\n\r\n", "550 5.7.1 <bob", NULL},
+	    {"From: alice@example.org,\r\n\tbob@example.org\r\n\r\n", "550 5.7.1 <bob", NULL},
+	    {"From: g: alice@example.org, bob@example.org;\r\n\r\n", "550 5.7.1 <bob", NULL},
+	    {"From: alice@example.org\r\nfrom: alice@example.org\r\n\r\n", "550 5.7.1 Error: more",
+	     NULL},
+	    {"From: alice@example.org\r\nSender: bob@example.org\r\n\r\n", "550 5.7.1 <bob", NULL},
+	    {"From: g:;\r\n\r\n", "550 5.7.1 Error: From: header without", NULL},
+	};
+	struct test_dir *d = *state;
+	struct store *store = open_store(d->path, true, NULL);
+	struct config *config = config_new();
+	struct deliver *dl;
+	struct deliver_origin origin = {"client.test", "192.0.2.1", "ESMTPA", NULL,
+					"alice@example.org"};
+	const char *rcpts[] = {"bob@example.org"};
+	struct deliver_tx *tx;
+	char error[256], buf[4096], big[2048];
+	int64_t bob;
+
+	assert_int_equal(store_account_add(store, "alice@example.org", HASH, error, sizeof(error)),
+	                 1);
+	assert_int_equal(store_account_add(store, "bob@example.org", HASH, error, sizeof(error)),
+	                 1);
+	assert_int_equal(store_alias_add(store, "ally@example.org", "alice@example.org", error,
+	                                 sizeof(error)),
+	                 1);
+	bob = account_id(store, "bob@example.org");
+	assert_int_equal(config_set(config, "smtp.max_header_size", "1024", error, sizeof(error)), 0);
+	dl = deliver_new(store, NULL, config);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct store_target t = {bob, "INBOX", 0, "bob@example.org", NULL};
+		const char *refusal;
+		struct deliver_r r = {0};
+		ssize_t n;
+		int fd;
+
+		print_message("# case %zu\n", i);
+		tx = deliver_tx_begin(dl, "alice@example.org", &origin, rcpts, 1, error,
+		                      sizeof(error));
+		assert_non_null(tx);
+		for (const char *p = cases[i].in; *p != '\0'; p++)
+			assert_int_equal(deliver_tx_write(tx, p, 1), 0);
+		refusal = deliver_tx_refusal(dl, tx);
+		if (cases[i].refusal != NULL) {
+			assert_non_null(refusal);
+			assert_true(strncmp(refusal, cases[i].refusal, strlen(cases[i].refusal)) == 0);
+			deliver_tx_abort(&tx);
+			continue;
+		}
+		assert_null(refusal);
+		deliver_tx_commit_r(dl, &tx, &t, 1, 0, deliver_r_cb, &r);
+		assert_true(r.ok);
+		fd = store_message_open(store, bob, "INBOX", r.results[0].uid);
+		assert_true(fd >= 0);
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		assert_true(n > 0);
+		buf[n] = '\0';
+		/* The trace headers end with the Received line's date; the message follows. */
+		assert_non_null(strstr(buf, " +0000\r\n"));
+		assert_string_equal(strstr(buf, " +0000\r\n") + 8, cases[i].stored);
+	}
+
+	/* Past smtp.max_header_size (1024 here): 552, whoever sends it. */
+	memset(big, 'x', sizeof(big));
+	memcpy(big, "X-Long: ", 8);
+	tx = deliver_tx_begin(dl, "", &origin, rcpts, 1, error, sizeof(error));
+	assert_int_equal(deliver_tx_write(tx, big, sizeof(big)), 0);
+	assert_int_equal(deliver_tx_write(tx, "\r\n\r\nbody\r\n", 10), 0);
+	assert_non_null(deliver_tx_refusal(dl, tx));
+	assert_true(strncmp(deliver_tx_refusal(dl, tx), "552 5.3.4", 9) == 0);
+	deliver_tx_abort(&tx);
+
+	deliver_free(&dl);
+	config_free(&config);
+	store_free(&store);
+}
+
 /* The MIME structure a delivery keeps: what mimestruct_build gives for the message (NULL while
  * it cannot build one), read back by store_message_mime. */
 static void
@@ -2543,6 +2639,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_store_commit_sync, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_abort_and_tmp, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_sweep_orphans, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_store_deliver_smtp, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_reopen, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_threaded, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_size_crlf, setup_dir, teardown_dir),
