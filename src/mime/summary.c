@@ -21,6 +21,7 @@
  * real mail). */
 #define MIME_SUMMARY_HEADER_MAX (256 * 1024)
 #define MIME_SUMMARY_FIELDS_MAX 1000
+#define MIME_SUMMARY_FIELD_MAX 8192 /* bytes of one field (the summary keeps 512) */
 #define MIME_ADDRESS_GROUP_DEPTH 2
 
 static pthread_once_t mime_once = PTHREAD_ONCE_INIT;
@@ -159,44 +160,77 @@ struct mime_cut {
  * line inside such a run) anywhere in the file: the top-level header, each part's MIME header,
  * and header-looking lines of bodies. Past MIME_SUMMARY_FIELDS_MAX lines or
  * MIME_SUMMARY_HEADER_MAX bytes of one run, the rest of that run (up to the line that ends
- * it: the blank line, a boundary, body text) is cut. Boundaries and blank lines never look like
+ * it: the blank line, a boundary, body text) is cut; past MIME_SUMMARY_FIELD_MAX bytes of one
+ * field, the rest of that field (GMime's address parser recurses once per ':' and overflows a
+ * thread's stack on a To: of 60,000 of them). Boundaries and blank lines never look like
  * header lines, so the MIME structure GMime sees is the message's. */
 struct mime_scan {
 	struct mime_cut *cuts;
 	size_t ncuts, cap;
-	off_t run_start;  /* -1: not in a run */
-	off_t cut_at;	  /* the first line of the run past the caps, -1 none */
-	bool midline;	  /* cut_at is inside one over-long line */
-	size_t run_lines; /* lines of the run so far */
+	off_t run_start;   /* -1: not in a run */
+	off_t field_start; /* the current field's first line */
+	off_t cut_at;	   /* where the rest of the run is cut, -1 none */
+	bool midline;	   /* cut_at is inside a line */
+	off_t field_cut;   /* where the rest of the current field is cut, -1 none */
+	size_t run_lines;  /* lines of the run so far */
 	enum { MIME_BOL, MIME_NAME, MIME_HEADER, MIME_OTHER } state;
 };
+
+static void
+mime_scan_add_cut(struct mime_scan *sc, off_t start, off_t end, bool midline)
+{
+	if (end <= start)
+		return;
+	if (sc->ncuts == sc->cap) {
+		sc->cap = sc->cap ? 2 * sc->cap : 16;
+		sc->cuts = xrealloc(sc->cuts, sc->cap * sizeof(*sc->cuts));
+	}
+	sc->cuts[sc->ncuts++] = (struct mime_cut){start, end, midline};
+}
+
+/* The current field ends at off (a line start): closes its cut. */
+static void
+mime_scan_end_field(struct mime_scan *sc, off_t off)
+{
+	if (sc->field_cut >= 0)
+		mime_scan_add_cut(sc, sc->field_cut, off, true);
+	sc->field_cut = -1;
+	sc->field_start = off;
+}
 
 /* Ends the current run at off (the start of the line that is not part of it). */
 static void
 mime_scan_end_run(struct mime_scan *sc, off_t off)
 {
-	if (sc->run_start >= 0 && sc->cut_at >= 0 && off > sc->cut_at) {
-		if (sc->ncuts == sc->cap) {
-			sc->cap = sc->cap ? 2 * sc->cap : 16;
-			sc->cuts = xrealloc(sc->cuts, sc->cap * sizeof(*sc->cuts));
-		}
-		sc->cuts[sc->ncuts++] = (struct mime_cut){sc->cut_at, off, sc->midline};
-	}
+	mime_scan_end_field(sc, off);
+	if (sc->run_start >= 0 && sc->cut_at >= 0)
+		mime_scan_add_cut(sc, sc->cut_at, off, sc->midline);
 	sc->midline = false;
 	sc->run_start = -1;
 	sc->cut_at = -1;
 	sc->run_lines = 0;
 }
 
-/* A line that belongs to the run starts at off. */
+/* Cuts the rest of the run from off on; a field cut still open becomes its start. */
 static void
-mime_scan_run_line(struct mime_scan *sc, off_t off)
+mime_scan_cut_run(struct mime_scan *sc, off_t off, bool midline)
+{
+	sc->cut_at = sc->field_cut >= 0 ? sc->field_cut : off;
+	sc->midline = sc->field_cut >= 0 || midline;
+	sc->field_cut = -1;
+}
+
+/* A line that belongs to the run starts at off (continuation: it continues a field). */
+static void
+mime_scan_run_line(struct mime_scan *sc, off_t off, bool continuation)
 {
 	if (sc->run_start < 0)
 		sc->run_start = off;
+	if (!continuation && sc->cut_at < 0)
+		mime_scan_end_field(sc, off);
 	if (sc->cut_at < 0 && (++sc->run_lines > MIME_SUMMARY_FIELDS_MAX ||
 			       off - sc->run_start >= MIME_SUMMARY_HEADER_MAX))
-		sc->cut_at = off;
+		mime_scan_cut_run(sc, off, false);
 }
 
 /* Feeds one byte at offset off. */
@@ -208,7 +242,7 @@ mime_scan_byte(struct mime_scan *sc, char c, off_t off)
 	switch (sc->state) {
 	case MIME_BOL:
 		if ((c == ' ' || c == '\t') && sc->run_start >= 0) {
-			mime_scan_run_line(sc, off); /* a continuation line */
+			mime_scan_run_line(sc, off, true); /* a continuation line */
 			sc->state = MIME_HEADER;
 		} else if (u > 32 && u < 127 && c != ':') {
 			sc->state = MIME_NAME; /* maybe a field-name */
@@ -230,11 +264,13 @@ mime_scan_byte(struct mime_scan *sc, char c, off_t off)
 	case MIME_HEADER:
 		if (c == '\n') {
 			sc->state = MIME_BOL;
-		} else if (sc->cut_at < 0 && sc->run_start >= 0 &&
-			   off - sc->run_start >= MIME_SUMMARY_HEADER_MAX) {
-			/* One line (a To: with a million addresses) past the cap. */
-			sc->cut_at = off;
-			sc->midline = true;
+		} else if (sc->cut_at >= 0 || sc->run_start < 0) {
+			return;
+		} else if (off - sc->run_start >= MIME_SUMMARY_HEADER_MAX) {
+			/* One line (a To: with a million addresses) past the run's cap. */
+			mime_scan_cut_run(sc, off, true);
+		} else if (sc->field_cut < 0 && off - sc->field_start >= MIME_SUMMARY_FIELD_MAX) {
+			sc->field_cut = off;
 		}
 		return;
 	case MIME_OTHER:
@@ -252,7 +288,7 @@ mime_scan_file(int fd, struct mime_scan *sc)
 	off_t off = 0, line = 0;
 	ssize_t n;
 
-	sc->run_start = sc->cut_at = -1;
+	sc->run_start = sc->cut_at = sc->field_cut = -1;
 	sc->state = MIME_BOL;
 	while ((n = pread(fd, buf, sizeof(buf), off)) > 0) {
 		for (ssize_t i = 0; i < n; i++, off++) {
@@ -264,7 +300,7 @@ mime_scan_file(int fd, struct mime_scan *sc)
 			/* A field-name turned out to be one: its line joins (or starts) the run;
 			 * one that did not ends the run at its start. */
 			if (before == MIME_NAME && sc->state == MIME_HEADER)
-				mime_scan_run_line(sc, line);
+				mime_scan_run_line(sc, line, false);
 			else if (before == MIME_NAME && sc->state != MIME_NAME)
 				mime_scan_end_run(sc, line);
 		}
@@ -385,6 +421,9 @@ mime_addresses(const char *value, char **addrs, size_t max)
 	InternetAddressList *list;
 	size_t n = 0;
 
+	/* GMime's parser recurses per ':' (a group): a long value could overflow the stack. */
+	if (strlen(value) > MIME_SUMMARY_FIELD_MAX)
+		return 0;
 	mime_init();
 	list = internet_address_list_parse(NULL, value);
 	if (list == NULL)

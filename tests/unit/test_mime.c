@@ -435,6 +435,31 @@ test_mime_header_bomb(void **state)
 	}
 }
 
+/* A To: of 60,000 ':' (each a nested group for GMime's recursive address parser) used to
+ * overflow the stack; the field is now cut at 8 KiB before GMime sees it. */
+static void
+test_mime_colon_bomb(void **state)
+{
+	char path[] = "/tmp/test_mime_XXXXXX";
+	struct mime_summary s;
+	int fd = mkstemp(path);
+	FILE *fp;
+
+	assert_true(fd >= 0);
+	unlink(path);
+	fp = fdopen(dup(fd), "w");
+	assert_non_null(fp);
+	fputs("Subject: colons\r\nTo: ", fp);
+	for (int i = 0; i < 60000; i++)
+		fputs(i % 2000 == 1999 ? "a:\r\n " : "a:", fp);
+	fputs("b\r\nMessage-ID: <colons@example.org>\r\n\r\nbody\r\n", fp);
+	assert_int_equal(fclose(fp), 0);
+	assert_int_equal(mime_summary_from_fd(fd, &s), 0);
+	close(fd);
+	assert_string_equal(s.subject, "colons");
+	assert_string_equal(s.message_id, "colons@example.org");
+}
+
 /* mime_addresses: what the submission From check sees of a header value. */
 static void
 test_mime_addresses(void **state)
@@ -476,6 +501,7 @@ main(void)
 	    cmocka_unit_test(test_mime_bad_fd),        cmocka_unit_test(test_mime_garbage),
 	    cmocka_unit_test(test_mime_truncate_utf8), cmocka_unit_test(test_mime_raw_8bit),
 	    cmocka_unit_test(test_mime_header_bomb),   cmocka_unit_test(test_mime_addresses),
+	    cmocka_unit_test(test_mime_colon_bomb),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
