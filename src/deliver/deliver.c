@@ -16,19 +16,32 @@
 #include "notify/notify.h"
 
 #define DELIVER_HDR_LINE_MAX 998	    /* RFC 5322's line limit: longer lines are cut */
-#define DELIVER_HDR_SCAN_MAX (64 * 1024) /* header bytes looked at before giving up */
+#define DELIVER_HDR_SCAN_MAX (64 * 1024) /* APPEND: header bytes looked at before giving up */
+#define DELIVER_FIELD_MAX 4096		    /* bytes kept of a noted field, with its folding */
+#define DELIVER_FROM_ADDRS_MAX 32	    /* addresses checked in one From: or Sender: */
+#define DELIVER_WRITE_CHUNK 16384	    /* CRLF normalisation's output buffer */
 
-enum deliver_hdr_field { DELIVER_HDR_FROM, DELIVER_HDR_SUBJECT, DELIVER_HDR_NFIELDS };
+enum deliver_hdr_field {
+	DELIVER_HDR_FROM,
+	DELIVER_HDR_SUBJECT,
+	DELIVER_HDR_SENDER,
+	DELIVER_HDR_NFIELDS
+};
 
-/* The raw From: and Subject: fields, noted while the header section streams past. */
+/* The raw From:, Subject: and Sender: fields, noted while the header section streams past. */
 struct deliver_hdrs {
-	bool done;	/* the header section ended (or was too long to look at) */
-	int cur;	/* the field that continuation lines belong to, -1 none */
-	size_t scanned; /* header bytes seen */
+	bool done;	  /* the header section ended (or was too long to look at) */
+	bool too_big;	  /* it went past max */
+	int cur;	  /* the field that continuation lines belong to, -1 none */
+	uint64_t scanned; /* header bytes seen */
+	uint64_t max;	  /* header bytes looked at */
 	size_t linelen;
+	bool linecut; /* the current physical line was longer than line[] */
 	char line[DELIVER_HDR_LINE_MAX + 1];
+	unsigned count[DELIVER_HDR_NFIELDS]; /* occurrences of the field */
+	bool cut[DELIVER_HDR_NFIELDS];	     /* the first occurrence did not fit field[] */
 	size_t fieldlen[DELIVER_HDR_NFIELDS];
-	char field[DELIVER_HDR_NFIELDS][DELIVER_HDR_LINE_MAX + 1];
+	char field[DELIVER_HDR_NFIELDS][DELIVER_FIELD_MAX + 1];
 };
 
 struct deliver {
@@ -37,6 +50,8 @@ struct deliver {
 	char **domains;
 	size_t ndomains;
 	char *hostname;
+	uint64_t max_header_size;
+	bool allow_any_from;
 };
 
 struct deliver_tx {
@@ -44,6 +59,12 @@ struct deliver_tx {
 	char *mail_from;
 	struct deliver_hdrs *hdrs;
 	int64_t internal_date; /* APPEND's; 0: the time of the commit */
+	bool smtp;	       /* received over SMTP: CRLF normalised, header size capped */
+	bool pending_cr;       /* the last byte written was a CR whose LF may follow */
+	bool check_from;       /* From:/Sender: must be addresses of account_id */
+	int64_t account_id;    /* the authenticated sender's, 0 none or unknown */
+	char account[STORE_ADDRESS_MAX + 1];
+	char refusal[512];
 	char id[24];
 };
 
@@ -78,6 +99,8 @@ deliver_new(struct store *store, struct notify_hub *hub, const struct config *co
 	d->hub = hub;
 	d->ndomains = config_get_list(config, "server.domains", &d->domains);
 	d->hostname = xstrdup(config_get(config, "server.hostname"));
+	d->max_header_size = (uint64_t)config_get_int(config, "smtp.max_header_size");
+	d->allow_any_from = config_get_bool(config, "smtp.allow_any_from");
 	return d;
 }
 
@@ -126,6 +149,11 @@ deliver_check_rcpt(struct deliver *d, const char *address, bool authenticated,
 	if (!deliver_domain_is_local(d, address))
 		return authenticated ? DELIVER_RCPT_REMOTE : DELIVER_RCPT_RELAY_DENIED;
 	found = store_account_lookup(d->store, address, &account);
+	if (found == 0 && strncasecmp(address, "postmaster@", strlen("postmaster@")) == 0) {
+		/* RFC 5321 4.5.1: postmaster must be accepted. Without an account or alias of
+		 * that name, the first account (the admin's) receives it. */
+		found = store_account_first(d->store, &account);
+	}
 	if (found < 0)
 		return DELIVER_RCPT_TEMPFAIL;
 	if (found == 0)
@@ -187,10 +215,10 @@ deliver_tx_new(struct deliver *d, const char *mail_from, char *error, size_t err
 		 (unsigned long long)(time_now() & 0xffffffff), rnd[0], rnd[1], rnd[2], rnd[3],
 		 rnd[4], rnd[5]);
 	tx->mail_from = xstrdup(mail_from);
-	if (d->hub != NULL) {
-		tx->hdrs = xcalloc(1, sizeof(*tx->hdrs));
-		tx->hdrs->cur = -1;
-	}
+	/* Noted for the notify event and for deliver_tx_refusal (which SMTP asks). */
+	tx->hdrs = xcalloc(1, sizeof(*tx->hdrs));
+	tx->hdrs->cur = -1;
+	tx->hdrs->max = DELIVER_HDR_SCAN_MAX;
 	return tx;
 }
 
@@ -220,6 +248,17 @@ deliver_tx_begin(struct deliver *d, const char *mail_from, const struct deliver_
 
 	if (tx == NULL)
 		return NULL;
+	tx->smtp = true;
+	tx->hdrs->max = d->max_header_size;
+	if (origin->authenticated_as != NULL && !d->allow_any_from) {
+		struct store_account account;
+
+		/* An account that cannot be read leaves account_id 0: every From is refused. */
+		tx->check_from = true;
+		str_copy(tx->account, origin->authenticated_as, sizeof(tx->account));
+		if (store_account_lookup(d->store, origin->authenticated_as, &account) == 1)
+			tx->account_id = account.id;
+	}
 	deliver_sanitize(helo, sizeof(helo), origin->helo != NULL ? origin->helo : "");
 	deliver_rfc5322_date(date, sizeof(date), time(NULL));
 
@@ -245,26 +284,30 @@ deliver_tx_begin(struct deliver *d, const char *mail_from, const struct deliver_
 	return tx;
 }
 
-/* Ends one physical header line: keeps it when it starts or continues From: or Subject:. */
+/* Ends one physical header line: keeps it when it starts or continues From:, Subject: or
+ * Sender:, and counts the occurrences of each. */
 static void
 deliver_hdrs_line(struct deliver_hdrs *h)
 {
-	static const char *const names[DELIVER_HDR_NFIELDS] = {"from:", "subject:"};
+	static const char *const names[DELIVER_HDR_NFIELDS] = {"from:", "subject:", "sender:"};
 	size_t len = h->linelen;
+	bool linecut = h->linecut;
 
 	h->linelen = 0;
+	h->linecut = false;
 	if (len > 0 && h->line[len - 1] == '\r')
 		len--;
-	if (len == 0) {
+	if (len == 0 && !linecut) {
 		h->done = true;
 		return;
 	}
 	if (h->line[0] != ' ' && h->line[0] != '\t') {
 		h->cur = -1;
 		for (int f = 0; f < DELIVER_HDR_NFIELDS; f++) {
-			/* The first occurrence counts; a repeated field is ignored. */
-			if (h->fieldlen[f] == 0 && len >= strlen(names[f]) &&
-			    strncasecmp(h->line, names[f], strlen(names[f])) == 0)
+			/* The first occurrence is kept; the others are only counted. */
+			if (len >= strlen(names[f]) &&
+			    strncasecmp(h->line, names[f], strlen(names[f])) == 0 &&
+			    h->count[f]++ == 0)
 				h->cur = f;
 		}
 		if (h->cur < 0)
@@ -275,13 +318,16 @@ deliver_hdrs_line(struct deliver_hdrs *h)
 	/* Folding is kept (CRLF before the continuation) so the decoder sees the real field. */
 	char *dst = h->field[h->cur];
 	size_t *dlen = &h->fieldlen[h->cur];
+	if (linecut || *dlen + 2 + len > DELIVER_FIELD_MAX) {
+		h->cut[h->cur] = true; /* cut at the last whole line that fits */
+		if (*dlen > 0 || len > DELIVER_FIELD_MAX)
+			return;
+	}
 	if (*dlen > 0) {
-		if (*dlen + 2 + len > DELIVER_HDR_LINE_MAX)
-			return; /* the field is cut at the last continuation that fits */
 		memcpy(dst + *dlen, "\r\n", 2);
 		*dlen += 2;
 	}
-	memcpy(dst + *dlen, h->line, len); /* len <= DELIVER_HDR_LINE_MAX: the line buffer's cap */
+	memcpy(dst + *dlen, h->line, len); /* len <= DELIVER_HDR_LINE_MAX < DELIVER_FIELD_MAX */
 	*dlen += len;
 	dst[*dlen] = '\0';
 }
@@ -297,18 +343,23 @@ deliver_hdrs_feed(struct deliver_hdrs *h, const char *p, size_t len)
 
 		memcpy(h->line + h->linelen, p, seg < room ? seg : room);
 		h->linelen += seg < room ? seg : room;
+		if (seg > room)
+			h->linecut = true;
 		h->scanned += seg + (nl != NULL);
 		if (nl != NULL)
 			deliver_hdrs_line(h);
-		if (h->scanned > DELIVER_HDR_SCAN_MAX)
+		if (!h->done && h->scanned > h->max) {
 			h->done = true;
+			h->too_big = true;
+		}
 		p += seg + (nl != NULL);
 		len -= seg + (nl != NULL);
 	}
 }
 
-int
-deliver_tx_write(struct deliver_tx *tx, const void *data, size_t len)
+/* Writes bytes as they will be stored: noted by the header scanner, then to the blob. */
+static int
+deliver_tx_put(struct deliver_tx *tx, const char *data, size_t len)
 {
 	if (tx->hdrs != NULL && !tx->hdrs->done)
 		deliver_hdrs_feed(tx->hdrs, data, len);
@@ -334,6 +385,126 @@ uint64_t
 deliver_tx_size(const struct deliver_tx *tx)
 {
 	return store_blob_size(tx->blob);
+}
+
+/* Writes data with every line end made CRLF: a bare LF or a bare CR becomes CRLF (BDAT chunks
+ * are taken as sent, RFC 3030; the message is stored and relayed in canonical form). A CR at
+ * the end of data waits for the next byte (tx->pending_cr). DATA's bytes are already CRLF. */
+static int
+deliver_tx_write_crlf(struct deliver_tx *tx, const char *data, size_t len)
+{
+	char out[DELIVER_WRITE_CHUNK];
+	size_t o = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		char c = data[i];
+
+		if (o + 3 > sizeof(out)) {
+			if (deliver_tx_put(tx, out, o) < 0)
+				return -1;
+			o = 0;
+		}
+		if (c == '\n') {
+			/* CRLF, or a bare LF: either way one CRLF. */
+			tx->pending_cr = false;
+			out[o++] = '\r';
+			out[o++] = '\n';
+			continue;
+		}
+		if (tx->pending_cr) {
+			tx->pending_cr = false;
+			out[o++] = '\r';
+			out[o++] = '\n';
+		}
+		if (c == '\r')
+			tx->pending_cr = true;
+		else
+			out[o++] = c;
+	}
+	return o > 0 ? deliver_tx_put(tx, out, o) : 0;
+}
+
+int
+deliver_tx_write(struct deliver_tx *tx, const void *data, size_t len)
+{
+	if (tx->smtp)
+		return deliver_tx_write_crlf(tx, data, len);
+	return deliver_tx_put(tx, data, len);
+}
+
+/* Checks the addresses of a noted From: or Sender: field against the account; NULL when they
+ * are all its own, else the reply (in tx->refusal). */
+static const char *
+deliver_check_field(struct deliver *d, struct deliver_tx *tx, enum deliver_hdr_field f,
+		    const char *name)
+{
+	const struct deliver_hdrs *h = tx->hdrs;
+	char *addrs[DELIVER_FROM_ADDRS_MAX], value[DELIVER_FIELD_MAX + 1], bad[STORE_ADDRESS_MAX + 1];
+	size_t n, kept;
+	bool ok = true;
+
+	if (h->count[f] == 0)
+		return NULL;
+	if (h->count[f] > 1) {
+		snprintf(tx->refusal, sizeof(tx->refusal),
+			 "550 5.7.1 Error: more than one %s: header", name);
+		return tx->refusal;
+	}
+	if (h->cut[f]) {
+		snprintf(tx->refusal, sizeof(tx->refusal),
+			 "550 5.7.1 Error: %s: header too long to check", name);
+		return tx->refusal;
+	}
+	/* The value after "Name:", unfolded. */
+	str_copy(value, h->field[f] + strlen(name) + 1, sizeof(value));
+	for (char *p = value; *p != '\0'; p++) {
+		if (*p == '\r' || *p == '\n')
+			*p = ' ';
+	}
+	n = mime_addresses(value, addrs, DELIVER_FROM_ADDRS_MAX);
+	kept = n < DELIVER_FROM_ADDRS_MAX ? n : DELIVER_FROM_ADDRS_MAX;
+	bad[0] = '\0';
+	for (size_t i = 0; i < kept; i++) {
+		if (ok && !deliver_sender_allowed(d, tx->account_id, addrs[i])) {
+			deliver_sanitize(bad, sizeof(bad), addrs[i]);
+			ok = false;
+		}
+		free(addrs[i]);
+	}
+	if (n == 0)
+		snprintf(tx->refusal, sizeof(tx->refusal),
+			 "550 5.7.1 Error: %s: header without an address", name);
+	else if (n > DELIVER_FROM_ADDRS_MAX)
+		snprintf(tx->refusal, sizeof(tx->refusal),
+			 "550 5.7.1 Error: too many addresses in the %s: header", name);
+	else if (!ok)
+		snprintf(tx->refusal, sizeof(tx->refusal),
+			 "550 5.7.1 <%s>: %s address rejected: not owned by user %s", bad, name,
+			 tx->account);
+	else
+		return NULL;
+	return tx->refusal;
+}
+
+const char *
+deliver_tx_refusal(struct deliver *d, struct deliver_tx *tx)
+{
+	const char *r;
+
+	if (tx->hdrs == NULL)
+		return NULL;
+	if (tx->smtp && tx->hdrs->too_big) {
+		snprintf(tx->refusal, sizeof(tx->refusal),
+			 "552 5.3.4 Error: message header section over %llu bytes",
+			 (unsigned long long)d->max_header_size);
+		return tx->refusal;
+	}
+	if (!tx->check_from)
+		return NULL;
+	r = deliver_check_field(d, tx, DELIVER_HDR_FROM, "From");
+	if (r == NULL)
+		r = deliver_check_field(d, tx, DELIVER_HDR_SENDER, "Sender");
+	return r;
 }
 
 const char *
@@ -362,7 +533,7 @@ deliver_event_summary(const struct deliver_commit *c, struct notify_event *ev)
 {
 	const struct deliver_hdrs *h = c->hdrs;
 	struct mime_summary summary;
-	char buf[2 * DELIVER_HDR_LINE_MAX + 8];
+	char buf[2 * DELIVER_FIELD_MAX + 8];
 	int n;
 
 	/* A field that was absent must not leave an empty line: that would end the header. */
@@ -457,6 +628,11 @@ deliver_commit_prepare(struct deliver *d, struct deliver_tx *tx, const struct st
 
 	/* Filters (spam scoring, plugins) will run here, before the commit, for SMTP and APPEND
 	 * alike, and may retarget a message to Junk; none are registered yet. */
+	if (tx->pending_cr) {
+		/* A last bare CR. A write error marks the blob failed: the commit then fails. */
+		tx->pending_cr = false;
+		(void)deliver_tx_put(tx, "\r\n", 2);
+	}
 	memcpy(c->id, tx->id, sizeof(c->id));
 	if (d->hub != NULL) {
 		/* Kept for the events published after the commit: targets belong to the caller. */

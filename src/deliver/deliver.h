@@ -34,7 +34,8 @@ void deliver_free(struct deliver **deliver);
 /* True when address's domain is one of server.domains. */
 bool deliver_domain_is_local(const struct deliver *deliver, const char *address);
 /* Decides a recipient. authenticated: the sender logged in (and so may relay). "postmaster"
- * without a domain is taken as postmaster@ the first local domain. */
+ * without a domain (any case) is taken as postmaster@ the first local domain; postmaster@ a
+ * local domain that no account or alias has goes to the first account (RFC 5321 4.5.1). */
 enum deliver_rcpt deliver_check_rcpt(struct deliver *deliver, const char *address,
 				     bool authenticated, int64_t *account_id_r);
 /* True when the logged-in account may use address as its envelope sender (its own address or one
@@ -56,10 +57,19 @@ struct deliver_origin {
 struct deliver_tx *deliver_tx_begin(struct deliver *deliver, const char *mail_from,
 				    const struct deliver_origin *origin, const char *const *rcpts,
 				    size_t nrcpts, char *error, size_t errsize);
-/* Appends message bytes (the message as received, after any transfer decoding). The From: and
- * Subject: header lines are noted on the way for the notify event. -1 on a write error (the
- * transaction can then only be aborted). */
+/* Appends message bytes (the message as received, after any transfer decoding). In an SMTP
+ * transaction (deliver_tx_begin) every bare LF and bare CR becomes CRLF (BDAT takes chunks as
+ * sent; DATA's are CRLF already); APPEND's bytes are stored as given. The From:, Subject: and
+ * Sender: header lines are noted on the way for the notify event and deliver_tx_refusal. -1 on
+ * a write error (the transaction can then only be aborted). */
 int deliver_tx_write(struct deliver_tx *tx, const void *data, size_t len);
+/* Whether the message written so far must be refused, checked once the whole message is in
+ * and before deliver_tx_commit: NULL to go on, else the SMTP reply to give (valid until the
+ * transaction ends). Refused: a header section over smtp.max_header_size; for an authenticated
+ * sender (origin.authenticated_as) unless smtp.allow_any_from, a From: or Sender: header with an
+ * address that is not the account's or one of its aliases, more than one From: or Sender:,
+ * one without any address or too long to check. A message without From: passes. */
+const char *deliver_tx_refusal(struct deliver *deliver, struct deliver_tx *tx);
 /* Starts an IMAP APPEND: a blob without trace headers (the client gives the whole message) whose
  * rows get internal_date (seconds since the epoch, 0: now) instead of the arrival time. */
 struct deliver_tx *deliver_tx_begin_append(struct deliver *deliver, int64_t internal_date,

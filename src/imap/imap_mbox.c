@@ -124,6 +124,10 @@ imap_cmd_create(struct imap_session *s, const struct imap_command *cmd)
 	}
 	r = store_mailbox_create(s->server->store, s->account_id, name, NULL, error,
 	                         sizeof(error));
+	if (r == STORE_BUSY) {
+		imap_reply(s, "%s NO [INUSE] %s", cmd->tag, error);
+		return;
+	}
 	if (r == 0) {
 		imap_reply(s, "%s NO [ALREADYEXISTS] Mailbox already exists", cmd->tag);
 		return;
@@ -171,6 +175,10 @@ imap_cmd_delete(struct imap_session *s, const struct imap_command *cmd)
 		imap_enter_state(s, IMAP_STATE_AUTH);
 	}
 	r = store_mailbox_delete(s->server->store, s->account_id, name, error, sizeof(error));
+	if (r == STORE_BUSY) {
+		imap_reply(s, "%s NO [INUSE] %s", cmd->tag, error);
+		return;
+	}
 	if (r == 0) {
 		imap_reply(s, "%s NO [NONEXISTENT] Mailbox does not exist", cmd->tag);
 		return;
@@ -279,6 +287,10 @@ imap_cmd_rename(struct imap_session *s, const struct imap_command *cmd)
 		goto done;
 	}
 	r = store_mailbox_rename(s->server->store, s->account_id, from, to, error, sizeof(error));
+	if (r == STORE_BUSY) {
+		imap_reply(s, "%s NO [INUSE] %s", cmd->tag, error);
+		goto done;
+	}
 	if (r == 0) {
 		imap_reply(s, "%s NO [NONEXISTENT] Mailbox does not exist", cmd->tag);
 		goto done;
@@ -318,6 +330,7 @@ imap_cmd_subscribe(struct imap_session *s, const struct imap_command *cmd)
 {
 	bool on = strcmp(cmd->name, "SUBSCRIBE") == 0;
 	char name[IMAP_MAILBOX_MAX], error[256];
+	int r;
 
 	if (cmd->nargs != 1) {
 		imap_bad(s, cmd->tag, on ? "syntax: SUBSCRIBE mailbox" : "syntax: UNSUBSCRIBE mailbox");
@@ -325,9 +338,9 @@ imap_cmd_subscribe(struct imap_session *s, const struct imap_command *cmd)
 	}
 	if (imap_mailbox_arg(s, cmd->tag, &cmd->args[0], name, sizeof(name)) < 0)
 		return;
-	if (store_subscription_set(s->server->store, s->account_id, name, on, error,
-	                           sizeof(error)) < 0) {
-		imap_reply(s, "%s NO [CANNOT] %s", cmd->tag, error);
+	r = store_subscription_set(s->server->store, s->account_id, name, on, error, sizeof(error));
+	if (r < 0) {
+		imap_reply(s, "%s NO [%s] %s", cmd->tag, r == STORE_BUSY ? "INUSE" : "CANNOT", error);
 		return;
 	}
 	imap_reply(s, "%s OK %s completed", cmd->tag, cmd->name);

@@ -49,6 +49,7 @@ static const char *const config_plaintext_modes[] = {"loopback", "never", "alway
 #define INT(s, k, d, lo, hi, doc) {s, k, CONFIG_INT, d, lo, hi, NULL, doc}
 #define LIST(s, k, d, doc) {s, k, CONFIG_LIST, d, 0, 0, NULL, doc}
 #define ENUM(s, k, d, ch, doc) {s, k, CONFIG_ENUM, d, 0, 0, ch, doc}
+#define BOOL(s, k, d, doc) {s, k, CONFIG_BOOL, d, 0, 0, NULL, doc}
 
 /* Every key, in the order the default file lists them. Sections appear in runs. */
 static const struct config_key config_keys[] = {
@@ -120,6 +121,13 @@ static const struct config_key config_keys[] = {
 	INT("smtp", "max_message_size", "26214400", 1024, 2147483647,
 	    "Largest message accepted, in bytes"),
 	INT("smtp", "max_recipients", "100", 1, 10000, "Most recipients of one message"),
+	INT("smtp", "max_header_size", "1048576", 1024, 2147483647,
+	    "Largest header section of a message, in bytes; a longer one is refused with "
+	    "552 5.3.4 (real mail has a few KiB)"),
+	BOOL("smtp", "allow_any_from", "false",
+	     "Whether an authenticated sender may put addresses that are not the account's own or "
+	     "its aliases in the From: and Sender: headers; false refuses such a message with "
+	     "550 5.7.1"),
 	INT("smtp", "idle_timeout", "300", 5, 86400,
 	    "Seconds a client may stay silent before it is disconnected"),
 	INT("smtp", "max_errors", "10", 1, 1000,

@@ -24,4 +24,11 @@ void mime_deinit(void);
 int mime_summary_from_fd(int fd, struct mime_summary *summary_r);
 int mime_summary_from_buffer(const char *data, size_t len, struct mime_summary *summary_r);
 
+/* Parses an address-list header value (RFC 5322: folded, display names, comments, groups,
+ * which are flattened into their members) and stores the addr-spec of each mailbox in
+ * addrs[0..max) (malloc'd strings; the caller frees those stored). Returns how many there are,
+ * which may exceed max (the rest are not stored); 0 when nothing parses as an address, or when
+ * value is over 8 KiB (not parsed: GMime's parser recurses and could overflow the stack). */
+size_t mime_addresses(const char *value, char **addrs, size_t max);
+
 #endif

@@ -484,6 +484,7 @@ smtp_tx_finish(struct smtp_session *s)
 {
 	struct smtp_tx *tx = s->tx;
 	struct store_target *targets;
+	const char *refusal;
 
 	if (tx->oversize) {
 		smtp_reply(s, "552 5.3.4 Error: message file too big");
@@ -500,6 +501,13 @@ smtp_tx_finish(struct smtp_session *s)
 			 tx->dec.bare_lf ? "lf" : "cr");
 		smtp_reply(s, "550 5.5.2 Error: bare <%s> received; lines must end with CRLF",
 			   tx->dec.bare_lf ? "LF" : "CR");
+		smtp_tx_reset(s);
+		return;
+	}
+	if ((refusal = deliver_tx_refusal(s->server->deliver, tx->dtx)) != NULL) {
+		log_info("smtp session=%s event=data-refused reason=deliver reply=\"%.3s\"",
+			 s->conn.id, refusal);
+		smtp_reply(s, "%s", refusal);
 		smtp_tx_reset(s);
 		return;
 	}

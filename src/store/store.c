@@ -54,32 +54,6 @@ store_column_text(sqlite3_stmt *st, int col, char *dst, size_t dstsize)
 	str_copy(dst, text != NULL ? (const char *)text : "", dstsize);
 }
 
-/* Removes every file left in DIR/tmp by a crash mid-receive: nothing refers to them. */
-static int
-store_clean_tmp(struct store *store, char *error, size_t errsize)
-{
-	DIR *dir = opendir(store->tmp_dir);
-	struct dirent *de;
-	int removed = 0;
-
-	if (dir == NULL) {
-		snprintf(error, errsize, "cannot open %s: %s", store->tmp_dir, strerror(errno));
-		return -1;
-	}
-	while ((de = readdir(dir)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		if (unlinkat(dirfd(dir), de->d_name, 0) == 0)
-			removed++;
-		else
-			log_warn("store event=tmp-clean file=%s/%s", store->tmp_dir, de->d_name);
-	}
-	closedir(dir);
-	if (removed > 0)
-		log_info("store event=tmp-clean removed=%d", removed);
-	return 0;
-}
-
 /* Makes DIR/tmp, DIR/mail and DIR/queue (create), or checks they exist. */
 static int
 store_make_dirs(struct store *store, bool create, char *error, size_t errsize)
@@ -131,8 +105,11 @@ store_open(const char *data_dir, bool create, struct workers *workers, struct st
 	store->workers = workers;
 	if (store_make_dirs(store, create, error, errsize) < 0 ||
 	    store_db_open(dbpath, create, &store->db, error, errsize) < 0 ||
-	    store_schema_migrate(store->db, error, errsize) < 0 ||
-	    store_clean_tmp(store, error, errsize) < 0)
+	    store_schema_migrate(store->db, error, errsize) < 0)
+		goto fail;
+	/* Only the daemon writes message files: a command-line tool opening the store while it
+	 * runs must not take its files in flight for leftovers. */
+	if (workers != NULL && store_sweep(store, error, errsize) < 0)
 		goto fail;
 	if (workers != NULL && store_pipeline_start(store, error, errsize) < 0)
 		goto fail;
@@ -442,6 +419,24 @@ store_account_from_row(sqlite3_stmt *st, struct store_account *account)
 	account->created = sqlite3_column_int64(st, 3);
 }
 
+/* Steps st (which selects an account's columns) once, finalizes it: 1 a row in *account_r, 0
+ * none, -1 error (logged as event). */
+static int
+store_account_step(struct store *store, sqlite3_stmt *st, struct store_account *account_r,
+		   const char *event)
+{
+	int rc = sqlite3_step(st);
+
+	if (rc == SQLITE_ROW)
+		store_account_from_row(st, account_r);
+	else if (rc != SQLITE_DONE)
+		log_warnx("store event=%s error=\"%s\"", event, sqlite3_errmsg(store->db));
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW)
+		return 1;
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
 int
 store_account_lookup(struct store *store, const char *address, struct store_account *account_r)
 {
@@ -454,20 +449,25 @@ store_account_lookup(struct store *store, const char *address, struct store_acco
 	    "JOIN accounts a ON a.id = l.account_id WHERE l.address = ?1 AND a.disabled = 0 "
 	    "LIMIT 1",
 	    error, sizeof(error));
-	int rc;
 
 	if (st == NULL)
 		return -1;
 	sqlite3_bind_text(st, 1, address, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		store_account_from_row(st, account_r);
-	else if (rc != SQLITE_DONE)
-		log_warnx("store event=account-lookup error=\"%s\"", sqlite3_errmsg(store->db));
-	sqlite3_finalize(st);
-	if (rc == SQLITE_ROW)
-		return 1;
-	return rc == SQLITE_DONE ? 0 : -1;
+	return store_account_step(store, st, account_r, "account-lookup");
+}
+
+int
+store_account_first(struct store *store, struct store_account *account_r)
+{
+	char error[256];
+	sqlite3_stmt *st = store_prepare(store->db,
+					 "SELECT id, address, password_hash, created FROM accounts "
+					 "WHERE disabled = 0 ORDER BY id LIMIT 1",
+					 error, sizeof(error));
+
+	if (st == NULL)
+		return -1;
+	return store_account_step(store, st, account_r, "account-first");
 }
 
 int

@@ -54,8 +54,10 @@ struct store_account {
 };
 
 /* Creates DIR's layout and the database when create is true (the directory must exist),
- * otherwise opens an existing one and runs pending migrations. Removes leftovers from
- * DIR/tmp. workers may be NULL (synchronous commits). Returns 0 or -1 with error. */
+ * otherwise opens an existing one and runs pending migrations. With workers (the daemon: the
+ * only writer of message files) it removes what crashes left: every file in DIR/tmp, and the
+ * files of DIR/mail and DIR/queue that no row names. workers may be NULL (synchronous commits,
+ * command-line tools: nothing is swept). Returns 0 or -1 with error. */
 int store_open(const char *data_dir, bool create, struct workers *workers,
 	       struct store **store_r, char *error, size_t errsize);
 /* Waits for commits in flight, then closes. */
@@ -75,6 +77,9 @@ int store_account_set_password(struct store *store, const char *address,
  * compared case-insensitively too, as users expect). 1 found, 0 none, -1 error. */
 int store_account_lookup(struct store *store, const char *address,
 			 struct store_account *account_r);
+/* The oldest enabled account (the first one added: the admin's), which receives postmaster@
+ * mail when no account or alias has that address. 1 found, 0 no account, -1 error. */
+int store_account_first(struct store *store, struct store_account *account_r);
 typedef void store_account_cb(const struct store_account *account, void *arg);
 int store_account_list(struct store *store, store_account_cb *cb, void *arg);
 
@@ -279,28 +284,32 @@ void store_message_copy(struct store *store, int64_t account_id, const char *src
  * within one second. Every function here refuses (-1, with an error an IMAP server can pass on)
  * an empty name, one over 255 bytes, with a control character, a wildcard ('*', '%'), an empty
  * level (leading, trailing or doubled '/') or invalid UTF-8. They run on the loop thread's
- * connection and may wait for the writer thread's transaction (SQLite's lock). */
+ * connection and may wait for the writer thread's transaction (SQLite's lock): in the daemon
+ * (store opened with workers) for at most 100 ms, after which they fail with STORE_BUSY and
+ * nothing changed (the client may try again); command-line tools wait the usual 10 s. */
+#define STORE_BUSY (-3)
 
 /* Creates name (and any missing parents, as RFC 3501 suggests). special_use may be NULL or ""
  * or one of RFC 6154's (\\All \\Archive \\Drafts \\Flagged \\Junk \\Sent \\Trash).
- * 1 created, 0 it exists, -1 error. */
+ * 1 created, 0 it exists, -1 error, STORE_BUSY. */
 int store_mailbox_create(struct store *store, int64_t account_id, const char *name,
 			 const char *special_use, char *error, size_t errsize);
 /* Deletes name with its messages (rows in one transaction, then the files). INBOX cannot be
  * deleted (0). Children stay (RFC 3501: the name then exists only as a parent).
- * 1 deleted, 0 no such mailbox or INBOX, -1 error. */
+ * 1 deleted, 0 no such mailbox or INBOX, -1 error, STORE_BUSY. */
 int store_mailbox_delete(struct store *store, int64_t account_id, const char *name, char *error,
 			 size_t errsize);
 /* Renames from to to, with its children ("from/x" becomes "to/x") and their subscriptions,
  * keeping UIDs and UIDVALIDITY; missing parents of to are created. Renaming INBOX moves its
  * messages (with their UIDs) into a new mailbox to with a new UIDVALIDITY and leaves INBOX empty
  * with its UIDNEXT (RFC 3501); INBOX's children stay. 1 done, 0 no such mailbox, -2 to (or a new
- * child name) exists, -1 error (also: to is inside from). */
+ * child name) exists, -1 error (also: to is inside from), STORE_BUSY. */
 int store_mailbox_rename(struct store *store, int64_t account_id, const char *from, const char *to,
 			 char *error, size_t errsize);
 /* Subscriptions are names, kept whether or not such a mailbox exists (RFC 3501 LSUB); a new
  * account is subscribed to its five mailboxes. Setting what is already set is fine.
- * 1 done, -1 error. store_subscription_list calls cb in name order: 1 done, -1 error. */
+ * 1 done, -1 error, STORE_BUSY. store_subscription_list calls cb in name order: 1 done, -1
+ * error. */
 int store_subscription_set(struct store *store, int64_t account_id, const char *name,
 			   bool subscribed, char *error, size_t errsize);
 typedef void store_subscription_cb(const char *name, void *arg);

@@ -1,7 +1,10 @@
 /* store_mailbox: mailbox management (IMAP CREATE, DELETE, RENAME, SUBSCRIBE) and the
  * UIDVALIDITY counter. These run synchronously on the store's own connection, each in one
  * transaction; the writer thread may be committing at the same time on its connection, and
- * SQLite's lock (BEGIN IMMEDIATE, busy timeout) orders the two. */
+ * SQLite's lock (BEGIN IMMEDIATE, busy timeout) orders the two. In the daemon that connection
+ * belongs to the loop thread, so the wait for the lock is kept short (STORE_MAILBOX_BUSY_MS):
+ * past it the call fails with STORE_BUSY and IMAP answers NO [INUSE], rather than every session
+ * freezing while another process holds the database's write lock. */
 #include "store/store_private.h"
 
 #include <errno.h>
@@ -13,6 +16,38 @@
 
 #include "lib/log.h"
 #include "lib/util.h"
+
+#define STORE_MAILBOX_BUSY_MS 100    /* the daemon's wait for the write lock, on the loop thread */
+#define STORE_MAILBOX_BUSY_CLI 10000 /* store_db_open's timeout, put back afterwards */
+
+/* Sets how long the store's own connection waits for the write lock: short in the daemon
+ * (workers: the loop thread's connection), the usual timeout for command-line tools. */
+static void
+store_mailbox_wait(struct store *store, bool brief)
+{
+	sqlite3_busy_timeout(store->db, brief && store->workers != NULL ? STORE_MAILBOX_BUSY_MS
+									: STORE_MAILBOX_BUSY_CLI);
+}
+
+/* BEGIN IMMEDIATE with the daemon's short wait: 0, STORE_BUSY (another writer holds the lock
+ * longer than that) or -1, with error. */
+static int
+store_mailbox_begin(struct store *store, char *error, size_t errsize)
+{
+	int rc;
+
+	store_mailbox_wait(store, true);
+	rc = store_exec(store->db, "BEGIN IMMEDIATE", error, errsize);
+	store_mailbox_wait(store, false);
+	if (rc == 0)
+		return 0;
+	if ((sqlite3_errcode(store->db) & 0xff) == SQLITE_BUSY) {
+		log_info("store event=mailbox-busy wait_ms=%d", STORE_MAILBOX_BUSY_MS);
+		snprintf(error, errsize, "The mailbox list is in use; try again");
+		return STORE_BUSY;
+	}
+	return -1;
+}
 
 int
 store_uidvalidity_next(sqlite3 *db, uint32_t *uidvalidity_r, char *error, size_t errsize)
@@ -264,8 +299,8 @@ store_mailbox_create(struct store *store, int64_t account_id, const char *name,
 	    store_mailbox_check_special_use(special_use, &special_use, error, errsize) < 0)
 		return -1;
 	name = store_mailbox_name(name);
-	if (store_exec(store->db, "BEGIN IMMEDIATE", error, errsize) < 0)
-		return -1;
+	if ((found = store_mailbox_begin(store, error, errsize)) < 0)
+		return found;
 	found = store_mailbox_find(store->db, account_id, name, NULL, NULL, NULL, error, errsize);
 	if (found != 0) {
 		if (found > 0)
@@ -326,8 +361,8 @@ store_mailbox_delete(struct store *store, int64_t account_id, const char *name, 
 		snprintf(error, errsize, "INBOX cannot be deleted");
 		return 0;
 	}
-	if (store_exec(store->db, "BEGIN IMMEDIATE", error, errsize) < 0)
-		return -1;
+	if ((found = store_mailbox_begin(store, error, errsize)) < 0)
+		return found;
 	found = store_mailbox_find(store->db, account_id, name, &id, NULL, NULL, error, errsize);
 	if (found <= 0) {
 		if (found == 0)
@@ -455,8 +490,8 @@ store_mailbox_rename(struct store *store, int64_t account_id, const char *from, 
 		snprintf(error, errsize, "Cannot rename a mailbox into itself");
 		return -1;
 	}
-	if (store_exec(store->db, "BEGIN IMMEDIATE", error, errsize) < 0)
-		return -1;
+	if ((found = store_mailbox_begin(store, error, errsize)) < 0)
+		return found;
 	found = store_mailbox_find(store->db, account_id, from, NULL, NULL, NULL, error, errsize);
 	if (found <= 0) {
 		if (found == 0)
@@ -499,14 +534,19 @@ store_subscription_set(struct store *store, int64_t account_id, const char *name
 	                      ? "INSERT OR IGNORE INTO subscriptions (account_id, name) "
 	                        "VALUES (?1, ?2)"
 	                      : "DELETE FROM subscriptions WHERE account_id = ?1 AND name = ?2";
+	int rc;
 
 	if (store_mailbox_check_name(name, error, errsize) < 0)
 		return -1;
 	name = store_mailbox_name(name);
-	if (store_mailbox_exec(store->db, sql, account_id, name, NULL, error, errsize) !=
-	    SQLITE_DONE)
-		return -1;
-	return 1;
+	store_mailbox_wait(store, true);
+	rc = store_mailbox_exec(store->db, sql, account_id, name, NULL, error, errsize);
+	store_mailbox_wait(store, false);
+	if ((rc & 0xff) == SQLITE_BUSY) {
+		snprintf(error, errsize, "The mailbox list is in use; try again");
+		return STORE_BUSY;
+	}
+	return rc == SQLITE_DONE ? 1 : -1;
 }
 
 int

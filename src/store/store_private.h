@@ -57,6 +57,10 @@ int store_schema_migrate(sqlite3 *db, char *error, size_t errsize);
 /* The schema version the code knows (the number of migrations). */
 int store_schema_latest(void);
 
+/* At the daemon's start (store_sweep.c): removes every file in DIR/tmp and every file of
+ * DIR/mail/<account>/ and DIR/queue/ that no row names, logging the counts. 0 or -1 with error. */
+int store_sweep(struct store *store, char *error, size_t errsize);
+
 /* Prepares the writer statements on db. Returns NULL with error on failure. */
 struct store_writer *store_writer_new(sqlite3 *db, char *error, size_t errsize);
 void store_writer_free(struct store_writer **writer);

@@ -358,6 +358,8 @@ init_run(const struct init_args *args)
 	printf("\nNext steps:\n");
 	printf("  ternd user add alice@%s --data-dir %s\n", args->domains[0], dir);
 	printf("  ternd serve --data-dir %s\n", dir);
+	printf("\nMail to postmaster (RFC 5321 4.5.1) goes to the first account added, unless an\n"
+	       "account or alias is named postmaster@DOMAIN.\n");
 	return 0;
 fail:
 	init_cleanup(dir, exists == 0);

@@ -2,8 +2,8 @@
 """End-to-end: real POP3 clients against a real ternd on loopback (issue 3, Tests).
 
 Mail goes in over SMTP (smtplib to the MX port: a plain message, an 8-bit body, dot-leading lines, about
-1,000 lines, 5 MB; and one over a raw socket with BDAT ... LAST and bare LF line endings, so its stored size
-differs from the CRLF size POP3 reports), then comes out over POP3:
+1,000 lines, 5 MB; and one over a raw socket with BDAT ... LAST and bare LF line endings, which ternd
+stores with CRLF line endings), then comes out over POP3:
 - Python's poplib: CAPA before and after STLS, USER/PASS over STLS (certificate verified for "localhost"),
   AUTH PLAIN over POP3S (raw `AUTH PLAIN <b64>` through poplib), AUTH PLAIN without initial response and
   AUTH LOGIN dialogues, STAT, LIST, LIST n, UIDL, UIDL n, TOP n 0 / TOP n 5, RETR;
@@ -274,11 +274,12 @@ def test_poplib_stls(checks, d, delivered):
             entry = bdat[0]
             n = next((n for n, u in uid_of.items() if u == entry["uid"]), None)
             stored = d.mail_cat(ALICE, entry["uid"])
-            checks.check(b"\nfirst line\n" in stored,
-                         "BDAT bare LF: the stored file keeps its bare LF line endings (so sizes differ)",
+            # Issue 10: BDAT's bare LF line ends are made CRLF before the message is stored.
+            checks.check(b"\r\nfirst line\r\n" in stored and crlf(stored) == stored,
+                         "BDAT bare LF: the stored file has CRLF line endings (normalised on receipt)",
                          stored[-120:])
-            checks.check(n is not None and listing.get(n) == len(crlf(stored)) and listing.get(n) != entry["size"],
-                         "BDAT bare LF: LIST reports the CRLF size, not the stored file size",
+            checks.check(n is not None and listing.get(n) == len(stored) == entry["size"],
+                         "BDAT bare LF: LIST reports the stored size, which is the CRLF size",
                          f"LIST {listing.get(n)}, crlf {len(crlf(stored))}, stored size {entry['size']}")
 
         thousand = delivered.get("1000 lines")

@@ -350,6 +350,149 @@ teardown(void **state)
 	return 0;
 }
 
+/* VmHWM of this process in KiB. */
+static long
+test_mime_hwm(void)
+{
+	FILE *fp = fopen("/proc/self/status", "r");
+	char line[256];
+	long kib = 0;
+
+	assert_non_null(fp);
+	while (fgets(line, sizeof(line), fp) != NULL) {
+		if (strncmp(line, "VmHWM:", 6) == 0)
+			kib = atol(line + 6);
+	}
+	fclose(fp);
+	return kib;
+}
+
+/* Writes a header bomb of kind into fd: 0 8 MiB of To: lines in the top-level header, 1 the
+ * same in the MIME header of the first part, 2 one 8 MiB To: line; each multipart with an
+ * attachment in its last part. */
+static void
+test_mime_write_bomb(int fd, int kind)
+{
+	FILE *fp = fdopen(dup(fd), "w");
+	size_t total = 0;
+	char line[64];
+
+	assert_non_null(fp);
+	fputs("From: Alice <alice@example.org>\r\nSubject: bomb\r\n"
+	      "Message-ID: <bomb@example.org>\r\n"
+	      "Content-Type: multipart/mixed; boundary=\"b\"\r\n",
+	      fp);
+	if (kind == 1)
+		fputs("To: user0000000@example.test\r\n\r\n--b\r\nContent-Type: text/plain\r\n", fp);
+	if (kind == 2)
+		fputs("To: ", fp);
+	for (unsigned i = 0; total < 8 * 1024 * 1024; i++) {
+		int n = snprintf(line, sizeof(line), kind == 2 ? "user%07u@example.test, "
+							      : "To: user%07u@example.test\r\n",
+				 i);
+		fputs(line, fp);
+		total += (size_t)n;
+	}
+	fputs(kind == 2 ? "x@example.test\r\n" : "", fp);
+	fputs("Date: Tue, 1 Jul 2025 10:00:00 +0000\r\n\r\n", fp);
+	if (kind != 1)
+		fputs("--b\r\nContent-Type: text/plain\r\n\r\n", fp);
+	fputs("hello\r\n"
+	      "--b\r\nContent-Type: application/pdf\r\n"
+	      "Content-Disposition: attachment; filename=a.pdf\r\n\r\nJVBE\r\n"
+	      "--b--\r\n",
+	      fp);
+	assert_int_equal(fclose(fp), 0);
+}
+
+/* Header bombs (8 MiB of header lines, in the message's header, in a part's header, or in one
+ * line): the summary comes from the fields before the cap, the structure is still seen (the
+ * attachment after the bomb), and parsing takes a small multiple of the message, not the 15 to
+ * 30 times GMime spends on every field. */
+static void
+test_mime_header_bomb(void **state)
+{
+	for (int kind = 0; kind < 3; kind++) {
+		char path[] = "/tmp/test_mime_XXXXXX";
+		struct mime_summary s;
+		long before, grown;
+		int fd = mkstemp(path);
+
+		assert_true(fd >= 0);
+		unlink(path);
+		test_mime_write_bomb(fd, kind);
+		before = test_mime_hwm();
+		assert_int_equal(mime_summary_from_fd(fd, &s), 0);
+		grown = test_mime_hwm() - before;
+		close(fd);
+		print_message("header bomb %d: VmHWM grew %ld KiB for 8 MiB of header\n", kind, grown);
+		assert_true(grown < 3 * 8 * 1024); /* before the cap: 130 to 250 MiB */
+		assert_string_equal(s.from, "Alice <alice@example.org>");
+		assert_string_equal(s.subject, "bomb");
+		assert_string_equal(s.message_id, "bomb@example.org");
+		assert_true(strncmp(s.to, "user0000000@example.test", 24) == 0);
+		assert_true(s.has_attachments);
+	}
+}
+
+/* A To: of 60,000 ':' (each a nested group for GMime's recursive address parser) used to
+ * overflow the stack; the field is now cut at 8 KiB before GMime sees it. */
+static void
+test_mime_colon_bomb(void **state)
+{
+	char path[] = "/tmp/test_mime_XXXXXX";
+	struct mime_summary s;
+	int fd = mkstemp(path);
+	FILE *fp;
+
+	assert_true(fd >= 0);
+	unlink(path);
+	fp = fdopen(dup(fd), "w");
+	assert_non_null(fp);
+	fputs("Subject: colons\r\nTo: ", fp);
+	for (int i = 0; i < 60000; i++)
+		fputs(i % 2000 == 1999 ? "a:\r\n " : "a:", fp);
+	fputs("b\r\nMessage-ID: <colons@example.org>\r\n\r\nbody\r\n", fp);
+	assert_int_equal(fclose(fp), 0);
+	assert_int_equal(mime_summary_from_fd(fd, &s), 0);
+	close(fd);
+	assert_string_equal(s.subject, "colons");
+	assert_string_equal(s.message_id, "colons@example.org");
+}
+
+/* mime_addresses: what the submission From check sees of a header value. */
+static void
+test_mime_addresses(void **state)
+{
+	static const struct {
+		const char *value;
+		size_t n;
+		const char *addrs[3];
+	} cases[] = {
+	    {"alice@example.org", 1, {"alice@example.org"}},
+	    {" Alice Smith <alice@example.org>", 1, {"alice@example.org"}},
+	    {" \"bob@example.org\" <eve@evil.test>", 1, {"eve@evil.test"}},
+	    {" Alice\r\n <alice@example.org>,\r\n\tbob@example.org (Bob)", 2,
+	     {"alice@example.org", "bob@example.org"}},
+	    {" friends: a@example.org, Bob <b@example.org>;, c@example.org", 3,
+	     {"a@example.org", "b@example.org", "c@example.org"}},
+	    {" undisclosed-recipients:;", 0, {NULL}},
+	    {"", 0, {NULL}},
+	    {" a@x.test, b@x.test, c@x.test, d@x.test", 4, {"a@x.test", "b@x.test", "c@x.test"}},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *addrs[3] = {NULL, NULL, NULL};
+		size_t n = mime_addresses(cases[i].value, addrs, 3);
+
+		assert_int_equal(n, cases[i].n);
+		for (size_t j = 0; j < 3 && j < n; j++) {
+			assert_string_equal(addrs[j], cases[i].addrs[j]);
+			free(addrs[j]);
+		}
+	}
+}
+
 int
 main(void)
 {
@@ -357,6 +500,8 @@ main(void)
 	    cmocka_unit_test(test_mime_table_buffer),  cmocka_unit_test(test_mime_table_fd),
 	    cmocka_unit_test(test_mime_bad_fd),        cmocka_unit_test(test_mime_garbage),
 	    cmocka_unit_test(test_mime_truncate_utf8), cmocka_unit_test(test_mime_raw_8bit),
+	    cmocka_unit_test(test_mime_header_bomb),   cmocka_unit_test(test_mime_addresses),
+	    cmocka_unit_test(test_mime_colon_bomb),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -391,6 +392,42 @@ test_store_commit_sync(void **state)
 	store_free(&store);
 }
 
+/* Opens and closes the store as the daemon does (with workers), which sweeps leftovers. */
+static void
+sweep_open_daemon(const char *dir)
+{
+	struct event_base *base = event_base_new();
+	struct workers *workers;
+	struct store *store;
+
+	assert_non_null(base);
+	workers = workers_new(base, 1);
+	store = open_store(dir, false, workers);
+	store_free(&store);
+	workers_free(&workers);
+	event_base_free(base);
+}
+
+/* The relative path of the first file (by name) in dir/mail/<account>. */
+static void
+sweep_first_file(const char *dir, int64_t account, char *rel, size_t relsize)
+{
+	char path[512];
+	struct dirent **names;
+	int n;
+
+	snprintf(path, sizeof(path), "%s/mail/%lld", dir, (long long)account);
+	n = scandir(path, &names, NULL, alphasort);
+	assert_true(n > 2);
+	rel[0] = '\0';
+	for (int i = 0; i < n; i++) {
+		if (rel[0] == '\0' && names[i]->d_name[0] != '.')
+			snprintf(rel, relsize, "mail/%lld/%s", (long long)account, names[i]->d_name);
+		free(names[i]);
+	}
+	free(names);
+}
+
 static void
 test_store_abort_and_tmp(void **state)
 {
@@ -408,16 +445,104 @@ test_store_abort_and_tmp(void **state)
 	assert_int_equal(count_files(d->path, "tmp"), 0);
 	store_free(&store);
 
-	/* A leftover from a crash mid-receive is removed on open. */
+	/* A leftover from a crash mid-receive is removed when the daemon opens the store (with
+	 * workers), never by a command-line tool (the daemon may be writing it). */
 	snprintf(path, sizeof(path), "%s/tmp/leftover", d->path);
 	fp = fopen(path, "w");
 	assert_non_null(fp);
 	fputs("partial", fp);
 	fclose(fp);
 	store = open_store(d->path, false, NULL);
+	assert_int_equal(count_files(d->path, "tmp"), 1);
+	store_free(&store);
+	sweep_open_daemon(d->path);
 	assert_int_equal(count_files(d->path, "tmp"), 0);
+}
+
+/* Writes a small file at dir/rel. */
+static void
+sweep_write(const char *dir, const char *rel)
+{
+	char path[512];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, rel);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs("Subject: orphan\r\n\r\nleft by a crash\r\n", fp);
+	fclose(fp);
+}
+
+/* Files of a crash (renamed into place, no row; an expunged row's file; a stray hard link of
+ * a live message) are removed when the daemon opens the store; every file a row names stays,
+ * including each name of a message delivered to several accounts, and a copy's. */
+static void
+test_store_sweep_orphans(void **state)
+{
+	struct test_dir *d = *state;
+	struct store *store = open_store(d->path, true, NULL);
+	struct commit_result r;
+	struct list_acc acc;
+	char error[256], from[512], to[512];
+	int64_t alice, bob;
+
+	assert_int_equal(store_account_add(store, "alice@example.org", HASH, error, sizeof(error)),
+	                 1);
+	assert_int_equal(store_account_add(store, "bob@example.org", HASH, error, sizeof(error)),
+	                 1);
+	alice = account_id(store, "alice@example.org");
+	bob = account_id(store, "bob@example.org");
+	struct store_target t[3] = {
+	    {alice, "INBOX", 0, "alice@example.org", NULL},
+	    {bob, "INBOX", 0, "bob@example.org", NULL},
+	    {0, NULL, 0, "dave@elsewhere.test", NULL},
+	};
+	for (int i = 0; i < 3; i++) {
+		deliver(store, "Subject: kept\r\n\r\nbody\r\n", 25, t, 3, &r);
+		assert_true(r.ok);
+	}
+	assert_int_equal(count_files(d->path, "mail"), 6);
+	assert_int_equal(count_files(d->path, "queue"), 3);
+	store_free(&store);
+
+	snprintf(to, sizeof(to), "mail/%lld/0000-orphan.eml", (long long)alice);
+	sweep_write(d->path, to);
+	snprintf(to, sizeof(to), "mail/%lld/zzzz-orphan.eml", (long long)bob);
+	sweep_write(d->path, to);
+	sweep_write(d->path, "queue/orphan.eml");
+	/* A second name for a live message's inode: the name goes, the message stays. */
+	{
+		char src[600], dst[600];
+		sweep_first_file(d->path, alice, from, sizeof(from));
+		snprintf(src, sizeof(src), "%s/%s", d->path, from);
+		snprintf(dst, sizeof(dst), "%s/mail/%lld/link-orphan.eml", d->path, (long long)alice);
+		assert_int_equal(link(src, dst), 0);
+	}
+	assert_int_equal(count_files(d->path, "mail"), 9);
+	assert_int_equal(count_files(d->path, "queue"), 4);
+
+	/* A command-line tool leaves them. */
+	store = open_store(d->path, false, NULL);
+	store_free(&store);
+	assert_int_equal(count_files(d->path, "mail"), 9);
+
+	sweep_open_daemon(d->path);
+	assert_int_equal(count_files(d->path, "mail"), 6);
+	assert_int_equal(count_files(d->path, "queue"), 3);
+	store = open_store(d->path, false, NULL);
+	for (int64_t *a = (int64_t[]){alice, bob, 0}; *a != 0; a++) {
+		assert_int_equal(list_mailbox(store, *a, "INBOX", &acc), 3);
+		for (int i = 0; i < 3; i++) {
+			int fd = store_message_open(store, *a, "INBOX", acc.m[i].uid);
+			char buf[64];
+			assert_true(fd >= 0);
+			assert_int_equal(read(fd, buf, sizeof(buf)), 25);
+			close(fd);
+		}
+	}
 	store_free(&store);
 }
+
 
 static void
 test_store_reopen(void **state)
@@ -2520,6 +2645,102 @@ test_store_deliver_append(void **state)
 	store_free(&store);
 }
 
+/* SMTP transactions through deliver, fed one byte at a time: bare LF and bare CR become CRLF
+ * (also a CR that ends one write and the LF that starts the next); a logged-in sender's From: and
+ * Sender: are checked (folding, display names, groups, several fields); a header section over
+ * smtp.max_header_size is refused. */
+static void
+test_store_deliver_smtp(void **state)
+{
+	static const struct {
+		const char *in;
+		const char *refusal; /* prefix of the reply, NULL: accepted */
+		const char *stored;  /* what follows the trace headers when accepted */
+	} cases[] = {
+	    {"Subject: a\nFrom: alice@example.org\n\nline\rtwo\r\nthree\n", NULL,
+	     "Subject: a\r\nFrom: alice@example.org\r\n\r\nline\r\ntwo\r\nthree\r\n"},
+	    {"From: Ally\r\n <ally@example.org>, alice@Example.ORG\r\n\r\nx\r", NULL,
+	     "From: Ally\r\n <ally@example.org>, alice@Example.ORG\r\n\r\nx\r\n"},
+	    {"Subject: no from\r\n\r\nx\r\n", NULL, "Subject: no from\r\n\r\nx\r\n"},
+	    {"From: bob@example.org\r\n\r\nx\r\n", "550 5.7.1 <bob@example.org>", NULL},
+	    {"From: \"alice@example.org\" <bob@example.org>\r\n\r\n", "550 5.7.1 <bob", NULL},
+	    {"From: alice@example.org,\r\n\tbob@example.org\r\n\r\n", "550 5.7.1 <bob", NULL},
+	    {"From: g: alice@example.org, bob@example.org;\r\n\r\n", "550 5.7.1 <bob", NULL},
+	    {"From: alice@example.org\r\nfrom: alice@example.org\r\n\r\n", "550 5.7.1 Error: more",
+	     NULL},
+	    {"From: alice@example.org\r\nSender: bob@example.org\r\n\r\n", "550 5.7.1 <bob", NULL},
+	    {"From: g:;\r\n\r\n", "550 5.7.1 Error: From: header without", NULL},
+	};
+	struct test_dir *d = *state;
+	struct store *store = open_store(d->path, true, NULL);
+	struct config *config = config_new();
+	struct deliver *dl;
+	struct deliver_origin origin = {"client.test", "192.0.2.1", "ESMTPA", NULL,
+					"alice@example.org"};
+	const char *rcpts[] = {"bob@example.org"};
+	struct deliver_tx *tx;
+	char error[256], buf[4096], big[2048];
+	int64_t bob;
+
+	assert_int_equal(store_account_add(store, "alice@example.org", HASH, error, sizeof(error)),
+	                 1);
+	assert_int_equal(store_account_add(store, "bob@example.org", HASH, error, sizeof(error)),
+	                 1);
+	assert_int_equal(store_alias_add(store, "ally@example.org", "alice@example.org", error,
+	                                 sizeof(error)),
+	                 1);
+	bob = account_id(store, "bob@example.org");
+	assert_int_equal(config_set(config, "smtp.max_header_size", "1024", error, sizeof(error)), 0);
+	dl = deliver_new(store, NULL, config);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct store_target t = {bob, "INBOX", 0, "bob@example.org", NULL};
+		const char *refusal;
+		struct deliver_r r = {0};
+		ssize_t n;
+		int fd;
+
+		print_message("# case %zu\n", i);
+		tx = deliver_tx_begin(dl, "alice@example.org", &origin, rcpts, 1, error,
+		                      sizeof(error));
+		assert_non_null(tx);
+		for (const char *p = cases[i].in; *p != '\0'; p++)
+			assert_int_equal(deliver_tx_write(tx, p, 1), 0);
+		refusal = deliver_tx_refusal(dl, tx);
+		if (cases[i].refusal != NULL) {
+			assert_non_null(refusal);
+			assert_true(strncmp(refusal, cases[i].refusal, strlen(cases[i].refusal)) == 0);
+			deliver_tx_abort(&tx);
+			continue;
+		}
+		assert_null(refusal);
+		deliver_tx_commit_r(dl, &tx, &t, 1, 0, deliver_r_cb, &r);
+		assert_true(r.ok);
+		fd = store_message_open(store, bob, "INBOX", r.results[0].uid);
+		assert_true(fd >= 0);
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		assert_true(n > 0);
+		buf[n] = '\0';
+		/* The trace headers end with the Received line's date; the message follows. */
+		assert_non_null(strstr(buf, " +0000\r\n"));
+		assert_string_equal(strstr(buf, " +0000\r\n") + 8, cases[i].stored);
+	}
+
+	/* Past smtp.max_header_size (1024 here): 552, whoever sends it. */
+	memset(big, 'x', sizeof(big));
+	memcpy(big, "X-Long: ", 8);
+	tx = deliver_tx_begin(dl, "", &origin, rcpts, 1, error, sizeof(error));
+	assert_int_equal(deliver_tx_write(tx, big, sizeof(big)), 0);
+	assert_int_equal(deliver_tx_write(tx, "\r\n\r\nbody\r\n", 10), 0);
+	assert_non_null(deliver_tx_refusal(dl, tx));
+	assert_true(strncmp(deliver_tx_refusal(dl, tx), "552 5.3.4", 9) == 0);
+	deliver_tx_abort(&tx);
+
+	deliver_free(&dl);
+	config_free(&config);
+	store_free(&store);
+}
+
 /* The MIME structure a delivery keeps: what mimestruct_build gives for the message (NULL while
  * it cannot build one), read back by store_message_mime. */
 static void
@@ -2563,6 +2784,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_store_accounts, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_commit_sync, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_abort_and_tmp, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_store_sweep_orphans, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_store_deliver_smtp, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_reopen, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_threaded, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_group, setup_dir, teardown_dir),
