@@ -144,8 +144,19 @@ imap_recent_claimed(struct imap_server *server, int64_t mailbox_id, uint32_t ini
 void
 imap_recent_event(const struct notify_event *ev, void *arg)
 {
+	struct imap_recent **slot, *gone;
+
 	if (ev->kind == NOTIFY_NEW && ev->uid > 0)
 		imap_recent_claimed(arg, ev->mailbox_id, ev->uid - 1);
+	if (ev->kind != NOTIFY_MAILBOX_DELETED)
+		return;
+	/* The mailbox is gone with its messages (ids are never reused, store_schema.c 4). */
+	slot = imap_recent_slot(arg, ev->mailbox_id);
+	if (*slot == NULL)
+		return;
+	gone = *slot;
+	*slot = gone->next;
+	free(gone);
 }
 
 static void
@@ -473,10 +484,12 @@ imap_notify_cb(const struct notify_event *ev, void *arg)
 		                          .modseq = ev->modseq};
 		if (ev->keywords[0] != '\0')
 			qe->keywords = xstrdup(ev->keywords);
-		/* \Recent goes to the first read-write session that hears of the message. */
-		if (ev->kind == NOTIFY_NEW && !s->read_only && ev->uid > 0 &&
+		/* \Recent goes to the first read-write session that hears of the message; a
+		 * read-only one shows it while nobody has claimed it, claiming nothing. */
+		if (ev->kind == NOTIFY_NEW && ev->uid > 0 &&
 		    ev->uid > imap_recent_claimed(s->server, s->mailbox_id, ev->uid - 1)) {
-			imap_recent_claim(s->server, s->mailbox_id, ev->uid);
+			if (!s->read_only)
+				imap_recent_claim(s->server, s->mailbox_id, ev->uid);
 			qe->recent = true;
 		}
 	}
@@ -729,7 +742,9 @@ imap_select_params(struct imap_session *s, const struct imap_command *cmd)
 	return 0;
 }
 
-/* Marks the messages that are \Recent for this session and claims them (RFC 3501 2.3.2). */
+/* Marks the messages that are \Recent for this session and claims them (RFC 3501 2.3.2).
+ * EXAMINE marks the same messages (its RECENT count, FETCH FLAGS and SEARCH RECENT agree) but
+ * claims none, so the next SELECT still sees them as \Recent. */
 static void
 imap_select_recent(struct imap_session *s)
 {
@@ -743,9 +758,6 @@ imap_select_recent(struct imap_session *s)
 	}
 	if (!s->read_only)
 		imap_recent_claim(s->server, s->mailbox_id, last);
-	else
-		for (uint32_t i = 0; i < s->nmsgs; i++)
-			s->msgs[i].recent = false; /* EXAMINE counts them, keeps none */
 }
 
 void

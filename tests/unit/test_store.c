@@ -1187,7 +1187,7 @@ test_store_migration_3(void **state)
 	                  "UPDATE mailboxes SET uidvalidity = 4000000000 WHERE name = 'Trash';"
 	                  "UPDATE schema_version SET version = 2;");
 	store = open_store(d->path, false, NULL);
-	assert_int_equal(raw_int(d->path, "SELECT version FROM schema_version"), 3);
+	assert_int_equal(raw_int(d->path, "SELECT version FROM schema_version"), 4);
 	assert_int_equal(raw_int(d->path, "SELECT value FROM counters WHERE name = 'uidvalidity'"),
 	                 4000000000LL);
 	subscriptions(store, alice, subs);
@@ -1251,6 +1251,41 @@ test_store_uidvalidity(void **state)
 	assert_int_equal(store_mailbox_create(store, alice, "Again", NULL, error, sizeof(error)),
 	                 1);
 	assert_true(uidvalidity_of(store, alice, "Again") > seen[n - 1]);
+	store_free(&store);
+}
+
+/* Mailbox ids are never reused (migration 4, AUTOINCREMENT): a mailbox deleted and created
+ * again, by the same account or another, gets a new id, also across a reopen. */
+static void
+test_store_mailbox_ids(void **state)
+{
+	struct test_dir *d = *state;
+	struct store *store = open_store(d->path, true, NULL);
+	struct store_mailbox mb;
+	int64_t alice, bob, last;
+	char error[256];
+
+	assert_int_equal(store_account_add(store, "alice@example.org", HASH, error, sizeof(error)),
+	                 1);
+	assert_int_equal(store_account_add(store, "bob@example.org", HASH, error, sizeof(error)),
+	                 1);
+	alice = account_id(store, "alice@example.org");
+	bob = account_id(store, "bob@example.org");
+	print_message("# the newest mailbox deleted: the next CREATE (any account) gets a new id\n");
+	assert_int_equal(store_mailbox_create(store, alice, "Box", NULL, error, sizeof(error)), 1);
+	assert_int_equal(store_mailbox_get(store, alice, "Box", &mb), 1);
+	last = mb.id;
+	assert_int_equal(store_mailbox_delete(store, alice, "Box", error, sizeof(error)), 1);
+	assert_int_equal(store_mailbox_create(store, alice, "Box", NULL, error, sizeof(error)), 1);
+	assert_int_equal(store_mailbox_get(store, alice, "Box", &mb), 1);
+	assert_true(mb.id > last);
+	last = mb.id;
+	assert_int_equal(store_mailbox_delete(store, alice, "Box", error, sizeof(error)), 1);
+	store_free(&store);
+	store = open_store(d->path, false, NULL);
+	assert_int_equal(store_mailbox_create(store, bob, "Other", NULL, error, sizeof(error)), 1);
+	assert_int_equal(store_mailbox_get(store, bob, "Other", &mb), 1);
+	assert_true(mb.id > last);
 	store_free(&store);
 }
 
@@ -2427,6 +2462,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_store_update_concurrent, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_migration_2, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_migration_3, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_store_mailbox_ids, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_uidvalidity, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_keywords_delivery, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_update_results, setup_dir, teardown_dir),
