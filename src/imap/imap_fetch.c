@@ -58,7 +58,22 @@ struct imap_fetch {
 	char *text; /* ENVELOPE/BODYSTRUCTURE text being built */
 	size_t text_len, text_cap;
 	struct imap_section_stream st;
+	/* The file of the message at pos, open while its response is written when an item needs
+	 * it: another session's EXPUNGE unlinks the file, and the open fd keeps it readable, so
+	 * every item of the response is real data (RFC 2180 4.1.1). -1 when closed. */
+	int msg_fd;
+	bool needs_file; /* ENVELOPE, BODY, BODYSTRUCTURE or a section was asked for */
+	bool gone;	 /* a message was already expunged: skipped, NO [EXPUNGEISSUED] */
+	bool unreadable; /* a message file could not be opened: skipped, NO */
 };
+
+static void
+imap_fetch_msg_close(struct imap_fetch *f)
+{
+	if (f->msg_fd >= 0)
+		close(f->msg_fd);
+	f->msg_fd = -1;
+}
 
 void
 imap_fetch_free(struct imap_session *s)
@@ -68,6 +83,7 @@ imap_fetch_free(struct imap_session *s)
 	if (f == NULL)
 		return;
 	imap_section_stream_close(&f->st);
+	imap_fetch_msg_close(f);
 	for (size_t i = 0; i < f->nitems; i++) {
 		imap_section_clear(&f->items[i].body.sec);
 		free(f->items[i].body.name);
@@ -243,6 +259,7 @@ imap_cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 	}
 	f = xcalloc(1, sizeof(*f));
 	f->st.fd = -1;
+	f->msg_fd = -1;
 	f->ms_pos = -1;
 	f->uid = cmd->uid;
 	s->fetch = f;
@@ -260,12 +277,15 @@ imap_cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 	}
 	/* RFC 7162 3.1: MODSEQ and CHANGEDSINCE enable CONDSTORE; CHANGEDSINCE implies MODSEQ. */
 	if (cmd->nargs == 3 || imap_fetch_has(f, IMAP_FETCH_MODSEQ))
-		s->condstore = true;
+		imap_condstore_enable(s);
 	if (cmd->nargs == 3 && !imap_fetch_has(f, IMAP_FETCH_MODSEQ))
 		imap_fetch_add_kind(f, IMAP_FETCH_MODSEQ);
 	for (size_t i = 0; i < f->nitems; i++) {
 		enum imap_fetch_kind k = f->items[i].kind;
 
+		if (k == IMAP_FETCH_ENVELOPE || k == IMAP_FETCH_BODY ||
+		    k == IMAP_FETCH_BODYSTRUCTURE || k == IMAP_FETCH_SECTION)
+			f->needs_file = true;
 		if (k == IMAP_FETCH_SECTION && !f->items[i].peek)
 			seen = true;
 		if (k == IMAP_FETCH_SIZE || k == IMAP_FETCH_DATE || k == IMAP_FETCH_SECTION)
@@ -330,7 +350,7 @@ imap_fetch_structure(struct imap_session *s, const struct imap_msg *m)
 	struct imap_fetch *f = s->fetch;
 	unsigned char *blob = NULL;
 	size_t len = 0;
-	int r, fd;
+	int r;
 
 	if (f->ms_pos == f->pos)
 		return f->ms;
@@ -340,16 +360,13 @@ imap_fetch_structure(struct imap_session *s, const struct imap_msg *m)
 	if (r == 1 && blob != NULL)
 		f->ms = mimestruct_load(blob, len);
 	free(blob);
-	if (f->ms != NULL || r == 0)
+	if (f->ms != NULL || f->msg_fd < 0)
 		return f->ms;
-	/* Stored before structures were kept (or not understood): build it now. */
-	fd = store_message_open(s->server->store, s->account_id, s->mailbox, m->uid);
-	if (fd < 0)
-		return NULL;
-	if (mimestruct_build_fd(fd, &blob, &len) == 0)
+	/* Stored before structures were kept (or not understood), or the row is gone since the
+	 * file was opened (expunged by another session): build it from the open file. */
+	if (mimestruct_build_fd(f->msg_fd, &blob, &len) == 0)
 		f->ms = mimestruct_load(blob, len);
 	free(blob);
-	close(fd);
 	if (f->ms == NULL)
 		log_warnx("imap session=%s event=fetch-structure-failed uid=%u", s->conn.id,
 		          m->uid);
@@ -379,6 +396,7 @@ imap_fetch_structure_write(struct imap_session *s, const struct imap_msg *m,
 	else
 		mimestruct_imap_body(ms, kind == IMAP_FETCH_BODYSTRUCTURE, &f->text, &f->text_len,
 		                     &f->text_cap);
+	imap_section_nul(f->text, f->text_len); /* raw header bytes end up in its literals */
 	evbuffer_add(out, f->text, f->text_len);
 }
 
@@ -429,7 +447,7 @@ imap_fetch_item_write(struct imap_session *s, const struct imap_msg *m,
 				break;
 			}
 		}
-		imap_section_start(s, m, &it->body, ms, &f->st);
+		imap_section_start(s, m, &it->body, ms, f->msg_fd, &f->st);
 		return f->st.fd >= 0;
 	}
 	return false;
@@ -450,7 +468,16 @@ imap_fetch_pump(struct imap_session *s)
 			continue;
 		}
 		if (f->pos == f->nidx) {
-			imap_reply(s, "%s OK %sFETCH completed", s->tag, f->uid ? "UID " : "");
+			/* RFC 2180 4.1.2, RFC 5530: what could be sent was; say what was not. */
+			if (f->gone)
+				imap_reply(s, "%s NO [EXPUNGEISSUED] Some messages were expunged by "
+				              "another session", s->tag);
+			else if (f->unreadable)
+				imap_reply(s, "%s NO [UNAVAILABLE] Some messages could not be read",
+				           s->tag);
+			else
+				imap_reply(s, "%s OK %sFETCH completed", s->tag,
+				           f->uid ? "UID " : "");
 			imap_fetch_free(s);
 			netconn_set_timeouts(&s->conn, true);
 			imap_enter_state(s, IMAP_STATE_SELECTED);
@@ -462,12 +489,32 @@ imap_fetch_pump(struct imap_session *s)
 				f->pos++;
 				continue;
 			}
+			if (f->needs_file) {
+				int fd = store_message_open(s->server->store, s->account_id,
+				                            s->mailbox, m->uid);
+
+				if (fd < 0) {
+					/* Expunged by another session (its row is gone, -2) or
+					 * unreadable: no response for it rather than NIL items. */
+					if (fd == -2)
+						f->gone = true;
+					else
+						f->unreadable = true;
+					log_info("imap session=%s event=fetch-skipped uid=%u "
+					         "reason=%s",
+					         s->conn.id, m->uid, fd == -2 ? "expunged" : "open");
+					f->pos++;
+					continue;
+				}
+				f->msg_fd = fd;
+			}
 			evbuffer_add_printf(out, "* %u FETCH (", f->idx[f->pos] + 1);
 			f->in_msg = true;
 			f->item = 0;
 		}
 		if (f->item == f->nitems) {
 			evbuffer_add(out, ")\r\n", 3);
+			imap_fetch_msg_close(f);
 			f->in_msg = false;
 			f->pos++;
 			mimestruct_free(&f->ms);

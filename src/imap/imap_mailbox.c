@@ -679,6 +679,12 @@ imap_mailbox_flush(struct imap_session *s, bool expunges)
 			if (idx < 0)
 				break;
 			m = &s->msgs[idx];
+			/* Older than (or as old as) what the session already knows, e.g. another
+			 * session's change committed before ours but queued behind our STORE's
+			 * answer: applying it would report an older state (RFC 7162 3.1: MODSEQ
+			 * orders them). POP3 does not know the MODSEQ (0): applied as it comes. */
+			if (ev->modseq != 0 && ev->modseq <= m->modseq)
+				break;
 			if (ev->modseq > m->modseq)
 				m->modseq = ev->modseq;
 			if (m->flags == (ev->flags & IMAP_SYSTEM_FLAGS) &&
@@ -740,6 +746,24 @@ imap_select_params(struct imap_session *s, const struct imap_command *cmd)
 		s->condstore = true;
 	}
 	return 0;
+}
+
+void
+imap_condstore_enable(struct imap_session *s)
+{
+	uint64_t highest;
+
+	if (s->condstore)
+		return;
+	s->condstore = true;
+	if (s->mailbox == NULL)
+		return;
+	/* What this session's view reflects: never more than the client has been told of. */
+	highest = s->highestmodseq;
+	for (uint32_t i = 0; i < s->nmsgs; i++)
+		if (s->msgs[i].modseq > highest)
+			highest = s->msgs[i].modseq;
+	imap_reply(s, "* OK [HIGHESTMODSEQ %" PRIu64 "] Highest", highest > 0 ? highest : 1);
 }
 
 /* Marks the messages that are \Recent for this session and claims them (RFC 3501 2.3.2).

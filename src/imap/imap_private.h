@@ -223,6 +223,9 @@ long imap_msg_find(const struct imap_session *s, uint32_t uid);
 void imap_flags_format(uint32_t flags, char *buf, size_t size);
 /* Appends a message's whole flag list to the output: system flags, \Recent, keywords. */
 void imap_msg_flags_write(struct imap_session *s, const struct imap_msg *m);
+/* A CONDSTORE-enabling command (RFC 7162 3.1): turns CONDSTORE on and, the first time with a
+ * mailbox selected, sends "* OK [HIGHESTMODSEQ n]". */
+void imap_condstore_enable(struct imap_session *s);
 /* Fills the size and date of snapshot messages that lack them. 0 or -1. */
 int imap_mailbox_load_meta(struct imap_session *s);
 /* Expands a sequence set argument into snapshot indexes (sorted, unique) in *idx_r (free()).

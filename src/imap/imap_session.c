@@ -287,12 +287,12 @@ imap_cmd_enable(struct imap_session *s, const struct imap_command *cmd)
 	}
 	/* RFC 5161: list what got enabled; unknown capabilities are ignored. */
 	for (size_t i = 0; i < cmd->nargs; i++) {
-		if (imap_arg_atom_equals(&cmd->args[i], "CONDSTORE")) {
-			s->condstore = true;
+		if (imap_arg_atom_equals(&cmd->args[i], "CONDSTORE"))
 			enabled = true;
-		}
 	}
 	imap_reply(s, enabled ? "* ENABLED CONDSTORE" : "* ENABLED");
+	if (enabled)
+		imap_condstore_enable(s);
 	imap_reply(s, "%s OK ENABLE completed", cmd->tag);
 }
 
@@ -486,7 +486,9 @@ struct imap_cmd_entry {
 	const char *name;
 	unsigned states;
 	bool uid;       /* also as UID <name> */
-	bool no_expunge; /* FETCH, STORE, SEARCH: no EXPUNGE responses before them */
+	/* FETCH, STORE, SEARCH (RFC 3501 7.4.1), and COPY, MOVE: no EXPUNGE responses before
+	 * them, so their sequence numbers mean what the client saw when it sent them. */
+	bool no_expunge;
 	imap_cmd_fn *fn;
 };
 
@@ -519,8 +521,8 @@ static const struct imap_cmd_entry imap_commands[] = {
     {"FETCH", IN_SELECTED, true, true, imap_cmd_fetch},
     {"STORE", IN_SELECTED, true, true, imap_cmd_store},
     {"SEARCH", IN_SELECTED, true, true, imap_cmd_search},
-    {"COPY", IN_SELECTED, true, false, imap_cmd_copy},
-    {"MOVE", IN_SELECTED, true, false, imap_cmd_copy},
+    {"COPY", IN_SELECTED, true, true, imap_cmd_copy},
+    {"MOVE", IN_SELECTED, true, true, imap_cmd_copy},
 };
 
 static void

@@ -99,7 +99,7 @@ imap_store_modifiers(struct imap_session *s, const struct imap_command *cmd, siz
 		return -1;
 	}
 	*unchangedsince_r = a->list[1].number;
-	s->condstore = true; /* RFC 7162 3.1: a CONDSTORE-enabling command */
+	imap_condstore_enable(s); /* RFC 7162 3.1: a CONDSTORE-enabling command */
 	(*pos)++;
 	return 0;
 }
@@ -302,6 +302,8 @@ imap_changes_apply(struct imap_session *s, const struct store_update_result *r)
 		if (idx < 0)
 			continue;
 		m = &s->msgs[idx];
+		if (c->modseq < m->modseq)
+			continue; /* a newer change is already known (never report older flags) */
 		m->flags = c->flags & IMAP_SYSTEM_FLAGS;
 		m->modseq = c->modseq;
 		free(m->keywords);
@@ -363,6 +365,10 @@ imap_store_reply(struct imap_session *s, const struct store_update_result *r)
 		imap_write_uidset(s, modified, nmodified);
 		imap_reply(s, "] Conditional %sSTORE failed for some messages",
 		           s->update_uid ? "UID " : "");
+	} else if (r->nmissing > 0) {
+		/* RFC 2180 4.2.1, RFC 5530: the others are stored; these are gone. */
+		imap_reply(s, "%s NO [EXPUNGEISSUED] Some messages were expunged by another session",
+		           s->tag);
 	} else {
 		imap_reply(s, "%s OK %sSTORE completed", s->tag, s->update_uid ? "UID " : "");
 	}
