@@ -393,7 +393,9 @@ imap_meta_one(const struct store_message *m, void *arg)
 	s->msgs[idx].meta = true;
 	s->msgs[idx].size = m->size_crlf;
 	s->msgs[idx].internal_date = m->internal_date;
-	s->msgs[idx].modseq = m->modseq;
+	/* Not the MODSEQ: the store's may be newer than the flags this session knows, and
+	 * taking it would label old flags with it and make the session ignore the event that
+	 * brings the change (the view would stay behind for good). */
 }
 
 int
