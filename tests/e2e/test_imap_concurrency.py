@@ -212,6 +212,18 @@ class Parser:
             self.expect(b">")
         return self.b[start:self.i].decode(errors="replace")
 
+    def response_code(self):
+        """After a status word: the [CODE ...] text if there is one (the rest is free text)."""
+        if self.peek() != ord(" "):
+            return None
+        self.sp()
+        if self.peek() != ord("["):
+            return None
+        end = self.b.find(b"]", self.i)
+        if end < 0:
+            self.fail("unterminated response code")
+        return self.b[self.i + 1:end].decode(errors="replace")
+
     def fetch_atts(self):
         atts = {}
         self.expect(b"(")
@@ -263,15 +275,7 @@ def parse_response(line, tag=None):
         status = p.atom()
         if status not in ("OK", "NO", "BAD"):
             p.fail("bad tagged status")
-        code = None
-        if p.peek() == ord(" "):
-            p.sp()
-            if p.peek() == ord("["):
-                end = line.find(b"]", p.i)
-                if end < 0:
-                    p.fail("unterminated response code")
-                code = line[p.i + 1:end].decode(errors="replace")
-        return ("tagged", status, code)
+        return ("tagged", status, p.response_code())
     p.expect(b"* ")
     if p.peek() is not None and 0x30 <= p.peek() <= 0x39:
         n = p.number()
@@ -288,15 +292,7 @@ def parse_response(line, tag=None):
         p.fail(f"unknown numbered response {what}")
     word = p.atom()
     if word in ("OK", "NO", "BAD", "BYE"):
-        code = None
-        if p.peek() == ord(" "):
-            p.sp()
-            if p.peek() == ord("["):
-                end = line.find(b"]", p.i)
-                if end < 0:
-                    p.fail("unterminated response code")
-                code = line[p.i + 1:end].decode(errors="replace")
-        return (word, code)
+        return (word, p.response_code())
     if word == "FLAGS":
         p.sp()
         p.list_(p.flag)
