@@ -62,7 +62,9 @@ struct imap_fetch {
 	 * it: another session's EXPUNGE unlinks the file, and the open fd keeps it readable, so
 	 * every item of the response is real data (RFC 2180 4.1.1). -1 when closed. */
 	int msg_fd;
-	bool needs_file; /* ENVELOPE, BODY, BODYSTRUCTURE or a section was asked for */
+	bool needs_file;      /* a section was asked for */
+	bool needs_structure; /* ENVELOPE, BODY or BODYSTRUCTURE (kept with the row) */
+	int ms_result;	      /* of the last structure load: 1, -2 the row is gone, -1 error */
 	bool gone;	 /* a message was already expunged: skipped, NO [EXPUNGEISSUED] */
 	bool unreadable; /* a message file could not be opened: skipped, NO */
 };
@@ -284,7 +286,9 @@ imap_cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 		enum imap_fetch_kind k = f->items[i].kind;
 
 		if (k == IMAP_FETCH_ENVELOPE || k == IMAP_FETCH_BODY ||
-		    k == IMAP_FETCH_BODYSTRUCTURE || k == IMAP_FETCH_SECTION)
+		    k == IMAP_FETCH_BODYSTRUCTURE)
+			f->needs_structure = true;
+		if (k == IMAP_FETCH_SECTION)
 			f->needs_file = true;
 		if (k == IMAP_FETCH_SECTION && !f->items[i].peek)
 			seen = true;
@@ -343,7 +347,25 @@ imap_fetch_begin(struct imap_session *s)
 	imap_enter_state(s, IMAP_STATE_FETCH);
 }
 
-/* The structure of the message at f->pos: kept with its row, or built from its file. */
+/* Opens the file of the message at f->pos for the rest of its response (f->msg_fd). 1, -2
+ * when its row is gone (expunged by another session), -1 when it cannot be opened. */
+static int
+imap_fetch_msg_open(struct imap_session *s, const struct imap_msg *m)
+{
+	struct imap_fetch *f = s->fetch;
+	int fd;
+
+	if (f->msg_fd >= 0)
+		return 1;
+	fd = store_message_open(s->server->store, s->account_id, s->mailbox, m->uid);
+	if (fd < 0)
+		return fd == -2 ? -2 : -1;
+	f->msg_fd = fd;
+	return 1;
+}
+
+/* The structure of the message at f->pos: kept with its row, or built from its file. NULL with
+ * f->ms_result -2 when the row is gone and no file is open, -1 when it cannot be read. */
 static const struct mimestruct *
 imap_fetch_structure(struct imap_session *s, const struct imap_msg *m)
 {
@@ -356,14 +378,21 @@ imap_fetch_structure(struct imap_session *s, const struct imap_msg *m)
 		return f->ms;
 	mimestruct_free(&f->ms);
 	f->ms_pos = f->pos;
+	f->ms_result = 1;
 	r = store_message_mime(s->server->store, s->account_id, s->mailbox, m->uid, &blob, &len);
 	if (r == 1 && blob != NULL)
 		f->ms = mimestruct_load(blob, len);
 	free(blob);
-	if (f->ms != NULL || f->msg_fd < 0)
+	if (f->ms != NULL)
 		return f->ms;
+	if (r == 0 && f->msg_fd < 0) {
+		f->ms_result = -2;
+		return NULL;
+	}
 	/* Stored before structures were kept (or not understood), or the row is gone since the
-	 * file was opened (expunged by another session): build it from the open file. */
+	 * file was opened (expunged by another session): build it from the file. */
+	if ((f->ms_result = imap_fetch_msg_open(s, m)) < 0)
+		return NULL;
 	if (mimestruct_build_fd(f->msg_fd, &blob, &len) == 0)
 		f->ms = mimestruct_load(blob, len);
 	free(blob);
@@ -461,6 +490,7 @@ imap_fetch_pump(struct imap_session *s)
 
 	while (evbuffer_get_length(out) < IMAP_FETCH_HIGH) {
 		const struct imap_msg *m;
+		int r;
 
 		if (f->st.fd >= 0) {
 			if (imap_section_stream(s, &f->st))
@@ -489,24 +519,26 @@ imap_fetch_pump(struct imap_session *s)
 				f->pos++;
 				continue;
 			}
-			if (f->needs_file) {
-				int fd = store_message_open(s->server->store, s->account_id,
-				                            s->mailbox, m->uid);
-
-				if (fd < 0) {
-					/* Expunged by another session (its row is gone, -2) or
-					 * unreadable: no response for it rather than NIL items. */
-					if (fd == -2)
-						f->gone = true;
-					else
-						f->unreadable = true;
-					log_info("imap session=%s event=fetch-skipped uid=%u "
-					         "reason=%s",
-					         s->conn.id, m->uid, fd == -2 ? "expunged" : "open");
-					f->pos++;
-					continue;
-				}
-				f->msg_fd = fd;
+			/* What the items need is secured before the response starts: the
+			 * file (held open, readable even if another session expunges it now)
+			 * or the structure. A message already expunged by another session (-2)
+			 * or unreadable gets no response rather than NIL items. */
+			r = 1;
+			if (f->needs_file)
+				r = imap_fetch_msg_open(s, m);
+			if (r == 1 && f->needs_structure && imap_fetch_structure(s, m) == NULL)
+				r = f->ms_result < 0 ? f->ms_result : 1;
+			if (r < 0) {
+				if (r == -2)
+					f->gone = true;
+				else
+					f->unreadable = true;
+				log_info("imap session=%s event=fetch-skipped uid=%u reason=%s",
+				         s->conn.id, m->uid, r == -2 ? "expunged" : "unreadable");
+				mimestruct_free(&f->ms);
+				f->ms_pos = -1;
+				f->pos++;
+				continue;
 			}
 			evbuffer_add_printf(out, "* %u FETCH (", f->idx[f->pos] + 1);
 			f->in_msg = true;
