@@ -160,6 +160,12 @@ typedef void store_message_cb(const struct store_message *message, void *arg);
 /* Messages of account's mailbox in UID order. 1 done, 0 no such mailbox, -1 error. */
 int store_message_list(struct store *store, int64_t account_id, const char *mailbox,
 		       store_message_cb *cb, void *arg);
+typedef void store_expunged_cb(uint32_t uid, uint64_t modseq, void *arg);
+/* The UIDs that left account's mailbox (expunged or moved away) by an update with a MODSEQ above
+ * since, ascending, with that MODSEQ (QRESYNC's VANISHED (EARLIER)). Recorded from schema
+ * version 4 on. 1 done, 0 no such mailbox, -1 error. */
+int store_expunged_list(struct store *store, int64_t account_id, const char *mailbox,
+			uint64_t since, store_expunged_cb *cb, void *arg);
 /* The MIME structure kept for a message (mimestruct's serialized form): *blob_r is malloc'd
  * (free()), or NULL with *len_r 0 when the row has none (stored before it was kept: the caller
  * builds it from the file). 1 found, 0 no such message, -1 error. */

@@ -108,7 +108,35 @@ static const char *const store_migrations[] = {
     "  highestmodseq, subscribed) SELECT id, account_id, name, special_use, uidvalidity,"
     "  uidnext, highestmodseq, subscribed FROM mailboxes;"
     "DROP TABLE mailboxes;"
-    "ALTER TABLE mailboxes_new RENAME TO mailboxes;",
+    "ALTER TABLE mailboxes_new RENAME TO mailboxes;"
+    /* ... and the UIDs that left a mailbox, with the MODSEQ of the update that removed them,
+     * for QRESYNC's VANISHED (EARLIER) (RFC 7162 3.2.5): kept by triggers, so every path that
+     * deletes or moves a row (IMAP EXPUNGE/MOVE, POP3) records it. The update raises
+     * HIGHESTMODSEQ to highestmodseq + 1 after deleting (a move within one mailbox gives the
+     * row that new value first). No foreign key: rows of a mailbox being deleted are not
+     * recorded (its row is already gone when the cascade runs) and the rest go with it. */
+    "CREATE TABLE expunged ("
+    "  mailbox_id INTEGER NOT NULL,"
+    "  uid INTEGER NOT NULL,"
+    "  modseq INTEGER NOT NULL,"
+    "  PRIMARY KEY (mailbox_id, uid)) WITHOUT ROWID;"
+    "CREATE INDEX expunged_modseq ON expunged(mailbox_id, modseq);"
+    "CREATE TRIGGER messages_expunged AFTER DELETE ON messages "
+    "  WHEN EXISTS (SELECT 1 FROM mailboxes WHERE id = OLD.mailbox_id) BEGIN"
+    "  INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq)"
+    "    SELECT OLD.mailbox_id, OLD.uid, highestmodseq + 1 FROM mailboxes"
+    "    WHERE id = OLD.mailbox_id;"
+    "  END;"
+    "CREATE TRIGGER messages_moved AFTER UPDATE OF mailbox_id, uid ON messages "
+    "  WHEN OLD.mailbox_id != NEW.mailbox_id OR OLD.uid != NEW.uid BEGIN"
+    "  INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq)"
+    "    SELECT OLD.mailbox_id, OLD.uid,"
+    "      CASE WHEN OLD.mailbox_id = NEW.mailbox_id THEN NEW.modseq"
+    "      ELSE highestmodseq + 1 END FROM mailboxes WHERE id = OLD.mailbox_id;"
+    "  END;"
+    "CREATE TRIGGER mailboxes_expunged AFTER DELETE ON mailboxes BEGIN"
+    "  DELETE FROM expunged WHERE mailbox_id = OLD.id;"
+    "  END;",
 };
 
 #define STORE_NMIGRATIONS (sizeof(store_migrations) / sizeof(store_migrations[0]))
