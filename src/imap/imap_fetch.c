@@ -52,6 +52,7 @@ struct imap_fetch {
 	bool in_msg;
 	bool uid;
 	uint64_t changedsince; /* (CHANGEDSINCE n); 0 when not given */
+	bool vanished;	       /* (... VANISHED): VANISHED (EARLIER) first (RFC 7162 3.2.6) */
 	/* The structure of the message at ms_pos, loaded when an item needs it. */
 	struct mimestruct *ms;
 	long ms_pos;
@@ -237,15 +238,23 @@ imap_fetch_items_parse(struct imap_fetch *f, const struct imap_arg *arg)
 	return true;
 }
 
-/* The FETCH modifiers (RFC 4466): only (CHANGEDSINCE n) of RFC 7162. */
+/* The FETCH modifiers (RFC 4466): (CHANGEDSINCE n [VANISHED]) of RFC 7162 (VANISHED: UID
+ * FETCH with QRESYNC enabled only, 3.2.6). */
 static bool
-imap_fetch_modifiers_parse(struct imap_fetch *f, const struct imap_arg *arg)
+imap_fetch_modifiers_parse(struct imap_session *s, bool uid, struct imap_fetch *f,
+                           const struct imap_arg *arg)
 {
-	if (arg->type != IMAP_ARG_LIST || arg->list_count != 2 ||
+	bool vanished = arg->type == IMAP_ARG_LIST && arg->list_count == 3 &&
+	                imap_arg_atom_equals(&arg->list[2], "VANISHED");
+
+	if (arg->type != IMAP_ARG_LIST || (arg->list_count != 2 && !vanished) ||
 	    !imap_arg_atom_equals(&arg->list[0], "CHANGEDSINCE") ||
 	    arg->list[1].type != IMAP_ARG_NUMBER || arg->list[1].number > INT64_MAX)
 		return false;
+	if (vanished && (!uid || !s->qresync))
+		return false;
 	f->changedsince = arg->list[1].number;
+	f->vanished = vanished;
 	return true;
 }
 
@@ -272,7 +281,7 @@ imap_cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 		imap_bad(s, cmd->tag, "Invalid FETCH item or section");
 		return;
 	}
-	if (cmd->nargs == 3 && !imap_fetch_modifiers_parse(f, &cmd->args[2])) {
+	if (cmd->nargs == 3 && !imap_fetch_modifiers_parse(s, cmd->uid, f, &cmd->args[2])) {
 		imap_fetch_free(s);
 		imap_bad(s, cmd->tag, "Invalid FETCH modifier");
 		return;
@@ -310,6 +319,8 @@ imap_cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 		           cmd->tag);
 		return;
 	}
+	if (f->vanished && imap_vanished_earlier(s, f->changedsince, cmd->args[0].str) < 0)
+		log_warnx("imap session=%s event=vanished-failed", s->conn.id);
 	imap_set_tag(s, cmd->tag);
 	if (seen && !s->read_only) {
 		size_t n = 0;

@@ -574,7 +574,7 @@ imap_mailbox_resync(struct imap_session *s)
 	s->events_overflow = false;
 	/* Expunged: in the snapshot, not in the store (highest sequence number first). */
 	for (uint32_t i = s->nmsgs; i-- > 0;) {
-		uint32_t lo = 0, hi = ctx.n;
+		uint32_t lo = 0, hi = ctx.n, found_uid;
 		bool found = false;
 
 		while (lo < hi && !found) {
@@ -589,9 +589,10 @@ imap_mailbox_resync(struct imap_session *s)
 		}
 		if (found)
 			continue;
+		found_uid = s->msgs[i].uid;
 		imap_msg_remove(s, i);
 		if (i < s->exists_announced) {
-			imap_reply(s, "* %u EXPUNGE", i + 1);
+			imap_expunge_reply(s, i + 1, found_uid);
 			s->exists_announced--;
 		}
 	}
@@ -714,7 +715,7 @@ imap_mailbox_flush(struct imap_session *s, bool expunges)
 				break;
 			imap_msg_remove(s, (size_t)idx);
 			if ((uint32_t)idx < s->exists_announced) {
-				imap_reply(s, "* %ld EXPUNGE", idx + 1);
+				imap_expunge_reply(s, (uint32_t)idx + 1, ev->uid);
 				s->exists_announced--;
 			}
 			break;
@@ -727,9 +728,50 @@ imap_mailbox_flush(struct imap_session *s, bool expunges)
 	imap_announce_exists(s);
 }
 
-/* Reads SELECT's optional "(CONDSTORE)". 0, or -1 after replying. */
+/* SELECT/EXAMINE (QRESYNC (uidvalidity modseq [known-uids [seq-match]])), RFC 7162 3.2.5. */
+struct imap_qresync_param {
+	bool present;
+	uint32_t uidvalidity;
+	uint64_t modseq;
+	const char *known_uids; /* a UID set, or NULL for all */
+};
+
+/* Reads the QRESYNC parameter's list into q. 0, or -1 after replying BAD. */
 static int
-imap_select_params(struct imap_session *s, const struct imap_command *cmd)
+imap_select_qresync(struct imap_session *s, const char *tag, const struct imap_arg *a,
+                    struct imap_qresync_param *q)
+{
+	size_t count;
+	const char *error;
+
+	if (!s->qresync) {
+		imap_bad(s, tag, "QRESYNC is not enabled (ENABLE QRESYNC first)");
+		return -1;
+	}
+	if (a->type != IMAP_ARG_LIST || a->list_count < 2 || a->list_count > 4 ||
+	    a->list[0].type != IMAP_ARG_NUMBER || a->list[0].number == 0 ||
+	    a->list[0].number > UINT32_MAX || a->list[1].type != IMAP_ARG_NUMBER ||
+	    a->list[1].number == 0 || a->list[1].number > INT64_MAX ||
+	    (a->list_count > 2 && ((a->list[2].type != IMAP_ARG_ATOM &&
+	                            a->list[2].type != IMAP_ARG_NUMBER) ||
+	                           imap_parse_seqset(a->list[2].str, NULL, IMAP_SEQSET_MAX_RANGES,
+	                                             &count, &error) < 0)) ||
+	    (a->list_count > 3 && a->list[3].type != IMAP_ARG_LIST)) {
+		imap_bad(s, tag, "syntax: QRESYNC (uidvalidity modseq [known-uids [seq-match]])");
+		return -1;
+	}
+	q->present = true;
+	q->uidvalidity = (uint32_t)a->list[0].number;
+	q->modseq = a->list[1].number;
+	q->known_uids = a->list_count > 2 ? a->list[2].str : NULL;
+	/* seq-match only helps a server without tombstones: ignored. */
+	return 0;
+}
+
+/* Reads SELECT's optional "(CONDSTORE)" / "(QRESYNC (...))". 0, or -1 after replying. */
+static int
+imap_select_params(struct imap_session *s, const struct imap_command *cmd,
+                   struct imap_qresync_param *q)
 {
 	const struct imap_arg *a;
 
@@ -737,17 +779,36 @@ imap_select_params(struct imap_session *s, const struct imap_command *cmd)
 		return 0;
 	a = &cmd->args[1];
 	if (cmd->nargs != 2 || a->type != IMAP_ARG_LIST) {
-		imap_bad(s, cmd->tag, "syntax: SELECT mailbox [(CONDSTORE)]");
+		imap_bad(s, cmd->tag, "syntax: SELECT mailbox [(CONDSTORE | QRESYNC (...))]");
 		return -1;
 	}
 	for (size_t i = 0; i < a->list_count; i++) {
-		if (!imap_arg_atom_equals(&a->list[i], "CONDSTORE")) {
+		if (imap_arg_atom_equals(&a->list[i], "QRESYNC") && i + 1 < a->list_count) {
+			if (imap_select_qresync(s, cmd->tag, &a->list[++i], q) < 0)
+				return -1;
+		} else if (!imap_arg_atom_equals(&a->list[i], "CONDSTORE")) {
 			imap_bad(s, cmd->tag, "Unknown SELECT parameter");
 			return -1;
 		}
 		s->condstore = true;
 	}
 	return 0;
+}
+
+/* After SELECT (QRESYNC ...) with a matching UIDVALIDITY (RFC 7162 3.2.5.1): what was expunged
+ * since the client's MODSEQ (within its known UIDs), then the flags of what changed. */
+static void
+imap_select_resync(struct imap_session *s, const struct imap_qresync_param *q)
+{
+	if (!q->present || q->uidvalidity != s->uidvalidity)
+		return;
+	if (imap_vanished_earlier(s, q->modseq, q->known_uids) < 0)
+		log_warnx("imap session=%s event=vanished-failed", s->conn.id);
+	for (uint32_t i = 0; i < s->nmsgs; i++) {
+		if (s->msgs[i].modseq <= q->modseq)
+			continue;
+		imap_flags_changed(s, (long)i);
+	}
 }
 
 void
@@ -790,6 +851,7 @@ void
 imap_cmd_select(struct imap_session *s, const struct imap_command *cmd)
 {
 	bool examine = strcmp(cmd->name, "EXAMINE") == 0;
+	struct imap_qresync_param qr = {0};
 	char name[IMAP_MAILBOX_MAX];
 	struct store_mailbox mbox;
 	uint32_t unseen = 0;
@@ -799,10 +861,13 @@ imap_cmd_select(struct imap_session *s, const struct imap_command *cmd)
 		imap_bad(s, cmd->tag, examine ? "syntax: EXAMINE mailbox" : "syntax: SELECT mailbox");
 		return;
 	}
-	/* RFC 3501 6.3.1: a failed SELECT leaves no mailbox selected. */
+	/* RFC 3501 6.3.1: a failed SELECT leaves no mailbox selected; RFC 7162 3.2.11: with
+	 * QRESYNC, say where the old mailbox's responses end. */
+	if (s->mailbox != NULL && s->qresync)
+		imap_reply(s, "* OK [CLOSED] Previous mailbox closed");
 	imap_mailbox_deselect(s);
 	imap_enter_state(s, IMAP_STATE_AUTH);
-	if (imap_select_params(s, cmd) < 0 ||
+	if (imap_select_params(s, cmd, &qr) < 0 ||
 	    imap_mailbox_arg(s, cmd->tag, &cmd->args[0], name, sizeof(name)) < 0)
 		return;
 	r = store_mailbox_get(s->server->store, s->account_id, name, &mbox);
@@ -845,6 +910,7 @@ imap_cmd_select(struct imap_session *s, const struct imap_command *cmd)
 	imap_reply(s, "* OK [UIDNEXT %u] Predicted next UID", s->uidnext);
 	/* RFC 7162 3.1.2.1: with every successful SELECT/EXAMINE, CONDSTORE enabled or not. */
 	imap_reply(s, "* OK [HIGHESTMODSEQ %" PRIu64 "] Highest", s->highestmodseq);
+	imap_select_resync(s, &qr);
 	imap_reply(s, "%s OK [%s] %s completed", cmd->tag, examine ? "READ-ONLY" : "READ-WRITE",
 	           cmd->name);
 }

@@ -131,6 +131,7 @@ struct imap_session {
 	uint32_t uidnext;
 	bool read_only;
 	bool condstore;		/* CONDSTORE enabled (RFC 7162 3.1) */
+	bool qresync;		/* QRESYNC enabled (RFC 7162 3.2): VANISHED instead of EXPUNGE */
 	bool mailbox_gone;	/* the selected mailbox was deleted by another session */
 	uint64_t highestmodseq; /* of the selected mailbox, as the client was told */
 	char *keywords;		/* keywords announced in FLAGS, space-separated, or NULL */
@@ -210,6 +211,13 @@ void imap_msg_remove(struct imap_session *s, size_t idx);
 /* Sends "* n EXPUNGE" (unless silent) for each of uids[0..n) in the snapshot, highest sequence
  * number first, and removes them. */
 void imap_expunge_uids(struct imap_session *s, const uint32_t *uids, size_t n, bool silent);
+/* Tells the client that message seq (UID uid) is gone: "* seq EXPUNGE", or "* VANISHED uid"
+ * once QRESYNC is enabled (RFC 7162 3.2.10). */
+void imap_expunge_reply(struct imap_session *s, uint32_t seq, uint32_t uid);
+/* Sends "* VANISHED (EARLIER) uids" for the UIDs that left the selected mailbox by an update
+ * with a MODSEQ above since and lie in uidset (a valid UID set; all when NULL). Nothing when
+ * there are none. 0, or -1 when the store cannot be read. */
+int imap_vanished_earlier(struct imap_session *s, uint64_t since, const char *uidset);
 /* Publishes NOTIFY_EXPUNGE for uids of the selected mailbox (ignored by this session). */
 void imap_publish_expunges(struct imap_session *s, const uint32_t *uids, size_t n);
 /* Adds the keywords (space-separated) the client has not been told of to s->keywords and

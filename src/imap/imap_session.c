@@ -102,7 +102,7 @@ imap_capabilities(const struct imap_session *s, char *buf, size_t size)
 {
 	str_copy(buf,
 	         "IMAP4rev1 LITERAL+ SASL-IR ENABLE IDLE UIDPLUS MOVE UNSELECT NAMESPACE ID CHILDREN "
-	         "SPECIAL-USE CONDSTORE ESEARCH",
+	         "SPECIAL-USE CONDSTORE ESEARCH QRESYNC",
 	         size);
 	if (s->state != IMAP_STATE_NOT_AUTH)
 		return;
@@ -279,19 +279,24 @@ imap_cmd_id(struct imap_session *s, const struct imap_command *cmd)
 static void
 imap_cmd_enable(struct imap_session *s, const struct imap_command *cmd)
 {
-	bool enabled = false;
+	bool condstore = false, qresync = false;
 
 	if (cmd->nargs == 0) {
 		imap_bad(s, cmd->tag, "syntax: ENABLE capability...");
 		return;
 	}
-	/* RFC 5161: list what got enabled; unknown capabilities are ignored. */
+	/* RFC 5161: list what got enabled; unknown capabilities are ignored. QRESYNC implies
+	 * CONDSTORE (RFC 7162 3.2.3). */
 	for (size_t i = 0; i < cmd->nargs; i++) {
 		if (imap_arg_atom_equals(&cmd->args[i], "CONDSTORE"))
-			enabled = true;
+			condstore = true;
+		else if (imap_arg_atom_equals(&cmd->args[i], "QRESYNC"))
+			qresync = true;
 	}
-	imap_reply(s, enabled ? "* ENABLED CONDSTORE" : "* ENABLED");
-	if (enabled)
+	imap_reply(s, "* ENABLED%s%s", condstore ? " CONDSTORE" : "", qresync ? " QRESYNC" : "");
+	if (qresync)
+		s->qresync = true;
+	if (condstore || qresync)
 		imap_condstore_enable(s);
 	imap_reply(s, "%s OK ENABLE completed", cmd->tag);
 }

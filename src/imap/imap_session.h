@@ -1,6 +1,6 @@
 /* imap_session: one IMAP4rev1 server connection (RFC 3501, with IDLE 2177, UIDPLUS 4315,
  * MOVE 6851, LITERAL+ 7888, SASL-IR 4959, ENABLE 5161, UNSELECT 3691, NAMESPACE 2342, ID 2971,
- * CHILDREN 3348, SPECIAL-USE 6154, CONDSTORE 7162, ESEARCH 4731).
+ * CHILDREN 3348, SPECIAL-USE 6154, CONDSTORE and QRESYNC 7162, ESEARCH 4731).
  *
  * Built on netconn (connection plumbing), imap_parser (commands and literals), sasl_server
  * (AUTHENTICATE), auth (passwords), the store (mailboxes and messages) and the notify hub

@@ -270,13 +270,81 @@ imap_update_clear(struct imap_session *s)
 }
 
 void
+imap_expunge_reply(struct imap_session *s, uint32_t seq, uint32_t uid)
+{
+	if (s->qresync)
+		imap_reply(s, "* VANISHED %u", uid);
+	else
+		imap_reply(s, "* %u EXPUNGE", seq);
+}
+
+struct imap_vanished_ctx {
+	const struct imap_seq_range *ranges;
+	size_t nranges;
+	uint32_t *uids;
+	size_t n, cap;
+};
+
+static void
+imap_vanished_one(uint32_t uid, uint64_t modseq, void *arg)
+{
+	struct imap_vanished_ctx *ctx = arg;
+	bool in = ctx->ranges == NULL;
+
+	(void)modseq;
+	for (size_t i = 0; i < ctx->nranges && !in; i++)
+		in = uid >= ctx->ranges[i].lo && uid <= ctx->ranges[i].hi; /* '*' is above all */
+	if (!in)
+		return;
+	if (ctx->n == ctx->cap) {
+		ctx->cap = ctx->cap == 0 ? 64 : 2 * ctx->cap;
+		ctx->uids = xrealloc(ctx->uids, ctx->cap * sizeof(*ctx->uids));
+	}
+	ctx->uids[ctx->n++] = uid;
+}
+
+int
+imap_vanished_earlier(struct imap_session *s, uint64_t since, const char *uidset)
+{
+	struct imap_vanished_ctx ctx = {0};
+	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
+	struct imap_seq_range *ranges = NULL;
+	const char *error;
+	int r;
+
+	if (uidset != NULL) {
+		ranges = xcalloc(IMAP_SEQSET_MAX_RANGES, sizeof(*ranges));
+		if (imap_parse_seqset(uidset, ranges, IMAP_SEQSET_MAX_RANGES, &ctx.nranges, &error) <
+		    0)
+			ctx.nranges = 0;
+		ctx.ranges = ranges;
+	}
+	r = store_expunged_list(s->server->store, s->account_id, s->mailbox, since,
+	                        imap_vanished_one, &ctx);
+	free(ranges);
+	if (r < 0) {
+		free(ctx.uids);
+		return -1;
+	}
+	/* Ascending from the store; one line (RFC 7162 3.2.10: a known-uids set, shortest form). */
+	if (ctx.n > 0) {
+		evbuffer_add_printf(out, "* VANISHED (EARLIER) ");
+		imap_write_uidset(s, ctx.uids, ctx.n);
+		evbuffer_add(out, "\r\n", 2);
+	}
+	free(ctx.uids);
+	return 0;
+}
+
+void
 imap_expunge_uids(struct imap_session *s, const uint32_t *uids, size_t n, bool silent)
 {
 	for (uint32_t i = s->nmsgs; i-- > 0 && n > 0;) {
+		uint32_t uid = s->msgs[i].uid;
 		bool hit = false;
 
 		for (size_t j = 0; j < n && !hit; j++)
-			hit = uids[j] == s->msgs[i].uid;
+			hit = uids[j] == uid;
 		if (!hit)
 			continue;
 		if (s->msgs[i].recent && s->recent > 0)
@@ -284,7 +352,7 @@ imap_expunge_uids(struct imap_session *s, const uint32_t *uids, size_t n, bool s
 		imap_msg_remove(s, i);
 		if (i < s->exists_announced) {
 			if (!silent)
-				imap_reply(s, "* %u EXPUNGE", i + 1);
+				imap_expunge_reply(s, i + 1, uid);
 			s->exists_announced--;
 		}
 	}
