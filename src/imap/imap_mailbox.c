@@ -515,8 +515,7 @@ imap_announce_exists(struct imap_session *s)
 	s->recent = recent;
 }
 
-/* Sends one message's changed flags as an untagged FETCH. */
-static void
+void
 imap_flags_changed(struct imap_session *s, long idx)
 {
 	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
@@ -726,107 +725,6 @@ imap_mailbox_flush(struct imap_session *s, bool expunges)
 	}
 	s->nevents = kept;
 	imap_announce_exists(s);
-}
-
-/* SELECT/EXAMINE (QRESYNC (uidvalidity modseq [known-uids [seq-match]])), RFC 7162 3.2.5. */
-struct imap_qresync_param {
-	bool present;
-	uint32_t uidvalidity;
-	uint64_t modseq;
-	const char *known_uids; /* a UID set, or NULL for all */
-};
-
-/* Reads the QRESYNC parameter's list into q. 0, or -1 after replying BAD. */
-static int
-imap_select_qresync(struct imap_session *s, const char *tag, const struct imap_arg *a,
-                    struct imap_qresync_param *q)
-{
-	size_t count;
-	const char *error;
-
-	if (!s->qresync) {
-		imap_bad(s, tag, "QRESYNC is not enabled (ENABLE QRESYNC first)");
-		return -1;
-	}
-	if (a->type != IMAP_ARG_LIST || a->list_count < 2 || a->list_count > 4 ||
-	    a->list[0].type != IMAP_ARG_NUMBER || a->list[0].number == 0 ||
-	    a->list[0].number > UINT32_MAX || a->list[1].type != IMAP_ARG_NUMBER ||
-	    a->list[1].number == 0 || a->list[1].number > INT64_MAX ||
-	    (a->list_count > 2 && ((a->list[2].type != IMAP_ARG_ATOM &&
-	                            a->list[2].type != IMAP_ARG_NUMBER) ||
-	                           imap_parse_seqset(a->list[2].str, NULL, IMAP_SEQSET_MAX_RANGES,
-	                                             &count, &error) < 0)) ||
-	    (a->list_count > 3 && a->list[3].type != IMAP_ARG_LIST)) {
-		imap_bad(s, tag, "syntax: QRESYNC (uidvalidity modseq [known-uids [seq-match]])");
-		return -1;
-	}
-	q->present = true;
-	q->uidvalidity = (uint32_t)a->list[0].number;
-	q->modseq = a->list[1].number;
-	q->known_uids = a->list_count > 2 ? a->list[2].str : NULL;
-	/* seq-match only helps a server without tombstones: ignored. */
-	return 0;
-}
-
-/* Reads SELECT's optional "(CONDSTORE)" / "(QRESYNC (...))". 0, or -1 after replying. */
-static int
-imap_select_params(struct imap_session *s, const struct imap_command *cmd,
-                   struct imap_qresync_param *q)
-{
-	const struct imap_arg *a;
-
-	if (cmd->nargs == 1)
-		return 0;
-	a = &cmd->args[1];
-	if (cmd->nargs != 2 || a->type != IMAP_ARG_LIST) {
-		imap_bad(s, cmd->tag, "syntax: SELECT mailbox [(CONDSTORE | QRESYNC (...))]");
-		return -1;
-	}
-	for (size_t i = 0; i < a->list_count; i++) {
-		if (imap_arg_atom_equals(&a->list[i], "QRESYNC") && i + 1 < a->list_count) {
-			if (imap_select_qresync(s, cmd->tag, &a->list[++i], q) < 0)
-				return -1;
-		} else if (!imap_arg_atom_equals(&a->list[i], "CONDSTORE")) {
-			imap_bad(s, cmd->tag, "Unknown SELECT parameter");
-			return -1;
-		}
-		s->condstore = true;
-	}
-	return 0;
-}
-
-/* After SELECT (QRESYNC ...) with a matching UIDVALIDITY (RFC 7162 3.2.5.1): what was expunged
- * since the client's MODSEQ (within its known UIDs), then the flags of what changed. */
-static void
-imap_select_resync(struct imap_session *s, const struct imap_qresync_param *q)
-{
-	if (!q->present || q->uidvalidity != s->uidvalidity)
-		return;
-	if (imap_vanished_earlier(s, q->modseq, q->known_uids) < 0)
-		log_warnx("imap session=%s event=vanished-failed", s->conn.id);
-	for (uint32_t i = 0; i < s->nmsgs; i++) {
-		if (s->msgs[i].modseq <= q->modseq)
-			continue;
-		imap_flags_changed(s, (long)i);
-	}
-}
-
-void
-imap_condstore_enable(struct imap_session *s)
-{
-	uint64_t highest;
-
-	if (s->condstore)
-		return;
-	s->condstore = true;
-	if (s->mailbox == NULL)
-		return;
-	/* What this session's view reflects: never more than the client has been told of. */
-	highest = s->highestmodseq;
-	for (uint32_t i = 0; i < s->nmsgs; i++)
-		if (s->msgs[i].modseq > highest)
-			highest = s->msgs[i].modseq;
-	imap_reply(s, "* OK [HIGHESTMODSEQ %" PRIu64 "] Highest", highest > 0 ? highest : 1);
 }
 
 /* Marks the messages that are \Recent for this session and claims them (RFC 3501 2.3.2).

@@ -4,7 +4,8 @@
  * state (CAPABILITY, STARTTLS, LOGIN, AUTHENTICATE) and the session's lifetime;
  * imap_mailbox.c the selected state (SELECT, STATUS, the snapshot, the notify queue, \Recent,
  * resync, IDLE); imap_mbox.c the mailbox namespace (LIST, LSUB, CREATE, DELETE, RENAME,
- * SUBSCRIBE); imap_fetch.c FETCH with imap_section.c resolving body sections; imap_store.c
+ * SUBSCRIBE); imap_condstore.c CONDSTORE and QRESYNC (HIGHESTMODSEQ, SELECT's parameters,
+ * VANISHED); imap_fetch.c FETCH with imap_section.c resolving body sections; imap_store.c
  * STORE, EXPUNGE, CLOSE and the store update they share; imap_append.c APPEND, COPY and MOVE;
  * imap_search.c SEARCH over imap_match.c. Everything runs on the loop thread. */
 #ifndef TERN_IMAP_PRIVATE_H
@@ -211,13 +212,6 @@ void imap_msg_remove(struct imap_session *s, size_t idx);
 /* Sends "* n EXPUNGE" (unless silent) for each of uids[0..n) in the snapshot, highest sequence
  * number first, and removes them. */
 void imap_expunge_uids(struct imap_session *s, const uint32_t *uids, size_t n, bool silent);
-/* Tells the client that message seq (UID uid) is gone: "* seq EXPUNGE", or "* VANISHED uid"
- * once QRESYNC is enabled (RFC 7162 3.2.10). */
-void imap_expunge_reply(struct imap_session *s, uint32_t seq, uint32_t uid);
-/* Sends "* VANISHED (EARLIER) uids" for the UIDs that left the selected mailbox by an update
- * with a MODSEQ above since and lie in uidset (a valid UID set; all when NULL). Nothing when
- * there are none. 0, or -1 when the store cannot be read. */
-int imap_vanished_earlier(struct imap_session *s, uint64_t since, const char *uidset);
 /* Publishes NOTIFY_EXPUNGE for uids of the selected mailbox (ignored by this session). */
 void imap_publish_expunges(struct imap_session *s, const uint32_t *uids, size_t n);
 /* Adds the keywords (space-separated) the client has not been told of to s->keywords and
@@ -231,15 +225,39 @@ long imap_msg_find(const struct imap_session *s, uint32_t uid);
 void imap_flags_format(uint32_t flags, char *buf, size_t size);
 /* Appends a message's whole flag list to the output: system flags, \Recent, keywords. */
 void imap_msg_flags_write(struct imap_session *s, const struct imap_msg *m);
-/* A CONDSTORE-enabling command (RFC 7162 3.1): turns CONDSTORE on and, the first time with a
- * mailbox selected, sends "* OK [HIGHESTMODSEQ n]". */
-void imap_condstore_enable(struct imap_session *s);
 /* Fills the size and date of snapshot messages that lack them. 0 or -1. */
 int imap_mailbox_load_meta(struct imap_session *s);
 /* Expands a sequence set argument into snapshot indexes (sorted, unique) in *idx_r (free()).
  * Returns the count, or -1 after replying BAD. uid: the set names UIDs. */
 long imap_seqset_expand(struct imap_session *s, const char *tag, const struct imap_arg *arg,
                         bool uid, uint32_t **idx_r);
+
+/* imap_condstore.c: CONDSTORE and QRESYNC (RFC 7162) */
+/* A CONDSTORE-enabling command (RFC 7162 3.1): turns CONDSTORE on and, the first time with a
+ * mailbox selected, sends "* OK [HIGHESTMODSEQ n]". */
+void imap_condstore_enable(struct imap_session *s);
+/* SELECT/EXAMINE (QRESYNC (uidvalidity modseq [known-uids [seq-match]])), RFC 7162 3.2.5. */
+struct imap_qresync_param {
+	bool present;
+	uint32_t uidvalidity;
+	uint64_t modseq;
+	const char *known_uids; /* a UID set, or NULL for all */
+};
+/* Reads SELECT's optional "(CONDSTORE)" / "(QRESYNC (...))" into q. 0, or -1 after replying. */
+int imap_select_params(struct imap_session *s, const struct imap_command *cmd,
+                       struct imap_qresync_param *q);
+/* After SELECT (QRESYNC ...): VANISHED (EARLIER) and the changed flags (RFC 7162 3.2.5.1). */
+void imap_select_resync(struct imap_session *s, const struct imap_qresync_param *q);
+/* Sends one message's changed flags as an untagged FETCH (UID, FLAGS, MODSEQ with CONDSTORE). */
+void imap_flags_changed(struct imap_session *s, long idx);
+
+/* Tells the client that message seq (UID uid) is gone: "* seq EXPUNGE", or "* VANISHED uid"
+ * once QRESYNC is enabled (RFC 7162 3.2.10). */
+void imap_expunge_reply(struct imap_session *s, uint32_t seq, uint32_t uid);
+/* Sends "* VANISHED (EARLIER) uids" for the UIDs that left the selected mailbox by an update
+ * with a MODSEQ above since and lie in uidset (a valid UID set; all when NULL). Nothing when
+ * there are none. 0, or -1 when the store cannot be read. */
+int imap_vanished_earlier(struct imap_session *s, uint64_t since, const char *uidset);
 
 /* imap_fetch.c */
 void imap_cmd_fetch(struct imap_session *s, const struct imap_command *cmd);
