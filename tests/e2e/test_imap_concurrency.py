@@ -13,8 +13,8 @@ literal) is a protocol error, and every test requires zero of them.
   NOOP each view equals the store;
 - a NUL byte delivered over SMTP is sent as 0x80 inside IMAP literals, sizes unchanged;
 - a stress run: N sessions doing FETCH/STORE/EXPUNGE/APPEND/COPY at once on one mailbox, each
-  session's view (UIDs by sequence number, flags) compared with a fresh session at checkpoints, with
-  and without CONDSTORE.
+  session's view (UIDs by sequence number, flags) compared with a fresh session at checkpoints, plain,
+  with CONDSTORE and with QRESYNC (VANISHED instead of EXPUNGE).
 """
 
 import collections
@@ -31,7 +31,7 @@ import harness  # noqa: E402
 from harness import ALICE, Daemon, RawIMAP  # noqa: E402
 
 SENDER = "sender@remote.test"
-STRESS_SECONDS = float(os.environ.get("TERN_STRESS_SECONDS", "25"))
+STRESS_SECONDS = float(os.environ.get("TERN_STRESS_SECONDS", "20"))
 STRESS_SESSIONS = 6
 
 
@@ -298,6 +298,26 @@ def parse_response(line, tag=None):
         p.list_(p.flag)
         p.end()
         return ("FLAGS",)
+    if word == "VANISHED":
+        p.sp()
+        earlier = line.startswith(b"(EARLIER) ", p.i)
+        if earlier:
+            p.i += len(b"(EARLIER) ")
+        uids = []
+        while True:
+            lo = p.number()
+            hi = lo
+            if p.peek() == ord(":"):
+                p.i += 1
+                hi = p.number()
+            if lo == 0 or hi == 0:
+                p.fail("UID 0 in VANISHED")
+            uids.extend(range(min(lo, hi), max(lo, hi) + 1))
+            if p.peek() != ord(","):
+                break
+            p.i += 1
+        p.end()
+        return ("VANISHED", earlier, uids)
     if word == "SEARCH":
         nums = []
         while p.peek() == ord(" "):
@@ -317,7 +337,7 @@ class View:
     """One IMAP session on INBOX that tracks what the server told it: UIDs by sequence number, flags
     and MODSEQ per UID. Records protocol errors and views that went back in time."""
 
-    def __init__(self, d, name, condstore=False, shared=None):
+    def __init__(self, d, name, condstore=False, shared=None, qresync=False):
         self.name = name
         self.condstore = condstore
         self.imap = RawIMAP(d.imap_port, timeout=60)
@@ -334,7 +354,10 @@ class View:
         tagged, _ = self.imap.login(ALICE, d.passwords[ALICE])
         if " OK" not in tagged:
             raise RuntimeError(f"{name}: LOGIN answered {tagged}")
-        if condstore:
+        self.qresync = qresync
+        if qresync:
+            self.cmd("ENABLE QRESYNC")
+        elif condstore:
             self.cmd("ENABLE CONDSTORE")
         status = self.cmd("SELECT INBOX")
         if status[1] != "OK":
@@ -373,6 +396,24 @@ class View:
             if r[1] < len(self.uids):
                 self.errors.append(f"{self.name}: EXISTS {r[1]} below {len(self.uids)}")
             self.uids.extend([None] * (r[1] - len(self.uids)))
+        elif kind == "VANISHED":
+            if not self.qresync or r[1]:
+                self.errors.append(f"{self.name}: unexpected {line[:100]!r}")
+                return
+            for uid in r[2]:
+                if uid not in self.uids and None in self.uids:
+                    # Announced by EXISTS in this same response batch, its UID not fetched yet:
+                    # the new messages are the unknown ones at the end (fetched right after).
+                    del self.uids[len(self.uids) - 1 - self.uids[::-1].index(None)]
+                    continue
+                if uid not in self.uids:
+                    self.errors.append(f"{self.name}: VANISHED {uid}, not in the view")
+                    continue
+                self.uids.remove(uid)
+                self.flags.pop(uid, None)
+                self.modseq.pop(uid, None)
+        elif kind == "EXPUNGE" and self.qresync:
+            self.errors.append(f"{self.name}: EXPUNGE with QRESYNC enabled: {line[:100]!r}")
         elif kind == "EXPUNGE":
             n = r[1]
             if not 1 <= n <= len(self.uids):
@@ -643,15 +684,15 @@ def stress_worker(v, rng, stop, barrier, errors):
             pass
 
 
-def stress(checks, d, condstore):
-    what = f"stress{' with CONDSTORE' if condstore else ''}"
+def stress(checks, d, condstore, qresync=False):
+    what = "stress" + (" with QRESYNC" if qresync else " with CONDSTORE" if condstore else "")
     shared = {}
-    views = [View(d, f"S{i}", condstore, shared) for i in range(STRESS_SESSIONS)]
+    views = [View(d, f"S{i}", condstore, shared, qresync) for i in range(STRESS_SESSIONS)]
     stop = threading.Event()
     barrier = threading.Barrier(STRESS_SESSIONS + 1)
     errors = []
     threads = [threading.Thread(target=stress_worker,
-                                args=(v, random.Random(i * 7919 + condstore), stop, barrier, errors))
+                                args=(v, random.Random(i * 7919 + condstore + 2 * qresync), stop, barrier, errors))
                for i, v in enumerate(views)]
     for t in threads:
         t.start()
@@ -698,6 +739,7 @@ def test_stress(checks):
         deliver(d, 20, "st")
         stress(checks, d, False)
         stress(checks, d, True)
+        stress(checks, d, True, qresync=True)
         checks.check(d.alive(), "ternd still runs")
 
 
