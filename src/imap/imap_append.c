@@ -475,12 +475,12 @@ imap_copy_publish(struct imap_session *s, const struct store_copy_result *r)
 		                          .modseq = r->dst_modseq};
 		long idx = imap_msg_find(s, r->src_uids[i]);
 
+		/* The flags committed, not this session's view of the source (maybe older). */
+		ev.flags = r->flags[i];
+		str_copy(ev.keywords, r->keywords[i], sizeof(ev.keywords));
 		if (idx >= 0) {
-			ev.flags = s->msgs[idx].flags;
 			ev.size = s->msgs[idx].size;
 			ev.internal_date = s->msgs[idx].internal_date;
-			if (s->msgs[idx].keywords != NULL)
-				str_copy(ev.keywords, s->msgs[idx].keywords, sizeof(ev.keywords));
 		}
 		notify_copy_text(ev.mailbox, sizeof(ev.mailbox), s->update_dst);
 		notify_publish(s->server->hub, &ev);

@@ -55,6 +55,7 @@ struct imap_fetch {
 	bool in_msg;
 	bool uid;
 	uint64_t changedsince; /* (CHANGEDSINCE n); 0 when not given */
+	bool vanished;	       /* (... VANISHED): VANISHED (EARLIER) first (RFC 7162 3.2.6) */
 	/* The structure of the message at ms_pos, loaded when an item needs it. */
 	struct mimestruct *ms;
 	long ms_pos;
@@ -63,7 +64,24 @@ struct imap_fetch {
 	struct imap_section_stream st;
 	struct imap_binary *bin; /* a BINARY item in progress */
 	bool unknown_cte;        /* a BINARY part had an unknown encoding: NO [UNKNOWN-CTE] */
+	/* The file of the message at pos, open while its response is written when an item needs
+	 * it: another session's EXPUNGE unlinks the file, and the open fd keeps it readable, so
+	 * every item of the response is real data (RFC 2180 4.1.1). -1 when closed. */
+	int msg_fd;
+	bool needs_file;      /* a section was asked for */
+	bool needs_structure; /* ENVELOPE, BODY or BODYSTRUCTURE (kept with the row) */
+	int ms_result;	      /* of the last structure load: 1, -2 the row is gone, -1 error */
+	bool gone;	 /* a message was already expunged: skipped, NO [EXPUNGEISSUED] */
+	bool unreadable; /* a message file could not be opened: skipped, NO */
 };
+
+static void
+imap_fetch_msg_close(struct imap_fetch *f)
+{
+	if (f->msg_fd >= 0)
+		close(f->msg_fd);
+	f->msg_fd = -1;
+}
 
 void
 imap_fetch_free(struct imap_session *s)
@@ -74,6 +92,7 @@ imap_fetch_free(struct imap_session *s)
 		return;
 	imap_section_stream_close(&f->st);
 	imap_binary_free(&f->bin);
+	imap_fetch_msg_close(f);
 	for (size_t i = 0; i < f->nitems; i++) {
 		imap_section_clear(&f->items[i].body.sec);
 		free(f->items[i].body.name);
@@ -231,15 +250,23 @@ imap_fetch_items_parse(struct imap_fetch *f, const struct imap_arg *arg)
 	return true;
 }
 
-/* The FETCH modifiers (RFC 4466): only (CHANGEDSINCE n) of RFC 7162. */
+/* The FETCH modifiers (RFC 4466): (CHANGEDSINCE n [VANISHED]) of RFC 7162 (VANISHED: UID
+ * FETCH with QRESYNC enabled only, 3.2.6). */
 static bool
-imap_fetch_modifiers_parse(struct imap_fetch *f, const struct imap_arg *arg)
+imap_fetch_modifiers_parse(struct imap_session *s, bool uid, struct imap_fetch *f,
+                           const struct imap_arg *arg)
 {
-	if (arg->type != IMAP_ARG_LIST || arg->list_count != 2 ||
+	bool vanished = arg->type == IMAP_ARG_LIST && arg->list_count == 3 &&
+	                imap_arg_atom_equals(&arg->list[2], "VANISHED");
+
+	if (arg->type != IMAP_ARG_LIST || (arg->list_count != 2 && !vanished) ||
 	    !imap_arg_atom_equals(&arg->list[0], "CHANGEDSINCE") ||
 	    arg->list[1].type != IMAP_ARG_NUMBER || arg->list[1].number > INT64_MAX)
 		return false;
+	if (vanished && (!uid || !s->qresync))
+		return false;
 	f->changedsince = arg->list[1].number;
+	f->vanished = vanished;
 	return true;
 }
 
@@ -255,6 +282,7 @@ imap_cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 	}
 	f = xcalloc(1, sizeof(*f));
 	f->st.fd = -1;
+	f->msg_fd = -1;
 	f->ms_pos = -1;
 	f->uid = cmd->uid;
 	s->fetch = f;
@@ -265,19 +293,29 @@ imap_cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 		imap_bad(s, cmd->tag, "Invalid FETCH item or section");
 		return;
 	}
-	if (cmd->nargs == 3 && !imap_fetch_modifiers_parse(f, &cmd->args[2])) {
+	if (cmd->nargs == 3 && !imap_fetch_modifiers_parse(s, cmd->uid, f, &cmd->args[2])) {
 		imap_fetch_free(s);
 		imap_bad(s, cmd->tag, "Invalid FETCH modifier");
 		return;
 	}
 	/* RFC 7162 3.1: MODSEQ and CHANGEDSINCE enable CONDSTORE; CHANGEDSINCE implies MODSEQ. */
 	if (cmd->nargs == 3 || imap_fetch_has(f, IMAP_FETCH_MODSEQ))
-		s->condstore = true;
+		imap_condstore_enable(s);
 	if (cmd->nargs == 3 && !imap_fetch_has(f, IMAP_FETCH_MODSEQ))
 		imap_fetch_add_kind(f, IMAP_FETCH_MODSEQ);
 	for (size_t i = 0; i < f->nitems; i++) {
 		enum imap_fetch_kind k = f->items[i].kind;
 
+		if (k == IMAP_FETCH_ENVELOPE || k == IMAP_FETCH_BODY ||
+		    k == IMAP_FETCH_BODYSTRUCTURE)
+			f->needs_structure = true;
+		/* BINARY of a part needs the structure too (NIL is valid there, but real data
+		 * is better than an expunge race); imap_binary.c opens the file itself. */
+		if ((k == IMAP_FETCH_BINARY || k == IMAP_FETCH_BINARY_SIZE) &&
+		    f->items[i].body.sec.depth > 0)
+			f->needs_structure = true;
+		if (k == IMAP_FETCH_SECTION)
+			f->needs_file = true;
 		if ((k == IMAP_FETCH_SECTION || k == IMAP_FETCH_BINARY) && !f->items[i].peek)
 			seen = true;
 		if (k == IMAP_FETCH_SIZE || k == IMAP_FETCH_DATE || k == IMAP_FETCH_SECTION)
@@ -298,6 +336,8 @@ imap_cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 		           cmd->tag);
 		return;
 	}
+	if (f->vanished && imap_vanished_earlier(s, f->changedsince, cmd->args[0].str) < 0)
+		log_warnx("imap session=%s event=vanished-failed", s->conn.id);
 	imap_set_tag(s, cmd->tag);
 	if (seen && !s->read_only) {
 		size_t n = 0;
@@ -335,33 +375,55 @@ imap_fetch_begin(struct imap_session *s)
 	imap_enter_state(s, IMAP_STATE_FETCH);
 }
 
-/* The structure of the message at f->pos: kept with its row, or built from its file. */
+/* Opens the file of the message at f->pos for the rest of its response (f->msg_fd). 1, -2
+ * when its row is gone (expunged by another session), -1 when it cannot be opened. */
+static int
+imap_fetch_msg_open(struct imap_session *s, const struct imap_msg *m)
+{
+	struct imap_fetch *f = s->fetch;
+	int fd;
+
+	if (f->msg_fd >= 0)
+		return 1;
+	fd = store_message_open(s->server->store, s->account_id, s->mailbox, m->uid);
+	if (fd < 0)
+		return fd == -2 ? -2 : -1;
+	f->msg_fd = fd;
+	return 1;
+}
+
+/* The structure of the message at f->pos: kept with its row, or built from its file. NULL with
+ * f->ms_result -2 when the row is gone and no file is open, -1 when it cannot be read. */
 static const struct mimestruct *
 imap_fetch_structure(struct imap_session *s, const struct imap_msg *m)
 {
 	struct imap_fetch *f = s->fetch;
 	unsigned char *blob = NULL;
 	size_t len = 0;
-	int r, fd;
+	int r;
 
 	if (f->ms_pos == f->pos)
 		return f->ms;
 	mimestruct_free(&f->ms);
 	f->ms_pos = f->pos;
+	f->ms_result = 1;
 	r = store_message_mime(s->server->store, s->account_id, s->mailbox, m->uid, &blob, &len);
 	if (r == 1 && blob != NULL)
 		f->ms = mimestruct_load(blob, len);
 	free(blob);
-	if (f->ms != NULL || r == 0)
+	if (f->ms != NULL)
 		return f->ms;
-	/* Stored before structures were kept (or not understood): build it now. */
-	fd = store_message_open(s->server->store, s->account_id, s->mailbox, m->uid);
-	if (fd < 0)
+	if (r == 0 && f->msg_fd < 0) {
+		f->ms_result = -2;
 		return NULL;
-	if (mimestruct_build_fd(fd, &blob, &len) == 0)
+	}
+	/* Stored before structures were kept (or not understood), or the row is gone since the
+	 * file was opened (expunged by another session): build it from the file. */
+	if ((f->ms_result = imap_fetch_msg_open(s, m)) < 0)
+		return NULL;
+	if (mimestruct_build_fd(f->msg_fd, &blob, &len) == 0)
 		f->ms = mimestruct_load(blob, len);
 	free(blob);
-	close(fd);
 	if (f->ms == NULL)
 		log_warnx("imap session=%s event=fetch-structure-failed uid=%u", s->conn.id,
 		          m->uid);
@@ -391,6 +453,7 @@ imap_fetch_structure_write(struct imap_session *s, const struct imap_msg *m,
 	else
 		mimestruct_imap_body(ms, kind == IMAP_FETCH_BODYSTRUCTURE, &f->text, &f->text_len,
 		                     &f->text_cap);
+	imap_section_nul(f->text, f->text_len); /* raw header bytes end up in its literals */
 	evbuffer_add(out, f->text, f->text_len);
 }
 
@@ -460,7 +523,7 @@ imap_fetch_item_write(struct imap_session *s, const struct imap_msg *m,
 				break;
 			}
 		}
-		imap_section_start(s, m, &it->body, ms, &f->st);
+		imap_section_start(s, m, &it->body, ms, f->msg_fd, &f->st);
 		return f->st.fd >= 0;
 	case IMAP_FETCH_BINARY:
 	case IMAP_FETCH_BINARY_SIZE:
@@ -477,6 +540,7 @@ imap_fetch_pump(struct imap_session *s)
 
 	while (evbuffer_get_length(out) < IMAP_FETCH_HIGH) {
 		const struct imap_msg *m;
+		int r;
 
 		if (f->st.fd >= 0) {
 			if (imap_section_stream(s, &f->st))
@@ -493,11 +557,19 @@ imap_fetch_pump(struct imap_session *s)
 			continue;
 		}
 		if (f->pos == f->nidx) {
-			if (f->unknown_cte)
+			/* RFC 2180 4.1.2, RFC 5530: what could be sent was; say what was not. */
+			if (f->gone)
+				imap_reply(s, "%s NO [EXPUNGEISSUED] Some messages were expunged by "
+				              "another session", s->tag);
+			else if (f->unreadable)
+				imap_reply(s, "%s NO [UNAVAILABLE] Some messages could not be read",
+				           s->tag);
+			else if (f->unknown_cte)
 				imap_reply(s, "%s NO [UNKNOWN-CTE] Unknown Content-Transfer-Encoding",
 				           s->tag);
 			else
-				imap_reply(s, "%s OK %sFETCH completed", s->tag, f->uid ? "UID " : "");
+				imap_reply(s, "%s OK %sFETCH completed", s->tag,
+				           f->uid ? "UID " : "");
 			imap_fetch_free(s);
 			netconn_set_timeouts(&s->conn, true);
 			imap_enter_state(s, IMAP_STATE_SELECTED);
@@ -509,12 +581,34 @@ imap_fetch_pump(struct imap_session *s)
 				f->pos++;
 				continue;
 			}
+			/* What the items need is secured before the response starts: the
+			 * file (held open, readable even if another session expunges it now)
+			 * or the structure. A message already expunged by another session (-2)
+			 * or unreadable gets no response rather than NIL items. */
+			r = 1;
+			if (f->needs_file)
+				r = imap_fetch_msg_open(s, m);
+			if (r == 1 && f->needs_structure && imap_fetch_structure(s, m) == NULL)
+				r = f->ms_result < 0 ? f->ms_result : 1;
+			if (r < 0) {
+				if (r == -2)
+					f->gone = true;
+				else
+					f->unreadable = true;
+				log_info("imap session=%s event=fetch-skipped uid=%u reason=%s",
+				         s->conn.id, m->uid, r == -2 ? "expunged" : "unreadable");
+				mimestruct_free(&f->ms);
+				f->ms_pos = -1;
+				f->pos++;
+				continue;
+			}
 			evbuffer_add_printf(out, "* %u FETCH (", f->idx[f->pos] + 1);
 			f->in_msg = true;
 			f->item = 0;
 		}
 		if (f->item == f->nitems) {
 			evbuffer_add(out, ")\r\n", 3);
+			imap_fetch_msg_close(f);
 			f->in_msg = false;
 			f->pos++;
 			mimestruct_free(&f->ms);

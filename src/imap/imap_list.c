@@ -311,7 +311,7 @@ imap_list_parse_return(struct imap_session *s, struct imap_list_opts *o,
 		if (k == n)
 			return "Unknown STATUS item";
 		if (k == 5)
-			s->condstore = true; /* RFC 7162 3.1 */
+			imap_condstore_enable(s); /* RFC 7162 3.1 */
 	}
 	return NULL;
 }

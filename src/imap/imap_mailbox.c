@@ -144,8 +144,19 @@ imap_recent_claimed(struct imap_server *server, int64_t mailbox_id, uint32_t ini
 void
 imap_recent_event(const struct notify_event *ev, void *arg)
 {
+	struct imap_recent **slot, *gone;
+
 	if (ev->kind == NOTIFY_NEW && ev->uid > 0)
 		imap_recent_claimed(arg, ev->mailbox_id, ev->uid - 1);
+	if (ev->kind != NOTIFY_MAILBOX_DELETED)
+		return;
+	/* The mailbox is gone with its messages (ids are never reused, store_schema.c 4). */
+	slot = imap_recent_slot(arg, ev->mailbox_id);
+	if (*slot == NULL)
+		return;
+	gone = *slot;
+	*slot = gone->next;
+	free(gone);
 }
 
 static void
@@ -382,7 +393,9 @@ imap_meta_one(const struct store_message *m, void *arg)
 	s->msgs[idx].meta = true;
 	s->msgs[idx].size = m->size_crlf;
 	s->msgs[idx].internal_date = m->internal_date;
-	s->msgs[idx].modseq = m->modseq;
+	/* Not the MODSEQ: the store's may be newer than the flags this session knows, and
+	 * taking it would label old flags with it and make the session ignore the event that
+	 * brings the change (the view would stay behind for good). */
 }
 
 int
@@ -473,10 +486,12 @@ imap_notify_cb(const struct notify_event *ev, void *arg)
 		                          .modseq = ev->modseq};
 		if (ev->keywords[0] != '\0')
 			qe->keywords = xstrdup(ev->keywords);
-		/* \Recent goes to the first read-write session that hears of the message. */
-		if (ev->kind == NOTIFY_NEW && !s->read_only && ev->uid > 0 &&
+		/* \Recent goes to the first read-write session that hears of the message; a
+		 * read-only one shows it while nobody has claimed it, claiming nothing. */
+		if (ev->kind == NOTIFY_NEW && ev->uid > 0 &&
 		    ev->uid > imap_recent_claimed(s->server, s->mailbox_id, ev->uid - 1)) {
-			imap_recent_claim(s->server, s->mailbox_id, ev->uid);
+			if (!s->read_only)
+				imap_recent_claim(s->server, s->mailbox_id, ev->uid);
 			qe->recent = true;
 		}
 	}
@@ -500,8 +515,7 @@ imap_announce_exists(struct imap_session *s)
 	s->recent = recent;
 }
 
-/* Sends one message's changed flags as an untagged FETCH. */
-static void
+void
 imap_flags_changed(struct imap_session *s, long idx)
 {
 	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
@@ -559,7 +573,7 @@ imap_mailbox_resync(struct imap_session *s)
 	s->events_overflow = false;
 	/* Expunged: in the snapshot, not in the store (highest sequence number first). */
 	for (uint32_t i = s->nmsgs; i-- > 0;) {
-		uint32_t lo = 0, hi = ctx.n;
+		uint32_t lo = 0, hi = ctx.n, found_uid;
 		bool found = false;
 
 		while (lo < hi && !found) {
@@ -574,9 +588,10 @@ imap_mailbox_resync(struct imap_session *s)
 		}
 		if (found)
 			continue;
+		found_uid = s->msgs[i].uid;
 		imap_msg_remove(s, i);
 		if (i < s->exists_announced) {
-			imap_reply(s, "* %u EXPUNGE", i + 1);
+			imap_expunge_reply(s, i + 1, found_uid);
 			s->exists_announced--;
 		}
 	}
@@ -666,6 +681,12 @@ imap_mailbox_flush(struct imap_session *s, bool expunges)
 			if (idx < 0)
 				break;
 			m = &s->msgs[idx];
+			/* Older than (or as old as) what the session already knows, e.g. another
+			 * session's change committed before ours but queued behind our STORE's
+			 * answer: applying it would report an older state (RFC 7162 3.1: MODSEQ
+			 * orders them). POP3 does not know the MODSEQ (0): applied as it comes. */
+			if (ev->modseq != 0 && ev->modseq <= m->modseq)
+				break;
 			if (ev->modseq > m->modseq)
 				m->modseq = ev->modseq;
 			if (m->flags == (ev->flags & IMAP_SYSTEM_FLAGS) &&
@@ -693,7 +714,7 @@ imap_mailbox_flush(struct imap_session *s, bool expunges)
 				break;
 			imap_msg_remove(s, (size_t)idx);
 			if ((uint32_t)idx < s->exists_announced) {
-				imap_reply(s, "* %ld EXPUNGE", idx + 1);
+				imap_expunge_reply(s, (uint32_t)idx + 1, ev->uid);
 				s->exists_announced--;
 			}
 			break;
@@ -706,30 +727,9 @@ imap_mailbox_flush(struct imap_session *s, bool expunges)
 	imap_announce_exists(s);
 }
 
-/* Reads SELECT's optional "(CONDSTORE)". 0, or -1 after replying. */
-static int
-imap_select_params(struct imap_session *s, const struct imap_command *cmd)
-{
-	const struct imap_arg *a;
-
-	if (cmd->nargs == 1)
-		return 0;
-	a = &cmd->args[1];
-	if (cmd->nargs != 2 || a->type != IMAP_ARG_LIST) {
-		imap_bad(s, cmd->tag, "syntax: SELECT mailbox [(CONDSTORE)]");
-		return -1;
-	}
-	for (size_t i = 0; i < a->list_count; i++) {
-		if (!imap_arg_atom_equals(&a->list[i], "CONDSTORE")) {
-			imap_bad(s, cmd->tag, "Unknown SELECT parameter");
-			return -1;
-		}
-		s->condstore = true;
-	}
-	return 0;
-}
-
-/* Marks the messages that are \Recent for this session and claims them (RFC 3501 2.3.2). */
+/* Marks the messages that are \Recent for this session and claims them (RFC 3501 2.3.2).
+ * EXAMINE marks the same messages (its RECENT count, FETCH FLAGS and SEARCH RECENT agree) but
+ * claims none, so the next SELECT still sees them as \Recent. */
 static void
 imap_select_recent(struct imap_session *s)
 {
@@ -743,15 +743,13 @@ imap_select_recent(struct imap_session *s)
 	}
 	if (!s->read_only)
 		imap_recent_claim(s->server, s->mailbox_id, last);
-	else
-		for (uint32_t i = 0; i < s->nmsgs; i++)
-			s->msgs[i].recent = false; /* EXAMINE counts them, keeps none */
 }
 
 void
 imap_cmd_select(struct imap_session *s, const struct imap_command *cmd)
 {
 	bool examine = strcmp(cmd->name, "EXAMINE") == 0;
+	struct imap_qresync_param qr = {0};
 	char name[IMAP_MAILBOX_MAX];
 	struct store_mailbox mbox;
 	uint32_t unseen = 0;
@@ -761,10 +759,13 @@ imap_cmd_select(struct imap_session *s, const struct imap_command *cmd)
 		imap_bad(s, cmd->tag, examine ? "syntax: EXAMINE mailbox" : "syntax: SELECT mailbox");
 		return;
 	}
-	/* RFC 3501 6.3.1: a failed SELECT leaves no mailbox selected. */
+	/* RFC 3501 6.3.1: a failed SELECT leaves no mailbox selected; RFC 7162 3.2.11: with
+	 * QRESYNC, say where the old mailbox's responses end. */
+	if (s->mailbox != NULL && s->qresync)
+		imap_reply(s, "* OK [CLOSED] Previous mailbox closed");
 	imap_mailbox_deselect(s);
 	imap_enter_state(s, IMAP_STATE_AUTH);
-	if (imap_select_params(s, cmd) < 0 ||
+	if (imap_select_params(s, cmd, &qr) < 0 ||
 	    imap_mailbox_arg(s, cmd->tag, &cmd->args[0], name, sizeof(name)) < 0)
 		return;
 	r = store_mailbox_get(s->server->store, s->account_id, name, &mbox);
@@ -807,6 +808,7 @@ imap_cmd_select(struct imap_session *s, const struct imap_command *cmd)
 	imap_reply(s, "* OK [UIDNEXT %u] Predicted next UID", s->uidnext);
 	/* RFC 7162 3.1.2.1: with every successful SELECT/EXAMINE, CONDSTORE enabled or not. */
 	imap_reply(s, "* OK [HIGHESTMODSEQ %" PRIu64 "] Highest", s->highestmodseq);
+	imap_select_resync(s, &qr);
 	imap_reply(s, "%s OK [%s] %s completed", cmd->tag, examine ? "READ-ONLY" : "READ-WRITE",
 	           cmd->name);
 }

@@ -1321,7 +1321,7 @@ imap_command_dump(const struct imap_command *cmd)
 
 /* An nz-number or '*' at *s; advances *s. */
 static int
-imap_seq_number(const char **s, uint32_t *n_r)
+imap_seq_number(const char **s, uint64_t *n_r)
 {
 	const char *p = *s;
 	uint64_t v = 0;
@@ -1338,7 +1338,7 @@ imap_seq_number(const char **s, uint32_t *n_r)
 		if (v > UINT32_MAX)
 			return -1;
 	}
-	*n_r = (uint32_t)v;
+	*n_r = v;
 	*s = p;
 	return 0;
 }
@@ -1354,7 +1354,7 @@ imap_parse_seqset(const char *text, struct imap_seq_range *ranges_r, size_t max,
 	if (max > IMAP_SEQSET_MAX_RANGES)
 		max = IMAP_SEQSET_MAX_RANGES;
 	for (;;) {
-		uint32_t lo, hi;
+		uint64_t lo, hi;
 
 		if (imap_seq_number(&s, &lo) < 0) {
 			*error_r = "Invalid sequence set";

@@ -203,12 +203,13 @@ bool imap_arg_atom_equals(const struct imap_arg *arg, const char *word);
  * parentheses, sections as name[section]<o.s>. Returns a string to free(). */
 char *imap_command_dump(const struct imap_command *cmd);
 
-/* Sequence sets (RFC 3501 sequence-set, RFC 9051 9): "1:*,2,4:7". '*' is IMAP_SEQ_STAR.
+/* Sequence sets (RFC 3501 sequence-set, RFC 9051 9): "1:*,2,4:7". '*' is IMAP_SEQ_STAR, a
+ * value past every nz-number, so 4294967295 stays a number (only '*' means "the largest").
  * Ranges are normalized low:high, kept in the order given (not merged). */
-#define IMAP_SEQ_STAR UINT32_MAX
+#define IMAP_SEQ_STAR ((uint64_t)UINT32_MAX + 1)
 #define IMAP_SEQSET_MAX_RANGES 1024 /* more ranges are refused (LIMIT) */
 struct imap_seq_range {
-	uint32_t lo, hi;
+	uint64_t lo, hi; /* 1..4294967295 or IMAP_SEQ_STAR */
 };
 /* Parses text into up to max ranges in ranges_r (may be NULL to only validate) and sets
  * *count_r. Numbers are nz-number (1..4294967295, no leading zero) or '*'. Returns 0, or -1

@@ -4,7 +4,8 @@
  * state (CAPABILITY, STARTTLS, LOGIN, AUTHENTICATE) and the session's lifetime;
  * imap_mailbox.c the selected state (SELECT, STATUS, the snapshot, the notify queue, \Recent,
  * resync, IDLE); imap_mbox.c the mailbox namespace (CREATE, DELETE, RENAME, SUBSCRIBE) and
- * name arguments; imap_list.c LIST and LSUB; imap_fetch.c FETCH with imap_section.c resolving
+ * name arguments; imap_list.c LIST and LSUB; imap_condstore.c CONDSTORE and QRESYNC
+ * (HIGHESTMODSEQ, SELECT's parameters, VANISHED); imap_fetch.c FETCH with imap_section.c resolving
  * body sections and imap_binary.c BINARY; imap_store.c STORE, EXPUNGE, CLOSE and the store
  * update they share; imap_append.c APPEND (with imap_catenate.c), COPY and MOVE; imap_search.c
  * SEARCH over imap_match.c, and imap_sort.c (SORT) and imap_thread.c (THREAD) on top of it.
@@ -135,6 +136,7 @@ struct imap_session {
 	bool read_only;
 	bool condstore;		/* CONDSTORE enabled (RFC 7162 3.1) */
 	bool utf8;		/* UTF8=ACCEPT enabled: names are UTF-8 on the wire (RFC 6855) */
+	bool qresync;		/* QRESYNC enabled (RFC 7162 3.2): VANISHED instead of EXPUNGE */
 	bool mailbox_gone;	/* the selected mailbox was deleted by another session */
 	uint64_t highestmodseq; /* of the selected mailbox, as the client was told */
 	char *keywords;		/* keywords announced in FLAGS, space-separated, or NULL */
@@ -230,6 +232,33 @@ int imap_mailbox_load_meta(struct imap_session *s);
  * Returns the count, or -1 after replying BAD. uid: the set names UIDs. */
 long imap_seqset_expand(struct imap_session *s, const char *tag, const struct imap_arg *arg,
                         bool uid, uint32_t **idx_r);
+
+/* imap_condstore.c: CONDSTORE and QRESYNC (RFC 7162) */
+/* A CONDSTORE-enabling command (RFC 7162 3.1): turns CONDSTORE on and, the first time with a
+ * mailbox selected, sends "* OK [HIGHESTMODSEQ n]". */
+void imap_condstore_enable(struct imap_session *s);
+/* SELECT/EXAMINE (QRESYNC (uidvalidity modseq [known-uids [seq-match]])), RFC 7162 3.2.5. */
+struct imap_qresync_param {
+	bool present;
+	uint32_t uidvalidity;
+	uint64_t modseq;
+	const char *known_uids; /* a UID set, or NULL for all */
+};
+/* Reads SELECT's optional "(CONDSTORE)" / "(QRESYNC (...))" into q. 0, or -1 after replying. */
+int imap_select_params(struct imap_session *s, const struct imap_command *cmd,
+                       struct imap_qresync_param *q);
+/* After SELECT (QRESYNC ...): VANISHED (EARLIER) and the changed flags (RFC 7162 3.2.5.1). */
+void imap_select_resync(struct imap_session *s, const struct imap_qresync_param *q);
+/* Sends one message's changed flags as an untagged FETCH (UID, FLAGS, MODSEQ with CONDSTORE). */
+void imap_flags_changed(struct imap_session *s, long idx);
+
+/* Tells the client that message seq (UID uid) is gone: "* seq EXPUNGE", or "* VANISHED uid"
+ * once QRESYNC is enabled (RFC 7162 3.2.10). */
+void imap_expunge_reply(struct imap_session *s, uint32_t seq, uint32_t uid);
+/* Sends "* VANISHED (EARLIER) uids" for the UIDs that left the selected mailbox by an update
+ * with a MODSEQ above since and lie in uidset (a valid UID set; all when NULL). Nothing when
+ * there are none. 0, or -1 when the store cannot be read. */
+int imap_vanished_earlier(struct imap_session *s, uint64_t since, const char *uidset);
 
 /* imap_fetch.c */
 void imap_cmd_fetch(struct imap_session *s, const struct imap_command *cmd);

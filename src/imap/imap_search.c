@@ -513,7 +513,7 @@ search_run(struct imap_session *s, const struct imap_command *cmd, size_t pos, b
 	}
 	/* RFC 7162 3.1: SEARCH with the MODSEQ key is a CONDSTORE enabling command. */
 	if (imap_match_needs(m) & IMAP_MATCH_NEED_MODSEQ)
-		s->condstore = true;
+		imap_condstore_enable(s);
 	job = search_job_new(s, m, reader, ctx);
 	job->uid = cmd->uid;
 	job->esearch = esearch;

@@ -213,7 +213,7 @@ imap_section_partial(const struct imap_section_item *it, uint64_t len, uint64_t 
 
 void
 imap_section_start(struct imap_session *s, const struct imap_msg *m,
-                   const struct imap_section_item *it, const struct mimestruct *ms,
+                   const struct imap_section_item *it, const struct mimestruct *ms, int msg_fd,
                    struct imap_section_stream *st)
 {
 	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
@@ -233,11 +233,9 @@ imap_section_start(struct imap_session *s, const struct imap_msg *m,
 		evbuffer_add_printf(out, "%s {0}\r\n", it->name);
 		return;
 	}
-	fd = store_message_open(s->server->store, s->account_id, s->mailbox, m->uid);
+	fd = msg_fd >= 0 ? dup(msg_fd) : -1;
 	if (fd < 0) {
-		if (fd != -2)
-			log_warnx("imap session=%s event=fetch-open-failed uid=%u", s->conn.id,
-			          m->uid);
+		log_warn("imap session=%s event=fetch-dup-failed uid=%u", s->conn.id, m->uid);
 		evbuffer_add_printf(out, "%s NIL", it->name);
 		return;
 	}
@@ -254,6 +252,7 @@ imap_section_start(struct imap_session *s, const struct imap_msg *m,
 		                         it->sec.nnames, it->sec.fields == IMAP_SECTION_FIELDS_NOT,
 		                         &fields, &flen, &fcap);
 		free(hdr);
+		imap_section_nul(fields, flen);
 		imap_section_partial(it, flen, &skip, &count);
 		evbuffer_add_printf(out, "%s {%llu}\r\n", it->name, (unsigned long long)count);
 		evbuffer_add(out, fields + skip, (size_t)count);
@@ -276,7 +275,16 @@ imap_section_start(struct imap_session *s, const struct imap_msg *m,
 	st->written = 0;
 }
 
-/* Converts in[0..len) to the wire form (bare LF -> CRLF) into out (room for 2 * len). */
+void
+imap_section_nul(char *buf, size_t len)
+{
+	for (char *p = memchr(buf, '\0', len); p != NULL;
+	     p = memchr(p + 1, '\0', len - (size_t)(p + 1 - buf)))
+		*p = (char)IMAP_NUL_REPLACEMENT;
+}
+
+/* Converts in[0..len) to the wire form (bare LF -> CRLF, NUL -> IMAP_NUL_REPLACEMENT) into out
+ * (room for 2 * len). */
 static size_t
 imap_section_crlf(bool *prev_cr, const char *in, size_t len, char *out)
 {
@@ -285,7 +293,7 @@ imap_section_crlf(bool *prev_cr, const char *in, size_t len, char *out)
 	for (size_t i = 0; i < len; i++) {
 		if (in[i] == '\n' && !*prev_cr)
 			out[n++] = '\r';
-		out[n++] = in[i];
+		out[n++] = in[i] != '\0' ? in[i] : (char)IMAP_NUL_REPLACEMENT;
 		*prev_cr = in[i] == '\r';
 	}
 	return n;

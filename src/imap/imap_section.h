@@ -63,13 +63,20 @@ void imap_section_name(struct imap_section_item *it, const char *prefix, const c
 
 /* Writes the item for message m ("NAME {n}\r\n" and, unless a stream is started, its bytes;
  * "NAME NIL" when the message cannot be read). ms is the message's structure, or NULL when
- * the item is the whole message. When bytes remain to be sent, st->fd >= 0 afterwards and
+ * the item is the whole message; msg_fd its open file (FETCH holds it for the whole response;
+ * the stream reads a dup of it). When bytes remain to be sent, st->fd >= 0 afterwards and
  * imap_section_stream() must be called until it returns true. */
 void imap_section_start(struct imap_session *s, const struct imap_msg *m,
                         const struct imap_section_item *it, const struct mimestruct *ms,
-                        struct imap_section_stream *st);
+                        int msg_fd, struct imap_section_stream *st);
 /* Sends the next chunk of the stream; true when the literal is complete (fd closed). */
 bool imap_section_stream(struct imap_session *s, struct imap_section_stream *st);
 void imap_section_stream_close(struct imap_section_stream *st);
+/* A NUL byte may not appear in an IMAP literal (RFC 3501 4.3; only BINARY's literal8 carries
+ * it) but SMTP may have delivered one: FETCH sends this byte in its place, as Dovecot does,
+ * so sizes (RFC822.SIZE, section lengths, partials) stay exact. */
+#define IMAP_NUL_REPLACEMENT 0x80
+/* Replaces every NUL of buf[0..len) with IMAP_NUL_REPLACEMENT. */
+void imap_section_nul(char *buf, size_t len);
 
 #endif

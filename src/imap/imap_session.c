@@ -106,7 +106,7 @@ imap_capabilities(const struct imap_session *s, char *buf, size_t size)
 {
 	str_copy(buf,
 	         "IMAP4rev1 LITERAL+ SASL-IR ENABLE IDLE UIDPLUS MOVE UNSELECT NAMESPACE ID CHILDREN "
-	         "SPECIAL-USE CONDSTORE ESEARCH MULTIAPPEND BINARY CATENATE SORT SORT=DISPLAY "
+	         "SPECIAL-USE CONDSTORE QRESYNC ESEARCH MULTIAPPEND BINARY CATENATE SORT SORT=DISPLAY "
 	         "THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESORT LIST-EXTENDED LIST-STATUS UTF8=ACCEPT "
 	         "COMPRESS=DEFLATE",
 	         size);
@@ -294,21 +294,27 @@ imap_cmd_id(struct imap_session *s, const struct imap_command *cmd)
 static void
 imap_cmd_enable(struct imap_session *s, const struct imap_command *cmd)
 {
-	bool enabled = false, utf8;
+	bool condstore = false, qresync = false, utf8;
 
 	if (cmd->nargs == 0) {
 		imap_bad(s, cmd->tag, "syntax: ENABLE capability...");
 		return;
 	}
-	/* RFC 5161: list what got enabled; unknown capabilities are ignored. */
+	/* RFC 5161: list what got enabled; unknown capabilities are ignored. QRESYNC implies
+	 * CONDSTORE (RFC 7162 3.2.3). */
 	for (size_t i = 0; i < cmd->nargs; i++) {
-		if (imap_arg_atom_equals(&cmd->args[i], "CONDSTORE")) {
-			s->condstore = true;
-			enabled = true;
-		}
+		if (imap_arg_atom_equals(&cmd->args[i], "CONDSTORE"))
+			condstore = true;
+		else if (imap_arg_atom_equals(&cmd->args[i], "QRESYNC"))
+			qresync = true;
 	}
 	utf8 = imap_utf8_enable(s, cmd);
-	imap_reply(s, "* ENABLED%s%s", enabled ? " CONDSTORE" : "", utf8 ? " UTF8=ACCEPT" : "");
+	imap_reply(s, "* ENABLED%s%s%s", condstore ? " CONDSTORE" : "", qresync ? " QRESYNC" : "",
+	           utf8 ? " UTF8=ACCEPT" : "");
+	if (qresync)
+		s->qresync = true;
+	if (condstore || qresync)
+		imap_condstore_enable(s);
 	imap_reply(s, "%s OK ENABLE completed", cmd->tag);
 }
 
@@ -530,7 +536,9 @@ struct imap_cmd_entry {
 	const char *name;
 	unsigned states;
 	bool uid;       /* also as UID <name> */
-	bool no_expunge; /* FETCH, STORE, SEARCH: no EXPUNGE responses before them */
+	/* FETCH, STORE, SEARCH (RFC 3501 7.4.1), and COPY, MOVE: no EXPUNGE responses before
+	 * them, so their sequence numbers mean what the client saw when it sent them. */
+	bool no_expunge;
 	imap_cmd_fn *fn;
 };
 
@@ -566,8 +574,8 @@ static const struct imap_cmd_entry imap_commands[] = {
     {"SEARCH", IN_SELECTED, true, true, imap_cmd_search},
     {"SORT", IN_SELECTED, true, true, imap_cmd_sort},
     {"THREAD", IN_SELECTED, true, true, imap_cmd_thread},
-    {"COPY", IN_SELECTED, true, false, imap_cmd_copy},
-    {"MOVE", IN_SELECTED, true, false, imap_cmd_copy},
+    {"COPY", IN_SELECTED, true, true, imap_cmd_copy},
+    {"MOVE", IN_SELECTED, true, true, imap_cmd_copy},
 };
 
 static void

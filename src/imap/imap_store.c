@@ -99,7 +99,7 @@ imap_store_modifiers(struct imap_session *s, const struct imap_command *cmd, siz
 		return -1;
 	}
 	*unchangedsince_r = a->list[1].number;
-	s->condstore = true; /* RFC 7162 3.1: a CONDSTORE-enabling command */
+	imap_condstore_enable(s); /* RFC 7162 3.1: a CONDSTORE-enabling command */
 	(*pos)++;
 	return 0;
 }
@@ -273,10 +273,11 @@ void
 imap_expunge_uids(struct imap_session *s, const uint32_t *uids, size_t n, bool silent)
 {
 	for (uint32_t i = s->nmsgs; i-- > 0 && n > 0;) {
+		uint32_t uid = s->msgs[i].uid;
 		bool hit = false;
 
 		for (size_t j = 0; j < n && !hit; j++)
-			hit = uids[j] == s->msgs[i].uid;
+			hit = uids[j] == uid;
 		if (!hit)
 			continue;
 		if (s->msgs[i].recent && s->recent > 0)
@@ -284,7 +285,7 @@ imap_expunge_uids(struct imap_session *s, const uint32_t *uids, size_t n, bool s
 		imap_msg_remove(s, i);
 		if (i < s->exists_announced) {
 			if (!silent)
-				imap_reply(s, "* %u EXPUNGE", i + 1);
+				imap_expunge_reply(s, i + 1, uid);
 			s->exists_announced--;
 		}
 	}
@@ -302,6 +303,8 @@ imap_changes_apply(struct imap_session *s, const struct store_update_result *r)
 		if (idx < 0)
 			continue;
 		m = &s->msgs[idx];
+		if (c->modseq < m->modseq)
+			continue; /* a newer change is already known (never report older flags) */
 		m->flags = c->flags & IMAP_SYSTEM_FLAGS;
 		m->modseq = c->modseq;
 		free(m->keywords);
@@ -363,6 +366,10 @@ imap_store_reply(struct imap_session *s, const struct store_update_result *r)
 		imap_write_uidset(s, modified, nmodified);
 		imap_reply(s, "] Conditional %sSTORE failed for some messages",
 		           s->update_uid ? "UID " : "");
+	} else if (r->nmissing > 0) {
+		/* RFC 2180 4.2.1, RFC 5530: the others are stored; these are gone. */
+		imap_reply(s, "%s NO [EXPUNGEISSUED] Some messages were expunged by another session",
+		           s->tag);
 	} else {
 		imap_reply(s, "%s OK %sSTORE completed", s->tag, s->update_uid ? "UID " : "");
 	}

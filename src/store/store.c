@@ -603,6 +603,47 @@ store_mailbox_id(struct store *store, int64_t account_id, const char *mailbox, i
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* Prepares sql for account's mailbox, its id bound to the first parameter. 1, 0 no such
+ * mailbox, -1 error. */
+static int
+store_mailbox_prepare(struct store *store, int64_t account_id, const char *mailbox,
+                      const char *sql, sqlite3_stmt **st_r)
+{
+	char error[256];
+	int64_t mailbox_id = 0;
+	int rc;
+
+	*st_r = NULL;
+	rc = store_mailbox_id(store, account_id, mailbox, &mailbox_id);
+	if (rc <= 0)
+		return rc;
+	*st_r = store_prepare(store->db, sql, error, sizeof(error));
+	if (*st_r == NULL)
+		return -1;
+	sqlite3_bind_int64(*st_r, 1, mailbox_id);
+	return 1;
+}
+
+int
+store_expunged_list(struct store *store, int64_t account_id, const char *mailbox,
+                    uint64_t since, store_expunged_cb *cb, void *arg)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	rc = store_mailbox_prepare(store, account_id, mailbox,
+	                           "SELECT uid, modseq FROM expunged WHERE mailbox_id = ? AND "
+	                           "modseq > ? ORDER BY uid",
+	                           &st);
+	if (rc <= 0)
+		return rc;
+	sqlite3_bind_int64(st, 2, since > INT64_MAX ? INT64_MAX : (int64_t)since);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		cb((uint32_t)sqlite3_column_int64(st, 0), (uint64_t)sqlite3_column_int64(st, 1), arg);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 1 : -1;
+}
+
 int
 store_message_list(struct store *store, int64_t account_id, const char *mailbox,
                    store_message_cb *cb, void *arg)

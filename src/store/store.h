@@ -179,6 +179,12 @@ typedef void store_message_cb(const struct store_message *message, void *arg);
 /* Messages of account's mailbox in UID order. 1 done, 0 no such mailbox, -1 error. */
 int store_message_list(struct store *store, int64_t account_id, const char *mailbox,
 		       store_message_cb *cb, void *arg);
+typedef void store_expunged_cb(uint32_t uid, uint64_t modseq, void *arg);
+/* The UIDs that left account's mailbox (expunged or moved away) by an update with a MODSEQ above
+ * since, ascending, with that MODSEQ (QRESYNC's VANISHED (EARLIER)). Recorded from schema
+ * version 4 on. 1 done, 0 no such mailbox, -1 error. */
+int store_expunged_list(struct store *store, int64_t account_id, const char *mailbox,
+			uint64_t since, store_expunged_cb *cb, void *arg);
 /* The MIME structure kept for a message (mimestruct's serialized form): *blob_r is malloc'd
  * (free()), or NULL with *len_r 0 when the row has none (stored before it was kept: the caller
  * builds it from the file). 1 found, 0 no such message, -1 error. */
@@ -229,6 +235,8 @@ struct store_update_result {
 	size_t nmodified;
 	const uint32_t *expunged; /* UIDs actually expunged, ascending */
 	size_t nexpunged;
+	const uint32_t *missing; /* UIDs of changes whose message no longer exists, ascending */
+	size_t nmissing;
 };
 /* r is NULL when !ok. */
 typedef void store_update_result_cb(bool ok, const char *error, const struct store_update_result *r,
@@ -239,8 +247,8 @@ typedef void store_update_result_cb(bool ok, const char *error, const struct sto
  * update that changes anything takes one new MODSEQ (the mailbox's HIGHESTMODSEQ + 1), given to
  * every message it changes and to its expunges (RFC 7162 allows one per command). Updates
  * waiting together run in one transaction, each in its own savepoint (one failing does not sink
- * the others). UIDs that no longer exist are skipped silently (another session
- * may have expunged them). The arrays are copied. Either all of it is durable when cb reports ok,
+ * the others). UIDs that no longer exist are skipped (another session may have expunged
+ * them) and listed in the result's missing. The arrays are copied. Either all of it is durable when cb reports ok,
  * or none of it happened. With workers == NULL it runs synchronously. */
 void store_mailbox_update(struct store *store, int64_t account_id, const char *mailbox,
 			  const struct store_flag_change *changes, size_t nchanges,
@@ -268,6 +276,8 @@ struct store_copy_result {
 	const uint32_t *dst_uids; /* their new UIDs, same order */
 	size_t n;
 	uint64_t dst_modseq; /* the highest MODSEQ given in dst */
+	const uint32_t *flags;		/* the copies' flags (enum store_flag) as committed */
+	const char *const *keywords;	/* ... and keywords, space-separated, same order */
 };
 /* result: 1 done, 0 no such destination mailbox (IMAP [TRYCREATE]) or source mailbox, -1 error.
  * r is NULL unless result is 1. */

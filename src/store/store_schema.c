@@ -89,6 +89,54 @@ static const char *const store_migrations[] = {
     "  PRIMARY KEY (account_id, name));"
     "INSERT INTO subscriptions (account_id, name) "
     "  SELECT account_id, name FROM mailboxes WHERE subscribed = 1;",
+    /* 4: mailbox ids are never reused (AUTOINCREMENT). Without it SQLite gave a deleted
+     * mailbox's id to the next CREATE of any account, and what is kept per mailbox id outside
+     * the row (IMAP's Recent flag, sessions' notify subscriptions) followed it. SQLite cannot add
+     * AUTOINCREMENT to a table: rebuild it (foreign keys are off while migrating, so dropping
+     * the old table cascades nothing and messages keep referring to "mailboxes"). */
+    "CREATE TABLE mailboxes_new ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,"
+    "  name TEXT NOT NULL,"
+    "  special_use TEXT NOT NULL DEFAULT '',"
+    "  uidvalidity INTEGER NOT NULL,"
+    "  uidnext INTEGER NOT NULL DEFAULT 1,"
+    "  highestmodseq INTEGER NOT NULL DEFAULT 0,"
+    "  subscribed INTEGER NOT NULL DEFAULT 1,"
+    "  UNIQUE(account_id, name));"
+    "INSERT INTO mailboxes_new (id, account_id, name, special_use, uidvalidity, uidnext,"
+    "  highestmodseq, subscribed) SELECT id, account_id, name, special_use, uidvalidity,"
+    "  uidnext, highestmodseq, subscribed FROM mailboxes;"
+    "DROP TABLE mailboxes;"
+    "ALTER TABLE mailboxes_new RENAME TO mailboxes;"
+    /* ... and the UIDs that left a mailbox, with the MODSEQ of the update that removed them,
+     * for QRESYNC's VANISHED (EARLIER) (RFC 7162 3.2.5): kept by triggers, so every path that
+     * deletes or moves a row (IMAP EXPUNGE/MOVE, POP3) records it. The update raises
+     * HIGHESTMODSEQ to highestmodseq + 1 after deleting (a move within one mailbox gives the
+     * row that new value first). No foreign key: rows of a mailbox being deleted are not
+     * recorded (its row is already gone when the cascade runs) and the rest go with it. */
+    "CREATE TABLE expunged ("
+    "  mailbox_id INTEGER NOT NULL,"
+    "  uid INTEGER NOT NULL,"
+    "  modseq INTEGER NOT NULL,"
+    "  PRIMARY KEY (mailbox_id, uid)) WITHOUT ROWID;"
+    "CREATE INDEX expunged_modseq ON expunged(mailbox_id, modseq);"
+    "CREATE TRIGGER messages_expunged AFTER DELETE ON messages "
+    "  WHEN EXISTS (SELECT 1 FROM mailboxes WHERE id = OLD.mailbox_id) BEGIN"
+    "  INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq)"
+    "    SELECT OLD.mailbox_id, OLD.uid, highestmodseq + 1 FROM mailboxes"
+    "    WHERE id = OLD.mailbox_id;"
+    "  END;"
+    "CREATE TRIGGER messages_moved AFTER UPDATE OF mailbox_id, uid ON messages "
+    "  WHEN OLD.mailbox_id != NEW.mailbox_id OR OLD.uid != NEW.uid BEGIN"
+    "  INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq)"
+    "    SELECT OLD.mailbox_id, OLD.uid,"
+    "      CASE WHEN OLD.mailbox_id = NEW.mailbox_id THEN NEW.modseq"
+    "      ELSE highestmodseq + 1 END FROM mailboxes WHERE id = OLD.mailbox_id;"
+    "  END;"
+    "CREATE TRIGGER mailboxes_expunged AFTER DELETE ON mailboxes BEGIN"
+    "  DELETE FROM expunged WHERE mailbox_id = OLD.id;"
+    "  END;",
 };
 
 #define STORE_NMIGRATIONS (sizeof(store_migrations) / sizeof(store_migrations[0]))
@@ -163,8 +211,47 @@ store_schema_version(sqlite3 *db, int *version_r, char *error, size_t errsize)
 	return 0;
 }
 
+/* After a migration, inside its transaction: every foreign key still holds (they are off
+ * while migrating, see store_schema_migrate). 0 or -1. */
+static int
+store_schema_fk_check(sqlite3 *db, char *error, size_t errsize)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (sqlite3_prepare_v2(db, "PRAGMA foreign_key_check", -1, &st, NULL) != SQLITE_OK) {
+		snprintf(error, errsize, "sqlite: %s", sqlite3_errmsg(db));
+		return -1;
+	}
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		snprintf(error, errsize, "migration broke a foreign key in table %s",
+		         (const char *)sqlite3_column_text(st, 0));
+	else if (rc != SQLITE_DONE)
+		snprintf(error, errsize, "sqlite: %s", sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int store_schema_migrate_steps(sqlite3 *db, char *error, size_t errsize);
+
+/* Foreign keys are off while migrating (SQLite's procedure for rebuilding a table: the pragma
+ * is a no-op inside a transaction, so it is set around them) and checked before each commit. */
 int
 store_schema_migrate(sqlite3 *db, char *error, size_t errsize)
+{
+	int r;
+
+	if (store_exec(db, "PRAGMA foreign_keys=OFF", error, errsize) < 0)
+		return -1;
+	r = store_schema_migrate_steps(db, error, errsize);
+	if (store_exec(db, "PRAGMA foreign_keys=ON", error, errsize) < 0)
+		return -1;
+	return r;
+}
+
+static int
+store_schema_migrate_steps(sqlite3 *db, char *error, size_t errsize)
 {
 	int version;
 
@@ -198,6 +285,7 @@ store_schema_migrate(sqlite3 *db, char *error, size_t errsize)
 		}
 		snprintf(sql, sizeof(sql), "UPDATE schema_version SET version = %d", version + 1);
 		if (store_exec(db, store_migrations[version], error, errsize) < 0 ||
+		    store_schema_fk_check(db, error, errsize) < 0 ||
 		    store_exec(db, sql, error, errsize) < 0 ||
 		    store_exec(db, "COMMIT", error, errsize) < 0)
 			goto fail;

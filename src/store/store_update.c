@@ -220,6 +220,8 @@ struct store_update {
 	size_t nchanged, changed_cap;
 	uint32_t *modified;
 	size_t nmodified, modified_cap;
+	uint32_t *missing; /* changes whose row is gone (expunged by someone else) */
+	size_t nmissing, missing_cap;
 	uint32_t *expunged;
 	size_t nexpunged;
 	/* copy results */
@@ -227,6 +229,8 @@ struct store_update {
 	uint32_t dst_uidvalidity;
 	uint64_t dst_modseq;
 	uint32_t *dst_uids; /* same order as uids (sorted ascending, only those copied) */
+	uint32_t *copy_flags; /* the copies' flags and keywords as committed, same order */
+	char **copy_keywords;
 	size_t ncopied;
 
 	store_update_cb *cb;
@@ -338,6 +342,12 @@ store_update_free(struct store_update *u)
 		store_changed_free_kw(u->changed, u->nchanged);
 	free(u->changed);
 	free(u->modified);
+	free(u->missing);
+	if (u->copy_keywords != NULL)
+		for (size_t i = 0; i < u->ncopied; i++)
+			free(u->copy_keywords[i]);
+	free(u->copy_keywords);
+	free(u->copy_flags);
 	free(u->expunged);
 	free(u->dst_uids);
 	free(u);
@@ -405,6 +415,16 @@ store_update_set_modseq(struct store_update *u, struct store_writer *w, int64_t 
 	return 0;
 }
 
+static void
+store_uids_push(uint32_t **uids, size_t *n, size_t *cap, uint32_t uid)
+{
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 16;
+		*uids = xrealloc(*uids, *cap * sizeof(**uids));
+	}
+	(*uids)[(*n)++] = uid;
+}
+
 /* Applies one flag/keyword change to its row with MODSEQ modseq (the update's one new value).
  * 0 (applied, unchanged, skipped or reported in modified) or -1. */
 static int
@@ -427,8 +447,11 @@ store_update_change_one(struct store_update *u, struct store_writer *w, int64_t 
 		row_modseq = (uint64_t)sqlite3_column_int64(st, 2);
 	}
 	sqlite3_reset(st);
-	if (rc == SQLITE_DONE)
-		return 0; /* expunged meanwhile: skipped */
+	if (rc == SQLITE_DONE) {
+		/* Expunged meanwhile: skipped, and said (IMAP answers NO, RFC 2180 4.2). */
+		store_uids_push(&u->missing, &u->nmissing, &u->missing_cap, c->uid);
+		return 0;
+	}
 	if (rc != SQLITE_ROW) {
 		store_update_fail(u, -1, "sqlite: %s", sqlite3_errmsg(w->db));
 		return -1;
@@ -436,11 +459,7 @@ store_update_change_one(struct store_update *u, struct store_writer *w, int64_t 
 	/* RFC 7162 3.1.3; a row this very update changed already (a UID given twice) has the new
 	 * value and is not "modified since". */
 	if (c->unchangedsince != 0 && row_modseq > c->unchangedsince && row_modseq != modseq) {
-		if (u->nmodified == u->modified_cap) {
-			u->modified_cap = u->modified_cap ? u->modified_cap * 2 : 16;
-			u->modified = xrealloc(u->modified, u->modified_cap * sizeof(*u->modified));
-		}
-		u->modified[u->nmodified++] = c->uid;
+		store_uids_push(&u->modified, &u->nmodified, &u->modified_cap, c->uid);
 		return 0;
 	}
 	nflags = (flags | c->add) & ~c->remove;
@@ -555,6 +574,7 @@ store_update_tidy(struct store_update *u)
 		u->changed_cap = o;
 	}
 	u->nmodified = store_uids_sort(u->modified, u->nmodified);
+	u->nmissing = store_uids_sort(u->missing, u->nmissing);
 }
 
 /* Runs a flag/keyword change and expunge inside the caller's savepoint: one new MODSEQ for every
@@ -642,6 +662,27 @@ store_copy_one(struct store_update *u, struct store_writer *w, int64_t id, const
 	return 0;
 }
 
+/* The flags and keywords a copy gets (the source row's, in this transaction): the copying
+ * session's snapshot may be older, and what is published must be what was committed. Returns
+ * SQLITE_ROW, or another code on error. */
+static int
+store_copy_source_flags(struct store_writer *w, int64_t src_id, uint32_t uid, uint32_t *flags_r,
+                        char **keywords_r)
+{
+	sqlite3_stmt *st = w->message_get;
+	int rc;
+
+	sqlite3_bind_int64(st, 1, src_id);
+	sqlite3_bind_int64(st, 2, uid);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*flags_r = (uint32_t)sqlite3_column_int64(st, 0);
+		*keywords_r = xstrdup((const char *)sqlite3_column_text(st, 1));
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
 /* Finds the source rows still there (uids sorted, kept in u->uids); their ids and paths in
  * *ids_r / *paths_r. 0 or -1. */
 static int
@@ -655,6 +696,8 @@ store_copy_sources(struct store_update *u, struct store_writer *w, int64_t src_i
 	int rc = SQLITE_DONE;
 
 	u->nuids = store_uids_sort(u->uids, u->nuids);
+	u->copy_flags = xcalloc(u->nuids > 0 ? u->nuids : 1, sizeof(*u->copy_flags));
+	u->copy_keywords = xcalloc(u->nuids > 0 ? u->nuids : 1, sizeof(*u->copy_keywords));
 	for (size_t i = 0; i < u->nuids; i++) {
 		sqlite3_bind_int64(st, 1, src_id);
 		sqlite3_bind_int64(st, 2, u->uids[i]);
@@ -665,6 +708,11 @@ store_copy_sources(struct store_update *u, struct store_writer *w, int64_t src_i
 			u->uids[n++] = u->uids[i]; /* n <= i: compacts in place */
 		}
 		sqlite3_reset(st);
+		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+			break;
+		if (rc == SQLITE_ROW)
+			rc = store_copy_source_flags(w, src_id, u->uids[n - 1], &u->copy_flags[n - 1],
+			                             &u->copy_keywords[n - 1]);
 		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 			break;
 	}
@@ -770,6 +818,8 @@ store_update_done(void *arg)
 		    .nmodified = u->nmodified,
 		    .expunged = u->expunged,
 		    .nexpunged = u->nexpunged,
+		    .missing = u->missing,
+		    .nmissing = u->nmissing,
 		};
 		/* A missing mailbox is an error for an update (result 0 is a copy's TRYCREATE). */
 		u->rcb(ok, error, ok ? &r : NULL, u->arg);
@@ -781,6 +831,8 @@ store_update_done(void *arg)
 		    .dst_uids = u->dst_uids,
 		    .n = u->ncopied,
 		    .dst_modseq = u->dst_modseq,
+		    .flags = u->copy_flags,
+		    .keywords = (const char *const *)u->copy_keywords,
 		};
 		u->ccb(u->result, error, ok ? &r : NULL, u->arg);
 	}

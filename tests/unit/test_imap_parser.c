@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -699,7 +700,9 @@ static const struct seqset_case seqset_cases[] = {
 	{"2,4:7,9", 0, "2:2,4:7,9:9"},
 	{"7:3", 0, "3:7"},
 	{"*:5", 0, "5:*"},
-	{"4294967295", 0, "*:*"},
+	{"4294967295", 0, "4294967295:4294967295"},
+	{"4294967295:*", 0, "4294967295:*"},
+	{"*:4294967295", 0, "4294967295:*"},
 	{"1:4294967294", 0, "1:4294967294"},
 	{"10,1:2,10", 0, "10:10,1:2,10:10"},
 	{"", -1, NULL},
@@ -745,10 +748,10 @@ test_seqset(void **state)
 		size_t n = 0;
 
 		for (size_t i = 0; i < count; i++) {
-			char lo[16], hi[16];
+			char lo[24], hi[24];
 
-			snprintf(lo, sizeof(lo), "%u", r[i].lo);
-			snprintf(hi, sizeof(hi), "%u", r[i].hi);
+			snprintf(lo, sizeof(lo), "%" PRIu64, r[i].lo);
+			snprintf(hi, sizeof(hi), "%" PRIu64, r[i].hi);
 			n += (size_t)snprintf(got + n, sizeof(got) - n, "%s%s:%s", i > 0 ? "," : "",
 			                      r[i].lo == IMAP_SEQ_STAR ? "*" : lo,
 			                      r[i].hi == IMAP_SEQ_STAR ? "*" : hi);

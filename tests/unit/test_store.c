@@ -1362,6 +1362,11 @@ raw_int(const char *dir, const char *sql)
 	return v;
 }
 
+/* What migration 4 added beside the rebuilt mailboxes table (which older migrations accept). */
+#define UNDO_MIGRATION_4                                                                       \
+	"DROP TRIGGER messages_expunged; DROP TRIGGER messages_moved;"                         \
+	"DROP TRIGGER mailboxes_expunged; DROP TABLE expunged;"
+
 static void
 test_store_migration_2(void **state)
 {
@@ -1381,7 +1386,7 @@ test_store_migration_2(void **state)
 	assert_true(raw_int(d->path, "SELECT version FROM schema_version") >= 2);
 
 	/* Back to version 1: the schema of migration 1 alone, with a row from that time. */
-	raw_exec(d->path, "ALTER TABLE messages DROP COLUMN size_crlf;"
+	raw_exec(d->path, UNDO_MIGRATION_4 "ALTER TABLE messages DROP COLUMN size_crlf;"
 	                  "ALTER TABLE messages DROP COLUMN mime;"
 	                  "DROP TABLE counters; DROP TABLE subscriptions;"
 	                  "UPDATE schema_version SET version = 1;");
@@ -1452,13 +1457,13 @@ test_store_migration_3(void **state)
 
 	print_message("# migration 3 from a version 2 database: mime NULL, counter past the "
 	              "largest UIDVALIDITY, subscriptions from mailboxes.subscribed\n");
-	raw_exec(d->path, "ALTER TABLE messages DROP COLUMN mime;"
+	raw_exec(d->path, UNDO_MIGRATION_4 "ALTER TABLE messages DROP COLUMN mime;"
 	                  "DROP TABLE counters; DROP TABLE subscriptions;"
 	                  "UPDATE mailboxes SET subscribed = 0 WHERE name = 'Junk';"
 	                  "UPDATE mailboxes SET uidvalidity = 4000000000 WHERE name = 'Trash';"
 	                  "UPDATE schema_version SET version = 2;");
 	store = open_store(d->path, false, NULL);
-	assert_int_equal(raw_int(d->path, "SELECT version FROM schema_version"), 3);
+	assert_int_equal(raw_int(d->path, "SELECT version FROM schema_version"), 4);
 	assert_int_equal(raw_int(d->path, "SELECT value FROM counters WHERE name = 'uidvalidity'"),
 	                 4000000000LL);
 	subscriptions(store, alice, subs);
@@ -1522,6 +1527,41 @@ test_store_uidvalidity(void **state)
 	assert_int_equal(store_mailbox_create(store, alice, "Again", NULL, error, sizeof(error)),
 	                 1);
 	assert_true(uidvalidity_of(store, alice, "Again") > seen[n - 1]);
+	store_free(&store);
+}
+
+/* Mailbox ids are never reused (migration 4, AUTOINCREMENT): a mailbox deleted and created
+ * again, by the same account or another, gets a new id, also across a reopen. */
+static void
+test_store_mailbox_ids(void **state)
+{
+	struct test_dir *d = *state;
+	struct store *store = open_store(d->path, true, NULL);
+	struct store_mailbox mb;
+	int64_t alice, bob, last;
+	char error[256];
+
+	assert_int_equal(store_account_add(store, "alice@example.org", HASH, error, sizeof(error)),
+	                 1);
+	assert_int_equal(store_account_add(store, "bob@example.org", HASH, error, sizeof(error)),
+	                 1);
+	alice = account_id(store, "alice@example.org");
+	bob = account_id(store, "bob@example.org");
+	print_message("# the newest mailbox deleted: the next CREATE (any account) gets a new id\n");
+	assert_int_equal(store_mailbox_create(store, alice, "Box", NULL, error, sizeof(error)), 1);
+	assert_int_equal(store_mailbox_get(store, alice, "Box", &mb), 1);
+	last = mb.id;
+	assert_int_equal(store_mailbox_delete(store, alice, "Box", error, sizeof(error)), 1);
+	assert_int_equal(store_mailbox_create(store, alice, "Box", NULL, error, sizeof(error)), 1);
+	assert_int_equal(store_mailbox_get(store, alice, "Box", &mb), 1);
+	assert_true(mb.id > last);
+	last = mb.id;
+	assert_int_equal(store_mailbox_delete(store, alice, "Box", error, sizeof(error)), 1);
+	store_free(&store);
+	store = open_store(d->path, false, NULL);
+	assert_int_equal(store_mailbox_create(store, bob, "Other", NULL, error, sizeof(error)), 1);
+	assert_int_equal(store_mailbox_get(store, bob, "Other", &mb), 1);
+	assert_true(mb.id > last);
 	store_free(&store);
 }
 
@@ -2040,6 +2080,74 @@ test_store_copy(void **state)
 	assert_int_equal(list_mailbox(store, alice, "Trash", &dst), 2);
 	assert_int_equal(read_message(store, alice, "Trash", 2, buf, sizeof(buf), NULL),
 	                 sizeof(message1) - 1);
+	store_free(&store);
+}
+
+/* QRESYNC's tombstones (schema 4): what left a mailbox, with the MODSEQ of that update. */
+struct expunged_acc {
+	char text[256];
+	size_t len;
+};
+
+static void
+expunged_one(uint32_t uid, uint64_t modseq, void *arg)
+{
+	struct expunged_acc *acc = arg;
+
+	acc->len += (size_t)snprintf(acc->text + acc->len, sizeof(acc->text) - acc->len,
+	                             "%s%u@%llu", acc->len > 0 ? " " : "", uid,
+	                             (unsigned long long)modseq);
+}
+
+static const char *
+expunged_list(struct store *store, int64_t account, const char *mailbox, uint64_t since,
+              struct expunged_acc *acc)
+{
+	memset(acc, 0, sizeof(*acc));
+	assert_int_equal(store_expunged_list(store, account, mailbox, since, expunged_one, acc), 1);
+	return acc->text;
+}
+
+static void
+test_store_expunged(void **state)
+{
+	struct test_dir *d = *state;
+	struct store *store = open_store(d->path, true, NULL);
+	int64_t alice = update_fixture(store); /* INBOX uids 1..5, highestmodseq 5 */
+	struct store_mailbox inbox;
+	struct expunged_acc acc;
+	struct update_r u;
+	struct copy_r c;
+	char error[256];
+	uint32_t expunge[] = {2, 4}, move[] = {1}, move_same[] = {3};
+
+	print_message("# EXPUNGE 2,4: both recorded with the update's MODSEQ (6)\n");
+	assert_string_equal(expunged_list(store, alice, "INBOX", 0, &acc), "");
+	store_mailbox_update_r(store, alice, "INBOX", NULL, 0, expunge, 2, update_r_cb, &u);
+	assert_true(u.ok);
+	assert_int_equal(u.highestmodseq, 6);
+	assert_string_equal(expunged_list(store, alice, "INBOX", 0, &acc), "2@6 4@6");
+	assert_string_equal(expunged_list(store, alice, "INBOX", 6, &acc), "");
+	print_message("# MOVE 1 to Junk: INBOX records 1 with its new HIGHESTMODSEQ; Junk nothing\n");
+	store_message_copy(store, alice, "INBOX", move, 1, "Junk", true, copy_cb, &c);
+	assert_int_equal(c.result, 1);
+	assert_int_equal(store_mailbox_get(store, alice, "INBOX", &inbox), 1);
+	assert_int_equal(inbox.highestmodseq, 7);
+	assert_string_equal(expunged_list(store, alice, "INBOX", 5, &acc), "1@7 2@6 4@6");
+	assert_string_equal(expunged_list(store, alice, "INBOX", 6, &acc), "1@7");
+	assert_string_equal(expunged_list(store, alice, "Junk", 0, &acc), "");
+	print_message("# MOVE 3 within INBOX: 3 left with the moved row's MODSEQ\n");
+	store_message_copy(store, alice, "INBOX", move_same, 1, "INBOX", true, copy_cb, &c);
+	assert_int_equal(c.result, 1);
+	assert_int_equal(store_mailbox_get(store, alice, "INBOX", &inbox), 1);
+	assert_string_equal(expunged_list(store, alice, "INBOX", 7, &acc), "3@8");
+	assert_int_equal(inbox.highestmodseq, 8);
+	print_message("# deleting a mailbox drops its tombstones with it; a missing mailbox is 0\n");
+	assert_int_equal(store_mailbox_delete(store, alice, "Junk", error, sizeof(error)), 1);
+	assert_int_equal(store_mailbox_create(store, alice, "Gone", NULL, error, sizeof(error)), 1);
+	assert_int_equal(store_mailbox_delete(store, alice, "Gone", error, sizeof(error)), 1);
+	assert_int_equal(store_expunged_list(store, alice, "Gone", 0, expunged_one, &acc), 0);
+	assert_string_equal(expunged_list(store, alice, "INBOX", 0, &acc), "1@7 2@6 3@8 4@6");
 	store_free(&store);
 }
 
@@ -2797,6 +2905,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_store_update_concurrent, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_migration_2, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_migration_3, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_store_mailbox_ids, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_store_expunged, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_uidvalidity, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_keywords_delivery, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_update_results, setup_dir, teardown_dir),
