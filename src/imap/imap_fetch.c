@@ -548,8 +548,7 @@ imap_fetch_pump(struct imap_session *s)
 			continue;
 		}
 		if (f->bin != NULL) {
-			int r = imap_binary_pump(s, &f->bin);
-
+			r = imap_binary_pump(s, &f->bin);
 			if (r == 0)
 				return false; /* counting on a worker; its completion resumes */
 			if (r == 2)
