@@ -95,33 +95,35 @@ pop3_msg_arg(struct pop3_session *s, const char *arg, uint32_t *num_r)
 	return &s->msgs[n - 1];
 }
 
-/* Tells the notify hub (IMAP IDLE, push) what the committed update changed: the same
- * conditions as the update itself. */
+/* Tells the notify hub (IMAP IDLE, push) what the committed update changed, as the store
+ * committed it: the expunged UIDs, and each changed message with its new MODSEQ and its full
+ * flags and keywords (an event without them would read as "no keywords" to IMAP sessions). */
 static void
-pop3_publish_update(struct pop3_session *s)
+pop3_publish_update(struct pop3_session *s, const struct store_update_result *r)
 {
 	if (s->server->hub == NULL)
 		return;
-	for (uint32_t i = 0; i < s->nmsgs; i++) {
-		const struct pop3_msg *m = &s->msgs[i];
-		struct notify_event ev = {
-			.account_id = s->account_id, .mailbox_id = s->mailbox_id, .uid = m->uid};
+	for (size_t i = 0; i < r->nexpunged; i++) {
+		struct notify_event ev = {.kind = NOTIFY_EXPUNGE, .account_id = s->account_id,
+		                          .mailbox_id = s->mailbox_id, .uid = r->expunged[i]};
 
-		if (s->state == POP3_STATE_UPDATE && m->deleted) {
-			ev.kind = NOTIFY_EXPUNGE;
-		} else if (m->seen && (m->flags & STORE_FLAG_SEEN) == 0) {
-			ev.kind = NOTIFY_FLAGS;
-			ev.flags = m->flags | STORE_FLAG_SEEN;
-		} else {
-			continue;
-		}
 		notify_copy_text(ev.mailbox, sizeof(ev.mailbox), POP3_MAILBOX);
+		notify_publish(s->server->hub, &ev);
+	}
+	for (size_t i = 0; i < r->nchanged; i++) {
+		struct notify_event ev = {.kind = NOTIFY_FLAGS, .account_id = s->account_id,
+		                          .mailbox_id = s->mailbox_id, .uid = r->changed[i].uid,
+		                          .flags = r->changed[i].flags,
+		                          .modseq = r->changed[i].modseq};
+
+		notify_copy_text(ev.mailbox, sizeof(ev.mailbox), POP3_MAILBOX);
+		str_copy(ev.keywords, r->changed[i].keywords, sizeof(ev.keywords));
 		notify_publish(s->server->hub, &ev);
 	}
 }
 
 static void
-pop3_update_done(bool ok, const char *error, void *arg)
+pop3_update_done(bool ok, const char *error, const struct store_update_result *r, void *arg)
 {
 	struct pop3_session *s = arg;
 	unsigned deleted = 0;
@@ -132,7 +134,7 @@ pop3_update_done(bool ok, const char *error, void *arg)
 	if (ok) {
 		log_info("pop3 session=%s event=update account=%s deleted=%u result=ok", s->conn.id,
 		         s->account, deleted);
-		pop3_publish_update(s);
+		pop3_publish_update(s, r);
 	}
 	else
 		log_warnx("pop3 session=%s event=update account=%s result=failed error=\"%s\"",
@@ -183,8 +185,8 @@ pop3_update_start(struct pop3_session *s, bool expunge)
 	}
 	s->update_pending = true;
 	/* The arrays are copied; the callback may run before this returns (no workers). */
-	store_mailbox_update(s->server->store, s->account_id, POP3_MAILBOX, changes, nchanges, uids,
-	                     nuids, pop3_update_done, s);
+	store_mailbox_update_r(s->server->store, s->account_id, POP3_MAILBOX, changes, nchanges, uids,
+	                       nuids, pop3_update_done, s);
 	free(changes);
 	free(uids);
 	return true;
