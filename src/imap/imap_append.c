@@ -519,8 +519,14 @@ imap_copy_done(int result, const char *error, const struct store_copy_result *r,
 		          move ? "move" : "copy", error != NULL ? error : "");
 		imap_reply(s, "%s NO [UNAVAILABLE] Cannot %s the messages; try again later", s->tag,
 		           move ? "move" : "copy");
+	} else if (r->missing > 0) {
+		/* Another session expunged some of them: nothing was copied (RFC 3501 6.4.7 wants a
+		 * failed COPY to leave the destination alone; RFC 2180 4.4, RFC 5530). Pending
+		 * EXPUNGEs go first, as Dovecot sends them, so the client can tell which. */
+		imap_mailbox_flush(s, true);
+		imap_reply(s, "%s NO [EXPUNGEISSUED] Some of the requested messages no longer exist",
+		           s->tag);
 	} else if (r->n == 0) {
-		/* Every message was expunged meanwhile. */
 		imap_reply(s, "%s OK %s%s completed", s->tag, s->update_uid ? "UID " : "", verb);
 	} else {
 		imap_copy_publish(s, r);

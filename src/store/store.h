@@ -261,8 +261,9 @@ void store_mailbox_update_r(struct store *store, int64_t account_id, const char 
 			    const uint32_t *expunge, size_t nexpunge, store_update_result_cb *cb,
 			    void *arg);
 
-/* COPY and MOVE (RFC 6851): copies the listed messages of src (UIDs that no longer exist are
- * skipped, duplicates count once) into dst with new UIDs in ascending source UID order, keeping
+/* COPY and MOVE (RFC 6851): copies the listed messages of src (duplicates count once; when any
+ * of them no longer exists nothing is copied and the result's missing says how many are gone, as
+ * an IMAP COPY that fails must leave dst as it was, RFC 3501 6.4.7) into dst with new UIDs in ascending source UID order, keeping
  * flags, keywords, internal date, summary and MIME structure (each copy is a new hard link of
  * the file, never rewritten, fsynced into its directory before the rows commit; expunging the
  * source later leaves the copy). The copies share one new MODSEQ of dst. move: the source rows
@@ -278,6 +279,7 @@ struct store_copy_result {
 	uint64_t dst_modseq; /* the highest MODSEQ given in dst */
 	const uint32_t *flags;		/* the copies' flags (enum store_flag) as committed */
 	const char *const *keywords;	/* ... and keywords, space-separated, same order */
+	size_t missing; /* listed UIDs that no longer exist; when > 0, n is 0 (nothing copied) */
 };
 /* result: 1 done, 0 no such destination mailbox (IMAP [TRYCREATE]) or source mailbox, -1 error.
  * r is NULL unless result is 1. */

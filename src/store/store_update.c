@@ -232,6 +232,7 @@ struct store_update {
 	uint32_t *copy_flags; /* the copies' flags and keywords as committed, same order */
 	char **copy_keywords;
 	size_t ncopied;
+	size_t copy_missing; /* listed UIDs that no longer exist (then nothing is copied) */
 
 	store_update_cb *cb;
 	store_update_result_cb *rcb;
@@ -747,7 +748,18 @@ store_update_copy(struct store_update *u, struct store_writer *w)
 	    store_update_find(u, w, u->dst, &u->dst_id, &dst_modseq, &u->dst_uidvalidity) <= 0)
 		return;
 	u->dst_modseq = dst_modseq;
-	if (store_copy_sources(u, w, src_id, &ids, &paths) < 0 || u->ncopied == 0)
+	if (store_copy_sources(u, w, src_id, &ids, &paths) < 0)
+		goto out;
+	if (u->ncopied < u->nuids) {
+		/* Some are gone: the copy is all or nothing (IMAP COPY, RFC 3501 6.4.7). */
+		u->copy_missing = u->nuids - u->ncopied;
+		for (size_t i = 0; i < u->ncopied; i++) {
+			free(u->copy_keywords[i]);
+			u->copy_keywords[i] = NULL;
+		}
+		u->ncopied = 0;
+	}
+	if (u->ncopied == 0)
 		goto out;
 	sqlite3_bind_int64(st, 1, u->dst_id);
 	sqlite3_bind_int64(st, 2, (int64_t)u->ncopied);
@@ -830,6 +842,7 @@ store_update_done(void *arg)
 		    .src_uids = u->uids,
 		    .dst_uids = u->dst_uids,
 		    .n = u->ncopied,
+		    .missing = u->copy_missing,
 		    .dst_modseq = u->dst_modseq,
 		    .flags = u->copy_flags,
 		    .keywords = (const char *const *)u->copy_keywords,

@@ -1912,6 +1912,7 @@ struct copy_r {
 	uint32_t dst_uidvalidity;
 	uint32_t src[8], dst[8];
 	size_t n;
+	size_t missing;
 	uint64_t dst_modseq;
 };
 
@@ -1931,6 +1932,7 @@ copy_cb(int result, const char *error, const struct store_copy_result *r, void *
 	c->dst_mailbox_id = r->dst_mailbox_id;
 	c->dst_uidvalidity = r->dst_uidvalidity;
 	c->n = r->n;
+	c->missing = r->missing;
 	if (r->n > 0) { /* no copies: the arrays may be NULL */
 		memcpy(c->src, r->src_uids, r->n * sizeof(uint32_t));
 		memcpy(c->dst, r->dst_uids, r->n * sizeof(uint32_t));
@@ -1956,6 +1958,18 @@ read_message(struct store *store, int64_t account, const char *mailbox, uint32_t
 	return got;
 }
 
+/* Copies uids of INBOX to Trash; the copy must be done (result 1) with missing as given. */
+static void
+copy_done(struct store *store, int64_t alice, const uint32_t *uids, size_t n, struct copy_r *c,
+          size_t missing)
+{
+	store_message_copy(store, alice, "inbox", uids, n, "Trash", false, copy_cb, c);
+	assert_int_equal(c->calls, 1);
+	assert_int_equal(c->result, 1);
+	assert_true(c->have_r);
+	assert_int_equal(c->missing, missing);
+}
+
 static void
 test_store_copy(void **state)
 {
@@ -1971,7 +1985,7 @@ test_store_copy(void **state)
 	unsigned char *blob = NULL;
 	size_t len = 0;
 	char buf[4096];
-	uint32_t uids[] = {4, 2, 99, 2};
+	uint32_t uids[] = {4, 2, 2, 99};
 	int files = count_files(d->path, "mail");
 
 	store_mailbox_update_r(store, alice, "INBOX", &kw, 1, NULL, 0, update_r_cb, &u);
@@ -1981,12 +1995,17 @@ test_store_copy(void **state)
 	                  "(SELECT id FROM mailboxes WHERE name = 'INBOX')");
 	assert_int_equal(store_mailbox_get(store, alice, "INBOX", &inbox), 1);
 
-	print_message("# COPY 4,2,99,2 INBOX -> Trash: existing UIDs once, ascending, new UIDs in "
-	              "that order, one new MODSEQ\n");
-	store_message_copy(store, alice, "inbox", uids, 4, "Trash", false, copy_cb, &c);
-	assert_int_equal(c.calls, 1);
-	assert_int_equal(c.result, 1);
-	assert_true(c.have_r);
+	print_message("# COPY 4,2,2,99 INBOX -> Trash: 99 is gone, so nothing is copied (all or "
+	              "nothing, RFC 3501 6.4.7), missing 1, no UID, MODSEQ or file used\n");
+	copy_done(store, alice, uids, 4, &c, 1);
+	assert_int_equal(c.n, 0);
+	assert_int_equal(store_mailbox_get(store, alice, "Trash", &trash), 1);
+	assert_int_equal(trash.uidnext, 1);
+	assert_int_equal(count_files(d->path, "mail"), files);
+
+	print_message("# COPY 4,2,2 INBOX -> Trash: UIDs once, ascending, new UIDs in that order, "
+	              "one new MODSEQ\n");
+	copy_done(store, alice, uids, 3, &c, 0);
 	assert_int_equal(store_mailbox_get(store, alice, "Trash", &trash), 1);
 	assert_int_equal(c.dst_mailbox_id, trash.id);
 	assert_int_equal(c.dst_uidvalidity, trash.uidvalidity);
@@ -2062,13 +2081,14 @@ test_store_copy(void **state)
 	store_message_copy(store, alice, "NoSuch", uids, 1, "Trash", true, copy_cb, &c);
 	assert_int_equal(c.result, 0);
 	assert_false(c.have_r);
-	print_message("# only gone UIDs: done, n 0, no MODSEQ or UID used\n");
+	print_message("# only gone UIDs: done, n 0, missing 2, no MODSEQ or UID used\n");
 	{
 		uint32_t gone[] = {2, 55};
 
 		store_message_copy(store, alice, "INBOX", gone, 2, "Trash", false, copy_cb, &c);
 		assert_int_equal(c.result, 1);
 		assert_int_equal(c.n, 0);
+		assert_int_equal(c.missing, 2);
 		assert_int_equal(store_mailbox_get(store, alice, "Trash", &trash), 1);
 		assert_int_equal(trash.uidnext, 3);
 		assert_int_equal(trash.highestmodseq, 1);
