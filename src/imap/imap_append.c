@@ -196,8 +196,8 @@ imap_append_done(bool ok, const char *error, const struct store_result *results,
 	netconn_run(&s->conn);
 }
 
-/* Reads the messages after the mailbox: each [(flags)] [date-time] and a literal or CATENATE
- * (parts) (RFC 4469). Returns the count, or -1 after replying. */
+/* Reads the messages after the mailbox: each [(flags)] [date-time] and a literal, CATENATE
+ * (parts) (RFC 4469) or UTF8 (literal8) (RFC 6855 4). Returns the count, or -1 after replying. */
 static long
 imap_append_parse(struct imap_session *s, const struct imap_command *cmd,
                   struct imap_append_msg *msgs, size_t max)
@@ -243,6 +243,21 @@ imap_append_parse(struct imap_session *s, const struct imap_command *cmd,
 		if (pos + 1 < cmd->nargs && imap_arg_atom_equals(&cmd->args[pos], "CATENATE") &&
 		    cmd->args[pos + 1].type == IMAP_ARG_LIST) {
 			m->cat = &cmd->args[pos + 1];
+			pos += 2;
+			n++;
+			continue;
+		}
+		if (pos < cmd->nargs && imap_arg_atom_equals(&cmd->args[pos], "UTF8")) {
+			/* RFC 6855 4: UTF8 (literal8), the message as a literal8 in a list. */
+			const struct imap_arg *l = pos + 1 < cmd->nargs ? &cmd->args[pos + 1] : NULL;
+
+			if (l == NULL || l->type != IMAP_ARG_LIST || l->list_count != 1 ||
+			    l->list[0].type != IMAP_ARG_LITERAL || !l->list[0].binary) {
+				imap_bad(s, cmd->tag, "syntax: APPEND mailbox [(flags)] [date-time] "
+				                      "UTF8 (~{n}message)");
+				return -1;
+			}
+			m->data = &l->list[0];
 			pos += 2;
 			n++;
 			continue;
@@ -407,7 +422,8 @@ imap_cmd_append(struct imap_session *s, const struct imap_command *cmd)
 
 	for (size_t i = 1; i < cmd->nargs; i++)
 		max += cmd->args[i].type == IMAP_ARG_LITERAL ||
-		       imap_arg_atom_equals(&cmd->args[i], "CATENATE");
+		       imap_arg_atom_equals(&cmd->args[i], "CATENATE") ||
+		       imap_arg_atom_equals(&cmd->args[i], "UTF8");
 	c->s = s;
 	c->msgs = xcalloc(max, sizeof(*c->msgs));
 	if (a->too_many) {

@@ -478,24 +478,36 @@ imap_parser_line_end(struct imap_parser *p)
 	return IMAP_PARSE_COMMAND;
 }
 
+/* True when node i is the atom word (of 4 letters). */
+static bool
+imap_parser_node_is4(const struct imap_parser *p, int i, const char *word)
+{
+	const struct imap_node *n = &p->nodes[i];
+
+	return n->type == IMAP_ARG_ATOM && n->len == 4 &&
+	       strncasecmp(p->buf + n->off, word, 4) == 0;
+}
+
 /* True when the literal being started is message data of APPEND: a top-level argument other
- * than the first (the mailbox), or in a CATENATE list the literal after TEXT (RFC 4469). */
+ * than the first (the mailbox), in a CATENATE list the literal after TEXT (RFC 4469), or the
+ * literal8 of a top-level "UTF8 (~{n}...)" (RFC 6855 4). */
 static bool
 imap_parser_message_literal(const struct imap_parser *p)
 {
-	const struct imap_node *n = &p->nodes[p->tok], *prev;
-	const char *word;
+	const struct imap_node *n = &p->nodes[p->tok];
+	int list = n->parent;
 
 	if (!p->append)
 		return false;
-	if (n->parent < 0)
+	if (list < 0)
 		return p->ntop > 1;
 	if (p->depth != 1 || p->tok == 0)
 		return false;
-	prev = &p->nodes[p->tok - 1];
-	word = p->buf + prev->off;
-	return prev->parent == n->parent && prev->type == IMAP_ARG_ATOM && prev->len == 4 &&
-	       strncasecmp(word, "TEXT", 4) == 0;
+	if (p->nodes[p->tok - 1].parent == list && imap_parser_node_is4(p, p->tok - 1, "TEXT"))
+		return true;
+	/* The first member of a top-level list that follows the atom UTF8. */
+	return p->tok == list + 1 && list > 0 && p->nodes[list].parent < 0 &&
+	       p->nodes[list - 1].parent < 0 && imap_parser_node_is4(p, list - 1, "UTF8");
 }
 
 /* The literal header's LF was consumed: check the limits and start reading its data. */

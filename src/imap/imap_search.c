@@ -128,6 +128,11 @@ search_charset(struct imap_session *s, const char *tag, const struct imap_arg *a
 		imap_bad(s, tag, "syntax: SEARCH CHARSET name keys");
 		return -1;
 	}
+	if (s->utf8) {
+		/* RFC 6855 3 (erratum 4029): the client MUST NOT send a charset any more. */
+		imap_bad(s, tag, "SEARCH CHARSET is not allowed after ENABLE UTF8=ACCEPT");
+		return -1;
+	}
 	if (imap_search_charset_check(s, tag, cs) < 0)
 		return -1;
 	*pos += 2;
@@ -137,6 +142,11 @@ search_charset(struct imap_session *s, const char *tag, const struct imap_arg *a
 int
 imap_search_charset_check(struct imap_session *s, const char *tag, const char *charset)
 {
+	if (s->utf8 && strcasecmp(charset, "UTF-8") != 0) {
+		/* RFC 6855 3 (erratum 4029): SORT and THREAD take only UTF-8 then. */
+		imap_bad(s, tag, "Only the UTF-8 charset is allowed after ENABLE UTF8=ACCEPT");
+		return -1;
+	}
 	if (strcasecmp(charset, "UTF-8") != 0 && strcasecmp(charset, "US-ASCII") != 0) {
 		imap_reply(s, "%s NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset", tag);
 		return -1;

@@ -329,6 +329,16 @@ static const struct feed_case feed_cases[] = {
 	{"CATENATE: TEXT streams, a URL literal does not", LIM_SMALL,
 	 B("a APPEND b CATENATE (TEXT {9+}\r\nmessage!! URL {9+}\r\n/x/;UID=1)\r\n"), NONE, 0,
 	 NONE, "D:\"message!!\" | C:a APPEND b CATENATE (TEXT {9 stream} URL {9+}\"/x/;UID=1\")"},
+	/* RFC 6855 4: APPEND's UTF8 (literal8) streams its literal8; other lists' literals do not. */
+	{"APPEND UTF8 (literal8) streams", LIM_SMALL,
+	 B("a APPEND box (\\Seen) UTF8 (~{8+}\r\nm\xc3\xa9ssage)\r\n"), NONE, 0, NONE,
+	 "D:\"m\\xc3\\xa9ssage\" | C:a APPEND box (\\Seen) UTF8 (~{8 stream})"},
+	{"APPEND: a literal in a list not after UTF8 does not stream", LIM_SMALL,
+	 B("a APPEND box X (~{9+}\r\nmessage!!)\r\n"), NONE, 0, NONE,
+	 "C:a APPEND box X (~{9+}\"message!!\")"},
+	{"APPEND: the second literal of UTF8 (...) does not stream", LIM_SMALL,
+	 B("a APPEND box UTF8 (x ~{9+}\r\nmessage!!)\r\n"), NONE, 0, NONE,
+	 "C:a APPEND box UTF8 (x ~{9+}\"message!!\")"},
 	{"many small literals under the limit", LIM_DEFAULT, B("a1 X"), B(" {1+}\r\nx"), 2000,
 	 B("\r\n"), NULL},
 
