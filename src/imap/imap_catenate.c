@@ -174,7 +174,7 @@ imap_catenate_parse(struct imap_session *s, const char *tag, const struct imap_a
 	*cat_r = cat;
 	cat->max = s->server->append_max;
 	if (list->list_count == 0 || list->list_count % 2 != 0) {
-		imap_bad(s, tag, "syntax: CATENATE (TEXT literal / URL url ...)");
+		imap_bad(s, tag, "syntax: CATENATE (TEXT literal / UTF8 (literal8) / URL url ...)");
 		return -1;
 	}
 	cat->parts = xcalloc(list->list_count / 2, sizeof(*cat->parts));
@@ -183,7 +183,12 @@ imap_catenate_parse(struct imap_session *s, const char *tag, const struct imap_a
 		struct imap_cat_part *part = &cat->parts[cat->nparts++];
 
 		part->fd = -1;
-		if (imap_arg_atom_equals(&list->list[i], "TEXT") && a->type == IMAP_ARG_LITERAL) {
+		if (imap_arg_atom_equals(&list->list[i], "UTF8") && a->type == IMAP_ARG_LIST &&
+		    a->list_count == 1 && a->list[0].type == IMAP_ARG_LITERAL && a->list[0].binary)
+			a = &a->list[0]; /* RFC 6855 4: cat-part =/ UTF8 (literal8), a TEXT part */
+		else if (!imap_arg_atom_equals(&list->list[i], "TEXT"))
+			a = NULL;
+		if (a != NULL && a->type == IMAP_ARG_LITERAL) {
 			if (a->len == 0)
 				continue;
 			if (a->streamed) {
@@ -204,8 +209,9 @@ imap_catenate_parse(struct imap_session *s, const char *tag, const struct imap_a
 			}
 			continue;
 		}
+		a = &list->list[i + 1];
 		if (!imap_arg_atom_equals(&list->list[i], "URL") || !imap_arg_get_astring(a, &url)) {
-			imap_bad(s, tag, "syntax: CATENATE (TEXT literal / URL url ...)");
+			imap_bad(s, tag, "syntax: CATENATE (TEXT literal / UTF8 (literal8) / URL url ...)");
 			return -1;
 		}
 		if (imap_catenate_url(s, url, part) < 0) {

@@ -478,36 +478,56 @@ imap_parser_line_end(struct imap_parser *p)
 	return IMAP_PARSE_COMMAND;
 }
 
-/* True when node i is the atom word (of 4 letters). */
+/* True when node i is the atom word. */
 static bool
-imap_parser_node_is4(const struct imap_parser *p, int i, const char *word)
+imap_parser_node_is(const struct imap_parser *p, int i, const char *word)
 {
 	const struct imap_node *n = &p->nodes[i];
+	size_t len = strlen(word);
 
-	return n->type == IMAP_ARG_ATOM && n->len == 4 &&
-	       strncasecmp(p->buf + n->off, word, 4) == 0;
+	return n->type == IMAP_ARG_ATOM && n->len == len &&
+	       strncasecmp(p->buf + n->off, word, len) == 0;
+}
+
+/* True when the literal being read is the first member of a list that follows the atom UTF8 at
+ * the same level: RFC 6855's utf8-literal, "UTF8" SP "(" literal8 ")". */
+static bool
+imap_parser_utf8_literal(const struct imap_parser *p)
+{
+	int list = p->nodes[p->tok].parent;
+
+	return list > 0 && p->tok == list + 1 &&
+	       p->nodes[list - 1].parent == p->nodes[list].parent &&
+	       imap_parser_node_is(p, list - 1, "UTF8");
 }
 
 /* True when the literal being started is message data of APPEND: a top-level argument other
  * than the first (the mailbox), in a CATENATE list the literal after TEXT (RFC 4469), or the
- * literal8 of a top-level "UTF8 (~{n}...)" (RFC 6855 4). */
+ * literal8 of "UTF8 (~{n}...)" at the top or in a CATENATE list (RFC 6855 4). */
 static bool
 imap_parser_message_literal(const struct imap_parser *p)
 {
 	const struct imap_node *n = &p->nodes[p->tok];
-	int list = n->parent;
+	int list = n->parent, cat;
 
 	if (!p->append)
 		return false;
 	if (list < 0)
 		return p->ntop > 1;
-	if (p->depth != 1 || p->tok == 0)
+	if (p->tok == 0)
 		return false;
-	if (p->nodes[p->tok - 1].parent == list && imap_parser_node_is4(p, p->tok - 1, "TEXT"))
-		return true;
-	/* The first member of a top-level list that follows the atom UTF8. */
-	return p->tok == list + 1 && list > 0 && p->nodes[list].parent < 0 &&
-	       p->nodes[list - 1].parent < 0 && imap_parser_node_is4(p, list - 1, "UTF8");
+	if (p->depth == 1) {
+		if (p->nodes[p->tok - 1].parent == list &&
+		    imap_parser_node_is(p, p->tok - 1, "TEXT"))
+			return true;
+		return p->nodes[list].parent < 0 && imap_parser_utf8_literal(p);
+	}
+	/* CATENATE (... UTF8 (~{n}...) ...) */
+	if (p->depth != 2 || !imap_parser_utf8_literal(p))
+		return false;
+	cat = p->nodes[list].parent;
+	return cat > 0 && p->nodes[cat].parent < 0 && p->nodes[cat - 1].parent < 0 &&
+	       imap_parser_node_is(p, cat - 1, "CATENATE");
 }
 
 /* The literal header's LF was consumed: check the limits and start reading its data. */

@@ -339,6 +339,12 @@ static const struct feed_case feed_cases[] = {
 	{"APPEND: the second literal of UTF8 (...) does not stream", LIM_SMALL,
 	 B("a APPEND box UTF8 (x ~{9+}\r\nmessage!!)\r\n"), NONE, 0, NONE,
 	 "C:a APPEND box UTF8 (x ~{9+}\"message!!\")"},
+	{"CATENATE: UTF8 (literal8) streams", LIM_SMALL,
+	 B("a APPEND b CATENATE (UTF8 (~{9+}\r\nmessage!!) TEXT {9+}\r\nmessage!2)\r\n"), NONE, 0,
+	 NONE, "D:\"message!!message!2\" | C:a APPEND b CATENATE (UTF8 (~{9 stream}) TEXT {9 stream})"},
+	{"UTF8 (...) outside APPEND's message positions does not stream", LIM_SMALL,
+	 B("a APPEND b X (UTF8 (~{9+}\r\nmessage!!))\r\n"), NONE, 0, NONE,
+	 "C:a APPEND b X (UTF8 (~{9+}\"message!!\"))"},
 	{"many small literals under the limit", LIM_DEFAULT, B("a1 X"), B(" {1+}\r\nx"), 2000,
 	 B("\r\n"), NULL},
 
