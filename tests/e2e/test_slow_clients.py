@@ -12,12 +12,15 @@ server.tls_handshake_timeout=3 here; idle timeouts stay long):
   deadline (a literal that keeps coming is not a stalled command line).
 A slow server (smtp.idle_timeout=5): another process holds the database's write lock for 8 s
 while a message commits (as `sqlite3 tern.db` or a backup would): the client gets 250, never
-421, and the message is stored exactly once.
+421, and the message is stored exactly once; the same after STARTTLS (the socket under the TLS
+filter keeps no timers of its own). A push client after STARTTLS and login stays connected through
+9 s of silence (push.idle_timeout=5); silent before login after STARTTLS it is told goodbye.
 Pre-auth memory: 400 unauthenticated IMAP connections each holding an unfinished LOGIN (15 LITERAL+
 literals of 60 KB, one {1000000+} literal, a 60 KB line) grow ternd's RSS by less than 40 MiB, and
 after they close RSS is back within 20 MiB; after login big literals still work.
 """
 
+import base64
 import socket
 import sqlite3
 import ssl
@@ -221,38 +224,89 @@ def test_patient_clients(checks, d):
         checks.check(results.get(what) is True, f"patient client: {what}", results.get(what))
 
 
+def slow_commit_once(checks, d, label, tls_context=None):
+    """One message committed while another process holds the database's write lock for 8 s."""
+    mid = unique_id("slowcommit")
+    msg = dot_stuff(make_message("sender@remote.test", [ALICE], "slow commit", mid, body_lines=["hello"]))
+    with RawSMTP(d.mx_port, timeout=40) as s:
+        s.ehlo()
+        if tls_context is not None:
+            s.starttls(tls_context)
+            s.ehlo()
+        s.cmd("MAIL FROM:<sender@remote.test>")
+        s.cmd(f"RCPT TO:<{ALICE}>")
+        s.cmd("DATA")
+        s.send(msg)
+        db = sqlite3.connect(str(d.data_dir / "tern.db"), isolation_level=None, timeout=10,
+                             check_same_thread=False)
+        db.execute("BEGIN EXCLUSIVE")
+        release = threading.Timer(8.0, lambda: db.execute("COMMIT"))
+        release.start()
+        start = time.monotonic()
+        try:
+            r = s.cmd(".")
+        except (OSError, harness.SMTPError) as e:
+            r = (None, [repr(e)])
+        took = time.monotonic() - start
+        release.join()
+        db.close()
+        checks.check(r[0] == 250, f"slow commit{label}: 250 after the lock is released ({took:.1f} s), never 421",
+                     r)
+        checks.check(took >= 6, f"slow commit{label}: the commit really waited for the lock ({took:.1f} s)")
+        if r[0] == 250:
+            r2 = s.cmd("NOOP")
+            checks.check(r2[0] == 250, f"slow commit{label}: the session goes on afterwards", r2)
+    found = [m for m in d.mail_list(ALICE) if str(m.get("message_id") or "").strip("<>") == mid]
+    checks.check(len(found) == 1, f"slow commit{label}: the message is stored exactly once", len(found))
+
+
+def push_silent_after_starttls(checks, d, push_plain):
+    """After STARTTLS and login a push client only listens: silence longer than push.idle_timeout (5 s)
+    must not end it (only the session's timers count, not leftovers on the socket under TLS)."""
+    with RawPOP3(push_plain, timeout=20) as s:
+        status = s.cmd("STARTTLS")
+        s.sock = d.client_tls_context().wrap_socket(s.sock, server_hostname="localhost")
+        token = base64.b64encode(b"\0" + ALICE.encode() + b"\0" + d.passwords[ALICE].encode()).decode()
+        auth = s.cmd(f"AUTH PLAIN {token}")
+        checks.check(status.startswith("+OK") and auth.startswith("+OK"), "push: STARTTLS and AUTH", (status, auth))
+        time.sleep(9)
+        try:
+            noop = s.cmd("NOOP")
+        except (OSError, harness.POP3Error) as e:
+            noop = repr(e)
+        checks.check(noop == "+OK", "push after STARTTLS and login: 9 s of silence (push.idle_timeout=5) do not "
+                     "end the session", noop)
+    # The session's own idle timeout still applies inside TLS: silent before login, it ends.
+    with RawPOP3(push_plain, timeout=20) as s:
+        s.cmd("STARTTLS")
+        s.sock = d.client_tls_context().wrap_socket(s.sock, server_hostname="localhost")
+        t0 = time.monotonic()
+        closed = s.wait_closed(15)
+        took = time.monotonic() - t0
+        checks.check(closed and b"-ERR disconnected for inactivity" in s.buf and 4 < took < 13,
+                     f"push after STARTTLS, silent before login: disconnected by push.idle_timeout ({took:.1f} s)",
+                     s.buf)
+
+
 def test_slow_commit(checks):
-    """The database is locked by another process while a message commits: no 421, one copy."""
-    with Daemon("slow-commit", options=["smtp.idle_timeout=5"]) as d:
+    """The database is locked by another process while a message commits: no 421, one copy; in the
+    clear and after STARTTLS (where the socket under TLS must not keep timers of its own). A push
+    client silent after STARTTLS and login stays connected."""
+    push_tls, push_plain = free_ports(2)
+    options = ["smtp.idle_timeout=5", "push.idle_timeout=5", f"push.listen=127.0.0.1:{push_tls}",
+               f"push.listen_plain=127.0.0.1:{push_plain}", "auth.failure_delay=0"]
+    with Daemon("slow-commit", options=options) as d:
         if not start_daemon(checks, d):
             return
-        mid = unique_id("slowcommit")
-        msg = dot_stuff(make_message("sender@remote.test", [ALICE], "slow commit", mid, body_lines=["hello"]))
-        with RawSMTP(d.mx_port, timeout=40) as s:
-            s.ehlo()
-            s.cmd("MAIL FROM:<sender@remote.test>")
-            s.cmd(f"RCPT TO:<{ALICE}>")
-            s.cmd("DATA")
-            s.send(msg)
-            db = sqlite3.connect(str(d.data_dir / "tern.db"), isolation_level=None, timeout=10,
-                                 check_same_thread=False)
-            db.execute("BEGIN EXCLUSIVE")
-            release = threading.Timer(8.0, lambda: db.execute("COMMIT"))
-            release.start()
-            start = time.monotonic()
-            r = s.cmd(".")
-            took = time.monotonic() - start
-            release.join()
-            db.close()
-            checks.check(r[0] == 250, f"slow commit: 250 after the lock is released ({took:.1f} s), never 421",
-                         r)
-            checks.check(took >= 6, f"slow commit: the commit really waited for the lock ({took:.1f} s)")
-            r2 = s.cmd("NOOP")
-            checks.check(r2[0] == 250, "slow commit: the session goes on afterwards", r2)
-        found = [m for m in d.mail_list(ALICE) if str(m.get("message_id") or "").strip("<>") == mid]
-        checks.check(len(found) == 1, "slow commit: the message is stored exactly once", len(found))
-        checks.check("reason=timeout" not in d.stderr_text(), "slow commit: no session ended by a timeout",
-                     d.stderr_tail())
+        slow_commit_once(checks, d, "")
+        slow_commit_once(checks, d, " after STARTTLS", d.client_tls_context())
+        for _ in range(50):
+            if harness.connect_ok(push_plain):
+                break
+            time.sleep(0.1)
+        push_silent_after_starttls(checks, d, push_plain)
+        checks.check("write-timeout" not in d.stderr_text(),
+                     "slow commit, silent push: no session ended by a write timeout", d.stderr_tail())
 
 
 PREAUTH_CONNS = 400
