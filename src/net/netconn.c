@@ -103,7 +103,8 @@ static void
 netconn_setup_bev(struct netconn *nc)
 {
 	bufferevent_setcb(nc->bev, netconn_on_read, netconn_on_write, netconn_on_event, nc);
-	bufferevent_setwatermark(nc->bev, EV_READ, 0, NETCONN_INPUT_HIGH);
+	bufferevent_setwatermark(nc->bev, EV_READ, 0,
+				 nc->authenticated ? NETCONN_INPUT_HIGH : NETCONN_PREAUTH_INPUT_HIGH);
 	if (nc->params->write_low > 0)
 		bufferevent_setwatermark(nc->bev, EV_WRITE, nc->params->write_low, 0);
 	netconn_set_timeouts(nc, true);
@@ -305,7 +306,18 @@ netconn_reply(struct netconn *nc, const char *fmt, ...)
 bool
 netconn_output_full(const struct netconn *nc)
 {
-	return evbuffer_get_length(bufferevent_get_output(nc->bev)) > NETCONN_OUTPUT_HIGH;
+	size_t high = nc->authenticated ? NETCONN_OUTPUT_HIGH : NETCONN_PREAUTH_OUTPUT_HIGH;
+
+	return evbuffer_get_length(bufferevent_get_output(nc->bev)) > high;
+}
+
+void
+netconn_set_authenticated(struct netconn *nc)
+{
+	nc->authenticated = true;
+	if (nc->dead)
+		return;
+	bufferevent_setwatermark(nc->bev, EV_READ, 0, NETCONN_INPUT_HIGH);
 }
 
 void

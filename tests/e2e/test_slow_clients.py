@@ -18,6 +18,9 @@ filter keeps no timers of its own). A push client after STARTTLS and login stays
 Pre-auth memory: 400 unauthenticated IMAP connections each holding an unfinished LOGIN (15 LITERAL+
 literals of 60 KB, one {1000000+} literal, a 60 KB line) grow ternd's RSS by less than 40 MiB, and
 after they close RSS is back within 20 MiB; after login big literals still work.
+Pre-auth clients that never read their replies: 400 connections each pipelining 20000 NOOPs (CAPA
+for POP3; after EHLO for SMTP) on IMAP, POP3, SMTP and push grow RSS by less than 15 MiB each time,
+and a normal client is served meanwhile.
 """
 
 import base64
@@ -312,7 +315,26 @@ def test_slow_commit(checks):
 PREAUTH_CONNS = 400
 
 
-def preauth_flood(port, payload, count):
+def send_all(sock, payload):
+    try:
+        sock.sendall(payload)
+    except OSError:
+        pass  # the server may hang up on it part way: that is fine
+
+
+def send_what_fits(sock, payload):
+    """Writes what the kernel takes now and stops (a client that will not wait for us)."""
+    sock.setblocking(False)
+    for _ in range(50):
+        try:
+            payload = payload[sock.send(payload):]
+        except OSError:  # BlockingIOError included
+            return
+        if not payload:
+            return
+
+
+def preauth_flood(port, payload, count, send=send_all):
     """count connections that each send payload (an unfinished command) and stay open."""
     socks = []
     refused = 0
@@ -323,10 +345,7 @@ def preauth_flood(port, payload, count):
             refused += 1
             continue
         socks.append(sock)
-        try:
-            sock.sendall(payload)
-        except OSError:
-            pass  # the server may hang up on it part way: that is fine
+        send(sock, payload)
     return socks, refused
 
 
@@ -386,6 +405,68 @@ def test_imap_preauth_memory(checks):
             checks.check(" BAD" not in tagged, "after login a 60 KB literal in a command is still read", tagged)
 
 
+NOOP_FLOOD = b"a NOOP\r\n" * 20000
+
+
+def test_preauth_unread_replies(checks):
+    """Clients that pipeline commands before login and never read the replies: the server stops
+    reading them (little input kept, little output queued), and others are still served."""
+    options = ["server.max_connections_per_ip=2000", "server.max_connections=5000"]
+    push_tls, push_plain = free_ports(2)
+    options += [f"push.listen=127.0.0.1:{push_tls}", f"push.listen_plain=127.0.0.1:{push_plain}"]
+    with Daemon("preauth-unread", options=options, imap=True) as d:
+        if not start_daemon(checks, d):
+            return
+        for _ in range(50):
+            if harness.connect_ok(push_plain):
+                break
+            time.sleep(0.1)
+        cases = (("IMAP", d.imap_port, NOOP_FLOOD, b""),
+                 ("POP3", d.pop3_port, b"CAPA\r\n" * 20000, b""),
+                 ("SMTP", d.mx_port, b"NOOP\r\n" * 20000, b"EHLO flood.test\r\n"),
+                 ("push", push_plain, b"NOOP\r\n" * 20000, b""))
+        for label, port, payload, prelude in cases:
+            warm = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(10)]
+            close_all(warm)
+            time.sleep(0.5)
+            base = d.proc_status("VmRSS")
+            socks, refused = preauth_flood(port, prelude + payload, PREAUTH_CONNS, send_what_fits)
+            time.sleep(2.0)
+            # More from each while the server may have drained some.
+            for sock in socks:
+                try:
+                    sock.send(payload[:65536])
+                except OSError:
+                    pass
+            time.sleep(2.0)
+            peak = d.proc_status("VmRSS")
+            growth = (peak - base) / 1024 if peak and base else None
+            checks.check(refused == 0 and growth is not None and growth < 15,
+                         f"pre-auth {label}, {PREAUTH_CONNS} clients pipelining NOOPs without reading: RSS grows "
+                         f"less than 15 MiB ({growth and round(growth, 1)} MiB)",
+                         f"base {base} KiB peak {peak} KiB refused {refused}")
+            served = False
+            try:
+                if label == "IMAP":
+                    with RawIMAP(d.imap_port, timeout=10) as i:
+                        served = " OK" in i.login(ALICE, d.passwords[ALICE])[0]
+                elif label == "POP3":
+                    with RawPOP3(d.pop3_port, timeout=10) as p3:
+                        served = p3.cmd("CAPA").startswith("+OK")
+                elif label == "SMTP":
+                    with RawSMTP(d.mx_port, timeout=10) as sm:
+                        served = sm.cmd("NOOP")[0] == 250
+                else:
+                    with RawPOP3(push_plain, timeout=10) as ps:
+                        served = ps.cmd("NOOP").startswith("+OK")
+            except (OSError, harness.SMTPError, harness.POP3Error, harness.IMAPError) as e:
+                served = repr(e)
+            checks.check(served is True, f"pre-auth {label} flood: a normal client is served meanwhile", served)
+            close_all(socks)
+            time.sleep(1.0)
+        checks.check(d.alive(), "pre-auth unread flood: ternd still running")
+
+
 def run(checks):
     push_tls, push_plain = free_ports(2)
     options = [f"server.command_timeout={DEADLINE}", f"server.tls_handshake_timeout={DEADLINE}",
@@ -403,6 +484,7 @@ def run(checks):
             checks.check(d.stop() == 0, "slow daemon: SIGTERM exits 0")
     checks.guard("test_slow_commit ran", test_slow_commit, checks)
     checks.guard("test_imap_preauth_memory ran", test_imap_preauth_memory, checks)
+    checks.guard("test_preauth_unread_replies ran", test_preauth_unread_replies, checks)
 
 
 if __name__ == "__main__":
