@@ -143,7 +143,8 @@ bool netconn_output_full(const struct netconn *nc);
  * NETCONN_INPUT_HIGH and the output mark to NETCONN_OUTPUT_HIGH. */
 void netconn_set_authenticated(struct netconn *nc);
 /* Read and write idle timeouts, or only the write timeout (no progress while output waits).
- * While busy this only records the mode, applied when the session is no longer busy. */
+ * While busy this only records the mode, applied when the session is no longer busy. The
+ * timers are set on the socket's bufferevent, under any STARTTLS or COMPRESS filter. */
 void netconn_set_timeouts(struct netconn *nc, bool read);
 /* busy: the server is working for the session (a password check, a commit, a store update,
  * a search): no idle timeout and no line deadline may end it meanwhile, whatever the client
