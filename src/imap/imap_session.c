@@ -394,6 +394,7 @@ imap_auth_done(enum auth_result result, int64_t account_id, const char *address,
 	switch (result) {
 	case AUTH_OK:
 		log_info("imap session=%s event=auth result=ok account=%s", s->conn.id, address);
+		netconn_set_authenticated(&s->conn);
 		s->account_id = account_id;
 		free(s->account);
 		s->account = xstrdup(address);

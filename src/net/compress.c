@@ -165,8 +165,8 @@ compress_wrap(struct bufferevent *under)
 	/* Compressed input and output wait below the filter in bounded amounts: reading the socket
 	 * stops above the read mark, and the filter keeps plain output (which the session sees
 	 * for backpressure) while the socket side is above the write mark. */
-	/* The session's timeouts move to the filter (netconn sets them there, and FETCH turns the
-	 * read one off there): left below, they would fire during a long FETCH or an IDLE. */
+	/* No timers of its own here: netconn keeps the session's idle timers on the socket at the
+	 * bottom of the chain (and sets them again once the filter is in place). */
 	bufferevent_set_timeouts(under, NULL, NULL);
 	bufferevent_setwatermark(under, EV_READ, 0, COMPRESS_UNDER_HIGH);
 	bufferevent_setwatermark(under, EV_WRITE, 0, COMPRESS_UNDER_HIGH);

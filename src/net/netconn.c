@@ -39,6 +39,20 @@ netconn_on_write(struct bufferevent *bev, void *arg)
 	netconn_run(nc);
 }
 
+/* The idle timers live on the socket's bufferevent, at the bottom of the chain (under TLS and
+ * compression filters): it sees every byte the client sends and every byte it takes, and a
+ * filter's own timers would fire on their own (libevent's TLS filter re-arms its write timer
+ * on every write, also the one that empties it). */
+static struct bufferevent *
+netconn_timer_bev(const struct netconn *nc)
+{
+	struct bufferevent *b = nc->bev, *under;
+
+	while ((under = bufferevent_get_underlying(b)) != NULL)
+		b = under;
+	return b;
+}
+
 static void
 netconn_on_event(struct bufferevent *bev, short what, void *arg)
 {
@@ -89,7 +103,8 @@ static void
 netconn_setup_bev(struct netconn *nc)
 {
 	bufferevent_setcb(nc->bev, netconn_on_read, netconn_on_write, netconn_on_event, nc);
-	bufferevent_setwatermark(nc->bev, EV_READ, 0, NETCONN_INPUT_HIGH);
+	bufferevent_setwatermark(nc->bev, EV_READ, 0,
+				 nc->authenticated ? NETCONN_INPUT_HIGH : NETCONN_PREAUTH_INPUT_HIGH);
 	if (nc->params->write_low > 0)
 		bufferevent_setwatermark(nc->bev, EV_WRITE, nc->params->write_low, 0);
 	netconn_set_timeouts(nc, true);
@@ -291,7 +306,18 @@ netconn_reply(struct netconn *nc, const char *fmt, ...)
 bool
 netconn_output_full(const struct netconn *nc)
 {
-	return evbuffer_get_length(bufferevent_get_output(nc->bev)) > NETCONN_OUTPUT_HIGH;
+	size_t high = nc->authenticated ? NETCONN_OUTPUT_HIGH : NETCONN_PREAUTH_OUTPUT_HIGH;
+
+	return evbuffer_get_length(bufferevent_get_output(nc->bev)) > high;
+}
+
+void
+netconn_set_authenticated(struct netconn *nc)
+{
+	nc->authenticated = true;
+	if (nc->dead)
+		return;
+	bufferevent_setwatermark(nc->bev, EV_READ, 0, NETCONN_INPUT_HIGH);
 }
 
 void
@@ -300,7 +326,7 @@ netconn_set_timeouts(struct netconn *nc, bool read)
 	nc->read_timeout = read;
 	if (nc->busy || nc->bev == NULL)
 		return;
-	bufferevent_set_timeouts(nc->bev, read ? &nc->params->idle_timeout : NULL,
+	bufferevent_set_timeouts(netconn_timer_bev(nc), read ? &nc->params->idle_timeout : NULL,
 				 &nc->params->idle_timeout);
 }
 
@@ -314,7 +340,7 @@ netconn_set_busy(struct netconn *nc, bool busy)
 		return;
 	if (busy) {
 		/* Our work, not the client's silence: no timer may end the session meanwhile. */
-		bufferevent_set_timeouts(nc->bev, NULL, NULL);
+		bufferevent_set_timeouts(netconn_timer_bev(nc), NULL, NULL);
 		netconn_deadline_stop(nc, NETCONN_DEADLINE_LINE);
 		return;
 	}

@@ -44,6 +44,10 @@ struct netconn_ops {
 #define NETCONN_OUTPUT_HIGH (64 * 1024) /* stop handling commands while replies pile up */
 #define NETCONN_DISCARD_MAX (64 * 1024) /* junk without a newline before we hang up */
 #define NETCONN_CMDS_PER_WAKE 64	/* fairness between sessions */
+/* Before login (netconn_set_authenticated) a client needs little: less is read ahead, and a
+ * client that does not read its replies gets no more commands handled once this much waits. */
+#define NETCONN_PREAUTH_INPUT_HIGH (16 * 1024)
+#define NETCONN_PREAUTH_OUTPUT_HIGH (4 * 1024)
 
 /* auth.allow_plaintext: where a password may be sent readable without TLS. */
 enum netconn_plaintext { NETCONN_PLAIN_LOOPBACK, NETCONN_PLAIN_NEVER, NETCONN_PLAIN_ALWAYS };
@@ -88,6 +92,7 @@ struct netconn {
 	size_t discarded;
 	bool read_timeout;	 /* netconn_set_timeouts' mode */
 	bool busy;		 /* netconn_set_busy: the server works for the session */
+	bool authenticated;	 /* netconn_set_authenticated: the pre-login marks are lifted */
 	struct event *deadline;	 /* the line or handshake deadline; NULL until first armed */
 	enum netconn_deadline deadline_kind;
 };
@@ -131,10 +136,15 @@ bool netconn_plaintext_ok(const struct netconn *nc);
 
 /* Queues fmt and a CRLF. */
 void netconn_reply(struct netconn *nc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* True when more than NETCONN_OUTPUT_HIGH is queued: stop until the write callback. */
+/* True when more than NETCONN_OUTPUT_HIGH (before login NETCONN_PREAUTH_OUTPUT_HIGH) is
+ * queued: stop until the write callback. */
 bool netconn_output_full(const struct netconn *nc);
+/* The client has logged in: the read high-water mark goes from NETCONN_PREAUTH_INPUT_HIGH to
+ * NETCONN_INPUT_HIGH and the output mark to NETCONN_OUTPUT_HIGH. */
+void netconn_set_authenticated(struct netconn *nc);
 /* Read and write idle timeouts, or only the write timeout (no progress while output waits).
- * While busy this only records the mode, applied when the session is no longer busy. */
+ * While busy this only records the mode, applied when the session is no longer busy. The
+ * timers are set on the socket's bufferevent, under any STARTTLS or COMPRESS filter. */
 void netconn_set_timeouts(struct netconn *nc, bool read);
 /* busy: the server is working for the session (a password check, a commit, a store update,
  * a search): no idle timeout and no line deadline may end it meanwhile, whatever the client

@@ -281,6 +281,7 @@ pop3_auth_done(enum auth_result result, int64_t account_id, const char *address,
 	switch (result) {
 	case AUTH_OK:
 		log_info("pop3 session=%s event=auth result=ok account=%s", s->conn.id, address);
+		netconn_set_authenticated(&s->conn);
 		pop3_login(s, account_id, address);
 		break;
 	case AUTH_FAILED:

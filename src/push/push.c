@@ -236,6 +236,7 @@ push_auth_done(enum auth_result result, int64_t account_id, const char *address,
 		s->account = xstrdup(address);
 		push_enter_state(s, PUSH_STATE_READY);
 		log_info("push session=%s event=auth result=ok account=%s", s->conn.id, address);
+		netconn_set_authenticated(&s->conn);
 		push_reply(s, "+OK authenticated as %s", address);
 		/* From now on the client mostly listens: only a stuck write times out. */
 		netconn_set_timeouts(&s->conn, false);

@@ -769,6 +769,7 @@ smtp_auth_done(enum auth_result result, int64_t account_id, const char *address,
 		free(s->account);
 		s->account = xstrdup(address);
 		log_info("smtp session=%s event=auth result=ok account=%s", s->conn.id, address);
+		netconn_set_authenticated(&s->conn);
 		smtp_reply(s, "235 2.7.0 Authentication successful");
 		break;
 	case AUTH_FAILED:

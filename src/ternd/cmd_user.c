@@ -443,8 +443,11 @@ user_list(struct ternd_ctx *ctx, struct user_args *args)
 		printf("%s]\n", l.n > 0 ? "\n" : "");
 	ret = 0;
 out:
-	if (fflush(stdout) != 0)
+	/* A reader that stopped early (| head) has what it wanted: a quiet end, as in mail cat. */
+	if (fflush(stdout) != 0 && errno != EPIPE) {
+		fprintf(stderr, "ternd: writing to stdout: %s\n", strerror(errno));
 		ret = 1;
+	}
 	free(l.accounts);
 	store_free(&store);
 	return ret;

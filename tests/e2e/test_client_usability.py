@@ -7,7 +7,7 @@
   to C.UTF-8 for what is typed).
 - `tern list` shows the folder, so the Sent copy and the INBOX copy of one message are different lines;
   `--json` has the folder too.
-- A reader that stops early (`| head`): `ternd mail cat` and `tern show --raw` end quietly (exit 0 for
+- A reader that stops early (`| head`): `ternd mail cat`, `ternd user list` and `tern show --raw` end quietly (exit 0 for
   ternd, no "Broken pipe" on stderr), whether SIGPIPE is ignored or not when they start.
 - `ternd --help` describes IMAP as on (it said "IMAP when enabled").
 - `tern fetch --protocol imap` after a POP3 fetch of the same ternd account downloads nothing (ternd's UIDL
@@ -205,6 +205,21 @@ def test_broken_pipe(checks, tmp):
                          f"ternd mail cat | head: the first bytes arrive ({how})", head)
             checks.check(rc == 0 and err == "", f"ternd mail cat | head: exit 0, nothing on stderr ({how})",
                          f"exit {rc}, stderr {err!r}")
+        # A reader gone before anything is written (| head -c0, or | head once the output is
+        # bigger than the pipe): the one write at the end fails with EPIPE.
+        for sub in (["user", "list"], ["user", "list", "--json"]):
+            argv = [str(harness.TERND), *sub, "--data-dir", str(d.data_dir)]
+            for ignored in (False, True):
+                how = "SIGPIPE ignored" if ignored else "SIGPIPE default"
+                rfd, wfd = os.pipe()
+                os.close(rfd)
+                proc = subprocess.run(argv, stdout=wfd, stderr=subprocess.PIPE, timeout=30,
+                                      restore_signals=not ignored)
+                os.close(wfd)
+                err = proc.stderr.decode(errors="replace")
+                checks.check(proc.returncode == 0 and err == "",
+                             f"ternd {' '.join(sub)} into a closed pipe: exit 0, nothing on stderr ({how})",
+                             f"exit {proc.returncode}, stderr {err!r}")
         t = Tern(tmp, "pipe")
         import_files(checks, t, tmp, [("long.eml", msg)])
         entries = t.list_json()

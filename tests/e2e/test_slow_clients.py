@@ -12,12 +12,18 @@ server.tls_handshake_timeout=3 here; idle timeouts stay long):
   deadline (a literal that keeps coming is not a stalled command line).
 A slow server (smtp.idle_timeout=5): another process holds the database's write lock for 8 s
 while a message commits (as `sqlite3 tern.db` or a backup would): the client gets 250, never
-421, and the message is stored exactly once.
+421, and the message is stored exactly once; the same after STARTTLS (the socket under the TLS
+filter keeps no timers of its own). A push client after STARTTLS and login stays connected through
+9 s of silence (push.idle_timeout=5); silent before login after STARTTLS it is told goodbye.
 Pre-auth memory: 400 unauthenticated IMAP connections each holding an unfinished LOGIN (15 LITERAL+
 literals of 60 KB, one {1000000+} literal, a 60 KB line) grow ternd's RSS by less than 40 MiB, and
 after they close RSS is back within 20 MiB; after login big literals still work.
+Pre-auth clients that never read their replies: 400 connections each pipelining 20000 NOOPs (CAPA
+for POP3; after EHLO for SMTP) on IMAP, POP3, SMTP and push grow RSS by less than 15 MiB each time,
+and a normal client is served meanwhile.
 """
 
+import base64
 import socket
 import sqlite3
 import ssl
@@ -221,44 +227,114 @@ def test_patient_clients(checks, d):
         checks.check(results.get(what) is True, f"patient client: {what}", results.get(what))
 
 
+def slow_commit_once(checks, d, label, tls_context=None):
+    """One message committed while another process holds the database's write lock for 8 s."""
+    mid = unique_id("slowcommit")
+    msg = dot_stuff(make_message("sender@remote.test", [ALICE], "slow commit", mid, body_lines=["hello"]))
+    with RawSMTP(d.mx_port, timeout=40) as s:
+        s.ehlo()
+        if tls_context is not None:
+            s.starttls(tls_context)
+            s.ehlo()
+        s.cmd("MAIL FROM:<sender@remote.test>")
+        s.cmd(f"RCPT TO:<{ALICE}>")
+        s.cmd("DATA")
+        s.send(msg)
+        db = sqlite3.connect(str(d.data_dir / "tern.db"), isolation_level=None, timeout=10,
+                             check_same_thread=False)
+        db.execute("BEGIN EXCLUSIVE")
+        release = threading.Timer(8.0, lambda: db.execute("COMMIT"))
+        release.start()
+        start = time.monotonic()
+        try:
+            r = s.cmd(".")
+        except (OSError, harness.SMTPError) as e:
+            r = (None, [repr(e)])
+        took = time.monotonic() - start
+        release.join()
+        db.close()
+        checks.check(r[0] == 250, f"slow commit{label}: 250 after the lock is released ({took:.1f} s), never 421",
+                     r)
+        checks.check(took >= 6, f"slow commit{label}: the commit really waited for the lock ({took:.1f} s)")
+        if r[0] == 250:
+            r2 = s.cmd("NOOP")
+            checks.check(r2[0] == 250, f"slow commit{label}: the session goes on afterwards", r2)
+    found = [m for m in d.mail_list(ALICE) if str(m.get("message_id") or "").strip("<>") == mid]
+    checks.check(len(found) == 1, f"slow commit{label}: the message is stored exactly once", len(found))
+
+
+def push_silent_after_starttls(checks, d, push_plain):
+    """After STARTTLS and login a push client only listens: silence longer than push.idle_timeout (5 s)
+    must not end it (only the session's timers count, not leftovers on the socket under TLS)."""
+    with RawPOP3(push_plain, timeout=20) as s:
+        status = s.cmd("STARTTLS")
+        s.sock = d.client_tls_context().wrap_socket(s.sock, server_hostname="localhost")
+        token = base64.b64encode(b"\0" + ALICE.encode() + b"\0" + d.passwords[ALICE].encode()).decode()
+        auth = s.cmd(f"AUTH PLAIN {token}")
+        checks.check(status.startswith("+OK") and auth.startswith("+OK"), "push: STARTTLS and AUTH", (status, auth))
+        time.sleep(9)
+        try:
+            noop = s.cmd("NOOP")
+        except (OSError, harness.POP3Error) as e:
+            noop = repr(e)
+        checks.check(noop == "+OK", "push after STARTTLS and login: 9 s of silence (push.idle_timeout=5) do not "
+                     "end the session", noop)
+    # The session's own idle timeout still applies inside TLS: silent before login, it ends.
+    with RawPOP3(push_plain, timeout=20) as s:
+        s.cmd("STARTTLS")
+        s.sock = d.client_tls_context().wrap_socket(s.sock, server_hostname="localhost")
+        t0 = time.monotonic()
+        closed = s.wait_closed(15)
+        took = time.monotonic() - t0
+        checks.check(closed and b"-ERR disconnected for inactivity" in s.buf and 4 < took < 13,
+                     f"push after STARTTLS, silent before login: disconnected by push.idle_timeout ({took:.1f} s)",
+                     s.buf)
+
+
 def test_slow_commit(checks):
-    """The database is locked by another process while a message commits: no 421, one copy."""
-    with Daemon("slow-commit", options=["smtp.idle_timeout=5"]) as d:
+    """The database is locked by another process while a message commits: no 421, one copy; in the
+    clear and after STARTTLS (where the socket under TLS must not keep timers of its own). A push
+    client silent after STARTTLS and login stays connected."""
+    push_tls, push_plain = free_ports(2)
+    options = ["smtp.idle_timeout=5", "push.idle_timeout=5", f"push.listen=127.0.0.1:{push_tls}",
+               f"push.listen_plain=127.0.0.1:{push_plain}", "auth.failure_delay=0"]
+    with Daemon("slow-commit", options=options) as d:
         if not start_daemon(checks, d):
             return
-        mid = unique_id("slowcommit")
-        msg = dot_stuff(make_message("sender@remote.test", [ALICE], "slow commit", mid, body_lines=["hello"]))
-        with RawSMTP(d.mx_port, timeout=40) as s:
-            s.ehlo()
-            s.cmd("MAIL FROM:<sender@remote.test>")
-            s.cmd(f"RCPT TO:<{ALICE}>")
-            s.cmd("DATA")
-            s.send(msg)
-            db = sqlite3.connect(str(d.data_dir / "tern.db"), isolation_level=None, timeout=10,
-                                 check_same_thread=False)
-            db.execute("BEGIN EXCLUSIVE")
-            release = threading.Timer(8.0, lambda: db.execute("COMMIT"))
-            release.start()
-            start = time.monotonic()
-            r = s.cmd(".")
-            took = time.monotonic() - start
-            release.join()
-            db.close()
-            checks.check(r[0] == 250, f"slow commit: 250 after the lock is released ({took:.1f} s), never 421",
-                         r)
-            checks.check(took >= 6, f"slow commit: the commit really waited for the lock ({took:.1f} s)")
-            r2 = s.cmd("NOOP")
-            checks.check(r2[0] == 250, "slow commit: the session goes on afterwards", r2)
-        found = [m for m in d.mail_list(ALICE) if str(m.get("message_id") or "").strip("<>") == mid]
-        checks.check(len(found) == 1, "slow commit: the message is stored exactly once", len(found))
-        checks.check("reason=timeout" not in d.stderr_text(), "slow commit: no session ended by a timeout",
-                     d.stderr_tail())
+        slow_commit_once(checks, d, "")
+        slow_commit_once(checks, d, " after STARTTLS", d.client_tls_context())
+        for _ in range(50):
+            if harness.connect_ok(push_plain):
+                break
+            time.sleep(0.1)
+        push_silent_after_starttls(checks, d, push_plain)
+        checks.check("write-timeout" not in d.stderr_text(),
+                     "slow commit, silent push: no session ended by a write timeout", d.stderr_tail())
 
 
 PREAUTH_CONNS = 400
 
 
-def preauth_flood(port, payload, count):
+def send_all(sock, payload):
+    try:
+        sock.sendall(payload)
+    except OSError:
+        pass  # the server may hang up on it part way: that is fine
+
+
+def send_what_fits(sock, payload):
+    """Writes what the kernel takes now and stops (a client that will not wait for us)."""
+    sock.setblocking(False)
+    for _ in range(50):
+        try:
+            payload = payload[sock.send(payload):]
+        except OSError:  # BlockingIOError included
+            return
+        if not payload:
+            return
+
+
+def preauth_flood(port, payload, count, send=send_all):
     """count connections that each send payload (an unfinished command) and stay open."""
     socks = []
     refused = 0
@@ -269,10 +345,7 @@ def preauth_flood(port, payload, count):
             refused += 1
             continue
         socks.append(sock)
-        try:
-            sock.sendall(payload)
-        except OSError:
-            pass  # the server may hang up on it part way: that is fine
+        send(sock, payload)
     return socks, refused
 
 
@@ -332,6 +405,68 @@ def test_imap_preauth_memory(checks):
             checks.check(" BAD" not in tagged, "after login a 60 KB literal in a command is still read", tagged)
 
 
+NOOP_FLOOD = b"a NOOP\r\n" * 20000
+
+
+def test_preauth_unread_replies(checks):
+    """Clients that pipeline commands before login and never read the replies: the server stops
+    reading them (little input kept, little output queued), and others are still served."""
+    options = ["server.max_connections_per_ip=2000", "server.max_connections=5000"]
+    push_tls, push_plain = free_ports(2)
+    options += [f"push.listen=127.0.0.1:{push_tls}", f"push.listen_plain=127.0.0.1:{push_plain}"]
+    with Daemon("preauth-unread", options=options, imap=True) as d:
+        if not start_daemon(checks, d):
+            return
+        for _ in range(50):
+            if harness.connect_ok(push_plain):
+                break
+            time.sleep(0.1)
+        cases = (("IMAP", d.imap_port, NOOP_FLOOD, b""),
+                 ("POP3", d.pop3_port, b"CAPA\r\n" * 20000, b""),
+                 ("SMTP", d.mx_port, b"NOOP\r\n" * 20000, b"EHLO flood.test\r\n"),
+                 ("push", push_plain, b"NOOP\r\n" * 20000, b""))
+        for label, port, payload, prelude in cases:
+            warm = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(10)]
+            close_all(warm)
+            time.sleep(0.5)
+            base = d.proc_status("VmRSS")
+            socks, refused = preauth_flood(port, prelude + payload, PREAUTH_CONNS, send_what_fits)
+            time.sleep(2.0)
+            # More from each while the server may have drained some.
+            for sock in socks:
+                try:
+                    sock.send(payload[:65536])
+                except OSError:
+                    pass
+            time.sleep(2.0)
+            peak = d.proc_status("VmRSS")
+            growth = (peak - base) / 1024 if peak and base else None
+            checks.check(refused == 0 and growth is not None and growth < 15,
+                         f"pre-auth {label}, {PREAUTH_CONNS} clients pipelining NOOPs without reading: RSS grows "
+                         f"less than 15 MiB ({growth and round(growth, 1)} MiB)",
+                         f"base {base} KiB peak {peak} KiB refused {refused}")
+            served = False
+            try:
+                if label == "IMAP":
+                    with RawIMAP(d.imap_port, timeout=10) as i:
+                        served = " OK" in i.login(ALICE, d.passwords[ALICE])[0]
+                elif label == "POP3":
+                    with RawPOP3(d.pop3_port, timeout=10) as p3:
+                        served = p3.cmd("CAPA").startswith("+OK")
+                elif label == "SMTP":
+                    with RawSMTP(d.mx_port, timeout=10) as sm:
+                        served = sm.cmd("NOOP")[0] == 250
+                else:
+                    with RawPOP3(push_plain, timeout=10) as ps:
+                        served = ps.cmd("NOOP").startswith("+OK")
+            except (OSError, harness.SMTPError, harness.POP3Error, harness.IMAPError) as e:
+                served = repr(e)
+            checks.check(served is True, f"pre-auth {label} flood: a normal client is served meanwhile", served)
+            close_all(socks)
+            time.sleep(1.0)
+        checks.check(d.alive(), "pre-auth unread flood: ternd still running")
+
+
 def run(checks):
     push_tls, push_plain = free_ports(2)
     options = [f"server.command_timeout={DEADLINE}", f"server.tls_handshake_timeout={DEADLINE}",
@@ -349,6 +484,7 @@ def run(checks):
             checks.check(d.stop() == 0, "slow daemon: SIGTERM exits 0")
     checks.guard("test_slow_commit ran", test_slow_commit, checks)
     checks.guard("test_imap_preauth_memory ran", test_imap_preauth_memory, checks)
+    checks.guard("test_preauth_unread_replies ran", test_preauth_unread_replies, checks)
 
 
 if __name__ == "__main__":

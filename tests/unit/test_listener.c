@@ -1,5 +1,5 @@
 /* Unit tests for listener: address parsing, and the per-address connection limit on a real
- * loopback socket. */
+ * loopback socket; netconn's pre-login marks on a real socket pair. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <setjmp.h>
@@ -12,10 +12,12 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "net/listener.h"
+#include "net/netconn.h"
 
 static const struct {
 	const char *text;
@@ -112,27 +114,37 @@ connect_to(int port)
 	return fd;
 }
 
+/* A plain listener on a free loopback port. */
+static struct listener *
+listen_on_loopback(struct accept_state *st, int *port_r)
+{
+	struct listener *l = NULL;
+	char addr[64], error[256], *addrs[1] = {addr};
+
+	srand((unsigned)getpid());
+	for (int tries = 0; tries < 20 && l == NULL; tries++) {
+		*port_r = 20000 + rand() % 40000;
+		snprintf(addr, sizeof(addr), "127.0.0.1:%d", *port_r);
+		l = listener_new(st->base, "test", addrs, 1, false, on_accept, st, error,
+				 sizeof(error));
+	}
+	assert_non_null(l);
+	return l;
+}
+
 static void
 test_per_address_limit_refuses_with_busy_reply(void **state)
 {
 	struct accept_state st = {0};
 	struct listener_limits limits = {100, 2};
-	struct listener *l = NULL;
-	char addr[64], error[256], *addrs[1] = {addr};
+	struct listener *l;
 	int port = 0, fds[3];
 	char buf[128];
 	ssize_t n;
 
 	st.base = event_base_new();
 	listener_set_limits(&limits);
-	srand((unsigned)getpid());
-	for (int tries = 0; tries < 20 && l == NULL; tries++) {
-		port = 20000 + rand() % 40000;
-		snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-		l = listener_new(st.base, "test", addrs, 1, false, on_accept, &st, error,
-				 sizeof(error));
-	}
-	assert_non_null(l);
+	l = listen_on_loopback(&st, &port);
 	listener_set_busy_reply(l, "421 busy\r\n");
 	for (int i = 0; i < 3; i++)
 		fds[i] = connect_to(port);
@@ -166,12 +178,85 @@ test_per_address_limit_refuses_with_busy_reply(void **state)
 	event_base_free(st.base);
 }
 
+static bool
+marks_step(void *arg)
+{
+	return false;
+}
+
+static void
+marks_closing(void *arg)
+{
+}
+
+static void
+marks_closed(void *arg, const char *reason)
+{
+	*(bool *)arg = true;
+}
+
+/* Before login: 16 KiB read ahead and no more commands once 4 KiB of replies wait; after
+ * netconn_set_authenticated the usual 256 KiB and 64 KiB. */
+static void
+test_netconn_preauth_marks(void **state)
+{
+	static const struct netconn_ops ops = {
+	    .step = marks_step, .closing = marks_closing, .closed = marks_closed};
+	struct netconn_params params = {.proto = "test", .ops = &ops, .idle_timeout = {60, 0}};
+	struct listener_limits limits = {100, 10};
+	struct netconn_list list = {0};
+	struct accept_state st = {0};
+	struct bufferevent *bev;
+	struct listener *l;
+	struct netconn nc;
+	char reply[1024];
+	size_t low, high;
+	bool closed = false;
+	int port = 0, fd;
+
+	st.base = event_base_new();
+	listener_set_limits(&limits);
+	l = listen_on_loopback(&st, &port);
+	fd = connect_to(port);
+	run_loop_briefly(st.base);
+	assert_int_equal(st.accepted, 1);
+	bev = st.bevs[0];
+	netconn_init(&nc, bev, &st.peers[0], false, &params, &list, &closed);
+	assert_int_equal(bufferevent_getwatermark(bev, EV_READ, &low, &high), 0);
+	assert_int_equal(high, NETCONN_PREAUTH_INPUT_HIGH);
+	assert_true(NETCONN_PREAUTH_INPUT_HIGH <= 16 * 1024);
+
+	memset(reply, 'x', sizeof(reply) - 1);
+	reply[sizeof(reply) - 1] = '\0';
+	while (evbuffer_get_length(bufferevent_get_output(bev)) <= NETCONN_PREAUTH_OUTPUT_HIGH) {
+		assert_false(netconn_output_full(&nc));
+		netconn_reply(&nc, "%s", reply);
+	}
+	assert_true(netconn_output_full(&nc)); /* about 4 KiB unread: stop handling commands */
+
+	netconn_set_authenticated(&nc);
+	assert_int_equal(bufferevent_getwatermark(bev, EV_READ, &low, &high), 0);
+	assert_int_equal(high, NETCONN_INPUT_HIGH);
+	assert_false(netconn_output_full(&nc)); /* logged in: up to 64 KiB may wait */
+
+	evbuffer_drain(bufferevent_get_output(bev), evbuffer_get_length(bufferevent_get_output(bev)));
+	netconn_unlink(&nc);
+	netconn_destroy(&nc, "test");
+	assert_true(closed);
+	assert_int_equal(listener_conn_count(), 0);
+	run_loop_briefly(st.base); /* the lingering socket goes */
+	close(fd);
+	listener_free(&l);
+	event_base_free(st.base);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_address_table),
 		cmocka_unit_test(test_per_address_limit_refuses_with_busy_reply),
+		cmocka_unit_test(test_netconn_preauth_marks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
