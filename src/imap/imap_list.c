@@ -250,9 +250,6 @@ struct imap_list_opts {
 	bool empty_pattern; /* one pattern, given as "" (not in a list) */
 };
 
-static const char *const imap_list_status_items[] = {
-    "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ",
-};
 
 /* Parses "(SUBSCRIBED REMOTE ...)". NULL, or the error text for BAD. */
 static const char *
@@ -303,17 +300,7 @@ imap_list_parse_return(struct imap_session *s, struct imap_list_opts *o,
 			return "Unknown LIST return option";
 		}
 	}
-	for (size_t i = 0; i < o->nstatus; i++) {
-		size_t k = 0, n = sizeof(imap_list_status_items) / sizeof(imap_list_status_items[0]);
-
-		while (k < n && !imap_arg_atom_equals(&o->status[i], imap_list_status_items[k]))
-			k++;
-		if (k == n)
-			return "Unknown STATUS item";
-		if (k == 5)
-			imap_condstore_enable(s); /* RFC 7162 3.1 */
-	}
-	return NULL;
+	return imap_status_items_check(s, o->status, o->nstatus);
 }
 
 static bool
@@ -390,54 +377,18 @@ imap_list_any_match(const struct imap_session *s, const struct imap_list_opts *o
 	return false;
 }
 
-/* The \Recent boundary of a mailbox: UIDs above it are \Recent for the next session that
- * selects it (what STATUS RECENT counts); UINT32_MAX when the server has not seen new mail
- * there since it started. Read-only look at the table imap_mailbox.c keeps. */
-static uint32_t
-imap_list_recent_after(const struct imap_server *server, int64_t mailbox_id)
-{
-	for (const struct imap_recent *r = server->recent[(uint64_t)mailbox_id % IMAP_RECENT_BUCKETS];
-	     r != NULL; r = r->next)
-		if (r->mailbox_id == mailbox_id)
-			return r->uid;
-	return UINT32_MAX;
-}
-
 /* Writes "* STATUS name (items)" for a listed mailbox (RFC 5819). false when the store
  * cannot be read. */
 static bool
 imap_list_write_status(struct imap_session *s, const struct imap_list_opts *o,
                        const struct imap_name *nm)
 {
-	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
-	struct store_mailbox_counts c;
+	struct store_mailbox mbox = {.id = nm->id,
+	                             .uidvalidity = nm->uidvalidity,
+	                             .uidnext = nm->uidnext,
+	                             .highestmodseq = nm->highestmodseq};
 
-	if (store_mailbox_counts(s->server->store, nm->id,
-	                         imap_list_recent_after(s->server, nm->id), &c) < 0)
-		return false;
-	evbuffer_add_printf(out, "* STATUS ");
-	imap_write_mailbox(s, nm->name);
-	evbuffer_add_printf(out, " (");
-	for (size_t i = 0; i < o->nstatus; i++) {
-		const struct imap_arg *a = &o->status[i];
-		const char *sep = i > 0 ? " " : "";
-
-		if (imap_arg_atom_equals(a, "MESSAGES"))
-			evbuffer_add_printf(out, "%sMESSAGES %u", sep, c.messages);
-		else if (imap_arg_atom_equals(a, "RECENT"))
-			evbuffer_add_printf(out, "%sRECENT %u", sep, c.recent);
-		else if (imap_arg_atom_equals(a, "UIDNEXT"))
-			evbuffer_add_printf(out, "%sUIDNEXT %u", sep, nm->uidnext);
-		else if (imap_arg_atom_equals(a, "UIDVALIDITY"))
-			evbuffer_add_printf(out, "%sUIDVALIDITY %u", sep, nm->uidvalidity);
-		else if (imap_arg_atom_equals(a, "UNSEEN"))
-			evbuffer_add_printf(out, "%sUNSEEN %u", sep, c.unseen);
-		else
-			evbuffer_add_printf(out, "%sHIGHESTMODSEQ %" PRIu64, sep,
-			                    nm->highestmodseq > 0 ? nm->highestmodseq : 1);
-	}
-	evbuffer_add(out, ")\r\n", 3);
-	return true;
+	return imap_status_write(s, nm->name, &mbox, o->status, o->nstatus) == 0;
 }
 
 /* Appends " word" to the attribute list in buf. */

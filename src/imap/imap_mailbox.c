@@ -262,79 +262,46 @@ imap_write_uidset(struct imap_session *s, const uint32_t *uids, size_t n)
 
 /* --- STATUS --- */
 
-struct imap_count_ctx {
-	uint32_t messages, unseen, recent;
-	uint32_t claimed;
-	bool known; /* the server has heard of new mail here since it started */
-};
-
-static void
-imap_count_one(const struct store_message *m, void *arg)
+uint32_t
+imap_recent_after(struct imap_server *server, int64_t mailbox_id)
 {
-	struct imap_count_ctx *ctx = arg;
+	struct imap_recent **slot = imap_recent_slot(server, mailbox_id);
 
-	if (m->recalled)
-		return;
-	ctx->messages++;
-	if ((m->flags & STORE_FLAG_SEEN) == 0)
-		ctx->unseen++;
-	if (ctx->known && m->uid > ctx->claimed)
-		ctx->recent++;
+	return *slot != NULL ? (*slot)->uid : UINT32_MAX;
 }
 
 static const char *const imap_status_items[] = {
     "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ",
 };
 
-void
-imap_cmd_status(struct imap_session *s, const struct imap_command *cmd)
+const char *
+imap_status_items_check(struct imap_session *s, const struct imap_arg *items, size_t nitems)
 {
-	struct imap_count_ctx ctx = {0};
-	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
-	struct store_mailbox mbox;
-	char name[IMAP_MAILBOX_MAX];
-	const struct imap_arg *items;
-	size_t nitems;
-	int r;
+	const size_t n = sizeof(imap_status_items) / sizeof(imap_status_items[0]);
 
-	if (cmd->nargs != 2 || cmd->args[1].type != IMAP_ARG_LIST ||
-	    cmd->args[1].list_count == 0) {
-		imap_bad(s, cmd->tag, "syntax: STATUS mailbox (items)");
-		return;
-	}
-	items = cmd->args[1].list;
-	nitems = cmd->args[1].list_count;
 	for (size_t i = 0; i < nitems; i++) {
 		size_t k = 0;
 
-		while (k < sizeof(imap_status_items) / sizeof(imap_status_items[0]) &&
-		       !imap_arg_atom_equals(&items[i], imap_status_items[k]))
+		while (k < n && !imap_arg_atom_equals(&items[i], imap_status_items[k]))
 			k++;
-		if (k == sizeof(imap_status_items) / sizeof(imap_status_items[0])) {
-			imap_bad(s, cmd->tag, "Unknown STATUS item");
-			return;
-		}
+		if (k == n)
+			return "Unknown STATUS item";
 		if (k == 5)
-			s->condstore = true; /* RFC 7162 3.1 */
+			imap_condstore_enable(s); /* RFC 7162 3.1 */
 	}
-	if (imap_mailbox_arg(s, cmd->tag, &cmd->args[0], name, sizeof(name)) < 0)
-		return;
-	r = store_mailbox_get(s->server->store, s->account_id, name, &mbox);
-	if (r == 0) {
-		imap_reply(s, "%s NO [NONEXISTENT] Mailbox does not exist", cmd->tag);
-		return;
-	}
-	if (r > 0) {
-		struct imap_recent **slot = imap_recent_slot(s->server, mbox.id);
+	return NULL;
+}
 
-		ctx.known = *slot != NULL;
-		ctx.claimed = ctx.known ? (*slot)->uid : 0;
-	}
-	if (r < 0 || store_message_list(s->server->store, s->account_id, name, imap_count_one,
-	                                &ctx) < 0) {
-		imap_reply(s, "%s NO [UNAVAILABLE] Cannot read the mailbox", cmd->tag);
-		return;
-	}
+int
+imap_status_write(struct imap_session *s, const char *name, const struct store_mailbox *mbox,
+                  const struct imap_arg *items, size_t nitems)
+{
+	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
+	struct store_mailbox_counts c;
+
+	if (store_mailbox_counts(s->server->store, mbox->id,
+	                         imap_recent_after(s->server, mbox->id), &c) < 0)
+		return -1;
 	evbuffer_add_printf(out, "* STATUS ");
 	imap_write_mailbox(s, name);
 	evbuffer_add_printf(out, " (");
@@ -343,20 +310,52 @@ imap_cmd_status(struct imap_session *s, const struct imap_command *cmd)
 		const char *sep = i > 0 ? " " : "";
 
 		if (imap_arg_atom_equals(a, "MESSAGES"))
-			evbuffer_add_printf(out, "%sMESSAGES %u", sep, ctx.messages);
+			evbuffer_add_printf(out, "%sMESSAGES %u", sep, c.messages);
 		else if (imap_arg_atom_equals(a, "RECENT"))
-			evbuffer_add_printf(out, "%sRECENT %u", sep, ctx.recent);
+			evbuffer_add_printf(out, "%sRECENT %u", sep, c.recent);
 		else if (imap_arg_atom_equals(a, "UIDNEXT"))
-			evbuffer_add_printf(out, "%sUIDNEXT %u", sep, mbox.uidnext);
+			evbuffer_add_printf(out, "%sUIDNEXT %u", sep, mbox->uidnext);
 		else if (imap_arg_atom_equals(a, "UIDVALIDITY"))
-			evbuffer_add_printf(out, "%sUIDVALIDITY %u", sep, mbox.uidvalidity);
+			evbuffer_add_printf(out, "%sUIDVALIDITY %u", sep, mbox->uidvalidity);
 		else if (imap_arg_atom_equals(a, "UNSEEN"))
-			evbuffer_add_printf(out, "%sUNSEEN %u", sep, ctx.unseen);
+			evbuffer_add_printf(out, "%sUNSEEN %u", sep, c.unseen);
 		else
 			evbuffer_add_printf(out, "%sHIGHESTMODSEQ %" PRIu64, sep,
-			                    mbox.highestmodseq > 0 ? mbox.highestmodseq : 1);
+			                    mbox->highestmodseq > 0 ? mbox->highestmodseq : 1);
 	}
-	imap_reply(s, ")");
+	evbuffer_add(out, ")\r\n", 3);
+	return 0;
+}
+
+void
+imap_cmd_status(struct imap_session *s, const struct imap_command *cmd)
+{
+	struct store_mailbox mbox;
+	char name[IMAP_MAILBOX_MAX];
+	const char *error;
+	int r;
+
+	if (cmd->nargs != 2 || cmd->args[1].type != IMAP_ARG_LIST ||
+	    cmd->args[1].list_count == 0) {
+		imap_bad(s, cmd->tag, "syntax: STATUS mailbox (items)");
+		return;
+	}
+	if ((error = imap_status_items_check(s, cmd->args[1].list, cmd->args[1].list_count)) !=
+	    NULL) {
+		imap_bad(s, cmd->tag, error);
+		return;
+	}
+	if (imap_mailbox_arg(s, cmd->tag, &cmd->args[0], name, sizeof(name)) < 0)
+		return;
+	r = store_mailbox_get(s->server->store, s->account_id, name, &mbox);
+	if (r == 0) {
+		imap_reply(s, "%s NO [NONEXISTENT] Mailbox does not exist", cmd->tag);
+		return;
+	}
+	if (r < 0 || imap_status_write(s, name, &mbox, cmd->args[1].list, cmd->args[1].list_count) < 0) {
+		imap_reply(s, "%s NO [UNAVAILABLE] Cannot read the mailbox", cmd->tag);
+		return;
+	}
 	imap_reply(s, "%s OK STATUS completed", cmd->tag);
 }
 

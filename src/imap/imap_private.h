@@ -194,6 +194,19 @@ void imap_cmd_idle(struct imap_session *s, const struct imap_command *cmd);
 void imap_idle_line(struct imap_session *s, const char *line);
 /* The server's own notify subscription (every account): notes new mail for \Recent. */
 void imap_recent_event(const struct notify_event *ev, void *arg);
+/* The \Recent boundary of a mailbox: UIDs above it are \Recent for the next session that selects
+ * it (what STATUS RECENT counts); UINT32_MAX when the server has seen no new mail there since it
+ * started. */
+uint32_t imap_recent_after(struct imap_server *server, int64_t mailbox_id);
+/* STATUS items (RFC 3501 6.3.10, RFC 7162): NULL when every item is known (HIGHESTMODSEQ enables
+ * CONDSTORE), else the text for BAD. */
+const char *imap_status_items_check(struct imap_session *s, const struct imap_arg *items,
+                                    size_t nitems);
+/* Writes "* STATUS name (items)" for mbox, counted by one aggregate store query (STATUS and
+ * LIST-STATUS). 0, or -1 when the store cannot be read (nothing written). */
+struct store_mailbox;
+int imap_status_write(struct imap_session *s, const char *name, const struct store_mailbox *mbox,
+                      const struct imap_arg *items, size_t nitems);
 /* Frees the server's \Recent table. */
 void imap_recent_free(struct imap_server *server);
 /* Drops the selected mailbox (snapshot, subscription, queue). */
