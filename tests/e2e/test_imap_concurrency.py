@@ -402,9 +402,20 @@ class View:
                 return
             for uid in r[2]:
                 if uid not in self.uids and None in self.uids:
-                    # Announced by EXISTS in this same response batch, its UID not fetched yet:
-                    # the new messages are the unknown ones at the end (fetched right after).
-                    del self.uids[len(self.uids) - 1 - self.uids[::-1].index(None)]
+                    # Announced by EXISTS, its UID not fetched yet. UIDs ascend with the
+                    # sequence numbers, so it is one of the unknown slots between the known
+                    # UIDs below and above it (which one does not matter: they are alike).
+                    # A flag update may have named a later one already, so not just any None.
+                    lo = max((i for i, u in enumerate(self.uids) if u is not None and u < uid),
+                             default=-1)
+                    hi = min((i for i, u in enumerate(self.uids) if u is not None and u > uid),
+                             default=len(self.uids))
+                    gap = [i for i in range(lo + 1, hi) if self.uids[i] is None]
+                    if not gap:
+                        self.errors.append(f"{self.name}: VANISHED {uid}: no unknown message "
+                                           f"between its neighbours in the view")
+                        continue
+                    del self.uids[gap[-1]]
                     continue
                 if uid not in self.uids:
                     self.errors.append(f"{self.name}: VANISHED {uid}, not in the view")
