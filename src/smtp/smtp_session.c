@@ -1,4 +1,6 @@
-/* smtp_session: the SMTP server state machine on a libevent bufferevent. */
+/* smtp_session: the SMTP server's connections: greeting, the command table (which verbs run in
+ * which state, and the reply in every other state), line reading, EHLO and the small commands, and
+ * the server object. The mail transaction is in smtp_tx.c, STARTTLS and AUTH in smtp_auth.c. */
 #include "smtp/smtp_session.h"
 
 #include <stdio.h>
@@ -11,29 +13,11 @@
 #include <openssl/ssl.h>
 #include <sodium.h>
 
-#include "auth/auth.h"
-#include "auth/sasl.h"
 #include "deliver/deliver.h"
 #include "lib/config.h"
 #include "lib/log.h"
 #include "lib/util.h"
-#include "net/netconn.h"
-#include "smtp/smtp_parser.h"
-
-#define SMTP_AUTH_LINE_MAX 4096	    /* RFC 4954 4: SASL lines may exceed 512 octets */
-#define SMTP_CHUNK 16384
-
-enum smtp_state {
-	SMTP_STATE_INIT = 0, /* greeted; waiting for EHLO/HELO */
-	SMTP_STATE_READY,    /* EHLO done, no transaction */
-	SMTP_STATE_MAIL,     /* MAIL accepted, no recipient yet */
-	SMTP_STATE_RCPT,     /* at least one recipient accepted */
-	SMTP_STATE_DATA,     /* reading message data after 354 */
-	SMTP_STATE_BDAT,     /* reading a BDAT chunk */
-	SMTP_STATE_AUTH,     /* waiting for a SASL response line */
-	SMTP_STATE_WAIT,     /* a password check or a commit is running */
-	SMTP_STATE_CLOSING,  /* last reply queued; close once it is written */
-};
+#include "smtp/smtp_private.h"
 
 static const char *const smtp_state_names[] = {
 	"init", "ready", "mail", "rcpt", "data", "bdat", "auth", "wait", "closing",
@@ -41,73 +25,10 @@ static const char *const smtp_state_names[] = {
 
 static const char *const smtp_role_names[] = {"smtp", "submission", "submissions"};
 
-struct smtp_server;
-
-/* The listener argument: which server and role a connection belongs to. */
-struct smtp_role_arg {
-	struct smtp_server *server;
-	enum smtp_role role;
-};
-
-struct smtp_server {
-	struct event_base *base;
-	struct deliver *deliver;
-	struct auth *auth;
-	char *hostname;
-	uint64_t max_message_size;
-	unsigned max_recipients;
-	unsigned max_errors;
-	struct netconn_params conn_params;
-	char *timeout_reply;
-	struct smtp_role_arg roles[SMTP_ROLE_COUNT];
-	struct netconn_list conns; /* every live session, for shutdown */
-	bool shutting_down;
-};
-
-struct smtp_rcpt {
-	char *address;
-	int64_t account_id; /* 0: outbound queue */
-};
-
-/* One mail transaction: RSET and the end of DATA free it whole. */
-struct smtp_tx {
-	char *mail_from;
-	struct smtp_mail_params params;
-	struct smtp_rcpt *rcpts;
-	size_t nrcpts;
-	struct deliver_tx *dtx;	/* the message being written, from DATA/BDAT on */
-	struct smtp_data_decoder dec;
-	char id[32];		/* the deliver transaction's id, for logs */
-	bool oversize;
-	bool write_failed;
-	bool bdat;		/* CHUNKING in use: DATA is no longer allowed */
-	uint64_t bdat_size;	/* bytes received through BDAT */
-	uint64_t bdat_left;	/* bytes of the current chunk still to read */
-	bool bdat_last;
-	bool bdat_failed;	/* a chunk was refused: read the rest and reply 5xx */
-};
-
-struct smtp_session {
-	struct smtp_server *server;
-	enum smtp_role role;
-	struct netconn conn; /* id, peer, tls, dead */
-	enum smtp_state state;
-	bool esmtp;
-	char *helo;
-	int64_t account_id; /* 0: not logged in */
-	char *account;	    /* primary address when logged in */
-	unsigned errors;
-	struct smtp_tx *tx;
-	struct sasl_server sasl; /* the AUTH exchange; holds secrets until reset */
-	struct auth_request *auth_req;
-	bool commit_pending; /* the session may only be freed by the commit callback */
-};
-
 /* --- replies, states and transactions --- */
 
-#define smtp_reply(s, ...) netconn_reply(&(s)->conn, __VA_ARGS__)
 
-static void
+void
 smtp_enter_state(struct smtp_session *s, enum smtp_state state)
 {
 	if (s->state == state)
@@ -118,7 +39,7 @@ smtp_enter_state(struct smtp_session *s, enum smtp_state state)
 	netconn_set_busy(&s->conn, state == SMTP_STATE_WAIT);
 }
 
-static void
+void
 smtp_tx_free(struct smtp_tx **txp)
 {
 	struct smtp_tx *tx = *txp;
@@ -134,8 +55,7 @@ smtp_tx_free(struct smtp_tx **txp)
 	*txp = NULL;
 }
 
-/* Ends the transaction and returns to the ready state (or closes during shutdown). */
-static void
+void
 smtp_tx_reset(struct smtp_session *s)
 {
 	smtp_tx_free(&s->tx);
@@ -148,8 +68,7 @@ smtp_tx_reset(struct smtp_session *s)
 	}
 }
 
-/* Counts a protocol error; past smtp.max_errors the client is told goodbye. */
-static void
+void
 smtp_error(struct smtp_session *s)
 {
 	if (++s->errors < s->server->max_errors)
@@ -164,8 +83,7 @@ smtp_starttls_offered(const struct smtp_session *s)
 	return !s->conn.tls && listener_get_ssl_ctx() != NULL;
 }
 
-/* A path for the log, as one value: <address> quoted and escaped when it needs to be. */
-static const char *
+const char *
 smtp_esc_path(char *buf, size_t size, const char *address)
 {
 	char path[SMTP_LINE_MAX + 3];
@@ -176,7 +94,7 @@ smtp_esc_path(char *buf, size_t size, const char *address)
 
 /* --- session lifetime --- */
 
-static void
+void
 smtp_session_free(struct smtp_session *s)
 {
 	netconn_unlink(&s->conn);
@@ -272,401 +190,6 @@ smtp_cmd_helo(struct smtp_session *s, const struct smtp_command *cmd)
 	smtp_reply(s, "250 CHUNKING");
 }
 
-static void
-smtp_cmd_mail(struct smtp_session *s, const struct smtp_command *cmd)
-{
-	struct smtp_path path;
-	struct smtp_mail_params params;
-	struct smtp_reply err;
-	char esc[600];
-
-	if (s->state == SMTP_STATE_MAIL || s->state == SMTP_STATE_RCPT) {
-		smtp_reply(s, "503 5.5.1 Error: nested MAIL command");
-		smtp_error(s);
-		return;
-	}
-	if (s->role != SMTP_ROLE_MX && s->account_id == 0) {
-		smtp_reply(s, "530 5.7.0 Authentication required");
-		smtp_error(s);
-		return;
-	}
-	if (smtp_parse_mail(cmd->args, &path, &params, &err) < 0) {
-		smtp_reply(s, "%d %s %s", err.code, err.status, err.text);
-		smtp_error(s);
-		return;
-	}
-	if (params.size_given && params.size > s->server->max_message_size) {
-		smtp_reply(s, "552 5.3.4 Message size exceeds fixed maximum message size");
-		return;
-	}
-	if (s->account_id != 0 &&
-	    (path.null_path || !deliver_sender_allowed(s->server->deliver, s->account_id,
-						       path.address))) {
-		log_info("smtp session=%s event=mail-from from=%s result=not-owned account=%s",
-			 s->conn.id, smtp_esc_path(esc, sizeof(esc), path.address), s->account);
-		smtp_reply(s, "553 5.7.1 <%s>: Sender address rejected: not owned by user %s",
-			   path.address, s->account);
-		smtp_error(s);
-		return;
-	}
-	s->tx = xcalloc(1, sizeof(*s->tx));
-	s->tx->mail_from = xstrdup(path.null_path ? "" : path.address);
-	s->tx->params = params;
-	smtp_enter_state(s, SMTP_STATE_MAIL);
-	log_info("smtp session=%s event=mail-from from=%s result=ok", s->conn.id,
-		 smtp_esc_path(esc, sizeof(esc), s->tx->mail_from));
-	smtp_reply(s, "250 2.1.0 Ok");
-}
-
-static void
-smtp_cmd_rcpt(struct smtp_session *s, const struct smtp_command *cmd)
-{
-	struct smtp_path path;
-	struct smtp_reply err;
-	struct smtp_tx *tx = s->tx;
-	int64_t account_id = 0;
-	enum deliver_rcpt verdict;
-	char esc[600];
-
-	if (s->state != SMTP_STATE_MAIL && s->state != SMTP_STATE_RCPT) {
-		smtp_reply(s, "503 5.5.1 Error: need MAIL command");
-		smtp_error(s);
-		return;
-	}
-	if (tx->nrcpts >= s->server->max_recipients) {
-		smtp_reply(s, "452 4.5.3 Error: too many recipients");
-		return;
-	}
-	if (smtp_parse_rcpt(cmd->args, &path, &err) < 0) {
-		smtp_reply(s, "%d %s %s", err.code, err.status, err.text);
-		smtp_error(s);
-		return;
-	}
-	smtp_esc_path(esc, sizeof(esc), path.address);
-	verdict = deliver_check_rcpt(s->server->deliver, path.address, s->account_id != 0,
-				     &account_id);
-	switch (verdict) {
-	case DELIVER_RCPT_UNKNOWN_USER:
-		log_info("smtp session=%s event=rcpt-to to=%s result=unknown-user", s->conn.id,
-			 esc);
-		smtp_reply(s, "550 5.1.1 <%s>: Recipient address rejected: User unknown",
-			   path.address);
-		smtp_error(s);
-		return;
-	case DELIVER_RCPT_RELAY_DENIED:
-		log_info("smtp session=%s event=rcpt-to to=%s result=relay-denied", s->conn.id,
-			 esc);
-		smtp_reply(s, "550 5.7.1 <%s>: Relay access denied", path.address);
-		smtp_error(s);
-		return;
-	case DELIVER_RCPT_TEMPFAIL:
-		smtp_reply(s, "451 4.3.0 <%s>: Temporary lookup failure", path.address);
-		return;
-	case DELIVER_RCPT_LOCAL:
-	case DELIVER_RCPT_REMOTE:
-		break;
-	}
-	/* The same mailbox named twice (or through an alias) gets one copy. */
-	for (size_t i = 0; i < tx->nrcpts; i++) {
-		bool same = account_id != 0 ? tx->rcpts[i].account_id == account_id
-					    : strcasecmp(tx->rcpts[i].address, path.address) == 0;
-		if (same) {
-			smtp_reply(s, "250 2.1.5 Ok");
-			return;
-		}
-	}
-	tx->rcpts = xrealloc(tx->rcpts, (tx->nrcpts + 1) * sizeof(*tx->rcpts));
-	tx->rcpts[tx->nrcpts].address = xstrdup(path.address);
-	tx->rcpts[tx->nrcpts].account_id = account_id;
-	tx->nrcpts++;
-	smtp_enter_state(s, SMTP_STATE_RCPT);
-	log_info("smtp session=%s event=rcpt-to to=%s result=ok target=%s", s->conn.id, esc,
-		 account_id != 0 ? "local" : "queue");
-	smtp_reply(s, "250 2.1.5 Ok");
-}
-
-/* Opens the message file with its trace headers; false when that fails. */
-static bool
-smtp_tx_open(struct smtp_session *s)
-{
-	struct smtp_tx *tx = s->tx;
-	const char *rcpts[1];
-	char tls_info[128], error[256];
-	const char *proto;
-	struct deliver_origin origin;
-	SSL *ssl = s->conn.tls ? bufferevent_openssl_get_ssl(s->conn.bev) : NULL;
-
-	if (ssl != NULL)
-		snprintf(tls_info, sizeof(tls_info), "%s with cipher %s", SSL_get_version(ssl),
-			 SSL_get_cipher_name(ssl));
-	/* RFC 3848 protocol names. */
-	if (!s->esmtp)
-		proto = "SMTP";
-	else if (s->conn.tls)
-		proto = s->account_id != 0 ? "ESMTPSA" : "ESMTPS";
-	else
-		proto = s->account_id != 0 ? "ESMTPA" : "ESMTP";
-	origin = (struct deliver_origin){
-		.helo = s->helo,
-		.client_ip = s->conn.peer.ip,
-		.protocol = proto,
-		.tls_info = ssl != NULL ? tls_info : NULL,
-		.authenticated_as = s->account,
-	};
-	rcpts[0] = tx->rcpts[0].address;
-	tx->dtx = deliver_tx_begin(s->server->deliver, tx->mail_from, &origin, rcpts, tx->nrcpts,
-				   error, sizeof(error));
-	if (tx->dtx == NULL) {
-		log_warnx("smtp session=%s event=tx-open-failed error=\"%s\"", s->conn.id, error);
-		return false;
-	}
-	return true;
-}
-
-static void
-smtp_cmd_data(struct smtp_session *s, const struct smtp_command *cmd)
-{
-	if (s->state == SMTP_STATE_MAIL) {
-		smtp_reply(s, "554 5.5.1 Error: no valid recipients");
-		smtp_error(s);
-		return;
-	}
-	if (s->state != SMTP_STATE_RCPT) {
-		smtp_reply(s, "503 5.5.1 Error: need RCPT command");
-		smtp_error(s);
-		return;
-	}
-	if (s->tx->bdat) {
-		smtp_reply(s, "503 5.5.1 Error: DATA after BDAT");
-		smtp_error(s);
-		return;
-	}
-	if (cmd->args[0] != '\0') {
-		smtp_reply(s, "501 5.5.4 Syntax: DATA");
-		smtp_error(s);
-		return;
-	}
-	if (!smtp_tx_open(s)) {
-		smtp_reply(s, "451 4.3.0 Error: local error in processing");
-		return;
-	}
-	smtp_data_init(&s->tx->dec);
-	smtp_enter_state(s, SMTP_STATE_DATA);
-	smtp_reply(s, "354 End data with <CR><LF>.<CR><LF>");
-}
-
-static void
-smtp_commit_done(bool ok, const char *error, void *arg)
-{
-	struct smtp_session *s = arg;
-	uint64_t size;
-
-	s->commit_pending = false;
-	if (s->conn.dead) {
-		smtp_session_free(s);
-		return;
-	}
-	size = s->tx->bdat ? s->tx->bdat_size : s->tx->dec.size;
-	if (ok) {
-		log_info("smtp session=%s event=queued id=%s size=%llu rcpts=%zu", s->conn.id,
-			 s->tx->id, (unsigned long long)size, s->tx->nrcpts);
-		smtp_reply(s, "250 2.0.0 Ok: %llu octets queued", (unsigned long long)size);
-	} else {
-		smtp_reply(s, "451 4.3.0 Error: could not store the message, try again later");
-	}
-	smtp_tx_reset(s);
-	netconn_run(&s->conn);
-}
-
-/* The whole message is in: refuse it, or commit it and wait for stable storage. */
-static void
-smtp_tx_finish(struct smtp_session *s)
-{
-	struct smtp_tx *tx = s->tx;
-	struct store_target *targets;
-	const char *refusal;
-
-	if (tx->oversize) {
-		smtp_reply(s, "552 5.3.4 Error: message file too big");
-		smtp_tx_reset(s);
-		return;
-	}
-	if (tx->write_failed || tx->dtx == NULL) {
-		smtp_reply(s, "451 4.3.0 Error: local error in processing");
-		smtp_tx_reset(s);
-		return;
-	}
-	if (!tx->bdat && (tx->dec.bare_cr || tx->dec.bare_lf)) {
-		log_info("smtp session=%s event=data-refused reason=bare-%s", s->conn.id,
-			 tx->dec.bare_lf ? "lf" : "cr");
-		smtp_reply(s, "550 5.5.2 Error: bare <%s> received; lines must end with CRLF",
-			   tx->dec.bare_lf ? "LF" : "CR");
-		smtp_tx_reset(s);
-		return;
-	}
-	if ((refusal = deliver_tx_refusal(s->server->deliver, tx->dtx)) != NULL) {
-		log_info("smtp session=%s event=data-refused reason=deliver reply=\"%.3s\"",
-			 s->conn.id, refusal);
-		smtp_reply(s, "%s", refusal);
-		smtp_tx_reset(s);
-		return;
-	}
-	targets = xcalloc(tx->nrcpts, sizeof(*targets));
-	for (size_t i = 0; i < tx->nrcpts; i++) {
-		targets[i].account_id = tx->rcpts[i].account_id;
-		targets[i].mailbox = tx->rcpts[i].account_id != 0 ? "INBOX" : NULL;
-		targets[i].rcpt = tx->rcpts[i].address;
-	}
-	str_copy(tx->id, deliver_tx_id(tx->dtx), sizeof(tx->id));
-	smtp_enter_state(s, SMTP_STATE_WAIT);
-	s->commit_pending = true;
-	deliver_tx_commit(s->server->deliver, &tx->dtx, targets, tx->nrcpts, s->account_id,
-			  smtp_commit_done, s);
-	free(targets);
-}
-
-/* Writes decoded message bytes, tracking the size limit. */
-static void
-smtp_tx_append(struct smtp_session *s, const char *data, size_t len, uint64_t total)
-{
-	struct smtp_tx *tx = s->tx;
-
-	if (tx->oversize || tx->write_failed || len == 0)
-		return;
-	if (total > s->server->max_message_size) {
-		tx->oversize = true;
-		deliver_tx_abort(&tx->dtx);
-		return;
-	}
-	if (deliver_tx_write(tx->dtx, data, len) < 0) {
-		log_warn("smtp session=%s event=write-failed", s->conn.id);
-		tx->write_failed = true;
-		deliver_tx_abort(&tx->dtx);
-	}
-}
-
-/* Feeds buffered input to the DATA decoder. Returns true when the end was reached. */
-static bool
-smtp_data_consume(struct smtp_session *s)
-{
-	struct evbuffer *in = bufferevent_get_input(s->conn.bev);
-	static char out[SMTP_CHUNK + 2];
-
-	while (evbuffer_get_length(in) > 0) {
-		struct evbuffer_iovec vec;
-		size_t n, used, outlen;
-		bool end = false;
-
-		if (evbuffer_peek(in, SMTP_CHUNK, NULL, &vec, 1) < 1)
-			break;
-		n = vec.iov_len < SMTP_CHUNK ? vec.iov_len : SMTP_CHUNK;
-		used = smtp_data_feed(&s->tx->dec, vec.iov_base, n, out, &outlen, &end);
-		smtp_tx_append(s, out, outlen, s->tx->dec.size);
-		evbuffer_drain(in, used);
-		if (end)
-			return true;
-	}
-	return false;
-}
-
-static void
-smtp_cmd_bdat(struct smtp_session *s, const struct smtp_command *cmd)
-{
-	char *end;
-	unsigned long long size;
-	bool last = false;
-	const char *p = cmd->args;
-
-	/* RFC 3030: "BDAT" SP chunk-size [ SP end-marker ]. */
-	if (*p < '0' || *p > '9') {
-		smtp_reply(s, "501 5.5.4 Syntax: BDAT size [LAST]");
-		smtp_error(s);
-		netconn_close(&s->conn, "bad-bdat");
-		return;
-	}
-	size = strtoull(p, &end, 10);
-	if (*end == ' ' && strcasecmp(end + 1, "LAST") == 0)
-		last = true;
-	else if (*end != '\0' || end - p > 19) {
-		/* Without a size we cannot find the next command: hang up. */
-		smtp_reply(s, "501 5.5.4 Syntax: BDAT size [LAST]");
-		netconn_close(&s->conn, "bad-bdat");
-		return;
-	}
-	if (size > s->server->max_message_size) {
-		/* Reading that much only to throw it away helps nobody. */
-		smtp_reply(s, "552 5.3.4 Error: message file too big");
-		netconn_close(&s->conn, "bdat-too-big");
-		return;
-	}
-	if (s->state != SMTP_STATE_RCPT) {
-		/* The chunk still has to be read and thrown away. */
-		if (s->tx == NULL)
-			s->tx = xcalloc(1, sizeof(*s->tx));
-		s->tx->bdat_failed = true;
-	} else if (!s->tx->bdat) {
-		s->tx->bdat = true;
-		if (!smtp_tx_open(s))
-			s->tx->write_failed = true; /* answered with 451 after the last chunk */
-	}
-	s->tx->bdat_left = size;
-	s->tx->bdat_last = last;
-	smtp_enter_state(s, SMTP_STATE_BDAT);
-}
-
-/* Reads the current BDAT chunk; true when it is complete (and answered). */
-static bool
-smtp_bdat_consume(struct smtp_session *s)
-{
-	struct evbuffer *in = bufferevent_get_input(s->conn.bev);
-	struct smtp_tx *tx = s->tx;
-
-	while (tx->bdat_left > 0 && evbuffer_get_length(in) > 0) {
-		struct evbuffer_iovec vec;
-		size_t n;
-
-		if (evbuffer_peek(in, SMTP_CHUNK, NULL, &vec, 1) < 1)
-			break;
-		n = vec.iov_len < SMTP_CHUNK ? vec.iov_len : SMTP_CHUNK;
-		if (n > tx->bdat_left)
-			n = (size_t)tx->bdat_left;
-		if (!tx->bdat_failed) {
-			tx->bdat_size += n;
-			smtp_tx_append(s, vec.iov_base, n, tx->bdat_size);
-		}
-		evbuffer_drain(in, n);
-		tx->bdat_left -= n;
-	}
-	if (tx->bdat_left > 0)
-		return false;
-	if (tx->bdat_failed) {
-		bool had_mail = tx->mail_from != NULL;
-		smtp_reply(s, "503 5.5.1 Error: %s", had_mail ? "need RCPT command"
-							      : "need MAIL command");
-		smtp_error(s);
-		if (had_mail) {
-			tx->bdat_failed = false;
-			smtp_enter_state(s, tx->nrcpts > 0 ? SMTP_STATE_RCPT : SMTP_STATE_MAIL);
-		} else {
-			smtp_tx_free(&s->tx);
-			smtp_enter_state(s, s->helo != NULL ? SMTP_STATE_READY : SMTP_STATE_INIT);
-		}
-		return true;
-	}
-	if (tx->bdat_last) {
-		smtp_tx_finish(s);
-		return true;
-	}
-	smtp_enter_state(s, SMTP_STATE_RCPT);
-	if (tx->oversize) {
-		/* Keep the state so the client's remaining chunks are read, then refuse. */
-		smtp_reply(s, "552 5.3.4 Error: message file too big");
-		smtp_tx_reset(s);
-		return true;
-	}
-	smtp_reply(s, "250 2.0.0 Ok: %llu octets received", (unsigned long long)tx->bdat_size);
-	return true;
-}
 
 static void
 smtp_cmd_rset(struct smtp_session *s, const struct smtp_command *cmd)
@@ -709,200 +232,48 @@ smtp_cmd_help(struct smtp_session *s, const struct smtp_command *cmd)
 		      "HELP STARTTLS AUTH; see RFC 5321");
 }
 
-static void
-smtp_cmd_starttls(struct smtp_session *s, const struct smtp_command *cmd)
-{
-	size_t discarded;
-	bool ok;
-
-	if (s->conn.tls) {
-		smtp_reply(s, "554 5.5.1 Error: TLS already active");
-		smtp_error(s);
-		return;
-	}
-	if (cmd->args[0] != '\0') {
-		smtp_reply(s, "501 5.5.4 Syntax: STARTTLS");
-		smtp_error(s);
-		return;
-	}
-	if (listener_get_ssl_ctx() == NULL) {
-		smtp_reply(s, "454 4.7.0 TLS not available due to local problem");
-		return;
-	}
-	smtp_reply(s, "220 2.0.0 Ready to start TLS");
-	/* CVE-2011-0411: whatever the client pipelined after STARTTLS was sent in the clear and
-	 * is discarded by listener_starttls, never executed inside TLS. */
-	ok = netconn_starttls(&s->conn, &discarded);
-	if (discarded > 0)
-		log_info("smtp session=%s event=starttls-injection discarded=%zu", s->conn.id,
-			 discarded);
-	if (!ok) {
-		netconn_close(&s->conn, "tls-setup-failed");
-		return;
-	}
-	/* RFC 3207 4.2: forget everything learnt before TLS: EHLO, the transaction, a SASL
-	 * exchange, and a login made in the clear (the client must AUTH again inside TLS). */
-	smtp_tx_free(&s->tx);
-	free(s->helo);
-	s->helo = NULL;
-	s->esmtp = false;
-	sasl_server_reset(&s->sasl);
-	if (s->account_id != 0)
-		log_info("smtp session=%s event=starttls-forget-auth account=%s", s->conn.id,
-			 s->account);
-	s->account_id = 0;
-	free(s->account);
-	s->account = NULL;
-	smtp_enter_state(s, SMTP_STATE_INIT);
-}
-
-static void
-smtp_auth_done(enum auth_result result, int64_t account_id, const char *address, void *arg)
-{
-	struct smtp_session *s = arg;
-
-	s->auth_req = NULL;
-	smtp_enter_state(s, SMTP_STATE_READY);
-	switch (result) {
-	case AUTH_OK:
-		s->account_id = account_id;
-		free(s->account);
-		s->account = xstrdup(address);
-		log_info("smtp session=%s event=auth result=ok account=%s", s->conn.id, address);
-		netconn_set_authenticated(&s->conn);
-		smtp_reply(s, "235 2.7.0 Authentication successful");
-		break;
-	case AUTH_FAILED:
-		log_info("smtp session=%s event=auth result=failed ip=%s", s->conn.id,
-			 s->conn.peer.ip);
-		smtp_reply(s, "535 5.7.8 Error: authentication failed");
-		smtp_error(s);
-		break;
-	case AUTH_LOCKED:
-		log_warnx("smtp session=%s event=auth result=locked ip=%s", s->conn.id,
-			  s->conn.peer.ip);
-		smtp_reply(s, "454 4.7.0 Error: too many failed authentication attempts, try "
-			      "again later");
-		smtp_error(s);
-		break;
-	case AUTH_TEMPFAIL:
-		smtp_reply(s, "454 4.7.0 Temporary authentication failure");
-		break;
-	}
-	netconn_run(&s->conn);
-}
-
-/* Starts the password check for decoded credentials. */
-static void
-smtp_auth_check(struct smtp_session *s, const char *login, const char *password)
-{
-	smtp_enter_state(s, SMTP_STATE_WAIT);
-	s->auth_req =
-	    auth_verify(s->server->auth, s->conn.peer.ip, login, password, smtp_auth_done, s);
-}
-
-static void
-smtp_auth_bad(struct smtp_session *s, const char *why)
-{
-	sasl_server_reset(&s->sasl);
-	smtp_enter_state(s, SMTP_STATE_READY);
-	smtp_reply(s, "501 5.5.2 Error: %s", why);
-	smtp_error(s);
-}
-
-/* Maps one result of the SASL exchange (src/auth/sasl.h) to SMTP's states and replies. */
-static void
-smtp_auth_next(struct smtp_session *s, enum sasl_result r, const struct sasl_step *step)
-{
-	switch (r) {
-	case SASL_CHALLENGE:
-		smtp_enter_state(s, SMTP_STATE_AUTH);
-		smtp_reply(s, "334 %s", step->challenge);
-		return;
-	case SASL_CREDENTIALS:
-		smtp_auth_check(s, step->login, step->password);
-		sasl_server_reset(&s->sasl);
-		return;
-	case SASL_ABORTED:
-		smtp_enter_state(s, SMTP_STATE_READY);
-		smtp_reply(s, "501 5.7.0 Authentication aborted");
-		return;
-	case SASL_ERROR:
-		break;
-	}
-	switch (step->error) {
-	case SASL_ERROR_MECHANISM:
-		smtp_reply(s, "504 5.5.4 Error: unsupported authentication mechanism");
-		smtp_error(s);
-		return;
-	case SASL_ERROR_AUTHZID:
-		smtp_enter_state(s, SMTP_STATE_READY);
-		smtp_reply(s, "535 5.7.8 Error: authorization identity not permitted");
-		smtp_error(s);
-		return;
-	default:
-		smtp_auth_bad(s, step->reason);
-		return;
-	}
-}
-
-static void
-smtp_cmd_auth(struct smtp_session *s, const struct smtp_command *cmd)
-{
-	struct sasl_step step;
-	enum sasl_result r;
-	char mech[16];
-	const char *ir;
-	size_t mlen;
-
-	if (!netconn_plaintext_ok(&s->conn)) {
-		smtp_reply(s, "538 5.7.11 Encryption required for requested authentication "
-			      "mechanism");
-		smtp_error(s);
-		return;
-	}
-	if (s->account_id != 0) {
-		smtp_reply(s, "503 5.5.1 Error: already authenticated");
-		smtp_error(s);
-		return;
-	}
-	if (s->state != SMTP_STATE_READY) {
-		smtp_reply(s, "503 5.5.1 Error: %s", s->state == SMTP_STATE_INIT
-							 ? "send EHLO first"
-							 : "MAIL transaction in progress");
-		smtp_error(s);
-		return;
-	}
-	mlen = strcspn(cmd->args, " ");
-	ir = cmd->args[mlen] == ' ' ? cmd->args + mlen + 1 : NULL;
-	if (mlen == 0 || mlen >= sizeof(mech)) {
-		smtp_reply(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
-		smtp_error(s);
-		return;
-	}
-	memcpy(mech, cmd->args, mlen);
-	mech[mlen] = '\0';
-	r = sasl_server_start(&s->sasl, mech, ir, &step);
-	smtp_auth_next(s, r, &step);
-}
 
 typedef void smtp_cmd_fn(struct smtp_session *s, const struct smtp_command *cmd);
 
-/* Which commands are allowed before EHLO; the rest check their own states. */
+#define SMTP_HELO_FIRST "503 5.5.1 Error: send HELO/EHLO first"
+
+/* The command table: each verb, its handler, and for each state in which commands are read the
+ * reply when the verb is out of sequence there (RFC 5321 4.1.4: 503; DATA without an accepted
+ * recipient: 554, 3.3). NULL: the verb runs in that state. Handlers check arguments, not states. */
 struct smtp_cmd_entry {
 	enum smtp_verb verb;
-	bool before_helo;
 	smtp_cmd_fn *fn;
+	const char *refused[SMTP_STATE_RCPT + 1]; /* INIT, READY, MAIL, RCPT */
 };
 
 static const struct smtp_cmd_entry smtp_commands[] = {
-	{SMTP_VERB_HELO, true, smtp_cmd_helo},	   {SMTP_VERB_EHLO, true, smtp_cmd_helo},
-	{SMTP_VERB_MAIL, false, smtp_cmd_mail},	   {SMTP_VERB_RCPT, false, smtp_cmd_rcpt},
-	{SMTP_VERB_DATA, false, smtp_cmd_data},	   {SMTP_VERB_BDAT, true, smtp_cmd_bdat},
-	{SMTP_VERB_RSET, true, smtp_cmd_rset},	   {SMTP_VERB_NOOP, true, smtp_cmd_noop},
-	{SMTP_VERB_QUIT, true, smtp_cmd_quit},	   {SMTP_VERB_VRFY, true, smtp_cmd_vrfy},
-	{SMTP_VERB_EXPN, true, smtp_cmd_expn},	   {SMTP_VERB_HELP, true, smtp_cmd_help},
-	{SMTP_VERB_STARTTLS, true, smtp_cmd_starttls}, {SMTP_VERB_AUTH, false, smtp_cmd_auth},
+    {SMTP_VERB_HELO, smtp_cmd_helo, {NULL}},
+    {SMTP_VERB_EHLO, smtp_cmd_helo, {NULL}},
+    {SMTP_VERB_MAIL, smtp_cmd_mail,
+     {[SMTP_STATE_INIT] = SMTP_HELO_FIRST,
+      [SMTP_STATE_MAIL] = "503 5.5.1 Error: nested MAIL command",
+      [SMTP_STATE_RCPT] = "503 5.5.1 Error: nested MAIL command"}},
+    {SMTP_VERB_RCPT, smtp_cmd_rcpt,
+     {[SMTP_STATE_INIT] = SMTP_HELO_FIRST,
+      [SMTP_STATE_READY] = "503 5.5.1 Error: need MAIL command"}},
+    {SMTP_VERB_DATA, smtp_cmd_data,
+     {[SMTP_STATE_INIT] = SMTP_HELO_FIRST,
+      [SMTP_STATE_READY] = "503 5.5.1 Error: need RCPT command",
+      [SMTP_STATE_MAIL] = "554 5.5.1 Error: no valid recipients"}},
+    /* BDAT's chunk must be read whatever the state (its size finds the next command): the
+     * handler reads it and answers 503 after it when the state is wrong. */
+    {SMTP_VERB_BDAT, smtp_cmd_bdat, {NULL}},
+    {SMTP_VERB_RSET, smtp_cmd_rset, {NULL}},
+    {SMTP_VERB_NOOP, smtp_cmd_noop, {NULL}},
+    {SMTP_VERB_QUIT, smtp_cmd_quit, {NULL}},
+    {SMTP_VERB_VRFY, smtp_cmd_vrfy, {NULL}},
+    {SMTP_VERB_EXPN, smtp_cmd_expn, {NULL}},
+    {SMTP_VERB_HELP, smtp_cmd_help, {NULL}},
+    {SMTP_VERB_STARTTLS, smtp_cmd_starttls, {NULL}},
+    {SMTP_VERB_AUTH, smtp_cmd_auth,
+     {[SMTP_STATE_INIT] = SMTP_HELO_FIRST,
+      [SMTP_STATE_MAIL] = "503 5.5.1 Error: MAIL transaction in progress",
+      [SMTP_STATE_RCPT] = "503 5.5.1 Error: MAIL transaction in progress"}},
 };
 
 /* Handles one complete command line (CRLF removed). */
@@ -910,16 +281,10 @@ static void
 smtp_session_line(struct smtp_session *s, char *line, size_t len)
 {
 	struct smtp_command cmd;
-	struct sasl_step step;
 	char esc[128];
 
 	if (s->state == SMTP_STATE_AUTH) {
-		if (len > SMTP_AUTH_LINE_MAX) {
-			smtp_auth_bad(s, "response too long");
-			return;
-		}
-		smtp_auth_next(s, sasl_server_step(&s->sasl, line, &step), &step);
-		sodium_memzero(line, len);
+		smtp_auth_line(s, line, len);
 		return;
 	}
 	if (smtp_command_parse(line, len, &cmd) < 0) {
@@ -936,10 +301,11 @@ smtp_session_line(struct smtp_session *s, char *line, size_t len)
 		  log_str(esc, sizeof(esc), cmd.verb_text));
 	for (size_t i = 0; i < sizeof(smtp_commands) / sizeof(smtp_commands[0]); i++) {
 		const struct smtp_cmd_entry *e = &smtp_commands[i];
+
 		if (e->verb != cmd.verb)
 			continue;
-		if (!e->before_helo && s->state == SMTP_STATE_INIT) {
-			smtp_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+		if (s->state <= SMTP_STATE_RCPT && e->refused[s->state] != NULL) {
+			smtp_reply(s, "%s", e->refused[s->state]);
 			smtp_error(s);
 			return;
 		}

@@ -86,7 +86,11 @@ def test_basic_verbs(checks, d):
 def test_out_of_order(checks, d):
     with RawSMTP(d.mx_port) as s:
         r = safe_reply(s, f"MAIL FROM:<{REMOTE}>")
-        checks.check(r[0] == 503, "MAIL before EHLO: 503", fmt(r))
+        checks.check(reply_has(r, 503, "5.5.1"), "MAIL before EHLO: 503 5.5.1", fmt(r))
+        for line in (f"RCPT TO:<{ALICE}>", "DATA", "AUTH PLAIN"):
+            r = safe_reply(s, line)
+            checks.check(reply_has(r, 503, "5.5.1") and "HELO/EHLO" in " ".join(r[1]),
+                         f"{line.split()[0]} before EHLO: 503 5.5.1 send HELO/EHLO first", fmt(r))
         s.ehlo()
         r = safe_reply(s, f"RCPT TO:<{ALICE}>")
         checks.check(reply_has(r, 503, "5.5.1"), "RCPT before MAIL: 503 5.5.1", fmt(r))
@@ -100,6 +104,17 @@ def test_out_of_order(checks, d):
         # RFC 5321 3.3 allows 503 (out of sequence) or 554 (no valid recipients) here.
         checks.check(r[0] in (503, 554) and "5.5.1" in " ".join(r[1]), "DATA before any RCPT: 503 or 554, 5.5.1",
                      fmt(r))
+        r = safe_reply(s, "AUTH PLAIN")
+        checks.check(reply_has(r, 503, "5.5.1") and "transaction" in " ".join(r[1]),
+                     "AUTH inside a mail transaction: 503 5.5.1 (RFC 4954 4)", fmt(r))
+        r = safe_reply(s, f"RCPT TO:<{ALICE}>")
+        checks.check(r[0] == 250, "RCPT after MAIL: 250", fmt(r))
+        r = safe_reply(s, f"MAIL FROM:<{REMOTE}>")
+        checks.check(reply_has(r, 503, "5.5.1"), "MAIL after RCPT: 503 5.5.1 (nested)", fmt(r))
+        r = safe_reply(s, "RSET")
+        checks.check(r[0] == 250, "RSET ends the transaction: 250", fmt(r))
+        r = safe_reply(s, "DATA")
+        checks.check(reply_has(r, 503, "5.5.1"), "DATA after RSET: 503 5.5.1", fmt(r))
         r = safe_reply(s, "NOOP")
         checks.check(r[0] == 250, "session goes on after out-of-order commands", fmt(r))
 
