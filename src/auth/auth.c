@@ -10,12 +10,12 @@
 
 #include "auth/password.h"
 #include "lib/config.h"
+#include "lib/hash.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/workers.h"
 #include "store/store.h"
 
-#define AUTH_BUCKETS 4096
 #define AUTH_MAX_ENTRIES 100000
 #define AUTH_CACHE_MAX 100000
 #define AUTH_MAC_BYTES crypto_generichash_BYTES
@@ -35,7 +35,6 @@ struct auth_count {
 	unsigned inflight; /* checks running on a worker now */
 	unsigned refs;     /* requests waiting or running that point here: never expired */
 	int64_t next_usec; /* "user:" under attack: earliest start (monotonic) of its next check */
-	struct auth_count *next;
 };
 
 /* A login verified recently: a keyed hash of (stored argon2id string, password). A new password
@@ -45,7 +44,6 @@ struct auth_cached {
 	int64_t account_id;
 	unsigned char mac[AUTH_MAC_BYTES];
 	int64_t expires;
-	struct auth_cached *next;
 };
 
 struct auth {
@@ -59,8 +57,7 @@ struct auth {
 	int64_t login_interval_usec; /* spacing of checks for a login under attack */
 	int64_t window;
 	struct timeval delay;
-	struct auth_count *buckets[AUTH_BUCKETS];
-	size_t nentries;
+	struct hash *counts; /* key -> struct auth_count; keys come from clients (keyed hash) */
 	/* Requests waiting for a worker (pinned, counted when they start), in arrival order. */
 	struct auth_request *wait_head, *wait_tail;
 	unsigned inflight;
@@ -68,8 +65,7 @@ struct auth {
 	char dummy_hash[PASSWORD_HASH_MAX]; /* verified against for unknown logins */
 	int64_t cache_ttl;
 	unsigned char cache_key[crypto_generichash_KEYBYTES]; /* random, per process */
-	struct auth_cached *cache[AUTH_BUCKETS];
-	size_t ncached;
+	struct hash *cache; /* login -> struct auth_cached */
 	struct auth_stats stats;
 };
 
@@ -97,14 +93,23 @@ struct auth_request {
 
 static void auth_dispatch(struct auth *auth);
 
-static unsigned
-auth_hash_key(const char *key)
-{
-	unsigned h = 2166136261u;
+struct auth_expire_ctx {
+	const struct auth *auth;
+	int64_t now;
+};
 
-	for (const char *p = key; *p != '\0'; p++)
-		h = (h ^ (unsigned char)*p) * 16777619u;
-	return h % AUTH_BUCKETS;
+static bool
+auth_count_expired(const void *key, size_t keylen, void *value, void *arg)
+{
+	const struct auth_expire_ctx *ctx = arg;
+	struct auth_count *c = value;
+
+	(void)key;
+	(void)keylen;
+	if (c->refs != 0 || ctx->now - c->window_start < ctx->auth->window)
+		return false;
+	free(c);
+	return true;
 }
 
 /* Drops idle entries whose window has passed, so memory stays bounded under a spray of
@@ -112,54 +117,33 @@ auth_hash_key(const char *key)
 static void
 auth_expire(struct auth *auth, int64_t now)
 {
-	for (size_t i = 0; i < AUTH_BUCKETS; i++) {
-		struct auth_count **pp = &auth->buckets[i];
-		while (*pp != NULL) {
-			if ((*pp)->refs == 0 && now - (*pp)->window_start >= auth->window) {
-				struct auth_count *dead = *pp;
-				*pp = dead->next;
-				free(dead);
-				auth->nentries--;
-			} else {
-				pp = &(*pp)->next;
-			}
-		}
-	}
-}
+	struct auth_expire_ctx ctx = {.auth = auth, .now = now};
 
-static struct auth_count **
-auth_find(struct auth *auth, const char *key)
-{
-	struct auth_count **pp = &auth->buckets[auth_hash_key(key)];
-
-	while (*pp != NULL && strcmp((*pp)->key, key) != 0)
-		pp = &(*pp)->next;
-	return pp;
+	hash_foreach(auth->counts, auth_count_expired, &ctx);
 }
 
 /* The entry for key in the current window, made if missing; NULL when the table is full. */
 static struct auth_count *
 auth_count_get(struct auth *auth, const char *key, int64_t now)
 {
-	struct auth_count **pp = auth_find(auth, key);
+	struct auth_count *c = hash_get_str(auth->counts, key);
 
-	if (*pp == NULL) {
-		if (auth->nentries >= AUTH_MAX_ENTRIES) {
+	if (c == NULL) {
+		if (hash_count(auth->counts) >= AUTH_MAX_ENTRIES) {
 			auth_expire(auth, now);
-			if (auth->nentries >= AUTH_MAX_ENTRIES)
+			if (hash_count(auth->counts) >= AUTH_MAX_ENTRIES)
 				return NULL;
-			pp = auth_find(auth, key);
 		}
-		*pp = xcalloc(1, sizeof(**pp));
-		str_copy((*pp)->key, key, sizeof((*pp)->key));
-		(*pp)->window_start = now;
-		auth->nentries++;
+		c = xcalloc(1, sizeof(*c));
+		str_copy(c->key, key, sizeof(c->key));
+		c->window_start = now;
+		hash_put_str(auth->counts, c->key, c);
 	}
-	if (now - (*pp)->window_start >= auth->window) {
-		(*pp)->window_start = now;
-		(*pp)->count = 0;
+	if (now - c->window_start >= auth->window) {
+		c->window_start = now;
+		c->count = 0;
 	}
-	return *pp;
+	return c;
 }
 
 static void
@@ -177,6 +161,8 @@ auth_new(struct event_base *base, struct store *store, struct workers *workers,
 	auth->base = base;
 	auth->store = store;
 	auth->workers = workers;
+	auth->counts = hash_new();
+	auth->cache = hash_new();
 	auth->nthreads = workers_threads(workers);
 	auth->max_failures = (unsigned)config_get_int(config, "auth.max_failures");
 	auth->max_failures_ip = (unsigned)config_get_int(config, "auth.max_failures_per_ip");
@@ -203,6 +189,31 @@ auth_request_free(struct auth_request *req)
 	free(req);
 }
 
+/* hash_foreach callbacks: every entry, and cache entries expired at *(int64_t *)arg. */
+static bool
+auth_count_drop(const void *key, size_t keylen, void *value, void *arg)
+{
+	(void)key;
+	(void)keylen;
+	(void)arg;
+	free(value);
+	return true;
+}
+
+static bool
+auth_cached_drop(const void *key, size_t keylen, void *value, void *arg)
+{
+	struct auth_cached *c = value;
+
+	(void)key;
+	(void)keylen;
+	if (c->expires > *(const int64_t *)arg)
+		return false;
+	sodium_memzero(c, sizeof(*c));
+	free(c);
+	return true;
+}
+
 void
 auth_free(struct auth **authp)
 {
@@ -216,45 +227,29 @@ auth_free(struct auth **authp)
 		auth->wait_head = req->qnext;
 		auth_request_free(req);
 	}
-	for (size_t i = 0; i < AUTH_BUCKETS; i++) {
-		while (auth->buckets[i] != NULL) {
-			struct auth_count *c = auth->buckets[i];
-			auth->buckets[i] = c->next;
-			free(c);
-		}
-		while (auth->cache[i] != NULL) {
-			struct auth_cached *c = auth->cache[i];
-			auth->cache[i] = c->next;
-			sodium_memzero(c, sizeof(*c));
-			free(c);
-		}
-	}
+	hash_foreach(auth->counts, auth_count_drop, NULL);
+	hash_free(&auth->counts);
+	hash_foreach(auth->cache, auth_cached_drop, &(int64_t){INT64_MAX});
+	hash_free(&auth->cache);
 	event_free(auth->kick);
 	sodium_memzero(auth->cache_key, sizeof(auth->cache_key));
 	free(auth);
 	*authp = NULL;
 }
 
-/* The cache entry for login, if any, with expired entries of its chain dropped on the way. */
-static struct auth_cached **
+/* The live cache entry for login, if any (an expired one is dropped). */
+static struct auth_cached *
 auth_cache_find(struct auth *auth, const char *login, int64_t now)
 {
-	struct auth_cached **pp = &auth->cache[auth_hash_key(login)];
+	struct auth_cached *c = hash_get_str(auth->cache, login);
 
-	while (*pp != NULL) {
-		if ((*pp)->expires <= now) {
-			struct auth_cached *dead = *pp;
-			*pp = dead->next;
-			sodium_memzero(dead, sizeof(*dead));
-			free(dead);
-			auth->ncached--;
-			continue;
-		}
-		if (strcmp((*pp)->login, login) == 0)
-			break;
-		pp = &(*pp)->next;
+	if (c != NULL && c->expires <= now) {
+		hash_remove_str(auth->cache, login);
+		sodium_memzero(c, sizeof(*c));
+		free(c);
+		c = NULL;
 	}
-	return pp;
+	return c;
 }
 
 /* True when login was verified with this very password (and stored hash) within the TTL. */
@@ -265,7 +260,7 @@ auth_cache_hit(struct auth *auth, const struct auth_request *req, int64_t now)
 
 	if (auth->cache_ttl == 0)
 		return false;
-	c = *auth_cache_find(auth, req->login, now);
+	c = auth_cache_find(auth, req->login, now);
 	return c != NULL && c->account_id == req->account.id &&
 	       sodium_memcmp(c->mac, req->mac, sizeof(c->mac)) == 0;
 }
@@ -273,21 +268,23 @@ auth_cache_hit(struct auth *auth, const struct auth_request *req, int64_t now)
 static void
 auth_cache_store(struct auth *auth, const struct auth_request *req, int64_t now)
 {
-	struct auth_cached **pp;
+	struct auth_cached *c;
 
 	if (auth->cache_ttl == 0)
 		return;
-	pp = auth_cache_find(auth, req->login, now);
-	if (*pp == NULL) {
-		if (auth->ncached >= AUTH_CACHE_MAX)
+	c = auth_cache_find(auth, req->login, now);
+	if (c == NULL) {
+		if (hash_count(auth->cache) >= AUTH_CACHE_MAX)
+			hash_foreach(auth->cache, auth_cached_drop, &now);
+		if (hash_count(auth->cache) >= AUTH_CACHE_MAX)
 			return; /* full of live entries: this login just pays for its hash */
-		*pp = xcalloc(1, sizeof(**pp));
-		str_copy((*pp)->login, req->login, sizeof((*pp)->login));
-		auth->ncached++;
+		c = xcalloc(1, sizeof(*c));
+		str_copy(c->login, req->login, sizeof(c->login));
+		hash_put_str(auth->cache, c->login, c);
 	}
-	(*pp)->account_id = req->account.id;
-	memcpy((*pp)->mac, req->mac, sizeof(req->mac));
-	(*pp)->expires = now + auth->cache_ttl;
+	c->account_id = req->account.id;
+	memcpy(c->mac, req->mac, sizeof(req->mac));
+	c->expires = now + auth->cache_ttl;
 }
 
 /* Pins the three throttle entries of a request while it waits or runs. */

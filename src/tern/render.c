@@ -19,6 +19,7 @@
 #include <libxml/HTMLparser.h>
 #include <libxml/tree.h>
 
+#include "lib/buf.h"
 #include "lib/util.h"
 #include "mime/summary.h"
 
@@ -28,41 +29,6 @@
 #define RENDER_HTML_MAX_DEPTH 512
 /* How many " (N)" suffixes are tried before giving up on a name. */
 #define RENDER_MAX_SUFFIX 1000
-
-/* A growable NUL-terminated string. */
-struct render_buf {
-	char *data;
-	size_t len, size;
-};
-
-static void
-render_buf_append(struct render_buf *buf, const char *s, size_t n)
-{
-	if (buf->len + n + 1 > buf->size) {
-		size_t size = buf->size == 0 ? 256 : buf->size;
-		while (buf->len + n + 1 > size)
-			size *= 2;
-		buf->data = xrealloc(buf->data, size);
-		buf->size = size;
-	}
-	memcpy(buf->data + buf->len, s, n);
-	buf->len += n;
-	buf->data[buf->len] = '\0';
-}
-
-static void
-render_buf_puts(struct render_buf *buf, const char *s)
-{
-	render_buf_append(buf, s, strlen(s));
-}
-
-static char *
-render_buf_finish(struct render_buf *buf)
-{
-	if (buf->data == NULL)
-		return xstrdup("");
-	return buf->data;
-}
 
 /* Copies text as valid UTF-8 without C0/C1 controls (newline and tab kept when keep_lines),
  * at most dstsize - 1 bytes cut on a character boundary; returns the length. */
@@ -521,7 +487,7 @@ render_message(FILE *out, const char *path, enum render_mode mode, char *error, 
 
 /* State of the HTML to text conversion. */
 struct render_html_state {
-	struct render_buf out;
+	struct buf out;
 	int want_newlines; /* line breaks owed before the next text */
 	bool want_space;   /* collapsed whitespace owed before the next text */
 	bool line_has_text;
@@ -548,18 +514,18 @@ render_html_flush(struct render_html_state *st)
 		for (size_t i = st->out.len; i > 0 && st->out.data[i - 1] == '\n'; i--)
 			have++;
 		for (; have < st->want_newlines; have++)
-			render_buf_puts(&st->out, "\n");
+			buf_adds(&st->out, "\n");
 		st->line_has_text = false;
 	}
 	st->want_newlines = 0;
 	if (st->out.len == 0 || st->out.data[st->out.len - 1] == '\n') {
 		for (int i = 0; i < st->quote; i++)
-			render_buf_puts(&st->out, "> ");
+			buf_adds(&st->out, "> ");
 		st->line_has_text = false;
 		st->want_space = false;
 	}
 	if (st->want_space && st->line_has_text)
-		render_buf_puts(&st->out, " ");
+		buf_adds(&st->out, " ");
 	st->want_space = false;
 }
 
@@ -582,7 +548,7 @@ render_html_text(struct render_html_state *st, const char *text)
 				continue;
 			}
 			if (*p == '\n') {
-				render_buf_puts(&st->out, "\n");
+				buf_adds(&st->out, "\n");
 				st->line_has_text = false;
 				p++;
 				continue;
@@ -594,10 +560,10 @@ render_html_text(struct render_html_state *st, const char *text)
 		}
 		render_html_flush(st);
 		if ((unsigned char)p[0] == 0xc2 && (unsigned char)p[1] == 0xa0) {
-			render_buf_puts(&st->out, " ");
+			buf_adds(&st->out, " ");
 			p += 2;
 		} else {
-			render_buf_append(&st->out, p, 1);
+			buf_add(&st->out, p, 1);
 			p++;
 		}
 		st->line_has_text = true;
@@ -705,7 +671,7 @@ render_html_element(struct render_html_state *st, xmlNode *node, int depth)
 		return;
 	case RENDER_HTML_BR:
 		render_html_flush(st);
-		render_buf_puts(&st->out, "\n");
+		buf_adds(&st->out, "\n");
 		st->line_has_text = false;
 		return;
 	case RENDER_HTML_HR:
@@ -735,8 +701,8 @@ render_html_element(struct render_html_state *st, xmlNode *node, int depth)
 		render_html_break(st, 1);
 		render_html_flush(st);
 		for (int i = 1; i < st->list; i++)
-			render_buf_puts(&st->out, "  ");
-		render_buf_puts(&st->out, "* ");
+			buf_adds(&st->out, "  ");
+		buf_adds(&st->out, "* ");
 		render_html_children(st, node, depth);
 		render_html_break(st, 1);
 		return;
@@ -808,7 +774,7 @@ render_html_to_text(const char *html, size_t len)
 			render_html_node(&st, node, 0);
 		xmlFreeDoc(doc);
 	}
-	text = render_buf_finish(&st.out);
+	text = buf_steal(&st.out);
 	/* Trailing blank lines and spaces say nothing. */
 	n = strlen(text);
 	while (n > 0 && render_html_is_space((unsigned char)text[n - 1]))
@@ -820,7 +786,7 @@ render_html_to_text(const char *html, size_t len)
 static void
 render_index_visit(GMimeObject *part, void *arg)
 {
-	struct render_buf *buf = arg;
+	struct buf *buf = arg;
 	GMimeContentType *type = g_mime_object_get_content_type(part);
 	gchar *text;
 
@@ -829,15 +795,15 @@ render_index_visit(GMimeObject *part, void *arg)
 	     !g_mime_content_type_is_type(type, "text", "plain")))
 		return;
 	text = render_part_plain(part);
-	render_buf_puts(buf, "\n");
-	render_buf_append(buf, text, MIN(strlen(text), RENDER_INDEX_MAX - buf->len));
+	buf_adds(buf, "\n");
+	buf_add(buf, text, MIN(strlen(text), RENDER_INDEX_MAX - buf->len));
 	g_free(text);
 }
 
 char *
 render_index_text(const char *path)
 {
-	struct render_buf buf = {NULL, 0, 0};
+	struct buf buf = {NULL, 0, 0};
 	GMimeMessage *message;
 	char error[256];
 	const char *s;
@@ -848,7 +814,7 @@ render_index_text(const char *path)
 	if (message == NULL)
 		return xstrdup("");
 	s = g_mime_message_get_subject(message);
-	render_buf_puts(&buf, s != NULL ? s : "");
+	buf_adds(&buf, s != NULL ? s : "");
 	InternetAddressList *lists[] = {g_mime_message_get_from(message),
 	                                g_mime_message_get_to(message),
 	                                g_mime_message_get_cc(message)};
@@ -856,14 +822,14 @@ render_index_text(const char *path)
 		if (lists[i] == NULL)
 			continue;
 		text = internet_address_list_to_string(lists[i], NULL, FALSE);
-		render_buf_puts(&buf, "\n");
-		render_buf_puts(&buf, text != NULL ? text : "");
+		buf_adds(&buf, "\n");
+		buf_adds(&buf, text != NULL ? text : "");
 		g_free(text);
 	}
 	render_walk(g_mime_message_get_mime_part(message), render_index_visit, &buf, 0);
 	g_object_unref(message);
 	/* The cap may have cut a character in half. */
-	text = render_buf_finish(&buf);
+	text = buf_steal(&buf);
 	valid = g_utf8_make_valid(text, -1);
 	free(text);
 	text = xstrdup(valid);
