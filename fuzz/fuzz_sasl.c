@@ -24,13 +24,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (dec == NULL || enc == NULL || back == NULL)
 		abort();
 
-	n = sasl_base64_decode((const char *)data, size, dec, size + 1);
+	n = base64_decode((const char *)data, size, dec, size + 1);
 	if (n > 0) {
 		char *again = malloc((size_t)n / 3 * 4 + 5);
 
 		if (again == NULL)
 			abort();
-		if (sasl_base64_encode(dec, (size_t)n, again, (size_t)n / 3 * 4 + 5) < 0)
+		if (base64_encode(dec, (size_t)n, again, (size_t)n / 3 * 4 + 5) < 0)
 			abort();
 		if (strlen(again) != size || memcmp(again, data, size) != 0)
 			abort();
@@ -40,9 +40,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 	}
 
-	if (sasl_base64_encode(data, size, enc, encsize) < 0)
+	if (base64_encode(data, size, enc, encsize) < 0)
 		abort();
-	n = sasl_base64_decode(enc, strlen(enc), back, size + 1);
+	n = base64_decode(enc, strlen(enc), back, size + 1);
 	if (n != (long)size || memcmp(back, data, size) != 0)
 		abort();
 

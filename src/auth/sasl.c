@@ -1,5 +1,5 @@
-/* sasl: base64 as SASL uses it (RFC 4954), the PLAIN message format (RFC 4616) and the server
- * side of the PLAIN and LOGIN exchanges. */
+/* sasl: the PLAIN message format (RFC 4616) and the server side of the PLAIN and LOGIN exchanges;
+ * base64 is in lib/saslfmt.c. */
 #include "auth/sasl.h"
 
 #include <limits.h>
@@ -9,75 +9,6 @@
 #include <strings.h>
 
 #include <sodium.h>
-
-/* sodium_init() is idempotent and thread-safe, so calling it on every use is the "once". */
-static void
-sasl_sodium_init(void)
-{
-	/* A failure (no entropy source) does not matter here: base64 needs no randomness. */
-	if (sodium_init() < 0)
-		return;
-}
-
-/* Checks the alphabet and padding placement: libsodium 1.0.18 takes some 8-bit bytes for
- * base64 digits (found by fuzz/fuzz_sasl.c), so it cannot be the only check. */
-static bool
-sasl_base64_chars_valid(const char *in, size_t inlen)
-{
-	size_t pad = 0;
-
-	while (pad < 2 && pad < inlen && in[inlen - 1 - pad] == '=')
-		pad++;
-	for (size_t i = 0; i < inlen - pad; i++) {
-		char c = in[i];
-
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		      c == '+' || c == '/'))
-			return false;
-	}
-	return true;
-}
-
-/* Checks shape and alphabet here, then lets libsodium decode and reject non-canonical tails. */
-long
-sasl_base64_decode(const char *in, size_t inlen, char *out, size_t outsize)
-{
-	size_t binlen = 0;
-	const char *end = NULL;
-
-	if (outsize == 0 || inlen > (size_t)LONG_MAX)
-		return -1;
-	/* RFC 4954 4: a lone "=" is an empty response, distinct from no response at all. */
-	if (inlen == 0 || (inlen == 1 && in[0] == '=')) {
-		out[0] = '\0';
-		return 0;
-	}
-	/* Padding is required, so anything but whole quanta is malformed. */
-	if (inlen % 4 != 0 || !sasl_base64_chars_valid(in, inlen))
-		return -1;
-	sasl_sodium_init();
-	if (sodium_base642bin((unsigned char *)out, outsize - 1, in, inlen, NULL, &binlen, &end,
-	                      sodium_base64_VARIANT_ORIGINAL) != 0)
-		return -1;
-	if (end != in + inlen)
-		return -1;
-	out[binlen] = '\0';
-	return (long)binlen;
-}
-
-/* Refuses up front what would not fit, since sodium_bin2base64() aborts on a short buffer. */
-int
-sasl_base64_encode(const void *in, size_t len, char *out, size_t outsize)
-{
-	/* Keeps sodium_base64_ENCODED_LEN() from overflowing. */
-	if (len > (SIZE_MAX / 4) * 3 - 3)
-		return -1;
-	if (sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL) > outsize)
-		return -1;
-	sasl_sodium_init();
-	sodium_bin2base64(out, outsize, in, len, sodium_base64_VARIANT_ORIGINAL);
-	return 0;
-}
 
 /* Checks for well-formed UTF-8 (RFC 3629): no overlong forms, surrogates or values past
  * U+10FFFF, and no NUL. */
@@ -262,7 +193,7 @@ sasl_server_step(struct sasl_server *srv, const char *line, struct sasl_step *st
 		sasl_server_reset(srv);
 		return SASL_ABORTED;
 	}
-	len = sasl_base64_decode(line, strlen(line), decoded, sizeof(decoded));
+	len = base64_decode(line, strlen(line), decoded, sizeof(decoded));
 	if (len < 0)
 		return sasl_server_fail(srv, step_r, SASL_ERROR_DECODE, "cannot decode response");
 	if (srv->mech == SASL_MECH_PLAIN)

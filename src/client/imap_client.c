@@ -11,7 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "auth/sasl.h"
+#include "lib/saslfmt.h"
 #include "client/client_private.h"
 #include "client/imap_response.h"
 #include "lib/util.h"
@@ -560,7 +560,7 @@ static int
 imap_client_login(struct imap_client *c, const char *user, const char *password, char *error,
                   size_t errsize)
 {
-	char msg[2 * SASL_FIELD_MAX + 2], b64[4 * SASL_FIELD_MAX], line[4 * SASL_FIELD_MAX + 32];
+	char b64[4 * SASL_FIELD_MAX], line[4 * SASL_FIELD_MAX + 32];
 	size_t ulen = strlen(user), plen = password != NULL ? strlen(password) : 0;
 	struct imap_cmd cmd = {.what = "login", .fd = -1, .auth = true};
 	int r;
@@ -571,11 +571,7 @@ imap_client_login(struct imap_client *c, const char *user, const char *password,
 	}
 	c->caps_known = false; /* the server may announce new ones in the tagged OK */
 	if (c->caps.auth_plain) {
-		msg[0] = '\0';
-		memcpy(msg + 1, user, ulen);
-		msg[1 + ulen] = '\0';
-		memcpy(msg + 2 + ulen, password, plen);
-		sasl_base64_encode(msg, 2 + ulen + plen, b64, sizeof(b64));
+		sasl_plain_encode(user, password, b64, sizeof(b64));
 		if (c->caps.sasl_ir) {
 			snprintf(line, sizeof(line), "AUTHENTICATE PLAIN %s\r\n", b64);
 			const char *pieces[1] = {line};
@@ -585,7 +581,6 @@ imap_client_login(struct imap_client *c, const char *user, const char *password,
 			const char *pieces[2] = {"AUTHENTICATE PLAIN\r\n", line};
 			r = imap_client_run(c, &cmd, pieces, 2, error, errsize);
 		}
-		explicit_bzero(msg, sizeof(msg));
 		explicit_bzero(b64, sizeof(b64));
 		explicit_bzero(line, sizeof(line));
 	} else if (c->caps.logindisabled) {

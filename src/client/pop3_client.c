@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth/sasl.h"
+#include "lib/saslfmt.h"
 #include "client/client_private.h"
 #include "lib/util.h"
 
@@ -146,7 +146,7 @@ static int
 pop3_client_login(struct pop3_client *c, const char *user, const char *password, char *error,
                   size_t errsize)
 {
-	char msg[2 * SASL_FIELD_MAX + 2], b64[4 * SASL_FIELD_MAX], line[4 * SASL_FIELD_MAX + 16];
+	char b64[4 * SASL_FIELD_MAX], line[4 * SASL_FIELD_MAX + 16];
 	size_t ulen = strlen(user), plen = password != NULL ? strlen(password) : 0;
 	int r;
 
@@ -157,15 +157,11 @@ pop3_client_login(struct pop3_client *c, const char *user, const char *password,
 		return -1;
 	}
 	if (c->sasl_plain) {
-		msg[0] = '\0';
-		memcpy(msg + 1, user, ulen);
-		msg[1 + ulen] = '\0';
-		memcpy(msg + 2 + ulen, password, plen);
-		sasl_base64_encode(msg, 2 + ulen + plen, b64, sizeof(b64));
+		sasl_plain_encode(user, password, b64, sizeof(b64));
 		snprintf(line, sizeof(line), "AUTH PLAIN %s", b64);
 		r = pop3_client_command(c, "server refused login", error, errsize, line);
-		explicit_bzero(msg, sizeof(msg));
 		explicit_bzero(line, sizeof(line));
+		explicit_bzero(b64, sizeof(b64));
 		return r == 1 ? 0 : -1;
 	}
 	snprintf(line, sizeof(line), "USER %s", user);

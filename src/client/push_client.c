@@ -10,7 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "auth/sasl.h"
+#include "lib/saslfmt.h"
 #include "client/client_private.h"
 #include "lib/util.h"
 
@@ -676,7 +676,7 @@ static int
 push_client_auth(struct push_client *c, const char *user, const char *password, char *error,
                  size_t errsize)
 {
-	char msg[2 * SASL_FIELD_MAX + 2], b64[4 * SASL_FIELD_MAX], line[4 * SASL_FIELD_MAX + 16];
+	char b64[4 * SASL_FIELD_MAX], line[4 * SASL_FIELD_MAX + 16];
 	size_t ulen = strlen(user), plen = password != NULL ? strlen(password) : 0;
 	int r;
 
@@ -685,15 +685,9 @@ push_client_auth(struct push_client *c, const char *user, const char *password, 
 		snprintf(error, errsize, "user name empty or user name and password too long");
 		return -2;
 	}
-	msg[0] = '\0';
-	memcpy(msg + 1, user, ulen);
-	msg[1 + ulen] = '\0';
-	if (plen > 0)
-		memcpy(msg + 2 + ulen, password, plen);
-	sasl_base64_encode(msg, 2 + ulen + plen, b64, sizeof(b64));
+	sasl_plain_encode(user, password, b64, sizeof(b64));
 	snprintf(line, sizeof(line), "AUTH PLAIN %s", b64);
 	r = push_client_command(c, "server refused login", line, error, errsize);
-	explicit_bzero(msg, sizeof(msg));
 	explicit_bzero(b64, sizeof(b64));
 	explicit_bzero(line, sizeof(line));
 	if (r == PUSH_STATUS_OK)

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "auth/sasl.h"
+#include "lib/saslfmt.h"
 #include "client/client_private.h"
 #include "lib/util.h"
 
@@ -185,7 +185,7 @@ static int
 smtp_client_auth(struct smtp_client *c, const char *user, const char *password, char *error,
                  size_t errsize)
 {
-	char msg[2 * SASL_FIELD_MAX + 2], b64[4 * SASL_FIELD_MAX], line[4 * SASL_FIELD_MAX + 16];
+	char b64[4 * SASL_FIELD_MAX], line[4 * SASL_FIELD_MAX + 16];
 	size_t ulen = strlen(user), plen = password != NULL ? strlen(password) : 0;
 	int r;
 
@@ -199,15 +199,11 @@ smtp_client_auth(struct smtp_client *c, const char *user, const char *password, 
 		return -1;
 	}
 	if (c->auth_plain) {
-		msg[0] = '\0';
-		memcpy(msg + 1, user, ulen);
-		msg[1 + ulen] = '\0';
-		memcpy(msg + 2 + ulen, password, plen);
-		sasl_base64_encode(msg, 2 + ulen + plen, b64, sizeof(b64));
+		sasl_plain_encode(user, password, b64, sizeof(b64));
 		snprintf(line, sizeof(line), "AUTH PLAIN %s", b64);
 		r = smtp_client_command(c, 235, "server refused login", error, errsize, line);
-		explicit_bzero(msg, sizeof(msg));
 		explicit_bzero(line, sizeof(line));
+		explicit_bzero(b64, sizeof(b64));
 		return r == 1 ? 0 : -1;
 	}
 	if (!c->auth_login) {
@@ -218,10 +214,10 @@ smtp_client_auth(struct smtp_client *c, const char *user, const char *password, 
 	if (smtp_client_command(c, 334, "server refused AUTH LOGIN", error, errsize,
 	                        "AUTH LOGIN") != 1)
 		return -1;
-	sasl_base64_encode(user, ulen, b64, sizeof(b64));
+	base64_encode(user, ulen, b64, sizeof(b64));
 	if (smtp_client_command(c, 334, "server refused login", error, errsize, b64) != 1)
 		return -1;
-	sasl_base64_encode(password, plen, b64, sizeof(b64));
+	base64_encode(password, plen, b64, sizeof(b64));
 	r = smtp_client_command(c, 235, "server refused login", error, errsize,
 	                        plen > 0 ? b64 : "=");
 	explicit_bzero(b64, sizeof(b64));

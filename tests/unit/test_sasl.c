@@ -117,7 +117,7 @@ test_b64_decode(void **state)
 	long ret;
 
 	memset(out, 'X', sizeof(out));
-	ret = sasl_base64_decode(tc->in.s, tc->in.len, out, tc->outsize);
+	ret = base64_decode(tc->in.s, tc->in.len, out, tc->outsize);
 	assert_int_equal(ret, tc->ret);
 	if (ret < 0)
 		return;
@@ -132,20 +132,20 @@ test_b64_encode(void **state)
 {
 	char out[16];
 
-	assert_int_equal(sasl_base64_encode("", 0, out, 1), 0);
+	assert_int_equal(base64_encode("", 0, out, 1), 0);
 	assert_string_equal(out, "");
-	assert_int_equal(sasl_base64_encode("", 0, out, 0), -1);
-	assert_int_equal(sasl_base64_encode("a", 1, out, sizeof(out)), 0);
+	assert_int_equal(base64_encode("", 0, out, 0), -1);
+	assert_int_equal(base64_encode("a", 1, out, sizeof(out)), 0);
 	assert_string_equal(out, "YQ==");
-	assert_int_equal(sasl_base64_encode("\0a\0b", 4, out, sizeof(out)), 0);
+	assert_int_equal(base64_encode("\0a\0b", 4, out, sizeof(out)), 0);
 	assert_string_equal(out, "AGEAYg==");
-	assert_int_equal(sasl_base64_encode("abc", 3, out, 5), 0);
+	assert_int_equal(base64_encode("abc", 3, out, 5), 0);
 	assert_string_equal(out, "YWJj");
-	assert_int_equal(sasl_base64_encode("abc", 3, out, 4), -1);
-	assert_int_equal(sasl_base64_encode("abcd", 4, out, 8), -1);
-	assert_int_equal(sasl_base64_encode("abcd", 4, out, 9), 0);
+	assert_int_equal(base64_encode("abc", 3, out, 4), -1);
+	assert_int_equal(base64_encode("abcd", 4, out, 8), -1);
+	assert_int_equal(base64_encode("abcd", 4, out, 9), 0);
 	assert_string_equal(out, "YWJjZA==");
-	assert_int_equal(sasl_base64_encode("x", SIZE_MAX, out, sizeof(out)), -1);
+	assert_int_equal(base64_encode("x", SIZE_MAX, out, sizeof(out)), -1);
 }
 
 /* Every byte value and every length up to 256 survives encode then decode. */
@@ -160,8 +160,8 @@ test_b64_roundtrip(void **state)
 	for (size_t len = 0; len <= sizeof(bin); len++) {
 		long ret;
 
-		assert_int_equal(sasl_base64_encode(bin, len, enc, sizeof(enc)), 0);
-		ret = sasl_base64_decode(enc, strlen(enc), dec, sizeof(dec));
+		assert_int_equal(base64_encode(bin, len, enc, sizeof(enc)), 0);
+		ret = base64_decode(enc, strlen(enc), dec, sizeof(dec));
 		assert_int_equal(ret, (long)len);
 		assert_memory_equal(dec, bin, len);
 	}
@@ -390,7 +390,7 @@ test_xchg(void **state)
 static void
 xchg_encode(char *out, size_t outsize, const char *msg, size_t len)
 {
-	assert_int_equal(sasl_base64_encode(msg, len, out, outsize), 0);
+	assert_int_equal(base64_encode(msg, len, out, outsize), 0);
 }
 
 /* Over-long fields and responses: PLAIN fields and LOGIN lines of SASL_FIELD_MAX bytes fit, one
