@@ -37,8 +37,8 @@ store_mailbox_id(struct store *store, int64_t account_id, const char *mailbox, i
 /* Prepares sql for account's mailbox, its id bound to the first parameter (and stored in
  * *id_r). 1, 0 no such mailbox, -1 error. */
 static int
-store_mailbox_prepare(struct store *store, int64_t account_id, const char *mailbox,
-                      int64_t *id_r, const char *sql, sqlite3_stmt **st_r)
+store_mailbox_prepare(struct store *store, int64_t account_id, const char *mailbox, int64_t *id_r,
+                      const char *sql, sqlite3_stmt **st_r)
 {
 	char error[256];
 	int64_t mailbox_id = 0;
@@ -57,8 +57,8 @@ store_mailbox_prepare(struct store *store, int64_t account_id, const char *mailb
 }
 
 int
-store_expunged_list(struct store *store, int64_t account_id, const char *mailbox,
-                    uint64_t since, store_expunged_cb *cb, void *arg)
+store_expunged_list(struct store *store, int64_t account_id, const char *mailbox, uint64_t since,
+                    store_expunged_cb *cb, void *arg)
 {
 	sqlite3_stmt *st;
 	int64_t mailbox_id;
@@ -72,7 +72,8 @@ store_expunged_list(struct store *store, int64_t account_id, const char *mailbox
 		return rc;
 	sqlite3_bind_int64(st, 2, since > INT64_MAX ? INT64_MAX : (int64_t)since);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		cb((uint32_t)sqlite3_column_int64(st, 0), (uint64_t)sqlite3_column_int64(st, 1), arg);
+		cb((uint32_t)sqlite3_column_int64(st, 0), (uint64_t)sqlite3_column_int64(st, 1),
+		   arg);
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? 1 : -1;
 }
@@ -83,8 +84,8 @@ store_expunged_list(struct store *store, int64_t account_id, const char *mailbox
 
 int
 store_message_list_range(struct store *store, int64_t account_id, const char *mailbox,
-                         uint32_t uid_after, uint32_t uid_below, size_t limit,
-                         store_message_cb *cb, void *arg)
+                         uint32_t uid_after, uint32_t uid_below, size_t limit, store_message_cb *cb,
+                         void *arg)
 {
 	struct store_message m;
 	sqlite3_stmt *st;
@@ -209,13 +210,13 @@ store_mailbox_counts(struct store *store, int64_t mailbox_id, uint32_t recent_af
 	/* The counters are the row's; \Recent depends on what this server handed out (kept in
 	 * memory by IMAP), so it is counted, through the UID index, only when UIDs above
 	 * recent_after can exist. */
-	sqlite3_stmt *st = store_prepare(
-	    store->db,
-	    "SELECT messages_count, unseen_count, size_sum, "
-	    "CASE WHEN ?2 < uidnext - 1 THEN (SELECT count(*) FROM messages m "
-	    "WHERE m.mailbox_id = b.id AND m.uid > ?2 AND m.recalled = 0) ELSE 0 END "
-	    "FROM mailboxes b WHERE b.id = ?1",
-	    error, sizeof(error));
+	sqlite3_stmt *st =
+	    store_prepare(store->db,
+	                  "SELECT messages_count, unseen_count, size_sum, "
+	                  "CASE WHEN ?2 < uidnext - 1 THEN (SELECT count(*) FROM messages m "
+	                  "WHERE m.mailbox_id = b.id AND m.uid > ?2 AND m.recalled = 0) ELSE 0 END "
+	                  "FROM mailboxes b WHERE b.id = ?1",
+	                  error, sizeof(error));
 	int rc;
 
 	memset(counts_r, 0, sizeof(*counts_r));
