@@ -361,8 +361,12 @@ imap_cmd_status(struct imap_session *s, const struct imap_command *cmd)
 
 /* --- SELECT, EXAMINE and the snapshot --- */
 
+/* SELECT's snapshot reads the lean scan: no header is copied. The size and internal date come
+ * with it (two integers of the same row) since COPY's events carry them. */
+#define IMAP_SNAPSHOT_FIELDS (STORE_SCAN_FLAGS | STORE_SCAN_KEYWORDS | STORE_SCAN_SIZE)
+
 static void
-imap_snapshot_add(const struct store_message *m, void *arg)
+imap_snapshot_add(const struct store_message_meta *m, void *arg)
 {
 	struct imap_session *s = arg;
 	struct imap_msg *msg;
@@ -372,7 +376,7 @@ imap_snapshot_add(const struct store_message *m, void *arg)
 	msg = imap_msg_append(s, m->uid);
 	msg->flags = m->flags & IMAP_SYSTEM_FLAGS;
 	msg->meta = true;
-	msg->size = m->size_crlf;
+	msg->size = m->size;
 	msg->internal_date = m->internal_date;
 	msg->modseq = m->modseq;
 	if (m->keywords[0] != '\0') {
@@ -382,7 +386,7 @@ imap_snapshot_add(const struct store_message *m, void *arg)
 }
 
 static void
-imap_meta_one(const struct store_message *m, void *arg)
+imap_meta_one(const struct store_message_meta *m, void *arg)
 {
 	struct imap_session *s = arg;
 	long idx = imap_msg_find(s, m->uid);
@@ -390,7 +394,7 @@ imap_meta_one(const struct store_message *m, void *arg)
 	if (idx < 0)
 		return;
 	s->msgs[idx].meta = true;
-	s->msgs[idx].size = m->size_crlf;
+	s->msgs[idx].size = m->size;
 	s->msgs[idx].internal_date = m->internal_date;
 	/* Not the MODSEQ: the store's may be newer than the flags this session knows, and
 	 * taking it would label old flags with it and make the session ignore the event that
@@ -400,14 +404,18 @@ imap_meta_one(const struct store_message *m, void *arg)
 int
 imap_mailbox_load_meta(struct imap_session *s)
 {
-	bool need = false;
+	struct store_scan q = {.fields = STORE_SCAN_SIZE};
+	uint32_t i = 0;
 
-	for (uint32_t i = 0; i < s->nmsgs && !need; i++)
-		need = !s->msgs[i].meta;
-	if (!need)
+	while (i < s->nmsgs && s->msgs[i].meta)
+		i++;
+	if (i == s->nmsgs)
 		return 0;
-	return store_message_list(s->server->store, s->account_id, s->mailbox, imap_meta_one, s) ==
-	               1
+	/* Only from the first message without them (those came by notify events, after the
+	 * snapshot): the size and date of the rows from there on. */
+	q.uid_after = s->msgs[i].uid - 1;
+	return store_message_scan(s->server->store, s->account_id, s->mailbox, &q, imap_meta_one,
+	                          s) == 1
 	           ? 0
 	           : -1;
 }
@@ -529,17 +537,36 @@ imap_flags_changed(struct imap_session *s, long idx)
 
 struct imap_resync_ctx {
 	struct imap_session *s;
-	struct imap_msg *msgs; /* the store's view, UID order */
+	struct imap_msg *msgs; /* rows changed since sync_modseq, UID order */
 	uint32_t n, cap;
+	uint32_t *gone; /* UIDs that left (or were recalled) since sync_modseq */
+	size_t ngone, gone_cap;
 };
 
 static void
-imap_resync_one(const struct store_message *m, void *arg)
+imap_resync_gone(uint32_t uid, uint64_t modseq, void *arg)
+{
+	struct imap_resync_ctx *ctx = arg;
+
+	(void)modseq;
+	if (ctx->ngone == ctx->gone_cap) {
+		ctx->gone_cap = ctx->gone_cap == 0 ? 64 : 2 * ctx->gone_cap;
+		ctx->gone = xrealloc(ctx->gone, ctx->gone_cap * sizeof(*ctx->gone));
+	}
+	ctx->gone[ctx->ngone++] = uid;
+}
+
+static void
+imap_resync_one(const struct store_message_meta *m, void *arg)
 {
 	struct imap_resync_ctx *ctx = arg;
 	struct imap_msg *msg;
 
-	if (m->recalled || ctx->n == UINT32_MAX)
+	if (m->recalled) {
+		imap_resync_gone(m->uid, m->modseq, ctx);
+		return;
+	}
+	if (ctx->n == UINT32_MAX)
 		return;
 	if (ctx->n == ctx->cap) {
 		ctx->cap = ctx->cap == 0 ? 64 : 2 * ctx->cap;
@@ -547,50 +574,70 @@ imap_resync_one(const struct store_message *m, void *arg)
 	}
 	msg = &ctx->msgs[ctx->n++];
 	*msg = (struct imap_msg){.uid = m->uid, .flags = m->flags & IMAP_SYSTEM_FLAGS,
-	                         .meta = true, .size = m->size_crlf,
+	                         .meta = true, .size = m->size,
 	                         .internal_date = m->internal_date, .modseq = m->modseq};
 	if (m->keywords[0] != '\0')
 		msg->keywords = xstrdup(m->keywords);
 }
 
+static int
+imap_uid_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void
+imap_resync_ctx_free(struct imap_resync_ctx *ctx)
+{
+	for (uint32_t i = 0; i < ctx->n; i++)
+		free(ctx->msgs[i].keywords);
+	free(ctx->msgs);
+	free(ctx->gone);
+}
+
+/* After a notify-queue overflow: reads only what changed since the session last knew the
+ * mailbox whole (sync_modseq: its SELECT or the last resync), i.e. the UIDs that left
+ * (store_expunged_list) and the rows with a newer MODSEQ (new messages and flag changes),
+ * and tells the client the difference. */
 void
 imap_mailbox_resync(struct imap_session *s)
 {
 	struct imap_resync_ctx ctx = {.s = s};
+	struct store_scan q = {.fields = IMAP_SNAPSHOT_FIELDS, .modseq_after = s->sync_modseq};
+	struct store_mailbox mbox;
 	uint32_t j = 0;
 
-	if (store_message_list(s->server->store, s->account_id, s->mailbox, imap_resync_one,
+	/* The HIGHESTMODSEQ first: what commits while the rest is read is read again next
+	 * time (the events that follow are idempotent). */
+	if (store_mailbox_get(s->server->store, s->account_id, s->mailbox, &mbox) != 1 ||
+	    store_expunged_list(s->server->store, s->account_id, s->mailbox, s->sync_modseq,
+	                        imap_resync_gone, &ctx) != 1 ||
+	    store_message_scan(s->server->store, s->account_id, s->mailbox, &q, imap_resync_one,
 	                       &ctx) != 1) {
-		for (uint32_t i = 0; i < ctx.n; i++)
-			free(ctx.msgs[i].keywords);
-		free(ctx.msgs);
+		imap_resync_ctx_free(&ctx);
 		imap_reply(s, "* BYE [UNAVAILABLE] Cannot read the mailbox; please reconnect");
 		netconn_close(&s->conn, "resync-failed");
 		return;
 	}
-	log_info("imap session=%s event=resync mailbox=\"%s\"", s->conn.id, s->mailbox);
+	log_info("imap session=%s event=resync mailbox=\"%s\" since=%" PRIu64
+	         " changed=%u gone=%zu",
+	         s->conn.id, s->mailbox, s->sync_modseq, ctx.n, ctx.ngone);
 	s->events_overflow = false;
-	/* Expunged: in the snapshot, not in the store (highest sequence number first). */
-	for (uint32_t i = s->nmsgs; i-- > 0;) {
-		uint32_t lo = 0, hi = ctx.n, found_uid;
-		bool found = false;
+	if (mbox.highestmodseq > s->sync_modseq)
+		s->sync_modseq = mbox.highestmodseq;
+	/* Expunged: the snapshot's UIDs that left (highest sequence number first). */
+	if (ctx.ngone > 1)
+		qsort(ctx.gone, ctx.ngone, sizeof(*ctx.gone), imap_uid_cmp);
+	for (size_t g = ctx.ngone; g-- > 0;) {
+		long i = imap_msg_find(s, ctx.gone[g]);
 
-		while (lo < hi && !found) {
-			uint32_t mid = lo + (hi - lo) / 2;
-
-			if (ctx.msgs[mid].uid == s->msgs[i].uid)
-				found = true;
-			else if (ctx.msgs[mid].uid < s->msgs[i].uid)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		if (found)
+		if (i < 0)
 			continue;
-		found_uid = s->msgs[i].uid;
-		imap_msg_remove(s, i);
-		if (i < s->exists_announced) {
-			imap_expunge_reply(s, i + 1, found_uid);
+		imap_msg_remove(s, (size_t)i);
+		if ((uint32_t)i < s->exists_announced) {
+			imap_expunge_reply(s, (uint32_t)i + 1, ctx.gone[g]);
 			s->exists_announced--;
 		}
 	}
@@ -629,8 +676,9 @@ imap_mailbox_resync(struct imap_session *s)
 			j = s->nmsgs;
 		}
 		free(fresh->keywords);
+		fresh->keywords = NULL;
 	}
-	free(ctx.msgs);
+	imap_resync_ctx_free(&ctx);
 	imap_announce_exists(s);
 }
 
@@ -774,8 +822,11 @@ imap_cmd_select(struct imap_session *s, const struct imap_command *cmd)
 	}
 	s->mailbox = xstrdup(name);
 	s->read_only = examine;
-	if (r < 0 ||
-	    store_message_list(s->server->store, s->account_id, name, imap_snapshot_add, s) != 1) {
+	/* mbox was read before the rows: every change up to its HIGHESTMODSEQ is in them. */
+	s->sync_modseq = r > 0 ? mbox.highestmodseq : 0;
+	if (r < 0 || store_message_scan(s->server->store, s->account_id, name,
+	                                &(struct store_scan){.fields = IMAP_SNAPSHOT_FIELDS},
+	                                imap_snapshot_add, s) != 1) {
 		imap_mailbox_deselect(s);
 		imap_reply(s, "%s NO [UNAVAILABLE] Cannot open the mailbox; try again later",
 		           cmd->tag);

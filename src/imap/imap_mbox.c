@@ -221,7 +221,7 @@ imap_rename_collect(const struct store_mailbox *mbox, void *arg)
 }
 
 static void
-imap_rename_uids(const struct store_message *m, void *arg)
+imap_rename_uids(const struct store_message_meta *m, void *arg)
 {
 	struct imap_rename_ctx *ctx = arg;
 
@@ -279,7 +279,8 @@ imap_cmd_rename(struct imap_session *s, const struct imap_command *cmd)
 	ctx.from_len = strlen(from);
 	if (r < 0 ||
 	    (strcmp(from, "INBOX") == 0
-	         ? store_message_list(s->server->store, s->account_id, "INBOX", imap_rename_uids,
+	         ? store_message_scan(s->server->store, s->account_id, "INBOX",
+	                              &(struct store_scan){.fields = 0}, imap_rename_uids,
 	                              &ctx) < 0
 	         : store_mailbox_list(s->server->store, s->account_id, imap_rename_collect, &ctx) <
 	               0)) {

@@ -139,6 +139,8 @@ struct imap_session {
 	bool qresync;		/* QRESYNC enabled (RFC 7162 3.2): VANISHED instead of EXPUNGE */
 	bool mailbox_gone;	/* the selected mailbox was deleted by another session */
 	uint64_t highestmodseq; /* of the selected mailbox, as the client was told */
+	uint64_t sync_modseq;	/* msgs[] holds every change with a MODSEQ up to this (a resync
+				 * reads only what is newer) */
 	char *keywords;		/* keywords announced in FLAGS, space-separated, or NULL */
 	uint32_t recent;	/* messages \Recent in this session, as announced */
 	struct imap_msg *msgs;

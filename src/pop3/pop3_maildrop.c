@@ -29,7 +29,7 @@ pop3_maildrop_locked(const struct pop3_server *server, int64_t account_id)
 }
 
 static void
-pop3_snapshot_add(const struct store_message *m, void *arg)
+pop3_snapshot_add(const struct store_message_meta *m, void *arg)
 {
 	struct pop3_session *s = arg;
 	struct pop3_msg *msg;
@@ -43,11 +43,11 @@ pop3_snapshot_add(const struct store_message *m, void *arg)
 	msg = &s->msgs[s->nmsgs++];
 	msg->uid = m->uid;
 	msg->flags = m->flags;
-	msg->size = m->size_crlf;
+	msg->size = m->size;
 	msg->deleted = false;
 	msg->seen = false;
 	s->live_count++;
-	s->live_size += m->size_crlf;
+	s->live_size += m->size;
 }
 
 /* Takes the snapshot of INBOX that fixes the message numbers for the session. */
@@ -60,8 +60,10 @@ pop3_snapshot(struct pop3_session *s, int64_t account_id)
 		return -1;
 	s->uidvalidity = mbox.uidvalidity;
 	s->mailbox_id = mbox.id;
-	if (store_message_list(s->server->store, account_id, POP3_MAILBOX, pop3_snapshot_add, s) !=
-	    1) {
+	/* The lean scan: UID, flags and size of each row, no header copied. */
+	if (store_message_scan(s->server->store, account_id, POP3_MAILBOX,
+	                       &(struct store_scan){.fields = STORE_SCAN_FLAGS | STORE_SCAN_SIZE},
+	                       pop3_snapshot_add, s) != 1) {
 		free(s->msgs);
 		s->msgs = NULL;
 		s->msgs_cap = 0;

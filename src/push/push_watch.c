@@ -232,7 +232,7 @@ push_watch_free(struct push_session *s)
 struct push_replay_walk {
 	struct push_session *s;
 	struct push_watched *w;
-	unsigned count;
+	unsigned rows; /* rows read (recalled ones too: they advance the replay) */
 };
 
 static void
@@ -244,8 +244,11 @@ push_replay_one(const struct store_message *m, void *arg)
 	struct push_json_message jm;
 	char *line;
 
-	if (s->conn.dead || m->uid <= r->after || m->uid >= walk->w->replay_below || m->recalled ||
-	    walk->count >= PUSH_REPLAY_CHUNK)
+	if (s->conn.dead)
+		return;
+	walk->rows++;
+	r->after = m->uid;
+	if (m->recalled)
 		return;
 	jm = (struct push_json_message){
 	    .mailbox = walk->w->name,
@@ -260,9 +263,7 @@ push_replay_one(const struct store_message *m, void *arg)
 	line = push_json_new(&jm);
 	push_write_line(s, line, strlen(line));
 	free(line);
-	r->after = m->uid;
 	r->sent++;
-	walk->count++;
 }
 
 /* Ends the replay: the WATCH reply, then what queued up meanwhile. */
@@ -294,9 +295,12 @@ push_replay_step(struct push_session *s)
 		return true;
 	}
 	walk.w = push_watched_find(s, r->ids[r->cur]);
-	ret = walk.w == NULL ? 0
-	                     : store_message_list(s->server->store, s->account_id, walk.w->name,
-	                                          push_replay_one, &walk);
+	/* Only the next chunk's rows: UIDs after the last one sent, below the live events'. */
+	ret = walk.w == NULL || walk.w->replay_below == 0
+	          ? 0
+	          : store_message_list_range(s->server->store, s->account_id, walk.w->name,
+	                                     r->after, walk.w->replay_below, PUSH_REPLAY_CHUNK,
+	                                     push_replay_one, &walk);
 	if (s->conn.dead)
 		return false;
 	if (ret < 0) {
@@ -307,7 +311,7 @@ push_replay_step(struct push_session *s)
 		r->cur = r->n;
 		return true;
 	}
-	if (ret == 0 || walk.count < PUSH_REPLAY_CHUNK) {
+	if (ret == 0 || walk.rows < PUSH_REPLAY_CHUNK) {
 		/* This mailbox is done (or gone): the next one from its SINCE. */
 		r->cur++;
 		r->after = r->since;

@@ -1,5 +1,6 @@
-/* store: opening the data directory, accounts, aliases and the read side (messages, mailboxes,
- * queue). The commit pipeline for incoming mail lives in store_blob.c. */
+/* store: opening the data directory, accounts, aliases and the read side of mailboxes, single
+ * messages and the queue. Lists and scans of a mailbox's messages live in store_read.c, the
+ * commit pipeline for incoming mail in store_blob.c. */
 #include "store/store_private.h"
 
 #include <dirent.h>
@@ -580,120 +581,6 @@ store_alias_list(struct store *store, int64_t account_id, store_alias_cb *cb, vo
 
 /* --- reading --- */
 
-/* Finds the id of account's mailbox. 1 found, 0 none, -1 error. */
-static int
-store_mailbox_id(struct store *store, int64_t account_id, const char *mailbox, int64_t *id_r)
-{
-	char error[256];
-	sqlite3_stmt *st =
-	    store_prepare(store->db, "SELECT id FROM mailboxes WHERE account_id = ? AND name = ?",
-	                  error, sizeof(error));
-	int rc;
-
-	if (st == NULL)
-		return -1;
-	sqlite3_bind_int64(st, 1, account_id);
-	sqlite3_bind_text(st, 2, store_mailbox_name(mailbox), -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		*id_r = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	if (rc == SQLITE_ROW)
-		return 1;
-	return rc == SQLITE_DONE ? 0 : -1;
-}
-
-/* Prepares sql for account's mailbox, its id bound to the first parameter. 1, 0 no such
- * mailbox, -1 error. */
-static int
-store_mailbox_prepare(struct store *store, int64_t account_id, const char *mailbox,
-                      const char *sql, sqlite3_stmt **st_r)
-{
-	char error[256];
-	int64_t mailbox_id = 0;
-	int rc;
-
-	*st_r = NULL;
-	rc = store_mailbox_id(store, account_id, mailbox, &mailbox_id);
-	if (rc <= 0)
-		return rc;
-	*st_r = store_prepare(store->db, sql, error, sizeof(error));
-	if (*st_r == NULL)
-		return -1;
-	sqlite3_bind_int64(*st_r, 1, mailbox_id);
-	return 1;
-}
-
-int
-store_expunged_list(struct store *store, int64_t account_id, const char *mailbox,
-                    uint64_t since, store_expunged_cb *cb, void *arg)
-{
-	sqlite3_stmt *st;
-	int rc;
-
-	rc = store_mailbox_prepare(store, account_id, mailbox,
-	                           "SELECT uid, modseq FROM expunged WHERE mailbox_id = ? AND "
-	                           "modseq > ? ORDER BY uid",
-	                           &st);
-	if (rc <= 0)
-		return rc;
-	sqlite3_bind_int64(st, 2, since > INT64_MAX ? INT64_MAX : (int64_t)since);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		cb((uint32_t)sqlite3_column_int64(st, 0), (uint64_t)sqlite3_column_int64(st, 1), arg);
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 1 : -1;
-}
-
-int
-store_message_list(struct store *store, int64_t account_id, const char *mailbox,
-                   store_message_cb *cb, void *arg)
-{
-	char error[256];
-	struct store_message m;
-	sqlite3_stmt *st;
-	int64_t mailbox_id = 0;
-	int rc;
-
-	rc = store_mailbox_id(store, account_id, mailbox, &mailbox_id);
-	if (rc <= 0)
-		return rc;
-	st =
-	    store_prepare(store->db,
-	                  "SELECT id, uid, modseq, flags, internal_date, size, from_addr, to_addr, "
-	                  "subject, date_hdr, message_id, has_attachments, size_crlf, recalled, "
-	                  "keywords FROM messages WHERE mailbox_id = ? ORDER BY uid",
-	                  error, sizeof(error));
-	if (st == NULL)
-		return -1;
-	sqlite3_bind_int64(st, 1, mailbox_id);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		memset(&m, 0, sizeof(m));
-		m.id = sqlite3_column_int64(st, 0);
-		m.mailbox_id = mailbox_id;
-		m.uid = (uint32_t)sqlite3_column_int64(st, 1);
-		m.modseq = (uint64_t)sqlite3_column_int64(st, 2);
-		m.flags = (uint32_t)sqlite3_column_int64(st, 3);
-		m.internal_date = sqlite3_column_int64(st, 4);
-		m.size = (uint64_t)sqlite3_column_int64(st, 5);
-		store_column_text(st, 6, m.from, sizeof(m.from));
-		store_column_text(st, 7, m.to, sizeof(m.to));
-		store_column_text(st, 8, m.subject, sizeof(m.subject));
-		m.date = sqlite3_column_int64(st, 9);
-		store_column_text(st, 10, m.message_id, sizeof(m.message_id));
-		m.has_attachments = sqlite3_column_int(st, 11) != 0;
-		m.size_crlf = (uint64_t)sqlite3_column_int64(st, 12);
-		m.recalled = sqlite3_column_int(st, 13) != 0;
-		store_column_text(st, 14, m.keywords, sizeof(m.keywords));
-		cb(&m, arg);
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		log_warnx("store event=message-list error=\"%s\"", sqlite3_errmsg(store->db));
-		return -1;
-	}
-	return 1;
-}
-
 int
 store_message_mime(struct store *store, int64_t account_id, const char *mailbox, uint32_t uid,
                    unsigned char **blob_r, size_t *len_r)
@@ -765,7 +652,7 @@ store_message_open(struct store *store, int64_t account_id, const char *mailbox,
 /* The columns store_mailbox_from_row() reads, for "FROM mailboxes b". */
 #define STORE_MAILBOX_COLUMNS                                                                      \
 	"SELECT b.id, b.name, b.special_use, b.uidvalidity, b.uidnext, b.highestmodseq, "          \
-	"(SELECT count(*) FROM messages m WHERE m.mailbox_id = b.id) FROM mailboxes b "
+	"b.messages_count FROM mailboxes b "
 
 /* Fills mb from a row of STORE_MAILBOX_COLUMNS. */
 static void
@@ -825,36 +712,6 @@ store_mailbox_list(struct store *store, int64_t account_id, store_mailbox_cb *cb
 	}
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? 0 : -1;
-}
-
-int
-store_mailbox_counts(struct store *store, int64_t mailbox_id, uint32_t recent_after,
-                     struct store_mailbox_counts *counts_r)
-{
-	char error[256];
-	sqlite3_stmt *st = store_prepare(store->db,
-	                                 "SELECT count(*), coalesce(sum((flags & ?) = 0), 0), "
-	                                 "coalesce(sum(uid > ?), 0) FROM messages "
-	                                 "WHERE mailbox_id = ? AND recalled = 0",
-	                                 error, sizeof(error));
-	int rc;
-
-	memset(counts_r, 0, sizeof(*counts_r));
-	if (st == NULL)
-		return -1;
-	sqlite3_bind_int(st, 1, STORE_FLAG_SEEN);
-	sqlite3_bind_int64(st, 2, recent_after);
-	sqlite3_bind_int64(st, 3, mailbox_id);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		counts_r->messages = (uint32_t)sqlite3_column_int64(st, 0);
-		counts_r->unseen = (uint32_t)sqlite3_column_int64(st, 1);
-		counts_r->recent = (uint32_t)sqlite3_column_int64(st, 2);
-	} else {
-		log_warnx("store event=mailbox-counts error=\"%s\"", sqlite3_errmsg(store->db));
-	}
-	sqlite3_finalize(st);
-	return rc == SQLITE_ROW ? 0 : -1;
 }
 
 int

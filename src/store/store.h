@@ -176,9 +176,49 @@ struct store_message {
 };
 
 typedef void store_message_cb(const struct store_message *message, void *arg);
-/* Messages of account's mailbox in UID order. 1 done, 0 no such mailbox, -1 error. */
+/* Messages of account's mailbox in UID order, with their summaries (from, to, subject: each row
+ * is copied into a struct store_message; for what needs the headers, such as `ternd mail list`;
+ * protocol snapshots use store_message_scan). 1 done, 0 no such mailbox, -1 error. */
 int store_message_list(struct store *store, int64_t account_id, const char *mailbox,
 		       store_message_cb *cb, void *arg);
+/* store_message_list for the UIDs above uid_after and below uid_below (0: no bound), at most
+ * limit of them (0: all), in UID order: reads only those rows (push replay, a chunk at a time). */
+int store_message_list_range(struct store *store, int64_t account_id, const char *mailbox,
+			     uint32_t uid_after, uint32_t uid_below, size_t limit,
+			     store_message_cb *cb, void *arg);
+
+/* --- lean reads: the snapshots of IMAP SELECT, POP3 login, resyncs (no header copies) ---
+ * A row as store_message_scan gives it: only the fields asked for are read, the others are 0
+ * (keywords ""). uid and recalled are always there. */
+struct store_message_meta {
+	uint32_t uid;
+	bool recalled;	      /* withdrawn by its sender: callers hide it (a resync: as gone) */
+	uint32_t flags;	      /* STORE_SCAN_FLAGS */
+	uint64_t modseq;      /* STORE_SCAN_FLAGS */
+	const char *keywords; /* STORE_SCAN_KEYWORDS: space-separated, "" when none; valid
+			       * during the callback only */
+	uint64_t size;	      /* STORE_SCAN_SIZE: RFC822.SIZE (store_message.size_crlf) */
+	int64_t internal_date; /* STORE_SCAN_SIZE */
+};
+enum store_scan_fields {
+	STORE_SCAN_FLAGS = 1 << 0,
+	STORE_SCAN_KEYWORDS = 1 << 1,
+	STORE_SCAN_SIZE = 1 << 2,
+};
+/* Which rows: those with a UID above uid_after and a MODSEQ above modseq_after (0: all), in
+ * UID order. With modseq_after the rows come through the (mailbox, MODSEQ) index: a resync
+ * reads what changed since it last knew the mailbox (new messages and flag changes take a new
+ * MODSEQ; what left is in store_expunged_list). */
+struct store_scan {
+	unsigned fields; /* enum store_scan_fields */
+	uint32_t uid_after;
+	uint64_t modseq_after;
+};
+typedef void store_meta_cb(const struct store_message_meta *m, void *arg);
+/* Calls cb for each row of account's mailbox that scan selects. 1 done, 0 no such mailbox, -1
+ * error. */
+int store_message_scan(struct store *store, int64_t account_id, const char *mailbox,
+		       const struct store_scan *scan, store_meta_cb *cb, void *arg);
 typedef void store_expunged_cb(uint32_t uid, uint64_t modseq, void *arg);
 /* The UIDs that left account's mailbox (expunged or moved away) by an update with a MODSEQ above
  * since, ascending, with that MODSEQ (QRESYNC's VANISHED (EARLIER)). Recorded from schema
@@ -339,16 +379,19 @@ struct store_mailbox {
 	uint32_t uidvalidity;
 	uint32_t uidnext;
 	uint64_t highestmodseq;
-	uint32_t messages;
+	uint32_t messages; /* not recalled (the row's counter, see store_mailbox_counts) */
 };
 typedef void store_mailbox_cb(const struct store_mailbox *mailbox, void *arg);
 int store_mailbox_list(struct store *store, int64_t account_id, store_mailbox_cb *cb, void *arg);
 
-/* STATUS counts of one mailbox in one aggregate query over its rows (no row is copied out):
- * messages not recalled, those without \Seen, and those with a UID above recent_after (pass
- * UINT32_MAX for none). 0, or -1 on an SQLite error. */
+/* STATUS counts of one mailbox, read from counters kept on its row in the transaction of each
+ * change (O(1) in the mailbox's size): messages not recalled, those without \Seen, the sum of
+ * their RFC822.SIZEs, and those with a UID above recent_after (pass UINT32_MAX for none: this
+ * one counts the rows above it, through the UID index, only when there can be any). 0, or -1
+ * on an SQLite error (a mailbox that no longer exists counts zeros). */
 struct store_mailbox_counts {
 	uint32_t messages, unseen, recent;
+	uint64_t size;
 };
 int store_mailbox_counts(struct store *store, int64_t mailbox_id, uint32_t recent_after,
 			 struct store_mailbox_counts *counts_r);

@@ -1,4 +1,5 @@
-/* store internals shared by store.c (accounts, reads), store_blob.c (the commit pipeline),
+/* store internals shared by store.c (accounts, reads), store_read.c (message lists and scans,
+ * counters), store_blob.c (the commit pipeline),
  * store_update.c (flag changes, expunges, COPY/MOVE, keywords), store_mailbox.c (mailbox
  * management) and store_schema.c (connections and migrations). Nothing outside src/store
  * includes this. */

@@ -137,6 +137,47 @@ static const char *const store_migrations[] = {
     "CREATE TRIGGER mailboxes_expunged AFTER DELETE ON mailboxes BEGIN"
     "  DELETE FROM expunged WHERE mailbox_id = OLD.id;"
     "  END;",
+    /* 5: counters on the mailbox row, so STATUS, LIST-STATUS and LIST read one row instead of
+     * every message: messages not recalled, those of them without \Seen (flag bit 1,
+     * STORE_FLAG_SEEN) and the sum of their sizes as IMAP and POP3 send them (size_crlf).
+     * (UIDNEXT and HIGHESTMODSEQ already live on the row.) Kept by triggers in the transaction
+     * of each change, as the expunged table is, so every path that writes messages (deliveries,
+     * COPY/MOVE, STORE, EXPUNGE, POP3, RENAME INBOX, the CLI) keeps them exact; a flag change
+     * that leaves \Seen alone does not fire. Rows of a mailbox being deleted update nothing
+     * (its row is gone). Existing data is counted once here. */
+    "ALTER TABLE mailboxes ADD COLUMN messages_count INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE mailboxes ADD COLUMN unseen_count INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE mailboxes ADD COLUMN size_sum INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE mailboxes SET"
+    "  messages_count = (SELECT count(*) FROM messages m"
+    "    WHERE m.mailbox_id = mailboxes.id AND m.recalled = 0),"
+    "  unseen_count = (SELECT count(*) FROM messages m"
+    "    WHERE m.mailbox_id = mailboxes.id AND m.recalled = 0 AND (m.flags & 1) = 0),"
+    "  size_sum = (SELECT coalesce(sum(m.size_crlf), 0) FROM messages m"
+    "    WHERE m.mailbox_id = mailboxes.id AND m.recalled = 0);"
+    "CREATE TRIGGER messages_count_insert AFTER INSERT ON messages"
+    "  WHEN NEW.recalled = 0 BEGIN"
+    "  UPDATE mailboxes SET messages_count = messages_count + 1,"
+    "    unseen_count = unseen_count + ((NEW.flags & 1) = 0),"
+    "    size_sum = size_sum + NEW.size_crlf WHERE id = NEW.mailbox_id;"
+    "  END;"
+    "CREATE TRIGGER messages_count_delete AFTER DELETE ON messages"
+    "  WHEN OLD.recalled = 0 BEGIN"
+    "  UPDATE mailboxes SET messages_count = messages_count - 1,"
+    "    unseen_count = unseen_count - ((OLD.flags & 1) = 0),"
+    "    size_sum = size_sum - OLD.size_crlf WHERE id = OLD.mailbox_id;"
+    "  END;"
+    "CREATE TRIGGER messages_count_update"
+    "  AFTER UPDATE OF mailbox_id, flags, recalled, size_crlf ON messages"
+    "  WHEN OLD.mailbox_id != NEW.mailbox_id OR OLD.recalled != NEW.recalled"
+    "    OR OLD.size_crlf != NEW.size_crlf OR (OLD.flags & 1) != (NEW.flags & 1) BEGIN"
+    "  UPDATE mailboxes SET messages_count = messages_count - (OLD.recalled = 0),"
+    "    unseen_count = unseen_count - (OLD.recalled = 0 AND (OLD.flags & 1) = 0),"
+    "    size_sum = size_sum - (OLD.recalled = 0) * OLD.size_crlf WHERE id = OLD.mailbox_id;"
+    "  UPDATE mailboxes SET messages_count = messages_count + (NEW.recalled = 0),"
+    "    unseen_count = unseen_count + (NEW.recalled = 0 AND (NEW.flags & 1) = 0),"
+    "    size_sum = size_sum + (NEW.recalled = 0) * NEW.size_crlf WHERE id = NEW.mailbox_id;"
+    "  END;",
 };
 
 #define STORE_NMIGRATIONS (sizeof(store_migrations) / sizeof(store_migrations[0]))

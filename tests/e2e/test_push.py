@@ -459,6 +459,39 @@ def test_since(checks, d):
                      (status, s.events))
 
 
+def test_since_chunks(checks, d):
+    """A replay longer than one step (PUSH_REPLAY_CHUNK 256 rows, each step reading only the next
+    UIDs): 600 messages of bob's Archive, one of them recalled (skipped, but it still moves the
+    replay on), arrive once each, in order."""
+    import imaplib
+    import sqlite3
+    m = imaplib.IMAP4("127.0.0.1", d.imap_port)
+    m.login(BOB, d.passwords[BOB])
+    m.create("Archive")
+    for i in range(75):
+        m.append("Archive", None, None, b"Subject: chunk %d\r\n\r\nbody\r\n" % i)
+    m.select("Archive")
+    for _ in range(3):  # 75 -> 600
+        m.copy("1:*", "Archive")
+    typ, data = m.select("Archive")
+    uids = [int(x) for x in m.uid("SEARCH", "ALL")[1][0].split()]
+    m.logout()
+    checks.check(len(uids) == 600, "bob's Archive holds 600 messages", len(uids))
+    recalled = uids[255]  # the last row of the first step
+    with sqlite3.connect(str(d.data_dir / "tern.db"), timeout=30) as conn:
+        conn.execute("UPDATE messages SET recalled = 1 WHERE uid = ? AND mailbox_id = (SELECT b.id FROM "
+                     "mailboxes b JOIN accounts a ON a.id = b.account_id WHERE a.address = ? AND "
+                     "b.name = 'Archive')", (recalled, BOB))
+    with d.push(BOB) as s:
+        s.settimeout(30)
+        status = s.cmd("WATCH Archive SINCE 0")
+        replayed = [e.get("uid") for e in s.events if e.get("type") == "new" and e.get("replay")]
+        want = [u for u in uids if u != recalled]
+        checks.check(status == "+OK watching Archive" and replayed == want,
+                     "WATCH Archive SINCE 0: the 599 messages not recalled, once each, in UID order, over "
+                     "three replay steps", (status, len(replayed), replayed[250:260]))
+
+
 def test_keepalive(checks, d):
     with d.push(ALICE) as s:
         checks.check(ok(s.cmd("WATCH")), "keepalive: WATCH")
@@ -764,7 +797,7 @@ def run(checks):
     # TERN_PUSH_ONLY=events,webhook runs a subset (names as below), for work on one part.
     only = set(filter(None, os.environ.get("TERN_PUSH_ONLY", "").split(",")))
     parts = [("greeting", test_greeting_capa), ("auth", test_auth), ("starttls", test_starttls),
-             ("hostile", test_hostile), ("events", test_events), ("since", test_since),
+             ("hostile", test_hostile), ("events", test_events), ("since", test_since), ("since_chunks", test_since_chunks),
              ("keepalive", test_keepalive), ("brute_force", test_brute_force), ("never_reads", test_never_reads)]
     opts = ["push.keepalive=1", "push.queue=32", "auth.failure_delay=1", "server.max_connections_per_ip=200"]
     with PushDaemon("push", options=opts, imap=True) as d:

@@ -1362,8 +1362,17 @@ raw_int(const char *dir, const char *sql)
 	return v;
 }
 
-/* What migration 4 added beside the rebuilt mailboxes table (which older migrations accept). */
+/* What migration 5 added: the counter triggers and columns. */
+#define UNDO_MIGRATION_5                                                                       \
+	"DROP TRIGGER messages_count_insert; DROP TRIGGER messages_count_delete;"              \
+	"DROP TRIGGER messages_count_update; ALTER TABLE mailboxes DROP COLUMN messages_count;" \
+	"ALTER TABLE mailboxes DROP COLUMN unseen_count;"                                      \
+	"ALTER TABLE mailboxes DROP COLUMN size_sum;"
+
+/* What migrations 4 (and 5) added beside the rebuilt mailboxes table (which older migrations
+ * accept). */
 #define UNDO_MIGRATION_4                                                                       \
+	UNDO_MIGRATION_5                                                                       \
 	"DROP TRIGGER messages_expunged; DROP TRIGGER messages_moved;"                         \
 	"DROP TRIGGER mailboxes_expunged; DROP TABLE expunged;"
 
@@ -1463,7 +1472,7 @@ test_store_migration_3(void **state)
 	                  "UPDATE mailboxes SET uidvalidity = 4000000000 WHERE name = 'Trash';"
 	                  "UPDATE schema_version SET version = 2;");
 	store = open_store(d->path, false, NULL);
-	assert_int_equal(raw_int(d->path, "SELECT version FROM schema_version"), 4);
+	assert_int_equal(raw_int(d->path, "SELECT version FROM schema_version"), 5);
 	assert_int_equal(raw_int(d->path, "SELECT value FROM counters WHERE name = 'uidvalidity'"),
 	                 4000000000LL);
 	subscriptions(store, alice, subs);
@@ -2905,6 +2914,254 @@ test_store_message_mime(void **state)
 	store_free(&store);
 }
 
+/* --- mailbox counters (schema version 5) and the lean reads --- */
+
+/* Mailboxes whose counters differ from a count of their rows: must be 0 after every change. */
+#define COUNTERS_DRIFT                                                                         \
+	"SELECT count(*) FROM mailboxes b WHERE messages_count != (SELECT count(*) FROM "      \
+	"messages m WHERE m.mailbox_id = b.id AND m.recalled = 0) OR unseen_count != (SELECT " \
+	"count(*) FROM messages m WHERE m.mailbox_id = b.id AND m.recalled = 0 AND "           \
+	"(m.flags & 1) = 0) OR size_sum != (SELECT coalesce(sum(m.size_crlf), 0) FROM "        \
+	"messages m WHERE m.mailbox_id = b.id AND m.recalled = 0)"
+
+/* name's counters (read from its row) are as given, and no mailbox's counters drifted. */
+static void
+counts_expect(struct store *store, const char *dir, int64_t account, const char *name,
+              uint32_t messages, uint32_t unseen, uint64_t size)
+{
+	struct store_mailbox mb;
+	struct store_mailbox_counts c;
+
+	assert_int_equal(store_mailbox_get(store, account, name, &mb), 1);
+	assert_int_equal(store_mailbox_counts(store, mb.id, UINT32_MAX, &c), 0);
+	print_message("# %s: MESSAGES %u UNSEEN %u size %llu (want %u %u %llu), recent 0\n", name,
+	              c.messages, c.unseen, (unsigned long long)c.size, messages, unseen,
+	              (unsigned long long)size);
+	assert_int_equal(c.messages, messages);
+	assert_int_equal(mb.messages, messages);
+	assert_int_equal(c.unseen, unseen);
+	assert_int_equal(c.size, size);
+	assert_int_equal(c.recent, 0);
+	assert_int_equal(raw_int(dir, COUNTERS_DRIFT), 0);
+}
+
+/* A synchronous flag change or expunge of one mailbox; must succeed. */
+static void
+update_one(struct store *store, int64_t account, const char *mailbox,
+           const struct store_flag_change *changes, size_t n, const uint32_t *expunge,
+           size_t nexpunge)
+{
+	struct update_result u = {0};
+
+	store_mailbox_update(store, account, mailbox, changes, n, expunge, nexpunge, update_cb,
+	                     &u);
+	assert_int_equal(u.calls, 1);
+	assert_true(u.ok);
+}
+
+static void
+test_store_counters(void **state)
+{
+	struct test_dir *d = *state;
+	struct store *store = open_store(d->path, true, NULL);
+	int64_t alice = update_fixture(store);
+	const uint64_t S = sizeof(message1) - 1;
+	struct store_target seen = {alice, "INBOX", STORE_FLAG_SEEN, "alice@example.org", NULL};
+	struct store_target lf = {alice, "INBOX", 0, "alice@example.org", NULL};
+	const struct store_flag_change flags[] = {
+	    {1, STORE_FLAG_SEEN, 0, NULL, NULL, NULL, 0},
+	    {3, STORE_FLAG_SEEN, 0, NULL, NULL, NULL, 0},
+	    {2, 0, STORE_FLAG_SEEN, NULL, NULL, NULL, 0},
+	    {4, STORE_FLAG_FLAGGED, 0, NULL, "Work", NULL, 0}, /* leaves \Seen alone */
+	};
+	const uint32_t expunge[] = {4, 6}, copy[] = {1, 2}, move[] = {5, 7};
+	struct store_mailbox_counts c;
+	struct store_mailbox mb;
+	struct commit_result r;
+	struct copy_r cr;
+	char error[256];
+
+	print_message("# five deliveries (uid 2 \\Seen), one also to Sent\n");
+	counts_expect(store, d->path, alice, "INBOX", 5, 4, 5 * S);
+	counts_expect(store, d->path, alice, "Sent", 1, 1, S);
+	print_message("# APPEND-like delivery with \\Seen; a bare-LF message counts its CRLF size\n");
+	deliver(store, message1, S, &seen, 1, &r);
+	assert_true(r.ok);
+	deliver(store, "a\nb\n", 4, &lf, 1, &r);
+	assert_true(r.ok);
+	counts_expect(store, d->path, alice, "INBOX", 7, 5, 6 * S + 6);
+	print_message("# \\Recent: counted above recent_after through the UID index\n");
+	assert_int_equal(store_mailbox_get(store, alice, "INBOX", &mb), 1);
+	assert_int_equal(store_mailbox_counts(store, mb.id, 5, &c), 0);
+	assert_int_equal(c.recent, 2);
+	assert_int_equal(store_mailbox_counts(store, mb.id, 7, &c), 0);
+	assert_int_equal(c.recent, 0);
+	print_message("# STORE +\\Seen 1,3, -\\Seen 2, +\\Flagged 4\n");
+	update_one(store, alice, "INBOX", flags, 4, NULL, 0);
+	counts_expect(store, d->path, alice, "INBOX", 7, 4, 6 * S + 6);
+	print_message("# EXPUNGE 4 (unseen) and 6 (seen)\n");
+	update_one(store, alice, "INBOX", NULL, 0, expunge, 2);
+	counts_expect(store, d->path, alice, "INBOX", 5, 3, 4 * S + 6);
+	print_message("# COPY 1,2 -> Trash\n");
+	store_message_copy(store, alice, "INBOX", copy, 2, "Trash", false, copy_cb, &cr);
+	assert_int_equal(cr.result, 1);
+	counts_expect(store, d->path, alice, "Trash", 2, 1, 2 * S);
+	counts_expect(store, d->path, alice, "INBOX", 5, 3, 4 * S + 6);
+	print_message("# MOVE 5,7 -> Junk\n");
+	store_message_copy(store, alice, "INBOX", move, 2, "Junk", true, copy_cb, &cr);
+	assert_int_equal(cr.result, 1);
+	counts_expect(store, d->path, alice, "Junk", 2, 2, S + 6);
+	counts_expect(store, d->path, alice, "INBOX", 3, 1, 3 * S);
+	print_message("# RENAME Junk Spam, RENAME INBOX Old (the messages move, INBOX empty)\n");
+	assert_int_equal(store_mailbox_rename(store, alice, "Junk", "Spam", error, sizeof(error)),
+	                 1);
+	counts_expect(store, d->path, alice, "Spam", 2, 2, S + 6);
+	assert_int_equal(store_mailbox_rename(store, alice, "INBOX", "Old", error, sizeof(error)),
+	                 1);
+	counts_expect(store, d->path, alice, "Old", 3, 1, 3 * S);
+	counts_expect(store, d->path, alice, "INBOX", 0, 0, 0);
+	print_message("# DELETE Old and Spam, then a delivery to a new INBOX message\n");
+	assert_int_equal(store_mailbox_delete(store, alice, "Old", error, sizeof(error)), 1);
+	assert_int_equal(store_mailbox_delete(store, alice, "Spam", error, sizeof(error)), 1);
+	deliver(store, message1, S, &lf, 1, &r);
+	assert_true(r.ok);
+	counts_expect(store, d->path, alice, "INBOX", 1, 1, S);
+	counts_expect(store, d->path, alice, "Trash", 2, 1, 2 * S);
+	store_free(&store);
+}
+
+static void
+test_store_migration_5(void **state)
+{
+	struct test_dir *d = *state;
+	struct store *store = open_store(d->path, true, NULL);
+	int64_t alice = update_fixture(store);
+	const uint64_t S = sizeof(message1) - 1;
+	const uint32_t expunge[] = {1};
+
+	update_one(store, alice, "INBOX", NULL, 0, expunge, 1);
+	store_free(&store);
+	print_message("# a version 4 database (no counters) with rows: migration 5 counts them\n");
+	raw_exec(d->path, UNDO_MIGRATION_5 "UPDATE schema_version SET version = 4;");
+	assert_int_equal(raw_int(d->path, "SELECT count(*) FROM pragma_table_info('mailboxes') "
+	                                  "WHERE name = 'messages_count'"),
+	                 0);
+	store = open_store(d->path, false, NULL);
+	assert_int_equal(raw_int(d->path, "SELECT version FROM schema_version"), 5);
+	counts_expect(store, d->path, alice, "INBOX", 4, 3, 4 * S);
+	counts_expect(store, d->path, alice, "Sent", 1, 1, S);
+	counts_expect(store, d->path, alice, "Trash", 0, 0, 0);
+	print_message("# ... and the triggers keep them from then on\n");
+	update_one(store, alice, "INBOX", NULL, 0, (const uint32_t[]){2}, 1);
+	counts_expect(store, d->path, alice, "INBOX", 3, 3, 3 * S);
+	store_free(&store);
+}
+
+#define SCAN_MAX 16
+
+struct scan_acc {
+	int n;
+	struct {
+		uint32_t uid, flags;
+		uint64_t modseq, size;
+		int64_t internal_date;
+		char keywords[64];
+	} m[SCAN_MAX];
+};
+
+static void
+scan_cb(const struct store_message_meta *m, void *arg)
+{
+	struct scan_acc *acc = arg;
+
+	assert_true(acc->n < SCAN_MAX);
+	acc->m[acc->n].uid = m->uid;
+	acc->m[acc->n].flags = m->flags;
+	acc->m[acc->n].modseq = m->modseq;
+	acc->m[acc->n].size = m->size;
+	acc->m[acc->n].internal_date = m->internal_date;
+	snprintf(acc->m[acc->n].keywords, sizeof(acc->m[0].keywords), "%s", m->keywords);
+	acc->n++;
+}
+
+/* Scans alice's mailbox into acc; returns the count. */
+static int
+scan(struct store *store, int64_t alice, const char *mailbox, unsigned fields, uint32_t uid_after,
+     uint64_t modseq_after, struct scan_acc *acc)
+{
+	struct store_scan q = {fields, uid_after, modseq_after};
+
+	memset(acc, 0, sizeof(*acc));
+	assert_int_equal(store_message_scan(store, alice, mailbox, &q, scan_cb, acc), 1);
+	return acc->n;
+}
+
+static void
+test_store_scan(void **state)
+{
+	struct test_dir *d = *state;
+	struct store *store = open_store(d->path, true, NULL);
+	int64_t alice = update_fixture(store);
+	const unsigned all = STORE_SCAN_FLAGS | STORE_SCAN_KEYWORDS | STORE_SCAN_SIZE;
+	const struct store_flag_change kw = {4, 0, 0, NULL, "Work", NULL, 0};
+	struct store_target t = {alice, "INBOX", 0, "alice@example.org", NULL};
+	struct store_scan q = {all, 0, 0};
+	struct store_mailbox mb;
+	struct commit_result r;
+	struct scan_acc acc;
+	struct list_acc list;
+	uint64_t modseq;
+
+	print_message("# every field: what store_message_list says, in UID order\n");
+	assert_int_equal(list_mailbox(store, alice, "INBOX", &list), 5);
+	assert_int_equal(scan(store, alice, "INBOX", all, 0, 0, &acc), 5);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(acc.m[i].uid, list.m[i].uid);
+		assert_int_equal(acc.m[i].flags, list.m[i].flags);
+		assert_int_equal(acc.m[i].modseq, list.m[i].modseq);
+		assert_int_equal(acc.m[i].size, list.m[i].size_crlf);
+		assert_int_equal(acc.m[i].internal_date, list.m[i].internal_date);
+	}
+	print_message("# no fields: UIDs only, the rest 0 / \"\"\n");
+	assert_int_equal(scan(store, alice, "INBOX", 0, 0, 0, &acc), 5);
+	assert_int_equal(acc.m[1].uid, 2);
+	assert_int_equal(acc.m[1].flags, 0);
+	assert_int_equal(acc.m[1].size, 0);
+	assert_string_equal(acc.m[1].keywords, "");
+	print_message("# uid > 3\n");
+	assert_int_equal(scan(store, alice, "INBOX", STORE_SCAN_FLAGS, 3, 0, &acc), 2);
+	assert_int_equal(acc.m[0].uid, 4);
+	assert_int_equal(acc.m[0].flags, STORE_FLAG_FLAGGED);
+	assert_int_equal(acc.m[1].uid, 5);
+	print_message("# modseq > the mailbox's: only what changed since (a keyword, a delivery)\n");
+	assert_int_equal(store_mailbox_get(store, alice, "INBOX", &mb), 1);
+	modseq = mb.highestmodseq;
+	assert_int_equal(scan(store, alice, "INBOX", all, 0, modseq, &acc), 0);
+	update_one(store, alice, "INBOX", &kw, 1, NULL, 0);
+	deliver(store, message1, sizeof(message1) - 1, &t, 1, &r);
+	assert_true(r.ok);
+	assert_int_equal(scan(store, alice, "INBOX", all, 0, modseq, &acc), 2);
+	assert_int_equal(acc.m[0].uid, 4);
+	assert_string_equal(acc.m[0].keywords, "Work");
+	assert_true(acc.m[0].modseq > modseq);
+	assert_int_equal(acc.m[1].uid, 6);
+	assert_int_equal(scan(store, alice, "INBOX", all, 5, modseq, &acc), 1);
+	assert_int_equal(acc.m[0].uid, 6);
+	print_message("# list_range: 1 < uid < 5, at most 2, with the summaries\n");
+	memset(&list, 0, sizeof(list));
+	assert_int_equal(store_message_list_range(store, alice, "INBOX", 1, 5, 2, list_cb, &list), 1);
+	assert_int_equal(list.n, 2);
+	assert_int_equal(list.m[0].uid, 2);
+	assert_int_equal(list.m[1].uid, 3);
+	assert_string_equal(list.m[0].from, "Carol <carol@example.net>");
+	assert_true(list.m[0].mailbox_id > 0);
+	print_message("# no such mailbox: 0\n");
+	assert_int_equal(store_message_scan(store, alice, "Nope", &q, scan_cb, &acc), 0);
+	assert_int_equal(store_message_list_range(store, alice, "Nope", 0, 0, 0, list_cb, &list),
+	                 0);
+	store_free(&store);
+}
+
 int
 main(void)
 {
@@ -2940,6 +3197,9 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_store_subscriptions, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_deliver_append, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_message_mime, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_store_counters, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_store_migration_5, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_store_scan, setup_dir, teardown_dir),
 	};
 	int rc;
 
