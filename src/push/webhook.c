@@ -12,6 +12,7 @@
 #include <curl/curl.h>
 
 #include "lib/config.h"
+#include "lib/hash.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "notify/notify.h"
@@ -25,26 +26,14 @@ struct webhook_item {
 	char *json;
 };
 
-/* An account's address, for the "account" field (looked up on the loop thread only). */
-struct webhook_account {
-	int64_t id;
-	char *address;
-};
-
-/* A mailbox's UIDVALIDITY by id, 0 when not known (a slot of an open-addressing table). */
-struct webhook_mailbox {
-	int64_t id; /* 0: empty */
-	uint32_t uidvalidity;
-};
-
 struct webhook {
 	/* Loop thread only. */
 	struct store *store; /* NULL once webhook_store_closing was called */
 	struct notify_sub *sub;
-	struct webhook_account *accounts; /* sorted by id */
-	size_t naccounts;
-	struct webhook_mailbox *mailboxes; /* a power of two of slots, at most half used */
-	size_t mailbox_slots, nmailboxes;
+	/* Caches, each filled by one indexed read on a miss: account id -> its address (char *),
+	 * mailbox id -> its UIDVALIDITY (uint32_t *). */
+	struct hash *accounts;
+	struct hash *mailboxes;
 
 	/* Set before the thread starts, then read-only. */
 	char *url;
@@ -67,88 +56,32 @@ struct webhook {
 
 /* --- the loop thread: events into the queue --- */
 
-static int
-webhook_account_cmp(const void *a, const void *b)
+static bool
+webhook_cache_drop(const void *key, size_t keylen, void *value, void *arg)
 {
-	const struct webhook_account *x = a, *y = b;
-
-	return x->id < y->id ? -1 : x->id > y->id;
+	(void)key;
+	(void)keylen;
+	(void)arg;
+	free(value);
+	return true;
 }
 
-static void
-webhook_account_add(const struct store_account *account, void *arg)
-{
-	struct webhook *wh = arg;
-
-	wh->accounts = xrealloc(wh->accounts, (wh->naccounts + 1) * sizeof(*wh->accounts));
-	wh->accounts[wh->naccounts].id = account->id;
-	wh->accounts[wh->naccounts].address = xstrdup(account->address);
-	wh->naccounts++;
-}
-
-static void
-webhook_accounts_clear(struct webhook *wh)
-{
-	for (size_t i = 0; i < wh->naccounts; i++)
-		free(wh->accounts[i].address);
-	free(wh->accounts);
-	wh->accounts = NULL;
-	wh->naccounts = 0;
-}
-
-/* The address of account id; the table is read again when an account is new to it. */
+/* The address of account id, read from the store (one indexed row) the first time. */
 static const char *
 webhook_account_address(struct webhook *wh, int64_t id)
 {
-	struct webhook_account key = {.id = id}, *found;
+	struct store_account account;
+	char *address = hash_get_int(wh->accounts, id);
 
-	for (int pass = 0; pass < 2; pass++) {
-		found = wh->naccounts == 0 ? NULL
-		                           : bsearch(&key, wh->accounts, wh->naccounts,
-		                                     sizeof(*wh->accounts), webhook_account_cmp);
-		if (found != NULL)
-			return found->address;
-		if (pass == 1 || wh->store == NULL)
-			break;
-		webhook_accounts_clear(wh);
-		if (store_account_list(wh->store, webhook_account_add, wh) < 0)
-			log_warnx("webhook event=account-list-failed");
-		qsort(wh->accounts, wh->naccounts, sizeof(*wh->accounts), webhook_account_cmp);
+	if (address != NULL || wh->store == NULL)
+		return address;
+	if (store_account_get(wh->store, id, &account) != 1) {
+		log_warnx("webhook event=account-lookup-failed account_id=%lld", (long long)id);
+		return NULL;
 	}
-	return NULL;
-}
-
-static size_t
-webhook_mailbox_slot(const struct webhook *wh, int64_t id)
-{
-	size_t i = (size_t)(((uint64_t)id * 0x9e3779b97f4a7c15ull) >> 32) & (wh->mailbox_slots - 1);
-
-	while (wh->mailboxes[i].id != 0 && wh->mailboxes[i].id != id)
-		i = (i + 1) & (wh->mailbox_slots - 1);
-	return i;
-}
-
-static void
-webhook_mailbox_set(struct webhook *wh, int64_t id, uint32_t uidvalidity)
-{
-	size_t i;
-
-	if (2 * (wh->nmailboxes + 1) > wh->mailbox_slots) {
-		struct webhook_mailbox *old = wh->mailboxes;
-		size_t oldslots = wh->mailbox_slots;
-
-		wh->mailbox_slots = oldslots == 0 ? 256 : 2 * oldslots;
-		wh->mailboxes = xcalloc(wh->mailbox_slots, sizeof(*wh->mailboxes));
-		for (size_t j = 0; j < oldslots; j++) {
-			if (old[j].id != 0)
-				wh->mailboxes[webhook_mailbox_slot(wh, old[j].id)] = old[j];
-		}
-		free(old);
-	}
-	i = webhook_mailbox_slot(wh, id);
-	if (wh->mailboxes[i].id == 0)
-		wh->nmailboxes++;
-	wh->mailboxes[i] = (struct webhook_mailbox){.id = id, .uidvalidity = uidvalidity};
+	address = xstrdup(account.address);
+	hash_put_int(wh->accounts, id, address);
+	return address;
 }
 
 /* The UIDVALIDITY of the event's mailbox: cached by id, read from the store on a miss. */
@@ -156,18 +89,17 @@ static uint32_t
 webhook_uidvalidity(struct webhook *wh, const struct notify_event *ev)
 {
 	struct store_mailbox mbox;
-	size_t i;
+	uint32_t *cached = hash_get_int(wh->mailboxes, ev->mailbox_id);
 
-	if (wh->mailbox_slots > 0) {
-		i = webhook_mailbox_slot(wh, ev->mailbox_id);
-		if (wh->mailboxes[i].id == ev->mailbox_id && wh->mailboxes[i].uidvalidity != 0)
-			return wh->mailboxes[i].uidvalidity;
-	}
+	if (cached != NULL)
+		return *cached;
 	if (wh->store == NULL ||
 	    store_mailbox_get(wh->store, ev->account_id, ev->mailbox, &mbox) != 1 ||
 	    mbox.id != ev->mailbox_id)
 		return 0;
-	webhook_mailbox_set(wh, mbox.id, mbox.uidvalidity);
+	cached = xmalloc(sizeof(*cached));
+	*cached = mbox.uidvalidity;
+	hash_put_int(wh->mailboxes, mbox.id, cached);
 	return mbox.uidvalidity;
 }
 
@@ -182,10 +114,9 @@ webhook_notify_cb(const struct notify_event *ev, void *arg)
 	bool full;
 
 	if (ev->kind != NOTIFY_NEW) {
-		/* A mailbox deleted (its id may come back) or renamed: look it up next time. */
-		if (ev->kind >= NOTIFY_MAILBOX_CREATED && wh->mailbox_slots > 0 &&
-		    wh->mailboxes[webhook_mailbox_slot(wh, ev->mailbox_id)].id == ev->mailbox_id)
-			webhook_mailbox_set(wh, ev->mailbox_id, 0);
+		/* A mailbox deleted or renamed: look it up next time. */
+		if (ev->kind >= NOTIFY_MAILBOX_CREATED)
+			free(hash_remove_int(wh->mailboxes, ev->mailbox_id));
 		return;
 	}
 	address = webhook_account_address(wh, ev->account_id);
@@ -449,8 +380,12 @@ out:
 static void
 webhook_destroy(struct webhook *wh)
 {
-	webhook_accounts_clear(wh);
-	free(wh->mailboxes);
+	if (wh->accounts != NULL)
+		hash_foreach(wh->accounts, webhook_cache_drop, NULL);
+	hash_free(&wh->accounts);
+	if (wh->mailboxes != NULL)
+		hash_foreach(wh->mailboxes, webhook_cache_drop, NULL);
+	hash_free(&wh->mailboxes);
 	pthread_mutex_destroy(&wh->lock);
 	pthread_cond_destroy(&wh->cond);
 	free(wh->url);
@@ -477,6 +412,8 @@ webhook_new(const struct config *config, const char *data_dir, struct store *sto
 	}
 	wh = xcalloc(1, sizeof(*wh));
 	wh->store = store;
+	wh->accounts = hash_new();
+	wh->mailboxes = hash_new();
 	wh->url = xstrdup(url);
 	wh->timeout = (long)config_get_int(config, "push.webhook_timeout");
 	wh->retries = (unsigned)config_get_int(config, "push.webhook_retries");

@@ -458,6 +458,21 @@ store_account_lookup(struct store *store, const char *address, struct store_acco
 }
 
 int
+store_account_get(struct store *store, int64_t id, struct store_account *account_r)
+{
+	char error[256];
+	sqlite3_stmt *st = store_prepare(store->db,
+					 "SELECT id, address, password_hash, created FROM accounts "
+					 "WHERE id = ?1",
+					 error, sizeof(error));
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, id);
+	return store_account_step(store, st, account_r, "account-get");
+}
+
+int
 store_account_first(struct store *store, struct store_account *account_r)
 {
 	char error[256];

@@ -77,6 +77,8 @@ int store_account_set_password(struct store *store, const char *address,
  * compared case-insensitively too, as users expect). 1 found, 0 none, -1 error. */
 int store_account_lookup(struct store *store, const char *address,
 			 struct store_account *account_r);
+/* The account with this id (enabled or not): one indexed read. 1 found, 0 none, -1 error. */
+int store_account_get(struct store *store, int64_t id, struct store_account *account_r);
 /* The oldest enabled account (the first one added: the admin's), which receives postmaster@
  * mail when no account or alias has that address. 1 found, 0 no account, -1 error. */
 int store_account_first(struct store *store, struct store_account *account_r);

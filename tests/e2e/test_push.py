@@ -690,6 +690,17 @@ def test_webhook(checks, tmp):
                              "webhook: the push 'new' event plus account", body)
                 checks.check("s3cret" not in d.stderr_text(), "webhook: the URL's query is not logged")
 
+            # An account added while the daemon runs: its events carry its own address (looked up
+            # by id when first seen, not by reloading every account).
+            late = f"late-hook@{harness.DOMAIN}"
+            harness.run_ternd(["user", "add", late, "--data-dir", d.data_dir, "--password-stdin"],
+                              input_bytes=b"late-hook-password\n")
+            sent, _, _ = smtp_send(d, late, "Hook late account")
+            got = hook.wait(lambda r: subject_of(r) == "Hook late account", 3)
+            checks.check(sent and len(got) == 1 and json.loads(got[0]["body"]).get("account") == late,
+                         "webhook: an account added after the start is named by its address",
+                         [json.loads(r["body"]) for r in got])
+
             # Retries: 503 twice, then 200.
             with hook.lock:
                 hook.mode, hook.fail_left = "fail", 2
