@@ -17,6 +17,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "lib/hash.h"
 #include "lib/log.h"
 #include "lib/util.h"
 
@@ -27,7 +28,6 @@
 #define LISTENER_BEV_OPTS BEV_OPT_DEFER_CALLBACKS
 
 #define LISTENER_BACKLOG 4096
-#define LISTENER_IP_BUCKETS 4096
 
 struct listener {
 	struct event_base *base;
@@ -41,16 +41,12 @@ struct listener {
 	struct event *resume; /* re-enables accepting after a pause for EMFILE and the like */
 };
 
-/* Live connections per client address, in a small chained hash. */
-struct listener_ip_count {
-	char ip[64];
-	unsigned count;
-	struct listener_ip_count *next;
-};
 
 static struct listener_limits listener_limits = {10000, 100};
 static unsigned listener_total;
-static struct listener_ip_count *listener_ips[LISTENER_IP_BUCKETS];
+/* Live connections per client address (ip -> unsigned *), made at the first connection. Clients
+ * choose their addresses (a /64 holds plenty), hence the keyed hash. */
+static struct hash *listener_ips;
 static SSL_CTX *listener_ssl_ctx;
 
 void
@@ -81,42 +77,24 @@ listener_conn_count(void)
 	return listener_total;
 }
 
-static unsigned
-listener_ip_hash(const char *ip)
-{
-	unsigned h = 2166136261u;
-
-	for (const char *p = ip; *p != '\0'; p++)
-		h = (h ^ (unsigned char)*p) * 16777619u;
-	return h % LISTENER_IP_BUCKETS;
-}
-
-static struct listener_ip_count **
-listener_ip_find(const char *ip)
-{
-	struct listener_ip_count **pp = &listener_ips[listener_ip_hash(ip)];
-
-	while (*pp != NULL && strcmp((*pp)->ip, ip) != 0)
-		pp = &(*pp)->next;
-	return pp;
-}
-
 /* Counts a new connection from ip; false when a limit refuses it. */
 static bool
 listener_conn_admit(const char *ip)
 {
-	struct listener_ip_count **pp;
+	unsigned *count;
 
 	if (listener_total >= listener_limits.max_connections)
 		return false;
-	pp = listener_ip_find(ip);
-	if (*pp != NULL && (*pp)->count >= listener_limits.max_connections_per_ip)
+	if (listener_ips == NULL)
+		listener_ips = hash_new();
+	count = hash_get_str(listener_ips, ip);
+	if (count != NULL && *count >= listener_limits.max_connections_per_ip)
 		return false;
-	if (*pp == NULL) {
-		*pp = xcalloc(1, sizeof(**pp));
-		str_copy((*pp)->ip, ip, sizeof((*pp)->ip));
+	if (count == NULL) {
+		count = xcalloc(1, sizeof(*count));
+		hash_put_str(listener_ips, ip, count);
 	}
-	(*pp)->count++;
+	(*count)++;
 	listener_total++;
 	return true;
 }
@@ -124,18 +102,15 @@ listener_conn_admit(const char *ip)
 void
 listener_conn_closed(const struct listener_peer *peer)
 {
-	struct listener_ip_count **pp = listener_ip_find(peer->ip);
-	struct listener_ip_count *entry = *pp;
+	unsigned *count = listener_ips != NULL ? hash_get_str(listener_ips, peer->ip) : NULL;
 
-	if (entry == NULL) {
+	if (count == NULL) {
 		log_error("listener event=conn-closed-unknown ip=%s", peer->ip);
 		return;
 	}
 	listener_total--;
-	if (--entry->count == 0) {
-		*pp = entry->next;
-		free(entry);
-	}
+	if (--*count == 0)
+		free(hash_remove_str(listener_ips, peer->ip));
 }
 
 /* Fills ip/port strings and the loopback flag from a socket address. */
