@@ -16,6 +16,8 @@
 
 #include "imap/imap_private.h"
 #include "imap/imap_utf7.h"
+#include "lib/buf.h"
+#include "lib/hash.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "store/store.h"
@@ -41,55 +43,19 @@ struct imap_name {
 struct imap_names {
 	struct imap_name *v; /* in the order they were added: parents before children */
 	size_t n, cap;
-	size_t *slots; /* open-addressing index into v: i + 1, 0 when free; nslots a power of 2 */
-	size_t nslots;
+	struct hash *index; /* name -> (void *)(uintptr_t)(i + 1), i its place in v */
 	bool overflow;
 };
-
-static size_t
-imap_names_hash(const char *name)
-{
-	size_t h = 2166136261u; /* FNV-1a */
-
-	for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++)
-		h = (h ^ *p) * 16777619u;
-	return h;
-}
-
-/* The slot of name in the index: where it is, or the free one where it would go. */
-static size_t *
-imap_names_slot(const struct imap_names *names, const char *name)
-{
-	size_t mask = names->nslots - 1;
-
-	for (size_t i = imap_names_hash(name) & mask;; i = (i + 1) & mask) {
-		size_t *slot = &names->slots[i];
-
-		if (*slot == 0 || strcmp(names->v[*slot - 1].name, name) == 0)
-			return slot;
-	}
-}
-
-/* Rebuilds the index with room for twice the names (a LIST of many names stays linear). */
-static void
-imap_names_reindex(struct imap_names *names)
-{
-	free(names->slots);
-	names->nslots = names->nslots == 0 ? 64 : 2 * names->nslots;
-	names->slots = xcalloc(names->nslots, sizeof(*names->slots));
-	for (size_t i = 0; i < names->n; i++)
-		*imap_names_slot(names, names->v[i].name) = i + 1;
-}
 
 static struct imap_name *
 imap_names_find(struct imap_names *names, const char *name)
 {
-	size_t *slot;
+	uintptr_t i;
 
-	if (names->nslots == 0)
+	if (names->index == NULL)
 		return NULL;
-	slot = imap_names_slot(names, name);
-	return *slot != 0 ? &names->v[*slot - 1] : NULL;
+	i = (uintptr_t)hash_get_str(names->index, name);
+	return i != 0 ? &names->v[i - 1] : NULL;
 }
 
 /* Adds name (after its parents, as names that do not exist) unless present. NULL when the
@@ -113,15 +79,12 @@ imap_names_add(struct imap_names *names, const char *name)
 		names->overflow = true;
 		return NULL;
 	}
-	if (names->n == names->cap) {
-		names->cap = names->cap == 0 ? 16 : 2 * names->cap;
-		names->v = xrealloc(names->v, names->cap * sizeof(*names->v));
-	}
-	if (2 * (names->n + 1) > names->nslots)
-		imap_names_reindex(names);
+	array_grow((void **)&names->v, &names->cap, names->n + 1, sizeof(*names->v));
+	if (names->index == NULL)
+		names->index = hash_new();
 	nm = &names->v[names->n++];
 	*nm = (struct imap_name){.name = xstrdup(name), .wire = xstrdup(wire)};
-	*imap_names_slot(names, name) = names->n;
+	hash_put_str(names->index, name, (void *)(uintptr_t)names->n);
 	return nm;
 }
 
@@ -133,7 +96,7 @@ imap_names_free(struct imap_names *names)
 		free(names->v[i].wire);
 	}
 	free(names->v);
-	free(names->slots);
+	hash_free(&names->index);
 	*names = (struct imap_names){0};
 }
 
