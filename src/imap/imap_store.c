@@ -430,6 +430,7 @@ imap_update_done(bool ok, const char *error, const struct store_update_result *r
 	default:
 		break;
 	}
+	imap_context_update(s); /* this session's own changes (RFC 5267 4.3) */
 	imap_update_clear(s);
 	netconn_run(&s->conn);
 }
