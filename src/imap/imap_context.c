@@ -448,8 +448,19 @@ imap_context_update(struct imap_session *s)
 {
 	uint32_t known = s->exists_announced < s->nmsgs ? s->exists_announced : s->nmsgs;
 
+	bool meta = false;
+
 	if (s->contexts == NULL || s->mailbox == NULL || s->conn.closing)
 		return;
+	/* New messages come from notify events without size and date: SORT's keys and SEARCH's
+	 * LARGER, SINCE, ... need them (the same store read SEARCH does). */
+	for (const struct imap_context *c = s->contexts; c != NULL; c = c->next)
+		meta = meta || c->cmp != NULL || (imap_match_needs(c->m) & IMAP_MATCH_NEED_META);
+	if (meta && imap_mailbox_load_meta(s) < 0) {
+		log_warnx("imap session=%s event=context-update result=deferred error=meta",
+		          s->conn.id);
+		return;
+	}
 	for (struct imap_context *c = s->contexts; c != NULL; c = c->next)
 		context_update(s, c, known);
 }
