@@ -319,24 +319,6 @@ context_send(struct imap_session *s, const struct imap_context *c, struct contex
 	evbuffer_add(out, "\r\n", 2);
 }
 
-void
-imap_context_expunged(struct imap_session *s, uint32_t seq, uint32_t uid)
-{
-	for (struct imap_context *c = s->contexts; c != NULL; c = c->next) {
-		struct context_items removed = {0}, added = {0};
-		size_t i;
-
-		for (i = 0; i < c->n && c->uids[i] != uid; i++)
-			;
-		if (i == c->n)
-			continue;
-		memmove(&c->uids[i], &c->uids[i + 1], (c->n - i - 1) * sizeof(*c->uids));
-		c->n--;
-		items_add(&removed, c->cmp != NULL ? (uint32_t)i + 1 : 0, c->uid ? uid : seq, true);
-		context_send(s, c, &removed, &added);
-	}
-}
-
 /* Index of uid in the ascending uids[0..n), or -1. */
 static long
 uid_index(const uint32_t *uids, size_t n, uint32_t uid)
@@ -354,6 +336,30 @@ uid_index(const uint32_t *uids, size_t n, uint32_t uid)
 			hi = mid;
 	}
 	return -1;
+}
+
+void
+imap_context_expunged(struct imap_session *s, uint32_t seq, uint32_t uid)
+{
+	for (struct imap_context *c = s->contexts; c != NULL; c = c->next) {
+		struct context_items removed = {0}, added = {0};
+		long found = -1;
+		size_t i;
+
+		/* SEARCH results are in UID order; SORT's are not. */
+		if (c->cmp == NULL)
+			found = uid_index(c->uids, c->n, uid);
+		for (size_t j = 0; c->cmp != NULL && j < c->n && found < 0; j++)
+			if (c->uids[j] == uid)
+				found = (long)j;
+		if (found < 0)
+			continue;
+		i = (size_t)found;
+		memmove(&c->uids[i], &c->uids[i + 1], (c->n - i - 1) * sizeof(*c->uids));
+		c->n--;
+		items_add(&removed, c->cmp != NULL ? (uint32_t)i + 1 : 0, c->uid ? uid : seq, true);
+		context_send(s, c, &removed, &added);
+	}
 }
 
 /* SEARCH: the survivors kept[0..nkept) and the additions fresh[0..nfresh), both ascending,
