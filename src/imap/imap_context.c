@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -12,6 +13,21 @@
 #include "imap/imap_private.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "lib/workers.h"
+#include "store/store.h"
+
+/* Message files opened for one worker job (as SEARCH_BATCH). */
+#define CONTEXT_BATCH 32
+
+/* What a program that needs the message text answered for one message, and the state of the
+ * message (flags, keywords, MODSEQ, \Recent) it answered for: valid while that state is. */
+struct context_verdict {
+	uint32_t uid;
+	uint64_t key;
+	bool match;
+};
+
+struct context_job;
 
 /* One updating context. */
 struct imap_context {
@@ -23,6 +39,31 @@ struct imap_context {
 	void *arg;                /* cmp's, free()d */
 	uint32_t *uids;           /* the result: mailbox order (SEARCH) or sort order (SORT) */
 	size_t n, cap;
+	uint64_t id;                 /* unique in the process: a job finds its context by it */
+	struct context_verdict *v;   /* text programs: verdicts by UID (ascending) */
+	size_t nv;
+	struct context_job *job;     /* text programs: files being read for it, or NULL */
+};
+
+/* Text programs: a message whose verdict is unknown or stale, read on the workers. */
+struct context_read {
+	uint32_t uid;
+	uint64_t key;
+	struct imap_match_msg mm;
+	char *keywords; /* mm.keywords points here */
+	int fd;
+	bool match;
+};
+
+/* The reading for one context. Everything a worker touches (m, items) is the job's while it
+ * runs: the context does not evaluate its program until the job is back. */
+struct context_job {
+	struct imap_session *s;
+	uint64_t ctx_id;
+	struct imap_match *m; /* the context's program; the job's own once the context ended */
+	bool orphan;          /* the context ended (CANCELUPDATE, deselect, session gone) */
+	struct context_read *items;
+	size_t n, next, batch_begin;
 };
 
 int
@@ -153,7 +194,13 @@ context_free(struct imap_context **cp)
 
 	if (c == NULL)
 		return;
+	if (c->job != NULL) {
+		/* A worker may be reading with the program: the job frees it when it comes back. */
+		c->job->orphan = true;
+		c->m = NULL;
+	}
 	imap_match_free(&c->m);
+	free(c->v);
 	free(c->arg);
 	free(c->uids);
 	free(c->tag);
@@ -203,18 +250,73 @@ context_sort(const struct imap_session *s, struct imap_context *c)
 	qsort_r(c->uids, c->n, sizeof(*c->uids), context_sort_cmp, &a);
 }
 
+/* The state of a message a text program's verdict depends on besides its (fixed) text, size
+ * and dates: flags, \Recent, MODSEQ, keywords (FNV-1a). Programs with sequence or UID sets
+ * are not kept with text keys, so the sequence number is not part of it. */
+static uint64_t
+verdict_key(const struct imap_match_msg *mm)
+{
+	const uint64_t prime = 1099511628211ull;
+	uint64_t h = 1469598103934665603ull;
+
+	h = (h ^ mm->flags) * prime;
+	h = (h ^ (uint64_t)mm->recent) * prime;
+	h = (h ^ mm->modseq) * prime;
+	for (const char *k = mm->keywords != NULL ? mm->keywords : ""; *k != '\0'; k++)
+		h = (h ^ (unsigned char)*k) * prime;
+	return h;
+}
+
+/* Index of uid in c->v, or -1. */
+static long
+verdict_find(const struct imap_context *c, uint32_t uid)
+{
+	size_t lo = 0, hi = c->nv;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (c->v[mid].uid == uid)
+			return (long)mid;
+		if (c->v[mid].uid < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
+static void
+verdict_push(struct context_verdict **v, size_t *n, size_t *cap, uint32_t uid, uint64_t key,
+             bool match)
+{
+	if (*n == *cap) {
+		*cap = *cap == 0 ? 16 : 2 * *cap;
+		*v = xrealloc(*v, *cap * sizeof(**v));
+	}
+	(*v)[(*n)++] = (struct context_verdict){.uid = uid, .key = key, .match = match};
+}
+
 int
 imap_context_add(struct imap_session *s, const char *tag, bool uid, bool needs_text,
                  struct imap_match **m, const bool *match, uint32_t nmsgs,
                  imap_context_cmp_fn *cmp, void *arg)
 {
+	static uint64_t next_id;
 	struct imap_context *c;
+	bool text = (imap_match_needs(*m) & (IMAP_MATCH_NEED_HEADER | IMAP_MATCH_NEED_BODY)) != 0;
+	const char *refuse = NULL;
+	size_t vcap = 0;
 	char esc[64];
 
-	if (needs_text || context_count(s) >= IMAP_CONTEXT_MAX) {
-		imap_reply(s, "* NO [NOUPDATE \"%s\"] %s", tag,
-		           needs_text ? "Updates of this search would need the message text"
-		                      : "Too many updating contexts; CANCELUPDATE one");
+	if (needs_text)
+		refuse = "This sort order needs the message text: only ARRIVAL and SIZE are kept";
+	else if (text && imap_match_uses_numbers(*m))
+		refuse = "A search of the message text with sequence or UID sets is not kept";
+	else if (context_count(s) >= IMAP_CONTEXT_MAX)
+		refuse = "Too many updating contexts; CANCELUPDATE one";
+	if (refuse != NULL) {
+		imap_reply(s, "* NO [NOUPDATE \"%s\"] %s", tag, refuse);
 		log_debug("imap session=%s event=context-refused tag=%s", s->conn.id,
 	          log_str(esc, sizeof(esc), tag));
 		return 0;
@@ -226,7 +328,17 @@ imap_context_add(struct imap_session *s, const char *tag, bool uid, bool needs_t
 	*m = NULL;
 	c->cmp = cmp;
 	c->arg = arg;
+	c->id = ++next_id;
 	for (uint32_t i = 0; i < nmsgs && i < s->nmsgs; i++) {
+		struct imap_match_msg mm;
+
+		/* The search read the text of the messages the snapshot could not decide: their
+		 * answers are the first verdicts (the snapshot has not changed since). */
+		if (text) {
+			imap_search_msg(s, i, &mm);
+			if (imap_match_eval(c->m, &mm, NULL) < 0)
+				verdict_push(&c->v, &c->nv, &vcap, mm.uid, verdict_key(&mm), match[i]);
+		}
 		if (!match[i])
 			continue;
 		if (c->n == c->cap) {
@@ -404,23 +516,239 @@ context_insert(struct imap_session *s, struct imap_context *c, const uint32_t *k
 			items_add(added, (uint32_t)j + 1, context_id(s, c, c->uids[j]), false);
 }
 
-/* Re-evaluates c over the messages the client knows and sends the difference. */
+/* ---- reading the text for a text program (as SEARCH does, see imap_search.c) ---- */
+
 static void
-context_update(struct imap_session *s, struct imap_context *c, uint32_t known)
+context_job_free(struct context_job **jp)
 {
-	struct context_items removed = {0}, added = {0};
-	bool *match = xcalloc((size_t)known + 1, sizeof(*match));
-	uint32_t *kept = xcalloc(c->n + 1, sizeof(*kept));
-	uint32_t *fresh = xcalloc((size_t)known + 1, sizeof(*fresh));
-	size_t nkept = 0, nfresh = 0;
+	struct context_job *job = *jp;
+
+	for (size_t i = 0; i < job->n; i++) {
+		if (job->items[i].fd >= 0)
+			close(job->items[i].fd);
+		free(job->items[i].keywords);
+	}
+	if (job->orphan)
+		imap_match_free(&job->m);
+	free(job->items);
+	free(job);
+	*jp = NULL;
+}
+
+/* Loop thread: opens the files of the next batch (the store is loop-thread only). A message
+ * that cannot be opened (expunged meanwhile) does not match. */
+static void
+context_open_batch(struct imap_session *s, struct context_job *job)
+{
+	job->batch_begin = job->next;
+	for (; job->next < job->n && job->next - job->batch_begin < CONTEXT_BATCH; job->next++) {
+		struct context_read *it = &job->items[job->next];
+
+		it->fd = s->mailbox == NULL ? -1
+		                            : store_message_open(s->server->store, s->account_id,
+		                                                 s->mailbox, it->uid);
+		if (it->fd < 0)
+			it->fd = -1;
+	}
+}
+
+/* A worker (or the loop thread without workers): decides the batch opened last from the text.
+ * Touches only the job's items and its read-only program. */
+static void
+context_work(void *arg)
+{
+	struct context_job *job = arg;
+	unsigned need = imap_match_needs(job->m) & (IMAP_MATCH_NEED_HEADER | IMAP_MATCH_NEED_BODY);
+
+	for (size_t i = job->batch_begin; i < job->next; i++) {
+		struct context_read *it = &job->items[i];
+		struct imap_match_content *content;
+
+		if (it->fd < 0)
+			continue;
+		content = imap_match_content_from_fd(it->fd, need);
+		it->match = content != NULL && imap_match_eval(job->m, &it->mm, content) == 1;
+		imap_match_content_free(&content);
+		close(it->fd);
+		it->fd = -1;
+	}
+}
+
+/* The job's answers become verdicts of c (merged by UID; both lists are ascending). */
+static void
+context_take_verdicts(struct imap_context *c, const struct context_job *job)
+{
+	struct context_verdict *v = NULL;
+	size_t n = 0, cap = 0, i = 0, j = 0;
+
+	while (i < c->nv || j < job->n) {
+		if (j >= job->n || (i < c->nv && c->v[i].uid < job->items[j].uid)) {
+			verdict_push(&v, &n, &cap, c->v[i].uid, c->v[i].key, c->v[i].match);
+			i++;
+			continue;
+		}
+		if (i < c->nv && c->v[i].uid == job->items[j].uid)
+			i++; /* replaced */
+		verdict_push(&v, &n, &cap, job->items[j].uid, job->items[j].key, job->items[j].match);
+		j++;
+	}
+	free(c->v);
+	c->v = v;
+	c->nv = n;
+}
+
+static struct imap_context *
+context_by_id(const struct imap_session *s, uint64_t id)
+{
+	for (struct imap_context *c = s->contexts; c != NULL; c = c->next)
+		if (c->id == id)
+			return c;
+	return NULL;
+}
+
+static void context_done(void *arg);
+
+static void
+context_submit(struct imap_session *s, struct context_job *job)
+{
+	context_open_batch(s, job);
+	s->update_pending++;
+	workers_submit(s->server->workers, context_work, context_done, job);
+}
+
+/* Loop thread: a batch was read. The session went on meanwhile (this is no command); a context
+ * that ended, or a session that died, leaves only the job to free. Otherwise the verdicts are
+ * taken and, when the session may be told now (between commands or in IDLE), the contexts are
+ * updated; else the next flush does it. */
+static void
+context_done(void *arg)
+{
+	struct context_job *job = arg;
+	struct imap_session *s = job->s;
+	struct imap_context *c;
+
+	s->update_pending--;
+	if (job->orphan || s->conn.dead) {
+		if (!job->orphan && (c = context_by_id(s, job->ctx_id)) != NULL)
+			c->job = NULL;
+		context_job_free(&job);
+		if (s->conn.dead && s->update_pending == 0)
+			imap_session_free(s);
+		return;
+	}
+	if (job->next < job->n) {
+		context_submit(s, job);
+		return;
+	}
+	c = context_by_id(s, job->ctx_id);
+	c->job = NULL;
+	context_take_verdicts(c, job);
+	log_debug("imap session=%s event=context-read messages=%zu", s->conn.id, job->n);
+	context_job_free(&job);
+	if (s->state == IMAP_STATE_SELECTED || s->state == IMAP_STATE_IDLE) {
+		imap_context_update(s);
+		netconn_run(&s->conn);
+	}
+}
+
+/* Reads the text of snapshot messages need[0..n) for c: on the workers (c->job until it is
+ * back), or here without them. */
+static void
+context_read_start(struct imap_session *s, struct imap_context *c, const uint32_t *need,
+                   size_t n)
+{
+	struct context_job *job = xcalloc(1, sizeof(*job));
+
+	job->s = s;
+	job->ctx_id = c->id;
+	job->m = c->m;
+	job->items = xcalloc(n, sizeof(*job->items));
+	job->n = n;
+	for (size_t i = 0; i < n; i++) {
+		struct context_read *it = &job->items[i];
+
+		imap_search_msg(s, need[i], &it->mm);
+		it->uid = it->mm.uid;
+		it->key = verdict_key(&it->mm);
+		it->keywords = it->mm.keywords != NULL ? xstrdup(it->mm.keywords) : NULL;
+		it->mm.keywords = it->keywords;
+		it->fd = -1;
+	}
+	if (s->server->workers != NULL) {
+		c->job = job;
+		context_submit(s, job);
+		return;
+	}
+	while (job->next < job->n) {
+		context_open_batch(s, job);
+		context_work(job);
+	}
+	context_take_verdicts(c, job);
+	context_job_free(&job);
+}
+
+/* Decides snapshot messages 0..known-1 for c into match[]: from the snapshot, else from a
+ * verdict still valid. Returns the messages that need their text read (need[], count). */
+static size_t
+context_eval(struct imap_session *s, struct imap_context *c, uint32_t known, bool *match,
+             uint32_t *need)
+{
+	size_t nneed = 0;
 
 	imap_match_bind(c->m, known, known > 0 ? s->msgs[known - 1].uid : 0);
 	for (uint32_t i = 0; i < known; i++) {
 		struct imap_match_msg mm;
+		int r;
+		long k;
 
 		imap_search_msg(s, i, &mm);
-		match[i] = imap_match_eval(c->m, &mm, NULL) == 1;
+		r = imap_match_eval(c->m, &mm, NULL);
+		if (r < 0) {
+			k = verdict_find(c, mm.uid);
+			if (k >= 0 && c->v[k].key == verdict_key(&mm))
+				r = c->v[k].match;
+			else
+				need[nneed++] = i;
+		}
+		match[i] = r == 1;
 	}
+	return nneed;
+}
+
+/* Re-evaluates c over the messages the client knows and sends the difference. A text program
+ * whose verdicts are missing or stale for some messages reads those first and comes back. */
+static void
+context_update(struct imap_session *s, struct imap_context *c, uint32_t known)
+{
+	struct context_items removed = {0}, added = {0};
+	bool *match;
+	uint32_t *kept, *fresh, *need;
+	size_t nkept = 0, nfresh = 0, nneed;
+
+	if (c->job != NULL)
+		return; /* its completion updates c */
+	match = xcalloc((size_t)known + 1, sizeof(*match));
+	need = xcalloc((size_t)known + 1, sizeof(*need));
+	nneed = context_eval(s, c, known, match, need);
+	if (nneed > 0) {
+		context_read_start(s, c, need, nneed);
+		if (c->job == NULL) /* read here (no workers) */
+			nneed = context_eval(s, c, known, match, need);
+	}
+	free(need);
+	if (nneed > 0) {
+		free(match);
+		return;
+	}
+	/* Verdicts of messages no longer in the mailbox go. */
+	nkept = 0;
+	for (size_t i = 0; i < c->nv; i++)
+		if (imap_msg_find(s, c->v[i].uid) >= 0)
+			c->v[nkept++] = c->v[i];
+	c->nv = nkept;
+	nkept = 0;
+	kept = xcalloc(c->n + 1, sizeof(*kept));
+	fresh = xcalloc((size_t)known + 1, sizeof(*fresh));
 	/* Removals, in the context's order; a SORT position counts the list as it shrinks. */
 	for (size_t j = 0; j < c->n; j++) {
 		long idx = imap_msg_find(s, c->uids[j]);

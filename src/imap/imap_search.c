@@ -414,8 +414,8 @@ search_reply_esearch(struct imap_session *s, const char *tag, const struct searc
 static void
 search_keep_context(struct imap_session *s, const char *tag, struct search_job *job)
 {
-	bool text = job->nitems > 0 || (job->reader != NULL && job->cmp == NULL) ||
-	            (imap_match_needs(job->m) & (IMAP_MATCH_NEED_HEADER | IMAP_MATCH_NEED_BODY));
+	/* A SORT whose order needs the text (imap_context keeps text searches itself). */
+	bool text = job->reader != NULL && job->cmp == NULL;
 
 	if ((job->ret.bits & IMAP_SEARCH_RET_UPDATE) == 0)
 		return;

@@ -8,6 +8,8 @@ imap_scripts/context_*.imap cover the rest; their groups accept untagged respons
   nothing about an expunge during FETCH/STORE/SEARCH by sequence number (RFC 3501 7.4.1 keeps the EXPUNGE
   back, and so the REMOVEFROM).
 - Updates come during IDLE.
+- A context on SUBJECT (its new messages are read on the workers, in batches): the ADDTOs name
+  exactly the matching ones; CANCELUPDATE and a closed connection while the files are read.
 - A client model: session 1 keeps an MSN SEARCH context, a UID SEARCH context and a UID SORT (SIZE)
   context and applies every ADDTO/REMOVEFROM/EXPUNGE/EXISTS in the order they come (4.3.2) while session 2
   changes flags, appends and expunges at random (seeded); at each checkpoint the model must equal a fresh
@@ -231,12 +233,72 @@ def test_model(checks, d):
         b.close()
 
 
+def test_text_reads(checks, d):
+    """A text context reads new messages on the workers: the updates come once read, and a context
+    cancelled, or a session closed, while its files are being read leaves nothing behind."""
+    a, b = session(d), session(d)
+    try:
+        tagged, _ = a.command("UID SEARCH RETURN (UPDATE) SUBJECT needle", tag="tx1")
+        checks.check(imap_tagged_ok(tagged), "UID SEARCH RETURN (UPDATE) SUBJECT needle keeps a context", tagged)
+        want = []
+        for i in range(40):
+            subject = "needle" if i % 3 == 0 else "hay"
+            body = f"Subject: {subject} {i}\r\n\r\nbody {i}\r\n".encode()
+            tagged, untagged = b.command(f"APPEND INBOX {{{len(body)}+}}\r\n".encode() + body)
+            m = re.search(r"APPENDUID \d+ (\d+)", tagged)
+            if m and subject == "needle":
+                want.append(int(m.group(1)))
+        got, deadline = [], time.monotonic() + 20
+        while time.monotonic() < deadline and sorted(got) != want:
+            _, untagged = a.command("NOOP")
+            for u in untagged:
+                up = parse_update(u)
+                if up and up[0] == "tx1":
+                    for kind, pairs in up[1]:
+                        for _, ids in pairs:
+                            got.extend(ids if kind == "ADDTO" else [])
+            time.sleep(0.1)
+        checks.check(sorted(got) == want,
+                     f"40 appended messages (two batches of files): ADDTO names exactly the {len(want)} needles",
+                     (got, want))
+        # Cancelled while reading: more mail, then NOOP and CANCELUPDATE in one write.
+        for i in range(40):
+            body = f"Subject: needle late {i}\r\n\r\nx\r\n".encode()
+            b.command(f"APPEND INBOX {{{len(body)}+}}\r\n".encode() + body)
+        a.send(b'n1 NOOP\r\nc1 CANCELUPDATE "tx1"\r\n')
+        tagged, untagged = a.read_until_tagged("c1")
+        checks.check(imap_tagged_ok(tagged), "CANCELUPDATE while the context's files are read: OK", tagged)
+        tagged, untagged = a.command("NOOP")
+        time.sleep(0.5)
+        tagged, untagged = a.command("NOOP")
+        checks.check(imap_tagged_ok(tagged) and not any(b"tx1" in u for u in untagged),
+                     "... and no update for it afterwards", untagged)
+        # Closed while reading.
+        c = session(d)
+        c.command("SEARCH RETURN (UPDATE) BODY late", tag="tx2")
+        for i in range(40):
+            body = f"Subject: gone {i}\r\n\r\nlate\r\n".encode()
+            b.command(f"APPEND INBOX {{{len(body)}+}}\r\n".encode() + body)
+        c.send(b"n2 NOOP\r\n")
+        c.close()
+        time.sleep(1)
+        e = session(d)
+        tagged, _ = e.command("NOOP")
+        checks.check(imap_tagged_ok(tagged) and d.proc.poll() is None,
+                     "a session closed while its context's files are read: ternd serves on", tagged)
+        e.close()
+    finally:
+        a.close()
+        b.close()
+
+
 def run(checks):
     with Daemon("imap-context", imap=True) as d:
         if not start_daemon(checks, d):
             return
         test_order(checks, d)
         test_model(checks, d)
+        test_text_reads(checks, d)
 
 
 if __name__ == "__main__":
