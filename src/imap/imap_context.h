@@ -5,14 +5,22 @@
  * A context is created by a successful SEARCH or SORT with RETURN (UPDATE ...). It holds the
  * command's tag, the search program (imap_match), for SORT a comparator, and its result as
  * UIDs: in mailbox order for SEARCH, in the requested order for SORT. At most
- * IMAP_CONTEXT_MAX per session (Dovecot keeps 10 too); past it, and for programs or sort keys
- * that need the message text (header or body keys, SORT by DATE, FROM, SUBJECT, ...), the
- * command still succeeds with its other options and says "* NO [NOUPDATE "tag"]" (RFC 5267
- * 4.3.1): deciding those for a new message would read its file on the loop thread. Contexts
- * end with CANCELUPDATE or when the mailbox is deselected (SELECT, EXAMINE, CLOSE, UNSELECT,
- * logout, the mailbox deleted).
+ * IMAP_CONTEXT_MAX per session (Dovecot keeps 10 too). Past it, for SORT keys that need the
+ * header (DATE, FROM, SUBJECT, ...: only ARRIVAL and SIZE are kept) and for programs that need
+ * the text together with sequence or UID sets (their answer for a message changes when others
+ * come and go), the command still succeeds with its other options and says
+ * "* NO [NOUPDATE "tag"]" (RFC 5267 4.3.1). Contexts end with CANCELUPDATE or when the mailbox
+ * is deselected (SELECT, EXAMINE, CLOSE, UNSELECT, logout, the mailbox deleted).
  *
- * Updates are computed from the session's snapshot, never from the store: after every flush
+ * A program that needs the header or body (SUBJECT, BODY, TEXT, ...) keeps a verdict per
+ * message: the answer its text gave and the state (flags, keywords, MODSEQ, \Recent) it gave it
+ * for, first from the search itself. A message that is new or whose state changed, and that the
+ * snapshot alone cannot decide, is read on the worker threads (CONTEXT_BATCH files at a time,
+ * as SEARCH does); the context is updated when they come back -- at once between commands or in
+ * IDLE, else at the next flush -- so its updates may follow the response that announced the
+ * change. A context that ends while its files are read leaves the program to the job.
+ *
+ * Updates are computed from the session's snapshot (and the verdicts), not the store: after every flush
  * of the notify queue (before each command, in IDLE, after this session's own STORE, APPEND,
  * COPY), imap_context_update re-evaluates each program over the messages the client has been
  * told of (after EXISTS, so the sequence numbers of an ADDTO are valid, RFC 5267 4.3.3) and
@@ -84,10 +92,11 @@ typedef int imap_context_cmp_fn(const struct imap_msg *a, const struct imap_msg 
                                 const void *arg);
 
 /* Keeps an updating context for the command tag whose program is *m and whose result is the
- * snapshot messages with match[i] (i < nmsgs): takes *m (sets it NULL) and arg (freed with
- * free()); cmp NULL for SEARCH. When the session has IMAP_CONTEXT_MAX already, or the program
- * needs the message text (needs_text), sends "* NO [NOUPDATE "tag"]" and keeps nothing (*m and
- * arg are then still the caller's). Returns 1 kept, 0 refused. */
+ * snapshot messages with match[i] (i < nmsgs, the snapshot unchanged since the search): takes *m
+ * (sets it NULL) and arg (freed with free()); cmp NULL for SEARCH. When the session has
+ * IMAP_CONTEXT_MAX already, the order needs the message text (needs_text), or the program needs
+ * the text and has sequence or UID sets, sends "* NO [NOUPDATE "tag"]" and keeps nothing (*m
+ * and arg are then still the caller's). Returns 1 kept, 0 refused. */
 int imap_context_add(struct imap_session *s, const char *tag, bool uid, bool needs_text,
                      struct imap_match **m, const bool *match, uint32_t nmsgs,
                      imap_context_cmp_fn *cmp, void *arg);
