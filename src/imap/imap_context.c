@@ -27,6 +27,12 @@ struct context_verdict {
 	bool match;
 };
 
+/* A SORT context's data of one message (its reader's, e.g. imap_sort_msg), by UID. */
+struct context_data {
+	uint32_t uid;
+	void *data; /* NULL: the file could not be read (it sorts as empty) */
+};
+
 struct context_job;
 
 /* One updating context. */
@@ -43,6 +49,9 @@ struct imap_context {
 	struct context_verdict *v;   /* text programs: verdicts by UID (ascending) */
 	size_t nv;
 	struct context_job *job;     /* text programs: files being read for it, or NULL */
+	const struct imap_search_reader *reader; /* SORT by header keys: reads the data below */
+	struct context_data *sd;     /* ... of every member, by UID (ascending) */
+	size_t nsd, sdcap;
 };
 
 /* Text programs: a message whose verdict is unknown or stale, read on the workers. */
@@ -53,6 +62,7 @@ struct context_read {
 	char *keywords; /* mm.keywords points here */
 	int fd;
 	bool match;
+	void *data; /* a data job's: the reader's data of the message */
 };
 
 /* The reading for one context. Everything a worker touches (m, items) is the job's while it
@@ -62,6 +72,7 @@ struct context_job {
 	uint64_t ctx_id;
 	struct imap_match *m; /* the context's program; the job's own once the context ended */
 	bool orphan;          /* the context ended (CANCELUPDATE, deselect, session gone) */
+	const struct imap_search_reader *reader; /* a data job (SORT data), else NULL (verdicts) */
 	struct context_read *items;
 	size_t n, next, batch_begin;
 };
@@ -172,6 +183,28 @@ imap_context_write_partial(struct evbuffer *out, const struct imap_search_ret *r
 	evbuffer_add(out, ")", 1);
 }
 
+/* Index of the element whose first member (a uint32_t UID) is uid in base[0..n) of elements of
+ * size bytes, ascending by UID; or -1. */
+static long
+uid_bsearch(const void *base, size_t n, size_t size, uint32_t uid)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		uint32_t at;
+
+		memcpy(&at, (const char *)base + mid * size, sizeof(at));
+		if (at == uid)
+			return (long)mid;
+		if (at < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
 static struct imap_context *
 context_find(const struct imap_session *s, const char *tag)
 {
@@ -200,6 +233,10 @@ context_free(struct imap_context **cp)
 		c->m = NULL;
 	}
 	imap_match_free(&c->m);
+	for (size_t i = 0; i < c->nsd; i++)
+		if (c->sd[i].data != NULL)
+			c->reader->free_data(c->sd[i].data);
+	free(c->sd);
 	free(c->v);
 	free(c->arg);
 	free(c->uids);
@@ -227,6 +264,59 @@ context_msg(const struct imap_session *s, uint32_t uid)
 	return idx >= 0 ? &s->msgs[idx] : NULL;
 }
 
+/* Index of uid in c->sd, or -1. */
+static long
+sd_find(const struct imap_context *c, uint32_t uid)
+{
+	return uid_bsearch(c->sd, c->nsd, sizeof(*c->sd), uid);
+}
+
+static const void *
+sd_get(const struct imap_context *c, uint32_t uid)
+{
+	long k = c->reader != NULL ? sd_find(c, uid) : -1;
+
+	return k >= 0 ? c->sd[k].data : NULL;
+}
+
+/* Keeps data for uid (taken; replaces what was there). */
+static void
+sd_put(struct imap_context *c, uint32_t uid, void *data)
+{
+	long k = sd_find(c, uid);
+	size_t at = 0;
+
+	if (k >= 0) {
+		if (c->sd[k].data != NULL)
+			c->reader->free_data(c->sd[k].data);
+		c->sd[k].data = data;
+		return;
+	}
+	if (c->nsd == c->sdcap) {
+		c->sdcap = c->sdcap == 0 ? 16 : 2 * c->sdcap;
+		c->sd = xrealloc(c->sd, c->sdcap * sizeof(*c->sd));
+	}
+	while (at < c->nsd && c->sd[c->nsd - 1 - at].uid > uid)
+		at++;
+	memmove(&c->sd[c->nsd - at + 1], &c->sd[c->nsd - at], at * sizeof(*c->sd));
+	c->sd[c->nsd - at] = (struct context_data){.uid = uid, .data = data};
+	c->nsd++;
+}
+
+/* Drops the data of uid. */
+static void
+sd_drop(struct imap_context *c, uint32_t uid)
+{
+	long k = c->reader != NULL ? sd_find(c, uid) : -1;
+
+	if (k < 0)
+		return;
+	if (c->sd[k].data != NULL)
+		c->reader->free_data(c->sd[k].data);
+	memmove(&c->sd[k], &c->sd[k + 1], (c->nsd - (size_t)k - 1) * sizeof(*c->sd));
+	c->nsd--;
+}
+
 struct context_sort_arg {
 	const struct imap_session *s;
 	const struct imap_context *c;
@@ -236,9 +326,10 @@ static int
 context_sort_cmp(const void *pa, const void *pb, void *arg)
 {
 	const struct context_sort_arg *a = arg;
+	uint32_t ua = *(const uint32_t *)pa, ub = *(const uint32_t *)pb;
 
-	return a->c->cmp(context_msg(a->s, *(const uint32_t *)pa),
-	                 context_msg(a->s, *(const uint32_t *)pb), a->c->arg);
+	return a->c->cmp(context_msg(a->s, ua), sd_get(a->c, ua), context_msg(a->s, ub),
+	                 sd_get(a->c, ub), a->c->arg);
 }
 
 /* Puts c->uids in c->cmp's order (every UID is in the snapshot). */
@@ -247,6 +338,8 @@ context_sort(const struct imap_session *s, struct imap_context *c)
 {
 	struct context_sort_arg a = {s, c};
 
+	if (c->n < 2)
+		return;
 	qsort_r(c->uids, c->n, sizeof(*c->uids), context_sort_cmp, &a);
 }
 
@@ -271,19 +364,7 @@ verdict_key(const struct imap_match_msg *mm)
 static long
 verdict_find(const struct imap_context *c, uint32_t uid)
 {
-	size_t lo = 0, hi = c->nv;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (c->v[mid].uid == uid)
-			return (long)mid;
-		if (c->v[mid].uid < uid)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return -1;
+	return uid_bsearch(c->v, c->nv, sizeof(*c->v), uid);
 }
 
 static void
@@ -298,9 +379,9 @@ verdict_push(struct context_verdict **v, size_t *n, size_t *cap, uint32_t uid, u
 }
 
 int
-imap_context_add(struct imap_session *s, const char *tag, bool uid, bool needs_text,
-                 struct imap_match **m, const bool *match, uint32_t nmsgs,
-                 imap_context_cmp_fn *cmp, void *arg)
+imap_context_add(struct imap_session *s, const char *tag, bool uid, struct imap_match **m,
+                 const bool *match, uint32_t nmsgs, imap_context_cmp_fn *cmp, void *arg,
+                 const struct imap_search_reader *reader, void **data)
 {
 	static uint64_t next_id;
 	struct imap_context *c;
@@ -309,9 +390,7 @@ imap_context_add(struct imap_session *s, const char *tag, bool uid, bool needs_t
 	size_t vcap = 0;
 	char esc[64];
 
-	if (needs_text)
-		refuse = "This sort order needs the message text: only ARRIVAL and SIZE are kept";
-	else if (text && imap_match_uses_numbers(*m))
+	if (text && imap_match_uses_numbers(*m))
 		refuse = "A search of the message text with sequence or UID sets is not kept";
 	else if (context_count(s) >= IMAP_CONTEXT_MAX)
 		refuse = "Too many updating contexts; CANCELUPDATE one";
@@ -329,6 +408,8 @@ imap_context_add(struct imap_session *s, const char *tag, bool uid, bool needs_t
 	c->cmp = cmp;
 	c->arg = arg;
 	c->id = ++next_id;
+	c->reader = cmp != NULL && reader != NULL && reader->read != NULL && data != NULL ? reader
+	                                                                                : NULL;
 	for (uint32_t i = 0; i < nmsgs && i < s->nmsgs; i++) {
 		struct imap_match_msg mm;
 
@@ -341,6 +422,8 @@ imap_context_add(struct imap_session *s, const char *tag, bool uid, bool needs_t
 		}
 		if (!match[i])
 			continue;
+		if (c->reader != NULL)
+			sd_put(c, s->msgs[i].uid, data[i]); /* the caller forgets it (see .h) */
 		if (c->n == c->cap) {
 			c->cap = c->cap == 0 ? 16 : 2 * c->cap;
 			c->uids = xrealloc(c->uids, c->cap * sizeof(*c->uids));
@@ -435,19 +518,7 @@ context_send(struct imap_session *s, const struct imap_context *c, struct contex
 static long
 uid_index(const uint32_t *uids, size_t n, uint32_t uid)
 {
-	size_t lo = 0, hi = n;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (uids[mid] == uid)
-			return (long)mid;
-		if (uids[mid] < uid)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return -1;
+	return uid_bsearch(uids, n, sizeof(*uids), uid);
 }
 
 void
@@ -469,6 +540,7 @@ imap_context_expunged(struct imap_session *s, uint32_t seq, uint32_t uid)
 		i = (size_t)found;
 		memmove(&c->uids[i], &c->uids[i + 1], (c->n - i - 1) * sizeof(*c->uids));
 		c->n--;
+		sd_drop(c, uid);
 		items_add(&removed, c->cmp != NULL ? (uint32_t)i + 1 : 0, c->uid ? uid : seq, true);
 		context_send(s, c, &removed, &added);
 	}
@@ -526,6 +598,8 @@ context_job_free(struct context_job **jp)
 	for (size_t i = 0; i < job->n; i++) {
 		if (job->items[i].fd >= 0)
 			close(job->items[i].fd);
+		if (job->items[i].data != NULL)
+			job->reader->free_data(job->items[i].data);
 		free(job->items[i].keywords);
 	}
 	if (job->orphan)
@@ -552,8 +626,8 @@ context_open_batch(struct imap_session *s, struct context_job *job)
 	}
 }
 
-/* A worker (or the loop thread without workers): decides the batch opened last from the text.
- * Touches only the job's items and its read-only program. */
+/* A worker (or the loop thread without workers): decides the batch opened last from the text,
+ * or (a data job) reads the SORT data. Touches only the job's items and its read-only program. */
 static void
 context_work(void *arg)
 {
@@ -566,6 +640,12 @@ context_work(void *arg)
 
 		if (it->fd < 0)
 			continue;
+		if (job->reader != NULL) {
+			it->data = job->reader->read(it->fd, NULL);
+			close(it->fd);
+			it->fd = -1;
+			continue;
+		}
 		content = imap_match_content_from_fd(it->fd, need);
 		it->match = content != NULL && imap_match_eval(job->m, &it->mm, content) == 1;
 		imap_match_content_free(&content);
@@ -595,6 +675,20 @@ context_take_verdicts(struct imap_context *c, const struct context_job *job)
 	free(c->v);
 	c->v = v;
 	c->nv = n;
+}
+
+/* The job's results become c's: SORT data, or verdicts. */
+static void
+context_take(struct imap_context *c, struct context_job *job)
+{
+	if (job->reader == NULL) {
+		context_take_verdicts(c, job);
+		return;
+	}
+	for (size_t i = 0; i < job->n; i++) {
+		sd_put(c, job->items[i].uid, job->items[i].data);
+		job->items[i].data = NULL;
+	}
 }
 
 static struct imap_context *
@@ -642,7 +736,7 @@ context_done(void *arg)
 	}
 	c = context_by_id(s, job->ctx_id);
 	c->job = NULL;
-	context_take_verdicts(c, job);
+	context_take(c, job);
 	log_debug("imap session=%s event=context-read messages=%zu", s->conn.id, job->n);
 	context_job_free(&job);
 	if (s->state == IMAP_STATE_SELECTED || s->state == IMAP_STATE_IDLE) {
@@ -651,17 +745,18 @@ context_done(void *arg)
 	}
 }
 
-/* Reads the text of snapshot messages need[0..n) for c: on the workers (c->job until it is
- * back), or here without them. */
+/* Reads the text (or with data, the SORT data) of snapshot messages need[0..n) for c: on the
+ * workers (c->job until it is back), or here without them. */
 static void
 context_read_start(struct imap_session *s, struct imap_context *c, const uint32_t *need,
-                   size_t n)
+                   size_t n, bool data)
 {
 	struct context_job *job = xcalloc(1, sizeof(*job));
 
 	job->s = s;
 	job->ctx_id = c->id;
 	job->m = c->m;
+	job->reader = data ? c->reader : NULL;
 	job->items = xcalloc(n, sizeof(*job->items));
 	job->n = n;
 	for (size_t i = 0; i < n; i++) {
@@ -683,7 +778,7 @@ context_read_start(struct imap_session *s, struct imap_context *c, const uint32_
 		context_open_batch(s, job);
 		context_work(job);
 	}
-	context_take_verdicts(c, job);
+	context_take(c, job);
 	context_job_free(&job);
 }
 
@@ -731,9 +826,20 @@ context_update(struct imap_session *s, struct imap_context *c, uint32_t known)
 	need = xcalloc((size_t)known + 1, sizeof(*need));
 	nneed = context_eval(s, c, known, match, need);
 	if (nneed > 0) {
-		context_read_start(s, c, need, nneed);
+		context_read_start(s, c, need, nneed, false);
 		if (c->job == NULL) /* read here (no workers) */
 			nneed = context_eval(s, c, known, match, need);
+	}
+	if (nneed == 0 && c->reader != NULL) {
+		/* New members of a SORT by header keys: their data first (members have theirs). */
+		for (uint32_t i = 0; i < known; i++)
+			if (match[i] && sd_find(c, s->msgs[i].uid) < 0)
+				need[nneed++] = i;
+		if (nneed > 0) {
+			context_read_start(s, c, need, nneed, true);
+			if (c->job == NULL)
+				nneed = 0;
+		}
 	}
 	free(need);
 	if (nneed > 0) {
@@ -759,9 +865,12 @@ context_update(struct imap_session *s, struct imap_context *c, uint32_t known)
 			match[idx] = false; /* already in */
 		} else if (idx >= 0 && (uint32_t)idx < known) {
 			items_add(&removed, pos, context_id(s, c, c->uids[j]), true);
-		} else if (c->uid) {
+			sd_drop(c, c->uids[j]);
+		} else {
 			/* Gone without an EXPUNGE response: only its UID names it now. */
-			items_add(&removed, pos, c->uids[j], true);
+			if (c->uid)
+				items_add(&removed, pos, c->uids[j], true);
+			sd_drop(c, c->uids[j]);
 		}
 	}
 	for (uint32_t i = 0; i < known; i++)

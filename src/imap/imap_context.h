@@ -5,8 +5,7 @@
  * A context is created by a successful SEARCH or SORT with RETURN (UPDATE ...). It holds the
  * command's tag, the search program (imap_match), for SORT a comparator, and its result as
  * UIDs: in mailbox order for SEARCH, in the requested order for SORT. At most
- * IMAP_CONTEXT_MAX per session (Dovecot keeps 10 too). Past it, for SORT keys that need the
- * header (DATE, FROM, SUBJECT, ...: only ARRIVAL and SIZE are kept) and for programs that need
+ * IMAP_CONTEXT_MAX per session (Dovecot keeps 10 too). Past it, and for programs that need
  * the text together with sequence or UID sets (their answer for a message changes when others
  * come and go), the command still succeeds with its other options and says
  * "* NO [NOUPDATE "tag"]" (RFC 5267 4.3.1). Contexts end with CANCELUPDATE or when the mailbox
@@ -18,7 +17,9 @@
  * snapshot alone cannot decide, is read on the worker threads (CONTEXT_BATCH files at a time,
  * as SEARCH does); the context is updated when they come back -- at once between commands or in
  * IDLE, else at the next flush -- so its updates may follow the response that announced the
- * change. A context that ends while its files are read leaves the program to the job.
+ * change. A SORT by header keys (DATE, SUBJECT, FROM, ...) keeps its members' sort data (from
+ * the SORT, then read the same way for each new member). A context that ends while its files
+ * are read leaves the program to the job.
  *
  * Updates are computed from the session's snapshot (and the verdicts), not the store: after every flush
  * of the notify queue (before each command, in IDLE, after this session's own STORE, APPEND,
@@ -87,19 +88,24 @@ void imap_context_write_partial(struct evbuffer *out, const struct imap_search_r
  * then answered BAD, RFC 5267 4.3). */
 bool imap_context_tag_in_use(const struct imap_session *s, const char *tag);
 
-/* Orders two snapshot messages for a SORT context (<0, 0, >0), from what the snapshot holds. */
-typedef int imap_context_cmp_fn(const struct imap_msg *a, const struct imap_msg *b,
-                                const void *arg);
+/* Orders two snapshot messages for a SORT context (<0, 0, >0), from what the snapshot holds and
+ * the reader's data of each (NULL for keys the snapshot answers, or when unreadable). */
+typedef int imap_context_cmp_fn(const struct imap_msg *a, const void *da, const struct imap_msg *b,
+                                const void *db, const void *arg);
+struct imap_search_reader;
 
 /* Keeps an updating context for the command tag whose program is *m and whose result is the
  * snapshot messages with match[i] (i < nmsgs, the snapshot unchanged since the search): takes *m
- * (sets it NULL) and arg (freed with free()); cmp NULL for SEARCH. When the session has
- * IMAP_CONTEXT_MAX already, the order needs the message text (needs_text), or the program needs
- * the text and has sequence or UID sets, sends "* NO [NOUPDATE "tag"]" and keeps nothing (*m
- * and arg are then still the caller's). Returns 1 kept, 0 refused. */
-int imap_context_add(struct imap_session *s, const char *tag, bool uid, bool needs_text,
-                     struct imap_match **m, const bool *match, uint32_t nmsgs,
-                     imap_context_cmp_fn *cmp, void *arg);
+ * (sets it NULL) and arg (freed with free()); cmp NULL for SEARCH. A SORT whose keys need the
+ * header passes its reader (read, free_data) and data[i] by snapshot index: the members' data
+ * are taken (when kept, the caller must set data[i] of every match NULL once it has used them),
+ * new members' are read on the workers. When the session has
+ * IMAP_CONTEXT_MAX already, or the program needs the text and has sequence or UID sets, sends
+ * "* NO [NOUPDATE "tag"]" and keeps nothing (*m and arg are then still the caller's). Returns 1
+ * kept, 0 refused. */
+int imap_context_add(struct imap_session *s, const char *tag, bool uid, struct imap_match **m,
+                     const bool *match, uint32_t nmsgs, imap_context_cmp_fn *cmp, void *arg,
+                     const struct imap_search_reader *reader, void **data);
 
 /* After the snapshot changed and the client was told (EXISTS, FETCH FLAGS): sends the
  * ADDTO/REMOVEFROM updates of every context. */

@@ -321,8 +321,8 @@ struct imap_search_reader {
 void imap_search_run(struct imap_session *s, const struct imap_command *cmd, size_t pos,
                      const struct imap_search_reader *reader, void *ctx);
 /* The same with RETURN options (SORT): UPDATE keeps a context (imap_context.h) ordered by cmp
- * with cmp_arg (malloc'd, taken: free()d with the context or the command); cmp NULL: the order
- * needs the message text, so UPDATE is refused (NOUPDATE). */
+ * with cmp_arg (malloc'd, taken: free()d with the context or the command) over the snapshot and
+ * the reader's data, which the context takes over for the matches. */
 void imap_search_run_ret(struct imap_session *s, const struct imap_command *cmd, size_t pos,
                          const struct imap_search_ret *ret,
                          const struct imap_search_reader *reader, void *ctx,

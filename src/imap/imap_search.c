@@ -410,30 +410,36 @@ search_reply_esearch(struct imap_session *s, const char *tag, const struct searc
 	free(ids);
 }
 
-/* RETURN (UPDATE): keeps the search as a context, or says NOUPDATE (imap_context.h). */
-static void
+/* RETURN (UPDATE): keeps the search as a context, or says NOUPDATE (imap_context.h). True
+ * when kept: the context then owns the reader's data of the matches. */
+static bool
 search_keep_context(struct imap_session *s, const char *tag, struct search_job *job)
 {
-	/* A SORT whose order needs the text (imap_context keeps text searches itself). */
-	bool text = job->reader != NULL && job->cmp == NULL;
-
 	if ((job->ret.bits & IMAP_SEARCH_RET_UPDATE) == 0)
-		return;
-	if (imap_context_add(s, tag, job->uid, text, &job->m, job->match, job->nmsgs, job->cmp,
-	                     job->cmp_arg) == 1)
-		job->cmp_arg = NULL;
+		return false;
+	/* A SORT hands over its order and the data it read. */
+	if (imap_context_add(s, tag, job->uid, &job->m, job->match, job->nmsgs, job->cmp,
+	                     job->cmp_arg, job->reader, job->data) == 0)
+		return false;
+	job->cmp_arg = NULL;
+	return true;
 }
 
 /* Every message is decided: the untagged answer and the tagged OK. */
 static void
 search_reply(struct imap_session *s, const char *tag, struct search_job *job)
 {
+	bool kept;
+
 	search_count(job);
 	log_debug("imap session=%s event=search messages=%u matched=%u files=%u", s->conn.id,
 	          job->nmsgs, job->count, job->files);
-	search_keep_context(s, tag, job);
+	kept = search_keep_context(s, tag, job);
 	if (job->reader != NULL) {
 		job->reader->reply(s, tag, job->nmsgs, job->match, job->data, job->ctx);
+		for (uint32_t i = 0; kept && job->data != NULL && i < job->nmsgs; i++)
+			if (job->match[i])
+				job->data[i] = NULL; /* the context's now */
 		return;
 	}
 	if (job->ret.esearch)

@@ -385,12 +385,14 @@ sort_reply(struct imap_session *s, const char *tag, uint32_t nmsgs, const bool *
 	imap_reply(s, "%s OK %sSORT completed", tag, ctx->uid ? "UID " : "");
 }
 
-/* imap_context_cmp_fn of a SORT context: only keys the snapshot answers (ARRIVAL, SIZE; its
- * reader reads no file), ties in UID (= sequence) order as sort_cmp. */
+/* imap_context_cmp_fn of a SORT context: as sort_cmp, with the data the context keeps (read by
+ * sort_reader) and ties in UID (= sequence) order. */
 static int
-sort_context_cmp(const struct imap_msg *a, const struct imap_msg *b, const void *arg)
+sort_context_cmp(const struct imap_msg *a, const void *da, const struct imap_msg *b,
+                 const void *db, const void *arg)
 {
-	struct sort_item ia = {.idx = a->uid, .msg = a}, ib = {.idx = b->uid, .msg = b};
+	struct sort_item ia = {.idx = a->uid, .msg = a, .data = da};
+	struct sort_item ib = {.idx = b->uid, .msg = b, .data = db};
 
 	return sort_cmp(&ia, &ib, (void *)arg);
 }
@@ -476,11 +478,9 @@ imap_cmd_sort(struct imap_session *s, const struct imap_command *cmd)
 	}
 	if (imap_search_charset_check(s, cmd->tag, cs) < 0)
 		goto fail;
-	/* A context can be kept only for keys the snapshot answers (imap_context.h). */
 	imap_search_run_ret(s, cmd, pos + 2, &ctx->ret, file ? &sort_reader : &sort_reader_index,
-	                    ctx, file ? NULL : sort_context_cmp,
-	                    file || !(ctx->ret.bits & IMAP_SEARCH_RET_UPDATE) ? NULL
-	                                                                     : sort_context_arg(ctx));
+	                    ctx, sort_context_cmp,
+	                    ctx->ret.bits & IMAP_SEARCH_RET_UPDATE ? sort_context_arg(ctx) : NULL);
 	return;
 fail:
 	free(ctx);

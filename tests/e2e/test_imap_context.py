@@ -10,8 +10,8 @@ imap_scripts/context_*.imap cover the rest; their groups accept untagged respons
 - Updates come during IDLE.
 - A context on SUBJECT (its new messages are read on the workers, in batches): the ADDTOs name
   exactly the matching ones; CANCELUPDATE and a closed connection while the files are read.
-- A client model: session 1 keeps an MSN SEARCH context, a UID SEARCH context and a UID SORT (SIZE)
-  context and applies every ADDTO/REMOVEFROM/EXPUNGE/EXISTS in the order they come (4.3.2) while session 2
+- A client model: session 1 keeps an MSN SEARCH context, a UID SEARCH context, a UID SORT (SIZE)
+  context, a UID SORT (SUBJECT) context and an MSN text search (the last two read files) and applies every ADDTO/REMOVEFROM/EXPUNGE/EXISTS in the order they come (4.3.2) while session 2
   changes flags, appends and expunges at random (seeded); at each checkpoint the model must equal a fresh
   SEARCH/SORT. This fails on any wrong position, order or sequence number.
 """
@@ -128,7 +128,10 @@ class Model:
 
 
 def ids_of(untagged):
+    """The result of a search's own ESEARCH (not an update of a context that came along)."""
     for line in untagged:
+        if parse_update(line) is not None:
+            continue
         m = re.match(rb"^\* ESEARCH \(TAG \"[^\"]+\"\)(?: UID)?(?: ALL (\S+))?", line)
         if m:
             return expand(m.group(1).decode()) if m.group(1) else []
@@ -193,9 +196,14 @@ def test_model(checks, d):
         model.ctx["m2"] = (True, ids_of(untagged))
         tagged, untagged = a.command("UID SORT RETURN (ALL UPDATE) (REVERSE SIZE) UTF-8 UNSEEN", tag="m3")
         model.ctx["m3"] = (True, ids_of(untagged))
+        # Two that read the files on the workers: a sort by a header field, a text search.
+        tagged, untagged = a.command("UID SORT RETURN (ALL UPDATE) (SUBJECT) UTF-8 FLAGGED", tag="m4")
+        model.ctx["m4"] = (True, ids_of(untagged))
+        tagged, untagged = a.command('SEARCH RETURN (ALL UPDATE) UNSEEN SUBJECT "ctx 3"', tag="m5")
+        model.ctx["m5"] = (False, ids_of(untagged))
         checks.check(all(v[1] is not None for v in model.ctx.values()),
-                     "three contexts kept: SEARCH UNSEEN, UID SEARCH FLAGGED, UID SORT (REVERSE SIZE) UNSEEN",
-                     model.ctx)
+                     "five contexts kept: SEARCH UNSEEN, UID SEARCH FLAGGED, UID SORT (REVERSE SIZE) UNSEEN, "
+                     "UID SORT (SUBJECT) FLAGGED, SEARCH UNSEEN SUBJECT", model.ctx)
         mismatches = []
         for r in range(ROUNDS):
             _, lines = b.command("SEARCH ALL")
@@ -217,17 +225,26 @@ def test_model(checks, d):
             if cmd != "NOOP":
                 continue
             for tag, query in (("m1", "SEARCH RETURN (ALL) UNSEEN"), ("m2", "UID SEARCH RETURN (ALL) FLAGGED"),
-                               ("m3", "UID SORT RETURN (ALL) (REVERSE SIZE) UTF-8 UNSEEN")):
+                               ("m3", "UID SORT RETURN (ALL) (REVERSE SIZE) UTF-8 UNSEEN"),
+                               ("m4", "UID SORT RETURN (ALL) (SUBJECT) UTF-8 FLAGGED"),
+                               ("m5", 'SEARCH RETURN (ALL) UNSEEN SUBJECT "ctx 3"')):
                 _, fresh = a.command(query)
+                model.apply(fresh)
                 want = ids_of(fresh)
+                # m4 and m5 are updated once the workers have read the files: allow them time.
+                deadline = time.monotonic() + (10 if tag in ("m4", "m5") else 0)
+                while model.ctx[tag][1] != want and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    _, more = a.command("NOOP")
+                    model.apply(more)
                 if model.ctx[tag][1] != want:
                     mismatches.append(f"round {r} {tag}: model {model.ctx[tag][1]} server {want}")
         checks.check(not mismatches and not model.problems and model.updates >= ROUNDS // 2,
                      f"{ROUNDS} random rounds ({model.updates} updates): every context, updated by "
                      "ADDTO/REMOVEFROM/EXPUNGE in order, equals a fresh search",
                      (mismatches + model.problems)[:10])
-        tagged, _ = a.command('CANCELUPDATE "m1" "m2" "m3"')
-        checks.check(imap_tagged_ok(tagged), "CANCELUPDATE of the three", tagged)
+        tagged, _ = a.command('CANCELUPDATE "m1" "m2" "m3" "m4" "m5"')
+        checks.check(imap_tagged_ok(tagged), "CANCELUPDATE of the five", tagged)
     finally:
         a.close()
         b.close()
