@@ -739,10 +739,9 @@ context_done(void *arg)
 	context_take(c, job);
 	log_debug("imap session=%s event=context-read messages=%zu", s->conn.id, job->n);
 	context_job_free(&job);
-	if (s->state == IMAP_STATE_SELECTED || s->state == IMAP_STATE_IDLE) {
+	/* Only output: the session's input was never held up by the reading. */
+	if (s->state == IMAP_STATE_SELECTED || s->state == IMAP_STATE_IDLE)
 		imap_context_update(s);
-		netconn_run(&s->conn);
-	}
 }
 
 /* Reads the text (or with data, the SORT data) of snapshot messages need[0..n) for c: on the
