@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "imap/imap_context.h"
 #include "imap/imap_parser.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -73,6 +74,40 @@ fuzz_flush(struct fuzz_buf *t, struct fuzz_buf *data)
 	data->len = 0;
 }
 
+/* RFC 5267's RETURN options (imap_context_return_parse) of every "RETURN (list)" in a command
+ * go into the transcript: accepted ones must be consistent (one PARTIAL or ALL, a range
+ * 1 <= lo <= hi that reads back the same), refused ones must say why. */
+static void
+fuzz_return_opts(struct fuzz_buf *t, const struct imap_command *cmd)
+{
+	for (size_t i = 0; i + 1 < cmd->nargs; i++) {
+		struct imap_search_ret r;
+		const char *error = NULL;
+		char line[96];
+		uint32_t lo, hi;
+
+		if (!imap_arg_atom_equals(&cmd->args[i], "RETURN") ||
+		    cmd->args[i + 1].type != IMAP_ARG_LIST)
+			continue;
+		if (imap_context_return_parse(&cmd->args[i + 1], &r, &error) < 0) {
+			if (error == NULL)
+				abort();
+			fuzz_str(t, "R:refused\n");
+			continue;
+		}
+		if (!r.esearch || r.bits == 0 ||
+		    ((r.bits & IMAP_SEARCH_RET_PARTIAL) && (r.bits & IMAP_SEARCH_RET_ALL)))
+			abort();
+		if (r.bits & IMAP_SEARCH_RET_PARTIAL) {
+			if (r.lo == 0 || r.lo > r.hi || memchr(r.range, '\0', sizeof(r.range)) == NULL ||
+			    imap_context_range_parse(r.range, &lo, &hi) != 0 || lo != r.lo || hi != r.hi)
+				abort();
+		}
+		snprintf(line, sizeof(line), "R:%u %u %u %s\n", r.bits, r.lo, r.hi, r.range);
+		fuzz_str(t, line);
+	}
+}
+
 /* Plays the input as the given chunks, as a session would, and returns the transcript. */
 static char *
 fuzz_run(const struct imap_parser_limits *lim, const char *in, const size_t *chunks, size_t nchunks)
@@ -124,6 +159,7 @@ fuzz_run(const struct imap_parser_limits *lim, const char *in, const size_t *chu
 				fuzz_str(&t, dump);
 				fuzz_str(&t, "\n");
 				free(dump);
+				fuzz_return_opts(&t, cmd);
 				if (strcmp(cmd->name, "IDLE") == 0)
 					imap_parser_expect_line(p);
 			} else if (ret == IMAP_PARSE_LITERAL_CONTINUE) {

@@ -110,6 +110,7 @@ imap_condstore_enable(struct imap_session *s)
 void
 imap_expunge_reply(struct imap_session *s, uint32_t seq, uint32_t uid)
 {
+	imap_context_expunged(s, seq, uid); /* RFC 5267 4.3.4: REMOVEFROM first */
 	if (s->qresync)
 		imap_reply(s, "* VANISHED %u", uid);
 	else

@@ -430,6 +430,7 @@ imap_event_free(struct imap_event *ev)
 void
 imap_mailbox_deselect(struct imap_session *s)
 {
+	imap_context_clear(s);
 	notify_unsubscribe(&s->sub);
 	for (uint32_t i = 0; i < s->nmsgs; i++)
 		free(s->msgs[i].keywords);
@@ -680,6 +681,7 @@ imap_mailbox_resync(struct imap_session *s)
 	}
 	imap_resync_ctx_free(&ctx);
 	imap_announce_exists(s);
+	imap_context_update(s);
 }
 
 void
@@ -772,6 +774,7 @@ imap_mailbox_flush(struct imap_session *s, bool expunges)
 	}
 	s->nevents = kept;
 	imap_announce_exists(s);
+	imap_context_update(s);
 }
 
 /* Marks the messages that are \Recent for this session and claims them (RFC 3501 2.3.2).

@@ -607,6 +607,23 @@ imap_match_needs(const struct imap_match *m)
 	return m->needs;
 }
 
+static bool
+node_numbers(const struct node *n)
+{
+	if (n->kind == N_SEQ || n->kind == N_UID)
+		return true;
+	for (size_t i = 0; i < n->nkids; i++)
+		if (node_numbers(n->kids[i]))
+			return true;
+	return false;
+}
+
+bool
+imap_match_uses_numbers(const struct imap_match *m)
+{
+	return node_numbers(m->root);
+}
+
 /* ---- binding sequence sets ---- */
 
 static int

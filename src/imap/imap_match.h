@@ -81,6 +81,9 @@ int imap_match_parse(const struct imap_arg *args, size_t nargs, struct imap_matc
 void imap_match_free(struct imap_match **m);
 /* IMAP_MATCH_NEED_* bits of the program. */
 unsigned imap_match_needs(const struct imap_match *m);
+/* True when the program has a sequence set or UID set key (its answer for a message may change
+ * when messages are expunged or arrive, not only when the message changes). */
+bool imap_match_uses_numbers(const struct imap_match *m);
 /* Resolves '*' in sequence sets against the mailbox: nmsgs messages, the last one's UID max_uid
  * (0 when empty). Call before imap_match_eval, again when the snapshot changes. */
 void imap_match_bind(struct imap_match *m, uint32_t nmsgs, uint32_t max_uid);

@@ -8,7 +8,8 @@
  * (HIGHESTMODSEQ, SELECT's parameters, VANISHED); imap_fetch.c FETCH with imap_section.c resolving
  * body sections and imap_binary.c BINARY; imap_store.c STORE, EXPUNGE, CLOSE and the store
  * update they share; imap_append.c APPEND (with imap_catenate.c), COPY and MOVE; imap_search.c
- * SEARCH over imap_match.c, and imap_sort.c (SORT) and imap_thread.c (THREAD) on top of it.
+ * SEARCH over imap_match.c, and imap_sort.c (SORT) and imap_thread.c (THREAD) on top of it;
+ * imap_context.c the RETURN options and RFC 5267's updating contexts of SEARCH and SORT.
  * Everything runs on the loop thread (but SEARCH's file reading, on the workers). */
 #ifndef TERN_IMAP_PRIVATE_H
 #define TERN_IMAP_PRIVATE_H
@@ -17,6 +18,7 @@
 #include <stdint.h>
 
 #include "auth/sasl.h"
+#include "imap/imap_context.h"
 #include "imap/imap_parser.h"
 #include "net/listener.h"
 #include "net/netconn.h"
@@ -167,6 +169,7 @@ struct imap_session {
 	/* APPEND in progress (imap_append.c): message literals stream into deliver transactions. */
 	struct imap_append *append;
 	struct imap_fetch *fetch; /* a FETCH in progress */
+	struct imap_context *contexts; /* RFC 5267 updating contexts (imap_context.c) */
 	struct event *idle_timer;
 };
 
@@ -293,15 +296,14 @@ int imap_flags_parse(const struct imap_arg *args, size_t nargs, uint32_t *flags_
 
 /* imap_search.c */
 void imap_cmd_search(struct imap_session *s, const struct imap_command *cmd);
-/* RETURN options (RFC 4731, RFC 5267). */
-#define IMAP_SEARCH_RET_MIN 1u
-#define IMAP_SEARCH_RET_MAX 2u
-#define IMAP_SEARCH_RET_ALL 4u
-#define IMAP_SEARCH_RET_COUNT 8u
-/* Parses "RETURN (...)" at args[*pos] (nothing there: 0, *esearch untouched); sets *esearch and
- * *ret (IMAP_SEARCH_RET_* bits; "()" means ALL). Returns 0, or -1 after replying BAD. */
+/* Parses "RETURN (...)" at args[*pos] (nothing there: 0, *r untouched) into *r
+ * (imap_context.h); UPDATE under a tag that has a live context is refused (RFC 5267 4.3).
+ * Returns 0, or -1 after replying BAD. */
 int imap_search_return_opts(struct imap_session *s, const char *tag, const struct imap_arg *args,
-                            size_t nargs, size_t *pos, bool *esearch, unsigned *ret);
+                            size_t nargs, size_t *pos, struct imap_search_ret *r);
+/* Fills mm from snapshot message i (sequence number i + 1). */
+struct imap_match_msg;
+void imap_search_msg(const struct imap_session *s, uint32_t i, struct imap_match_msg *mm);
 /* 0 for UTF-8 and US-ASCII, or -1 after replying NO [BADCHARSET (UTF-8 US-ASCII)]. */
 int imap_search_charset_check(struct imap_session *s, const char *tag, const char *charset);
 /* A command built on SEARCH (SORT, THREAD): the keys are evaluated as for SEARCH, then read()
@@ -320,6 +322,13 @@ struct imap_search_reader {
 /* Runs the search keys cmd->args[pos..] for reader (ctx is the reader's from now on). */
 void imap_search_run(struct imap_session *s, const struct imap_command *cmd, size_t pos,
                      const struct imap_search_reader *reader, void *ctx);
+/* The same with RETURN options (SORT): UPDATE keeps a context (imap_context.h) ordered by cmp
+ * with cmp_arg (malloc'd, taken: free()d with the context or the command) over the snapshot and
+ * the reader's data, which the context takes over for the matches. */
+void imap_search_run_ret(struct imap_session *s, const struct imap_command *cmd, size_t pos,
+                         const struct imap_search_ret *ret,
+                         const struct imap_search_reader *reader, void *ctx,
+                         imap_context_cmp_fn *cmp, void *cmp_arg);
 
 /* imap_sort.c */
 void imap_cmd_sort(struct imap_session *s, const struct imap_command *cmd);

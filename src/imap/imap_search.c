@@ -1,6 +1,7 @@
 /* imap_search: SEARCH and UID SEARCH (RFC 3501 6.4.4) over the selected mailbox's snapshot,
- * with ESEARCH's RETURN (MIN MAX ALL COUNT) (RFC 4731) and CONDSTORE's MODSEQ key and
- * "(MODSEQ n)" response tail (RFC 7162 3.1.5).
+ * with ESEARCH's RETURN (MIN MAX ALL COUNT) (RFC 4731), RFC 5267's CONTEXT, UPDATE and PARTIAL
+ * (the updating contexts live in imap_context.c) and CONDSTORE's MODSEQ key and "(MODSEQ n)"
+ * response tail (RFC 7162 3.1.5).
  *
  * The program is built and evaluated by imap_match (every key, the semantics are documented
  * there). Each message is first decided from the snapshot (flags, UID, sequence number, size,
@@ -67,50 +68,36 @@ struct search_job {
 	size_t nitems;
 	size_t next;        /* the first item not opened yet */
 	size_t batch_begin; /* the batch the worker reads: items[batch_begin, next) */
-	bool uid, esearch, modseq;
-	unsigned ret;
+	bool uid, modseq;
+	struct imap_search_ret ret;
 	const struct imap_search_reader *reader; /* SORT, THREAD; NULL for SEARCH */
 	void *ctx;                               /* the reader's */
 	void **data;                             /* the reader's per match, by snapshot index */
+	imap_context_cmp_fn *cmp;                /* SORT's order for RETURN (UPDATE) */
+	void *cmp_arg;                           /* cmp's (owned until a context takes it) */
 };
 
 int
 imap_search_return_opts(struct imap_session *s, const char *tag, const struct imap_arg *args,
-                        size_t nargs, size_t *pos, bool *esearch, unsigned *ret)
+                        size_t nargs, size_t *pos, struct imap_search_ret *r)
 {
-	static const struct {
-		const char *name;
-		unsigned bit;
-	} opts[] = {{"MIN", IMAP_SEARCH_RET_MIN},
-	            {"MAX", IMAP_SEARCH_RET_MAX},
-	            {"ALL", IMAP_SEARCH_RET_ALL},
-	            {"COUNT", IMAP_SEARCH_RET_COUNT}};
-	const struct imap_arg *list;
+	const char *error;
 
 	if (*pos >= nargs || !imap_arg_atom_equals(&args[*pos], "RETURN"))
 		return 0;
 	if (*pos + 1 >= nargs || args[*pos + 1].type != IMAP_ARG_LIST) {
-		imap_bad(s, tag, "syntax: SEARCH RETURN (MIN MAX ALL COUNT) keys");
+		imap_bad(s, tag, "syntax: RETURN (MIN MAX ALL COUNT CONTEXT UPDATE PARTIAL m:n) keys");
 		return -1;
 	}
-	list = &args[*pos + 1];
-	*esearch = true;
-	*ret = 0;
-	for (size_t i = 0; i < list->list_count; i++) {
-		unsigned bit = 0;
-
-		for (size_t k = 0; k < sizeof(opts) / sizeof(opts[0]); k++)
-			if (imap_arg_atom_equals(&list->list[i], opts[k].name))
-				bit = opts[k].bit;
-		if (bit == 0) {
-			imap_bad(s, tag, "Unknown SEARCH RETURN option (MIN MAX ALL COUNT)");
-			return -1;
-		}
-		*ret |= bit;
+	if (imap_context_return_parse(&args[*pos + 1], r, &error) < 0) {
+		imap_bad(s, tag, error);
+		return -1;
 	}
-	/* RFC 4731 3.1: RETURN () means ALL. */
-	if (*ret == 0)
-		*ret = IMAP_SEARCH_RET_ALL;
+	/* RFC 5267 4.3: UPDATE under a tag whose context lives SHALL be refused with BAD. */
+	if ((r->bits & IMAP_SEARCH_RET_UPDATE) && imap_context_tag_in_use(s, tag)) {
+		imap_bad(s, tag, "Tag reuse: an updating context has this tag");
+		return -1;
+	}
 	*pos += 2;
 	return 0;
 }
@@ -154,8 +141,8 @@ imap_search_charset_check(struct imap_session *s, const char *tag, const char *c
 	return 0;
 }
 
-static void
-search_msg(const struct imap_session *s, uint32_t i, struct imap_match_msg *mm)
+void
+imap_search_msg(const struct imap_session *s, uint32_t i, struct imap_match_msg *mm)
 {
 	const struct imap_msg *m = &s->msgs[i];
 
@@ -190,6 +177,7 @@ search_job_free(struct search_job **jobp)
 			job->reader->free_data(job->data[i]);
 	if (job->reader != NULL && job->reader->free_ctx != NULL)
 		job->reader->free_ctx(job->ctx);
+	free(job->cmp_arg);
 	free(job->data);
 	free(job->items);
 	free(job->match);
@@ -221,7 +209,7 @@ search_job_new(struct imap_session *s, struct imap_match *m,
 	for (uint32_t i = 0; i < s->nmsgs; i++) {
 		struct search_item *it;
 
-		search_msg(s, i, &mm);
+		imap_search_msg(s, i, &mm);
 		r = imap_match_eval(m, &mm, NULL);
 		if (r >= 0) {
 			job->match[i] = r == 1;
@@ -366,77 +354,95 @@ search_reply_plain(struct imap_session *s, const struct search_job *job)
 	evbuffer_add(out, "\r\n", 2);
 }
 
-/* "* ESEARCH (TAG "t") [UID] MIN a MAX b COUNT n ALL set [MODSEQ m]" (RFC 4731; no MIN, MAX or
- * ALL when nothing matched). */
+/* "* ESEARCH (TAG "t") [UID] MIN a MAX b COUNT n ALL set|PARTIAL (m:n set) [MODSEQ m]" (RFC
+ * 4731, RFC 5267 4.4; no MIN, MAX or ALL when nothing matched). */
 static void
 search_reply_esearch(struct imap_session *s, const char *tag, const struct search_job *job)
 {
 	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
-	unsigned ret = job->ret;
+	unsigned ret = job->ret.bits;
 	bool uid = job->uid;
 	uint64_t highest = 0;
+	bool any = false;
+	uint32_t *ids = xcalloc(job->count + 1, sizeof(*ids));
+	uint32_t *idx = xcalloc(job->count + 1, sizeof(*idx));
+	size_t n = 0;
 
-	evbuffer_add_printf(out, "* ESEARCH (TAG \"%s\")%s", tag, uid ? " UID" : "");
-	if ((ret & IMAP_SEARCH_RET_MIN) && job->count > 0)
-		evbuffer_add_printf(out, " MIN %u", search_id(s, uid, job->first));
-	if ((ret & IMAP_SEARCH_RET_MAX) && job->count > 0)
-		evbuffer_add_printf(out, " MAX %u", search_id(s, uid, job->last));
-	if (ret & IMAP_SEARCH_RET_COUNT)
-		evbuffer_add_printf(out, " COUNT %u", job->count);
-	if ((ret & IMAP_SEARCH_RET_ALL) && job->count > 0) {
-		bool first = true;
-
-		evbuffer_add_printf(out, " ALL ");
-		for (uint32_t i = 0; i < job->nmsgs; i++) {
-			uint32_t lo, hi, j = i;
-
-			if (!job->match[i])
-				continue;
-			lo = hi = search_id(s, uid, i);
-			/* A run of consecutive matches whose numbers follow each other. */
-			while (j + 1 < job->nmsgs && job->match[j + 1] &&
-			       search_id(s, uid, j + 1) == hi + 1) {
-				j++;
-				hi++;
-			}
-			if (lo == hi)
-				evbuffer_add_printf(out, "%s%u", first ? "" : ",", lo);
-			else
-				evbuffer_add_printf(out, "%s%u:%u", first ? "" : ",", lo, hi);
-			first = false;
-			i = j;
-		}
+	/* The matches in mailbox order (RFC 5267 4.1: CONTEXT=SEARCH results are). */
+	for (uint32_t i = 0; i < job->nmsgs; i++) {
+		if (!job->match[i])
+			continue;
+		idx[n] = i;
+		ids[n++] = search_id(s, uid, i);
 	}
-	if (job->modseq && job->count > 0) {
+	evbuffer_add_printf(out, "* ESEARCH (TAG \"%s\")%s", tag, uid ? " UID" : "");
+	if ((ret & IMAP_SEARCH_RET_MIN) && n > 0)
+		evbuffer_add_printf(out, " MIN %u", ids[0]);
+	if ((ret & IMAP_SEARCH_RET_MAX) && n > 0)
+		evbuffer_add_printf(out, " MAX %u", ids[n - 1]);
+	if (ret & IMAP_SEARCH_RET_COUNT)
+		evbuffer_add_printf(out, " COUNT %zu", n);
+	if ((ret & IMAP_SEARCH_RET_ALL) && n > 0) {
+		evbuffer_add_printf(out, " ALL ");
+		imap_context_write_set(out, ids, n);
+	}
+	if (ret & IMAP_SEARCH_RET_PARTIAL)
+		imap_context_write_partial(out, &job->ret, ids, n);
+	if (job->modseq && n > 0) {
 		/* RFC 4731 3.2: with ALL or COUNT the highest of every match, otherwise of the
-		 * messages returned by MIN and MAX. */
-		if (ret & (IMAP_SEARCH_RET_ALL | IMAP_SEARCH_RET_COUNT)) {
-			for (uint32_t i = 0; i < job->nmsgs; i++)
-				if (job->match[i] && s->msgs[i].modseq > highest)
-					highest = s->msgs[i].modseq;
-		} else {
-			if (ret & IMAP_SEARCH_RET_MIN)
-				highest = s->msgs[job->first].modseq;
-			if ((ret & IMAP_SEARCH_RET_MAX) && s->msgs[job->last].modseq > highest)
-				highest = s->msgs[job->last].modseq;
+		 * messages returned (MIN, MAX, PARTIAL's). */
+		for (size_t k = 0; k < n; k++) {
+			bool returned = (ret & (IMAP_SEARCH_RET_ALL | IMAP_SEARCH_RET_COUNT)) ||
+			                ((ret & IMAP_SEARCH_RET_MIN) && k == 0) ||
+			                ((ret & IMAP_SEARCH_RET_MAX) && k == n - 1) ||
+			                ((ret & IMAP_SEARCH_RET_PARTIAL) && k + 1 >= job->ret.lo &&
+			                 k + 1 <= job->ret.hi);
+
+			any = any || returned;
+			if (returned && s->msgs[idx[k]].modseq > highest)
+				highest = s->msgs[idx[k]].modseq;
 		}
-		evbuffer_add_printf(out, " MODSEQ %llu", (unsigned long long)highest);
+		if (any)
+			evbuffer_add_printf(out, " MODSEQ %llu", (unsigned long long)highest);
 	}
 	evbuffer_add(out, "\r\n", 2);
+	free(idx);
+	free(ids);
+}
+
+/* RETURN (UPDATE): keeps the search as a context, or says NOUPDATE (imap_context.h). True
+ * when kept: the context then owns the reader's data of the matches. */
+static bool
+search_keep_context(struct imap_session *s, const char *tag, struct search_job *job)
+{
+	if ((job->ret.bits & IMAP_SEARCH_RET_UPDATE) == 0)
+		return false;
+	/* A SORT hands over its order and the data it read. */
+	if (imap_context_add(s, tag, job->uid, &job->m, job->match, job->nmsgs, job->cmp,
+	                     job->cmp_arg, job->reader, job->data) == 0)
+		return false;
+	job->cmp_arg = NULL;
+	return true;
 }
 
 /* Every message is decided: the untagged answer and the tagged OK. */
 static void
 search_reply(struct imap_session *s, const char *tag, struct search_job *job)
 {
+	bool kept;
+
 	search_count(job);
 	log_debug("imap session=%s event=search messages=%u matched=%u files=%u", s->conn.id,
 	          job->nmsgs, job->count, job->files);
+	kept = search_keep_context(s, tag, job);
 	if (job->reader != NULL) {
 		job->reader->reply(s, tag, job->nmsgs, job->match, job->data, job->ctx);
+		for (uint32_t i = 0; kept && job->data != NULL && i < job->nmsgs; i++)
+			if (job->match[i])
+				job->data[i] = NULL; /* the context's now */
 		return;
 	}
-	if (job->esearch)
+	if (job->ret.esearch)
 		search_reply_esearch(s, tag, job);
 	else
 		search_reply_plain(s, job);
@@ -492,8 +498,9 @@ search_done(void *arg)
 
 /* Runs the search program args[pos..] for SEARCH, or for a reader (SORT, THREAD). Replies. */
 static void
-search_run(struct imap_session *s, const struct imap_command *cmd, size_t pos, bool esearch,
-           unsigned ret, const struct imap_search_reader *reader, void *ctx)
+search_run(struct imap_session *s, const struct imap_command *cmd, size_t pos,
+           const struct imap_search_ret *ret, const struct imap_search_reader *reader, void *ctx,
+           imap_context_cmp_fn *cmp, void *cmp_arg)
 {
 	enum imap_match_error kind;
 	struct search_job *job;
@@ -526,8 +533,11 @@ search_run(struct imap_session *s, const struct imap_command *cmd, size_t pos, b
 		imap_condstore_enable(s);
 	job = search_job_new(s, m, reader, ctx);
 	job->uid = cmd->uid;
-	job->esearch = esearch;
-	job->ret = ret;
+	if (ret != NULL)
+		job->ret = *ret;
+	job->cmp = cmp;
+	job->cmp_arg = cmp_arg;
+	cmp_arg = NULL;
 	job->modseq = (imap_match_needs(m) & IMAP_MATCH_NEED_MODSEQ) != 0;
 	if (job->nitems > 0 && s->server->workers != NULL) {
 		/* The files are read on the workers; the session waits (SEARCH sends no EXPUNGE,
@@ -547,6 +557,7 @@ search_run(struct imap_session *s, const struct imap_command *cmd, size_t pos, b
 	search_job_free(&job);
 	return;
 fail:
+	free(cmp_arg);
 	if (reader != NULL && reader->free_ctx != NULL)
 		reader->free_ctx(ctx);
 }
@@ -555,25 +566,32 @@ void
 imap_search_run(struct imap_session *s, const struct imap_command *cmd, size_t pos,
                 const struct imap_search_reader *reader, void *ctx)
 {
-	search_run(s, cmd, pos, false, 0, reader, ctx);
+	search_run(s, cmd, pos, NULL, reader, ctx, NULL, NULL);
+}
+
+void
+imap_search_run_ret(struct imap_session *s, const struct imap_command *cmd, size_t pos,
+                    const struct imap_search_ret *ret, const struct imap_search_reader *reader,
+                    void *ctx, imap_context_cmp_fn *cmp, void *cmp_arg)
+{
+	search_run(s, cmd, pos, ret, reader, ctx, cmp, cmp_arg);
 }
 
 void
 imap_cmd_search(struct imap_session *s, const struct imap_command *cmd)
 {
-	bool esearch = false;
-	unsigned ret = 0;
+	struct imap_search_ret ret = {0};
 	size_t pos = 0;
 
 	/* The flush before the command may have said BYE (the mailbox was deleted). */
 	if (s->conn.closing)
 		return;
-	if (imap_search_return_opts(s, cmd->tag, cmd->args, cmd->nargs, &pos, &esearch, &ret) < 0 ||
+	if (imap_search_return_opts(s, cmd->tag, cmd->args, cmd->nargs, &pos, &ret) < 0 ||
 	    search_charset(s, cmd->tag, cmd->args, cmd->nargs, &pos) < 0)
 		return;
 	if (pos >= cmd->nargs) {
 		imap_bad(s, cmd->tag, "syntax: SEARCH [RETURN (...)] [CHARSET name] keys");
 		return;
 	}
-	search_run(s, cmd, pos, esearch, ret, NULL, NULL);
+	search_run(s, cmd, pos, &ret, NULL, NULL, NULL, NULL);
 }

@@ -108,7 +108,7 @@ imap_capabilities(const struct imap_session *s, char *buf, size_t size)
 	         "IMAP4rev1 LITERAL+ SASL-IR ENABLE IDLE UIDPLUS MOVE UNSELECT NAMESPACE ID CHILDREN "
 	         "SPECIAL-USE CONDSTORE QRESYNC ESEARCH MULTIAPPEND BINARY CATENATE SORT SORT=DISPLAY "
 	         "THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESORT LIST-EXTENDED LIST-STATUS UTF8=ACCEPT "
-	         "COMPRESS=DEFLATE",
+	         "COMPRESS=DEFLATE CONTEXT=SEARCH CONTEXT=SORT",
 	         size);
 	if (s->state != IMAP_STATE_NOT_AUTH)
 		return;
@@ -577,6 +577,7 @@ static const struct imap_cmd_entry imap_commands[] = {
     {"THREAD", IN_SELECTED, true, true, imap_cmd_thread},
     {"COPY", IN_SELECTED, true, true, imap_cmd_copy},
     {"MOVE", IN_SELECTED, true, true, imap_cmd_copy},
+    {"CANCELUPDATE", IN_SELECTED, false, false, imap_cmd_cancelupdate},
 };
 
 static void

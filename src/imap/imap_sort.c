@@ -52,8 +52,8 @@ struct sort_ctx {
 	enum sort_key keys[SORT_KEYS_MAX];
 	bool reverse[SORT_KEYS_MAX];
 	size_t nkeys;
-	bool uid, esort;
-	unsigned ret;
+	bool uid;
+	struct imap_search_ret ret; /* ESORT's and RFC 5267's RETURN options */
 };
 
 /* ---- per-message data (workers) ---- */
@@ -324,40 +324,34 @@ sort_id(const struct imap_session *s, const struct sort_ctx *ctx, const struct s
 	return ctx->uid ? s->msgs[it->idx].uid : it->idx + 1;
 }
 
-/* "* ESEARCH (TAG "t") [UID] MIN a MAX b ALL set COUNT n" (Dovecot's order) in sort order (RFC
- * 5267 4.2: MIN/MAX are the first and last in sort order, ALL keeps the order). */
+/* "* ESEARCH (TAG "t") [UID] MIN a MAX b ALL set|PARTIAL (m:n set) COUNT n" (Dovecot's order)
+ * in sort order (RFC 5267 3.1: MIN/MAX are the first and last in sort order, ALL and PARTIAL
+ * keep the order). */
 static void
 sort_reply_esearch(struct imap_session *s, const char *tag, const struct sort_ctx *ctx,
                    const struct sort_item *items, size_t n)
 {
 	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
+	unsigned ret = ctx->ret.bits;
+	uint32_t *ids = xcalloc(n + 1, sizeof(*ids));
 
+	for (size_t i = 0; i < n; i++)
+		ids[i] = sort_id(s, ctx, &items[i]);
 	evbuffer_add_printf(out, "* ESEARCH (TAG \"%s\")%s", tag, ctx->uid ? " UID" : "");
-	if ((ctx->ret & IMAP_SEARCH_RET_MIN) && n > 0)
-		evbuffer_add_printf(out, " MIN %u", sort_id(s, ctx, &items[0]));
-	if ((ctx->ret & IMAP_SEARCH_RET_MAX) && n > 0)
-		evbuffer_add_printf(out, " MAX %u", sort_id(s, ctx, &items[n - 1]));
-	if ((ctx->ret & IMAP_SEARCH_RET_ALL) && n > 0) {
-		bool first = true;
-
+	if ((ret & IMAP_SEARCH_RET_MIN) && n > 0)
+		evbuffer_add_printf(out, " MIN %u", ids[0]);
+	if ((ret & IMAP_SEARCH_RET_MAX) && n > 0)
+		evbuffer_add_printf(out, " MAX %u", ids[n - 1]);
+	if ((ret & IMAP_SEARCH_RET_ALL) && n > 0) {
 		evbuffer_add_printf(out, " ALL ");
-		for (size_t i = 0; i < n; i++) {
-			uint32_t lo = sort_id(s, ctx, &items[i]), hi = lo;
-
-			/* A run of ids that follow each other in the sort order too. */
-			while (i + 1 < n && sort_id(s, ctx, &items[i + 1]) == hi + 1) {
-				hi++;
-				i++;
-			}
-			evbuffer_add_printf(out, "%s%u", first ? "" : ",", lo);
-			if (hi != lo)
-				evbuffer_add_printf(out, ":%u", hi);
-			first = false;
-		}
+		imap_context_write_set(out, ids, n);
 	}
-	if (ctx->ret & IMAP_SEARCH_RET_COUNT)
+	if (ret & IMAP_SEARCH_RET_PARTIAL)
+		imap_context_write_partial(out, &ctx->ret, ids, n);
+	if (ret & IMAP_SEARCH_RET_COUNT)
 		evbuffer_add_printf(out, " COUNT %zu", n);
 	evbuffer_add(out, "\r\n", 2);
+	free(ids);
 }
 
 static void
@@ -378,7 +372,7 @@ sort_reply(struct imap_session *s, const char *tag, uint32_t nmsgs, const bool *
 		n++;
 	}
 	qsort_r(items, n, sizeof(*items), sort_cmp, ctx);
-	if (ctx->esort) {
+	if (ctx->ret.esearch) {
 		sort_reply_esearch(s, tag, ctx, items, n);
 	} else {
 		evbuffer_add_printf(out, "* SORT");
@@ -389,6 +383,27 @@ sort_reply(struct imap_session *s, const char *tag, uint32_t nmsgs, const bool *
 	log_debug("imap session=%s event=sort messages=%u matched=%zu", s->conn.id, nmsgs, n);
 	free(items);
 	imap_reply(s, "%s OK %sSORT completed", tag, ctx->uid ? "UID " : "");
+}
+
+/* imap_context_cmp_fn of a SORT context: as sort_cmp, with the data the context keeps (read by
+ * sort_reader) and ties in UID (= sequence) order. */
+static int
+sort_context_cmp(const struct imap_msg *a, const void *da, const struct imap_msg *b,
+                 const void *db, const void *arg)
+{
+	struct sort_item ia = {.idx = a->uid, .msg = a, .data = da};
+	struct sort_item ib = {.idx = b->uid, .msg = b, .data = db};
+
+	return sort_cmp(&ia, &ib, (void *)arg);
+}
+
+static void *
+sort_context_arg(const void *ctx)
+{
+	struct sort_ctx *copy = xmalloc(sizeof(*copy));
+
+	memcpy(copy, ctx, sizeof(*copy));
+	return copy;
 }
 
 static const struct imap_search_reader sort_reader = {imap_sort_reader_read, sort_reply,
@@ -449,8 +464,7 @@ imap_cmd_sort(struct imap_session *s, const struct imap_command *cmd)
 		return;
 	ctx = xcalloc(1, sizeof(*ctx));
 	ctx->uid = cmd->uid;
-	if (imap_search_return_opts(s, cmd->tag, cmd->args, cmd->nargs, &pos, &ctx->esort,
-	                            &ctx->ret) < 0)
+	if (imap_search_return_opts(s, cmd->tag, cmd->args, cmd->nargs, &pos, &ctx->ret) < 0)
 		goto fail;
 	if (pos + 2 >= cmd->nargs) {
 		imap_bad(s, cmd->tag, "syntax: SORT [RETURN (...)] (criteria) charset keys");
@@ -464,7 +478,9 @@ imap_cmd_sort(struct imap_session *s, const struct imap_command *cmd)
 	}
 	if (imap_search_charset_check(s, cmd->tag, cs) < 0)
 		goto fail;
-	imap_search_run(s, cmd, pos + 2, file ? &sort_reader : &sort_reader_index, ctx);
+	imap_search_run_ret(s, cmd, pos + 2, &ctx->ret, file ? &sort_reader : &sort_reader_index,
+	                    ctx, sort_context_cmp,
+	                    ctx->ret.bits & IMAP_SEARCH_RET_UPDATE ? sort_context_arg(ctx) : NULL);
 	return;
 fail:
 	free(ctx);

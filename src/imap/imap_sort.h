@@ -1,6 +1,6 @@
 /* imap_sort: SORT and UID SORT (RFC 5256) with SORT=DISPLAY (RFC 5957) and ESORT (RFC 5267:
- * SORT RETURN (MIN MAX COUNT ALL) answered with ESEARCH), and the per-message sort data that
- * THREAD uses too.
+ * SORT RETURN (MIN MAX COUNT ALL) answered with ESEARCH; CONTEXT=SORT's PARTIAL and UPDATE
+ * contexts, see imap_context.h), and the per-message sort data that THREAD uses too.
  *
  * SORT runs as a SEARCH (imap_search_run) whose reader collects, on the workers, what the sort
  * keys need from each matching message's header section (imap_sort_msg_read); the loop thread

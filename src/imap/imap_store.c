@@ -361,6 +361,7 @@ imap_store_reply(struct imap_session *s, const struct store_update_result *r)
 			                    m->modseq);
 		evbuffer_add(out, ")\r\n", 3);
 	}
+	imap_context_update(s); /* this session's own changes (RFC 5267 4.3) */
 	if (nmodified > 0) {
 		evbuffer_add_printf(out, "%s OK [MODIFIED ", s->tag);
 		imap_write_uidset(s, modified, nmodified);
