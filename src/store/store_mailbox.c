@@ -15,6 +15,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/workers.h"
@@ -355,13 +356,13 @@ struct store_mbox_job {
 	int64_t mailbox_id;
 	uint32_t uidvalidity;
 	char **paths; /* DELETE: the messages' files, unlinked after the commit */
-	size_t npaths;
+	size_t npaths, paths_cap;
 	int64_t *ids; /* RENAME: the mailboxes renamed and their old names */
 	char **old;
-	size_t nrenamed;
+	size_t nrenamed, ids_cap, old_cap;
 	int64_t inbox_id; /* RENAME INBOX: the UIDs that left INBOX */
 	uint32_t *uids;
-	size_t nuids;
+	size_t nuids, uids_cap;
 	store_mbox_cb *cb;
 	void *arg;
 	struct store_mbox_job *next;
@@ -371,16 +372,6 @@ struct store_mbox_job **
 store_mbox_nextp(struct store_mbox_job *job)
 {
 	return &job->next;
-}
-
-/* Grows an array of n elements of size bytes so that one more fits (doubling: the capacity is
- * the next power of two at or above n). */
-static void *
-store_mbox_grow(void *array, size_t n, size_t size)
-{
-	if ((n & (n - 1)) != 0)
-		return array;
-	return xrealloc(array, (n ? n * 2 : 1) * size);
 }
 
 /* Marks the job failed with result (0, -2, -1, STORE_BUSY); the first reason wins. */
@@ -482,15 +473,15 @@ store_mbox_rows(struct store_mbox_job *job, sqlite3 *db, const char *sql, int64_
 static void
 store_mbox_add_path(struct store_mbox_job *job, sqlite3_stmt *st)
 {
-	job->paths = store_mbox_grow(job->paths, job->npaths, sizeof(*job->paths));
+	array_grow((void **)&job->paths, &job->paths_cap, job->npaths + 1, sizeof(*job->paths));
 	job->paths[job->npaths++] = xstrdup((const char *)sqlite3_column_text(st, 0));
 }
 
 static void
 store_mbox_add_renamed(struct store_mbox_job *job, sqlite3_stmt *st)
 {
-	job->ids = store_mbox_grow(job->ids, job->nrenamed, sizeof(*job->ids));
-	job->old = store_mbox_grow(job->old, job->nrenamed, sizeof(*job->old));
+	array_grow((void **)&job->ids, &job->ids_cap, job->nrenamed + 1, sizeof(*job->ids));
+	array_grow((void **)&job->old, &job->old_cap, job->nrenamed + 1, sizeof(*job->old));
 	job->ids[job->nrenamed] = sqlite3_column_int64(st, 0);
 	job->old[job->nrenamed++] = xstrdup((const char *)sqlite3_column_text(st, 1));
 }
@@ -498,7 +489,7 @@ store_mbox_add_renamed(struct store_mbox_job *job, sqlite3_stmt *st)
 static void
 store_mbox_add_uid(struct store_mbox_job *job, sqlite3_stmt *st)
 {
-	job->uids = store_mbox_grow(job->uids, job->nuids, sizeof(*job->uids));
+	array_grow((void **)&job->uids, &job->uids_cap, job->nuids + 1, sizeof(*job->uids));
 	job->uids[job->nuids++] = (uint32_t)sqlite3_column_int64(st, 0);
 }
 
@@ -741,10 +732,10 @@ size_t
 store_mbox_run_list(struct store *store, sqlite3 *db, struct store_mbox_job *list, bool post)
 {
 	struct store_mbox_job **group = NULL;
-	size_t n = 0, pending = 0;
+	size_t n = 0, cap = 0, pending = 0;
 
 	for (struct store_mbox_job *job = list; job != NULL; job = job->next) {
-		group = store_mbox_grow(group, n, sizeof(*group));
+		array_grow((void **)&group, &cap, n + 1, sizeof(*group));
 		group[n++] = job;
 		pending += job->result == 1;
 	}
