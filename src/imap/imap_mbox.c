@@ -142,8 +142,8 @@ imap_mbox_publish(struct imap_session *s, const struct store_mbox_result *r)
 }
 
 static const char *const imap_mbox_cmd_names[] = {
-    [STORE_MBOX_CREATE] = "CREATE",         [STORE_MBOX_DELETE] = "DELETE",
-    [STORE_MBOX_RENAME] = "RENAME",         [STORE_MBOX_SUBSCRIBE] = "SUBSCRIBE",
+    [STORE_MBOX_CREATE] = "CREATE",           [STORE_MBOX_DELETE] = "DELETE",
+    [STORE_MBOX_RENAME] = "RENAME",           [STORE_MBOX_SUBSCRIBE] = "SUBSCRIBE",
     [STORE_MBOX_UNSUBSCRIBE] = "UNSUBSCRIBE",
 };
 
@@ -234,8 +234,9 @@ imap_cmd_create(struct imap_session *s, const struct imap_command *cmd)
 		imap_reply(s, "%s NO [ALREADYEXISTS] INBOX always exists", cmd->tag);
 		return;
 	}
-	imap_mbox_start(s, cmd->tag,
-	                &(struct store_mbox_op){STORE_MBOX_CREATE, s->account_id, name, NULL, NULL});
+	imap_mbox_start(
+	    s, cmd->tag,
+	    &(struct store_mbox_op){STORE_MBOX_CREATE, s->account_id, name, NULL, NULL});
 }
 
 void
@@ -253,8 +254,9 @@ imap_cmd_delete(struct imap_session *s, const struct imap_command *cmd)
 		imap_reply(s, "%s NO [CANNOT] INBOX cannot be deleted", cmd->tag);
 		return;
 	}
-	imap_mbox_start(s, cmd->tag,
-	                &(struct store_mbox_op){STORE_MBOX_DELETE, s->account_id, name, NULL, NULL});
+	imap_mbox_start(
+	    s, cmd->tag,
+	    &(struct store_mbox_op){STORE_MBOX_DELETE, s->account_id, name, NULL, NULL});
 }
 
 void
@@ -284,7 +286,8 @@ imap_cmd_subscribe(struct imap_session *s, const struct imap_command *cmd)
 	char name[IMAP_MAILBOX_MAX];
 
 	if (cmd->nargs != 1) {
-		imap_bad(s, cmd->tag, on ? "syntax: SUBSCRIBE mailbox" : "syntax: UNSUBSCRIBE mailbox");
+		imap_bad(s, cmd->tag,
+		         on ? "syntax: SUBSCRIBE mailbox" : "syntax: UNSUBSCRIBE mailbox");
 		return;
 	}
 	if (imap_mailbox_arg(s, cmd->tag, &cmd->args[0], name, sizeof(name)) < 0)

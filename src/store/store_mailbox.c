@@ -235,8 +235,8 @@ store_mailbox_make_parents(sqlite3 *db, int64_t account_id, const char *name, ch
 		    store_mailbox_find(db, account_id, parent, NULL, NULL, NULL, error, errsize);
 		if (found < 0)
 			return -1;
-		if (found == 0 && store_mailbox_insert(db, account_id, parent, "", 1, 0, NULL,
-		                                       NULL, error, errsize) < 0)
+		if (found == 0 && store_mailbox_insert(db, account_id, parent, "", 1, 0, NULL, NULL,
+		                                       error, errsize) < 0)
 			return -1;
 	}
 	return 0;
@@ -347,11 +347,11 @@ struct store_mbox_job {
 	struct store *store;
 	enum store_mbox_kind kind;
 	int64_t account_id;
-	char *name;		 /* canonical; RENAME: the old name */
-	char *to;		 /* RENAME: canonical */
+	char *name;              /* canonical; RENAME: the old name */
+	char *to;                /* RENAME: canonical */
 	const char *special_use; /* CREATE: RFC 6154's spelling (static), "" for none */
-	int result;		 /* 1 (so far, then done), or the failure */
-	bool invalid;		 /* refused by store_mbox_check */
+	int result;              /* 1 (so far, then done), or the failure */
+	bool invalid;            /* refused by store_mbox_check */
 	char error[256];
 	int64_t mailbox_id;
 	uint32_t uidvalidity;
@@ -449,8 +449,8 @@ store_mbox_job_free(struct store_mbox_job *job)
 /* Runs a query of one integer (or integer and text) column per row with (?1, ?2) bound to
  * (a, text b or NULL), calling fn for each row. 0 or -1 with the job failed. */
 static int
-store_mbox_rows(struct store_mbox_job *job, sqlite3 *db, const char *sql, int64_t a,
-                const char *b, void (*fn)(struct store_mbox_job *job, sqlite3_stmt *st))
+store_mbox_rows(struct store_mbox_job *job, sqlite3 *db, const char *sql, int64_t a, const char *b,
+                void (*fn)(struct store_mbox_job *job, sqlite3_stmt *st))
 {
 	sqlite3_stmt *st = store_prepare(db, sql, job->error, sizeof(job->error));
 	int rc;
@@ -498,8 +498,8 @@ store_mbox_add_uid(struct store_mbox_job *job, sqlite3_stmt *st)
 static int
 store_mbox_find_name(struct store_mbox_job *job, sqlite3 *db)
 {
-	int found = store_mailbox_find(db, job->account_id, job->name, &job->mailbox_id, NULL,
-	                               NULL, job->error, sizeof(job->error));
+	int found = store_mailbox_find(db, job->account_id, job->name, &job->mailbox_id, NULL, NULL,
+	                               job->error, sizeof(job->error));
 
 	if (found == 0)
 		store_mbox_fail(job, 0, "No such mailbox");
@@ -511,8 +511,8 @@ store_mbox_find_name(struct store_mbox_job *job, sqlite3 *db)
 static void
 store_mbox_create(struct store_mbox_job *job, sqlite3 *db)
 {
-	int found = store_mailbox_find(db, job->account_id, job->name, NULL, NULL, NULL,
-	                               job->error, sizeof(job->error));
+	int found = store_mailbox_find(db, job->account_id, job->name, NULL, NULL, NULL, job->error,
+	                               sizeof(job->error));
 
 	if (found != 0) {
 		if (found > 0)
@@ -754,8 +754,7 @@ store_mbox_run_list(struct store *store, sqlite3 *db, struct store_mbox_job *lis
 }
 
 void
-store_mailbox_op(struct store *store, const struct store_mbox_op *op, store_mbox_cb *cb,
-                 void *arg)
+store_mailbox_op(struct store *store, const struct store_mbox_op *op, store_mbox_cb *cb, void *arg)
 {
 	struct store_mbox_job *job = store_mbox_job_new(store, op, cb, arg);
 

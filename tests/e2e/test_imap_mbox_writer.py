@@ -8,7 +8,8 @@ Against a real ternd on loopback, with Python's sqlite3 as the other process:
 - a SQLite write lock held by another process (BEGIN IMMEDIATE, 3 s): CREATE, then a pipelined
   LIST, SUBSCRIBE and RENAME, wait for it while another session's NOOPs are answered at once (the
   loop is not frozen); once the lock is released all of them complete OK, in order (the pipelined
-  commands ran after the CREATE), instead of the old NO [INUSE];
+  commands ran after the CREATE), instead of the old NO [INUSE]; a client that disconnects while
+  its CREATE waits leaves ternd running and the mailbox created;
 - DELETE of a mailbox of 2,048 messages (hard-linked copies, a file each) under the same kind of
   lock: another session's NOOP latency stays small throughout, the DELETE completes OK once the
   lock is gone, its rows and every one of its files are gone, and LIST no longer shows it;
@@ -102,8 +103,13 @@ def paths_of(d, mailbox):
 
 def check_lock(checks, d):
     a = login(d)
+    gone = login(d)
     try:
         with NoopProbe(d) as probe, WriteLock(d) as lock:
+            # A client that leaves while its CREATE waits: the job still completes.
+            gone.send(b"g1 CREATE Locked/Orphan\r\n")
+            time.sleep(0.2)
+            gone.close()
             # Pipelined: the LIST must run after the CREATE has completed.
             a.send(b'c1 CREATE Locked/Box\r\nc2 LIST "" Locked/Box\r\n'
                    b"c3 SUBSCRIBE Locked/Box\r\nc4 RENAME Locked/Box Locked/Moved\r\n")
@@ -130,6 +136,9 @@ def check_lock(checks, d):
         checks.check(imap_tagged_ok(tagged) and any(b"Locked/Moved" in u for u in untagged)
                      and not any(b"Locked/Box" in u for u in untagged),
                      "LSUB: the subscription followed the rename", untagged)
+        tagged, untagged = a.command('LIST "" Locked/Orphan')
+        checks.check(d.alive() and imap_tagged_ok(tagged) and len(untagged) == 1,
+                     "the CREATE of a client that left while it waited completed too", untagged)
     finally:
         a.close()
 
