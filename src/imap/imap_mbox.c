@@ -98,15 +98,127 @@ imap_publish_mailbox(struct imap_session *s, enum notify_kind kind, int64_t mail
 	notify_publish(s->server->hub, &ev);
 }
 
-/* --- CREATE, DELETE, RENAME --- */
+/* --- CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE: jobs of the store's writer --- */
+
+/* After the commit, the other sessions (and our own, through its subscription) hear of it. */
+static void
+imap_mbox_publish(struct imap_session *s, const struct store_mbox_result *r)
+{
+	switch (r->kind) {
+	case STORE_MBOX_CREATE:
+		imap_publish_mailbox(s, NOTIFY_MAILBOX_CREATED, r->mailbox_id, r->name, NULL);
+		break;
+	case STORE_MBOX_DELETE:
+		imap_publish_mailbox(s, NOTIFY_MAILBOX_DELETED, r->mailbox_id, r->name, NULL);
+		break;
+	case STORE_MBOX_RENAME:
+		if (r->inbox_id != 0) {
+			/* RENAME INBOX: the messages leave INBOX (sessions watching it see them
+			 * expunged) for a new mailbox. */
+			for (size_t i = 0; s->server->hub != NULL && i < r->nuids; i++) {
+				struct notify_event ev = {.kind = NOTIFY_EXPUNGE,
+				                          .account_id = s->account_id,
+				                          .mailbox_id = r->inbox_id,
+				                          .uid = r->uids[i]};
+
+				str_copy(ev.mailbox, "INBOX", sizeof(ev.mailbox));
+				notify_publish(s->server->hub, &ev);
+			}
+			imap_publish_mailbox(s, NOTIFY_MAILBOX_CREATED, r->mailbox_id, r->to, NULL);
+			break;
+		}
+		for (size_t i = 0; i < r->nrenamed; i++) {
+			char *now = xasprintf("%s%s", r->to, r->old_names[i] + strlen(r->name));
+
+			/* Our own session follows too (through its subscription). */
+			imap_publish_mailbox(s, NOTIFY_MAILBOX_RENAMED, r->ids[i], now,
+			                     r->old_names[i]);
+			free(now);
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+static const char *const imap_mbox_cmd_names[] = {
+    [STORE_MBOX_CREATE] = "CREATE",           [STORE_MBOX_DELETE] = "DELETE",
+    [STORE_MBOX_RENAME] = "RENAME",           [STORE_MBOX_SUBSCRIBE] = "SUBSCRIBE",
+    [STORE_MBOX_UNSUBSCRIBE] = "UNSUBSCRIBE",
+};
+
+/* The tagged answer (RFC 5530 response codes). */
+static void
+imap_mbox_reply(struct imap_session *s, const struct store_mbox_result *r)
+{
+	const char *cmd = imap_mbox_cmd_names[r->kind];
+
+	if (r->result == 1) {
+		imap_reply(s, "%s OK %s completed", s->tag, cmd);
+	} else if (r->result == STORE_BUSY) {
+		imap_reply(s, "%s NO [INUSE] %s", s->tag, r->error);
+	} else if (r->result == 0 && r->kind == STORE_MBOX_CREATE) {
+		imap_reply(s, "%s NO [ALREADYEXISTS] Mailbox already exists", s->tag);
+	} else if (r->result == 0 || (r->invalid && r->kind == STORE_MBOX_DELETE)) {
+		/* No mailbox can have a name the store refuses. */
+		imap_reply(s, "%s NO [NONEXISTENT] Mailbox does not exist", s->tag);
+	} else if (r->result == -2) {
+		imap_reply(s, "%s NO [ALREADYEXISTS] Mailbox already exists", s->tag);
+	} else if (r->kind == STORE_MBOX_DELETE) {
+		log_warnx("imap session=%s event=delete result=failed error=\"%s\"", s->conn.id,
+		          r->error);
+		imap_reply(s, "%s NO [UNAVAILABLE] Cannot delete the mailbox; try again later",
+		           s->tag);
+	} else {
+		log_info("imap session=%s event=%s result=failed error=\"%s\"", s->conn.id, cmd,
+		         r->error);
+		imap_reply(s, "%s NO [CANNOT] %s", s->tag,
+		           r->error[0] != '\0' ? r->error : "Cannot do that");
+	}
+}
+
+/* The store's callback, on the loop thread after the commit: tell the others, answer, and go
+ * on reading the client's (maybe pipelined) commands. */
+static void
+imap_mbox_done(const struct store_mbox_result *r, void *arg)
+{
+	struct imap_session *s = arg;
+
+	s->update_pending--;
+	/* Deleting the mailbox this session has selected closes it (no expunge). */
+	if (r->result == 1 && r->kind == STORE_MBOX_DELETE && s->mailbox != NULL &&
+	    s->mailbox_id == r->mailbox_id)
+		imap_mailbox_deselect(s);
+	/* Done is done, whether or not the client is still there. */
+	if (r->result == 1)
+		imap_mbox_publish(s, r);
+	if (s->conn.dead) {
+		if (s->update_pending == 0)
+			imap_session_free(s);
+		return;
+	}
+	imap_enter_state(s, s->mailbox != NULL ? IMAP_STATE_SELECTED : IMAP_STATE_AUTH);
+	imap_mbox_reply(s, r);
+	netconn_run(&s->conn);
+}
+
+/* Hands op to the store's writer; the session waits (IMAP_STATE_WAIT: no command runs
+ * meanwhile) and imap_mbox_done answers. */
+static void
+imap_mbox_start(struct imap_session *s, const char *tag, const struct store_mbox_op *op)
+{
+	imap_set_tag(s, tag);
+	s->update_pending++;
+	imap_enter_state(s, IMAP_STATE_WAIT);
+	/* The strings are copied; without workers the callback runs before this returns. */
+	store_mailbox_op(s->server->store, op, imap_mbox_done, s);
+}
 
 void
 imap_cmd_create(struct imap_session *s, const struct imap_command *cmd)
 {
-	char name[IMAP_MAILBOX_MAX], error[256];
-	struct store_mailbox mbox;
+	char name[IMAP_MAILBOX_MAX];
 	size_t len;
-	int r;
 
 	if (cmd->nargs != 1) {
 		imap_bad(s, cmd->tag, "syntax: CREATE mailbox");
@@ -122,33 +234,15 @@ imap_cmd_create(struct imap_session *s, const struct imap_command *cmd)
 		imap_reply(s, "%s NO [ALREADYEXISTS] INBOX always exists", cmd->tag);
 		return;
 	}
-	r = store_mailbox_create(s->server->store, s->account_id, name, NULL, error,
-	                         sizeof(error));
-	if (r == STORE_BUSY) {
-		imap_reply(s, "%s NO [INUSE] %s", cmd->tag, error);
-		return;
-	}
-	if (r == 0) {
-		imap_reply(s, "%s NO [ALREADYEXISTS] Mailbox already exists", cmd->tag);
-		return;
-	}
-	if (r < 0) {
-		log_info("imap session=%s event=create result=failed error=\"%s\"", s->conn.id,
-		         error);
-		imap_reply(s, "%s NO [CANNOT] %s", cmd->tag, error[0] != '\0' ? error : "Cannot create");
-		return;
-	}
-	if (store_mailbox_get(s->server->store, s->account_id, name, &mbox) == 1)
-		imap_publish_mailbox(s, NOTIFY_MAILBOX_CREATED, mbox.id, name, NULL);
-	imap_reply(s, "%s OK CREATE completed", cmd->tag);
+	imap_mbox_start(
+	    s, cmd->tag,
+	    &(struct store_mbox_op){STORE_MBOX_CREATE, s->account_id, name, NULL, NULL});
 }
 
 void
 imap_cmd_delete(struct imap_session *s, const struct imap_command *cmd)
 {
-	char name[IMAP_MAILBOX_MAX], error[256];
-	struct store_mailbox mbox;
-	int r;
+	char name[IMAP_MAILBOX_MAX];
 
 	if (cmd->nargs != 1) {
 		imap_bad(s, cmd->tag, "syntax: DELETE mailbox");
@@ -160,104 +254,15 @@ imap_cmd_delete(struct imap_session *s, const struct imap_command *cmd)
 		imap_reply(s, "%s NO [CANNOT] INBOX cannot be deleted", cmd->tag);
 		return;
 	}
-	r = store_mailbox_get(s->server->store, s->account_id, name, &mbox);
-	if (r == 0) {
-		imap_reply(s, "%s NO [NONEXISTENT] Mailbox does not exist", cmd->tag);
-		return;
-	}
-	if (r < 0) {
-		imap_reply(s, "%s NO [UNAVAILABLE] Cannot read the mailbox list", cmd->tag);
-		return;
-	}
-	/* Deleting the mailbox this session has selected closes it first (no expunge). */
-	if (s->mailbox != NULL && s->mailbox_id == mbox.id) {
-		imap_mailbox_deselect(s);
-		imap_enter_state(s, IMAP_STATE_AUTH);
-	}
-	r = store_mailbox_delete(s->server->store, s->account_id, name, error, sizeof(error));
-	if (r == STORE_BUSY) {
-		imap_reply(s, "%s NO [INUSE] %s", cmd->tag, error);
-		return;
-	}
-	if (r == 0) {
-		imap_reply(s, "%s NO [NONEXISTENT] Mailbox does not exist", cmd->tag);
-		return;
-	}
-	if (r < 0) {
-		log_warnx("imap session=%s event=delete result=failed error=\"%s\"", s->conn.id,
-		          error);
-		imap_reply(s, "%s NO [UNAVAILABLE] Cannot delete the mailbox; try again later",
-		           cmd->tag);
-		return;
-	}
-	imap_publish_mailbox(s, NOTIFY_MAILBOX_DELETED, mbox.id, name, NULL);
-	imap_reply(s, "%s OK DELETE completed", cmd->tag);
-}
-
-struct imap_rename_ctx {
-	const char *from;
-	size_t from_len;
-	int64_t *ids;
-	char **old;
-	size_t n, cap;
-};
-
-static void
-imap_rename_collect(const struct store_mailbox *mbox, void *arg)
-{
-	struct imap_rename_ctx *ctx = arg;
-
-	if (strcmp(mbox->name, ctx->from) != 0 &&
-	    !(strncmp(mbox->name, ctx->from, ctx->from_len) == 0 &&
-	      mbox->name[ctx->from_len] == '/'))
-		return;
-	if (ctx->n == ctx->cap) {
-		ctx->cap = ctx->cap == 0 ? 8 : 2 * ctx->cap;
-		ctx->ids = xrealloc(ctx->ids, ctx->cap * sizeof(*ctx->ids));
-		ctx->old = xrealloc(ctx->old, ctx->cap * sizeof(*ctx->old));
-	}
-	ctx->ids[ctx->n] = mbox->id;
-	ctx->old[ctx->n++] = xstrdup(mbox->name);
-}
-
-static void
-imap_rename_uids(const struct store_message_meta *m, void *arg)
-{
-	struct imap_rename_ctx *ctx = arg;
-
-	/* Reuses ids[] for the INBOX's UIDs. */
-	if (ctx->n == ctx->cap) {
-		ctx->cap = ctx->cap == 0 ? 64 : 2 * ctx->cap;
-		ctx->ids = xrealloc(ctx->ids, ctx->cap * sizeof(*ctx->ids));
-	}
-	ctx->ids[ctx->n++] = m->uid;
-}
-
-/* RENAME INBOX: the messages leave INBOX (sessions watching it see them expunged). */
-static void
-imap_rename_inbox_events(struct imap_session *s, struct imap_rename_ctx *uids, int64_t inbox_id,
-                         const char *to)
-{
-	struct store_mailbox mbox;
-
-	for (size_t i = 0; s->server->hub != NULL && i < uids->n; i++) {
-		struct notify_event ev = {.kind = NOTIFY_EXPUNGE, .account_id = s->account_id,
-		                          .mailbox_id = inbox_id, .uid = (uint32_t)uids->ids[i]};
-
-		str_copy(ev.mailbox, "INBOX", sizeof(ev.mailbox));
-		notify_publish(s->server->hub, &ev);
-	}
-	if (store_mailbox_get(s->server->store, s->account_id, to, &mbox) == 1)
-		imap_publish_mailbox(s, NOTIFY_MAILBOX_CREATED, mbox.id, to, NULL);
+	imap_mbox_start(
+	    s, cmd->tag,
+	    &(struct store_mbox_op){STORE_MBOX_DELETE, s->account_id, name, NULL, NULL});
 }
 
 void
 imap_cmd_rename(struct imap_session *s, const struct imap_command *cmd)
 {
-	char from[IMAP_MAILBOX_MAX], to[IMAP_MAILBOX_MAX], error[256];
-	struct imap_rename_ctx ctx = {0};
-	struct store_mailbox mbox;
-	int r;
+	char from[IMAP_MAILBOX_MAX], to[IMAP_MAILBOX_MAX];
 
 	if (cmd->nargs != 2) {
 		imap_bad(s, cmd->tag, "syntax: RENAME from to");
@@ -270,79 +275,24 @@ imap_cmd_rename(struct imap_session *s, const struct imap_command *cmd)
 		imap_reply(s, "%s NO [ALREADYEXISTS] INBOX already exists", cmd->tag);
 		return;
 	}
-	r = store_mailbox_get(s->server->store, s->account_id, from, &mbox);
-	if (r == 0) {
-		imap_reply(s, "%s NO [NONEXISTENT] Mailbox does not exist", cmd->tag);
-		return;
-	}
-	ctx.from = from;
-	ctx.from_len = strlen(from);
-	if (r < 0 ||
-	    (strcmp(from, "INBOX") == 0
-	         ? store_message_scan(s->server->store, s->account_id, "INBOX",
-	                              &(struct store_scan){.fields = 0}, imap_rename_uids,
-	                              &ctx) < 0
-	         : store_mailbox_list(s->server->store, s->account_id, imap_rename_collect, &ctx) <
-	               0)) {
-		imap_reply(s, "%s NO [UNAVAILABLE] Cannot read the mailbox list", cmd->tag);
-		goto done;
-	}
-	r = store_mailbox_rename(s->server->store, s->account_id, from, to, error, sizeof(error));
-	if (r == STORE_BUSY) {
-		imap_reply(s, "%s NO [INUSE] %s", cmd->tag, error);
-		goto done;
-	}
-	if (r == 0) {
-		imap_reply(s, "%s NO [NONEXISTENT] Mailbox does not exist", cmd->tag);
-		goto done;
-	}
-	if (r == -2) {
-		imap_reply(s, "%s NO [ALREADYEXISTS] Mailbox already exists", cmd->tag);
-		goto done;
-	}
-	if (r < 0) {
-		log_info("imap session=%s event=rename result=failed error=\"%s\"", s->conn.id, error);
-		imap_reply(s, "%s NO [CANNOT] %s", cmd->tag, error[0] != '\0' ? error : "Cannot rename");
-		goto done;
-	}
-	if (strcmp(from, "INBOX") == 0) {
-		imap_rename_inbox_events(s, &ctx, mbox.id, to);
-	} else {
-		for (size_t i = 0; i < ctx.n; i++) {
-			char *now = xasprintf("%s%s", to, ctx.old[i] + ctx.from_len);
-
-			/* Our own session follows too (through its subscription). */
-			imap_publish_mailbox(s, NOTIFY_MAILBOX_RENAMED, ctx.ids[i], now, ctx.old[i]);
-			free(now);
-		}
-	}
-	imap_reply(s, "%s OK RENAME completed", cmd->tag);
-done:
-	for (size_t i = 0; ctx.old != NULL && i < ctx.n; i++)
-		free(ctx.old[i]);
-	free(ctx.old);
-	free(ctx.ids);
+	imap_mbox_start(s, cmd->tag,
+	                &(struct store_mbox_op){STORE_MBOX_RENAME, s->account_id, from, to, NULL});
 }
-
-/* --- SUBSCRIBE, UNSUBSCRIBE --- */
 
 void
 imap_cmd_subscribe(struct imap_session *s, const struct imap_command *cmd)
 {
 	bool on = strcmp(cmd->name, "SUBSCRIBE") == 0;
-	char name[IMAP_MAILBOX_MAX], error[256];
-	int r;
+	char name[IMAP_MAILBOX_MAX];
 
 	if (cmd->nargs != 1) {
-		imap_bad(s, cmd->tag, on ? "syntax: SUBSCRIBE mailbox" : "syntax: UNSUBSCRIBE mailbox");
+		imap_bad(s, cmd->tag,
+		         on ? "syntax: SUBSCRIBE mailbox" : "syntax: UNSUBSCRIBE mailbox");
 		return;
 	}
 	if (imap_mailbox_arg(s, cmd->tag, &cmd->args[0], name, sizeof(name)) < 0)
 		return;
-	r = store_subscription_set(s->server->store, s->account_id, name, on, error, sizeof(error));
-	if (r < 0) {
-		imap_reply(s, "%s NO [%s] %s", cmd->tag, r == STORE_BUSY ? "INUSE" : "CANNOT", error);
-		return;
-	}
-	imap_reply(s, "%s OK %s completed", cmd->tag, cmd->name);
+	imap_mbox_start(s, cmd->tag,
+	                &(struct store_mbox_op){on ? STORE_MBOX_SUBSCRIBE : STORE_MBOX_UNSUBSCRIBE,
+	                                        s->account_id, name, NULL, NULL});
 }

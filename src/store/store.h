@@ -331,17 +331,68 @@ void store_message_copy(struct store *store, int64_t account_id, const char *src
 			const uint32_t *uids, size_t nuids, const char *dst, bool move,
 			store_copy_cb *cb, void *arg);
 
-/* --- mailbox management (IMAP CREATE, DELETE, RENAME, SUBSCRIBE). Synchronous. ---
+/* --- mailbox management (IMAP CREATE, DELETE, RENAME, SUBSCRIBE) ---
  * Names are UTF-8 (IMAP sessions convert modified UTF-7), '/' is the hierarchy delimiter, and
  * "INBOX" is matched case-insensitively. UIDVALIDITY values come from a store-wide counter
  * (max(last + 1, now)), so a name deleted and created again never sees an old UIDVALIDITY, even
- * within one second. Every function here refuses (-1, with an error an IMAP server can pass on)
+ * within one second. Every operation here refuses (-1, with an error an IMAP server can pass on)
  * an empty name, one over 255 bytes, with a control character, a wildcard ('*', '%'), an empty
- * level (leading, trailing or doubled '/') or invalid UTF-8. They run on the loop thread's
- * connection and may wait for the writer thread's transaction (SQLite's lock): in the daemon
- * (store opened with workers) for at most 100 ms, after which they fail with STORE_BUSY and
- * nothing changed (the client may try again); command-line tools wait the usual 10 s. */
+ * level (leading, trailing or doubled '/') or invalid UTF-8.
+ *
+ * Each operation is a job of the store's one writer: with workers (the daemon) store_mailbox_op
+ * queues it to the committer thread, which runs it in one transaction with the other mailbox
+ * jobs waiting (a savepoint each), after the deliveries and updates it took, and waits for
+ * SQLite's write lock as it does for them (10 s; past that: STORE_BUSY, nothing changed); the
+ * callback runs on the loop thread after the commit. A deleted mailbox's message files are
+ * unlinked after the commit on the committer thread (a crash in between leaves orphan files,
+ * which the start-up sweep removes). The synchronous functions below run the same job on the
+ * calling thread's connection (command-line tools; never the daemon's loop). */
 #define STORE_BUSY (-3)
+
+enum store_mbox_kind {
+	STORE_MBOX_CREATE,
+	STORE_MBOX_DELETE,
+	STORE_MBOX_RENAME,
+	STORE_MBOX_SUBSCRIBE,
+	STORE_MBOX_UNSUBSCRIBE,
+};
+
+/* What to do; the strings are copied. */
+struct store_mbox_op {
+	enum store_mbox_kind kind;
+	int64_t account_id;
+	const char *name;	 /* the mailbox (RENAME: the old name) */
+	const char *to;		 /* RENAME: the new name */
+	const char *special_use; /* CREATE: NULL, "" or one of RFC 6154's */
+};
+
+/* What a job did; valid during the callback only. */
+struct store_mbox_result {
+	enum store_mbox_kind kind;
+	int result;	   /* as the synchronous function of the kind returns */
+	const char *error; /* "" when result is 1 */
+	bool invalid;	   /* result -1: a name (or the special use) was refused, unlooked-up */
+	const char *name;  /* canonical ("INBOX" in any case is "INBOX") */
+	const char *to;	   /* RENAME: canonical; otherwise NULL */
+	int64_t mailbox_id; /* CREATE: the new mailbox; DELETE: the deleted one; RENAME INBOX: the
+			     * new mailbox that took INBOX's messages */
+	uint32_t uidvalidity; /* CREATE, RENAME INBOX: the new mailbox's */
+	size_t nmessages;     /* DELETE: messages removed with the mailbox */
+	/* RENAME (not INBOX): the mailboxes renamed (name and its children), by id and old name;
+	 * each new name is to followed by what came after name in the old one. */
+	const int64_t *ids;
+	const char *const *old_names;
+	size_t nrenamed;
+	/* RENAME INBOX: INBOX's id and the UIDs that left it, ascending. */
+	int64_t inbox_id;
+	const uint32_t *uids;
+	size_t nuids;
+};
+typedef void store_mbox_cb(const struct store_mbox_result *r, void *arg);
+/* Runs op as a job of the writer; cb gets the result on the loop thread after the commit (at
+ * once, before this returns, when the store has no workers). */
+void store_mailbox_op(struct store *store, const struct store_mbox_op *op, store_mbox_cb *cb,
+		      void *arg);
 
 /* Creates name (and any missing parents, as RFC 3501 suggests). special_use may be NULL or ""
  * or one of RFC 6154's (\\All \\Archive \\Drafts \\Flagged \\Junk \\Sent \\Trash).

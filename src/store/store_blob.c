@@ -16,7 +16,8 @@
  * Mailbox updates (flag changes, expunges, COPY/MOVE: store_update.c) skip the sync threads: they
  * are queued straight to the committer, which runs every one waiting in one transaction after
  * the batch of deliveries it took, so every write to the database goes through the one writer
- * connection. */
+ * connection. Mailbox management (CREATE, DELETE, RENAME, subscriptions: store_mailbox.c) is
+ * queued the same way and runs after the updates, in a transaction of its own. */
 #include "store/store_private.h"
 
 #include <errno.h>
@@ -114,6 +115,7 @@ struct store_pipeline {
 	struct store_job_queue sync_jobs;
 	struct store_job_queue commit_jobs;
 	struct store_update_queue updates; /* for the committer too, after its batch */
+	struct store_mbox_job *mbox_head, *mbox_tail; /* mailbox management, after the updates */
 	unsigned inflight;                 /* handed to the pipeline, callback not yet posted */
 	bool stopping;
 	pthread_t sync_threads[STORE_SYNC_THREADS];
@@ -879,9 +881,11 @@ store_committer_thread(void *arg)
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		struct store_update *updates;
-		size_t n = 0, nupdates = 0;
+		struct store_mbox_job *mbox;
+		size_t n = 0, nupdates = 0, nmbox = 0;
 
-		if (p->commit_jobs.head == NULL && p->updates.head == NULL) {
+		if (p->commit_jobs.head == NULL && p->updates.head == NULL &&
+		    p->mbox_head == NULL) {
 			if (p->stopping)
 				break;
 			pthread_cond_wait(&p->commit_cond, &p->lock);
@@ -901,6 +905,8 @@ store_committer_thread(void *arg)
 			p->commit_jobs.tail = NULL;
 		updates = p->updates.head;
 		p->updates.head = p->updates.tail = NULL;
+		mbox = p->mbox_head;
+		p->mbox_head = p->mbox_tail = NULL;
 		pthread_mutex_unlock(&p->lock);
 
 		if (n > 0)
@@ -909,9 +915,11 @@ store_committer_thread(void *arg)
 			workers_post(store->workers, store_job_done, batch[i]);
 		if (updates != NULL)
 			nupdates = store_update_run_list(store, p->writer, updates);
+		if (mbox != NULL)
+			nmbox = store_mbox_run_list(store, p->writer->db, mbox, true);
 
 		pthread_mutex_lock(&p->lock);
-		p->inflight -= (unsigned)(n + nupdates);
+		p->inflight -= (unsigned)(n + nupdates + nmbox);
 		if (p->inflight == 0)
 			pthread_cond_broadcast(&p->idle_cond);
 	}
@@ -1082,6 +1090,23 @@ store_pipeline_push_update(struct store *store, struct store_update *u)
 	else
 		q->head = u;
 	q->tail = u;
+	pthread_cond_signal(&p->commit_cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
+void
+store_pipeline_push_mbox(struct store *store, struct store_mbox_job *job)
+{
+	struct store_pipeline *p = store->pipeline;
+
+	pthread_mutex_lock(&p->lock);
+	p->inflight++;
+	*store_mbox_nextp(job) = NULL;
+	if (p->mbox_tail != NULL)
+		*store_mbox_nextp(p->mbox_tail) = job;
+	else
+		p->mbox_head = job;
+	p->mbox_tail = job;
 	pthread_cond_signal(&p->commit_cond);
 	pthread_mutex_unlock(&p->lock);
 }

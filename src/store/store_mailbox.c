@@ -1,53 +1,24 @@
 /* store_mailbox: mailbox management (IMAP CREATE, DELETE, RENAME, SUBSCRIBE) and the
- * UIDVALIDITY counter. These run synchronously on the store's own connection, each in one
- * transaction; the writer thread may be committing at the same time on its connection, and
- * SQLite's lock (BEGIN IMMEDIATE, busy timeout) orders the two. In the daemon that connection
- * belongs to the loop thread, so the wait for the lock is kept short (STORE_MAILBOX_BUSY_MS):
- * past it the call fails with STORE_BUSY and IMAP answers NO [INUSE], rather than every session
- * freezing while another process holds the database's write lock. */
+ * UIDVALIDITY counter. Each operation is a job of the store's one writer (struct
+ * store_mbox_job): in the daemon the committer thread (store_blob.c) takes every job waiting
+ * and runs them in one transaction, a savepoint each, on its own connection, then unlinks a
+ * deleted mailbox's files and posts each callback to the loop thread; without workers the same
+ * code runs at once on the store's connection (the synchronous functions, for command-line
+ * tools). The loop thread never writes here, so it never waits for SQLite's write lock. */
 #include "store/store_private.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
 
+#include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/util.h"
-
-#define STORE_MAILBOX_BUSY_MS 100    /* the daemon's wait for the write lock, on the loop thread */
-#define STORE_MAILBOX_BUSY_CLI 10000 /* store_db_open's timeout, put back afterwards */
-
-/* Sets how long the store's own connection waits for the write lock: short in the daemon
- * (workers: the loop thread's connection), the usual timeout for command-line tools. */
-static void
-store_mailbox_wait(struct store *store, bool brief)
-{
-	sqlite3_busy_timeout(store->db, brief && store->workers != NULL ? STORE_MAILBOX_BUSY_MS
-									: STORE_MAILBOX_BUSY_CLI);
-}
-
-/* BEGIN IMMEDIATE with the daemon's short wait: 0, STORE_BUSY (another writer holds the lock
- * longer than that) or -1, with error. */
-static int
-store_mailbox_begin(struct store *store, char *error, size_t errsize)
-{
-	int rc;
-
-	store_mailbox_wait(store, true);
-	rc = store_exec(store->db, "BEGIN IMMEDIATE", error, errsize);
-	store_mailbox_wait(store, false);
-	if (rc == 0)
-		return 0;
-	if ((sqlite3_errcode(store->db) & 0xff) == SQLITE_BUSY) {
-		log_info("store event=mailbox-busy wait_ms=%d", STORE_MAILBOX_BUSY_MS);
-		snprintf(error, errsize, "The mailbox list is in use; try again");
-		return STORE_BUSY;
-	}
-	return -1;
-}
+#include "lib/workers.h"
 
 int
 store_uidvalidity_next(sqlite3 *db, uint32_t *uidvalidity_r, char *error, size_t errsize)
@@ -210,10 +181,12 @@ store_mailbox_find(sqlite3 *db, int64_t account_id, const char *name, int64_t *i
 	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* Inserts a mailbox with a fresh UIDVALIDITY inside the caller's transaction. 0 or -1. */
+/* Inserts a mailbox with a fresh UIDVALIDITY inside the caller's transaction (its id and
+ * UIDVALIDITY set when not NULL). 0 or -1. */
 static int
 store_mailbox_insert(sqlite3 *db, int64_t account_id, const char *name, const char *special_use,
-                     int64_t uidnext, int64_t modseq, int64_t *id_r, char *error, size_t errsize)
+                     int64_t uidnext, int64_t modseq, int64_t *id_r, uint32_t *uidvalidity_r,
+                     char *error, size_t errsize)
 {
 	sqlite3_stmt *st;
 	uint32_t uidvalidity;
@@ -241,6 +214,8 @@ store_mailbox_insert(sqlite3 *db, int64_t account_id, const char *name, const ch
 	}
 	if (id_r != NULL)
 		*id_r = sqlite3_last_insert_rowid(db);
+	if (uidvalidity_r != NULL)
+		*uidvalidity_r = uidvalidity;
 	return 0;
 }
 
@@ -260,7 +235,7 @@ store_mailbox_make_parents(sqlite3 *db, int64_t account_id, const char *name, ch
 		    store_mailbox_find(db, account_id, parent, NULL, NULL, NULL, error, errsize);
 		if (found < 0)
 			return -1;
-		if (found == 0 && store_mailbox_insert(db, account_id, parent, "", 1, 0, NULL,
+		if (found == 0 && store_mailbox_insert(db, account_id, parent, "", 1, 0, NULL, NULL,
 		                                       error, errsize) < 0)
 			return -1;
 	}
@@ -289,120 +264,13 @@ store_mailbox_exec(sqlite3 *db, const char *sql, int64_t account_id, const char 
 	return rc;
 }
 
-int
-store_mailbox_create(struct store *store, int64_t account_id, const char *name,
-                     const char *special_use, char *error, size_t errsize)
-{
-	int found;
-
-	if (store_mailbox_check_name(name, error, errsize) < 0 ||
-	    store_mailbox_check_special_use(special_use, &special_use, error, errsize) < 0)
-		return -1;
-	name = store_mailbox_name(name);
-	if ((found = store_mailbox_begin(store, error, errsize)) < 0)
-		return found;
-	found = store_mailbox_find(store->db, account_id, name, NULL, NULL, NULL, error, errsize);
-	if (found != 0) {
-		if (found > 0)
-			snprintf(error, errsize, "Mailbox already exists");
-		goto rollback;
-	}
-	if (store_mailbox_make_parents(store->db, account_id, name, error, errsize) < 0 ||
-	    store_mailbox_insert(store->db, account_id, name, special_use, 1, 0, NULL, error,
-	                         errsize) < 0 ||
-	    store_exec(store->db, "COMMIT", error, errsize) < 0) {
-		found = -1;
-		goto rollback;
-	}
-	log_info("store event=mailbox-create account=%lld", (long long)account_id);
-	return 1;
-rollback:
-	sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
-	return found > 0 ? 0 : -1;
-}
-
-/* Collects the files of a mailbox's messages (to unlink after its rows are gone). 0 or -1. */
-static int
-store_mailbox_paths(sqlite3 *db, int64_t mailbox_id, char ***paths_r, size_t *n_r, char *error,
-                    size_t errsize)
-{
-	sqlite3_stmt *st =
-	    store_prepare(db, "SELECT path FROM messages WHERE mailbox_id = ?", error, errsize);
-	int rc;
-
-	if (st == NULL)
-		return -1;
-	sqlite3_bind_int64(st, 1, mailbox_id);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		*paths_r = xrealloc(*paths_r, (*n_r + 1) * sizeof(**paths_r));
-		(*paths_r)[(*n_r)++] = xstrdup((const char *)sqlite3_column_text(st, 0));
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		snprintf(error, errsize, "sqlite: %s", sqlite3_errmsg(db));
-		return -1;
-	}
-	return 0;
-}
-
-int
-store_mailbox_delete(struct store *store, int64_t account_id, const char *name, char *error,
-                     size_t errsize)
-{
-	char **paths = NULL, path[PATH_MAX];
-	size_t npaths = 0;
-	int64_t id = 0;
-	int ret = -1, found;
-
-	if (store_mailbox_check_name(name, error, errsize) < 0)
-		return -1;
-	name = store_mailbox_name(name);
-	if (strcmp(name, "INBOX") == 0) {
-		snprintf(error, errsize, "INBOX cannot be deleted");
-		return 0;
-	}
-	if ((found = store_mailbox_begin(store, error, errsize)) < 0)
-		return found;
-	found = store_mailbox_find(store->db, account_id, name, &id, NULL, NULL, error, errsize);
-	if (found <= 0) {
-		if (found == 0)
-			snprintf(error, errsize, "No such mailbox");
-		ret = found;
-		goto rollback;
-	}
-	/* The messages go with the mailbox (ON DELETE CASCADE); children are other rows. */
-	if (store_mailbox_paths(store->db, id, &paths, &npaths, error, errsize) < 0 ||
-	    store_mailbox_exec(store->db,
-	                       "DELETE FROM mailboxes WHERE account_id = ?1 AND name = ?2",
-	                       account_id, name, NULL, error, errsize) != SQLITE_DONE ||
-	    store_exec(store->db, "COMMIT", error, errsize) < 0)
-		goto rollback;
-	/* Only after the commit: a crash in between leaves orphan files, never a row without its
-	 * file. A session still reading one keeps its open descriptor. */
-	for (size_t i = 0; i < npaths; i++) {
-		snprintf(path, sizeof(path), "%s/%s", store->dir, paths[i]);
-		if (unlink(path) < 0 && errno != ENOENT)
-			log_warn("store event=mailbox-delete file=%s", path);
-	}
-	log_info("store event=mailbox-delete account=%lld mailbox=%lld messages=%zu",
-	         (long long)account_id, (long long)id, npaths);
-	ret = 1;
-	goto out;
-rollback:
-	sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
-out:
-	for (size_t i = 0; i < npaths; i++)
-		free(paths[i]);
-	free(paths);
-	return ret;
-}
-
 /* RENAME INBOX (RFC 3501 6.3.5): a new mailbox to takes INBOX's messages, with their UIDs (its
  * UIDVALIDITY is new) and INBOX's UIDNEXT; INBOX stays, empty, its UIDNEXT unchanged so no UID
- * comes back, its HIGHESTMODSEQ raised for the expunges. Its children are not touched. */
+ * comes back, its HIGHESTMODSEQ raised for the expunges. Its children are not touched. The new
+ * mailbox's id and UIDVALIDITY are set. */
 static int
-store_mailbox_rename_inbox(sqlite3 *db, int64_t account_id, const char *to, char *error,
-                           size_t errsize)
+store_mailbox_rename_inbox(sqlite3 *db, int64_t account_id, const char *to, int64_t *id_r,
+                           uint32_t *uidvalidity_r, char *error, size_t errsize)
 {
 	int64_t inbox = 0, uidnext = 1, modseq = 0, id = 0;
 	sqlite3_stmt *st;
@@ -410,7 +278,8 @@ store_mailbox_rename_inbox(sqlite3 *db, int64_t account_id, const char *to, char
 
 	if (store_mailbox_find(db, account_id, "INBOX", &inbox, &uidnext, &modseq, error,
 	                       errsize) <= 0 ||
-	    store_mailbox_insert(db, account_id, to, "", uidnext, modseq, &id, error, errsize) < 0)
+	    store_mailbox_insert(db, account_id, to, "", uidnext, modseq, &id, uidvalidity_r, error,
+	                         errsize) < 0)
 		return -1;
 	st = store_prepare(db, "UPDATE messages SET mailbox_id = ?2 WHERE mailbox_id = ?1;", error,
 	                   errsize);
@@ -436,6 +305,7 @@ store_mailbox_rename_inbox(sqlite3 *db, int64_t account_id, const char *to, char
 		snprintf(error, errsize, "sqlite: %s", sqlite3_errmsg(db));
 		return -1;
 	}
+	*id_r = id;
 	return 0;
 }
 
@@ -469,84 +339,498 @@ store_mailbox_rename_tree(sqlite3 *db, int64_t account_id, const char *from, con
 	return rc == SQLITE_DONE ? 1 : -1;
 }
 
+/* --- the jobs --- */
+
+/* A mailbox-management job for the writer; owns copies of what the caller gave and what the
+ * transaction found. */
+struct store_mbox_job {
+	struct store *store;
+	enum store_mbox_kind kind;
+	int64_t account_id;
+	char *name;              /* canonical; RENAME: the old name */
+	char *to;                /* RENAME: canonical */
+	const char *special_use; /* CREATE: RFC 6154's spelling (static), "" for none */
+	int result;              /* 1 (so far, then done), or the failure */
+	bool invalid;            /* refused by store_mbox_check */
+	char error[256];
+	int64_t mailbox_id;
+	uint32_t uidvalidity;
+	char **paths; /* DELETE: the messages' files, unlinked after the commit */
+	size_t npaths, paths_cap;
+	int64_t *ids; /* RENAME: the mailboxes renamed and their old names */
+	char **old;
+	size_t nrenamed, ids_cap, old_cap;
+	int64_t inbox_id; /* RENAME INBOX: the UIDs that left INBOX */
+	uint32_t *uids;
+	size_t nuids, uids_cap;
+	store_mbox_cb *cb;
+	void *arg;
+	struct store_mbox_job *next;
+};
+
+struct store_mbox_job **
+store_mbox_nextp(struct store_mbox_job *job)
+{
+	return &job->next;
+}
+
+/* Marks the job failed with result (0, -2, -1, STORE_BUSY); the first reason wins. */
+static void store_mbox_fail(struct store_mbox_job *job, int result, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+store_mbox_fail(struct store_mbox_job *job, int result, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (job->result != 1)
+		return;
+	job->result = result;
+	va_start(ap, fmt);
+	vsnprintf(job->error, sizeof(job->error), fmt, ap);
+	va_end(ap);
+}
+
+/* Checks the names (and CREATE's special use) before any lookup: a job that fails here is only
+ * answered. */
+static void
+store_mbox_check(struct store_mbox_job *job, const char *special_use)
+{
+	if (store_mailbox_check_name(job->name, job->error, sizeof(job->error)) < 0 ||
+	    (job->to != NULL &&
+	     store_mailbox_check_name(job->to, job->error, sizeof(job->error)) < 0) ||
+	    (job->kind == STORE_MBOX_CREATE &&
+	     store_mailbox_check_special_use(special_use, &job->special_use, job->error,
+	                                     sizeof(job->error)) < 0)) {
+		job->result = -1;
+		job->invalid = true;
+		return;
+	}
+	if (job->kind == STORE_MBOX_DELETE && strcmp(job->name, "INBOX") == 0)
+		store_mbox_fail(job, 0, "INBOX cannot be deleted");
+}
+
+static struct store_mbox_job *
+store_mbox_job_new(struct store *store, const struct store_mbox_op *op, store_mbox_cb *cb,
+                   void *arg)
+{
+	struct store_mbox_job *job = xcalloc(1, sizeof(*job));
+
+	job->store = store;
+	job->kind = op->kind;
+	job->account_id = op->account_id;
+	job->name = xstrdup(store_mailbox_name(op->name != NULL ? op->name : ""));
+	if (op->kind == STORE_MBOX_RENAME)
+		job->to = xstrdup(store_mailbox_name(op->to != NULL ? op->to : ""));
+	job->special_use = "";
+	job->result = 1;
+	job->cb = cb;
+	job->arg = arg;
+	store_mbox_check(job, op->special_use);
+	return job;
+}
+
+static void
+store_mbox_job_free(struct store_mbox_job *job)
+{
+	for (size_t i = 0; i < job->npaths; i++)
+		free(job->paths[i]);
+	for (size_t i = 0; i < job->nrenamed; i++)
+		free(job->old[i]);
+	free(job->paths);
+	free(job->old);
+	free(job->ids);
+	free(job->uids);
+	free(job->name);
+	free(job->to);
+	free(job);
+}
+
+/* Runs a query of one integer (or integer and text) column per row with (?1, ?2) bound to
+ * (a, text b or NULL), calling fn for each row. 0 or -1 with the job failed. */
+static int
+store_mbox_rows(struct store_mbox_job *job, sqlite3 *db, const char *sql, int64_t a, const char *b,
+                void (*fn)(struct store_mbox_job *job, sqlite3_stmt *st))
+{
+	sqlite3_stmt *st = store_prepare(db, sql, job->error, sizeof(job->error));
+	int rc;
+
+	if (st == NULL) {
+		job->result = -1;
+		return -1;
+	}
+	sqlite3_bind_int64(st, 1, a);
+	if (b != NULL)
+		sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		fn(job, st);
+	if (rc != SQLITE_DONE)
+		store_mbox_fail(job, -1, "sqlite: %s", sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static void
+store_mbox_add_path(struct store_mbox_job *job, sqlite3_stmt *st)
+{
+	array_grow((void **)&job->paths, &job->paths_cap, job->npaths + 1, sizeof(*job->paths));
+	job->paths[job->npaths++] = xstrdup((const char *)sqlite3_column_text(st, 0));
+}
+
+static void
+store_mbox_add_renamed(struct store_mbox_job *job, sqlite3_stmt *st)
+{
+	array_grow((void **)&job->ids, &job->ids_cap, job->nrenamed + 1, sizeof(*job->ids));
+	array_grow((void **)&job->old, &job->old_cap, job->nrenamed + 1, sizeof(*job->old));
+	job->ids[job->nrenamed] = sqlite3_column_int64(st, 0);
+	job->old[job->nrenamed++] = xstrdup((const char *)sqlite3_column_text(st, 1));
+}
+
+static void
+store_mbox_add_uid(struct store_mbox_job *job, sqlite3_stmt *st)
+{
+	array_grow((void **)&job->uids, &job->uids_cap, job->nuids + 1, sizeof(*job->uids));
+	job->uids[job->nuids++] = (uint32_t)sqlite3_column_int64(st, 0);
+}
+
+/* Finds job's mailbox (name) in the transaction: 1 found (its id in mailbox_id), else the job
+ * failed (0: no such mailbox). */
+static int
+store_mbox_find_name(struct store_mbox_job *job, sqlite3 *db)
+{
+	int found = store_mailbox_find(db, job->account_id, job->name, &job->mailbox_id, NULL, NULL,
+	                               job->error, sizeof(job->error));
+
+	if (found == 0)
+		store_mbox_fail(job, 0, "No such mailbox");
+	else if (found < 0)
+		job->result = -1;
+	return found;
+}
+
+static void
+store_mbox_create(struct store_mbox_job *job, sqlite3 *db)
+{
+	int found = store_mailbox_find(db, job->account_id, job->name, NULL, NULL, NULL, job->error,
+	                               sizeof(job->error));
+
+	if (found != 0) {
+		if (found > 0)
+			store_mbox_fail(job, 0, "Mailbox already exists");
+		job->result = found > 0 ? 0 : -1;
+		return;
+	}
+	if (store_mailbox_make_parents(db, job->account_id, job->name, job->error,
+	                               sizeof(job->error)) < 0 ||
+	    store_mailbox_insert(db, job->account_id, job->name, job->special_use, 1, 0,
+	                         &job->mailbox_id, &job->uidvalidity, job->error,
+	                         sizeof(job->error)) < 0)
+		job->result = -1;
+}
+
+/* The messages go with the mailbox (ON DELETE CASCADE); children are other rows. The files
+ * are collected here and unlinked after the commit. */
+static void
+store_mbox_delete(struct store_mbox_job *job, sqlite3 *db)
+{
+	if (store_mbox_find_name(job, db) <= 0 ||
+	    store_mbox_rows(job, db, "SELECT path FROM messages WHERE mailbox_id = ?1",
+	                    job->mailbox_id, NULL, store_mbox_add_path) < 0)
+		return;
+	if (store_mailbox_exec(db, "DELETE FROM mailboxes WHERE account_id = ?1 AND name = ?2",
+	                       job->account_id, job->name, NULL, job->error,
+	                       sizeof(job->error)) != SQLITE_DONE)
+		job->result = -1;
+}
+
+static void
+store_mbox_rename(struct store_mbox_job *job, sqlite3 *db)
+{
+	size_t fromlen = strlen(job->name);
+	int found;
+
+	if (store_mbox_find_name(job, db) <= 0)
+		return;
+	/* A new name that exists (INBOX, from itself) is -2 below. */
+	if (strncmp(job->to, job->name, fromlen) == 0 && job->to[fromlen] == '/' &&
+	    strcmp(job->name, "INBOX") != 0) {
+		store_mbox_fail(job, -1, "Cannot rename a mailbox into itself");
+		return;
+	}
+	found = store_mailbox_find(db, job->account_id, job->to, NULL, NULL, NULL, job->error,
+	                           sizeof(job->error));
+	if (found != 0) {
+		if (found > 0)
+			store_mbox_fail(job, -2, "Mailbox already exists");
+		job->result = found > 0 ? -2 : -1;
+		return;
+	}
+	if (store_mailbox_make_parents(db, job->account_id, job->to, job->error,
+	                               sizeof(job->error)) < 0) {
+		job->result = -1;
+		return;
+	}
+	if (strcmp(job->name, "INBOX") == 0) {
+		job->inbox_id = job->mailbox_id;
+		if (store_mbox_rows(job, db,
+		                    "SELECT uid FROM messages WHERE mailbox_id = ?1 ORDER BY uid",
+		                    job->inbox_id, NULL, store_mbox_add_uid) == 0 &&
+		    store_mailbox_rename_inbox(db, job->account_id, job->to, &job->mailbox_id,
+		                               &job->uidvalidity, job->error,
+		                               sizeof(job->error)) < 0)
+			job->result = -1;
+		return;
+	}
+	if (store_mbox_rows(job, db,
+	                    "SELECT id, name FROM mailboxes WHERE account_id = ?1 AND (name = ?2 "
+	                    "OR substr(name, 1, length(?2) + 1) = ?2 || '/')",
+	                    job->account_id, job->name, store_mbox_add_renamed) < 0)
+		return;
+	found = store_mailbox_rename_tree(db, job->account_id, job->name, job->to, job->error,
+	                                  sizeof(job->error));
+	if (found != 1)
+		job->result = found;
+}
+
+static void
+store_mbox_subscribe(struct store_mbox_job *job, sqlite3 *db)
+{
+	const char *sql = job->kind == STORE_MBOX_SUBSCRIBE
+	                      ? "INSERT OR IGNORE INTO subscriptions (account_id, name) "
+	                        "VALUES (?1, ?2)"
+	                      : "DELETE FROM subscriptions WHERE account_id = ?1 AND name = ?2";
+
+	if (store_mailbox_exec(db, sql, job->account_id, job->name, NULL, job->error,
+	                       sizeof(job->error)) != SQLITE_DONE)
+		job->result = -1;
+}
+
+/* Runs one job inside the transaction. */
+static void
+store_mbox_apply(struct store_mbox_job *job, sqlite3 *db)
+{
+	switch (job->kind) {
+	case STORE_MBOX_CREATE:
+		store_mbox_create(job, db);
+		break;
+	case STORE_MBOX_DELETE:
+		store_mbox_delete(job, db);
+		break;
+	case STORE_MBOX_RENAME:
+		store_mbox_rename(job, db);
+		break;
+	case STORE_MBOX_SUBSCRIBE:
+	case STORE_MBOX_UNSUBSCRIBE:
+		store_mbox_subscribe(job, db);
+		break;
+	}
+}
+
+/* Fails every job of the group still ok (a transaction-wide error). */
+static void
+store_mbox_fail_all(struct store_mbox_job **group, size_t n, int result, const char *error)
+{
+	for (size_t i = 0; i < n; i++)
+		store_mbox_fail(group[i], result, "%s", error);
+}
+
+/* Runs the jobs still ok in one transaction on db, a savepoint each. */
+static void
+store_mbox_transaction(struct store_mbox_job **group, size_t n, sqlite3 *db)
+{
+	char error[256];
+
+	if (store_exec(db, "BEGIN IMMEDIATE", error, sizeof(error)) < 0) {
+		if ((sqlite3_errcode(db) & 0xff) == SQLITE_BUSY) {
+			log_info("store event=mailbox-busy jobs=%zu", n);
+			store_mbox_fail_all(group, n, STORE_BUSY,
+			                    "The mailbox list is in use; try again");
+		} else {
+			store_mbox_fail_all(group, n, -1, error);
+		}
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (group[i]->result != 1)
+			continue;
+		if (store_exec(db, "SAVEPOINT mbox", error, sizeof(error)) < 0) {
+			store_mbox_fail(group[i], -1, "%s", error);
+			continue;
+		}
+		store_mbox_apply(group[i], db);
+		if (group[i]->result != 1)
+			sqlite3_exec(db, "ROLLBACK TO mbox", NULL, NULL, NULL);
+		sqlite3_exec(db, "RELEASE mbox", NULL, NULL, NULL);
+		/* Some errors (disk full, I/O) roll the whole transaction back. */
+		if (sqlite3_get_autocommit(db)) {
+			store_mbox_fail_all(group, n, -1, "transaction aborted");
+			return;
+		}
+	}
+	if (store_exec(db, "COMMIT", error, sizeof(error)) < 0) {
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		store_mbox_fail_all(group, n, -1, error);
+	}
+}
+
+/* After the commit: a deleted mailbox's files go (a crash before leaves orphan files, which the
+ * start-up sweep removes, never a row without its file; a session still reading one keeps its
+ * open descriptor). */
+static void
+store_mbox_finish(struct store_mbox_job *job)
+{
+	char path[PATH_MAX], name[128];
+
+	for (size_t i = 0; job->result == 1 && i < job->npaths; i++) {
+		snprintf(path, sizeof(path), "%s/%s", job->store->dir, job->paths[i]);
+		if (unlink(path) < 0 && errno != ENOENT)
+			log_warn("store event=mailbox-delete file=%s", path);
+	}
+	if (job->result == 1)
+		log_info("store event=mailbox-%s account=%lld mailbox=%lld messages=%zu",
+		         job->kind == STORE_MBOX_CREATE   ? "create"
+		         : job->kind == STORE_MBOX_DELETE ? "delete"
+		         : job->kind == STORE_MBOX_RENAME ? "rename"
+		                                          : "subscription",
+		         (long long)job->account_id, (long long)job->mailbox_id,
+		         job->npaths + job->nuids);
+	else if (job->result == -1)
+		log_info("store event=mailbox-failed account=%lld mailbox=\"%s\" error=\"%s\"",
+		         (long long)job->account_id,
+		         log_escape(name, sizeof(name), job->name, strlen(job->name)), job->error);
+}
+
+/* Runs job's callback and frees it (on the loop thread, or at once without workers). */
+static void
+store_mbox_done(void *arg)
+{
+	struct store_mbox_job *job = arg;
+	struct store_mbox_result r = {
+	    .kind = job->kind,
+	    .result = job->result,
+	    .invalid = job->invalid,
+	    .error = job->result == 1 ? "" : job->error,
+	    .name = job->name,
+	    .to = job->to,
+	    .mailbox_id = job->mailbox_id,
+	    .uidvalidity = job->uidvalidity,
+	    .nmessages = job->npaths,
+	    .ids = job->ids,
+	    .old_names = (const char *const *)job->old,
+	    .nrenamed = job->nrenamed,
+	    .inbox_id = job->inbox_id,
+	    .uids = job->uids,
+	    .nuids = job->nuids,
+	};
+
+	if (job->cb != NULL)
+		job->cb(&r, job->arg);
+	store_mbox_job_free(job);
+}
+
+size_t
+store_mbox_run_list(struct store *store, sqlite3 *db, struct store_mbox_job *list, bool post)
+{
+	struct store_mbox_job **group = NULL;
+	size_t n = 0, cap = 0, pending = 0;
+
+	for (struct store_mbox_job *job = list; job != NULL; job = job->next) {
+		array_grow((void **)&group, &cap, n + 1, sizeof(*group));
+		group[n++] = job;
+		pending += job->result == 1;
+	}
+	if (pending > 0)
+		store_mbox_transaction(group, n, db);
+	for (size_t i = 0; i < n; i++) {
+		store_mbox_finish(group[i]);
+		/* Each job belongs to the loop thread once posted. */
+		if (post)
+			workers_post(store->workers, store_mbox_done, group[i]);
+		else
+			store_mbox_done(group[i]);
+	}
+	free(group);
+	return n;
+}
+
+void
+store_mailbox_op(struct store *store, const struct store_mbox_op *op, store_mbox_cb *cb, void *arg)
+{
+	struct store_mbox_job *job = store_mbox_job_new(store, op, cb, arg);
+
+	if (store->pipeline != NULL) {
+		store_pipeline_push_mbox(store, job);
+		return;
+	}
+	job->next = NULL;
+	store_mbox_run_list(store, store->db, job, false);
+}
+
+/* --- the synchronous functions (command-line tools) --- */
+
+struct store_mbox_sync {
+	int result;
+	char *error;
+	size_t errsize;
+};
+
+static void
+store_mbox_sync_cb(const struct store_mbox_result *r, void *arg)
+{
+	struct store_mbox_sync *out = arg;
+
+	out->result = r->result;
+	if (r->result != 1)
+		snprintf(out->error, out->errsize, "%s", r->error);
+}
+
+/* Runs op at once on the store's own connection (whatever the store's workers). */
+static int
+store_mbox_run_sync(struct store *store, const struct store_mbox_op *op, char *error,
+                    size_t errsize)
+{
+	struct store_mbox_sync out = {-1, error, errsize};
+	struct store_mbox_job *job = store_mbox_job_new(store, op, store_mbox_sync_cb, &out);
+
+	store_mbox_run_list(store, store->db, job, false);
+	return out.result;
+}
+
+int
+store_mailbox_create(struct store *store, int64_t account_id, const char *name,
+                     const char *special_use, char *error, size_t errsize)
+{
+	struct store_mbox_op op = {STORE_MBOX_CREATE, account_id, name, NULL, special_use};
+
+	return store_mbox_run_sync(store, &op, error, errsize);
+}
+
+int
+store_mailbox_delete(struct store *store, int64_t account_id, const char *name, char *error,
+                     size_t errsize)
+{
+	struct store_mbox_op op = {STORE_MBOX_DELETE, account_id, name, NULL, NULL};
+
+	return store_mbox_run_sync(store, &op, error, errsize);
+}
+
 int
 store_mailbox_rename(struct store *store, int64_t account_id, const char *from, const char *to,
                      char *error, size_t errsize)
 {
-	size_t fromlen;
-	int found, ret = -1;
+	struct store_mbox_op op = {STORE_MBOX_RENAME, account_id, from, to, NULL};
 
-	if (store_mailbox_check_name(from, error, errsize) < 0 ||
-	    store_mailbox_check_name(to, error, errsize) < 0)
-		return -1;
-	from = store_mailbox_name(from);
-	to = store_mailbox_name(to);
-	fromlen = strlen(from);
-	if (strcmp(to, "INBOX") == 0 || strcmp(from, to) == 0) {
-		snprintf(error, errsize, "Mailbox already exists");
-		return -2;
-	}
-	if (strncmp(to, from, fromlen) == 0 && to[fromlen] == '/' && strcmp(from, "INBOX") != 0) {
-		snprintf(error, errsize, "Cannot rename a mailbox into itself");
-		return -1;
-	}
-	if ((found = store_mailbox_begin(store, error, errsize)) < 0)
-		return found;
-	found = store_mailbox_find(store->db, account_id, from, NULL, NULL, NULL, error, errsize);
-	if (found <= 0) {
-		if (found == 0)
-			snprintf(error, errsize, "No such mailbox");
-		ret = found;
-		goto rollback;
-	}
-	found = store_mailbox_find(store->db, account_id, to, NULL, NULL, NULL, error, errsize);
-	if (found != 0) {
-		if (found > 0)
-			snprintf(error, errsize, "Mailbox already exists");
-		ret = found > 0 ? -2 : -1;
-		goto rollback;
-	}
-	if (store_mailbox_make_parents(store->db, account_id, to, error, errsize) < 0)
-		goto rollback;
-	if (strcmp(from, "INBOX") == 0)
-		ret = store_mailbox_rename_inbox(store->db, account_id, to, error, errsize) < 0 ? -1
-		                                                                                : 1;
-	else
-		ret = store_mailbox_rename_tree(store->db, account_id, from, to, error, errsize);
-	if (ret != 1 || store_exec(store->db, "COMMIT", error, errsize) < 0) {
-		if (ret == 1)
-			ret = -1;
-		goto rollback;
-	}
-	log_info("store event=mailbox-rename account=%lld inbox=%s", (long long)account_id,
-	         strcmp(from, "INBOX") == 0 ? "yes" : "no");
-	return 1;
-rollback:
-	sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
-	return ret;
+	return store_mbox_run_sync(store, &op, error, errsize);
 }
 
 int
 store_subscription_set(struct store *store, int64_t account_id, const char *name, bool subscribed,
                        char *error, size_t errsize)
 {
-	const char *sql = subscribed
-	                      ? "INSERT OR IGNORE INTO subscriptions (account_id, name) "
-	                        "VALUES (?1, ?2)"
-	                      : "DELETE FROM subscriptions WHERE account_id = ?1 AND name = ?2";
-	int rc;
+	struct store_mbox_op op = {subscribed ? STORE_MBOX_SUBSCRIBE : STORE_MBOX_UNSUBSCRIBE,
+	                           account_id, name, NULL, NULL};
 
-	if (store_mailbox_check_name(name, error, errsize) < 0)
-		return -1;
-	name = store_mailbox_name(name);
-	store_mailbox_wait(store, true);
-	rc = store_mailbox_exec(store->db, sql, account_id, name, NULL, error, errsize);
-	store_mailbox_wait(store, false);
-	if ((rc & 0xff) == SQLITE_BUSY) {
-		snprintf(error, errsize, "The mailbox list is in use; try again");
-		return STORE_BUSY;
-	}
-	return rc == SQLITE_DONE ? 1 : -1;
+	return store_mbox_run_sync(store, &op, error, errsize);
 }
 
 int

@@ -1,7 +1,7 @@
 /* store internals shared by store.c (accounts, reads), store_read.c (message lists and scans,
  * counters), store_blob.c (the commit pipeline),
  * store_update.c (flag changes, expunges, COPY/MOVE, keywords), store_mailbox.c (mailbox
- * management) and store_schema.c (connections and migrations). Nothing outside src/store
+ * management, also a job of the committer) and store_schema.c (connections and migrations). Nothing outside src/store
  * includes this. */
 #ifndef TERN_STORE_PRIVATE_H
 #define TERN_STORE_PRIVATE_H
@@ -83,6 +83,18 @@ struct store_update **store_update_nextp(struct store_update *u);
  * once without workers); the updates then belong to their callbacks. Returns how many ran. */
 size_t store_update_run_list(struct store *store, struct store_writer *w,
 			     struct store_update *list);
+
+/* A mailbox-management job (store_mailbox.c): CREATE, DELETE, RENAME, (UN)SUBSCRIBE. */
+struct store_mbox_job;
+/* Hands a mailbox job to the committer's queue (store->pipeline != NULL). */
+void store_pipeline_push_mbox(struct store *store, struct store_mbox_job *job);
+/* The link of job in the committer's queue. */
+struct store_mbox_job **store_mbox_nextp(struct store_mbox_job *job);
+/* Runs the jobs linked from list in one transaction on db (a savepoint each), unlinks deleted
+ * mailboxes' files after the commit, then posts each callback to the loop thread (post) or runs
+ * it at once; the jobs are freed after their callbacks. Returns how many ran. */
+size_t store_mbox_run_list(struct store *store, sqlite3 *db, struct store_mbox_job *list,
+			   bool post);
 
 /* Keywords (IMAP flag-keywords): a space-separated list, unique case-insensitively, each an atom
  * without '\\' of at most STORE_KEYWORD_MAX bytes, the whole under STORE_KEYWORDS_MAX.

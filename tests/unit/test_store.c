@@ -3,6 +3,7 @@
  * (flags, expunge) alone and interleaved with deliveries; for IMAP: keywords, update results and
  * UNCHANGEDSINCE, COPY/MOVE, mailbox CREATE/DELETE/RENAME, subscriptions, the UIDVALIDITY
  * counter, the kept MIME structure, and APPEND through deliver. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -2577,6 +2578,143 @@ test_store_mailbox_rename(void **state)
 	store_free(&store);
 }
 
+/* What one store_mailbox_op callback saw (copied: the result is valid only during it). */
+struct mbox_seen {
+	int calls;
+	int result;
+	bool invalid;
+	bool on_loop; /* ran on the thread that runs the event loop */
+	int64_t mailbox_id, inbox_id;
+	uint32_t uidvalidity;
+	size_t nmessages, nrenamed, nuids;
+	char old[2][64];
+	uint32_t uids[4];
+	int *pending;
+};
+
+static pthread_t mbox_loop_thread;
+
+static void
+mbox_seen_cb(const struct store_mbox_result *r, void *arg)
+{
+	struct mbox_seen *m = arg;
+
+	m->calls++;
+	m->result = r->result;
+	m->invalid = r->invalid;
+	m->on_loop = pthread_equal(pthread_self(), mbox_loop_thread);
+	m->mailbox_id = r->mailbox_id;
+	m->inbox_id = r->inbox_id;
+	m->uidvalidity = r->uidvalidity;
+	m->nmessages = r->nmessages;
+	m->nrenamed = r->nrenamed;
+	m->nuids = r->nuids;
+	for (size_t i = 0; i < r->nrenamed && i < 2; i++)
+		snprintf(m->old[i], sizeof(m->old[i]), "%s", r->old_names[i]);
+	for (size_t i = 0; i < r->nuids && i < 4; i++)
+		m->uids[i] = r->uids[i];
+	(*m->pending)--;
+}
+
+/* store_mailbox_op with workers: jobs queued together run on the committer (one transaction,
+ * a savepoint each: one failing does not sink the others) and call back on the loop thread with
+ * what the transaction found; a deleted mailbox's files are gone by then. */
+static void
+test_store_mailbox_op_threaded(void **state)
+{
+	struct test_dir *d = *state;
+	struct store *store = open_store(d->path, true, NULL);
+	struct store_mailbox work, inbox;
+	struct mbox_seen seen[8];
+	struct event_base *base;
+	struct workers *workers;
+	char error[256];
+	int64_t alice;
+	int pending;
+
+	assert_int_equal(store_account_add(store, "alice@example.org", HASH, error, sizeof(error)),
+	                 1);
+	alice = account_id(store, "alice@example.org");
+	assert_int_equal(store_mailbox_create(store, alice, "Work/Sub", NULL, error, sizeof(error)),
+	                 1);
+	deliver_to(store, alice, "INBOX");
+	deliver_to(store, alice, "INBOX");
+	deliver_to(store, alice, "Junk");
+	deliver_to(store, alice, "Junk");
+	deliver_to(store, alice, "Junk");
+	assert_int_equal(store_mailbox_get(store, alice, "Work", &work), 1);
+	assert_int_equal(store_mailbox_get(store, alice, "INBOX", &inbox), 1);
+	store_free(&store);
+	assert_int_equal(count_files(d->path, "mail"), 5);
+
+	assert_int_equal(evthread_use_pthreads(), 0);
+	base = event_base_new();
+	workers = workers_new(base, 1);
+	store = open_store(d->path, false, workers);
+	mbox_loop_thread = pthread_self();
+	memset(seen, 0, sizeof(seen));
+	pending = 8;
+	for (int i = 0; i < 8; i++)
+		seen[i].pending = &pending;
+	{
+		const struct store_mbox_op ops[8] = {
+		    {STORE_MBOX_CREATE, alice, "New/Box", NULL, "\\Archive"},
+		    {STORE_MBOX_CREATE, alice, "Sent", NULL, NULL},
+		    {STORE_MBOX_RENAME, alice, "Work", "Job", NULL},
+		    {STORE_MBOX_DELETE, alice, "Junk", NULL, NULL},
+		    {STORE_MBOX_RENAME, alice, "INBOX", "Old", NULL},
+		    {STORE_MBOX_SUBSCRIBE, alice, "Job/Sub", NULL, NULL},
+		    {STORE_MBOX_DELETE, alice, "Nope", NULL, NULL},
+		    {STORE_MBOX_CREATE, alice, "Bad*", NULL, NULL},
+		};
+		for (int i = 0; i < 8; i++)
+			store_mailbox_op(store, &ops[i], mbox_seen_cb, &seen[i]);
+	}
+	/* Nothing runs before the loop does. */
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(seen[i].calls, 0);
+	while (pending > 0)
+		event_base_loop(base, EVLOOP_ONCE);
+	for (int i = 0; i < 8; i++) {
+		assert_int_equal(seen[i].calls, 1);
+		assert_true(seen[i].on_loop);
+	}
+	print_message("# CREATE: the new mailbox's id and UIDVALIDITY\n");
+	assert_int_equal(seen[0].result, 1);
+	assert_true(seen[0].mailbox_id > 0 && seen[0].uidvalidity > 0);
+	assert_int_equal(seen[1].result, 0);
+	print_message("# RENAME: the mailboxes renamed with their old names\n");
+	assert_int_equal(seen[2].result, 1);
+	assert_int_equal(seen[2].nrenamed, 2);
+	assert_true((strcmp(seen[2].old[0], "Work") == 0 && strcmp(seen[2].old[1], "Work/Sub") == 0) ||
+	            (strcmp(seen[2].old[1], "Work") == 0 && strcmp(seen[2].old[0], "Work/Sub") == 0));
+	print_message("# DELETE: the messages removed, their files unlinked before the callback\n");
+	assert_int_equal(seen[3].result, 1);
+	assert_int_equal(seen[3].nmessages, 3);
+	assert_int_equal(count_files(d->path, "mail"), 2);
+	print_message("# RENAME INBOX: INBOX's id and the UIDs that left it\n");
+	assert_int_equal(seen[4].result, 1);
+	assert_int_equal(seen[4].inbox_id, inbox.id);
+	assert_int_not_equal(seen[4].mailbox_id, inbox.id);
+	assert_int_equal(seen[4].nuids, 2);
+	assert_int_equal(seen[4].uids[0], 1);
+	assert_int_equal(seen[4].uids[1], 2);
+	assert_int_equal(seen[5].result, 1);
+	assert_int_equal(seen[6].result, 0);
+	assert_int_equal(seen[7].result, -1);
+	assert_true(seen[7].invalid);
+	/* Visible on the loop thread's own connection right after the callbacks. */
+	assert_int_equal(store_mailbox_get(store, alice, "Job", &work), 1);
+	assert_int_equal(store_mailbox_get(store, alice, "New/Box", &work), 1);
+	assert_string_equal(work.special_use, "\\Archive");
+	assert_int_equal(store_mailbox_get(store, alice, "Junk", &work), 0);
+	assert_int_equal(store_mailbox_get(store, alice, "Old", &work), 1);
+	assert_int_equal(work.messages, 2);
+	store_free(&store);
+	workers_free(&workers);
+	event_base_free(base);
+}
+
 static void
 test_store_subscriptions(void **state)
 {
@@ -3194,6 +3332,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_store_mailbox_create, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_mailbox_delete, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_mailbox_rename, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_store_mailbox_op_threaded, setup_dir,
+	                                    teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_subscriptions, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_deliver_append, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_message_mime, setup_dir, teardown_dir),
