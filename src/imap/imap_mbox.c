@@ -10,6 +10,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
+#include "imap/imap_notify.h"
 #include "imap/imap_private.h"
 #include "imap/imap_utf7.h"
 #include "lib/log.h"
@@ -95,7 +96,9 @@ imap_publish_mailbox(struct imap_session *s, enum notify_kind kind, int64_t mail
 		return;
 	notify_copy_text(ev.mailbox, sizeof(ev.mailbox), name);
 	notify_copy_text(ev.old_mailbox, sizeof(ev.old_mailbox), old);
+	imap_notify_own(s, true); /* NOTIFY does not tell the session what it did */
 	notify_publish(s->server->hub, &ev);
+	imap_notify_own(s, false);
 }
 
 /* --- CREATE, DELETE, RENAME --- */
@@ -343,5 +346,7 @@ imap_cmd_subscribe(struct imap_session *s, const struct imap_command *cmd)
 		imap_reply(s, "%s NO [%s] %s", cmd->tag, r == STORE_BUSY ? "INUSE" : "CANNOT", error);
 		return;
 	}
+	/* For NOTIFY's SubscriptionChange (RFC 5465 5.5). */
+	imap_publish_mailbox(s, on ? NOTIFY_SUBSCRIBED : NOTIFY_UNSUBSCRIBED, 0, name, NULL);
 	imap_reply(s, "%s OK %s completed", cmd->tag, cmd->name);
 }

@@ -104,6 +104,7 @@ struct imap_event {
 
 struct imap_fetch;  /* imap_fetch.c */
 struct imap_append; /* imap_append.c */
+struct imap_notify; /* imap_notify.c */
 
 /* What to do once the store update in flight completes. */
 enum imap_update_kind {
@@ -166,6 +167,7 @@ struct imap_session {
 	struct imap_append *append;
 	struct imap_fetch *fetch; /* a FETCH in progress */
 	struct event *idle_timer;
+	struct imap_notify *notify; /* NOTIFY's state (imap_notify.c); NULL before NOTIFY */
 };
 
 /* imap_session.c */

@@ -1,0 +1,938 @@
+/* imap_notify: NOTIFY (RFC 5465): the command's grammar, a session's filters, and the dispatch of
+ * the hub's events to it. See imap_notify.h. */
+#include "imap/imap_notify.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "imap/imap_private.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "notify/notify.h"
+
+/* A session's pending notifications for other mailboxes. Past these it has fallen behind: the
+ * queue is dropped and NOTIFICATIONOVERFLOW sent (RFC 5465 5.8). */
+#define IMAP_NOTIFY_PENDING_MAX 512 /* mailboxes with changes not yet told */
+#define IMAP_NOTIFY_LISTS_MAX 256   /* mailbox name and subscription changes not yet told */
+#define IMAP_NOTIFY_RETRY_MS 200    /* flush again while a FETCH streams or output is full */
+
+/* --- the grammar (RFC 5465 section 8) --- */
+
+static const struct {
+	const char *name;
+	enum imap_notify_filter filter;
+	bool names;
+} imap_notify_filters[] = {
+    {"SELECTED", IMAP_NOTIFY_SELECTED, false},
+    {"SELECTED-DELAYED", IMAP_NOTIFY_SELECTED_DELAYED, false},
+    {"INBOXES", IMAP_NOTIFY_INBOXES, false},
+    {"PERSONAL", IMAP_NOTIFY_PERSONAL, false},
+    {"SUBSCRIBED", IMAP_NOTIFY_SUBSCRIBED, false},
+    {"SUBTREE", IMAP_NOTIFY_SUBTREE, true},
+    {"MAILBOXES", IMAP_NOTIFY_MAILBOXES, true},
+};
+
+static const struct {
+	const char *name;
+	unsigned event; /* 0: known, not supported here (no ANNOTATE, no METADATA) */
+} imap_notify_events[] = {
+    {"MessageNew", IMAP_NOTIFY_EV_NEW},
+    {"MessageExpunge", IMAP_NOTIFY_EV_EXPUNGE},
+    {"FlagChange", IMAP_NOTIFY_EV_FLAGS},
+    {"MailboxName", IMAP_NOTIFY_EV_MAILBOXNAME},
+    {"SubscriptionChange", IMAP_NOTIFY_EV_SUBSCRIPTION},
+    {"AnnotationChange", 0},
+    {"MailboxMetadataChange", 0},
+    {"ServerMetadataChange", 0},
+};
+
+static const char *const imap_notify_att_names[] = {
+    [IMAP_NOTIFY_ATT_UID] = "UID",
+    [IMAP_NOTIFY_ATT_FLAGS] = "FLAGS",
+    [IMAP_NOTIFY_ATT_MODSEQ] = "MODSEQ",
+    [IMAP_NOTIFY_ATT_INTERNALDATE] = "INTERNALDATE",
+    [IMAP_NOTIFY_ATT_SIZE] = "RFC822.SIZE",
+};
+
+/* FETCH items that are valid but need the message's file or structure, which an unsolicited
+ * response cannot wait for here. */
+static const char *const imap_notify_atts_unsent[] = {
+    "ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822", "RFC822.HEADER", "RFC822.TEXT",
+    "FAST", "ALL", "FULL", "BINARY.SIZE", "EMAILID", "THREADID",
+};
+
+/* MessageNew's fetch-att list. */
+static int
+imap_notify_parse_atts(const struct imap_arg *list, struct imap_notify_spec *spec, bool keep,
+                       const char **error_r)
+{
+	if (list->list_count == 0) {
+		*error_r = "Empty fetch-att list";
+		return IMAP_NOTIFY_PARSE_BAD;
+	}
+	for (size_t i = 0; i < list->list_count; i++) {
+		const struct imap_arg *a = &list->list[i];
+		size_t k = 0, nk = sizeof(imap_notify_att_names) / sizeof(imap_notify_att_names[0]);
+
+		if (a->type == IMAP_ARG_SECTION) {
+			*error_r = "MessageNew cannot send body sections; fetch them with UID FETCH";
+			return IMAP_NOTIFY_PARSE_CANNOT;
+		}
+		while (k < nk && !imap_arg_atom_equals(a, imap_notify_att_names[k]))
+			k++;
+		if (k == nk) {
+			for (size_t j = 0;
+			     j < sizeof(imap_notify_atts_unsent) / sizeof(imap_notify_atts_unsent[0]);
+			     j++) {
+				if (imap_arg_atom_equals(a, imap_notify_atts_unsent[j])) {
+					*error_r = "MessageNew sends only UID, FLAGS, MODSEQ, "
+					           "INTERNALDATE and RFC822.SIZE; fetch the rest with "
+					           "UID FETCH";
+					return IMAP_NOTIFY_PARSE_CANNOT;
+				}
+			}
+			*error_r = "Invalid fetch-att";
+			return IMAP_NOTIFY_PARSE_BAD;
+		}
+		if (!keep)
+			continue;
+		if (spec->natts == IMAP_NOTIFY_ATTS_MAX) {
+			*error_r = "Too many fetch-att items";
+			return IMAP_NOTIFY_PARSE_BAD;
+		}
+		spec->atts[spec->natts++] = (enum imap_notify_att)k;
+	}
+	return IMAP_NOTIFY_PARSE_OK;
+}
+
+/* One group's events: NONE or "(" event *(SP event) ")". *unsupported is set for a known or
+ * unknown event this server does not have (NO [BADEVENT], once the syntax is known good). */
+static int
+imap_notify_parse_events(const struct imap_arg *a, struct imap_notify_group *g,
+                         struct imap_notify_spec *spec, bool *unsupported, const char **error_r)
+{
+	bool selected = g->filter == IMAP_NOTIFY_SELECTED ||
+	                g->filter == IMAP_NOTIFY_SELECTED_DELAYED;
+	bool annotation = false;
+	int r;
+
+	g->events = 0;
+	if (imap_arg_atom_equals(a, "NONE"))
+		return IMAP_NOTIFY_PARSE_OK;
+	if (a->type != IMAP_ARG_LIST || a->list_count == 0) {
+		*error_r = "Expected an event list or NONE";
+		return IMAP_NOTIFY_PARSE_BAD;
+	}
+	for (size_t i = 0; i < a->list_count; i++) {
+		const struct imap_arg *e = &a->list[i];
+		size_t k = 0, nk = sizeof(imap_notify_events) / sizeof(imap_notify_events[0]);
+
+		if (e->type != IMAP_ARG_ATOM) {
+			*error_r = "Invalid event";
+			return IMAP_NOTIFY_PARSE_BAD;
+		}
+		while (k < nk && strcasecmp(e->str, imap_notify_events[k].name) != 0)
+			k++;
+		if (k == nk || imap_notify_events[k].event == 0) {
+			/* event-ext is any atom: valid syntax, refused with NO below */
+			*unsupported = true;
+			if (k < nk && strcasecmp(e->str, "AnnotationChange") == 0)
+				annotation = true;
+			if (k < nk && strcasecmp(e->str, "AnnotationChange") != 0 && selected) {
+				*error_r = "Only message events may be used with SELECTED";
+				return IMAP_NOTIFY_PARSE_BAD;
+			}
+			continue;
+		}
+		if (selected && (imap_notify_events[k].event & IMAP_NOTIFY_EV_MESSAGE) == 0) {
+			*error_r = "Only message events may be used with SELECTED";
+			return IMAP_NOTIFY_PARSE_BAD;
+		}
+		g->events |= imap_notify_events[k].event;
+		if (imap_notify_events[k].event == IMAP_NOTIFY_EV_NEW && i + 1 < a->list_count &&
+		    a->list[i + 1].type == IMAP_ARG_LIST) {
+			i++;
+			r = imap_notify_parse_atts(&a->list[i], spec, selected, error_r);
+			if (r != IMAP_NOTIFY_PARSE_OK)
+				return r;
+		}
+	}
+	/* RFC 5465 5: MessageNew and MessageExpunge go together; FlagChange and
+	 * AnnotationChange need both. */
+	if (((g->events & IMAP_NOTIFY_EV_NEW) != 0) != ((g->events & IMAP_NOTIFY_EV_EXPUNGE) != 0)) {
+		*error_r = "MessageNew and MessageExpunge must be given together";
+		return IMAP_NOTIFY_PARSE_BAD;
+	}
+	if (((g->events & IMAP_NOTIFY_EV_FLAGS) != 0 || annotation) &&
+	    (g->events & IMAP_NOTIFY_EV_NEW) == 0) {
+		*error_r = "FlagChange and AnnotationChange need MessageNew and MessageExpunge";
+		return IMAP_NOTIFY_PARSE_BAD;
+	}
+	return IMAP_NOTIFY_PARSE_OK;
+}
+
+/* "(" filter-mailboxes SP events ")" */
+static int
+imap_notify_parse_group(const struct imap_arg *a, struct imap_notify_spec *spec,
+                        bool *unsupported, const char **error_r)
+{
+	struct imap_notify_group *g;
+	size_t k = 0, nk = sizeof(imap_notify_filters) / sizeof(imap_notify_filters[0]);
+	const struct imap_arg *names;
+
+	if (a->type != IMAP_ARG_LIST || a->list_count < 2) {
+		*error_r = "Expected (filter events)";
+		return IMAP_NOTIFY_PARSE_BAD;
+	}
+	while (k < nk && !imap_arg_atom_equals(&a->list[0], imap_notify_filters[k].name))
+		k++;
+	if (k == nk) {
+		*error_r = "Unknown mailbox filter";
+		return IMAP_NOTIFY_PARSE_BAD;
+	}
+	if (a->list_count != (imap_notify_filters[k].names ? 3u : 2u)) {
+		*error_r = imap_notify_filters[k].names ? "Expected (filter mailboxes events)"
+		                                        : "Expected (filter events)";
+		return IMAP_NOTIFY_PARSE_BAD;
+	}
+	if (spec->ngroups == IMAP_NOTIFY_GROUPS_MAX) {
+		*error_r = "Too many event groups";
+		return IMAP_NOTIFY_PARSE_BAD;
+	}
+	g = &spec->groups[spec->ngroups++];
+	*g = (struct imap_notify_group){.filter = imap_notify_filters[k].filter,
+	                                .first = spec->nnames};
+	if (imap_notify_filters[k].names) {
+		const struct imap_arg *one = &a->list[1];
+		size_t n = 1;
+		const char *str;
+
+		names = one;
+		if (one->type == IMAP_ARG_LIST) {
+			names = one->list;
+			n = one->list_count;
+		}
+		if (n == 0) {
+			*error_r = "Empty mailbox list";
+			return IMAP_NOTIFY_PARSE_BAD;
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (!imap_arg_get_astring(&names[i], &str)) {
+				*error_r = "Invalid mailbox name";
+				return IMAP_NOTIFY_PARSE_BAD;
+			}
+			if (spec->nnames == IMAP_NOTIFY_NAMES_MAX) {
+				*error_r = "Too many mailbox names";
+				return IMAP_NOTIFY_PARSE_BAD;
+			}
+			spec->names[spec->nnames++] = &names[i];
+		}
+		g->nnames = n;
+	}
+	return imap_notify_parse_events(&a->list[a->list_count - 1], g, spec, unsupported,
+	                                error_r);
+}
+
+int
+imap_notify_parse(const struct imap_arg *args, size_t nargs, struct imap_notify_spec *spec,
+                  const char **error_r)
+{
+	bool unsupported = false, selected = false;
+	size_t i = 1;
+	int r;
+
+	memset(spec, 0, sizeof(*spec));
+	*error_r = NULL;
+	if (nargs == 1 && imap_arg_atom_equals(&args[0], "NONE")) {
+		spec->none = true;
+		return IMAP_NOTIFY_PARSE_OK;
+	}
+	if (nargs < 2 || !imap_arg_atom_equals(&args[0], "SET")) {
+		*error_r = "syntax: NOTIFY SET [STATUS] (filter events)... or NOTIFY NONE";
+		return IMAP_NOTIFY_PARSE_BAD;
+	}
+	if (imap_arg_atom_equals(&args[1], "STATUS")) {
+		spec->status = true;
+		i = 2;
+	}
+	if (i == nargs) {
+		*error_r = "NOTIFY SET needs at least one event group";
+		return IMAP_NOTIFY_PARSE_BAD;
+	}
+	for (; i < nargs; i++) {
+		r = imap_notify_parse_group(&args[i], spec, &unsupported, error_r);
+		if (r != IMAP_NOTIFY_PARSE_OK)
+			return r;
+		if (spec->groups[spec->ngroups - 1].filter <= IMAP_NOTIFY_SELECTED_DELAYED) {
+			/* RFC 5465 6.1: one of SELECTED and SELECTED-DELAYED, once */
+			if (selected) {
+				*error_r = "SELECTED or SELECTED-DELAYED may be given only once";
+				return IMAP_NOTIFY_PARSE_BAD;
+			}
+			selected = true;
+		}
+	}
+	if (unsupported) {
+		*error_r = "Unsupported event";
+		return IMAP_NOTIFY_PARSE_BADEVENT;
+	}
+	return IMAP_NOTIFY_PARSE_OK;
+}
+
+/* --- a session's NOTIFY state --- */
+
+struct imap_notify_rule {
+	enum imap_notify_filter filter;
+	unsigned events;
+	char **names; /* SUBTREE, MAILBOXES: UTF-8 store names */
+	size_t nnames;
+};
+
+struct imap_notify_pending {
+	int64_t mailbox_id;
+	unsigned events; /* IMAP_NOTIFY_EV_* that happened there */
+};
+
+struct imap_notify_list {
+	int kind; /* enum notify_kind: mailbox or subscription event */
+	char *name;
+	char *old; /* RENAMED */
+};
+
+struct imap_notify {
+	struct imap_session *s;
+	struct imap_notify_rule *rules; /* the groups for other mailboxes */
+	size_t nrules;
+	unsigned other_events;	  /* union of the rules' events */
+	unsigned selected_events; /* the SELECTED/SELECTED-DELAYED group's; 0 without one */
+	bool delayed;		  /* SELECTED-DELAYED */
+	enum imap_notify_att atts[IMAP_NOTIFY_ATTS_MAX];
+	size_t natts;
+	struct notify_sub *sub; /* every mailbox of the account, when a rule wants events */
+	struct imap_notify_pending *pending;
+	size_t npending, pending_cap;
+	struct imap_notify_list *lists;
+	size_t nlists, lists_cap;
+	bool overflow;
+	bool own; /* the session is publishing its own mailbox events */
+	struct event *flush_ev;
+};
+
+/* The account's mailboxes and subscriptions, read once per flush. */
+struct imap_notify_view {
+	struct store_mailbox *mbox;
+	size_t n, cap;
+	char **subs;
+	size_t nsubs, subs_cap;
+};
+
+static void
+imap_notify_clear_queue(struct imap_notify *n)
+{
+	for (size_t i = 0; i < n->nlists; i++) {
+		free(n->lists[i].name);
+		free(n->lists[i].old);
+	}
+	free(n->lists);
+	n->lists = NULL;
+	n->nlists = n->lists_cap = 0;
+	free(n->pending);
+	n->pending = NULL;
+	n->npending = n->pending_cap = 0;
+}
+
+/* Back to "no NOTIFY rules" (NOTIFY NONE, a new NOTIFY SET, overflow); the struct stays, so
+ * IDLE keeps following NOTIFY (RFC 5465 4). */
+static void
+imap_notify_reset(struct imap_notify *n)
+{
+	notify_unsubscribe(&n->sub);
+	for (size_t i = 0; i < n->nrules; i++) {
+		for (size_t j = 0; j < n->rules[i].nnames; j++)
+			free(n->rules[i].names[j]);
+		free(n->rules[i].names);
+	}
+	free(n->rules);
+	n->rules = NULL;
+	n->nrules = 0;
+	n->other_events = n->selected_events = 0;
+	n->delayed = false;
+	n->natts = 0;
+	n->overflow = false;
+	imap_notify_clear_queue(n);
+}
+
+void
+imap_notify_free(struct imap_session *s)
+{
+	struct imap_notify *n = s->notify;
+
+	if (n == NULL)
+		return;
+	imap_notify_reset(n);
+	if (n->flush_ev != NULL)
+		event_free(n->flush_ev);
+	free(n);
+	s->notify = NULL;
+}
+
+void
+imap_notify_own(struct imap_session *s, bool on)
+{
+	if (s->notify != NULL)
+		s->notify->own = on;
+}
+
+static bool
+imap_notify_subscribed(const struct imap_notify_view *v, const char *name)
+{
+	for (size_t i = 0; i < v->nsubs; i++)
+		if (strcmp(v->subs[i], name) == 0)
+			return true;
+	return false;
+}
+
+/* The events the rules ask for in the mailbox called name (RFC 5465 6). */
+static unsigned
+imap_notify_match(const struct imap_notify *n, const struct imap_notify_view *v, const char *name)
+{
+	unsigned events = 0;
+
+	for (size_t i = 0; i < n->nrules; i++) {
+		const struct imap_notify_rule *r = &n->rules[i];
+		bool hit = false;
+
+		switch (r->filter) {
+		case IMAP_NOTIFY_INBOXES:
+			hit = strcmp(name, "INBOX") == 0; /* the only mailbox delivery writes to */
+			break;
+		case IMAP_NOTIFY_PERSONAL:
+			hit = true;
+			break;
+		case IMAP_NOTIFY_SUBSCRIBED:
+			hit = imap_notify_subscribed(v, name);
+			break;
+		case IMAP_NOTIFY_SUBTREE:
+			for (size_t j = 0; j < r->nnames && !hit; j++) {
+				size_t len = strlen(r->names[j]);
+
+				hit = strncmp(name, r->names[j], len) == 0 &&
+				      (name[len] == '\0' || name[len] == '/');
+			}
+			break;
+		case IMAP_NOTIFY_MAILBOXES:
+			for (size_t j = 0; j < r->nnames && !hit; j++)
+				hit = strcmp(name, r->names[j]) == 0;
+			break;
+		default:
+			break;
+		}
+		if (hit)
+			events |= r->events;
+	}
+	return events;
+}
+
+static void
+imap_notify_view_mailbox(const struct store_mailbox *mbox, void *arg)
+{
+	struct imap_notify_view *v = arg;
+
+	if (v->n == v->cap) {
+		v->cap = v->cap == 0 ? 16 : 2 * v->cap;
+		v->mbox = xrealloc(v->mbox, v->cap * sizeof(*v->mbox));
+	}
+	v->mbox[v->n++] = *mbox;
+}
+
+static void
+imap_notify_view_sub(const char *name, void *arg)
+{
+	struct imap_notify_view *v = arg;
+
+	if (v->nsubs == v->subs_cap) {
+		v->subs_cap = v->subs_cap == 0 ? 16 : 2 * v->subs_cap;
+		v->subs = xrealloc(v->subs, v->subs_cap * sizeof(*v->subs));
+	}
+	v->subs[v->nsubs++] = xstrdup(name);
+}
+
+static void
+imap_notify_view_free(struct imap_notify_view *v)
+{
+	for (size_t i = 0; i < v->nsubs; i++)
+		free(v->subs[i]);
+	free(v->subs);
+	free(v->mbox);
+	memset(v, 0, sizeof(*v));
+}
+
+/* Reads the mailbox list (and the subscriptions, when a rule or a LIST line needs them). */
+static int
+imap_notify_view_load(struct imap_session *s, struct imap_notify_view *v, bool subs)
+{
+	memset(v, 0, sizeof(*v));
+	if (store_mailbox_list(s->server->store, s->account_id, imap_notify_view_mailbox, v) < 0 ||
+	    (subs && store_subscription_list(s->server->store, s->account_id,
+	                                     imap_notify_view_sub, v) < 0)) {
+		imap_notify_view_free(v);
+		return -1;
+	}
+	return 0;
+}
+
+static const struct store_mailbox *
+imap_notify_view_find(const struct imap_notify_view *v, int64_t id, const char *name)
+{
+	for (size_t i = 0; i < v->n; i++)
+		if ((name == NULL && v->mbox[i].id == id) ||
+		    (name != NULL && strcmp(v->mbox[i].name, name) == 0))
+			return &v->mbox[i];
+	return NULL;
+}
+
+/* What RFC 5465 5.1-5.3 ask of a STATUS for another mailbox, all at once: MESSAGES, UIDNEXT,
+ * UIDVALIDITY (MessageNew, MessageExpunge), UNSEEN (flag changes), HIGHESTMODSEQ with
+ * CONDSTORE. */
+static const struct imap_arg imap_notify_status_items[] = {
+    {.type = IMAP_ARG_ATOM, .str = "MESSAGES", .len = 8},
+    {.type = IMAP_ARG_ATOM, .str = "UIDNEXT", .len = 7},
+    {.type = IMAP_ARG_ATOM, .str = "UIDVALIDITY", .len = 11},
+    {.type = IMAP_ARG_ATOM, .str = "UNSEEN", .len = 6},
+    {.type = IMAP_ARG_ATOM, .str = "HIGHESTMODSEQ", .len = 13},
+};
+
+static void
+imap_notify_status(struct imap_session *s, const struct store_mailbox *mbox)
+{
+	size_t nitems = s->condstore ? 5 : 4;
+
+	if (imap_status_write(s, mbox->name, mbox, imap_notify_status_items, nitems) < 0)
+		log_warnx("imap session=%s event=notify-status-failed mailbox_id=%" PRId64,
+		          s->conn.id, mbox->id);
+}
+
+static bool
+imap_notify_has_children(const struct imap_notify_view *v, const char *name)
+{
+	size_t len = strlen(name);
+
+	for (size_t i = 0; i < v->n; i++)
+		if (strncmp(v->mbox[i].name, name, len) == 0 && v->mbox[i].name[len] == '/')
+			return true;
+	return false;
+}
+
+/* "* LIST (attributes) "/" name [("OLDNAME" (old))]" (RFC 5465 5.4, 5.5; RFC 5258 extended
+ * data, sent whether or not the client uses LIST-EXTENDED, as 5465 section 3 says). */
+static void
+imap_notify_list_write(struct imap_session *s, const struct imap_notify_view *v,
+                       const struct imap_notify_list *l)
+{
+	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
+	bool exists = imap_notify_view_find(v, 0, l->name) != NULL;
+	bool subscribed = imap_notify_subscribed(v, l->name);
+	const char *sep = "";
+
+	evbuffer_add_printf(out, "* LIST (");
+	if (!exists) {
+		evbuffer_add_printf(out, "\\NonExistent");
+		sep = " ";
+	} else {
+		evbuffer_add_printf(out, "%s", imap_notify_has_children(v, l->name)
+		                                   ? "\\HasChildren"
+		                                   : "\\HasNoChildren");
+		sep = " ";
+	}
+	if (subscribed)
+		evbuffer_add_printf(out, "%s\\Subscribed", sep);
+	evbuffer_add_printf(out, ") \"/\" ");
+	imap_write_mailbox(s, l->name);
+	if (l->old != NULL) {
+		evbuffer_add_printf(out, " (\"OLDNAME\" (");
+		imap_write_mailbox(s, l->old);
+		evbuffer_add_printf(out, "))");
+	}
+	evbuffer_add(out, "\r\n", 2);
+}
+
+static bool
+imap_notify_can_write(const struct imap_session *s)
+{
+	/* Untagged responses go between whole lines: not inside a FETCH being streamed, not in
+	 * a SASL exchange, not once closing. */
+	return (s->state == IMAP_STATE_AUTH || s->state == IMAP_STATE_SELECTED ||
+	        s->state == IMAP_STATE_IDLE || s->state == IMAP_STATE_WAIT) &&
+	       !netconn_output_full(&s->conn);
+}
+
+static void
+imap_notify_schedule(struct imap_notify *n, bool later)
+{
+	struct timeval tv = {0, later ? IMAP_NOTIFY_RETRY_MS * 1000 : 0};
+
+	if (!evtimer_pending(n->flush_ev, NULL) || !later)
+		evtimer_add(n->flush_ev, &tv);
+}
+
+/* Sends what is queued for other mailboxes: LIST lines in order, then one STATUS per mailbox. */
+static void
+imap_notify_flush(evutil_socket_t fd, short what, void *arg)
+{
+	struct imap_notify *n = arg;
+	struct imap_session *s = n->s;
+	struct imap_notify_view v;
+
+	(void)fd;
+	(void)what;
+	if (s->conn.dead || (n->npending == 0 && n->nlists == 0 && !n->overflow))
+		return;
+	if (!imap_notify_can_write(s)) {
+		imap_notify_schedule(n, true);
+		return;
+	}
+	if (n->overflow) {
+		imap_reply(s, "* OK [NOTIFICATIONOVERFLOW] Too many changes to tell; NOTIFY NONE is "
+		              "in effect");
+		log_info("imap session=%s event=notify-overflow", s->conn.id);
+		imap_notify_reset(n);
+		return;
+	}
+	if (imap_notify_view_load(s, &v, true) < 0) {
+		log_warnx("imap session=%s event=notify-list-failed", s->conn.id);
+		imap_notify_schedule(n, true);
+		return;
+	}
+	for (size_t i = 0; i < n->nlists; i++) {
+		const struct imap_notify_list *l = &n->lists[i];
+		unsigned want = l->kind == NOTIFY_SUBSCRIBED || l->kind == NOTIFY_UNSUBSCRIBED
+		                    ? IMAP_NOTIFY_EV_SUBSCRIPTION
+		                    : IMAP_NOTIFY_EV_MAILBOXNAME;
+		unsigned events = imap_notify_match(n, &v, l->name);
+
+		if (l->old != NULL)
+			events |= imap_notify_match(n, &v, l->old);
+		if (events & want)
+			imap_notify_list_write(s, &v, l);
+	}
+	for (size_t i = 0; i < n->npending; i++) {
+		const struct store_mailbox *mbox =
+		    imap_notify_view_find(&v, n->pending[i].mailbox_id, NULL);
+
+		/* Gone meanwhile (its LIST said so), or selected since (SELECTED rules it). */
+		if (mbox == NULL || (s->mailbox != NULL && mbox->id == s->mailbox_id))
+			continue;
+		if (imap_notify_match(n, &v, mbox->name) & n->pending[i].events)
+			imap_notify_status(s, mbox);
+	}
+	imap_notify_view_free(&v);
+	imap_notify_clear_queue(n);
+}
+
+static void
+imap_notify_overflow(struct imap_notify *n)
+{
+	imap_notify_clear_queue(n);
+	notify_unsubscribe(&n->sub);
+	n->overflow = true;
+}
+
+/* The hub's callback for the account's other mailboxes: notes the change, bounded, and leaves
+ * the writing to the deferred flush (a burst of deliveries gives one STATUS). */
+static void
+imap_notify_event(const struct notify_event *ev, void *arg)
+{
+	struct imap_notify *n = arg;
+	struct imap_session *s = n->s;
+	unsigned event = 0;
+
+	if (s->conn.dead || n->overflow)
+		return;
+	switch (ev->kind) {
+	case NOTIFY_NEW:
+		event = IMAP_NOTIFY_EV_NEW;
+		break;
+	case NOTIFY_EXPUNGE:
+		event = IMAP_NOTIFY_EV_EXPUNGE;
+		break;
+	case NOTIFY_FLAGS:
+		event = IMAP_NOTIFY_EV_FLAGS;
+		break;
+	case NOTIFY_MAILBOX_CREATED:
+	case NOTIFY_MAILBOX_DELETED:
+	case NOTIFY_MAILBOX_RENAMED:
+		event = IMAP_NOTIFY_EV_MAILBOXNAME;
+		break;
+	case NOTIFY_SUBSCRIBED:
+	case NOTIFY_UNSUBSCRIBED:
+		event = IMAP_NOTIFY_EV_SUBSCRIPTION;
+		break;
+	default:
+		return;
+	}
+	if ((n->other_events & event) == 0)
+		return;
+	if (event & IMAP_NOTIFY_EV_MESSAGE) {
+		size_t i = 0;
+
+		/* The selected mailbox is SELECTED's (RFC 5465 6.1), even with no such group. */
+		if (s->mailbox != NULL && ev->mailbox_id == s->mailbox_id)
+			return;
+		while (i < n->npending && n->pending[i].mailbox_id != ev->mailbox_id)
+			i++;
+		if (i == n->npending) {
+			if (n->npending == IMAP_NOTIFY_PENDING_MAX) {
+				imap_notify_overflow(n);
+				imap_notify_schedule(n, false);
+				return;
+			}
+			if (n->npending == n->pending_cap) {
+				n->pending_cap = n->pending_cap == 0 ? 4 : 2 * n->pending_cap;
+				n->pending = xrealloc(n->pending,
+				                      n->pending_cap * sizeof(*n->pending));
+			}
+			n->pending[n->npending++] = (struct imap_notify_pending){.mailbox_id =
+			                                                             ev->mailbox_id};
+		}
+		n->pending[i].events |= event;
+	} else {
+		struct imap_notify_list *l;
+
+		if (n->own)
+			return;
+		if (n->nlists == IMAP_NOTIFY_LISTS_MAX) {
+			imap_notify_overflow(n);
+			imap_notify_schedule(n, false);
+			return;
+		}
+		if (n->nlists == n->lists_cap) {
+			n->lists_cap = n->lists_cap == 0 ? 4 : 2 * n->lists_cap;
+			n->lists = xrealloc(n->lists, n->lists_cap * sizeof(*n->lists));
+		}
+		l = &n->lists[n->nlists++];
+		l->kind = ev->kind;
+		l->name = xstrdup(ev->mailbox);
+		l->old = ev->kind == NOTIFY_MAILBOX_RENAMED ? xstrdup(ev->old_mailbox) : NULL;
+	}
+	imap_notify_schedule(n, false);
+}
+
+/* --- the selected mailbox --- */
+
+bool
+imap_notify_selected_wants(const struct imap_session *s, unsigned event)
+{
+	return s->notify == NULL || (s->notify->selected_events & event) != 0;
+}
+
+void
+imap_notify_selected(struct imap_session *s, int kind)
+{
+	struct imap_notify *n = s->notify;
+	bool idle = s->state == IMAP_STATE_IDLE;
+	unsigned event;
+
+	if (netconn_output_full(&s->conn))
+		return;
+	/* Without NOTIFY, IDLE tells everything at once (RFC 2177); a deleted mailbox ends
+	 * the session either way. */
+	if (n == NULL || kind == NOTIFY_MAILBOX_DELETED) {
+		if (idle)
+			imap_mailbox_flush(s, true);
+		return;
+	}
+	event = kind == NOTIFY_NEW       ? IMAP_NOTIFY_EV_NEW
+	        : kind == NOTIFY_EXPUNGE ? IMAP_NOTIFY_EV_EXPUNGE
+	        : kind == NOTIFY_FLAGS   ? IMAP_NOTIFY_EV_FLAGS
+	                                 : 0;
+	/* With NOTIFY, exactly what it asked for, idle or not (RFC 5465 4), and only between
+	 * commands: a command in progress tells the rest when it ends. SELECTED-DELAYED keeps
+	 * expunges for a command that may send them (RFC 3501 7.4.1), IDLE being one. */
+	if ((n->selected_events & event) == 0 || (!idle && s->state != IMAP_STATE_SELECTED))
+		return;
+	imap_mailbox_flush(s, idle || !n->delayed);
+}
+
+static void
+imap_notify_write_att(struct imap_session *s, const struct imap_msg *m, enum imap_notify_att att)
+{
+	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
+	char date[64];
+	struct tm tm;
+	time_t t;
+
+	switch (att) {
+	case IMAP_NOTIFY_ATT_UID:
+		evbuffer_add_printf(out, "UID %u", m->uid);
+		break;
+	case IMAP_NOTIFY_ATT_FLAGS:
+		evbuffer_add_printf(out, "FLAGS ");
+		imap_msg_flags_write(s, m);
+		break;
+	case IMAP_NOTIFY_ATT_MODSEQ:
+		evbuffer_add_printf(out, "MODSEQ (%" PRIu64 ")", m->modseq > 0 ? m->modseq : 1);
+		break;
+	case IMAP_NOTIFY_ATT_INTERNALDATE:
+		t = (time_t)m->internal_date;
+		gmtime_r(&t, &tm);
+		strftime(date, sizeof(date), "%d-%b-%Y %H:%M:%S +0000", &tm);
+		evbuffer_add_printf(out, "INTERNALDATE \"%s\"", date);
+		break;
+	case IMAP_NOTIFY_ATT_SIZE:
+		evbuffer_add_printf(out, "RFC822.SIZE %" PRIu64, m->size);
+		break;
+	}
+}
+
+void
+imap_notify_new_messages(struct imap_session *s, uint32_t last_uid)
+{
+	struct imap_notify *n = s->notify;
+	struct evbuffer *out;
+	uint32_t i;
+
+	if (n == NULL || n->natts == 0 || (n->selected_events & IMAP_NOTIFY_EV_NEW) == 0)
+		return;
+	i = s->exists_announced;
+	while (i > 0 && s->msgs[i - 1].uid > last_uid)
+		i--;
+	if (i == s->exists_announced)
+		return;
+	if (imap_mailbox_load_meta(s) < 0) {
+		log_warnx("imap session=%s event=notify-fetch-failed", s->conn.id);
+		return;
+	}
+	out = bufferevent_get_output(s->conn.bev);
+	for (; i < s->exists_announced; i++) {
+		evbuffer_add_printf(out, "* %u FETCH (", i + 1);
+		for (size_t k = 0; k < n->natts; k++) {
+			if (k > 0)
+				evbuffer_add(out, " ", 1);
+			imap_notify_write_att(s, &s->msgs[i], n->atts[k]);
+		}
+		evbuffer_add(out, ")\r\n", 3);
+	}
+}
+
+/* --- NOTIFY --- */
+
+/* Turns the parsed groups into the session's rules (names decoded; replies and returns -1 on a
+ * bad name). */
+static int
+imap_notify_install(struct imap_session *s, const char *tag, struct imap_notify *n,
+                    const struct imap_notify_spec *spec)
+{
+	char name[IMAP_MAILBOX_MAX];
+
+	n->rules = xcalloc(spec->ngroups + 1, sizeof(*n->rules));
+	for (size_t i = 0; i < spec->ngroups; i++) {
+		const struct imap_notify_group *g = &spec->groups[i];
+		struct imap_notify_rule *r;
+
+		if (g->filter <= IMAP_NOTIFY_SELECTED_DELAYED) {
+			n->selected_events = g->events;
+			n->delayed = g->filter == IMAP_NOTIFY_SELECTED_DELAYED;
+			continue;
+		}
+		r = &n->rules[n->nrules++];
+		r->filter = g->filter;
+		r->events = g->events;
+		n->other_events |= g->events;
+		if (g->nnames == 0)
+			continue;
+		r->names = xcalloc(g->nnames, sizeof(*r->names));
+		for (size_t j = 0; j < g->nnames; j++) {
+			if (imap_mailbox_arg(s, tag, spec->names[g->first + j], name, sizeof(name)) <
+			    0)
+				return -1;
+			r->names[r->nnames++] = xstrdup(name);
+		}
+	}
+	memcpy(n->atts, spec->atts, sizeof(n->atts));
+	n->natts = spec->natts;
+	return 0;
+}
+
+/* NOTIFY SET STATUS: a STATUS for each mailbox whose message events are asked for, the
+ * selected one excepted (RFC 5465 3.1). */
+static int
+imap_notify_initial_status(struct imap_session *s, struct imap_notify *n)
+{
+	struct imap_notify_view v;
+
+	if ((n->other_events & IMAP_NOTIFY_EV_MESSAGE) == 0)
+		return 0;
+	if (imap_notify_view_load(s, &v, true) < 0)
+		return -1;
+	for (size_t i = 0; i < v.n; i++) {
+		if (s->mailbox != NULL && v.mbox[i].id == s->mailbox_id)
+			continue;
+		if (imap_notify_match(n, &v, v.mbox[i].name) & IMAP_NOTIFY_EV_MESSAGE)
+			imap_notify_status(s, &v.mbox[i]);
+	}
+	imap_notify_view_free(&v);
+	return 0;
+}
+
+void
+imap_cmd_notify(struct imap_session *s, const struct imap_command *cmd)
+{
+	struct imap_notify_spec *spec = xcalloc(1, sizeof(*spec));
+	struct imap_notify *n;
+	const char *error;
+	int r;
+
+	r = imap_notify_parse(cmd->args, cmd->nargs, spec, &error);
+	if (r == IMAP_NOTIFY_PARSE_BAD) {
+		imap_bad(s, cmd->tag, error);
+		goto done;
+	}
+	if (r == IMAP_NOTIFY_PARSE_BADEVENT) {
+		imap_reply(s, "%s NO [BADEVENT (" IMAP_NOTIFY_SUPPORTED ")] Unsupported event",
+		           cmd->tag);
+		goto done;
+	}
+	if (r == IMAP_NOTIFY_PARSE_CANNOT) {
+		imap_reply(s, "%s NO [CANNOT] %s", cmd->tag, error);
+		goto done;
+	}
+	if (s->notify == NULL) {
+		s->notify = xcalloc(1, sizeof(*s->notify));
+		s->notify->s = s;
+		s->notify->flush_ev = evtimer_new(s->server->base, imap_notify_flush, s->notify);
+	}
+	n = s->notify;
+	imap_notify_reset(n);
+	if (!spec->none && imap_notify_install(s, cmd->tag, n, spec) < 0) {
+		imap_notify_reset(n);
+		goto done;
+	}
+	/* MODSEQ in MessageNew's fetch-att enables CONDSTORE as in FETCH (RFC 7162 3.1). */
+	for (size_t i = 0; i < n->natts; i++)
+		if (n->atts[i] == IMAP_NOTIFY_ATT_MODSEQ)
+			imap_condstore_enable(s);
+	if (n->other_events != 0 && s->server->hub != NULL)
+		n->sub = notify_subscribe_kinds(s->server->hub, s->account_id, 0, NOTIFY_KINDS_ALL,
+		                                imap_notify_event, n);
+	if (spec->status && imap_notify_initial_status(s, n) < 0) {
+		imap_notify_reset(n);
+		imap_reply(s, "%s NO [UNAVAILABLE] Cannot read the mailboxes; try again later",
+		           cmd->tag);
+		goto done;
+	}
+	log_debug("imap session=%s event=notify rules=%zu selected=%u other=%u", s->conn.id,
+	          n->nrules, n->selected_events, n->other_events);
+	/* The implicit NOOP (RFC 5465 3.1), under the new rules: what they ask for and was held
+	 * comes now. */
+	if (s->state == IMAP_STATE_SELECTED)
+		imap_mailbox_flush(s, true);
+	imap_reply(s, "%s OK NOTIFY completed", cmd->tag);
+done:
+	free(spec);
+}
