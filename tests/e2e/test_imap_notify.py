@@ -69,136 +69,141 @@ def login(d, user=ALICE):
     return imap
 
 
-def test_every_path(checks):
-    with Daemon("notify-paths", imap=True) as d:
+def watched(checks, name, test):
+    """Runs test(checks, d, watcher, other) on a fresh daemon with two sessions of alice."""
+    with Daemon(name, imap=True) as d:
         if not harness.start_daemon(checks, d):
             return
-        watcher = login(d)
-        other = login(d)
-        tagged, _ = watcher.command("CREATE Archive")
-        checks.check(harness.imap_tagged_ok(tagged), "CREATE Archive", tagged)
-        tagged, _ = watcher.command("SELECT Archive")
-        checks.check(harness.imap_tagged_ok(tagged), "SELECT Archive", tagged)
-        tagged, untagged = watcher.command(
-            "NOTIFY SET (selected (MessageNew (UID FLAGS) MessageExpunge FlagChange)) "
-            "(inboxes (MessageNew MessageExpunge FlagChange)) (personal (MailboxName SubscriptionChange))")
-        checks.check(harness.imap_tagged_ok(tagged), "NOTIFY SET with selected, inboxes, personal",
-                     f"{tagged} {untagged}")
-
-        deliver(d, ALICE, "n1")
-        line, seen = wait_for(watcher, r"^\* STATUS \"?INBOX\"? ")
-        checks.check(line is not None and "MESSAGES 1" in line and "UIDNEXT 2" in line,
-                     "SMTP delivery to INBOX (not selected): unsolicited * STATUS INBOX "
-                     "(MESSAGES 1 UIDNEXT 2 ...) with no command in progress", str(seen))
-
-        deliver(d, BOB, "n-bob")
-        seen = quiet(watcher)
-        checks.check(seen == [], "a delivery to another account: nothing", str(seen))
-
-        pop = RawPOP3(d.pop3_port)
-        checks.check(pop3_ok(pop.login(ALICE, d.passwords[ALICE])), "POP3: login")
-        status, _ = pop.cmd_multi("RETR 1")
-        checks.check(pop3_ok(status), "POP3: RETR 1", status)
-        checks.check(pop3_ok(pop.cmd("QUIT")), "POP3: QUIT (commits \\Seen)")
-        pop.close()
-        line, seen = wait_for(watcher, r"^\* STATUS \"?INBOX\"? ")
-        checks.check(line is not None and "UNSEEN 0" in line and "MESSAGES 1" in line,
-                     "POP3 \\Seen (FlagChange): * STATUS INBOX (... MESSAGES 1 UNSEEN 0)", str(seen))
-
-        pop = RawPOP3(d.pop3_port)
-        checks.check(pop3_ok(pop.login(ALICE, d.passwords[ALICE])), "POP3: login again")
-        checks.check(pop3_ok(pop.cmd("DELE 1")), "POP3: DELE 1")
-        checks.check(pop3_ok(pop.cmd("QUIT")), "POP3: QUIT (expunges it)")
-        pop.close()
-        line, seen = wait_for(watcher, r"^\* STATUS \"?INBOX\"? ")
-        checks.check(line is not None and "MESSAGES 0" in line,
-                     "POP3 DELE (MessageExpunge): * STATUS INBOX (MESSAGES 0 ...)", str(seen))
-
-        msg = "From: a@b.test\r\nSubject: x\r\n\r\nhello\r\n"
-        tagged, _ = other.command(f"APPEND Archive {{{len(msg)}+}}\r\n{msg}")
-        checks.check(harness.imap_tagged_ok(tagged), "another session: APPEND Archive", tagged)
-        line, seen = wait_for(watcher, r"^\* 1 FETCH ")
-        checks.check("* 1 EXISTS" in seen and line is not None and re.match(
-            r"^\* 1 FETCH \(UID 1 FLAGS \(\\Recent\)\)$", line) is not None,
-            "APPEND to the selected mailbox: * 1 EXISTS, * 1 FETCH (UID 1 FLAGS (\\Recent)) at once "
-            "(MessageNew's fetch-att)", str(seen))
-
-        tagged, _ = other.command("SELECT Archive")
-        tagged, _ = other.command("STORE 1 +FLAGS (\\Flagged)")
-        checks.check(harness.imap_tagged_ok(tagged), "another session: STORE 1 +FLAGS (\\Flagged)", tagged)
-        line, seen = wait_for(watcher, r"^\* 1 FETCH ")
-        checks.check(line is not None and "\\Flagged" in line and "UID 1" in line,
-                     "FlagChange in the selected mailbox: * 1 FETCH (UID 1 FLAGS (... \\Flagged ...)) at once",
-                     str(seen))
-        other.command("STORE 1 +FLAGS.SILENT (\\Deleted)")
-        tagged, _ = other.command("EXPUNGE")
-        checks.check(harness.imap_tagged_ok(tagged), "another session: EXPUNGE", tagged)
-        line, seen = wait_for(watcher, r"^\* 1 EXPUNGE$")
-        checks.check(line is not None, "MessageExpunge (SELECTED): * 1 EXPUNGE at once", str(seen))
-
-        for command, pattern, what in (
-                ("CREATE Projects", r'^\* LIST \([^)]*\) "/" "?Projects"?$', "CREATE"),
-                ("RENAME Projects Done", r'^\* LIST \([^)]*\) "/" "?Done"? \("OLDNAME" \("?Projects"?\)\)$',
-                 "RENAME (with OLDNAME)"),
-                ("SUBSCRIBE Done", r'^\* LIST \([^)]*\\Subscribed[^)]*\) "/" "?Done"?$', "SUBSCRIBE"),
-                ("DELETE Done", r'^\* LIST \([^)]*\\NonExistent[^)]*\) "/" "?Done"?$', "DELETE")):
-            tagged, _ = other.command(command)
-            line, seen = wait_for(watcher, r"^\* LIST ")
-            checks.check(harness.imap_tagged_ok(tagged) and line is not None and re.match(pattern, line),
-                         f"another session's {what}: {line}", f"{tagged} {seen}")
-
-        tagged, untagged = watcher.command("NOOP")
-        checks.check(harness.imap_tagged_ok(tagged) and untagged == [],
-                     "the watcher's NOOP: nothing left to tell (everything came as it happened)",
-                     f"{tagged} {untagged}")
-        watcher.command("LOGOUT")
-        other.command("LOGOUT")
+        test(checks, d, login(d), login(d))
         checks.check(d.alive(), "ternd still runs")
+
+
+def test_every_path(checks):
+    watched(checks, "notify-paths", every_path)
+
+
+def every_path(checks, d, watcher, other):
+    tagged, _ = watcher.command("CREATE Archive")
+    checks.check(harness.imap_tagged_ok(tagged), "CREATE Archive", tagged)
+    tagged, _ = watcher.command("SELECT Archive")
+    checks.check(harness.imap_tagged_ok(tagged), "SELECT Archive", tagged)
+    tagged, untagged = watcher.command(
+        "NOTIFY SET (selected (MessageNew (UID FLAGS) MessageExpunge FlagChange)) "
+        "(inboxes (MessageNew MessageExpunge FlagChange)) (personal (MailboxName SubscriptionChange))")
+    checks.check(harness.imap_tagged_ok(tagged), "NOTIFY SET with selected, inboxes, personal",
+                 f"{tagged} {untagged}")
+
+    deliver(d, ALICE, "n1")
+    line, seen = wait_for(watcher, r"^\* STATUS \"?INBOX\"? ")
+    checks.check(line is not None and "MESSAGES 1" in line and "UIDNEXT 2" in line,
+                 "SMTP delivery to INBOX (not selected): unsolicited * STATUS INBOX "
+                 "(MESSAGES 1 UIDNEXT 2 ...) with no command in progress", str(seen))
+
+    deliver(d, BOB, "n-bob")
+    seen = quiet(watcher)
+    checks.check(seen == [], "a delivery to another account: nothing", str(seen))
+
+    pop = RawPOP3(d.pop3_port)
+    checks.check(pop3_ok(pop.login(ALICE, d.passwords[ALICE])), "POP3: login")
+    status, _ = pop.cmd_multi("RETR 1")
+    checks.check(pop3_ok(status), "POP3: RETR 1", status)
+    checks.check(pop3_ok(pop.cmd("QUIT")), "POP3: QUIT (commits \\Seen)")
+    pop.close()
+    line, seen = wait_for(watcher, r"^\* STATUS \"?INBOX\"? ")
+    checks.check(line is not None and "UNSEEN 0" in line and "MESSAGES 1" in line,
+                 "POP3 \\Seen (FlagChange): * STATUS INBOX (... MESSAGES 1 UNSEEN 0)", str(seen))
+
+    pop = RawPOP3(d.pop3_port)
+    checks.check(pop3_ok(pop.login(ALICE, d.passwords[ALICE])), "POP3: login again")
+    checks.check(pop3_ok(pop.cmd("DELE 1")), "POP3: DELE 1")
+    checks.check(pop3_ok(pop.cmd("QUIT")), "POP3: QUIT (expunges it)")
+    pop.close()
+    line, seen = wait_for(watcher, r"^\* STATUS \"?INBOX\"? ")
+    checks.check(line is not None and "MESSAGES 0" in line,
+                 "POP3 DELE (MessageExpunge): * STATUS INBOX (MESSAGES 0 ...)", str(seen))
+
+    msg = "From: a@b.test\r\nSubject: x\r\n\r\nhello\r\n"
+    tagged, _ = other.command(f"APPEND Archive {{{len(msg)}+}}\r\n{msg}")
+    checks.check(harness.imap_tagged_ok(tagged), "another session: APPEND Archive", tagged)
+    line, seen = wait_for(watcher, r"^\* 1 FETCH ")
+    checks.check("* 1 EXISTS" in seen and line is not None and re.match(
+        r"^\* 1 FETCH \(UID 1 FLAGS \(\\Recent\)\)$", line) is not None,
+        "APPEND to the selected mailbox: * 1 EXISTS, * 1 FETCH (UID 1 FLAGS (\\Recent)) at once "
+        "(MessageNew's fetch-att)", str(seen))
+
+    tagged, _ = other.command("SELECT Archive")
+    tagged, _ = other.command("STORE 1 +FLAGS (\\Flagged)")
+    checks.check(harness.imap_tagged_ok(tagged), "another session: STORE 1 +FLAGS (\\Flagged)", tagged)
+    line, seen = wait_for(watcher, r"^\* 1 FETCH ")
+    checks.check(line is not None and "\\Flagged" in line and "UID 1" in line,
+                 "FlagChange in the selected mailbox: * 1 FETCH (UID 1 FLAGS (... \\Flagged ...)) at once",
+                 str(seen))
+    other.command("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    tagged, _ = other.command("EXPUNGE")
+    checks.check(harness.imap_tagged_ok(tagged), "another session: EXPUNGE", tagged)
+    line, seen = wait_for(watcher, r"^\* 1 EXPUNGE$")
+    checks.check(line is not None, "MessageExpunge (SELECTED): * 1 EXPUNGE at once", str(seen))
+
+    for command, pattern, what in (
+            ("CREATE Projects", r'^\* LIST \([^)]*\) "/" "?Projects"?$', "CREATE"),
+            ("RENAME Projects Done", r'^\* LIST \([^)]*\) "/" "?Done"? \("OLDNAME" \("?Projects"?\)\)$',
+             "RENAME (with OLDNAME)"),
+            ("SUBSCRIBE Done", r'^\* LIST \([^)]*\\Subscribed[^)]*\) "/" "?Done"?$', "SUBSCRIBE"),
+            ("DELETE Done", r'^\* LIST \([^)]*\\NonExistent[^)]*\) "/" "?Done"?$', "DELETE")):
+        tagged, _ = other.command(command)
+        line, seen = wait_for(watcher, r"^\* LIST ")
+        checks.check(harness.imap_tagged_ok(tagged) and line is not None and re.match(pattern, line),
+                     f"another session's {what}: {line}", f"{tagged} {seen}")
+
+    tagged, untagged = watcher.command("NOOP")
+    checks.check(harness.imap_tagged_ok(tagged) and untagged == [],
+                 "the watcher's NOOP: nothing left to tell (everything came as it happened)",
+                 f"{tagged} {untagged}")
+    watcher.command("LOGOUT")
+    other.command("LOGOUT")
 
 
 def test_overflow(checks):
-    with Daemon("notify-overflow", imap=True) as d:
-        if not harness.start_daemon(checks, d):
-            return
-        watcher = login(d)
-        other = login(d)
-        tagged, _ = watcher.command("NOTIFY SET (personal (MessageNew MessageExpunge MailboxName))")
-        checks.check(harness.imap_tagged_ok(tagged), "NOTIFY SET (personal (... MailboxName))", tagged)
-        n = 300
-        other.send("".join(f"c{i} CREATE Tree/{i}\r\n" for i in range(n)).encode())
-        oks = 0
-        for i in range(n):
-            tagged, _ = other.read_until_tagged(f"c{i}")
-            oks += harness.imap_tagged_ok(tagged)
-        checks.check(oks == n, f"another session creates {n} mailboxes (pipelined)", f"{oks} OK")
-        lists = 0
-        while lists < n + 1:
-            line, _ = wait_for(watcher, r"^\* LIST ")
-            if line is None:
-                break
-            lists += 1
-        checks.check(lists >= n, f"the watcher hears of them as they come ({lists} LIST lines)")
-        tagged, _ = other.command("RENAME Tree Forest")
-        checks.check(harness.imap_tagged_ok(tagged), f"RENAME Tree Forest: {n + 1} mailboxes renamed at once",
-                     tagged)
-        line, seen = wait_for(watcher, r"NOTIFICATIONOVERFLOW")
-        checks.check(line is not None and line.startswith("* OK [NOTIFICATIONOVERFLOW]"),
-                     "more renames at once than the session's bounded queue holds: "
-                     "* OK [NOTIFICATIONOVERFLOW]", f"{line} after {len(seen)} lines")
-        checks.check(not any(l.startswith("* LIST") for l in seen),
-                     "... and no LIST of the half-told batch before it", str(seen[:3]))
-        tagged, _ = other.command("CREATE After")
-        msg = "Subject: x\r\n\r\nhello\r\n"
-        other.command(f"APPEND INBOX {{{len(msg)}+}}\r\n{msg}")
-        seen = quiet(watcher)
-        checks.check(seen == [], "after the overflow NOTIFY NONE is in effect (RFC 5465 5.8): "
-                     "a CREATE and an APPEND tell nothing", str(seen))
-        tagged, untagged = watcher.command("NOTIFY SET (personal (MailboxName))")
-        checks.check(harness.imap_tagged_ok(tagged), "a new NOTIFY SET is accepted", tagged)
-        other.command("CREATE Again")
-        line, seen = wait_for(watcher, r"^\* LIST ")
-        checks.check(line is not None and "Again" in line, "... and works again", str(seen))
-        checks.check(d.alive(), "ternd still runs")
+    watched(checks, "notify-overflow", overflow)
+
+
+def overflow(checks, d, watcher, other):
+    tagged, _ = watcher.command("NOTIFY SET (personal (MessageNew MessageExpunge MailboxName))")
+    checks.check(harness.imap_tagged_ok(tagged), "NOTIFY SET (personal (... MailboxName))", tagged)
+    n = 300
+    other.send("".join(f"c{i} CREATE Tree/{i}\r\n" for i in range(n)).encode())
+    oks = 0
+    for i in range(n):
+        tagged, _ = other.read_until_tagged(f"c{i}")
+        oks += harness.imap_tagged_ok(tagged)
+    checks.check(oks == n, f"another session creates {n} mailboxes (pipelined)", f"{oks} OK")
+    lists = 0
+    while lists < n + 1:
+        line, _ = wait_for(watcher, r"^\* LIST ")
+        if line is None:
+            break
+        lists += 1
+    checks.check(lists >= n, f"the watcher hears of them as they come ({lists} LIST lines)")
+    tagged, _ = other.command("RENAME Tree Forest")
+    checks.check(harness.imap_tagged_ok(tagged), f"RENAME Tree Forest: {n + 1} mailboxes renamed at once",
+                 tagged)
+    line, seen = wait_for(watcher, r"NOTIFICATIONOVERFLOW")
+    checks.check(line is not None and line.startswith("* OK [NOTIFICATIONOVERFLOW]"),
+                 "more renames at once than the session's bounded queue holds: "
+                 "* OK [NOTIFICATIONOVERFLOW]", f"{line} after {len(seen)} lines")
+    checks.check(not any(l.startswith("* LIST") for l in seen),
+                 "... and no LIST of the half-told batch before it", str(seen[:3]))
+    tagged, _ = other.command("CREATE After")
+    msg = "Subject: x\r\n\r\nhello\r\n"
+    other.command(f"APPEND INBOX {{{len(msg)}+}}\r\n{msg}")
+    seen = quiet(watcher)
+    checks.check(seen == [], "after the overflow NOTIFY NONE is in effect (RFC 5465 5.8): "
+                 "a CREATE and an APPEND tell nothing", str(seen))
+    tagged, untagged = watcher.command("NOTIFY SET (personal (MailboxName))")
+    checks.check(harness.imap_tagged_ok(tagged), "a new NOTIFY SET is accepted", tagged)
+    other.command("CREATE Again")
+    line, seen = wait_for(watcher, r"^\* LIST ")
+    checks.check(line is not None and "Again" in line, "... and works again", str(seen))
 
 
 def run(checks):
