@@ -296,6 +296,7 @@ struct imap_notify_rule {
 
 struct imap_notify_pending {
 	int64_t mailbox_id;
+	char *name;	 /* as the first event named it; checked against the id at the flush */
 	unsigned events; /* IMAP_NOTIFY_EV_* that happened there */
 };
 
@@ -324,7 +325,9 @@ struct imap_notify {
 	struct event *flush_ev;
 };
 
-/* The account's mailboxes and subscriptions, read once per flush. */
+/* The account's subscriptions (read once per flush) and, for NOTIFY SET STATUS only, its
+ * mailboxes: a flush looks up just the mailboxes that changed, never the whole list (whose rows
+ * each carry a message count). */
 struct imap_notify_view {
 	struct store_mailbox *mbox;
 	size_t n, cap;
@@ -342,6 +345,8 @@ imap_notify_clear_queue(struct imap_notify *n)
 	free(n->lists);
 	n->lists = NULL;
 	n->nlists = n->lists_cap = 0;
+	for (size_t i = 0; i < n->npending; i++)
+		free(n->pending[i].name);
 	free(n->pending);
 	n->pending = NULL;
 	n->npending = n->pending_cap = 0;
@@ -473,28 +478,18 @@ imap_notify_view_free(struct imap_notify_view *v)
 	memset(v, 0, sizeof(*v));
 }
 
-/* Reads the mailbox list (and the subscriptions, when a rule or a LIST line needs them). */
+/* Reads the subscriptions, and the mailbox list when mailboxes is true. */
 static int
-imap_notify_view_load(struct imap_session *s, struct imap_notify_view *v, bool subs)
+imap_notify_view_load(struct imap_session *s, struct imap_notify_view *v, bool mailboxes)
 {
 	memset(v, 0, sizeof(*v));
-	if (store_mailbox_list(s->server->store, s->account_id, imap_notify_view_mailbox, v) < 0 ||
-	    (subs && store_subscription_list(s->server->store, s->account_id,
-	                                     imap_notify_view_sub, v) < 0)) {
+	if (store_subscription_list(s->server->store, s->account_id, imap_notify_view_sub, v) < 0 ||
+	    (mailboxes &&
+	     store_mailbox_list(s->server->store, s->account_id, imap_notify_view_mailbox, v) < 0)) {
 		imap_notify_view_free(v);
 		return -1;
 	}
 	return 0;
-}
-
-static const struct store_mailbox *
-imap_notify_view_find(const struct imap_notify_view *v, int64_t id, const char *name)
-{
-	for (size_t i = 0; i < v->n; i++)
-		if ((name == NULL && v->mbox[i].id == id) ||
-		    (name != NULL && strcmp(v->mbox[i].name, name) == 0))
-			return &v->mbox[i];
-	return NULL;
 }
 
 /* What RFC 5465 5.1-5.3 ask of a STATUS for another mailbox, all at once: MESSAGES, UIDNEXT,
@@ -518,17 +513,6 @@ imap_notify_status(struct imap_session *s, const struct store_mailbox *mbox)
 		          s->conn.id, mbox->id);
 }
 
-static bool
-imap_notify_has_children(const struct imap_notify_view *v, const char *name)
-{
-	size_t len = strlen(name);
-
-	for (size_t i = 0; i < v->n; i++)
-		if (strncmp(v->mbox[i].name, name, len) == 0 && v->mbox[i].name[len] == '/')
-			return true;
-	return false;
-}
-
 /* "* LIST (attributes) "/" name [("OLDNAME" (old))]" (RFC 5465 5.4, 5.5; RFC 5258 extended
  * data, sent whether or not the client uses LIST-EXTENDED, as 5465 section 3 says). */
 static void
@@ -536,18 +520,14 @@ imap_notify_list_write(struct imap_session *s, const struct imap_notify_view *v,
                        const struct imap_notify_list *l)
 {
 	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
-	bool exists = imap_notify_view_find(v, 0, l->name) != NULL;
+	struct store_mailbox mbox;
 	bool subscribed = imap_notify_subscribed(v, l->name);
 	const char *sep = "";
 
 	evbuffer_add_printf(out, "* LIST (");
-	if (!exists) {
+	/* As the mailbox is now (it may have changed again since the event). */
+	if (store_mailbox_get(s->server->store, s->account_id, l->name, &mbox) != 1) {
 		evbuffer_add_printf(out, "\\NonExistent");
-		sep = " ";
-	} else {
-		evbuffer_add_printf(out, "%s", imap_notify_has_children(v, l->name)
-		                                   ? "\\HasChildren"
-		                                   : "\\HasNoChildren");
 		sep = " ";
 	}
 	if (subscribed)
@@ -604,7 +584,7 @@ imap_notify_flush(evutil_socket_t fd, short what, void *arg)
 		imap_notify_reset(n);
 		return;
 	}
-	if (imap_notify_view_load(s, &v, true) < 0) {
+	if (imap_notify_view_load(s, &v, false) < 0) {
 		log_warnx("imap session=%s event=notify-list-failed", s->conn.id);
 		imap_notify_schedule(n, true);
 		return;
@@ -622,14 +602,16 @@ imap_notify_flush(evutil_socket_t fd, short what, void *arg)
 			imap_notify_list_write(s, &v, l);
 	}
 	for (size_t i = 0; i < n->npending; i++) {
-		const struct store_mailbox *mbox =
-		    imap_notify_view_find(&v, n->pending[i].mailbox_id, NULL);
+		const struct imap_notify_pending *p = &n->pending[i];
+		struct store_mailbox mbox;
 
-		/* Gone meanwhile (its LIST said so), or selected since (SELECTED rules it). */
-		if (mbox == NULL || (s->mailbox != NULL && mbox->id == s->mailbox_id))
+		/* Gone or renamed meanwhile (a LIST says so), or selected since (SELECTED rules
+		 * it). */
+		if (store_mailbox_get(s->server->store, s->account_id, p->name, &mbox) != 1 ||
+		    mbox.id != p->mailbox_id || (s->mailbox != NULL && mbox.id == s->mailbox_id))
 			continue;
-		if (imap_notify_match(n, &v, mbox->name) & n->pending[i].events)
-			imap_notify_status(s, mbox);
+		if (imap_notify_match(n, &v, mbox.name) & p->events)
+			imap_notify_status(s, &mbox);
 	}
 	imap_notify_view_free(&v);
 	imap_notify_clear_queue(n);
@@ -697,8 +679,8 @@ imap_notify_event(const struct notify_event *ev, void *arg)
 				n->pending = xrealloc(n->pending,
 				                      n->pending_cap * sizeof(*n->pending));
 			}
-			n->pending[n->npending++] = (struct imap_notify_pending){.mailbox_id =
-			                                                             ev->mailbox_id};
+			n->pending[n->npending++] = (struct imap_notify_pending){
+			    .mailbox_id = ev->mailbox_id, .name = xstrdup(ev->mailbox)};
 		}
 		n->pending[i].events |= event;
 	} else {
