@@ -10,10 +10,13 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "imap/imap_private.h"
+#include "imap/imap_section.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "mime/mimestruct.h"
 #include "notify/notify.h"
 
 /* A session's pending notifications for other mailboxes. Past these it has fallen behind: the
@@ -58,14 +61,45 @@ static const char *const imap_notify_att_names[] = {
     [IMAP_NOTIFY_ATT_MODSEQ] = "MODSEQ",
     [IMAP_NOTIFY_ATT_INTERNALDATE] = "INTERNALDATE",
     [IMAP_NOTIFY_ATT_SIZE] = "RFC822.SIZE",
+    [IMAP_NOTIFY_ATT_ENVELOPE] = "ENVELOPE",
+    [IMAP_NOTIFY_ATT_BODY] = "BODY",
+    [IMAP_NOTIFY_ATT_BODYSTRUCTURE] = "BODYSTRUCTURE",
 };
 
-/* FETCH items that are valid but need the message's file or structure, which an unsolicited
- * response cannot wait for here. */
+/* FETCH items that are valid but not sent unsolicited here: the macros, and what needs the
+ * whole message or a part streamed (RFC 5465 5.2: a client SHOULD NOT ask for them). */
 static const char *const imap_notify_atts_unsent[] = {
-    "ENVELOPE", "BODY", "BODYSTRUCTURE", "RFC822", "RFC822.HEADER", "RFC822.TEXT",
-    "FAST", "ALL", "FULL", "BINARY.SIZE", "EMAILID", "THREADID",
+    "RFC822", "RFC822.HEADER", "RFC822.TEXT", "FAST", "ALL", "FULL", "EMAILID", "THREADID",
 };
+
+/* BODY.PEEK[...]: only HEADER.FIELDS(.NOT), which is read at once; a BODY[...] would set \Seen
+ * (RFC 5465 5.2: SHOULD NOT). */
+static int
+imap_notify_parse_section(const struct imap_arg *a, const char **error_r)
+{
+	struct imap_section sec = {0};
+	bool valid = imap_section_parse(a->section, &sec);
+	bool fields = valid && sec.fields != IMAP_SECTION_NO_FIELDS;
+
+	imap_section_clear(&sec);
+	if (strcasecmp(a->str, "BODY") != 0 && strcasecmp(a->str, "BODY.PEEK") != 0 &&
+	    strcasecmp(a->str, "BINARY") != 0 && strcasecmp(a->str, "BINARY.PEEK") != 0 &&
+	    strcasecmp(a->str, "BINARY.SIZE") != 0) {
+		*error_r = "Invalid fetch-att";
+		return IMAP_NOTIFY_PARSE_BAD;
+	}
+	if (!valid && strncasecmp(a->str, "BINARY", 6) != 0) {
+		*error_r = "Invalid section";
+		return IMAP_NOTIFY_PARSE_BAD;
+	}
+	if (strcasecmp(a->str, "BODY.PEEK") != 0 || !fields) {
+		*error_r = "MessageNew sends BODY.PEEK[HEADER.FIELDS (...)] and "
+		           "BODY.PEEK[HEADER.FIELDS.NOT (...)], not other sections; fetch them "
+		           "with UID FETCH";
+		return IMAP_NOTIFY_PARSE_CANNOT;
+	}
+	return IMAP_NOTIFY_PARSE_OK;
+}
 
 /* MessageNew's fetch-att list. */
 static int
@@ -79,21 +113,23 @@ imap_notify_parse_atts(const struct imap_arg *list, struct imap_notify_spec *spe
 	for (size_t i = 0; i < list->list_count; i++) {
 		const struct imap_arg *a = &list->list[i];
 		size_t k = 0, nk = sizeof(imap_notify_att_names) / sizeof(imap_notify_att_names[0]);
+		int r;
 
 		if (a->type == IMAP_ARG_SECTION) {
-			*error_r = "MessageNew cannot send body sections; fetch them with UID FETCH";
-			return IMAP_NOTIFY_PARSE_CANNOT;
+			if ((r = imap_notify_parse_section(a, error_r)) != IMAP_NOTIFY_PARSE_OK)
+				return r;
+			k = IMAP_NOTIFY_ATT_SECTION;
+		} else {
+			while (k < nk && !imap_arg_atom_equals(a, imap_notify_att_names[k]))
+				k++;
 		}
-		while (k < nk && !imap_arg_atom_equals(a, imap_notify_att_names[k]))
-			k++;
-		if (k == nk) {
+		if (a->type != IMAP_ARG_SECTION && k == nk) {
 			for (size_t j = 0;
 			     j < sizeof(imap_notify_atts_unsent) / sizeof(imap_notify_atts_unsent[0]);
 			     j++) {
 				if (imap_arg_atom_equals(a, imap_notify_atts_unsent[j])) {
-					*error_r = "MessageNew sends only UID, FLAGS, MODSEQ, "
-					           "INTERNALDATE and RFC822.SIZE; fetch the rest with "
-					           "UID FETCH";
+					*error_r = "MessageNew does not send whole messages or "
+					           "macros; use UID FETCH";
 					return IMAP_NOTIFY_PARSE_CANNOT;
 				}
 			}
@@ -106,6 +142,7 @@ imap_notify_parse_atts(const struct imap_arg *list, struct imap_notify_spec *spe
 			*error_r = "Too many fetch-att items";
 			return IMAP_NOTIFY_PARSE_BAD;
 		}
+		spec->att_args[spec->natts] = a;
 		spec->atts[spec->natts++] = (enum imap_notify_att)k;
 	}
 	return IMAP_NOTIFY_PARSE_OK;
@@ -314,6 +351,7 @@ struct imap_notify {
 	unsigned selected_events; /* the SELECTED/SELECTED-DELAYED group's; 0 without one */
 	bool delayed;		  /* SELECTED-DELAYED */
 	enum imap_notify_att atts[IMAP_NOTIFY_ATTS_MAX];
+	struct imap_section_item sections[IMAP_NOTIFY_ATTS_MAX]; /* for ATT_SECTION */
 	size_t natts;
 	struct notify_sub *sub; /* every mailbox of the account, when a rule wants events */
 	struct imap_notify_pending *pending;
@@ -368,6 +406,11 @@ imap_notify_reset(struct imap_notify *n)
 	n->nrules = 0;
 	n->other_events = n->selected_events = 0;
 	n->delayed = false;
+	for (size_t i = 0; i < n->natts; i++) {
+		imap_section_clear(&n->sections[i].sec);
+		free(n->sections[i].name);
+	}
+	memset(n->sections, 0, sizeof(n->sections));
 	n->natts = 0;
 	n->overflow = false;
 	imap_notify_clear_queue(n);
@@ -741,10 +784,76 @@ imap_notify_selected(struct imap_session *s, int kind)
 	imap_mailbox_flush(s, idle || !n->delayed);
 }
 
+/* What one message's MessageNew FETCH reads: its structure (kept with the row) and, for a
+ * HEADER.FIELDS section, its file. */
+struct imap_notify_msg {
+	struct mimestruct *ms;
+	int fd;
+	char *text; /* ENVELOPE/BODY/BODYSTRUCTURE being built */
+	size_t len, cap;
+};
+
+/* Loads what n's fetch-att need for m. 1, 0 when the message is already gone (its EXPUNGE
+ * will tell), -1 when it cannot be read. */
+static int
+imap_notify_msg_open(struct imap_session *s, const struct imap_notify *n, const struct imap_msg *m,
+                     struct imap_notify_msg *nm)
+{
+	bool need_ms = false, need_fd = false;
+	unsigned char *blob = NULL;
+	size_t len = 0;
+	int r;
+
+	for (size_t k = 0; k < n->natts; k++) {
+		need_ms |= n->atts[k] >= IMAP_NOTIFY_ATT_ENVELOPE;
+		need_fd |= n->atts[k] == IMAP_NOTIFY_ATT_SECTION;
+	}
+	if (need_fd) {
+		/* Held while the response is written: readable even if expunged meanwhile. */
+		nm->fd = store_message_open(s->server->store, s->account_id, s->mailbox, m->uid);
+		if (nm->fd < 0)
+			return nm->fd == -2 ? 0 : -1;
+	}
+	if (!need_ms)
+		return 1;
+	r = store_message_mime(s->server->store, s->account_id, s->mailbox, m->uid, &blob, &len);
+	if (r == 1 && blob != NULL)
+		nm->ms = mimestruct_load(blob, len);
+	free(blob);
+	if (nm->ms != NULL)
+		return 1;
+	if (r == 0 && nm->fd < 0)
+		return 0;
+	/* Stored without a structure: build it from the file, as FETCH does. */
+	if (nm->fd < 0 &&
+	    (nm->fd = store_message_open(s->server->store, s->account_id, s->mailbox, m->uid)) < 0)
+		return nm->fd == -2 ? 0 : -1;
+	blob = NULL;
+	if (mimestruct_build_fd(nm->fd, &blob, &len) == 0)
+		nm->ms = mimestruct_load(blob, len);
+	free(blob);
+	return nm->ms != NULL ? 1 : -1;
+}
+
 static void
-imap_notify_write_att(struct imap_session *s, const struct imap_msg *m, enum imap_notify_att att)
+imap_notify_msg_close(struct imap_notify_msg *nm)
+{
+	mimestruct_free(&nm->ms);
+	if (nm->fd >= 0)
+		close(nm->fd);
+	nm->fd = -1;
+	free(nm->text);
+	nm->text = NULL;
+	nm->len = nm->cap = 0;
+}
+
+static void
+imap_notify_write_att(struct imap_session *s, const struct imap_msg *m, struct imap_notify *n,
+                      size_t k, struct imap_notify_msg *nm)
 {
 	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
+	struct imap_section_stream st = {.fd = -1};
+	enum imap_notify_att att = n->atts[k];
 	char date[64];
 	struct tm tm;
 	time_t t;
@@ -769,6 +878,25 @@ imap_notify_write_att(struct imap_session *s, const struct imap_msg *m, enum ima
 	case IMAP_NOTIFY_ATT_SIZE:
 		evbuffer_add_printf(out, "RFC822.SIZE %" PRIu64, m->size);
 		break;
+	case IMAP_NOTIFY_ATT_ENVELOPE:
+	case IMAP_NOTIFY_ATT_BODY:
+	case IMAP_NOTIFY_ATT_BODYSTRUCTURE:
+		nm->len = 0;
+		if (att == IMAP_NOTIFY_ATT_ENVELOPE)
+			mimestruct_imap_envelope(nm->ms, &nm->text, &nm->len, &nm->cap);
+		else
+			mimestruct_imap_body(nm->ms, att == IMAP_NOTIFY_ATT_BODYSTRUCTURE, &nm->text,
+			                     &nm->len, &nm->cap);
+		imap_section_nul(nm->text, nm->len);
+		evbuffer_add_printf(out, "%s ", imap_notify_att_names[att]);
+		evbuffer_add(out, nm->text, nm->len);
+		break;
+	case IMAP_NOTIFY_ATT_SECTION:
+		/* HEADER.FIELDS: read (at most IMAP_SECTION_HEADER_MAX) and written at once */
+		imap_section_start(s, m, &n->sections[k], nm->ms, nm->fd, &st);
+		while (st.fd >= 0 && !imap_section_stream(s, &st))
+			;
+		break;
 	}
 }
 
@@ -792,13 +920,25 @@ imap_notify_new_messages(struct imap_session *s, uint32_t last_uid)
 	}
 	out = bufferevent_get_output(s->conn.bev);
 	for (; i < s->exists_announced; i++) {
+		struct imap_notify_msg nm = {.fd = -1};
+		int r = imap_notify_msg_open(s, n, &s->msgs[i], &nm);
+
+		if (r <= 0) {
+			/* Gone already: its EXPUNGE follows; unreadable: said in the log. */
+			if (r < 0)
+				log_warnx("imap session=%s event=notify-fetch-failed uid=%u",
+				          s->conn.id, s->msgs[i].uid);
+			imap_notify_msg_close(&nm);
+			continue;
+		}
 		evbuffer_add_printf(out, "* %u FETCH (", i + 1);
 		for (size_t k = 0; k < n->natts; k++) {
 			if (k > 0)
 				evbuffer_add(out, " ", 1);
-			imap_notify_write_att(s, &s->msgs[i], n->atts[k]);
+			imap_notify_write_att(s, &s->msgs[i], n, k, &nm);
 		}
 		evbuffer_add(out, ")\r\n", 3);
+		imap_notify_msg_close(&nm);
 	}
 }
 
@@ -836,8 +976,20 @@ imap_notify_install(struct imap_session *s, const char *tag, struct imap_notify 
 			r->names[r->nnames++] = xstrdup(name);
 		}
 	}
-	memcpy(n->atts, spec->atts, sizeof(n->atts));
-	n->natts = spec->natts;
+	for (size_t i = 0; i < spec->natts; i++) {
+		const struct imap_arg *a = spec->att_args[i];
+		struct imap_section_item *it = &n->sections[i];
+
+		n->atts[i] = spec->atts[i];
+		n->natts = i + 1;
+		if (spec->atts[i] != IMAP_NOTIFY_ATT_SECTION)
+			continue;
+		imap_section_parse(a->section, &it->sec); /* checked by imap_notify_parse */
+		it->partial = a->partial;
+		it->offset = a->partial_offset;
+		it->size = a->partial_size;
+		imap_section_name(it, "BODY", a->section, true); /* the response never says .PEEK */
+	}
 	return 0;
 }
 

@@ -39,13 +39,19 @@ enum imap_notify_filter {
 #define IMAP_NOTIFY_EV_SUBSCRIPTION 16u
 #define IMAP_NOTIFY_EV_MESSAGE (IMAP_NOTIFY_EV_NEW | IMAP_NOTIFY_EV_EXPUNGE | IMAP_NOTIFY_EV_FLAGS)
 
-/* MessageNew's fetch-att for the selected mailbox: what the snapshot answers. */
+/* MessageNew's fetch-att for the selected mailbox (RFC 5465 5.2 names UID, MODSEQ, FLAGS,
+ * ENVELOPE, BODY.PEEK[HEADER.FIELDS...], BODY and BODYSTRUCTURE as the useful ones): what the
+ * snapshot, the structure kept with the row and the header answer at once. */
 enum imap_notify_att {
 	IMAP_NOTIFY_ATT_UID = 0,
 	IMAP_NOTIFY_ATT_FLAGS,
 	IMAP_NOTIFY_ATT_MODSEQ,
 	IMAP_NOTIFY_ATT_INTERNALDATE,
 	IMAP_NOTIFY_ATT_SIZE,
+	IMAP_NOTIFY_ATT_ENVELOPE,
+	IMAP_NOTIFY_ATT_BODY,
+	IMAP_NOTIFY_ATT_BODYSTRUCTURE,
+	IMAP_NOTIFY_ATT_SECTION, /* BODY.PEEK[...HEADER.FIELDS(.NOT) (...)]<partial> */
 };
 
 #define IMAP_NOTIFY_GROUPS_MAX 32 /* event groups in one NOTIFY SET */
@@ -68,6 +74,7 @@ struct imap_notify_spec {
 	size_t nnames;
 	/* the SELECTED/SELECTED-DELAYED group's MessageNew fetch-att, in order */
 	enum imap_notify_att atts[IMAP_NOTIFY_ATTS_MAX];
+	const struct imap_arg *att_args[IMAP_NOTIFY_ATTS_MAX]; /* SECTION: its argument */
 	size_t natts;
 };
 
@@ -75,7 +82,7 @@ enum imap_notify_parse_result {
 	IMAP_NOTIFY_PARSE_OK = 0,
 	IMAP_NOTIFY_PARSE_BAD = -1,	 /* syntax or a rule of RFC 5465: tagged BAD */
 	IMAP_NOTIFY_PARSE_BADEVENT = -2, /* an event we do not support: NO [BADEVENT (...)] */
-	IMAP_NOTIFY_PARSE_CANNOT = -3,	 /* a fetch-att we cannot send unsolicited: NO */
+	IMAP_NOTIFY_PARSE_CANNOT = -3,	 /* a fetch-att we do not send unsolicited: NO */
 };
 
 /* The events this server supports, as BADEVENT lists them. */

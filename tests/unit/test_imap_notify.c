@@ -75,11 +75,23 @@ static const struct notify_case cases[] = {
     {"a NOTIFY SET (personal (ServerMetadataChange))\r\n", "BADEVENT"},
     {"a NOTIFY SET (personal (SomeFutureEvent))\r\n", "BADEVENT"},
     {"a NOTIFY SET (selected (MessageNew MessageExpunge AnnotationChange))\r\n", "BADEVENT"},
-    /* fetch-att an unsolicited FETCH cannot carry here */
+    /* RFC 5465 5.2's useful fetch-att: structures and header fields */
     {"a NOTIFY SET (selected (MessageNew (uid body.peek[header.fields (from to subject)]) "
      "MessageExpunge))\r\n",
+     "SET selected:new,exp atts=0,8"},
+    {"a NOTIFY SET (selected (MessageNew (ENVELOPE BODY BODYSTRUCTURE "
+     "BODY.PEEK[1.HEADER.FIELDS.NOT (Received)]<0.100>) MessageExpunge))\r\n",
+     "SET selected:new,exp atts=5,6,7,8"},
+    /* fetch-att not sent unsolicited: \Seen-setting, streamed sections, macros */
+    {"a NOTIFY SET (selected (MessageNew (BODY[HEADER.FIELDS (From)]) MessageExpunge))\r\n",
      "CANNOT"},
-    {"a NOTIFY SET (selected (MessageNew (ENVELOPE) MessageExpunge))\r\n", "CANNOT"},
+    {"a NOTIFY SET (selected (MessageNew (BODY.PEEK[TEXT]) MessageExpunge))\r\n", "CANNOT"},
+    {"a NOTIFY SET (selected (MessageNew (BODY.PEEK[]) MessageExpunge))\r\n", "CANNOT"},
+    {"a NOTIFY SET (selected (MessageNew (BINARY.PEEK[1]) MessageExpunge))\r\n", "CANNOT"},
+    {"a NOTIFY SET (selected (MessageNew (RFC822) MessageExpunge))\r\n", "CANNOT"},
+    {"a NOTIFY SET (selected (MessageNew (ALL) MessageExpunge))\r\n", "CANNOT"},
+    {"a NOTIFY SET (selected (MessageNew (BODY.PEEK[NOSUCH]) MessageExpunge))\r\n", "BAD"},
+    {"a NOTIFY SET (selected (MessageNew (X.PEEK[HEADER]) MessageExpunge))\r\n", "BAD"},
 };
 
 static const char *const filter_names[] = {"selected", "selected-delayed", "inboxes", "personal",
