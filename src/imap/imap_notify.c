@@ -359,7 +359,8 @@ struct imap_notify {
 	struct imap_notify_list *lists;
 	size_t nlists, lists_cap;
 	bool overflow;
-	bool own; /* the session is publishing its own mailbox events */
+	bool own;	       /* the session is publishing its own mailbox events */
+	bool selected_pending; /* the selected mailbox's queue waits for the command to end */
 	struct event *flush_ev;
 };
 
@@ -406,6 +407,7 @@ imap_notify_reset(struct imap_notify *n)
 	n->nrules = 0;
 	n->other_events = n->selected_events = 0;
 	n->delayed = false;
+	n->selected_pending = false;
 	for (size_t i = 0; i < n->natts; i++) {
 		imap_section_clear(&n->sections[i].sec);
 		free(n->sections[i].name);
@@ -614,7 +616,11 @@ imap_notify_flush(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (s->conn.dead || (n->npending == 0 && n->nlists == 0 && !n->overflow))
+	if (s->conn.dead)
+		return;
+	if (n->selected_pending)
+		imap_notify_selected(s, NOTIFY_NEW);
+	if (n->npending == 0 && n->nlists == 0 && !n->overflow)
 		return;
 	if (!imap_notify_can_write(s)) {
 		imap_notify_schedule(n, true);
@@ -763,12 +769,10 @@ imap_notify_selected(struct imap_session *s, int kind)
 	bool idle = s->state == IMAP_STATE_IDLE;
 	unsigned event;
 
-	if (netconn_output_full(&s->conn))
-		return;
 	/* Without NOTIFY, IDLE tells everything at once (RFC 2177); a deleted mailbox ends
 	 * the session either way. */
 	if (n == NULL || kind == NOTIFY_MAILBOX_DELETED) {
-		if (idle)
+		if (idle && !netconn_output_full(&s->conn))
 			imap_mailbox_flush(s, true);
 		return;
 	}
@@ -779,8 +783,18 @@ imap_notify_selected(struct imap_session *s, int kind)
 	/* With NOTIFY, exactly what it asked for, idle or not (RFC 5465 4), and only between
 	 * commands: a command in progress tells the rest when it ends. SELECTED-DELAYED keeps
 	 * expunges for a command that may send them (RFC 3501 7.4.1), IDLE being one. */
-	if ((n->selected_events & event) == 0 || (!idle && s->state != IMAP_STATE_SELECTED))
+	if ((n->selected_events & event) == 0)
 		return;
+	if ((!idle && s->state != IMAP_STATE_SELECTED) || netconn_output_full(&s->conn)) {
+		/* A command runs (its end tells what it may) or the client does not read: look
+		 * again shortly, so what came meanwhile is not left for the next command. */
+		if (s->mailbox != NULL && s->state != IMAP_STATE_CLOSING) {
+			n->selected_pending = true;
+			imap_notify_schedule(n, true);
+		}
+		return;
+	}
+	n->selected_pending = false;
 	imap_mailbox_flush(s, idle || !n->delayed);
 }
 

@@ -206,8 +206,34 @@ def overflow(checks, d, watcher, other):
     checks.check(line is not None and "Again" in line, "... and works again", str(seen))
 
 
+def test_after_a_command(checks):
+    watched(checks, "notify-after-command", after_a_command)
+
+
+def after_a_command(checks, d, watcher, other):
+    """A change that comes while a command of the watcher runs (a FETCH streaming 10 MB to a
+    client that does not read yet) is told when that command ends, not at the next command."""
+    big = "Subject: big\r\n\r\n" + ("x" * 998 + "\r\n") * 10000
+    tagged, _ = other.command(f"APPEND INBOX {{{len(big)}+}}\r\n{big}")
+    checks.check(harness.imap_tagged_ok(tagged), "another session APPENDs a 10 MB message", tagged)
+    watcher.command("SELECT INBOX")
+    tagged, _ = watcher.command("NOTIFY SET (selected (MessageNew MessageExpunge))")
+    checks.check(harness.imap_tagged_ok(tagged), "NOTIFY SET (selected (MessageNew MessageExpunge))", tagged)
+    watcher.send(b"f1 UID FETCH 1 BODY.PEEK[]\r\n")
+    time.sleep(1.0)  # the FETCH fills the socket buffers and waits for the client
+    msg = "Subject: small\r\n\r\nhello\r\n"
+    tagged, _ = other.command(f"APPEND INBOX {{{len(msg)}+}}\r\n{msg}")
+    checks.check(harness.imap_tagged_ok(tagged), "meanwhile another session APPENDs to INBOX", tagged)
+    tagged, untagged = watcher.read_until_tagged("f1")
+    checks.check(harness.imap_tagged_ok(tagged) and not any(u.startswith(b"* 2 EXISTS") for u in untagged),
+                 "the FETCH completes, with no EXISTS inside it", tagged)
+    line, seen = wait_for(watcher, r"^\* 2 EXISTS$")
+    checks.check(line is not None, "then * 2 EXISTS comes by itself, with no command from the watcher",
+                 str(seen))
+
+
 def run(checks):
-    for test in (test_every_path, test_overflow):
+    for test in (test_every_path, test_overflow, test_after_a_command):
         checks.guard(f"{test.__name__} ran", test, checks)
 
 
