@@ -3,9 +3,9 @@
  * happen, between commands and while idling: EXISTS/EXPUNGE/FETCH for the selected mailbox,
  * STATUS for the others, LIST for mailboxes created, deleted, renamed, subscribed.
  *
- * imap_notify_parse() is the command's grammar over the argument tree imap_parser builds (RFC
- * 5465 section 8), free of sessions so it can be unit-tested and fuzzed; the rest keeps a
- * session's NOTIFY state and dispatches the hub's events to it. Everything runs on the loop
+ * imap_notify_parse() (imap_notify_parse.c) is the command's grammar over the argument tree
+ * imap_parser builds (RFC 5465 section 8), free of sessions so it can be unit-tested and fuzzed;
+ * imap_notify.c keeps a session's NOTIFY state and dispatches the hub's events to it. Everything runs on the loop
  * thread. Events for other mailboxes are collected per mailbox in a bounded queue and written by
  * a deferred flush, one STATUS per changed mailbox counted with store_mailbox_counts (one
  * aggregate query); a session that falls behind gets "* OK [NOTIFICATIONOVERFLOW]" and is set to
