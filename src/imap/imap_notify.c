@@ -471,10 +471,12 @@ imap_notify_selected(struct imap_session *s, int kind)
 	bool idle = s->state == IMAP_STATE_IDLE;
 	unsigned event;
 
-	/* Without NOTIFY, IDLE tells everything at once (RFC 2177); a deleted mailbox ends
-	 * the session either way. */
+	/* Without NOTIFY, IDLE tells everything at once (RFC 2177). A deleted mailbox ends the
+	 * session (the flush sends BYE): at once while idling, and with NOTIFY between
+	 * commands too. */
 	if (n == NULL || kind == NOTIFY_MAILBOX_DELETED) {
-		if (idle && !netconn_output_full(&s->conn))
+		if ((idle || (n != NULL && s->state == IMAP_STATE_SELECTED)) &&
+		    !netconn_output_full(&s->conn))
 			imap_mailbox_flush(s, true);
 		return;
 	}
