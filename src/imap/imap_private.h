@@ -8,7 +8,8 @@
  * (HIGHESTMODSEQ, SELECT's parameters, VANISHED); imap_fetch.c FETCH with imap_section.c resolving
  * body sections and imap_binary.c BINARY; imap_store.c STORE, EXPUNGE, CLOSE and the store
  * update they share; imap_append.c APPEND (with imap_catenate.c), COPY and MOVE; imap_search.c
- * SEARCH over imap_match.c, and imap_sort.c (SORT) and imap_thread.c (THREAD) on top of it.
+ * SEARCH over imap_match.c, and imap_sort.c (SORT) and imap_thread.c (THREAD) on top of it;
+ * imap_notify.c NOTIFY (RFC 5465, its own header imap_notify.h).
  * Everything runs on the loop thread (but SEARCH's file reading, on the workers). */
 #ifndef TERN_IMAP_PRIVATE_H
 #define TERN_IMAP_PRIVATE_H
