@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "imap/imap_context.h"
+#include "imap/imap_notify.h"
 #include "imap/imap_parser.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -106,6 +107,30 @@ fuzz_return_opts(struct fuzz_buf *t, const struct imap_command *cmd)
 		snprintf(line, sizeof(line), "R:%u %u %u %s\n", r.bits, r.lo, r.hi, r.range);
 		fuzz_str(t, line);
 	}
+/* NOTIFY's grammar (imap_notify_parse) over the parsed arguments: its result joins the
+ * transcript, so it must not depend on the chunking either, and must stay within its caps. */
+static void
+fuzz_notify(struct fuzz_buf *t, const struct imap_command *cmd)
+{
+	struct imap_notify_spec *spec = malloc(sizeof(*spec));
+	const char *error = NULL;
+	char line[128];
+	int r;
+
+	if (spec == NULL)
+		abort();
+	r = imap_notify_parse(cmd->args, cmd->nargs, spec, &error);
+	if ((r != IMAP_NOTIFY_PARSE_OK) != (error != NULL) ||
+	    spec->ngroups > IMAP_NOTIFY_GROUPS_MAX || spec->nnames > IMAP_NOTIFY_NAMES_MAX ||
+	    spec->natts > IMAP_NOTIFY_ATTS_MAX)
+		abort();
+	for (size_t i = 0; r == IMAP_NOTIFY_PARSE_OK && i < spec->ngroups; i++)
+		if (spec->groups[i].first + spec->groups[i].nnames > spec->nnames)
+			abort();
+	snprintf(line, sizeof(line), "N:%d %zu %zu %zu\n", r, spec->ngroups, spec->nnames,
+	         spec->natts);
+	fuzz_str(t, line);
+	free(spec);
 }
 
 /* Plays the input as the given chunks, as a session would, and returns the transcript. */
@@ -162,6 +187,8 @@ fuzz_run(const struct imap_parser_limits *lim, const char *in, const size_t *chu
 				fuzz_return_opts(&t, cmd);
 				if (strcmp(cmd->name, "IDLE") == 0)
 					imap_parser_expect_line(p);
+				if (strcmp(cmd->name, "NOTIFY") == 0)
+					fuzz_notify(&t, cmd);
 			} else if (ret == IMAP_PARSE_LITERAL_CONTINUE) {
 				if (strcmp(imap_parser_tag(p), "refuse") == 0) {
 					imap_parser_literal_refuse(p);

@@ -11,6 +11,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "imap/imap_notify.h"
 #include "imap/imap_private.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -503,8 +504,7 @@ imap_notify_cb(const struct notify_event *ev, void *arg)
 			qe->recent = true;
 		}
 	}
-	if (s->state == IMAP_STATE_IDLE && !netconn_output_full(&s->conn))
-		imap_mailbox_flush(s, true);
+	imap_notify_selected(s, ev->kind); /* IDLE, NOTIFY SELECTED */
 }
 
 static void
@@ -687,6 +687,7 @@ imap_mailbox_resync(struct imap_session *s)
 void
 imap_mailbox_flush(struct imap_session *s, bool expunges)
 {
+	uint32_t last_uid = s->nmsgs > 0 ? s->msgs[s->nmsgs - 1].uid : 0;
 	size_t kept = 0;
 
 	if (s->mailbox == NULL)
@@ -696,6 +697,10 @@ imap_mailbox_flush(struct imap_session *s, bool expunges)
 		netconn_close(&s->conn, "mailbox-deleted");
 		return;
 	}
+	/* NOTIFY without MessageNew/MessageExpunge for the selected mailbox: the client wants no
+	 * message events there (RFC 5465 3.1, as Dovecot); they wait for NOTIFY to ask again. */
+	if (!imap_notify_selected_wants(s, IMAP_NOTIFY_EV_NEW))
+		return;
 	if (s->events_overflow) {
 		/* The queue overflowed: what it held is stale. Compare with the store instead,
 		 * once expunges may be told. */
@@ -748,8 +753,9 @@ imap_mailbox_flush(struct imap_session *s, bool expunges)
 			ev->keywords = NULL;
 			if (m->keywords != NULL)
 				imap_keywords_note(s, m->keywords);
-			if ((uint32_t)idx >= s->exists_announced)
-				break; /* the EXISTS below tells it */
+			if ((uint32_t)idx >= s->exists_announced ||
+			    !imap_notify_selected_wants(s, IMAP_NOTIFY_EV_FLAGS))
+				break; /* the EXISTS below tells it; NOTIFY without FlagChange */
 			imap_flags_changed(s, idx);
 			break;
 		case NOTIFY_EXPUNGE:
@@ -774,6 +780,7 @@ imap_mailbox_flush(struct imap_session *s, bool expunges)
 	}
 	s->nevents = kept;
 	imap_announce_exists(s);
+	imap_notify_new_messages(s, last_uid); /* NOTIFY's MessageNew fetch-att */
 	imap_context_update(s);
 }
 

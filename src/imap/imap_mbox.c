@@ -10,6 +10,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
+#include "imap/imap_notify.h"
 #include "imap/imap_private.h"
 #include "imap/imap_utf7.h"
 #include "lib/log.h"
@@ -95,7 +96,9 @@ imap_publish_mailbox(struct imap_session *s, enum notify_kind kind, int64_t mail
 		return;
 	notify_copy_text(ev.mailbox, sizeof(ev.mailbox), name);
 	notify_copy_text(ev.old_mailbox, sizeof(ev.old_mailbox), old);
+	imap_notify_own(s, true); /* NOTIFY does not tell the session what it did */
 	notify_publish(s->server->hub, &ev);
+	imap_notify_own(s, false);
 }
 
 /* --- CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE: jobs of the store's writer --- */
@@ -135,6 +138,14 @@ imap_mbox_publish(struct imap_session *s, const struct store_mbox_result *r)
 			                     r->old_names[i]);
 			free(now);
 		}
+		break;
+	case STORE_MBOX_SUBSCRIBE:
+	case STORE_MBOX_UNSUBSCRIBE:
+		/* For NOTIFY's SubscriptionChange (RFC 5465 5.5). */
+		imap_publish_mailbox(s,
+		                     r->kind == STORE_MBOX_SUBSCRIBE ? NOTIFY_SUBSCRIBED
+		                                                     : NOTIFY_UNSUBSCRIBED,
+		                     0, r->name, NULL);
 		break;
 	default:
 		break;

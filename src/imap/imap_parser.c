@@ -684,7 +684,8 @@ imap_parser_name_done(struct imap_parser *p, unsigned char c)
 		p->name[0] = '\0';
 		return 0;
 	}
-	p->fetch = strcmp(p->name, "FETCH") == 0;
+	/* NOTIFY's MessageNew takes fetch-att too (RFC 5465 8). */
+	p->fetch = strcmp(p->name, "FETCH") == 0 || strcmp(p->name, "NOTIFY") == 0;
 	p->append = strcmp(p->name, "APPEND") == 0;
 	p->state = c == ' ' ? S_ARG : S_AFTER;
 	return 0;

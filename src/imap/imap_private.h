@@ -10,6 +10,7 @@
  * update they share; imap_append.c APPEND (with imap_catenate.c), COPY and MOVE; imap_search.c
  * SEARCH over imap_match.c, and imap_sort.c (SORT) and imap_thread.c (THREAD) on top of it;
  * imap_context.c the RETURN options and RFC 5267's updating contexts of SEARCH and SORT.
+ * imap_notify.c NOTIFY (RFC 5465, its own header imap_notify.h).
  * Everything runs on the loop thread (but SEARCH's file reading, on the workers). */
 #ifndef TERN_IMAP_PRIVATE_H
 #define TERN_IMAP_PRIVATE_H
@@ -106,6 +107,7 @@ struct imap_event {
 
 struct imap_fetch;  /* imap_fetch.c */
 struct imap_append; /* imap_append.c */
+struct imap_notify; /* imap_notify.c */
 
 /* What to do once the store update in flight completes. */
 enum imap_update_kind {
@@ -171,6 +173,7 @@ struct imap_session {
 	struct imap_fetch *fetch; /* a FETCH in progress */
 	struct imap_context *contexts; /* RFC 5267 updating contexts (imap_context.c) */
 	struct event *idle_timer;
+	struct imap_notify *notify; /* NOTIFY's state (imap_notify.c); NULL before NOTIFY */
 };
 
 /* imap_session.c */

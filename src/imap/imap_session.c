@@ -17,6 +17,7 @@
 
 #include "auth/auth.h"
 #include "auth/sasl.h"
+#include "imap/imap_notify.h"
 #include "imap/imap_private.h"
 #include "lib/config.h"
 #include "lib/log.h"
@@ -108,7 +109,7 @@ imap_capabilities(const struct imap_session *s, char *buf, size_t size)
 	         "IMAP4rev1 LITERAL+ SASL-IR ENABLE IDLE UIDPLUS MOVE UNSELECT NAMESPACE ID CHILDREN "
 	         "SPECIAL-USE CONDSTORE QRESYNC ESEARCH MULTIAPPEND BINARY CATENATE SORT SORT=DISPLAY "
 	         "THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESORT LIST-EXTENDED LIST-STATUS UTF8=ACCEPT "
-	         "COMPRESS=DEFLATE CONTEXT=SEARCH CONTEXT=SORT",
+	         "COMPRESS=DEFLATE CONTEXT=SEARCH CONTEXT=SORT NOTIFY",
 	         size);
 	if (s->state != IMAP_STATE_NOT_AUTH)
 		return;
@@ -134,6 +135,7 @@ imap_session_free(struct imap_session *s)
 	netconn_unlink(&s->conn);
 	imap_fetch_free(s);
 	imap_mailbox_deselect(s);
+	imap_notify_free(s);
 	if (s->idle_timer != NULL)
 		event_free(s->idle_timer);
 	imap_forget_auth(s);
@@ -155,6 +157,7 @@ imap_session_closed(void *arg, const char *reason)
 	auth_cancel(&s->auth_req);
 	imap_fetch_free(s);
 	imap_mailbox_deselect(s);
+	imap_notify_free(s);
 	if (s->idle_timer != NULL) {
 		event_free(s->idle_timer);
 		s->idle_timer = NULL;
@@ -560,6 +563,7 @@ static const struct imap_cmd_entry imap_commands[] = {
     {"EXAMINE", IN_LOGGED, false, false, imap_cmd_select},
     {"NAMESPACE", IN_LOGGED, false, false, imap_cmd_namespace},
     {"IDLE", IN_LOGGED, false, false, imap_cmd_idle},
+    {"NOTIFY", IN_LOGGED, false, false, imap_cmd_notify},
     {"CREATE", IN_LOGGED, false, false, imap_cmd_create},
     {"DELETE", IN_LOGGED, false, false, imap_cmd_delete},
     {"RENAME", IN_LOGGED, false, false, imap_cmd_rename},

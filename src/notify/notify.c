@@ -21,6 +21,7 @@ struct notify_sub {
 	struct notify_hub *hub;
 	struct notify_account *account;
 	int64_t mailbox_id;
+	unsigned kinds; /* NOTIFY_KIND_BIT()s delivered */
 	notify_cb *cb; /* NULL once unsubscribed while a dispatch may still walk past it */
 	void *arg;
 	uint64_t since; /* events with seq <= since were published before this subscription */
@@ -171,12 +172,20 @@ struct notify_sub *
 notify_subscribe(struct notify_hub *hub, int64_t account_id, int64_t mailbox_id, notify_cb *cb,
 		 void *arg)
 {
+	return notify_subscribe_kinds(hub, account_id, mailbox_id, NOTIFY_KINDS_DEFAULT, cb, arg);
+}
+
+struct notify_sub *
+notify_subscribe_kinds(struct notify_hub *hub, int64_t account_id, int64_t mailbox_id,
+		       unsigned kinds, notify_cb *cb, void *arg)
+{
 	struct notify_sub *sub = xcalloc(1, sizeof(*sub));
 	struct notify_account *acct = notify_account_get(hub, account_id);
 
 	sub->hub = hub;
 	sub->account = acct;
 	sub->mailbox_id = mailbox_id;
+	sub->kinds = kinds;
 	sub->cb = cb;
 	sub->arg = arg;
 	sub->since = hub->seq;
@@ -237,7 +246,8 @@ static void
 notify_dispatch(struct notify_account *acct, const struct notify_event *ev)
 {
 	for (struct notify_sub *sub = acct->head; sub != NULL; sub = sub->next) {
-		if (sub->cb == NULL || sub->since >= ev->seq)
+		if (sub->cb == NULL || sub->since >= ev->seq ||
+		    (sub->kinds & NOTIFY_KIND_BIT(ev->kind)) == 0)
 			continue;
 		if (sub->mailbox_id != 0 && sub->mailbox_id != ev->mailbox_id)
 			continue;

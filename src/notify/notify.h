@@ -31,7 +31,23 @@ enum notify_kind {
 	NOTIFY_MAILBOX_CREATED, /* mailbox names the new mailbox; uid etc. 0 */
 	NOTIFY_MAILBOX_DELETED, /* mailbox_id and mailbox name the mailbox that is gone */
 	NOTIFY_MAILBOX_RENAMED, /* mailbox is the new name, old_mailbox the old */
+	/* The account's subscription list changed (IMAP SUBSCRIBE/UNSUBSCRIBE): mailbox is the
+	 * name (which may not exist), mailbox_id 0. Only subscriptions that ask for these kinds
+	 * with notify_subscribe_kinds() receive them. */
+	NOTIFY_SUBSCRIBED,
+	NOTIFY_UNSUBSCRIBED,
 };
+
+/* Sets of kinds for notify_subscribe_kinds(). */
+#define NOTIFY_KIND_BIT(kind) (1u << (kind))
+/* What notify_subscribe() delivers: message and mailbox events, not subscription changes. */
+#define NOTIFY_KINDS_DEFAULT                                                                   \
+	(NOTIFY_KIND_BIT(NOTIFY_NEW) | NOTIFY_KIND_BIT(NOTIFY_EXPUNGE) |                       \
+	 NOTIFY_KIND_BIT(NOTIFY_FLAGS) | NOTIFY_KIND_BIT(NOTIFY_MAILBOX_CREATED) |             \
+	 NOTIFY_KIND_BIT(NOTIFY_MAILBOX_DELETED) | NOTIFY_KIND_BIT(NOTIFY_MAILBOX_RENAMED))
+#define NOTIFY_KINDS_ALL                                                                       \
+	(NOTIFY_KINDS_DEFAULT | NOTIFY_KIND_BIT(NOTIFY_SUBSCRIBED) |                           \
+	 NOTIFY_KIND_BIT(NOTIFY_UNSUBSCRIBED))
 
 /* Text fields are copied into the event, truncated on a UTF-8 character boundary. */
 #define NOTIFY_MAILBOX_MAX 256
@@ -43,7 +59,7 @@ struct notify_event {
 	enum notify_kind kind;
 	uint64_t seq;	    /* set by notify_publish: strictly increasing over the hub's events */
 	int64_t account_id; /* > 0 */
-	int64_t mailbox_id; /* > 0 */
+	int64_t mailbox_id; /* > 0 (0 for NOTIFY_SUBSCRIBED/UNSUBSCRIBED) */
 	uint32_t uid;
 	uint64_t modseq; /* the message's MODSEQ after the change; 0 when the publisher does not
 			  * know it (consumers that need it read the store) */
@@ -73,6 +89,11 @@ void notify_hub_free(struct notify_hub **hub);
  * called from inside a callback: the new subscription starts with the next event published. */
 struct notify_sub *notify_subscribe(struct notify_hub *hub, int64_t account_id,
 				    int64_t mailbox_id, notify_cb *cb, void *arg);
+/* The same for the kinds in the set kinds (NOTIFY_KIND_BIT()s); notify_subscribe() is this with
+ * NOTIFY_KINDS_DEFAULT, so kinds added later never surprise an older subscriber. */
+struct notify_sub *notify_subscribe_kinds(struct notify_hub *hub, int64_t account_id,
+					  int64_t mailbox_id, unsigned kinds, notify_cb *cb,
+					  void *arg);
 /* Ends a subscription; *sub becomes NULL (NULL is ignored). cb is never called again, even for an
  * event being dispatched right now: this may be called from inside any callback, for its own
  * subscription or another. */

@@ -177,6 +177,8 @@ push_json_event(const struct notify_event *ev, const char *mailbox, uint32_t uid
 		}
 		break;
 	case NOTIFY_NEW:
+	case NOTIFY_SUBSCRIBED: /* never subscribed to (NOTIFY_KINDS_DEFAULT) */
+	case NOTIFY_UNSUBSCRIBED:
 		break;
 	}
 	fputc('}', fp);

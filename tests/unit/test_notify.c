@@ -377,6 +377,36 @@ test_free_with_live_subscriptions(void **state)
 	notify_hub_free(&hub); /* NULL is ignored */
 }
 
+/* Subscription changes reach only those who ask for them (IMAP NOTIFY's SubscriptionChange);
+ * older subscribers (IDLE, push, webhooks) keep getting exactly what they always got. */
+static void
+test_subscription_kinds_opt_in(void **state)
+{
+	struct notify_hub *hub = notify_hub_new();
+	struct seen legacy = {.account_id = 7}, all = {.account_id = 7};
+	struct seen only_subs = {.account_id = 7};
+	struct notify_sub *a = notify_subscribe(hub, 7, 0, on_event, &legacy);
+	struct notify_sub *b = notify_subscribe_kinds(hub, 7, 0, NOTIFY_KINDS_ALL, on_event, &all);
+	struct notify_sub *c = notify_subscribe_kinds(
+	    hub, 7, 0, NOTIFY_KIND_BIT(NOTIFY_SUBSCRIBED) | NOTIFY_KIND_BIT(NOTIFY_UNSUBSCRIBED),
+	    on_event, &only_subs);
+
+	(void)state;
+	publish(hub, NOTIFY_SUBSCRIBED, 7, 0, 0);
+	publish(hub, NOTIFY_UNSUBSCRIBED, 7, 0, 0);
+	publish(hub, NOTIFY_NEW, 7, 70, 1);
+	publish(hub, NOTIFY_MAILBOX_RENAMED, 7, 70, 0);
+	assert_int_equal(legacy.count, 2);
+	assert_int_equal(legacy.last.kind, NOTIFY_MAILBOX_RENAMED);
+	assert_int_equal(all.count, 4);
+	assert_int_equal(only_subs.count, 2);
+	assert_int_equal(only_subs.last.kind, NOTIFY_UNSUBSCRIBED);
+	notify_unsubscribe(&a);
+	notify_unsubscribe(&b);
+	notify_unsubscribe(&c);
+	notify_hub_free(&hub);
+}
+
 static void
 test_copy_text_bounded_on_utf8_boundary(void **state)
 {
@@ -517,6 +547,7 @@ main(void)
 		cmocka_unit_test(test_many_subscribers_no_loss_no_crosstalk),
 		cmocka_unit_test(test_free_with_live_subscriptions),
 		cmocka_unit_test(test_copy_text_bounded_on_utf8_boundary),
+		cmocka_unit_test(test_subscription_kinds_opt_in),
 		cmocka_unit_test(test_deliver_publishes_new_for_local_targets),
 	};
 
