@@ -218,6 +218,7 @@ store_reader_stream_destroy(struct store_reader_stream *st)
 	store_reader_unref(st->reader);
 	evbuffer_free(st->conv);
 	evbuffer_free(st->ahead);
+	free(st->range.filter_state);
 	free(st->in);
 	free(st);
 }
@@ -290,6 +291,12 @@ store_reader_stream_pump(struct store_reader_stream *st, struct evbuffer *out, s
 		workers_submit(st->io, store_reader_stream_read, store_reader_stream_done, st);
 		return 0;
 	}
+}
+
+void *
+store_reader_stream_filter_state(const struct store_reader_stream *st)
+{
+	return st->range.filter_state;
 }
 
 uint64_t

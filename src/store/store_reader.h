@@ -60,7 +60,7 @@ struct store_reader_range {
 	enum store_reader_conv conv;
 	unsigned char nul_to; /* with CRLF: a NUL byte is sent as this byte (0 keeps it) */
 	store_reader_filter_fn *filter; /* instead of conv when not NULL */
-	void *filter_state;             /* owned by the caller; must outlive the stream */
+	void *filter_state; /* malloc'd; owned by the stream from store_reader_stream_new on */
 	uint64_t skip;                  /* output bytes dropped first (an IMAP partial's origin) */
 	uint64_t limit;                 /* output bytes delivered at most; UINT64_MAX: all */
 	bool pad;     /* a file shorter than the range: spaces up to limit (a literal's length) */
@@ -72,7 +72,7 @@ struct store_reader_range {
 typedef void store_reader_ready_fn(void *arg);
 
 /* Starts a stream over range of reader; io NULL reads on the calling thread. The range is
- * copied. */
+ * copied; its filter_state is the stream's (freed with it, even when the call fails). */
 struct store_reader_stream *store_reader_stream_new(struct store_reader *reader, struct workers *io,
                                                     const struct store_reader_range *range,
                                                     store_reader_ready_fn *ready, void *arg);
@@ -82,6 +82,8 @@ struct store_reader_stream *store_reader_stream_new(struct store_reader *reader,
  * the file could not be read whole (a read error or a file shorter than the range; with pad
  * the window was filled with spaces). */
 int store_reader_stream_pump(struct store_reader_stream *st, struct evbuffer *out, size_t high);
+/* The filter's state, for what the caller reads back once the stream is complete. */
+void *store_reader_stream_filter_state(const struct store_reader_stream *st);
 /* Output bytes moved into out so far. */
 uint64_t store_reader_stream_delivered(const struct store_reader_stream *st);
 /* Drops the stream; a read in flight finishes on its own and is freed by its completion. */

@@ -254,14 +254,15 @@ check_pop3(const char *data, size_t len, bool top, uint32_t lines, const char *w
 	for (size_t chunk = 0; chunk <= len + 2; chunk++) {
 		for (int pool = 0; pool < 2; pool++) {
 			struct store_reader_range r = ALL;
-			struct pop3_stuffer stuffer;
+			struct pop3_stuffer *stuffer = calloc(1, sizeof(*stuffer));
 			size_t got_len;
 			int rc;
 			char *got;
 
-			pop3_stuff_init(&stuffer, top, lines);
+			assert_non_null(stuffer);
+			pop3_stuff_init(stuffer, top, lines);
 			r.filter = pop3_stuff_filter;
-			r.filter_state = &stuffer;
+			r.filter_state = stuffer;
 			r.chunk = chunk;
 			got = stream_all(reader, pool ? io : NULL, &r, 3, &got_len, &rc);
 			if (got_len != want_len || memcmp(got, want, want_len) != 0)
