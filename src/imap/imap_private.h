@@ -71,6 +71,7 @@ struct imap_server {
 	struct notify_hub *hub;
 	struct deliver *deliver;
 	struct workers *workers; /* SEARCH reads message files on these (lib/workers.h) */
+	struct workers *io;      /* FETCH's store reader pool (imap_server_set_io; may be NULL) */
 	struct notify_sub *recent_sub; /* imap_recent_event */
 	struct imap_recent *recent[IMAP_RECENT_BUCKETS];
 	unsigned max_errors;

@@ -315,6 +315,7 @@ cmd_serve(int argc, char **argv)
 	pop3_server_set_io(sv.pop3, sv.io_workers);
 	sv.imap = imap_server_new(sv.base, sv.ctx.config, sv.store, sv.auth, sv.hub, sv.deliver,
 	                          sv.workers);
+	imap_server_set_io(sv.imap, sv.io_workers);
 	sv.push = push_server_new(sv.base, sv.ctx.config, sv.store, sv.auth, sv.hub);
 	if (webhook_new(sv.ctx.config, sv.ctx.data_dir, sv.store, sv.hub, &sv.webhook, error,
 			sizeof(error)) < 0) {
