@@ -307,11 +307,12 @@ imap_cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 		    k == IMAP_FETCH_BODYSTRUCTURE)
 			f->needs_structure = true;
 		/* BINARY of a part needs the structure too (NIL is valid there, but real data
-		 * is better than an expunge race); imap_binary.c opens the file itself. */
+		 * is better than an expunge race). */
 		if ((k == IMAP_FETCH_BINARY || k == IMAP_FETCH_BINARY_SIZE) &&
 		    f->items[i].body.sec.depth > 0)
 			f->needs_structure = true;
-		if (k == IMAP_FETCH_SECTION)
+		if (k == IMAP_FETCH_SECTION || k == IMAP_FETCH_BINARY ||
+		    k == IMAP_FETCH_BINARY_SIZE)
 			f->needs_file = true;
 		if ((k == IMAP_FETCH_SECTION || k == IMAP_FETCH_BINARY) && !f->items[i].peek)
 			seen = true;
@@ -468,7 +469,8 @@ imap_fetch_binary_write(struct imap_session *s, const struct imap_msg *m,
 		evbuffer_add_printf(bufferevent_get_output(s->conn.bev), "%s NIL", it->body.name);
 		return false;
 	}
-	r = imap_binary_start(s, m, &it->body, ms, it->kind == IMAP_FETCH_BINARY_SIZE, &f->bin);
+	r = imap_binary_start(s, m, &it->body, ms, it->kind == IMAP_FETCH_BINARY_SIZE, f->msg,
+	                      &f->bin);
 	if (r < 0)
 		f->unknown_cte = true;
 	return r == 0;
@@ -547,11 +549,9 @@ imap_fetch_pump(struct imap_session *s)
 			continue;
 		}
 		if (f->bin != NULL) {
-			r = imap_binary_pump(s, &f->bin);
-			if (r == 0)
-				return false; /* counting on a worker; its completion resumes */
-			if (r == 2)
-				f->item++;
+			if (imap_binary_pump(s, &f->bin) == 0)
+				return false; /* the output drains or the read completes */
+			f->item++;
 			continue;
 		}
 		if (f->pos == f->nidx) {
