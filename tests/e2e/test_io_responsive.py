@@ -57,7 +57,7 @@ def body(n, size):
     return head + b"\r\n".join(lines) + b"\r\n"
 
 
-class SlowIMAP(RawIMAP):
+class SlowReading:
     """Reads the socket 16 KiB at a time with a pause in between: a slow client."""
 
     def _fill(self):
@@ -68,13 +68,12 @@ class SlowIMAP(RawIMAP):
         time.sleep(0.01)
 
 
-class SlowPOP3(RawPOP3):
-    def _fill(self):
-        chunk = self.sock.recv(16384)
-        if not chunk:
-            raise ConnectionError("connection closed by server")
-        self.buf += chunk
-        time.sleep(0.01)
+class SlowIMAP(SlowReading, RawIMAP):
+    pass
+
+
+class SlowPOP3(SlowReading, RawPOP3):
+    pass
 
 
 class NoopProbe(threading.Thread):
