@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -20,6 +21,7 @@
 #include "lib/workers.h"
 #include "mime/mimestruct.h"
 #include "pop3/pop3_parser.h"
+#include "store/store.h"
 #include "store/store_reader.h"
 
 static struct event_base *base;
@@ -348,6 +350,94 @@ test_free_in_flight(void **state)
 	evbuffer_free(out);
 }
 
+static void
+commit_cb(bool ok, const struct store_result *results, const char *error, void *arg)
+{
+	*(int *)arg = ok ? 1 : -1;
+}
+
+static void
+update_cb(bool ok, const char *error, void *arg)
+{
+	*(int *)arg = ok ? 1 : -1;
+}
+
+static int eml_files;
+
+static int
+count_eml(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	size_t n = strlen(p);
+
+	eml_files += flag == FTW_F && n > 4 && strcmp(p + n - 4, ".eml") == 0;
+	return 0;
+}
+
+static int
+rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	return remove(p);
+}
+
+/* Through the store: a message opened with store_reader_open and then expunged (row deleted,
+ * file unlinked by the committer) is still read whole; opened after, it is gone (-2), as is a
+ * UID that never was. */
+static void
+test_store_expunged_underneath(void **state)
+{
+	static const char msg[] = "From: a@b\r\nSubject: x\r\n\r\nbody\n.\r\n";
+	char dir[] = "/tmp/test_store_reader_store.XXXXXX", error[256];
+	struct store_target t = {0, "INBOX", 0, "bob@example.org", NULL};
+	struct store_delivery dv = {"a@b", 0, 1751364000, &t, 1};
+	struct store_reader_range r = ALL;
+	struct store_account acc;
+	struct store_reader *reader = NULL;
+	struct store_blob *blob = NULL;
+	struct store *store = NULL;
+	uint32_t uid = 1;
+	size_t got_len;
+	int done = 0, rc;
+	char *got;
+
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(store_open(dir, true, NULL, &store, error, sizeof(error)), 0);
+	assert_int_equal(store_account_add(store, "bob@example.org",
+	                                   "$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$aGFzaA",
+	                                   error, sizeof(error)),
+	                 1);
+	assert_int_equal(store_account_lookup(store, "bob@example.org", &acc), 1);
+	t.account_id = acc.id;
+	assert_int_equal(store_blob_new(store, &blob, error, sizeof(error)), 0);
+	assert_int_equal(store_blob_write(blob, msg, sizeof(msg) - 1), 0);
+	store_blob_commit(store, &blob, &dv, commit_cb, &done);
+	assert_int_equal(done, 1);
+
+	assert_int_equal(store_reader_open(store, acc.id, "INBOX", 7, &reader), -2);
+	assert_null(reader);
+	assert_int_equal(store_reader_open(store, acc.id, "INBOX", uid, &reader), 1);
+	eml_files = 0;
+	nftw(dir, count_eml, 16, FTW_PHYS);
+	assert_int_equal(eml_files, 1);
+	done = 0;
+	store_mailbox_update(store, acc.id, "INBOX", NULL, 0, &uid, 1, update_cb, &done);
+	assert_int_equal(done, 1);
+	eml_files = 0;
+	nftw(dir, count_eml, 16, FTW_PHYS);
+	assert_int_equal(eml_files, 0); /* the committer unlinked it */
+	assert_int_equal(
+	    store_reader_open(store, acc.id, "INBOX", uid, &(struct store_reader *){0}), -2);
+	r.conv = STORE_READER_CRLF;
+	r.chunk = 7;
+	got = stream_all(reader, io, &r, 5, &got_len, &rc);
+	assert_int_equal(rc, 1);
+	assert_int_equal(got_len, sizeof(msg) - 1 + 1);
+	assert_memory_equal(got, "From: a@b\r\nSubject: x\r\n\r\nbody\r\n.\r\n", got_len);
+	free(got);
+	store_reader_free(&reader);
+	store_free(&store);
+	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static int
 setup(void **state)
 {
@@ -385,6 +475,7 @@ main(void)
 	    cmocka_unit_test(test_pop3_top),
 	    cmocka_unit_test(test_removed_underneath),
 	    cmocka_unit_test(test_free_in_flight),
+	    cmocka_unit_test(test_store_expunged_underneath),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
