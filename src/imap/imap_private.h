@@ -9,7 +9,8 @@
  * body sections and imap_binary.c BINARY; imap_store.c STORE, EXPUNGE, CLOSE and the store
  * update they share; imap_append.c APPEND (with imap_catenate.c), COPY and MOVE; imap_search.c
  * SEARCH over imap_match.c, and imap_sort.c (SORT) and imap_thread.c (THREAD) on top of it.
- * Everything runs on the loop thread (but SEARCH's file reading, on the workers). */
+ * Everything runs on the loop thread (but SEARCH's file reading, on the workers, and FETCH's,
+ * by the store reader on its I/O pool). */
 #ifndef TERN_IMAP_PRIVATE_H
 #define TERN_IMAP_PRIVATE_H
 

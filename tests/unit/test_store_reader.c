@@ -301,6 +301,26 @@ test_pop3_top(void **state)
 	check_pop3(S("A: 1\nB: 2"), true, 0, S("A: 1\r\nB: 2\r\n.\r\n"));
 }
 
+/* Streams all of reader in wire form on the pool (chunk bytes a read, a 4-byte mark) and
+ * expects want; then frees the reader. */
+static void
+expect_crlf_whole(struct store_reader **reader, size_t chunk, const char *want, size_t want_len)
+{
+	struct store_reader_range r = ALL;
+	size_t got_len;
+	int rc;
+	char *got;
+
+	r.conv = STORE_READER_CRLF;
+	r.chunk = chunk;
+	got = stream_all(*reader, io, &r, 4, &got_len, &rc);
+	assert_int_equal(rc, 1);
+	assert_int_equal(got_len, want_len);
+	assert_memory_equal(got, want, got_len);
+	free(got);
+	store_reader_free(reader);
+}
+
 /* Expunged by another session and unlinked after the reader opened it: still read whole,
  * on the pool and with the stream started after the unlink. */
 static void
@@ -308,20 +328,9 @@ test_removed_underneath(void **state)
 {
 	static const char msg[] = "Subject: gone\n\nstill here\n";
 	struct store_reader *reader = reader_on(S(msg));
-	struct store_reader_range r = ALL;
-	size_t got_len;
-	int rc;
-	char *got;
 
 	assert_int_equal(unlink(path), 0);
-	r.conv = STORE_READER_CRLF;
-	r.chunk = 5;
-	got = stream_all(reader, io, &r, 4, &got_len, &rc);
-	assert_int_equal(rc, 1);
-	assert_int_equal(got_len, sizeof(msg) - 1 + 3);
-	assert_memory_equal(got, "Subject: gone\r\n\r\nstill here\r\n", got_len);
-	free(got);
-	store_reader_free(&reader);
+	expect_crlf_whole(&reader, 5, S("Subject: gone\r\n\r\nstill here\r\n"));
 }
 
 /* The reader's owner drops it while a stream runs, and the stream is dropped with a read in
@@ -389,15 +398,12 @@ test_store_expunged_underneath(void **state)
 	char dir[] = "/tmp/test_store_reader_store.XXXXXX", error[256];
 	struct store_target t = {0, "INBOX", 0, "bob@example.org", NULL};
 	struct store_delivery dv = {"a@b", 0, 1751364000, &t, 1};
-	struct store_reader_range r = ALL;
 	struct store_account acc;
 	struct store_reader *reader = NULL;
 	struct store_blob *blob = NULL;
 	struct store *store = NULL;
 	uint32_t uid = 1;
-	size_t got_len;
-	int done = 0, rc;
-	char *got;
+	int done = 0;
 
 	assert_non_null(mkdtemp(dir));
 	assert_int_equal(store_open(dir, true, NULL, &store, error, sizeof(error)), 0);
@@ -426,14 +432,7 @@ test_store_expunged_underneath(void **state)
 	assert_int_equal(eml_files, 0); /* the committer unlinked it */
 	assert_int_equal(
 	    store_reader_open(store, acc.id, "INBOX", uid, &(struct store_reader *){0}), -2);
-	r.conv = STORE_READER_CRLF;
-	r.chunk = 7;
-	got = stream_all(reader, io, &r, 5, &got_len, &rc);
-	assert_int_equal(rc, 1);
-	assert_int_equal(got_len, sizeof(msg) - 1 + 1);
-	assert_memory_equal(got, "From: a@b\r\nSubject: x\r\n\r\nbody\r\n.\r\n", got_len);
-	free(got);
-	store_reader_free(&reader);
+	expect_crlf_whole(&reader, 7, S("From: a@b\r\nSubject: x\r\n\r\nbody\r\n.\r\n"));
 	store_free(&store);
 	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
