@@ -6,8 +6,8 @@ flag file exists, every read of a message file (.eml) by ternd sleeps SLOW_MS fi
 from a cold page cache on a busy disk would. Nothing else is slowed.
 
 What is checked:
-- IMAP: one session FETCHes four 1 MB bodies (BODY.PEEK[] and a partial of BODY.PEEK[TEXT]) and
-  reads its socket slowly, so the output high-water mark is hit again and again, while a
+- IMAP: one session FETCHes four 1 MB bodies (HEADER.FIELDS, BODY.PEEK[] and a partial of
+  BODY.PEEK[TEXT]) and reads its socket slowly, so the output high-water mark is hit again and again, while a
   second session sends NOOPs: the worst NOOP answer stays under MAX_NOOP_S. Before the reader,
   the loop thread read each 16 KiB chunk itself, refilling 256 KiB at a time (16 reads x SLOW_MS
   = 2.4 s of a frozen loop per refill): the worst NOOP waited about that long. The threshold
@@ -131,7 +131,7 @@ def imap_fetch_while_probed(c, d, flag, msgs):
     flag.touch()
     probe.start()
     t0 = time.monotonic()
-    r.send(b"f1 FETCH 1:4 (BODY.PEEK[] BODY.PEEK[TEXT]<500.200000>)\r\n"
+    r.send(b"f1 FETCH 1:4 (BODY.PEEK[HEADER.FIELDS (SUBJECT)] BODY.PEEK[] BODY.PEEK[TEXT]<500.200000>)\r\n"
            b"f2 NOOP\r\n")
     lines = []
     tagged_f1 = tagged_f2 = None
@@ -158,7 +158,7 @@ def imap_fetch_while_probed(c, d, flag, msgs):
     c.check(imap_tagged_ok(tagged_f3) and binary == [msgs[1]],
             f"FETCH BINARY.PEEK[] of a 1 MB message through the slow disk (counting pass and "
             f"bytes; {took_binary:.1f} s), byte for byte", tagged_f3)
-    c.check(imap_tagged_ok(tagged_f1), f"FETCH of four 1 MB messages, 2 body items each, "
+    c.check(imap_tagged_ok(tagged_f1), f"FETCH of four 1 MB messages, 3 body items each, "
             f"through the slow disk ({took:.1f} s)", tagged_f1)
     c.check(order == ["fetch"] * 4 + ["f1", "f2"],
             "the four FETCH responses come in order, then the tagged OK, then the pipelined NOOP",
@@ -169,15 +169,16 @@ def imap_fetch_while_probed(c, d, flag, msgs):
         text = want[want.index(b"\r\n\r\n") + 4:]
         parts = []
         rest = line
-        for _ in range(2):
+        for _ in range(3):
             i = rest.find(b"}\r\n")
             size = int(rest[rest.rfind(b"{", 0, i) + 1:i])
             parts.append(rest[i + 3:i + 3 + size])
             rest = rest[i + 3 + size:]
-        ok = ok and line.startswith(f"* {n} FETCH".encode()) and parts[0] == want and \
-            parts[1] == text[500:200500]
-    c.check(ok, "every body item is byte for byte the stored message (whole; a partial of "
-            "TEXT)")
+        ok = ok and line.startswith(f"* {n} FETCH".encode()) and \
+            parts[0] == f"Subject: big {n}\r\n\r\n".encode() and parts[1] == want and \
+            parts[2] == text[500:200500]
+    c.check(ok, "every body item is byte for byte the stored message (HEADER.FIELDS; whole; a "
+            "partial of TEXT)")
     c.check(probe.error is None and probe.count >= 5,
             f"the other session's NOOPs were answered meanwhile ({probe.count} of them)",
             probe.error)
