@@ -165,8 +165,9 @@ store_reader_pad(struct store_reader_stream *st)
 {
 	static const char spaces[256] = {[0 ... 255] = ' '};
 
-	if (!st->range.pad || st->left == UINT64_MAX)
+	if (!st->range.pad || st->left == UINT64_MAX || st->left == 0)
 		return;
+	st->failed = true; /* the file ended before the window did */
 	while (st->left > 0) {
 		size_t n = st->left < sizeof(spaces) ? (size_t)st->left : sizeof(spaces);
 

@@ -209,6 +209,14 @@ test_window_and_pad(void **state)
 	/* Without pad: what there is, reported. */
 	r.pad = false;
 	check_range(S("abcd"), r, S("abcd"), -1);
+	/* A whole file shorter than the size the row gives (a whole message's literal). */
+	r = (struct store_reader_range)ALL;
+	r.limit = 6;
+	r.pad = true;
+	check_range(S("abcd"), r, S("abcd  "), -1);
+	/* Longer than the window: cut, not an error. */
+	r.limit = 3;
+	check_range(S("abcd"), r, S("abc"), 1);
 }
 
 /* A MIME part, by the offsets the stored structure gives, in wire form. */
