@@ -1,12 +1,10 @@
 /* imap_binary: FETCH BINARY, BINARY.PEEK, BINARY.SIZE (see imap_binary.h). */
 #include "imap/imap_binary.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -14,8 +12,8 @@
 #include "imap/imap_private.h"
 #include "lib/log.h"
 #include "lib/util.h"
-#include "lib/workers.h"
 #include "store/store.h"
+#include "store/store_reader.h"
 
 /* --- the decoder --- */
 
@@ -260,23 +258,57 @@ imap_binary_item_parse(const char *name, const char *section, bool partial, uint
 	return true;
 }
 
+/* The decoder as a store reader filter (running on the I/O pool). The counting pass outputs
+ * nothing: it notes the decoded size and whether the window holds a NUL. */
+struct imap_binary_filter {
+	struct imap_binary_dec dec;
+	bool count;
+	bool partial;			 /* the item's window, copied: the item may go first */
+	uint64_t offset, size;
+	uint64_t total; /* counting: decoded bytes */
+	bool nul;	/* counting: a NUL inside the window */
+	char scratch[]; /* counting: IMAP_BINARY_OUT(STORE_READER_CHUNK) */
+};
+
+static bool
+imap_binary_filter(void *state, const char *in, size_t len, struct evbuffer *out)
+{
+	struct imap_binary_filter *bf = state;
+	struct evbuffer_iovec vec;
+	char *o = bf->scratch;
+	size_t n;
+
+	if (!bf->count) {
+		if (evbuffer_reserve_space(out, (ev_ssize_t)IMAP_BINARY_OUT(len), &vec, 1) < 1)
+			fatalx("imap event=oom");
+		o = vec.iov_base;
+	}
+	n = in != NULL ? imap_binary_dec_feed(&bf->dec, in, len, o)
+	               : imap_binary_dec_end(&bf->dec, o);
+	if (!bf->count) {
+		vec.iov_len = n;
+		evbuffer_commit_space(out, &vec, 1);
+		return false;
+	}
+	for (const char *p = o; !bf->nul && (p = memchr(p, '\0', n - (size_t)(p - o))) != NULL;
+	     p++) {
+		uint64_t at = bf->total + (uint64_t)(p - o);
+
+		if (!bf->partial || (at >= bf->offset && at - bf->offset < bf->size))
+			bf->nul = true;
+	}
+	bf->total += n;
+	return false;
+}
+
 struct imap_binary {
-	struct imap_session *s;
 	const struct imap_section_item *it;
 	bool size_only;
-	bool running;  /* the counting pass is on a worker */
-	bool orphaned; /* freed by the FETCH while running: the completion frees it */
-	int fd;
-	uint64_t offset, len; /* the encoded part in the file */
+	struct store_reader *reader; /* FETCH's, held for the message's whole response */
+	uint64_t offset, len;	     /* the encoded part in the file */
 	enum imap_binary_cte cte;
-	/* The counting pass: the decoded size, and whether the bytes to send hold a NUL. */
-	uint64_t total;
-	bool nul;
-	bool read_error;
-	/* Streaming. */
-	struct imap_binary_dec dec;
-	uint64_t file_left;
-	uint64_t skip, count, written; /* decoded bytes to skip, to send, sent */
+	struct store_reader_stream *stream; /* the counting pass, then the bytes */
+	struct evbuffer *sink;		    /* the counting pass's (empty) output */
 	bool streaming;
 };
 
@@ -288,12 +320,8 @@ imap_binary_free(struct imap_binary **bp)
 	if (b == NULL)
 		return;
 	*bp = NULL;
-	if (b->running) {
-		b->orphaned = true;
-		return;
-	}
-	if (b->fd >= 0)
-		close(b->fd);
+	store_reader_stream_free(&b->stream);
+	evbuffer_free(b->sink);
 	free(b);
 }
 
@@ -312,73 +340,30 @@ imap_binary_window(const struct imap_section_item *it, uint64_t total, uint64_t 
 		*count_r = it->size;
 }
 
-/* The worker: decodes the whole part to count it, noting a NUL inside the window. */
-static void
-imap_binary_count(void *arg)
+/* A stream of the part through the decoder: counting, or the window of the bytes. */
+static struct store_reader_stream *
+imap_binary_stream_new(struct imap_session *s, struct imap_binary *b, bool count,
+                       uint64_t skip, uint64_t limit)
 {
-	struct imap_binary *b = arg;
-	char *in = xmalloc(IMAP_CHUNK), *out = xmalloc(IMAP_BINARY_OUT(IMAP_CHUNK));
-	struct imap_binary_dec dec;
-	uint64_t pos = 0, done = 0;
-	bool last = false;
+	struct store_reader_range range = {.offset = b->offset, .len = b->len, .skip = skip,
+	                                   .limit = limit, .pad = !count};
+	struct imap_binary_filter *bf =
+	    xcalloc(1, sizeof(*bf) + (count ? IMAP_BINARY_OUT(STORE_READER_CHUNK) : 0));
 
-	imap_binary_dec_init(&dec, b->cte);
-	while (!last) {
-		size_t want = b->len - done < IMAP_CHUNK ? (size_t)(b->len - done) : IMAP_CHUNK;
-		ssize_t got = want > 0 ? pread(b->fd, in, want, (off_t)(b->offset + done)) : 0;
-		size_t n;
-
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got < 0 || (got == 0 && want > 0))
-			b->read_error = true;
-		if (got <= 0) {
-			n = imap_binary_dec_end(&dec, out);
-			last = true;
-		} else {
-			done += (uint64_t)got;
-			n = imap_binary_dec_feed(&dec, in, (size_t)got, out);
-		}
-		for (const char *p = out; (p = memchr(p, '\0', n - (size_t)(p - out))) != NULL;
-		     p++) {
-			uint64_t at = pos + (uint64_t)(p - out);
-
-			if (!b->it->partial || (at >= b->it->offset &&
-			                        at - b->it->offset < b->it->size))
-				b->nul = true;
-			if (b->nul)
-				break;
-		}
-		pos += n;
-	}
-	b->total = pos;
-	free(in);
-	free(out);
-}
-
-static void
-imap_binary_counted(void *arg)
-{
-	struct imap_binary *b = arg;
-	struct imap_session *s = b->s;
-
-	b->running = false;
-	s->update_pending--;
-	if (b->orphaned) {
-		imap_binary_free(&b);
-		if (s->conn.dead && s->update_pending == 0)
-			imap_session_free(s);
-		return;
-	}
-	if (s->conn.dead)
-		return; /* freed with the FETCH */
-	netconn_run(&s->conn);
+	imap_binary_dec_init(&bf->dec, b->cte);
+	bf->count = count;
+	bf->partial = b->it->partial;
+	bf->offset = b->it->offset;
+	bf->size = b->it->size;
+	range.filter = imap_binary_filter;
+	range.filter_state = bf;
+	return store_reader_stream_new(b->reader, s->server->io, &range, imap_section_ready, s);
 }
 
 int
 imap_binary_start(struct imap_session *s, const struct imap_msg *m,
                   const struct imap_section_item *it, const struct mimestruct *ms, bool size_only,
-                  struct imap_binary **bp)
+                  struct store_reader *reader, struct imap_binary **bp)
 {
 	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
 	struct mimestruct_range r = {.offset = 0, .len = UINT64_MAX};
@@ -386,7 +371,7 @@ imap_binary_start(struct imap_session *s, const struct imap_msg *m,
 	struct imap_binary *b;
 	bool multipart = false;
 	char enc[64] = "";
-	int found = 1, fd;
+	int found = 1;
 
 	*bp = NULL;
 	if (ms != NULL && it->sec.depth > 0) {
@@ -410,104 +395,74 @@ imap_binary_start(struct imap_session *s, const struct imap_msg *m,
 		evbuffer_add_printf(out, size_only ? "%s 0" : "%s NIL", it->name);
 		return -1;
 	}
-	fd = store_message_open(s->server->store, s->account_id, s->mailbox, m->uid);
-	if (fd < 0) {
+	if (reader == NULL) {
 		evbuffer_add_printf(out, size_only ? "%s 0" : "%s NIL", it->name);
 		return 1;
 	}
-	if (r.len == UINT64_MAX) {
-		off_t end = lseek(fd, 0, SEEK_END);
-
-		r.len = end > 0 ? (uint64_t)end : 0;
-	}
 	b = xcalloc(1, sizeof(*b));
-	b->s = s;
 	b->it = it;
 	b->size_only = size_only;
-	b->fd = fd;
+	b->reader = reader;
 	b->offset = r.offset;
 	b->len = r.len;
 	b->cte = cte;
-	b->running = true;
-	s->update_pending++;
+	b->sink = evbuffer_new();
+	if (b->sink == NULL)
+		fatalx("imap event=oom");
+	b->stream = imap_binary_stream_new(s, b, true, 0, UINT64_MAX);
 	*bp = b;
-	workers_submit(s->server->workers, imap_binary_count, imap_binary_counted, b);
 	return 0;
 }
 
-/* Sends the next decoded chunk of the window. */
-static void
-imap_binary_stream(struct imap_session *s, struct imap_binary *b)
+/* The counting pass is done: the item's head ("NAME n", "NAME {n}\r\n" or "NAME ~{n}\r\n"),
+ * and the stream of its bytes. True when the item is complete. */
+static bool
+imap_binary_counted(struct imap_session *s, struct imap_binary *b)
 {
-	static char in[IMAP_CHUNK];
-	static char dec[IMAP_BINARY_OUT(IMAP_CHUNK)];
 	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
-	size_t want = b->file_left < sizeof(in) ? (size_t)b->file_left : sizeof(in), n, from = 0;
-	ssize_t got = want > 0 ? read(b->fd, in, want) : 0;
+	const struct imap_binary_filter *bf = store_reader_stream_filter_state(b->stream);
+	uint64_t total = bf->total, skip, count;
+	bool nul = bf->nul;
 
-	if (got < 0 && errno == EINTR)
-		return;
-	if (got > 0) {
-		b->file_left -= (uint64_t)got;
-		n = imap_binary_dec_feed(&b->dec, in, (size_t)got, dec);
-	} else {
-		n = imap_binary_dec_end(&b->dec, dec);
-		b->file_left = 0;
+	store_reader_stream_free(&b->stream);
+	if (b->size_only) {
+		evbuffer_add_printf(out, "%s %llu", b->it->name, (unsigned long long)total);
+		return true;
 	}
-	if (b->skip > 0) {
-		from = b->skip < n ? (size_t)b->skip : n;
-		b->skip -= from;
-	}
-	if (n - from > b->count - b->written)
-		n = from + (size_t)(b->count - b->written);
-	evbuffer_add(out, dec + from, n - from);
-	b->written += n - from;
-	if (got <= 0 && b->written < b->count) {
-		/* The file changed under us: pad so the client stays in sync. */
-		log_warnx("imap session=%s event=binary-short-read", s->conn.id);
-		while (b->written < b->count) {
-			evbuffer_add(out, " ", 1);
-			b->written++;
-		}
-	}
+	imap_binary_window(b->it, total, &skip, &count);
+	/* RFC 3516 4.3: a literal8 when the bytes hold a NUL. */
+	evbuffer_add_printf(out, "%s %s{%llu}\r\n", b->it->name, nul ? "~" : "",
+	                    (unsigned long long)count);
+	if (count == 0)
+		return true;
+	b->stream = imap_binary_stream_new(s, b, false, skip, count);
+	b->streaming = true;
+	return false;
 }
 
 int
 imap_binary_pump(struct imap_session *s, struct imap_binary **bp)
 {
 	struct imap_binary *b = *bp;
-	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
+	int r;
 
-	if (b->running)
-		return 0;
 	if (!b->streaming) {
-		if (b->read_error)
+		r = store_reader_stream_pump(b->stream, b->sink, SIZE_MAX);
+		if (r == 0)
+			return 0;
+		if (r < 0)
 			log_warnx("imap session=%s event=binary-read-failed", s->conn.id);
-		if (b->size_only) {
-			evbuffer_add_printf(out, "%s %llu", b->it->name,
-			                    (unsigned long long)b->total);
+		if (imap_binary_counted(s, b)) {
 			imap_binary_free(bp);
-			return 2;
+			return 1;
 		}
-		imap_binary_window(b->it, b->total, &b->skip, &b->count);
-		/* RFC 3516 4.3: a literal8 when the bytes hold a NUL. */
-		evbuffer_add_printf(out, "%s %s{%llu}\r\n", b->it->name, b->nul ? "~" : "",
-		                    (unsigned long long)b->count);
-		if (b->count == 0 || lseek(b->fd, (off_t)b->offset, SEEK_SET) < 0) {
-			while (b->written < b->count) {
-				evbuffer_add(out, " ", 1);
-				b->written++;
-			}
-			imap_binary_free(bp);
-			return 2;
-		}
-		imap_binary_dec_init(&b->dec, b->cte);
-		b->file_left = b->len;
-		b->streaming = true;
 	}
-	imap_binary_stream(s, b);
-	if (b->written < b->count)
-		return 1;
+	r = store_reader_stream_pump(b->stream, bufferevent_get_output(s->conn.bev),
+	                             IMAP_FETCH_HIGH);
+	if (r == 0)
+		return 0;
+	if (r < 0)
+		log_warnx("imap session=%s event=binary-short-read", s->conn.id);
 	imap_binary_free(bp);
-	return 2;
+	return 1;
 }

@@ -3,10 +3,10 @@
  * 7bit/8bit/binary as they are), sent as a literal8 (~{n}) when it holds a NUL.
  *
  * The decoded size is needed before the first byte is sent, so each item first runs a counting
- * pass over the part on a worker thread (the file is opened on the loop thread and read there);
- * the FETCH waits for it (imap_binary_pump returns 0) and is resumed by the worker's completion.
- * The bytes then stream from the file under the FETCH's output backpressure, decoded one chunk
- * (IMAP_CHUNK) at a time, as BODY[] streams convert line ends. Used by imap_fetch.c only. */
+ * pass over the part: a store reader stream (store/store_reader.h) with the decoder as its
+ * filter, on the reader's I/O pool, outputting nothing; the FETCH waits for it. The bytes then
+ * stream through a second such stream under the FETCH's output backpressure. Nothing here
+ * reads a file on the loop thread. Used by imap_fetch.c only. */
 #ifndef TERN_IMAP_BINARY_H
 #define TERN_IMAP_BINARY_H
 
@@ -19,6 +19,7 @@
 struct imap_session;
 struct imap_msg;
 struct imap_binary;
+struct store_reader;
 
 enum imap_binary_cte {
 	IMAP_CTE_IDENTITY = 0, /* 7bit, 8bit, binary, none (and multiparts): bare LF sent as CRLF */
@@ -56,19 +57,19 @@ bool imap_binary_item_parse(const char *name, const char *section, bool partial,
                             uint32_t size, struct imap_section_item *it, bool *peek_r,
                             bool *size_r);
 
-/* Starts the item for message m (structure ms, NULL for a whole message) into *bp. Returns 1
- * when the item was written whole (NIL, an empty string), 0 when it goes on in
+/* Starts the item for message m (structure ms, NULL for a whole message; reader the open
+ * message, held by the FETCH until the item is done, NULL when it could not be opened) into
+ * *bp. Returns 1 when the item was written whole (NIL, an empty string), 0 when it goes on in
  * imap_binary_pump, -1 when the part's encoding is unknown (the item was written as NIL; the
  * FETCH ends NO [UNKNOWN-CTE]). */
 int imap_binary_start(struct imap_session *s, const struct imap_msg *m,
                       const struct imap_section_item *it, const struct mimestruct *ms,
-                      bool size_only, struct imap_binary **bp);
-/* Goes on with the item: 0 while the counting pass runs (the completion resumes the session),
- * 1 when more remains (call again when the output allows), 2 when the item is complete (*bp is
- * then NULL). */
+                      bool size_only, struct store_reader *reader, struct imap_binary **bp);
+/* Goes on with the item: 0 while a read runs or the output is full (the read's completion or
+ * the drained output runs the session again), 1 when the item is complete (*bp is then NULL). */
 int imap_binary_pump(struct imap_session *s, struct imap_binary **bp);
-/* Drops an item in progress (the FETCH ends early, the session closes). A counting pass still
- * running finishes on its own and is freed by its completion. */
+/* Drops an item in progress (the FETCH ends early, the session closes). A read still running
+ * finishes on its own and is freed by its completion. */
 void imap_binary_free(struct imap_binary **bp);
 
 #endif

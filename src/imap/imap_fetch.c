@@ -2,15 +2,14 @@
  * 6.4.5 (macros, FLAGS, INTERNALDATE, RFC822.SIZE, UID, ENVELOPE, BODY, BODYSTRUCTURE, body
  * sections with partials, RFC822*) and CONDSTORE's MODSEQ and (CHANGEDSINCE n) (RFC 7162).
  * The MIME structure comes from the store (built at delivery), or is built from the file for
- * rows that have none; body sections stream from the file (imap_section.c) under output
- * backpressure. */
+ * rows that have none; body sections stream from the message (imap_section.c, read by the
+ * store reader on its I/O pool) under output backpressure. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -18,10 +17,12 @@
 #include "imap/imap_binary.h"
 #include "imap/imap_private.h"
 #include "imap/imap_section.h"
+#include "imap/imap_session.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "mime/mimestruct.h"
 #include "store/store.h"
+#include "store/store_reader.h"
 
 #define IMAP_FETCH_ITEMS_MAX 256 /* items in one FETCH (after macro expansion) */
 
@@ -64,10 +65,10 @@ struct imap_fetch {
 	struct imap_section_stream st;
 	struct imap_binary *bin; /* a BINARY item in progress */
 	bool unknown_cte;        /* a BINARY part had an unknown encoding: NO [UNKNOWN-CTE] */
-	/* The file of the message at pos, open while its response is written when an item needs
-	 * it: another session's EXPUNGE unlinks the file, and the open fd keeps it readable, so
-	 * every item of the response is real data (RFC 2180 4.1.1). -1 when closed. */
-	int msg_fd;
+	/* The message at pos, open while its response is written when an item needs it:
+	 * another session's EXPUNGE unlinks the file, and the open reader keeps it readable, so
+	 * every item of the response is real data (RFC 2180 4.1.1). NULL when closed. */
+	struct store_reader *msg;
 	bool needs_file;      /* a section was asked for */
 	bool needs_structure; /* ENVELOPE, BODY or BODYSTRUCTURE (kept with the row) */
 	int ms_result;	      /* of the last structure load: 1, -2 the row is gone, -1 error */
@@ -78,9 +79,7 @@ struct imap_fetch {
 static void
 imap_fetch_msg_close(struct imap_fetch *f)
 {
-	if (f->msg_fd >= 0)
-		close(f->msg_fd);
-	f->msg_fd = -1;
+	store_reader_free(&f->msg);
 }
 
 void
@@ -281,8 +280,6 @@ imap_cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 		return;
 	}
 	f = xcalloc(1, sizeof(*f));
-	f->st.fd = -1;
-	f->msg_fd = -1;
 	f->ms_pos = -1;
 	f->uid = cmd->uid;
 	s->fetch = f;
@@ -310,11 +307,12 @@ imap_cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 		    k == IMAP_FETCH_BODYSTRUCTURE)
 			f->needs_structure = true;
 		/* BINARY of a part needs the structure too (NIL is valid there, but real data
-		 * is better than an expunge race); imap_binary.c opens the file itself. */
+		 * is better than an expunge race). */
 		if ((k == IMAP_FETCH_BINARY || k == IMAP_FETCH_BINARY_SIZE) &&
 		    f->items[i].body.sec.depth > 0)
 			f->needs_structure = true;
-		if (k == IMAP_FETCH_SECTION)
+		if (k == IMAP_FETCH_SECTION || k == IMAP_FETCH_BINARY ||
+		    k == IMAP_FETCH_BINARY_SIZE)
 			f->needs_file = true;
 		if ((k == IMAP_FETCH_SECTION || k == IMAP_FETCH_BINARY) && !f->items[i].peek)
 			seen = true;
@@ -369,27 +367,28 @@ imap_cmd_fetch(struct imap_session *s, const struct imap_command *cmd)
 }
 
 void
+imap_server_set_io(struct imap_server *server, struct workers *io)
+{
+	server->io = io;
+}
+
+void
 imap_fetch_begin(struct imap_session *s)
 {
 	netconn_set_timeouts(&s->conn, false);
 	imap_enter_state(s, IMAP_STATE_FETCH);
 }
 
-/* Opens the file of the message at f->pos for the rest of its response (f->msg_fd). 1, -2
- * when its row is gone (expunged by another session), -1 when it cannot be opened. */
+/* Opens the message at f->pos for the rest of its response (f->msg). 1, -2 when it is gone
+ * (expunged by another session), -1 when it cannot be opened. */
 static int
 imap_fetch_msg_open(struct imap_session *s, const struct imap_msg *m)
 {
 	struct imap_fetch *f = s->fetch;
-	int fd;
 
-	if (f->msg_fd >= 0)
+	if (f->msg != NULL)
 		return 1;
-	fd = store_message_open(s->server->store, s->account_id, s->mailbox, m->uid);
-	if (fd < 0)
-		return fd == -2 ? -2 : -1;
-	f->msg_fd = fd;
-	return 1;
+	return store_reader_open(s->server->store, s->account_id, s->mailbox, m->uid, &f->msg);
 }
 
 /* The structure of the message at f->pos: kept with its row, or built from its file. NULL with
@@ -413,7 +412,7 @@ imap_fetch_structure(struct imap_session *s, const struct imap_msg *m)
 	free(blob);
 	if (f->ms != NULL)
 		return f->ms;
-	if (r == 0 && f->msg_fd < 0) {
+	if (r == 0 && f->msg == NULL) {
 		f->ms_result = -2;
 		return NULL;
 	}
@@ -421,7 +420,7 @@ imap_fetch_structure(struct imap_session *s, const struct imap_msg *m)
 	 * file was opened (expunged by another session): build it from the file. */
 	if ((f->ms_result = imap_fetch_msg_open(s, m)) < 0)
 		return NULL;
-	if (mimestruct_build_fd(f->msg_fd, &blob, &len) == 0)
+	if (store_reader_structure(f->msg, &blob, &len) == 0)
 		f->ms = mimestruct_load(blob, len);
 	free(blob);
 	if (f->ms == NULL)
@@ -470,7 +469,8 @@ imap_fetch_binary_write(struct imap_session *s, const struct imap_msg *m,
 		evbuffer_add_printf(bufferevent_get_output(s->conn.bev), "%s NIL", it->body.name);
 		return false;
 	}
-	r = imap_binary_start(s, m, &it->body, ms, it->kind == IMAP_FETCH_BINARY_SIZE, &f->bin);
+	r = imap_binary_start(s, m, &it->body, ms, it->kind == IMAP_FETCH_BINARY_SIZE, f->msg,
+	                      &f->bin);
 	if (r < 0)
 		f->unknown_cte = true;
 	return r == 0;
@@ -523,8 +523,8 @@ imap_fetch_item_write(struct imap_session *s, const struct imap_msg *m,
 				break;
 			}
 		}
-		imap_section_start(s, m, &it->body, ms, f->msg_fd, &f->st);
-		return f->st.fd >= 0;
+		imap_section_start(s, m, &it->body, ms, f->msg, s->server->io, &f->st);
+		return f->st.stream != NULL;
 	case IMAP_FETCH_BINARY:
 	case IMAP_FETCH_BINARY_SIZE:
 		return imap_fetch_binary_write(s, m, it);
@@ -542,17 +542,16 @@ imap_fetch_pump(struct imap_session *s)
 		const struct imap_msg *m;
 		int r;
 
-		if (f->st.fd >= 0) {
-			if (imap_section_stream(s, &f->st))
-				f->item++;
+		if (f->st.stream != NULL) {
+			if (imap_section_stream(s, &f->st) == 0)
+				return false; /* the output drains or the read completes */
+			f->item++;
 			continue;
 		}
 		if (f->bin != NULL) {
-			r = imap_binary_pump(s, &f->bin);
-			if (r == 0)
-				return false; /* counting on a worker; its completion resumes */
-			if (r == 2)
-				f->item++;
+			if (imap_binary_pump(s, &f->bin) == 0)
+				return false; /* the output drains or the read completes */
+			f->item++;
 			continue;
 		}
 		if (f->pos == f->nidx) {

@@ -17,6 +17,7 @@
 #include "lib/util.h"
 #include "mime/mimestruct.h"
 #include "notify/notify.h"
+#include "store/store_reader.h"
 
 /* A session's pending notifications for other mailboxes. Past these it has fallen behind: the
  * queue is dropped and NOTIFICATIONOVERFLOW sent (RFC 5465 5.8). */
@@ -570,7 +571,9 @@ imap_notify_write_att(struct imap_session *s, const struct imap_msg *m, struct i
                       size_t k, struct imap_notify_msg *nm)
 {
 	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
-	struct imap_section_stream st = {.fd = -1};
+	struct imap_section_stream st = {0};
+	struct store_reader *rd;
+	int dfd;
 	enum imap_notify_att att = n->atts[k];
 	char date[64];
 	struct tm tm;
@@ -612,10 +615,14 @@ imap_notify_write_att(struct imap_session *s, const struct imap_msg *m, struct i
 		evbuffer_add(out, nm->text, nm->len);
 		break;
 	case IMAP_NOTIFY_ATT_SECTION:
-		/* HEADER.FIELDS: read (at most IMAP_SECTION_HEADER_MAX) and written at once */
-		imap_section_start(s, m, &n->sections[k], nm->ms, nm->fd, &st);
-		while (st.fd >= 0 && !imap_section_stream(s, &st))
+		/* HEADER.FIELDS: read (at most IMAP_SECTION_HEADER_MAX) and written at once, on
+		 * this thread (no I/O pool): an unsolicited FETCH cannot wait for a read. */
+		dfd = nm->fd >= 0 ? dup(nm->fd) : -1;
+		rd = dfd >= 0 ? store_reader_from_fd(dfd) : NULL;
+		imap_section_start(s, m, &n->sections[k], nm->ms, rd, NULL, &st);
+		while (st.stream != NULL && imap_section_stream(s, &st) == 0)
 			;
+		store_reader_free(&rd);
 		break;
 	}
 }

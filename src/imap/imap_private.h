@@ -11,7 +11,8 @@
  * SEARCH over imap_match.c, and imap_sort.c (SORT) and imap_thread.c (THREAD) on top of it;
  * imap_context.c the RETURN options and RFC 5267's updating contexts of SEARCH and SORT.
  * imap_notify.c NOTIFY (RFC 5465, its own header imap_notify.h).
- * Everything runs on the loop thread (but SEARCH's file reading, on the workers). */
+ * Everything runs on the loop thread (but SEARCH's file reading, on the workers, and FETCH's,
+ * by the store reader on its I/O pool). */
 #ifndef TERN_IMAP_PRIVATE_H
 #define TERN_IMAP_PRIVATE_H
 
@@ -74,6 +75,7 @@ struct imap_server {
 	struct notify_hub *hub;
 	struct deliver *deliver;
 	struct workers *workers; /* SEARCH reads message files on these (lib/workers.h) */
+	struct workers *io;      /* FETCH's store reader pool (imap_server_set_io; may be NULL) */
 	struct notify_sub *recent_sub; /* imap_recent_event */
 	struct imap_recent *recent[IMAP_RECENT_BUCKETS];
 	unsigned max_errors;

@@ -2,12 +2,10 @@
 #include "imap/imap_section.h"
 
 #include <ctype.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -16,6 +14,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "store/store.h"
+#include "store/store_reader.h"
 
 /* A header-fld-name (astring) at *pp: an atom or a quoted string. */
 static char *
@@ -166,29 +165,19 @@ imap_section_name(struct imap_section_item *it, const char *prefix, const char *
 void
 imap_section_stream_close(struct imap_section_stream *st)
 {
-	if (st->fd >= 0)
-		close(st->fd);
-	st->fd = -1;
+	store_reader_stream_free(&st->stream);
+	if (st->header != NULL)
+		evbuffer_free(st->header);
+	st->header = NULL;
+	st->it = NULL;
 }
 
-/* Reads [offset, offset + len) of fd (len at most IMAP_SECTION_HEADER_MAX) into a new buffer. */
-static char *
-imap_section_read(int fd, uint64_t offset, size_t len, size_t *got_r)
+void
+imap_section_ready(void *arg)
 {
-	char *buf = xmalloc(len + 1);
-	size_t got = 0;
+	struct imap_session *s = arg;
 
-	while (got < len) {
-		ssize_t r = pread(fd, buf + got, len - got, (off_t)(offset + got));
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		got += (size_t)r;
-	}
-	*got_r = got;
-	return buf;
+	netconn_run(&s->conn);
 }
 
 /* Applies <offset.size> to a section of len wire bytes: where to start and how many. */
@@ -213,18 +202,23 @@ imap_section_partial(const struct imap_section_item *it, uint64_t len, uint64_t 
 
 void
 imap_section_start(struct imap_session *s, const struct imap_msg *m,
-                   const struct imap_section_item *it, const struct mimestruct *ms, int msg_fd,
+                   const struct imap_section_item *it, const struct mimestruct *ms,
+                   struct store_reader *reader, struct workers *io,
                    struct imap_section_stream *st)
 {
 	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
 	struct mimestruct_range r = {.offset = 0, .len = UINT64_MAX, .wire_len = m->size};
+	struct store_reader_range range = {.conv = STORE_READER_CRLF,
+	                                   .nul_to = IMAP_NUL_REPLACEMENT};
 	uint64_t skip, count;
-	int fd, found = 1;
+	int found = 1;
 
-	st->fd = -1;
+	st->stream = NULL;
+	st->header = NULL;
+	st->it = it;
 	if (ms != NULL)
 		found = mimestruct_section(ms, it->sec.path, it->sec.depth, it->sec.spec, &r);
-	if (found < 0) {
+	if (found < 0 || reader == NULL) {
 		evbuffer_add_printf(out, "%s NIL", it->name);
 		return;
 	}
@@ -233,46 +227,31 @@ imap_section_start(struct imap_session *s, const struct imap_msg *m,
 		evbuffer_add_printf(out, "%s {0}\r\n", it->name);
 		return;
 	}
-	fd = msg_fd >= 0 ? dup(msg_fd) : -1;
-	if (fd < 0) {
-		log_warn("imap session=%s event=fetch-dup-failed uid=%u", s->conn.id, m->uid);
-		evbuffer_add_printf(out, "%s NIL", it->name);
-		return;
-	}
+	range.offset = r.offset;
+	range.len = r.len;
 	if (it->sec.fields != IMAP_SECTION_NO_FIELDS) {
-		char *hdr, *fields = NULL;
-		size_t got, flen = 0, fcap = 0;
-
-		hdr = imap_section_read(fd, r.offset,
-		                        r.len > IMAP_SECTION_HEADER_MAX ? IMAP_SECTION_HEADER_MAX
-		                                                        : (size_t)r.len,
-		                        &got);
-		close(fd);
-		mimestruct_header_fields(hdr, got, (const char *const *)it->sec.names,
-		                         it->sec.nnames, it->sec.fields == IMAP_SECTION_FIELDS_NOT,
-		                         &fields, &flen, &fcap);
-		free(hdr);
-		imap_section_nul(fields, flen);
-		imap_section_partial(it, flen, &skip, &count);
-		evbuffer_add_printf(out, "%s {%llu}\r\n", it->name, (unsigned long long)count);
-		evbuffer_add(out, fields + skip, (size_t)count);
-		free(fields);
+		/* The header is read whole (bounded), then filtered: the literal's length is
+		 * only known then. */
+		range.conv = STORE_READER_RAW;
+		range.nul_to = 0;
+		range.limit = r.len > IMAP_SECTION_HEADER_MAX ? IMAP_SECTION_HEADER_MAX : r.len;
+		st->header = evbuffer_new();
+		if (st->header == NULL)
+			fatalx("imap event=oom");
+		st->stream = store_reader_stream_new(reader, io, &range,
+		                                     imap_section_ready, s);
 		return;
 	}
 	imap_section_partial(it, r.wire_len, &skip, &count);
 	evbuffer_add_printf(out, "%s {%llu}\r\n", it->name, (unsigned long long)count);
-	if (count == 0) {
-		close(fd);
+	if (count == 0)
 		return;
-	}
-	st->fd = fd;
-	st->prev_cr = false;
-	st->file_left = r.len;
-	if (lseek(fd, (off_t)r.offset, SEEK_SET) < 0)
-		st->file_left = 0; /* the stream pads */
-	st->skip = skip;
-	st->len = count;
-	st->written = 0;
+	/* The literal's length is announced: a file shorter than its structure says is padded
+	 * so the client stays in sync. */
+	range.skip = skip;
+	range.limit = count;
+	range.pad = true;
+	st->stream = store_reader_stream_new(reader, io, &range, imap_section_ready, s);
 }
 
 void
@@ -283,57 +262,42 @@ imap_section_nul(char *buf, size_t len)
 		*p = (char)IMAP_NUL_REPLACEMENT;
 }
 
-/* Converts in[0..len) to the wire form (bare LF -> CRLF, NUL -> IMAP_NUL_REPLACEMENT) into out
- * (room for 2 * len). */
-static size_t
-imap_section_crlf(bool *prev_cr, const char *in, size_t len, char *out)
+/* The header of a HEADER.FIELDS item is whole: filter it and send it. */
+static void
+imap_section_fields(struct imap_session *s, struct imap_section_stream *st)
 {
-	size_t n = 0;
+	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
+	const struct imap_section_item *it = st->it;
+	size_t got = evbuffer_get_length(st->header), flen = 0, fcap = 0;
+	const char *hdr = got > 0 ? (const char *)evbuffer_pullup(st->header, -1) : "";
+	char *fields = NULL;
+	uint64_t skip, count;
 
-	for (size_t i = 0; i < len; i++) {
-		if (in[i] == '\n' && !*prev_cr)
-			out[n++] = '\r';
-		out[n++] = in[i] != '\0' ? in[i] : (char)IMAP_NUL_REPLACEMENT;
-		*prev_cr = in[i] == '\r';
-	}
-	return n;
+	mimestruct_header_fields(hdr, got, (const char *const *)it->sec.names, it->sec.nnames,
+	                         it->sec.fields == IMAP_SECTION_FIELDS_NOT, &fields, &flen, &fcap);
+	imap_section_nul(fields, flen);
+	imap_section_partial(it, flen, &skip, &count);
+	evbuffer_add_printf(out, "%s {%llu}\r\n", it->name, (unsigned long long)count);
+	evbuffer_add(out, fields + skip, (size_t)count);
+	free(fields);
 }
 
-bool
+int
 imap_section_stream(struct imap_session *s, struct imap_section_stream *st)
 {
-	static char in[IMAP_CHUNK];
-	static char conv[2 * IMAP_CHUNK];
 	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
-	size_t want = sizeof(in), n, from = 0;
-	ssize_t got;
+	int r;
 
-	if (st->file_left < want)
-		want = (size_t)st->file_left;
-	got = want > 0 ? read(st->fd, in, want) : 0;
-	if (got < 0 && errno == EINTR)
-		return false;
-	if (got <= 0) {
-		/* The file is shorter than its structure says: pad so the client stays in sync. */
+	if (st->header != NULL)
+		r = store_reader_stream_pump(st->stream, st->header, SIZE_MAX);
+	else
+		r = store_reader_stream_pump(st->stream, out, IMAP_FETCH_HIGH);
+	if (r == 0)
+		return 0;
+	if (r < 0)
 		log_warnx("imap session=%s event=fetch-short-read", s->conn.id);
-		while (st->written < st->len) {
-			evbuffer_add(out, " ", 1);
-			st->written++;
-		}
-	} else {
-		st->file_left -= (uint64_t)got;
-		n = imap_section_crlf(&st->prev_cr, in, (size_t)got, conv);
-		if (st->skip > 0) {
-			from = st->skip < n ? (size_t)st->skip : n;
-			st->skip -= from;
-		}
-		if (n - from > st->len - st->written)
-			n = from + (size_t)(st->len - st->written);
-		evbuffer_add(out, conv + from, n - from);
-		st->written += n - from;
-	}
-	if (st->written < st->len)
-		return false;
+	if (st->header != NULL)
+		imap_section_fields(s, st);
 	imap_section_stream_close(st);
-	return true;
+	return 1;
 }

@@ -1,7 +1,8 @@
 /* imap_section: FETCH's body sections (RFC 3501 6.4.5): parsing BODY[section]<partial>, finding
- * the bytes with the message's MIME structure, and streaming them from the message file in wire
- * form (bare LF sent as CRLF) under the FETCH's output backpressure. Used by imap_fetch.c only;
- * runs on the loop thread. */
+ * the bytes with the message's MIME structure, and streaming them from the message in wire
+ * form (bare LF sent as CRLF) under the FETCH's output backpressure. The store reader reads
+ * the file on its I/O pool (store/store_reader.h); this runs on the loop thread. Used by
+ * imap_fetch.c only. */
 #ifndef TERN_IMAP_SECTION_H
 #define TERN_IMAP_SECTION_H
 
@@ -15,8 +16,12 @@
 #define IMAP_SECTION_NAMES_MAX 256     /* field names in one HEADER.FIELDS list */
 #define IMAP_SECTION_HEADER_MAX 262144 /* bytes of a header read for HEADER.FIELDS */
 
+struct evbuffer;
 struct imap_session;
 struct imap_msg;
+struct store_reader;
+struct workers;
+struct store_reader_stream;
 
 enum imap_section_fields {
 	IMAP_SECTION_NO_FIELDS = 0,
@@ -42,14 +47,12 @@ struct imap_section_item {
 	char *name; /* the response's name, malloc'd: "BODY[1.HEADER.FIELDS (FROM)]<0>" */
 };
 
-/* The literal being streamed from a message file. */
+/* An item being read by the store reader: a literal streaming into the output, or a
+ * HEADER.FIELDS header being read whole (into header) before it is filtered and sent. */
 struct imap_section_stream {
-	int fd;             /* -1 when none */
-	bool prev_cr;       /* the last byte read was CR */
-	uint64_t file_left; /* bytes of the range not read yet */
-	uint64_t skip;      /* wire bytes still to drop (the partial's origin) */
-	uint64_t len;       /* wire bytes to send */
-	uint64_t written;
+	struct store_reader_stream *stream; /* NULL when none */
+	const struct imap_section_item *it;
+	struct evbuffer *header; /* HEADER.FIELDS: the header read so far; NULL otherwise */
 };
 
 /* Parses the text between the brackets ("1.2.HEADER.FIELDS (From To)", "" for BODY[]). Returns
@@ -63,15 +66,19 @@ void imap_section_name(struct imap_section_item *it, const char *prefix, const c
 
 /* Writes the item for message m ("NAME {n}\r\n" and, unless a stream is started, its bytes;
  * "NAME NIL" when the message cannot be read). ms is the message's structure, or NULL when
- * the item is the whole message; msg_fd its open file (FETCH holds it for the whole response;
- * the stream reads a dup of it). When bytes remain to be sent, st->fd >= 0 afterwards and
- * imap_section_stream() must be called until it returns true. */
+ * the item is the whole message; reader the open message (FETCH holds it for the whole
+ * response), NULL when it could not be opened. When bytes remain to be sent, st->stream is
+ * set afterwards and imap_section_stream() must be called until it returns 1. */
 void imap_section_start(struct imap_session *s, const struct imap_msg *m,
                         const struct imap_section_item *it, const struct mimestruct *ms,
-                        int msg_fd, struct imap_section_stream *st);
-/* Sends the next chunk of the stream; true when the literal is complete (fd closed). */
-bool imap_section_stream(struct imap_session *s, struct imap_section_stream *st);
+                        struct store_reader *reader, struct workers *io,
+                        struct imap_section_stream *st);
+/* Moves what was read into the output: 1 when the item is complete (the stream is closed), 0
+ * while the output is full or a read runs (its completion runs the session again). */
+int imap_section_stream(struct imap_session *s, struct imap_section_stream *st);
 void imap_section_stream_close(struct imap_section_stream *st);
+/* The store reader's ready callback for a FETCH stream: arg is the session. */
+void imap_section_ready(void *arg);
 /* A NUL byte may not appear in an IMAP literal (RFC 3501 4.3; only BINARY's literal8 carries
  * it) but SMTP may have delivered one: FETCH sends this byte in its place, as Dovecot does,
  * so sizes (RFC822.SIZE, section lengths, partials) stay exact. */

@@ -31,6 +31,9 @@ struct imap_server *imap_server_new(struct event_base *base, const struct config
 				    struct store *store, struct auth *auth, struct notify_hub *hub,
 				    struct deliver *deliver, struct workers *workers);
 /* Every session must be gone (imap_server_close_all, then the store's callbacks drained). */
+/* The I/O pool FETCH reads message files on (store/store_reader.h); without one it reads on
+ * the loop thread. Must outlive the sessions. Defined in imap_fetch.c. */
+void imap_server_set_io(struct imap_server *server, struct workers *io);
 void imap_server_free(struct imap_server **server);
 
 /* listener_accept_cb; arg is the struct imap_server. tls says implicit TLS (IMAPS). */

@@ -74,6 +74,10 @@ static const struct config_key config_keys[] = {
 	INT("server", "workers", "2", 1, 64,
 	    "Worker threads for slow work other than password checks (IMAP SEARCH); more threads "
 	    "than cores add no speed"),
+	INT("server", "io_workers", "4", 1, 256,
+	    "Threads that read message files for IMAP FETCH and POP3 RETR/TOP (the store reader), "
+	    "apart from server.workers and auth.workers; a read waiting for the disk holds one, "
+	    "and only the client that asked waits for it"),
 
 	ENUM("log", "level", "info", config_log_levels,
 	     "Least severe messages logged: debug, info, warn or error"),

@@ -1,9 +1,7 @@
 /* pop3_maildrop: the session's snapshot of INBOX, the TRANSACTION commands, RETR/TOP streaming
- * with backpressure, and the one store update of the UPDATE state (RFC 1939 5, 6). */
-#include <errno.h>
+ * with backpressure (the store reader reads the file on its I/O pool), and the one store update of the UPDATE state (RFC 1939 5, 6). */
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -13,6 +11,7 @@
 #include "pop3/pop3_private.h"
 #include "notify/notify.h"
 #include "store/store.h"
+#include "store/store_reader.h"
 
 /* True when a session (perhaps one whose client is gone but whose update still runs) holds
  * the account's maildrop. */
@@ -283,14 +282,33 @@ pop3_cmd_rset(struct pop3_session *s, const struct pop3_command *cmd)
 	           s->live_count == 1 ? "" : "s", (unsigned long long)s->live_size);
 }
 
-/* RETR n and TOP n lines: opens the file and starts the stream; pop3_retr_pump sends it. */
+/* The store reader finished a read: the session goes on (pop3_retr_pump). */
+static void
+pop3_retr_ready(void *arg)
+{
+	struct pop3_session *s = arg;
+
+	netconn_run(&s->conn);
+}
+
+void
+pop3_retr_free(struct pop3_session *s)
+{
+	store_reader_stream_free(&s->retr.stream);
+}
+
+/* RETR n and TOP n lines: opens the message (held open for the whole response: an expunge by
+ * another session cannot take it away now) and starts its stream; pop3_retr_pump sends it. */
 void
 pop3_cmd_retr(struct pop3_session *s, const struct pop3_command *cmd)
 {
 	bool top = cmd->verb == POP3_VERB_TOP;
+	struct store_reader_range range = {.len = UINT64_MAX, .limit = UINT64_MAX};
+	struct store_reader *reader;
+	struct pop3_stuffer *stuffer;
 	struct pop3_msg *m;
 	uint32_t n, lines = 0;
-	int fd;
+	int r;
 
 	if (cmd->nargs != (top ? 2u : 1u)) {
 		pop3_reply(s, top ? "-ERR syntax: TOP message lines" : "-ERR syntax: RETR message");
@@ -304,20 +322,24 @@ pop3_cmd_retr(struct pop3_session *s, const struct pop3_command *cmd)
 	}
 	if ((m = pop3_msg_arg(s, cmd->args[0], &n)) == NULL)
 		return;
-	fd = store_message_open(s->server->store, s->account_id, POP3_MAILBOX, m->uid);
-	if (fd == -2) {
+	r = store_reader_open(s->server->store, s->account_id, POP3_MAILBOX, m->uid, &reader);
+	if (r == -2) {
 		pop3_reply(s, "-ERR message %u was removed by another session", n);
 		return;
 	}
-	if (fd < 0) {
+	if (r < 0) {
 		log_warnx("pop3 session=%s event=retr-open-failed uid=%u", s->conn.id, m->uid);
 		pop3_reply(s, "-ERR [SYS/TEMP] Cannot read the message; try again later");
 		return;
 	}
-	s->retr.fd = fd;
+	stuffer = xcalloc(1, sizeof(*stuffer));
+	pop3_stuff_init(stuffer, top, lines);
+	range.filter = pop3_stuff_filter;
+	range.filter_state = stuffer;
+	s->retr.stream = store_reader_stream_new(reader, s->server->io, &range, pop3_retr_ready, s);
+	store_reader_free(&reader); /* the stream holds it */
 	s->retr.num = n;
 	s->retr.top = top;
-	pop3_stuff_init(&s->retr.st, top, lines);
 	if (top)
 		pop3_reply(s, "+OK");
 	else
@@ -328,53 +350,40 @@ pop3_cmd_retr(struct pop3_session *s, const struct pop3_command *cmd)
 	pop3_enter_state(s, POP3_STATE_RETR);
 }
 
-/* Streams the message file into the output until it is above the mark or done. Returns true
+/* Moves what the reader has read into the output while it is below the mark. Returns true
  * when the response is complete (the state is TRANSACTION again). */
 bool
 pop3_retr_pump(struct pop3_session *s)
 {
-	static char in[POP3_CHUNK];
-	static char out[2 * POP3_CHUNK + POP3_STUFF_END_MAX];
-	struct evbuffer *output = bufferevent_get_output(s->conn.bev);
 	struct pop3_retr *r = &s->retr;
 	struct pop3_msg *m = &s->msgs[r->num - 1];
-	size_t n;
+	const struct pop3_stuffer *stuffer;
+	int rc = store_reader_stream_pump(r->stream, bufferevent_get_output(s->conn.bev),
+					  POP3_RETR_HIGH);
 
-	while (evbuffer_get_length(output) < POP3_RETR_HIGH) {
-		ssize_t got = pop3_stuff_done(&r->st) ? 0 : read(r->fd, in, sizeof(in));
-
-		if (got < 0) {
-			if (errno == EINTR)
-				continue;
-			log_warn("pop3 session=%s event=retr-read-failed uid=%u", s->conn.id,
-			         m->uid);
-			/* The +OK is out: closing without the final "." tells the client. */
-			netconn_close(&s->conn, "read-error");
-			return false;
-		}
-		if (got == 0) {
-			n = pop3_stuff_finish(&r->st, out);
-			evbuffer_add(output, out, n);
-			close(r->fd);
-			r->fd = -1;
-			if (!r->top) {
-				m->seen = true;
-				s->retrieved++;
-				if (r->st.size != m->size)
-					log_warnx("pop3 session=%s event=retr-size-mismatch uid=%u "
-					          "listed=%llu sent=%llu",
-					          s->conn.id, m->uid, (unsigned long long)m->size,
-					          (unsigned long long)r->st.size);
-			}
-			log_debug("pop3 session=%s event=%s msg=%u uid=%u size=%llu", s->conn.id,
-			          r->top ? "top" : "retr", r->num, m->uid,
-			          (unsigned long long)r->st.size);
-			netconn_set_timeouts(&s->conn, true);
-			pop3_enter_state(s, POP3_STATE_TRANSACTION);
-			return true;
-		}
-		n = pop3_stuff_feed(&r->st, in, (size_t)got, out);
-		evbuffer_add(output, out, n);
+	if (rc == 0)
+		return false; /* the output drains or the read completes: we are run again */
+	if (rc < 0) {
+		log_warnx("pop3 session=%s event=retr-read-failed uid=%u", s->conn.id, m->uid);
+		/* The +OK is out: closing without the final "." tells the client. */
+		pop3_retr_free(s);
+		netconn_close(&s->conn, "read-error");
+		return false;
 	}
-	return false;
+	stuffer = store_reader_stream_filter_state(r->stream);
+	if (!r->top) {
+		m->seen = true;
+		s->retrieved++;
+		if (stuffer->size != m->size)
+			log_warnx("pop3 session=%s event=retr-size-mismatch uid=%u listed=%llu "
+			          "sent=%llu",
+			          s->conn.id, m->uid, (unsigned long long)m->size,
+			          (unsigned long long)stuffer->size);
+	}
+	log_debug("pop3 session=%s event=%s msg=%u uid=%u size=%llu", s->conn.id,
+	          r->top ? "top" : "retr", r->num, m->uid, (unsigned long long)stuffer->size);
+	pop3_retr_free(s);
+	netconn_set_timeouts(&s->conn, true);
+	pop3_enter_state(s, POP3_STATE_TRANSACTION);
+	return true;
 }

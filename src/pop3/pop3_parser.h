@@ -92,5 +92,9 @@ bool pop3_stuff_done(const struct pop3_stuffer *st);
 /* Writes the end of the multi-line response into out (room for POP3_STUFF_END_MAX bytes) and
  * returns its length. */
 size_t pop3_stuff_finish(struct pop3_stuffer *st, char *out);
+/* The streamer as a store_reader filter (store/store_reader.h; state is the pop3_stuffer): it
+ * runs on the reader's I/O thread, and its end (in NULL) is pop3_stuff_finish. */
+struct evbuffer;
+bool pop3_stuff_filter(void *state, const char *in, size_t len, struct evbuffer *out);
 
 #endif

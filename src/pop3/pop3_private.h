@@ -3,7 +3,7 @@
  * pop3_session.c owns the session on its netconn (net/netconn.h), the command table,
  * AUTHORIZATION and the session's lifetime; pop3_maildrop.c owns the snapshot of INBOX, the
  * TRANSACTION commands, RETR/TOP streaming and the store update of the UPDATE state. Everything
- * runs on the loop thread. */
+ * runs on the loop thread but the reading of message files (store/store_reader.h). */
 #ifndef TERN_POP3_PRIVATE_H
 #define TERN_POP3_PRIVATE_H
 
@@ -19,10 +19,11 @@
 struct auth;
 struct auth_request;
 struct store;
+struct store_reader_stream;
+struct workers;
 
 #define POP3_RETR_HIGH (256 * 1024)  /* a RETR pauses while this much waits for the client */
 #define POP3_RETR_LOW (64 * 1024)    /* ... and goes on when the output drains below this */
-#define POP3_CHUNK 16384             /* bytes read from a message file at a time */
 #define POP3_MAILBOX "INBOX"         /* the maildrop */
 
 enum pop3_state {
@@ -40,6 +41,7 @@ struct pop3_server {
 	struct store *store;
 	struct auth *auth;
 	struct notify_hub *hub;
+	struct workers *io; /* the store reader's I/O pool (NULL: read on the loop thread) */
 	unsigned max_errors;
 	struct netconn_params conn_params;
 	struct netconn_list conns; /* every session not yet freed, for shutdown and locks */
@@ -55,12 +57,12 @@ struct pop3_msg {
 	bool seen;      /* RETR: \Seen to be set */
 };
 
-/* A RETR or TOP being streamed. */
+/* A RETR or TOP being streamed by the store reader, through a pop3_stuffer (the stream's
+ * filter, running on the I/O pool). */
 struct pop3_retr {
-	int fd;
+	struct store_reader_stream *stream; /* NULL when none */
 	uint32_t num;
 	bool top;
-	struct pop3_stuffer st;
 };
 
 struct pop3_session {
@@ -81,7 +83,7 @@ struct pop3_session {
 	uint32_t live_count; /* messages not marked deleted, and their size */
 	uint64_t live_size;
 	unsigned retrieved;
-	struct pop3_retr retr; /* fd -1 when none */
+	struct pop3_retr retr;
 	bool updated;          /* the one store update was started */
 	bool update_pending;   /* the session may only be freed by the update callback */
 };
@@ -104,8 +106,11 @@ int pop3_snapshot(struct pop3_session *s, int64_t account_id);
  * replies (UPDATE state) or frees the session (dead), perhaps before this returns. */
 bool pop3_update_start(struct pop3_session *s, bool expunge);
 /* Streams the RETR/TOP in progress until the output is above POP3_RETR_HIGH or the response
- * is complete (then true, and the state is TRANSACTION again). */
+ * is complete (then true, and the state is TRANSACTION again). False also while a read runs
+ * on the I/O pool: its completion runs the session again. */
 bool pop3_retr_pump(struct pop3_session *s);
+/* Drops the RETR/TOP in progress (the session closes). */
+void pop3_retr_free(struct pop3_session *s);
 void pop3_cmd_noop(struct pop3_session *s, const struct pop3_command *cmd);
 void pop3_cmd_stat(struct pop3_session *s, const struct pop3_command *cmd);
 void pop3_cmd_list(struct pop3_session *s, const struct pop3_command *cmd); /* and UIDL */

@@ -79,8 +79,7 @@ void
 pop3_session_free(struct pop3_session *s)
 {
 	netconn_unlink(&s->conn);
-	if (s->retr.fd >= 0)
-		close(s->retr.fd);
+	pop3_retr_free(s);
 	pop3_forget_user(s);
 	free(s->msgs);
 	free(s->account);
@@ -97,10 +96,7 @@ pop3_session_closed(void *arg, const char *reason)
 	log_info("pop3 session=%s event=disconnect ip=%s reason=%s errors=%u retrieved=%u",
 	         s->conn.id, s->conn.peer.ip, reason, s->errors, s->retrieved);
 	auth_cancel(&s->auth_req);
-	if (s->retr.fd >= 0) {
-		close(s->retr.fd);
-		s->retr.fd = -1;
-	}
+	pop3_retr_free(s);
 	if (s->update_pending)
 		return; /* the update callback frees the session */
 	if (pop3_update_start(s, false))
@@ -146,7 +142,6 @@ pop3_server_accept(struct bufferevent *bev, const struct listener_peer *peer, bo
 	struct pop3_session *s = xcalloc(1, sizeof(*s));
 
 	s->server = server;
-	s->retr.fd = -1;
 	netconn_init(&s->conn, bev, peer, tls, &server->conn_params, &server->conns, s);
 
 	log_info("pop3 session=%s event=connect ip=%s port=%d tls=%s", s->conn.id, peer->ip,
@@ -583,6 +578,12 @@ pop3_server_new(struct event_base *base, const struct config *config, struct sto
 	};
 	netconn_params_deadlines(&server->conn_params, config);
 	return server;
+}
+
+void
+pop3_server_set_io(struct pop3_server *server, struct workers *io)
+{
+	server->io = io;
 }
 
 void

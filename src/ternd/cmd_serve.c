@@ -35,6 +35,7 @@ struct serve {
 	struct event_base *base;
 	struct workers *workers;
 	struct workers *auth_workers; /* password checks only, so SEARCH never waits behind them */
+	struct workers *io_workers;   /* the store reader: message files for FETCH, RETR, TOP */
 	struct store *store;
 	struct auth *auth;
 	struct notify_hub *hub;
@@ -308,9 +309,13 @@ cmd_serve(int argc, char **argv)
 	sv.hub = notify_hub_new();
 	sv.deliver = deliver_new(sv.store, sv.hub, sv.ctx.config);
 	sv.smtp = smtp_server_new(sv.base, sv.ctx.config, sv.deliver, sv.auth);
+	sv.io_workers =
+	    workers_new(sv.base, (unsigned)config_get_int(sv.ctx.config, "server.io_workers"));
 	sv.pop3 = pop3_server_new(sv.base, sv.ctx.config, sv.store, sv.auth, sv.hub);
+	pop3_server_set_io(sv.pop3, sv.io_workers);
 	sv.imap = imap_server_new(sv.base, sv.ctx.config, sv.store, sv.auth, sv.hub, sv.deliver,
 	                          sv.workers);
+	imap_server_set_io(sv.imap, sv.io_workers);
 	sv.push = push_server_new(sv.base, sv.ctx.config, sv.store, sv.auth, sv.hub);
 	if (webhook_new(sv.ctx.config, sv.ctx.data_dir, sv.store, sv.hub, &sv.webhook, error,
 			sizeof(error)) < 0) {
@@ -341,6 +346,7 @@ out:
 	store_free(&sv.store);
 	workers_free(&sv.workers);
 	workers_free(&sv.auth_workers);
+	workers_free(&sv.io_workers); /* after the sessions: a read in flight frees its stream */
 	smtp_server_free(&sv.smtp);
 	pop3_server_free(&sv.pop3);
 	imap_server_free(&sv.imap);
