@@ -67,7 +67,7 @@ def subject(rng, i):
     if rng.random() < 0.05:
         # An RFC 2047 encoded-word with a non-ASCII character, as many clients send.
         text = "=?UTF-8?B?" + base64.b64encode(("Caf\u00e9 " + text).encode()).decode() + "?="
-    return text + f" #{i}"
+    return text + f" #{i}", "quarterly" in words
 
 
 def paragraph(rng, n):
@@ -107,7 +107,7 @@ def message(rng, i, date):
     ff, fl, faddr = name_addr(rng)
     tf, tl, taddr = name_addr(rng)
     needle = rng.random() < 0.002
-    subj = subject(rng, i)
+    subj, quarterly = subject(rng, i)
     head = [f"Return-Path: <{faddr}>",
             f"From: {ff} {fl} <{faddr}>",
             f"To: {tf} {tl} <{taddr}>"]
@@ -139,7 +139,7 @@ def message(rng, i, date):
                          f'Content-Disposition: attachment; filename="file{i}.bin"\r\n'
                          f"Content-Transfer-Encoding: base64\r\n\r\n{b64}")
         body = "".join(parts) + f"--{boundary}--\r\n"
-    return ("\r\n".join(head) + "\r\n\r\n" + body).encode(), needle, "quarterly" in subj
+    return ("\r\n".join(head) + "\r\n\r\n" + body).encode(), needle, quarterly
 
 
 def flags(rng):
