@@ -23,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -32,6 +31,7 @@
 #include "lib/json.h"
 #include "lib/util.h"
 #include "lib/workers.h"
+#include "mime/mbox.h"
 #include "store/store.h"
 
 #define IMPORT_INFLIGHT (2 * STORE_GROUP_MAX) /* messages handed over, not yet committed */
@@ -185,123 +185,87 @@ import_end(struct import *imp, struct import_source *src)
 
 /* --- mbox --- */
 
-/* The date of a "From sender Www Mmm dd hh:mm:ss yyyy" line (asctime, UTC), or 0. */
-static int64_t
-import_mbox_date(const char *line)
-{
-	const char *p = line + 5;
-	struct tm tm;
+struct import_mbox {
+	struct import *imp;
+	struct import_source *src;
+};
 
-	while (*p == ' ')
-		p++;
-	while (*p != ' ' && *p != '\0')
-		p++;
-	memset(&tm, 0, sizeof(tm));
-	if (strptime(p, " %a %b %d %H:%M:%S %Y", &tm) == NULL)
-		return 0;
-	return (int64_t)timegm(&tm);
+static int
+import_mbox_begin(int64_t date, void *arg)
+{
+	struct import_mbox *m = arg;
+
+	return import_begin(m->imp, date);
 }
 
-/* Status: (R seen) and X-Status: (A answered, F flagged, T draft, D deleted), as mutt and
- * Dovecot write them into mbox files. */
-static uint32_t
-import_mbox_status(const char *line, size_t len)
+static int
+import_mbox_data(const char *buf, size_t len, void *arg)
+{
+	struct import_mbox *m = arg;
+
+	return import_write(m->imp, buf, len);
+}
+
+static int
+import_mbox_end(uint32_t flags, void *arg)
 {
 	static const struct {
-		const char *name;
-		const char *letters;
-		const uint32_t flags[4];
-	} fields[] = {
-	    {"Status:", "R", {STORE_FLAG_SEEN}},
-	    {"X-Status:", "AFTD",
-	     {STORE_FLAG_ANSWERED, STORE_FLAG_FLAGGED, STORE_FLAG_DRAFT, STORE_FLAG_DELETED}},
+		uint32_t mbox, store;
+	} map[] = {
+	    {MBOX_SEEN, STORE_FLAG_SEEN},       {MBOX_ANSWERED, STORE_FLAG_ANSWERED},
+	    {MBOX_FLAGGED, STORE_FLAG_FLAGGED}, {MBOX_DELETED, STORE_FLAG_DELETED},
+	    {MBOX_DRAFT, STORE_FLAG_DRAFT},
 	};
-	uint32_t flags = 0;
+	struct import_mbox *m = arg;
 
-	for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++) {
-		size_t n = strlen(fields[f].name);
-
-		if (len < n || strncasecmp(line, fields[f].name, n) != 0)
-			continue;
-		for (size_t i = n; i < len; i++) {
-			const char *c = line[i] != '\0' ? strchr(fields[f].letters, line[i]) : NULL;
-			if (c != NULL)
-				flags |= fields[f].flags[c - fields[f].letters];
-		}
-	}
-	return flags;
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (flags & map[i].mbox)
+			m->imp->cur_flags |= map[i].store;
+	import_end(m->imp, m->src);
+	return m->imp->error[0] != '\0' ? -1 : 0;
 }
 
-static bool
-import_blank(const char *line, size_t len)
-{
-	return (len == 1 && line[0] == '\n') || (len == 2 && line[0] == '\r' && line[1] == '\n');
-}
-
-/* Reads an mbox file: a message starts at a "From " line at the file's start or after a blank
- * line; that blank line is the separator, not part of the message. */
+/* Reads an mbox file through the mbox reader (mime/mbox.c). */
 static int
 import_mbox(struct import *imp, struct import_source *src)
 {
-	FILE *fp = fopen(src->path, "rb");
-	char *line = NULL, pending[2];
-	size_t cap = 0, pending_len = 0;
-	ssize_t len;
-	bool in_header = false;
-	int ret = -1;
+	static const struct mbox_callbacks cb = {import_mbox_begin, import_mbox_data,
+	                                         import_mbox_end};
+	struct import_mbox m = {imp, src};
+	struct mbox_reader *reader;
+	char *buf;
+	ssize_t got;
+	int fd, rc = 0;
 
-	if (fp == NULL) {
+	fd = open(src->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
 		snprintf(imp->error, sizeof(imp->error), "cannot open %s: %s", src->path,
 		         strerror(errno));
 		return -1;
 	}
-	while (imp->error[0] == '\0' && (len = getline(&line, &cap, fp)) > 0) {
-		size_t n = (size_t)len, skip = 0;
-
-		if (n >= 5 && memcmp(line, "From ", 5) == 0 && (imp->cur == NULL || pending_len > 0)) {
-			if (imp->cur != NULL)
-				import_end(imp, src);
-			pending_len = 0;
-			if (imp->error[0] != '\0' || import_begin(imp, import_mbox_date(line)) < 0)
-				break;
-			in_header = true;
+	buf = xmalloc(IMPORT_CHUNK);
+	reader = mbox_reader_new(&cb, &m);
+	while (rc == 0 && (got = read(fd, buf, IMPORT_CHUNK)) != 0) {
+		if (got < 0 && errno == EINTR)
 			continue;
-		}
-		if (imp->cur == NULL) {
-			snprintf(imp->error, sizeof(imp->error),
-			         "%s is not an mbox file (it does not start with a \"From \" line)",
-			         src->path);
+		if (got < 0) {
+			snprintf(imp->error, sizeof(imp->error), "reading %s: %s", src->path,
+			         strerror(errno));
+			rc = -1;
 			break;
 		}
-		if (pending_len > 0 && import_write(imp, pending, pending_len) < 0)
-			break;
-		pending_len = 0;
-		if (import_blank(line, n)) {
-			memcpy(pending, line, n);
-			pending_len = n;
-			in_header = false;
-			continue;
-		}
-		if (in_header)
-			imp->cur_flags |= import_mbox_status(line, n);
-		/* mboxrd: ">From ", ">>From " ... lose one '>'. */
-		while (skip < n && line[skip] == '>')
-			skip++;
-		skip = skip > 0 && n - skip >= 5 && memcmp(line + skip, "From ", 5) == 0 ? 1 : 0;
-		if (import_write(imp, line + skip, n - skip) < 0)
-			break;
+		rc = mbox_reader_feed(reader, buf, (size_t)got);
 	}
-	if (ferror(fp) && imp->error[0] == '\0')
-		snprintf(imp->error, sizeof(imp->error), "reading %s: %s", src->path, strerror(errno));
-	if (imp->error[0] == '\0') {
-		if (imp->cur != NULL)
-			import_end(imp, src); /* a blank line at the end is the last separator */
-		ret = 0;
-	}
+	if (rc == 0)
+		rc = mbox_reader_finish(reader);
+	if (rc == -2)
+		snprintf(imp->error, sizeof(imp->error),
+		         "%s is not an mbox file (it does not start with a \"From \" line)", src->path);
 	store_blob_abort(&imp->cur);
-	free(line);
-	fclose(fp);
-	return ret;
+	mbox_reader_free(&reader);
+	free(buf);
+	close(fd);
+	return rc < 0 ? -1 : 0;
 }
 
 /* --- Maildir --- */
