@@ -365,6 +365,10 @@ int store_mailbox_counts(struct store *store, int64_t mailbox_id, uint32_t recen
  * fdatasync in the pipeline has nothing left to write. 0, or -1 with errno set. */
 int store_import_start(struct store *store, struct workers *workers, char *error, size_t errsize);
 int store_import_sync(struct store *store);
+/* Normalizes a space-separated list of IMAP keywords as a delivery does (into out, of
+ * STORE_KEYWORDS_MAX bytes), so an importer can leave out what a delivery would refuse: 0, or -1
+ * with error (a keyword that is not an atom or is too long, too many). */
+int store_import_keywords(const char *list, char *out, char *error, size_t errsize);
 
 /* --- outbound queue --- */
 struct store_queue_entry {

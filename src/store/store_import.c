@@ -44,3 +44,9 @@ store_import_sync(struct store *store)
 	errno = saved;
 	return rc;
 }
+
+int
+store_import_keywords(const char *list, char *out, char *error, size_t errsize)
+{
+	return store_keywords_normalize(list, out, error, errsize);
+}

@@ -44,7 +44,8 @@ static const char import_usage[] =
     "  does not exist). A PATH is an mbox file (mboxrd or mboxo: messages start at \"From \"\n"
     "  lines, \">From \" lines are unescaped, Status:/X-Status: give the flags) or a Maildir\n"
     "  (cur/ and new/, in file name order; the :2, flags S R F T D become \\Seen \\Answered\n"
-    "  \\Flagged \\Deleted \\Draft; the file's time is the internal date). Messages are committed\n"
+    "  \\Flagged \\Deleted \\Draft, the letters a-z the keywords dovecot-keywords names; the\n"
+    "  file's time is the internal date). Messages are committed\n"
     "  as deliveries are, in groups of 256: a kill leaves whole messages or none. It may run\n"
     "  while ternd serves; open sessions see the messages when they next SELECT. Progress goes\n"
     "  to stderr every N messages (default 10000, 0 for none); --json prints a summary object.\n";
@@ -65,11 +66,15 @@ struct import {
 	struct store_delivery deliveries[STORE_GROUP_MAX];
 	struct store_target targets[STORE_GROUP_MAX];
 	void *args[STORE_GROUP_MAX];
+	char keywords[STORE_GROUP_MAX][STORE_KEYWORDS_MAX];
 	size_t n;
 	/* the message being read */
 	struct store_blob *cur;
 	uint32_t cur_flags;
 	int64_t cur_date;
+	char cur_keywords[STORE_KEYWORDS_MAX];
+	/* Maildir: the keywords of dovecot-keywords by letter (a-z), "" when none or invalid */
+	char maildir_keywords[26][STORE_KEYWORD_MAX + 1];
 	/* counts */
 	size_t inflight;
 	uint64_t submitted, imported, failed, bytes;
@@ -148,6 +153,7 @@ import_begin(struct import *imp, int64_t date)
 		return -1;
 	}
 	imp->cur_flags = 0;
+	imp->cur_keywords[0] = '\0';
 	imp->cur_date = date > 0 ? date : time_now();
 	return 0;
 }
@@ -168,10 +174,12 @@ import_end(struct import *imp, struct import_source *src)
 	size_t i = imp->n++;
 
 	imp->bytes += store_blob_size(imp->cur);
+	memcpy(imp->keywords[i], imp->cur_keywords, sizeof(imp->keywords[i]));
 	imp->targets[i] = (struct store_target){.account_id = imp->account_id,
 	                                        .mailbox = imp->mailbox,
 	                                        .flags = imp->cur_flags,
-	                                        .rcpt = ""};
+	                                        .rcpt = "",
+	                                        .keywords = imp->keywords[i]};
 	imp->deliveries[i] = (struct store_delivery){.mail_from = "",
 	                                             .internal_date = imp->cur_date,
 	                                             .targets = &imp->targets[i],
@@ -283,28 +291,75 @@ import_entry_cmp(const void *a, const void *b)
 	return strcmp(x->name + 4, y->name + 4);
 }
 
-/* Maildir flags after ":2," (or "!2,", as some systems write): S R F T D. */
-static uint32_t
-import_maildir_flags(const char *name)
+/* Maildir flags after ":2," (or "!2,", as some systems write): S R F T D, and the letters a-z
+ * of the keywords dovecot-keywords names. Sets the current message's flags and keywords. */
+static void
+import_maildir_info(struct import *imp, const char *name)
 {
 	const char *info = strstr(name, ":2,");
-	uint32_t flags = 0;
+	char list[STORE_KEYWORDS_MAX], error[200];
+	size_t len = 0;
 
 	if (info == NULL)
 		info = strstr(name, "!2,");
 	if (info == NULL || strncmp(name, "cur/", 4) != 0)
-		return 0;
+		return;
+	list[0] = '\0';
 	for (const char *p = info + 3; *p != '\0'; p++) {
 		switch (*p) {
-		case 'S': flags |= STORE_FLAG_SEEN; break;
-		case 'R': flags |= STORE_FLAG_ANSWERED; break;
-		case 'F': flags |= STORE_FLAG_FLAGGED; break;
-		case 'T': flags |= STORE_FLAG_DELETED; break;
-		case 'D': flags |= STORE_FLAG_DRAFT; break;
-		default: break;
+		case 'S': imp->cur_flags |= STORE_FLAG_SEEN; break;
+		case 'R': imp->cur_flags |= STORE_FLAG_ANSWERED; break;
+		case 'F': imp->cur_flags |= STORE_FLAG_FLAGGED; break;
+		case 'T': imp->cur_flags |= STORE_FLAG_DELETED; break;
+		case 'D': imp->cur_flags |= STORE_FLAG_DRAFT; break;
+		default:
+			if (*p >= 'a' && *p <= 'z' && imp->maildir_keywords[*p - 'a'][0] != '\0' &&
+			    len < sizeof(list))
+				len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s",
+				                        len > 0 ? " " : "",
+				                        imp->maildir_keywords[*p - 'a']);
+			break;
 		}
 	}
-	return flags;
+	/* Too many for a message (a delivery would be refused): the message comes without them. */
+	if (len >= sizeof(list) ||
+	    store_import_keywords(list, imp->cur_keywords, error, sizeof(error)) < 0) {
+		fprintf(stderr, "ternd: %s: keywords left out (%s)\n", name,
+		        len >= sizeof(list) ? "too many" : error);
+		imp->cur_keywords[0] = '\0';
+	}
+}
+
+/* Reads MAILDIR/dovecot-keywords ("N keyword" lines, N 0-25 for the letters a-z); a keyword a
+ * delivery would refuse is left out with a warning. No file: no keywords. */
+static void
+import_maildir_keywords(struct import *imp, const char *path)
+{
+	char file[PATH_MAX], line[512], kw[STORE_KEYWORDS_MAX], error[200];
+	FILE *fp;
+
+	memset(imp->maildir_keywords, 0, sizeof(imp->maildir_keywords));
+	snprintf(file, sizeof(file), "%s/dovecot-keywords", path);
+	fp = fopen(file, "r");
+	if (fp == NULL)
+		return;
+	while (fgets(line, sizeof(line), fp) != NULL) {
+		char *end, *name;
+		long n = strtol(line, &end, 10);
+
+		line[strcspn(line, "\r\n")] = '\0';
+		if (end == line || *end != ' ' || n < 0 || n > 25)
+			continue;
+		name = end + 1;
+		if (strchr(name, ' ') != NULL || store_import_keywords(name, kw, error, sizeof(error)) < 0 ||
+		    strlen(kw) > STORE_KEYWORD_MAX) {
+			fprintf(stderr, "ternd: %s: keyword \"%s\" left out (%s)\n", file, name,
+			        strchr(name, ' ') != NULL ? "a space in it" : error);
+			continue;
+		}
+		str_copy(imp->maildir_keywords[n], kw, sizeof(imp->maildir_keywords[n]));
+	}
+	fclose(fp);
 }
 
 /* Appends the entries of path/sub (files not starting with '.') to *entries. */
@@ -365,7 +420,7 @@ import_maildir_file(struct import *imp, struct import_source *src, const char *n
 		close(fd);
 		return -1;
 	}
-	imp->cur_flags = import_maildir_flags(name);
+	import_maildir_info(imp, name);
 	while ((got = read(fd, buf, IMPORT_CHUNK)) != 0) {
 		if (got < 0 && errno == EINTR)
 			continue;
@@ -394,6 +449,7 @@ import_maildir(struct import *imp, struct import_source *src)
 	char *buf = xmalloc(IMPORT_CHUNK);
 	int ret = 0;
 
+	import_maildir_keywords(imp, src->path);
 	if (import_maildir_list(imp, src->path, "cur", &entries, &n, &cap) < 0 ||
 	    import_maildir_list(imp, src->path, "new", &entries, &n, &cap) < 0)
 		ret = -1;

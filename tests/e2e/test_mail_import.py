@@ -6,7 +6,8 @@ checked:
 - an mboxrd file with LF line ends (a ">From " line in a body unescaped, ">>From " losing one '>', a
   "From " line inside a message only after a blank line starts a new one, Status:/X-Status: flags, the
   "From " line's date as internal date) and one with CRLF line ends; a Maildir with cur/ files carrying
-  :2, flags (S, RS, F, T, D, none) and a new/ file, in CRLF and LF; `--mailbox` creating a mailbox;
+  :2, flags (S, RS, F, T, D, none) and keyword letters from dovecot-keywords (an invalid keyword left out,
+  the message kept) and a new/ file, in CRLF and LF; `--mailbox` creating a mailbox;
 - over imaplib: the message count, FLAGS, ENVELOPE's subject and Message-ID, BODY.PEEK[] byte-exact
   (the original with bare LF sent as CRLF, mbox escaping undone), RFC822.SIZE its length, INTERNALDATE,
   UID SEARCH SUBJECT finding the imported message; over poplib: STAT and RETR of every INBOX message;
@@ -76,9 +77,11 @@ def build_sources(tmp):
     md = tmp / "Maildir"
     for sub in ("cur", "new", "tmp"):
         (md / sub).mkdir(parents=True)
-    entries = [("cur", "1000000001.M1P1.host:2,S", b"\r\n", {"\\Seen"}),
+    # Dovecot's keyword letters: a and b valid, c refused by the store (not an atom), so left out.
+    (md / "dovecot-keywords").write_bytes(b"0 $Forwarded\n1 Work\n2 bad(kw\n")
+    entries = [("cur", "1000000001.M1P1.host:2,Sab", b"\r\n", {"\\Seen", "$Forwarded", "Work"}),
                ("cur", "1000000002.M2P1.host:2,RS", b"\n", {"\\Seen", "\\Answered"}),
-               ("cur", "1000000003.M3P1.host:2,F", b"\r\n", {"\\Flagged"}),
+               ("cur", "1000000003.M3P1.host:2,Fc", b"\r\n", {"\\Flagged"}),
                ("cur", "1000000004.M4P1.host:2,T", b"\n", {"\\Deleted"}),
                ("cur", "1000000005.M5P1.host:2,DS", b"\r\n", {"\\Draft", "\\Seen"}),
                ("new", "1000000006.M6P1.host", b"\n", set())]
