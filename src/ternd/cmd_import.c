@@ -35,7 +35,7 @@
 #include "store/store.h"
 
 #define IMPORT_INFLIGHT (2 * STORE_GROUP_MAX) /* messages handed over, not yet committed */
-#define IMPORT_PROGRESS 10000		      /* messages between two progress lines */
+#define IMPORT_PROGRESS 10000                 /* messages between two progress lines */
 #define IMPORT_CHUNK 65536
 
 static const char import_usage[] =
@@ -268,7 +268,8 @@ import_mbox(struct import *imp, struct import_source *src)
 		rc = mbox_reader_finish(reader);
 	if (rc == -2)
 		snprintf(imp->error, sizeof(imp->error),
-		         "%s is not an mbox file (it does not start with a \"From \" line)", src->path);
+		         "%s is not an mbox file (it does not start with a \"From \" line)",
+		         src->path);
 	store_blob_abort(&imp->cur);
 	mbox_reader_free(&reader);
 	free(buf);
@@ -307,11 +308,21 @@ import_maildir_info(struct import *imp, const char *name)
 	list[0] = '\0';
 	for (const char *p = info + 3; *p != '\0'; p++) {
 		switch (*p) {
-		case 'S': imp->cur_flags |= STORE_FLAG_SEEN; break;
-		case 'R': imp->cur_flags |= STORE_FLAG_ANSWERED; break;
-		case 'F': imp->cur_flags |= STORE_FLAG_FLAGGED; break;
-		case 'T': imp->cur_flags |= STORE_FLAG_DELETED; break;
-		case 'D': imp->cur_flags |= STORE_FLAG_DRAFT; break;
+		case 'S':
+			imp->cur_flags |= STORE_FLAG_SEEN;
+			break;
+		case 'R':
+			imp->cur_flags |= STORE_FLAG_ANSWERED;
+			break;
+		case 'F':
+			imp->cur_flags |= STORE_FLAG_FLAGGED;
+			break;
+		case 'T':
+			imp->cur_flags |= STORE_FLAG_DELETED;
+			break;
+		case 'D':
+			imp->cur_flags |= STORE_FLAG_DRAFT;
+			break;
 		default:
 			if (*p >= 'a' && *p <= 'z' && imp->maildir_keywords[*p - 'a'][0] != '\0' &&
 			    len < sizeof(list))
@@ -351,7 +362,8 @@ import_maildir_keywords(struct import *imp, const char *path)
 		if (end == line || *end != ' ' || n < 0 || n > 25)
 			continue;
 		name = end + 1;
-		if (strchr(name, ' ') != NULL || store_import_keywords(name, kw, error, sizeof(error)) < 0 ||
+		if (strchr(name, ' ') != NULL ||
+		    store_import_keywords(name, kw, error, sizeof(error)) < 0 ||
 		    strlen(kw) > STORE_KEYWORD_MAX) {
 			fprintf(stderr, "ternd: %s: keyword \"%s\" left out (%s)\n", file, name,
 			        strchr(name, ' ') != NULL ? "a space in it" : error);
@@ -407,7 +419,8 @@ import_maildir_file(struct import *imp, struct import_source *src, const char *n
 	snprintf(path, sizeof(path), "%s/%s", src->path, name);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) < 0) {
-		snprintf(imp->error, sizeof(imp->error), "cannot read %s: %s", path, strerror(errno));
+		snprintf(imp->error, sizeof(imp->error), "cannot read %s: %s", path,
+		         strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return -1;
@@ -485,7 +498,8 @@ import_check_source(struct import_source *src)
 		bool has_cur = stat(sub, &cur) == 0 && S_ISDIR(cur.st_mode);
 		snprintf(sub, sizeof(sub), "%s/new", src->path);
 		if (!has_cur && !(stat(sub, &new) == 0 && S_ISDIR(new.st_mode))) {
-			fprintf(stderr, "ternd: %s is a directory but not a Maildir (no cur/ or new/)\n",
+			fprintf(stderr,
+			        "ternd: %s is a directory but not a Maildir (no cur/ or new/)\n",
 			        src->path);
 			return -1;
 		}
@@ -502,10 +516,11 @@ import_check_source(struct import_source *src)
 	if (got == 0)
 		return 0; /* an empty mbox: no messages */
 	if (got != (ssize_t)sizeof(head) || memcmp(head, "From ", 5) != 0) {
-		fprintf(stderr,
-		        "ternd: %s is not an mbox file (it does not start with a \"From \" line) nor "
-		        "a Maildir\n",
-		        src->path);
+		fprintf(
+		    stderr,
+		    "ternd: %s is not an mbox file (it does not start with a \"From \" line) nor "
+		    "a Maildir\n",
+		    src->path);
 		return -1;
 	}
 	return 0;
@@ -562,8 +577,8 @@ import_report(const struct import *imp, const struct store_account *account,
 
 /* Opens the store, finds the user, makes the mailbox if needed, runs the import. */
 static int
-import_run(struct ternd_ctx *ctx, const char *user, struct import *imp,
-           struct import_source *srcs, size_t nsrcs, bool json)
+import_run(struct ternd_ctx *ctx, const char *user, struct import *imp, struct import_source *srcs,
+           size_t nsrcs, bool json)
 {
 	struct store_account account;
 	struct store_mailbox mbox;
@@ -575,8 +590,9 @@ import_run(struct ternd_ctx *ctx, const char *user, struct import *imp,
 		return 1;
 	rc = store_account_lookup(imp->store, user, &account);
 	if (rc <= 0) {
-		fprintf(stderr, rc == 0 ? "ternd: no such user %s\n"
-		                        : "ternd: cannot look %s up in the store\n",
+		fprintf(stderr,
+		        rc == 0 ? "ternd: no such user %s\n"
+		                : "ternd: cannot look %s up in the store\n",
 		        user);
 		goto out;
 	}
@@ -671,7 +687,8 @@ cmd_mail_import(int argc, char **argv)
 			}
 			imp->progress = (unsigned)v;
 		} else if (a[0] == '-' && a[1] != '\0') {
-			fprintf(stderr, "ternd: mail import: unknown option or missing value %s\n", a);
+			fprintf(stderr, "ternd: mail import: unknown option or missing value %s\n",
+			        a);
 			goto usage;
 		} else if (user == NULL) {
 			user = a;

@@ -97,10 +97,13 @@ static const struct row {
      B("From a@b Sat Jan  3 01:05:34 1996\nSubject: x\n\nbody\n\n"), 0,
      B("820631134[Subject: x\n\nbody\n]0;")},
     {"two messages; the blank separator dropped",
-     B("From a Thu Jan  1 00:00:00 1970\nA: 1\n\none\n\nFrom b Thu Jan  1 00:00:01 1970\nA: 2\n\ntwo\n"), 0,
-     B("0[A: 1\n\none\n]0;1[A: 2\n\ntwo\n]0;")},
-    {"CRLF file", B("From a Thu Jan  1 00:00:00 1970\r\nA: 1\r\n\r\none\r\n\r\nFrom b Thu Jan  1 00:00:02 1970\r\n\r\ntwo\r\n\r\n"), 0,
-     B("0[A: 1\r\n\r\none\r\n]0;2[\r\ntwo\r\n]0;")},
+     B("From a Thu Jan  1 00:00:00 1970\nA: 1\n\none\n\nFrom b Thu Jan  1 00:00:01 1970\nA: "
+       "2\n\ntwo\n"),
+     0, B("0[A: 1\n\none\n]0;1[A: 2\n\ntwo\n]0;")},
+    {"CRLF file",
+     B("From a Thu Jan  1 00:00:00 1970\r\nA: 1\r\n\r\none\r\n\r\nFrom b Thu Jan  1 00:00:02 "
+       "1970\r\n\r\ntwo\r\n\r\n"),
+     0, B("0[A: 1\r\n\r\none\r\n]0;2[\r\ntwo\r\n]0;")},
     {"From inside a body without a blank line before stays",
      B("From a Thu Jan  1 00:00:00 1970\n\nx\nFrom here on\n"), 0, B("0[\nx\nFrom here on\n]0;")},
     {">From unescaped once, >>From too, >x and > From kept",
