@@ -45,10 +45,10 @@ static const char import_usage[] =
     "  lines, \">From \" lines are unescaped, Status:/X-Status: give the flags) or a Maildir\n"
     "  (cur/ and new/, in file name order; the :2, flags S R F T D become \\Seen \\Answered\n"
     "  \\Flagged \\Deleted \\Draft, the letters a-z the keywords dovecot-keywords names; the\n"
-    "  file's time is the internal date). Messages are committed\n"
-    "  as deliveries are, in groups of 256: a kill leaves whole messages or none. It may run\n"
-    "  while ternd serves; open sessions see the messages when they next SELECT. Progress goes\n"
-    "  to stderr every N messages (default 10000, 0 for none); --json prints a summary object.\n";
+    "  file's time is the internal date). Messages are committed as deliveries are, in\n"
+    "  groups of 256: a kill leaves whole messages or none; running it again imports them\n"
+    "  again. It may run while ternd serves; open sessions see the messages when they next\n"
+    "  SELECT. Progress goes\n"    "  to stderr every N messages (default 10000, 0 for none); --json prints a summary object.\n";
 
 struct import_source {
 	const char *path;
