@@ -48,7 +48,8 @@ static const char import_usage[] =
     "  file's time is the internal date). Messages are committed as deliveries are, in\n"
     "  groups of 256: a kill leaves whole messages or none; running it again imports them\n"
     "  again. It may run while ternd serves; open sessions see the messages when they next\n"
-    "  SELECT. Progress goes\n"    "  to stderr every N messages (default 10000, 0 for none); --json prints a summary object.\n";
+    "  SELECT. Progress goes to stderr every N messages (default 10000, 0 for none); --json\n"
+    "  prints a summary object.\n";
 
 struct import_source {
 	const char *path;
