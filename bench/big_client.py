@@ -10,7 +10,9 @@ ENVELOPE), UID SEARCH SUBJECT quarterly, SEARCH BODY xylophone, UID FETCH of the
 then the worst and median NOOP round trip of the second session while the first runs another SEARCH BODY;
 then, with --rss-pid, the growth of the anonymous resident memory (RssAnon summed over PID and its
 descendants: ternd itself, or Dovecot's master with its imap processes) when K more sessions (default 5)
-each LOGIN and SELECT INBOX, per session and per message. Each answer is checked (EXISTS N, N FETCH lines,
+each LOGIN and SELECT INBOX, per session and per message. That growth means something only in a process
+that has not served heavier work before (a long-lived one reuses the heap it freed): --rss-only measures
+just that, after one warm-up session, for a freshly started server. Each answer is checked (EXISTS N, N FETCH lines,
 the search hit counts the generator printed, the body's length equal to RFC822.SIZE); a wrong answer is
 reported in "errors" and makes the exit status 1.
 
@@ -181,6 +183,34 @@ def noop_probe(a, first, second, errors):
             "noops": len(times), "search_body_under_noop": result.get("t")}
 
 
+def rss_sessions(a, errors, out):
+    """Opens --rss-sessions more sessions, each LOGIN + SELECT INBOX, and reports the RssAnon growth."""
+    before = rss_anon_tree(a.rss_pid)
+    extra = []
+    for _ in range(a.rss_sessions):
+        s, _ = login_select(a, errors)
+        extra.append(s)
+    time.sleep(0.5)
+    after = rss_anon_tree(a.rss_pid)
+    out["rss_before_kib"], out["rss_after_kib"] = before, after
+    out["rss_per_session_kib"] = (after - before) / a.rss_sessions
+    out["rss_per_session_per_message_bytes"] = (after - before) * 1024 / a.rss_sessions / a.messages
+    for s in extra:
+        s.close()
+
+
+def rss_only(a, errors, out):
+    """The memory figure alone, for a server process that has served nothing else yet (a long-lived
+    process reuses the heap its earlier work freed, so its growth would say nothing): one session
+    LOGIN + SELECT first (the server's one-off costs: caches, the account), then the others."""
+    first, out["login_select"] = login_select(a, errors)
+    rss_sessions(a, errors, out)
+    first.close()
+    out["errors"] = errors
+    print(json.dumps(out))
+    return 1 if errors else 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
@@ -192,8 +222,11 @@ def main():
     ap.add_argument("--rss-pid", type=int)
     ap.add_argument("--rss-sessions", type=int, default=5)
     ap.add_argument("--drop-caches", action="store_true")
+    ap.add_argument("--rss-only", action="store_true")
     a = ap.parse_args()
     errors, out = [], {}
+    if a.rss_only:
+        return rss_only(a, errors, out)
 
     out["caches"] = "dropped" if a.drop_caches and drop_caches() else (
         "not dropped (not asked)" if not a.drop_caches else "not dropped (cannot write drop_caches)")
@@ -230,18 +263,7 @@ def main():
     out.update(noop_probe(a, first, second, errors))
 
     if a.rss_pid:
-        before = rss_anon_tree(a.rss_pid)
-        extra = []
-        for _ in range(a.rss_sessions):
-            s, _ = login_select(a, errors)
-            extra.append(s)
-        time.sleep(0.5)
-        after = rss_anon_tree(a.rss_pid)
-        out["rss_before_kib"], out["rss_after_kib"] = before, after
-        out["rss_per_session_kib"] = (after - before) / a.rss_sessions
-        out["rss_per_session_per_message_bytes"] = (after - before) * 1024 / a.rss_sessions / a.messages
-        for s in extra:
-            s.close()
+        rss_sessions(a, errors, out)
     first.close()
     second.close()
     out["errors"] = errors

@@ -6,7 +6,7 @@
 - gen_mail.py is deterministic (the same seed writes the same files twice) and prints its hit counts;
 - `ternd mail import` of its Maildir into a running ternd (Daemon(imap=True));
 - big_client.py against that ternd: exit 0, no errors, every figure present and positive, RSS figures
-  with --rss-pid;
+  with --rss-pid, and --rss-only (the memory figure alone);
 - big_client.py reports a wrong answer: told the wrong SUBJECT hit count, it exits 1 and says why.
 """
 
@@ -64,6 +64,12 @@ def run(checks):
                      figures.get("noops", 0) >= 1 and "rss_per_session_per_message_bytes" in figures,
                      "every figure present and positive, RSS per session per message reported",
                      figures)
+        p = client(d, hits, ["--rss-pid", str(d.pid), "--rss-sessions", "3", "--rss-only"])
+        figures = json.loads(p.stdout or b"{}")
+        checks.check(p.returncode == 0 and figures.get("errors") == [] and
+                     figures.get("rss_after_kib", 0) >= figures.get("rss_before_kib", 1) > 0 and
+                     "rss_per_session_per_message_bytes" in figures,
+                     "big_client.py --rss-only: RssAnon before and after 3 more selected sessions", figures)
         wrong = dict(hits, subject_quarterly=hits["subject_quarterly"] + 1)
         p = client(d, wrong)
         figures = json.loads(p.stdout or b"{}")
