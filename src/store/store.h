@@ -449,6 +449,23 @@ struct store_mailbox_counts {
 int store_mailbox_counts(struct store *store, int64_t mailbox_id, uint32_t recent_after,
 			 struct store_mailbox_counts *counts_r);
 
+/* --- bulk import (ternd mail import; store_import.c) ---
+ * store_import_start starts the commit pipeline on a store opened without workers (a command-line
+ * tool), so that store_blob_commit_group() runs as in the daemon: summaries, MIME structures and
+ * fdatasyncs on the sync threads, every group waiting committed by one transaction with one fsync
+ * per directory, callbacks posted through workers (run them with the workers' event loop). It
+ * sweeps nothing (the daemon may be running), and mailbox management functions then wait 100 ms
+ * for SQLite's lock, as in the daemon: call them first. 0, or -1 with error.
+ * store_import_sync writes every file the data directory's filesystem holds dirty to stable
+ * storage (syncfs): one flush for a whole group of blobs, after which each message's own
+ * fdatasync in the pipeline has nothing left to write. 0, or -1 with errno set. */
+int store_import_start(struct store *store, struct workers *workers, char *error, size_t errsize);
+int store_import_sync(struct store *store);
+/* Normalizes a space-separated list of IMAP keywords as a delivery does (into out, of
+ * STORE_KEYWORDS_MAX bytes), so an importer can leave out what a delivery would refuse: 0, or -1
+ * with error (a keyword that is not an atom or is too long, too many). */
+int store_import_keywords(const char *list, char *out, char *error, size_t errsize);
+
 /* --- outbound queue --- */
 struct store_queue_entry {
 	int64_t id;

@@ -37,6 +37,7 @@ mail_usage(FILE *fp)
 	      "Commands:\n"
 	      "  list USER [--mailbox NAME] [--json]   list the messages of a mailbox\n"
 	      "  cat USER UID [--mailbox NAME]         print one message as stored\n"
+	      "  import USER [--mailbox NAME] PATH...  import mbox files and Maildirs\n"
 	      "\n"
 	      "USER is an account address or one of its aliases. 'ternd mail COMMAND --help'\n"
 	      "describes one command. Exit status: 0 done, 1 error, 2 usage.\n",
@@ -327,6 +328,8 @@ cmd_mail(int argc, char **argv)
 	bool is_cat;
 	int ret;
 
+	if (argc >= 2 && strcmp(argv[1], "import") == 0)
+		return cmd_mail_import(argc, argv);
 	/* Help needs no data directory: answer it before loading one. */
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") != 0 && strcmp(argv[i], "-h") != 0)

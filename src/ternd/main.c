@@ -28,7 +28,7 @@ ternd_usage(FILE *fp)
 		"         run the daemon in the foreground: SMTP, submission, POP3, IMAP and push\n"
 		"         (each on the addresses of its *.listen keys; an empty key turns it off)\n"
 		"  user   add|del|passwd|list|alias ...   manage accounts\n"
-		"  mail   list|cat ...                     look at stored mail\n"
+		"  mail   list|cat|import ...              look at stored mail, import mbox/Maildir\n"
 		"\n"
 		"Every command takes --help. The data directory comes from --data-dir, from the\n"
 		"directory of --config FILE, or from $TERN_DATA_DIR.\n");

@@ -29,5 +29,7 @@ int cmd_init(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_user(int argc, char **argv);
 int cmd_mail(int argc, char **argv);
+/* ternd mail import (cmd_import.c); argv[1] is "import". */
+int cmd_mail_import(int argc, char **argv);
 
 #endif
