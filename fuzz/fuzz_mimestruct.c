@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/buf.h"
 #include "mime/mimestruct.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -17,12 +18,11 @@ exercise(const struct mimestruct *ms, const char *data, size_t size)
 	static const char *const names[] = {"Subject", "FROM", "content-type", "x"};
 	static const uint32_t paths[][4] = {{1, 0, 0, 0}, {2, 0, 0, 0}, {1, 1, 0, 0},
 	                                    {2, 1, 0, 0}, {1, 2, 1, 0}, {3, 1, 2, 1}};
-	char *out = NULL;
-	size_t len = 0, cap = 0;
+	struct buf out = BUF_INIT;
 
-	mimestruct_imap_envelope(ms, &out, &len, &cap);
-	mimestruct_imap_body(ms, false, &out, &len, &cap);
-	mimestruct_imap_body(ms, true, &out, &len, &cap);
+	mimestruct_imap_envelope(ms, &out);
+	mimestruct_imap_body(ms, false, &out);
+	mimestruct_imap_body(ms, true, &out);
 	for (size_t p = 0; p < sizeof(paths) / sizeof(paths[0]); p++) {
 		for (size_t depth = 0; depth <= 4; depth++) {
 			for (int sec = MIMESTRUCT_ALL; sec <= MIMESTRUCT_MIME; sec++) {
@@ -34,14 +34,14 @@ exercise(const struct mimestruct *ms, const char *data, size_t size)
 					continue; /* a loaded (not built) blob may point anywhere */
 				if (sec == MIMESTRUCT_HEADER || sec == MIMESTRUCT_MIME) {
 					mimestruct_header_fields(data + r.offset, (size_t)r.len,
-					                         names, 4, false, &out, &len, &cap);
+					                         names, 4, false, &out);
 					mimestruct_header_fields(data + r.offset, (size_t)r.len,
-					                         names, 1, true, &out, &len, &cap);
+					                         names, 1, true, &out);
 				}
 			}
 		}
 	}
-	free(out);
+	buf_free(&out);
 }
 
 int

@@ -22,6 +22,7 @@
 #include "imap/imap_private.h"
 #include "imap/imap_section.h"
 #include "imap/imap_url.h"
+#include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "mime/mimestruct.h"
@@ -109,15 +110,14 @@ imap_catenate_section(struct imap_session *s, const struct imap_url *u, int fd,
 		size_t want = r.len > IMAP_SECTION_HEADER_MAX ? IMAP_SECTION_HEADER_MAX : r.len;
 		char *hdr = xmalloc(want + 1);
 		ssize_t got = pread(fd, hdr, want, (off_t)r.offset);
-		size_t cap = 0;
+		struct buf fields = BUF_INIT;
 
 		mimestruct_header_fields(hdr, got > 0 ? (size_t)got : 0,
 		                         (const char *const *)sec.names, sec.nnames,
-		                         sec.fields == IMAP_SECTION_FIELDS_NOT, &part->mem,
-		                         &part->memlen, &cap);
+		                         sec.fields == IMAP_SECTION_FIELDS_NOT, &fields);
 		free(hdr);
-		if (part->mem == NULL)
-			part->mem = xstrdup("");
+		part->memlen = fields.len;
+		part->mem = buf_steal(&fields);
 	} else if (found > 0) {
 		part->offset = r.offset;
 		part->len = r.len;

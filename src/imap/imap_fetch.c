@@ -18,6 +18,7 @@
 #include "imap/imap_private.h"
 #include "imap/imap_section.h"
 #include "imap/imap_session.h"
+#include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "mime/mimestruct.h"
@@ -60,8 +61,7 @@ struct imap_fetch {
 	/* The structure of the message at ms_pos, loaded when an item needs it. */
 	struct mimestruct *ms;
 	long ms_pos;
-	char *text; /* ENVELOPE/BODYSTRUCTURE text being built */
-	size_t text_len, text_cap;
+	struct buf text; /* ENVELOPE/BODYSTRUCTURE text being built */
 	struct imap_section_stream st;
 	struct imap_binary *bin; /* a BINARY item in progress */
 	bool unknown_cte;        /* a BINARY part had an unknown encoding: NO [UNKNOWN-CTE] */
@@ -97,7 +97,7 @@ imap_fetch_free(struct imap_session *s)
 		free(f->items[i].body.name);
 	}
 	mimestruct_free(&f->ms);
-	free(f->text);
+	buf_free(&f->text);
 	free(f->items);
 	free(f->idx);
 	free(f);
@@ -446,14 +446,13 @@ imap_fetch_structure_write(struct imap_session *s, const struct imap_msg *m,
 		evbuffer_add(out, "NIL", 3);
 		return;
 	}
-	f->text_len = 0;
+	buf_truncate(&f->text, 0);
 	if (kind == IMAP_FETCH_ENVELOPE)
-		mimestruct_imap_envelope(ms, &f->text, &f->text_len, &f->text_cap);
+		mimestruct_imap_envelope(ms, &f->text);
 	else
-		mimestruct_imap_body(ms, kind == IMAP_FETCH_BODYSTRUCTURE, &f->text, &f->text_len,
-		                     &f->text_cap);
-	imap_section_nul(f->text, f->text_len); /* raw header bytes end up in its literals */
-	evbuffer_add(out, f->text, f->text_len);
+		mimestruct_imap_body(ms, kind == IMAP_FETCH_BODYSTRUCTURE, &f->text);
+	imap_section_nul(f->text.data, f->text.len); /* raw header bytes end up in its literals */
+	evbuffer_add(out, f->text.data, f->text.len);
 }
 
 /* BINARY[...] / BINARY.SIZE[...] of m; true when it goes on in imap_binary_pump. */

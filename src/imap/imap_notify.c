@@ -13,6 +13,7 @@
 
 #include "imap/imap_private.h"
 #include "imap/imap_section.h"
+#include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "mime/mimestruct.h"
@@ -508,8 +509,7 @@ imap_notify_selected(struct imap_session *s, int kind)
 struct imap_notify_msg {
 	struct mimestruct *ms;
 	int fd;
-	char *text; /* ENVELOPE/BODY/BODYSTRUCTURE being built */
-	size_t len, cap;
+	struct buf text; /* ENVELOPE/BODY/BODYSTRUCTURE being built */
 };
 
 /* Loads what n's fetch-att need for m. 1, 0 when the message is already gone (its EXPUNGE
@@ -561,9 +561,7 @@ imap_notify_msg_close(struct imap_notify_msg *nm)
 	if (nm->fd >= 0)
 		close(nm->fd);
 	nm->fd = -1;
-	free(nm->text);
-	nm->text = NULL;
-	nm->len = nm->cap = 0;
+	buf_free(&nm->text);
 }
 
 static void
@@ -602,17 +600,16 @@ imap_notify_write_att(struct imap_session *s, const struct imap_msg *m, struct i
 	case IMAP_NOTIFY_ATT_ENVELOPE:
 	case IMAP_NOTIFY_ATT_BODY:
 	case IMAP_NOTIFY_ATT_BODYSTRUCTURE:
-		nm->len = 0;
+		buf_truncate(&nm->text, 0);
 		if (att == IMAP_NOTIFY_ATT_ENVELOPE)
-			mimestruct_imap_envelope(nm->ms, &nm->text, &nm->len, &nm->cap);
+			mimestruct_imap_envelope(nm->ms, &nm->text);
 		else
-			mimestruct_imap_body(nm->ms, att == IMAP_NOTIFY_ATT_BODYSTRUCTURE, &nm->text,
-			                     &nm->len, &nm->cap);
-		imap_section_nul(nm->text, nm->len);
+			mimestruct_imap_body(nm->ms, att == IMAP_NOTIFY_ATT_BODYSTRUCTURE, &nm->text);
+		imap_section_nul(nm->text.data, nm->text.len);
 		evbuffer_add_printf(out, "%s ", att == IMAP_NOTIFY_ATT_ENVELOPE ? "ENVELOPE"
 		                                : att == IMAP_NOTIFY_ATT_BODY   ? "BODY"
 		                                                                : "BODYSTRUCTURE");
-		evbuffer_add(out, nm->text, nm->len);
+		evbuffer_add(out, nm->text.data, nm->text.len);
 		break;
 	case IMAP_NOTIFY_ATT_SECTION:
 		/* HEADER.FIELDS: read (at most IMAP_SECTION_HEADER_MAX) and written at once, on

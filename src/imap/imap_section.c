@@ -11,6 +11,7 @@
 #include <event2/bufferevent.h>
 
 #include "imap/imap_private.h"
+#include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "store/store.h"
@@ -268,18 +269,18 @@ imap_section_fields(struct imap_session *s, struct imap_section_stream *st)
 {
 	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
 	const struct imap_section_item *it = st->it;
-	size_t got = evbuffer_get_length(st->header), flen = 0, fcap = 0;
+	size_t got = evbuffer_get_length(st->header);
 	const char *hdr = got > 0 ? (const char *)evbuffer_pullup(st->header, -1) : "";
-	char *fields = NULL;
+	struct buf fields = BUF_INIT;
 	uint64_t skip, count;
 
 	mimestruct_header_fields(hdr, got, (const char *const *)it->sec.names, it->sec.nnames,
-	                         it->sec.fields == IMAP_SECTION_FIELDS_NOT, &fields, &flen, &fcap);
-	imap_section_nul(fields, flen);
-	imap_section_partial(it, flen, &skip, &count);
+	                         it->sec.fields == IMAP_SECTION_FIELDS_NOT, &fields);
+	imap_section_nul(fields.data, fields.len);
+	imap_section_partial(it, fields.len, &skip, &count);
 	evbuffer_add_printf(out, "%s {%llu}\r\n", it->name, (unsigned long long)count);
-	evbuffer_add(out, fields + skip, (size_t)count);
-	free(fields);
+	evbuffer_add(out, fields.data + skip, (size_t)count);
+	buf_free(&fields);
 }
 
 int

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/buf.h"
 #include "lib/util.h"
 
 #define MS_MAGIC "TMS"
@@ -66,7 +67,7 @@ static const char *const ms_env_names[MSE_N] = {"Date",        "Subject",   "Fro
                                                 "Reply-To",    "To",        "Cc",   "Bcc",
                                                 "In-Reply-To", "Message-ID"};
 
-/* A string kept in ms->buf; absent when !set. */
+/* A string kept in ms->strs; absent when !set. */
 struct ms_str {
 	uint32_t off, len;
 	bool set;
@@ -83,40 +84,16 @@ struct ms_part {
 };
 
 struct mimestruct {
-	char *buf; /* the strings (built) or a copy of the blob (loaded) */
-	size_t buflen, bufcap;
+	struct buf strs; /* the strings (built) or a copy of the blob (loaded) */
 	struct ms_part *parts;
 	size_t nparts, partscap;
 };
 
 /* ---------- output helpers ---------- */
 
-static void
-ms_add(char **out, size_t *len, size_t *cap, const void *data, size_t n)
-{
-	if (*len + n + 1 > *cap) {
-		size_t c = *cap == 0 ? 256 : *cap;
-
-		while (c < *len + n + 1)
-			c *= 2;
-		*out = xrealloc(*out, c);
-		*cap = c;
-	}
-	if (n > 0)
-		memcpy(*out + *len, data, n);
-	*len += n;
-	(*out)[*len] = '\0';
-}
-
-static void
-ms_adds(char **out, size_t *len, size_t *cap, const char *s)
-{
-	ms_add(out, len, cap, s, strlen(s));
-}
-
 /* An IMAP string: quoted when it can be, a literal when it holds CR, LF, NUL or 8-bit bytes. */
 static void
-ms_put_string(char **out, size_t *len, size_t *cap, const char *s, size_t n)
+ms_put_string(struct buf *out, const char *s, size_t n)
 {
 	bool literal = n > MS_QUOTED_MAX;
 	char num[32];
@@ -128,33 +105,32 @@ ms_put_string(char **out, size_t *len, size_t *cap, const char *s, size_t n)
 	}
 	if (literal) {
 		snprintf(num, sizeof(num), "{%zu}\r\n", n);
-		ms_adds(out, len, cap, num);
-		ms_add(out, len, cap, s, n);
+		buf_adds(out, num);
+		buf_add(out, s, n);
 		return;
 	}
-	ms_add(out, len, cap, "\"", 1);
+	buf_add(out, "\"", 1);
 	for (size_t i = 0; i < n; i++) {
 		if (s[i] == '"' || s[i] == '\\')
-			ms_add(out, len, cap, "\\", 1);
-		ms_add(out, len, cap, s + i, 1);
+			buf_add(out, "\\", 1);
+		buf_add(out, s + i, 1);
 	}
-	ms_add(out, len, cap, "\"", 1);
+	buf_add(out, "\"", 1);
 }
 
 static const char *
 ms_sp(const struct mimestruct *ms, const struct ms_str *s)
 {
-	return ms->buf + s->off;
+	return ms->strs.data + s->off;
 }
 
 static void
-ms_put_nstring(const struct mimestruct *ms, const struct ms_str *s, char **out, size_t *len,
-               size_t *cap)
+ms_put_nstring(const struct mimestruct *ms, const struct ms_str *s, struct buf *out)
 {
 	if (!s->set)
-		ms_adds(out, len, cap, "NIL");
+		buf_adds(out, "NIL");
 	else
-		ms_put_string(out, len, cap, ms_sp(ms, s), s->len);
+		ms_put_string(out, ms_sp(ms, s), s->len);
 }
 
 /* ---------- RFC 822 lexing ---------- */
@@ -213,14 +189,14 @@ ms_token(const char *p, const char *end)
 
 /* A quoted string at p (*p == '"'): appends its content unescaped to out; returns the end. */
 static const char *
-ms_quoted(const char *p, const char *end, char **out, size_t *len, size_t *cap)
+ms_quoted(const char *p, const char *end, struct buf *out)
 {
 	for (p++; p < end && *p != '"'; p++) {
 		if (*p == '\\' && p + 1 < end)
 			p++;
 		if (*p == '\r' || *p == '\n')
 			continue;
-		ms_add(out, len, cap, p, 1);
+		buf_add(out, p, 1);
 	}
 	return p < end ? p + 1 : p;
 }
@@ -280,12 +256,11 @@ ms_skip_param(const char *p, const char *end)
 /* Parses "; name=value" parameters (values unescaped into vals); those without a value are
  * dropped, as Dovecot does. Returns the count (at most MS_PARAMS_MAX). */
 static size_t
-ms_params_parse(const char *p, const char *end, struct ms_param *prm, char **vals, size_t *vlen,
-                size_t *vcap)
+ms_params_parse(const char *p, const char *end, struct ms_param *prm, struct buf *vals)
 {
 	size_t n = 0;
 
-	ms_add(vals, vlen, vcap, "", 0); /* never NULL, even with no value */
+	buf_add(vals, "", 0); /* never NULL, even with no value */
 	while (n < MS_PARAMS_MAX) {
 		const char *name, *q;
 		size_t voff;
@@ -308,20 +283,20 @@ ms_params_parse(const char *p, const char *end, struct ms_param *prm, char **val
 		if (p >= end || *p != '=')
 			continue;
 		p = ms_cfws(p + 1, end, NULL, NULL);
-		voff = *vlen;
+		voff = vals->len;
 		if (p < end && *p == '"') {
-			p = ms_quoted(p, end, vals, vlen, vcap);
+			p = ms_quoted(p, end, vals);
 		} else {
 			for (q = p;
 			     q < end && *q != ';' && !ms_is_space(*q) && *q != '"' && *q != '(';)
 				q++;
-			ms_add(vals, vlen, vcap, p, (size_t)(q - p));
+			buf_add(vals, p, (size_t)(q - p));
 			p = q;
-			if (q == name + prm[n].nlen + 1 || *vlen == voff)
+			if (q == name + prm[n].nlen + 1 || vals->len == voff)
 				continue; /* "b=" */
 		}
 		prm[n].voff = voff;
-		prm[n].vlen = *vlen - voff;
+		prm[n].vlen = vals->len - voff;
 		prm[n].section = -1;
 		prm[n].extended = false;
 		/* RFC 2231: name*N, name*N*, name* */
@@ -391,23 +366,23 @@ ms_param_cmp(const void *a, const void *b)
  * continuations joined (name* when any piece is extended), then charset=us-ascii for a text
  * type that has none. */
 static void
-ms_params_write(const char *p, const char *end, bool text, char **out, size_t *len, size_t *cap)
+ms_params_write(const char *p, const char *end, bool text, struct buf *out)
 {
 	struct ms_param prm[MS_PARAMS_MAX];
-	char *vals = NULL, *joined = NULL;
-	size_t vlen = 0, vcap = 0, jlen = 0, jcap = 0, n, count = 0;
+	struct buf vals = BUF_INIT, joined = BUF_INIT;
+	size_t n, count = 0;
 	bool charset = false, done[MS_PARAMS_MAX] = {false};
 
-	n = p != NULL ? ms_params_parse(p, end, prm, &vals, &vlen, &vcap) : 0;
+	n = p != NULL ? ms_params_parse(p, end, prm, &vals) : 0;
 	/* Plain ones in order; then RFC 2231 ones (name*, name*N) by name, as Dovecot does. */
 	qsort(prm, n, sizeof(prm[0]), ms_param_cmp);
 	for (size_t i = 0; i < n; i++) {
 		if (ms_param_star(&prm[i]))
 			continue;
-		ms_adds(out, len, cap, count++ == 0 ? "(" : " ");
-		ms_put_string(out, len, cap, prm[i].name, prm[i].nlen);
-		ms_adds(out, len, cap, " ");
-		ms_put_string(out, len, cap, vals + prm[i].voff, prm[i].vlen);
+		buf_adds(out, count++ == 0 ? "(" : " ");
+		ms_put_string(out, prm[i].name, prm[i].nlen);
+		buf_adds(out, " ");
+		ms_put_string(out, vals.data + prm[i].voff, prm[i].vlen);
 		if (prm[i].nlen >= 7 && strncasecmp(prm[i].name, "charset", 7) == 0 &&
 		    (prm[i].nlen == 7 || prm[i].name[7] == '*'))
 			charset = true;
@@ -418,15 +393,15 @@ ms_params_write(const char *p, const char *end, bool text, char **out, size_t *l
 		if (!ms_param_star(&prm[i]) || done[i])
 			continue;
 		if (prm[i].section < 0) {
-			ms_adds(out, len, cap, count++ == 0 ? "(" : " ");
-			ms_put_string(out, len, cap, prm[i].name, prm[i].nlen);
-			ms_adds(out, len, cap, " ");
-			ms_put_string(out, len, cap, vals + prm[i].voff, prm[i].vlen);
+			buf_adds(out, count++ == 0 ? "(" : " ");
+			ms_put_string(out, prm[i].name, prm[i].nlen);
+			buf_adds(out, " ");
+			ms_put_string(out, vals.data + prm[i].voff, prm[i].vlen);
 			if (prm[i].nlen == 8 && strncasecmp(prm[i].name, "charset*", 8) == 0)
 				charset = true;
 			continue;
 		}
-		jlen = 0;
+		buf_truncate(&joined, 0);
 		/* Pieces 0, 1, 2, ... in order, as long as they follow each other. */
 		for (int sec = 0;; sec++) {
 			size_t k;
@@ -441,13 +416,13 @@ ms_params_write(const char *p, const char *end, bool text, char **out, size_t *l
 			done[k] = true;
 			found = true;
 			ext = ext || prm[k].extended;
-			ms_add(&joined, &jlen, &jcap, vals + prm[k].voff, prm[k].vlen);
+			buf_add(&joined, vals.data + prm[k].voff, prm[k].vlen);
 		}
 		done[i] = true;
 		if (!found)
 			continue; /* no piece 0 */
-		ms_adds(out, len, cap, count++ == 0 ? "(" : " ");
-		ms_add(&joined, &jlen, &jcap, "", 0);
+		buf_adds(out, count++ == 0 ? "(" : " ");
+		buf_add(&joined, "", 0);
 		{
 			char name[MIMESTRUCT_VALUE_MAX + 2];
 			size_t nl = prm[i].nlen < MIMESTRUCT_VALUE_MAX ? prm[i].nlen : 0;
@@ -455,20 +430,20 @@ ms_params_write(const char *p, const char *end, bool text, char **out, size_t *l
 			memcpy(name, prm[i].name, nl);
 			if (ext)
 				name[nl++] = '*';
-			ms_put_string(out, len, cap, name, nl);
+			ms_put_string(out, name, nl);
 		}
-		ms_adds(out, len, cap, " ");
-		ms_put_string(out, len, cap, joined, jlen);
+		buf_adds(out, " ");
+		ms_put_string(out, joined.data, joined.len);
 		if (prm[i].nlen == 7 && strncasecmp(prm[i].name, "charset", 7) == 0)
 			charset = true;
 	}
 	if (text && !charset) {
-		ms_adds(out, len, cap, count++ == 0 ? "(" : " ");
-		ms_adds(out, len, cap, "\"charset\" \"us-ascii\"");
+		buf_adds(out, count++ == 0 ? "(" : " ");
+		buf_adds(out, "\"charset\" \"us-ascii\"");
 	}
-	ms_adds(out, len, cap, count > 0 ? ")" : "NIL");
-	free(vals);
-	free(joined);
+	buf_adds(out, count > 0 ? ")" : "NIL");
+	buf_free(&vals);
+	buf_free(&joined);
 }
 
 /* ---------- the scanner ---------- */
@@ -573,18 +548,18 @@ ms_measure(const char *d, struct mimestruct_range *r)
 	}
 }
 
-/* Stores s[0..n) (capped) as a string of ms->buf. */
+/* Stores s[0..n) (capped) as a string of ms->strs. */
 static void
 ms_store(struct mimestruct *ms, struct ms_str *dst, const char *s, size_t n)
 {
 	if (n > MIMESTRUCT_VALUE_MAX)
 		n = MIMESTRUCT_VALUE_MAX;
-	if (ms->buflen + n > MS_STRINGS_MAX)
+	if (ms->strs.len + n > MS_STRINGS_MAX)
 		n = 0;
-	dst->off = (uint32_t)ms->buflen;
+	dst->off = (uint32_t)ms->strs.len;
 	dst->len = (uint32_t)n;
 	dst->set = true;
-	ms_add(&ms->buf, &ms->buflen, &ms->bufcap, s, n);
+	buf_add(&ms->strs, s, n);
 }
 
 /* Stores one header field's unfolded value (line ends removed, leading white space skipped). */
@@ -748,23 +723,23 @@ ms_parse_part(struct ms_builder *b, size_t pos, unsigned depth, enum ms_mode mod
 		s = ms_parse_part(b, hend, depth + 1, MS_MODE_PLAIN, true);
 	} else if (p->kind == MS_MULTIPART) {
 		struct ms_param prm[MS_PARAMS_MAX];
-		char *vals = NULL;
-		size_t vlen = 0, vcap = 0, blen = 0, np;
+		struct buf vals = BUF_INIT;
+		size_t blen = 0, np;
 		const char *bv;
 		bool is_digest = ms_is(ct.sub, ct.slen, "digest");
 		uint32_t last = 0;
 
-		np = ms_params_parse(ct.params, ct.end, prm, &vals, &vlen, &vcap);
-		bv = ms_param_find(prm, np, vals, "boundary", &blen);
+		np = ms_params_parse(ct.params, ct.end, prm, &vals);
+		bv = ms_param_find(prm, np, vals.data, "boundary", &blen);
 		if (bv == NULL || blen == 0 || blen > MS_BOUNDARY_MAX) {
-			free(vals);
+			buf_free(&vals);
 			s = ms_find_boundary(b, hend, hend);
 			goto done;
 		}
 		mine = (unsigned)b->nbnd++;
 		memcpy(b->bnd[mine], bv, blen);
 		b->bndlen[mine] = blen;
-		free(vals);
+		buf_free(&vals);
 		s = ms_find_boundary(b, hend, hend); /* the preamble */
 		while (s.bidx == (int)mine && !s.close) {
 			size_t start = ms_line_after(b, s.next);
@@ -806,7 +781,7 @@ done:
 /* ---------- serialization ---------- */
 
 static void
-ms_put_varint(char **out, size_t *len, size_t *cap, uint64_t v)
+ms_put_varint(struct buf *out, uint64_t v)
 {
 	unsigned char tmp[10];
 	size_t n = 0;
@@ -818,57 +793,55 @@ ms_put_varint(char **out, size_t *len, size_t *cap, uint64_t v)
 			tmp[n] |= 0x80;
 		n++;
 	} while (v != 0);
-	ms_add(out, len, cap, tmp, n);
+	buf_add(out, tmp, n);
 }
 
 static void
-ms_put_str(const struct mimestruct *ms, const struct ms_str *s, char **out, size_t *len,
-           size_t *cap)
+ms_put_str(const struct mimestruct *ms, const struct ms_str *s, struct buf *out)
 {
-	ms_put_varint(out, len, cap, s->set ? (uint64_t)s->len + 1 : 0);
+	ms_put_varint(out, s->set ? (uint64_t)s->len + 1 : 0);
 	if (s->set)
-		ms_add(out, len, cap, ms_sp(ms, s), s->len);
+		buf_add(out, ms_sp(ms, s), s->len);
 }
 
 static void
-ms_put_range(const struct mimestruct_range *r, char **out, size_t *len, size_t *cap)
+ms_put_range(const struct mimestruct_range *r, struct buf *out)
 {
-	ms_put_varint(out, len, cap, r->offset);
-	ms_put_varint(out, len, cap, r->len);
-	ms_put_varint(out, len, cap, r->wire_len - r->len);
-	ms_put_varint(out, len, cap, r->lines);
+	ms_put_varint(out, r->offset);
+	ms_put_varint(out, r->len);
+	ms_put_varint(out, r->wire_len - r->len);
+	ms_put_varint(out, r->lines);
 }
 
 static void
 ms_serialize(const struct mimestruct *ms, unsigned char **blob_r, size_t *len_r)
 {
-	char *out = NULL;
-	size_t len = 0, cap = 0;
+	struct buf out = BUF_INIT;
 
-	ms_adds(&out, &len, &cap, MS_MAGIC);
-	ms_put_varint(&out, &len, &cap, MS_VERSION);
-	ms_put_varint(&out, &len, &cap, ms->nparts);
+	buf_adds(&out, MS_MAGIC);
+	ms_put_varint(&out, MS_VERSION);
+	ms_put_varint(&out, ms->nparts);
 	for (size_t i = 0; i < ms->nparts; i++) {
 		const struct ms_part *p = &ms->parts[i];
 
-		ms_put_varint(&out, &len, &cap,
+		ms_put_varint(&out,
 		              (uint64_t)p->kind | (uint64_t)p->mode << 2 | (uint64_t)p->env << 4);
-		ms_put_varint(&out, &len, &cap, p->nchildren);
-		ms_put_range(&p->header, &out, &len, &cap);
-		ms_put_range(&p->body, &out, &len, &cap);
+		ms_put_varint(&out, p->nchildren);
+		ms_put_range(&p->header, &out);
+		ms_put_range(&p->body, &out);
 		for (int f = 0; f < MSF_N; f++)
-			ms_put_str(ms, &p->f[f], &out, &len, &cap);
+			ms_put_str(ms, &p->f[f], &out);
 		for (int f = 0; p->env && f < MSE_N; f++)
-			ms_put_str(ms, &p->e[f], &out, &len, &cap);
+			ms_put_str(ms, &p->e[f], &out);
 	}
-	*blob_r = (unsigned char *)out;
-	*len_r = len;
+	*len_r = out.len;
+	*blob_r = (unsigned char *)buf_steal(&out);
 }
 
 static void
 ms_clear(struct mimestruct *ms)
 {
-	free(ms->buf);
+	buf_free(&ms->strs);
 	free(ms->parts);
 	memset(ms, 0, sizeof(*ms));
 }
@@ -1015,11 +988,9 @@ mimestruct_load(const unsigned char *blob, size_t len)
 	if (blob == NULL || len < 4 || memcmp(blob, MS_MAGIC, 3) != 0)
 		return NULL;
 	ms = xcalloc(1, sizeof(*ms));
-	ms->buf = xmalloc(len);
-	memcpy(ms->buf, blob, len);
-	ms->buflen = len;
-	r.p = (const unsigned char *)ms->buf + 3;
-	r.end = (const unsigned char *)ms->buf + len;
+	buf_add(&ms->strs, blob, len);
+	r.p = (const unsigned char *)ms->strs.data + 3;
+	r.end = (const unsigned char *)ms->strs.data + len;
 	r.bad = false;
 	if (ms_get_varint(&r) != MS_VERSION)
 		goto bad;
@@ -1044,9 +1015,9 @@ mimestruct_load(const unsigned char *blob, size_t len)
 		if (p->body.offset != p->header.offset + p->header.len)
 			goto bad;
 		for (int f = 0; f < MSF_N; f++)
-			ms_get_str(&r, (const unsigned char *)ms->buf, &p->f[f]);
+			ms_get_str(&r, (const unsigned char *)ms->strs.data, &p->f[f]);
 		for (int f = 0; p->env && f < MSE_N; f++)
-			ms_get_str(&r, (const unsigned char *)ms->buf, &p->e[f]);
+			ms_get_str(&r, (const unsigned char *)ms->strs.data, &p->e[f]);
 	}
 	if (r.bad || r.p != r.end || !ms->parts[0].env || ms_link(ms, 0, 0) != ms->nparts)
 		goto bad;
@@ -1226,15 +1197,15 @@ ms_words(const char **pp, const char *end, struct ms_word *w, const char **comme
 
 /* Joins words: display form (quotes removed, words separated by one space) or raw form. */
 static void
-ms_words_join(const struct ms_word *w, size_t n, bool display, char **out, size_t *len, size_t *cap)
+ms_words_join(const struct ms_word *w, size_t n, bool display, struct buf *out)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (display && i > 0 && w[i].space)
-			ms_add(out, len, cap, " ", 1);
+			buf_add(out, " ", 1);
 		if (display && w[i].quoted)
-			ms_quoted(w[i].s, w[i].s + w[i].n, out, len, cap);
+			ms_quoted(w[i].s, w[i].s + w[i].n, out);
 		else
-			ms_add(out, len, cap, w[i].s, w[i].n);
+			buf_add(out, w[i].s, w[i].n);
 	}
 }
 
@@ -1263,24 +1234,25 @@ ms_addr_spec(struct ms_addr_out *o, const char **pp, const char *end, const stru
 	struct ms_word w[MS_WORDS_MAX];
 	const char *cm = NULL;
 	size_t cl = 0;
-	char *local = NULL, *host = NULL;
-	size_t llen = 0, lcap = 0, hlen = 0, hcap = 0, n;
+	struct buf local = BUF_INIT, host = BUF_INIT;
+	size_t n;
 	const char *p = *pp;
 
-	ms_words_join(lw, ln, true, &local, &llen, &lcap);
+	ms_words_join(lw, ln, true, &local);
 	if (p < end && *p == '@') {
 		p++;
 		n = ms_words(&p, end, w, &cm, &cl);
-		ms_words_join(w, n, false, &host, &hlen, &hcap);
+		ms_words_join(w, n, false, &host);
 	}
 	if (bare && cm != NULL) {
 		name = cm;
 		nl = cl;
 	}
-	ms_addr_put(o, name, nl, adl, al, llen > 0 ? local : "MISSING_MAILBOX",
-	            llen > 0 ? llen : 15, hlen > 0 ? host : "MISSING_DOMAIN", hlen > 0 ? hlen : 14);
-	free(local);
-	free(host);
+	ms_addr_put(o, name, nl, adl, al, local.len > 0 ? local.data : "MISSING_MAILBOX",
+	            local.len > 0 ? local.len : 15, host.len > 0 ? host.data : "MISSING_DOMAIN",
+	            host.len > 0 ? host.len : 14);
+	buf_free(&local);
+	buf_free(&host);
 	*pp = p;
 }
 
@@ -1293,8 +1265,8 @@ mimestruct_addresses(const char *v, size_t vlen, mimestruct_address_cb *cb, void
 	bool group = false;
 
 	while (p < end) {
-		char *name = NULL;
-		size_t nlen = 0, ncap = 0, n, clen = 0;
+		struct buf name = BUF_INIT;
+		size_t n, clen = 0;
 
 		comment = NULL;
 		p = ms_cfws(p, end, NULL, NULL);
@@ -1316,7 +1288,7 @@ mimestruct_addresses(const char *v, size_t vlen, mimestruct_address_cb *cb, void
 			size_t al = 0, ln;
 			struct ms_word lw[MS_WORDS_MAX];
 
-			ms_words_join(w, n, true, &name, &nlen, &ncap);
+			ms_words_join(w, n, true, &name);
 			p = ms_cfws(p + 1, end, NULL, NULL);
 			if (p < end && *p == '@') { /* a source route */
 				for (q = p; q < end && *q != ':' && *q != '>'; q++)
@@ -1328,15 +1300,15 @@ mimestruct_addresses(const char *v, size_t vlen, mimestruct_address_cb *cb, void
 				}
 			}
 			ln = ms_words(&p, end, lw, NULL, NULL);
-			ms_addr_spec(&o, &p, end, lw, ln, nlen > 0 ? name : NULL, nlen, adl, al,
+			ms_addr_spec(&o, &p, end, lw, ln, name.len > 0 ? name.data : NULL, name.len, adl, al,
 			             false);
 			while (p < end && *p != '>' && *p != ',' && *p != ';')
 				p++;
 			if (p < end && *p == '>')
 				p++;
 		} else if (p < end && *p == ':' && !group) {
-			ms_words_join(w, n, true, &name, &nlen, &ncap);
-			ms_addr_put(&o, NULL, 0, NULL, 0, name != NULL ? name : "", nlen, NULL, 0);
+			ms_words_join(w, n, true, &name);
+			ms_addr_put(&o, NULL, 0, NULL, 0, buf_cstr(&name), name.len, NULL, 0);
 			group = true;
 			p++;
 		} else if (n > 0) {
@@ -1344,7 +1316,7 @@ mimestruct_addresses(const char *v, size_t vlen, mimestruct_address_cb *cb, void
 		} else {
 			p++; /* a stray special */
 		}
-		free(name);
+		buf_free(&name);
 	}
 	if (group)
 		ms_addr_put(&o, NULL, 0, NULL, 0, NULL, 0, NULL, 0);
@@ -1352,8 +1324,7 @@ mimestruct_addresses(const char *v, size_t vlen, mimestruct_address_cb *cb, void
 }
 
 struct ms_imap_out {
-	char **out;
-	size_t *len, *cap;
+	struct buf *out;
 	unsigned count;
 };
 
@@ -1361,9 +1332,9 @@ static void
 ms_nstring(struct ms_imap_out *o, const char *s, size_t n)
 {
 	if (s != NULL)
-		ms_put_string(o->out, o->len, o->cap, s, n);
+		ms_put_string(o->out, s, n);
 	else
-		ms_adds(o->out, o->len, o->cap, "NIL");
+		buf_adds(o->out, "NIL");
 }
 
 /* mimestruct_address_cb: one address as IMAP's (name adl mailbox host). */
@@ -1372,112 +1343,107 @@ ms_address_imap(const struct mimestruct_address *a, void *ctx)
 {
 	struct ms_imap_out *o = ctx;
 
-	ms_adds(o->out, o->len, o->cap, o->count++ == 0 ? "((" : "(");
+	buf_adds(o->out, o->count++ == 0 ? "((" : "(");
 	ms_nstring(o, a->name, a->name_len);
-	ms_adds(o->out, o->len, o->cap, " ");
+	buf_adds(o->out, " ");
 	ms_nstring(o, a->adl, a->adl_len);
-	ms_adds(o->out, o->len, o->cap, " ");
+	buf_adds(o->out, " ");
 	ms_nstring(o, a->mailbox, a->mailbox_len);
-	ms_adds(o->out, o->len, o->cap, " ");
+	buf_adds(o->out, " ");
 	ms_nstring(o, a->host, a->host_len);
-	ms_adds(o->out, o->len, o->cap, ")");
+	buf_adds(o->out, ")");
 }
 
 /* Writes an address list as IMAP's ((name adl mailbox host) ...) or NIL. */
 static void
-ms_addresses_write(const char *v, size_t vlen, char **out, size_t *len, size_t *cap)
+ms_addresses_write(const char *v, size_t vlen, struct buf *out)
 {
-	struct ms_imap_out o = {out, len, cap, 0};
+	struct ms_imap_out o = {out, 0};
 
 	mimestruct_addresses(v, vlen, ms_address_imap, &o);
-	ms_adds(out, len, cap, o.count > 0 ? ")" : "NIL");
+	buf_adds(out, o.count > 0 ? ")" : "NIL");
 }
 
 /* An address field; returns false (writing nothing) when it holds no address. */
 static bool
-ms_address_field(const struct mimestruct *ms, const struct ms_str *s, char **out, size_t *len,
-                 size_t *cap)
+ms_address_field(const struct mimestruct *ms, const struct ms_str *s, struct buf *out)
 {
-	size_t before = *len;
+	size_t before = out->len;
 
 	if (!s->set)
 		return false;
-	ms_addresses_write(ms_sp(ms, s), s->len, out, len, cap);
-	if (*len - before == 3 && memcmp(*out + before, "NIL", 3) == 0) {
-		*len = before;
-		(*out)[before] = '\0';
+	ms_addresses_write(ms_sp(ms, s), s->len, out);
+	if (out->len - before == 3 && memcmp(out->data + before, "NIL", 3) == 0) {
+		buf_truncate(out, before);
 		return false;
 	}
 	return true;
 }
 
 static void
-ms_envelope_write(const struct mimestruct *ms, const struct ms_part *p, char **out, size_t *len,
-                  size_t *cap)
+ms_envelope_write(const struct mimestruct *ms, const struct ms_part *p, struct buf *out)
 {
-	ms_adds(out, len, cap, "(");
-	ms_put_nstring(ms, &p->e[MSE_DATE], out, len, cap);
-	ms_adds(out, len, cap, " ");
-	ms_put_nstring(ms, &p->e[MSE_SUBJECT], out, len, cap);
+	buf_adds(out, "(");
+	ms_put_nstring(ms, &p->e[MSE_DATE], out);
+	buf_adds(out, " ");
+	ms_put_nstring(ms, &p->e[MSE_SUBJECT], out);
 	for (int f = MSE_FROM; f <= MSE_BCC; f++) {
-		ms_adds(out, len, cap, " ");
-		if (ms_address_field(ms, &p->e[f], out, len, cap))
+		buf_adds(out, " ");
+		if (ms_address_field(ms, &p->e[f], out))
 			continue;
 		/* RFC 3501: an absent or empty Sender or Reply-To is the From. */
 		if ((f == MSE_SENDER || f == MSE_REPLY_TO) &&
-		    ms_address_field(ms, &p->e[MSE_FROM], out, len, cap))
+		    ms_address_field(ms, &p->e[MSE_FROM], out))
 			continue;
-		ms_adds(out, len, cap, "NIL");
+		buf_adds(out, "NIL");
 	}
-	ms_adds(out, len, cap, " ");
-	ms_put_nstring(ms, &p->e[MSE_IN_REPLY_TO], out, len, cap);
-	ms_adds(out, len, cap, " ");
-	ms_put_nstring(ms, &p->e[MSE_MESSAGE_ID], out, len, cap);
-	ms_adds(out, len, cap, ")");
+	buf_adds(out, " ");
+	ms_put_nstring(ms, &p->e[MSE_IN_REPLY_TO], out);
+	buf_adds(out, " ");
+	ms_put_nstring(ms, &p->e[MSE_MESSAGE_ID], out);
+	buf_adds(out, ")");
 }
 
 void
-mimestruct_imap_envelope(const struct mimestruct *ms, char **out, size_t *len, size_t *cap)
+mimestruct_imap_envelope(const struct mimestruct *ms, struct buf *out)
 {
-	ms_envelope_write(ms, &ms->parts[0], out, len, cap);
+	ms_envelope_write(ms, &ms->parts[0], out);
 }
 
 /* ---------- BODY / BODYSTRUCTURE ---------- */
 
 static void
-ms_put_num(char **out, size_t *len, size_t *cap, uint64_t v)
+ms_put_num(struct buf *out, uint64_t v)
 {
 	char num[24];
 
 	snprintf(num, sizeof(num), " %llu", (unsigned long long)v);
-	ms_adds(out, len, cap, num);
+	buf_adds(out, num);
 }
 
 /* Content-Disposition: (type params) or NIL. */
 static void
-ms_disposition_write(const struct mimestruct *ms, const struct ms_part *p, char **out, size_t *len,
-                     size_t *cap)
+ms_disposition_write(const struct mimestruct *ms, const struct ms_part *p, struct buf *out)
 {
 	const struct ms_str *s = &p->f[MSF_DISP];
 	const char *v = ms_sp(ms, s), *end = v + s->len, *t, *te;
 
 	t = ms_cfws(v, end, NULL, NULL);
 	if (!s->set || t >= end) {
-		ms_adds(out, len, cap, "NIL");
+		buf_adds(out, "NIL");
 		return;
 	}
 	te = ms_token(t, end);
-	ms_adds(out, len, cap, "(");
-	ms_put_string(out, len, cap, t, (size_t)(te - t));
-	ms_adds(out, len, cap, " ");
-	ms_params_write(te, end, false, out, len, cap);
-	ms_adds(out, len, cap, ")");
+	buf_adds(out, "(");
+	ms_put_string(out, t, (size_t)(te - t));
+	buf_adds(out, " ");
+	ms_params_write(te, end, false, out);
+	buf_adds(out, ")");
 }
 
 /* Content-Language: ("en" "fr") or NIL. */
 static void
-ms_language_write(const struct mimestruct *ms, const struct ms_part *p, char **out, size_t *len,
-                  size_t *cap)
+ms_language_write(const struct mimestruct *ms, const struct ms_part *p, struct buf *out)
 {
 	const struct ms_str *s = &p->f[MSF_LANG];
 	const char *v = ms_sp(ms, s), *end = v + s->len;
@@ -1490,70 +1456,68 @@ ms_language_write(const struct mimestruct *ms, const struct ms_part *p, char **o
 		for (t = v; t < end && *t != ',' && !ms_is_space(*t) && *t != '(';)
 			t++;
 		if (t > v) {
-			ms_adds(out, len, cap, n++ == 0 ? "(" : " ");
-			ms_put_string(out, len, cap, v, (size_t)(t - v));
+			buf_adds(out, n++ == 0 ? "(" : " ");
+			ms_put_string(out, v, (size_t)(t - v));
 		}
 		v = t;
 		if (v < end && (*v == ',' || ms_is_space(*v)))
 			v++;
 	}
-	ms_adds(out, len, cap, n > 0 ? ")" : "NIL");
+	buf_adds(out, n > 0 ? ")" : "NIL");
 }
 
 /* The extension data common to both forms: disposition, language, location. */
 static void
-ms_ext_write(const struct mimestruct *ms, const struct ms_part *p, char **out, size_t *len,
-             size_t *cap)
+ms_ext_write(const struct mimestruct *ms, const struct ms_part *p, struct buf *out)
 {
-	ms_adds(out, len, cap, " ");
-	ms_disposition_write(ms, p, out, len, cap);
-	ms_adds(out, len, cap, " ");
-	ms_language_write(ms, p, out, len, cap);
-	ms_adds(out, len, cap, " ");
-	ms_put_nstring(ms, &p->f[MSF_LOC], out, len, cap);
+	buf_adds(out, " ");
+	ms_disposition_write(ms, p, out);
+	buf_adds(out, " ");
+	ms_language_write(ms, p, out);
+	buf_adds(out, " ");
+	ms_put_nstring(ms, &p->f[MSF_LOC], out);
 }
 
 static void
-ms_body_write(const struct mimestruct *ms, const struct ms_part *p, bool ext, char **out,
-              size_t *len, size_t *cap)
+ms_body_write(const struct mimestruct *ms, const struct ms_part *p, bool ext, struct buf *out)
 {
 	struct ms_ctype ct;
 	bool text;
 
 	ms_part_type(ms, p, &ct);
-	ms_adds(out, len, cap, "(");
+	buf_adds(out, "(");
 	if (p->kind == MS_MULTIPART) {
 		if (p->nchildren == 0) {
 			/* RFC 3501 wants at least one part: an empty text/plain, as Dovecot. */
-			ms_adds(
-			    out, len, cap,
+			buf_adds(
+			    out,
 			    "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0");
-			ms_adds(out, len, cap, ext ? " NIL NIL NIL NIL)" : ")");
+			buf_adds(out, ext ? " NIL NIL NIL NIL)" : ")");
 		}
 		for (uint32_t c = p->nchildren > 0 ? p->first : 0, i = 0; i < p->nchildren;
 		     i++, c = ms->parts[c].next)
-			ms_body_write(ms, &ms->parts[c], ext, out, len, cap);
-		ms_adds(out, len, cap, " ");
-		ms_put_string(out, len, cap, ct.sub, ct.slen);
+			ms_body_write(ms, &ms->parts[c], ext, out);
+		buf_adds(out, " ");
+		ms_put_string(out, ct.sub, ct.slen);
 		if (ext) {
-			ms_adds(out, len, cap, " ");
-			ms_params_write(ct.params, ct.end, false, out, len, cap);
-			ms_ext_write(ms, p, out, len, cap);
+			buf_adds(out, " ");
+			ms_params_write(ct.params, ct.end, false, out);
+			ms_ext_write(ms, p, out);
 		}
-		ms_adds(out, len, cap, ")");
+		buf_adds(out, ")");
 		return;
 	}
 	text = ms_is(ct.type, ct.tlen, "text");
-	ms_put_string(out, len, cap, ct.type, ct.tlen);
-	ms_adds(out, len, cap, " ");
-	ms_put_string(out, len, cap, ct.sub, ct.slen);
-	ms_adds(out, len, cap, " ");
-	ms_params_write(ct.params, ct.end, text, out, len, cap);
-	ms_adds(out, len, cap, " ");
-	ms_put_nstring(ms, &p->f[MSF_ID], out, len, cap);
-	ms_adds(out, len, cap, " ");
-	ms_put_nstring(ms, &p->f[MSF_DESC], out, len, cap);
-	ms_adds(out, len, cap, " ");
+	ms_put_string(out, ct.type, ct.tlen);
+	buf_adds(out, " ");
+	ms_put_string(out, ct.sub, ct.slen);
+	buf_adds(out, " ");
+	ms_params_write(ct.params, ct.end, text, out);
+	buf_adds(out, " ");
+	ms_put_nstring(ms, &p->f[MSF_ID], out);
+	buf_adds(out, " ");
+	ms_put_nstring(ms, &p->f[MSF_DESC], out);
+	buf_adds(out, " ");
 	{
 		const struct ms_str *e = &p->f[MSF_ENCODING];
 		const char *v = ms_sp(ms, e), *end = v + e->len, *t;
@@ -1561,42 +1525,41 @@ ms_body_write(const struct mimestruct *ms, const struct ms_part *p, bool ext, ch
 		v = e->set ? ms_cfws(v, end, NULL, NULL) : end;
 		t = ms_token(v, end);
 		if (t > v)
-			ms_put_string(out, len, cap, v, (size_t)(t - v));
+			ms_put_string(out, v, (size_t)(t - v));
 		else
-			ms_adds(out, len, cap, "\"7bit\"");
+			buf_adds(out, "\"7bit\"");
 	}
-	ms_put_num(out, len, cap, p->body.wire_len);
+	ms_put_num(out, p->body.wire_len);
 	if (p->kind == MS_MESSAGE) {
 		const struct ms_part *c = &ms->parts[p->first];
 
-		ms_adds(out, len, cap, " ");
-		ms_envelope_write(ms, c, out, len, cap);
-		ms_adds(out, len, cap, " ");
-		ms_body_write(ms, c, ext, out, len, cap);
-		ms_put_num(out, len, cap, p->body.lines);
+		buf_adds(out, " ");
+		ms_envelope_write(ms, c, out);
+		buf_adds(out, " ");
+		ms_body_write(ms, c, ext, out);
+		ms_put_num(out, p->body.lines);
 	} else if (text) {
-		ms_put_num(out, len, cap, p->body.lines);
+		ms_put_num(out, p->body.lines);
 	}
 	if (ext) {
-		ms_adds(out, len, cap, " ");
-		ms_put_nstring(ms, &p->f[MSF_MD5], out, len, cap);
-		ms_ext_write(ms, p, out, len, cap);
+		buf_adds(out, " ");
+		ms_put_nstring(ms, &p->f[MSF_MD5], out);
+		ms_ext_write(ms, p, out);
 	}
-	ms_adds(out, len, cap, ")");
+	buf_adds(out, ")");
 }
 
 void
-mimestruct_imap_body(const struct mimestruct *ms, bool extended, char **out, size_t *len,
-                     size_t *cap)
+mimestruct_imap_body(const struct mimestruct *ms, bool extended, struct buf *out)
 {
-	ms_body_write(ms, &ms->parts[0], extended, out, len, cap);
+	ms_body_write(ms, &ms->parts[0], extended, out);
 }
 
 /* ---------- HEADER.FIELDS ---------- */
 
 void
 mimestruct_header_fields(const char *hdr, size_t len, const char *const *names, size_t nnames,
-                         bool not, char **out, size_t *olen, size_t *cap)
+                         bool not, struct buf *out)
 {
 	const char *p = hdr, *end = hdr + len;
 
@@ -1630,12 +1593,12 @@ mimestruct_header_fields(const char *hdr, size_t len, const char *const *names, 
 
 				if (n > 0 && q[n - 1] == '\r')
 					n--;
-				ms_add(out, olen, cap, q, n);
-				ms_add(out, olen, cap, "\r\n", 2);
+				buf_add(out, q, n);
+				buf_add(out, "\r\n", 2);
 				q = nlp != NULL ? nlp + 1 : fe;
 			}
 		}
 		p = fe;
 	}
-	ms_add(out, olen, cap, "\r\n", 2);
+	buf_add(out, "\r\n", 2);
 }

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct buf;
 struct mimestruct;
 
 #define MIMESTRUCT_MAX_PARTS 1000 /* parts described; the rest of a multipart is skipped */
@@ -68,15 +69,13 @@ int mimestruct_section(const struct mimestruct *ms, const uint32_t *path, size_t
  * such part. For IMAP BINARY (RFC 3516). */
 int mimestruct_part_encoding(const struct mimestruct *ms, const uint32_t *path, size_t depth,
                              char *enc, size_t encsize, bool *multipart_r);
-/* IMAP response values, appended to a growing buffer (out, *len, *cap, realloc'd; the caller
- * frees *out): the ENVELOPE of the message, and BODY (extended false) or BODYSTRUCTURE
- * (extended true, with the extension data of RFC 3501 7.4.2: MD5 NIL, disposition, language,
- * location). Strings are written quoted, or as literals when they contain CR, LF, NUL, 8-bit
+/* IMAP response values, appended to out (lib/buf.h): the ENVELOPE of the message, and BODY
+ * (extended false) or BODYSTRUCTURE (extended true, with the extension data of RFC 3501 7.4.2:
+ * MD5 NIL, disposition, language, location). Strings are written quoted, or as literals when they contain CR, LF, NUL, 8-bit
  * bytes or more than a few hundred bytes; header values are given raw as RFC 3501 asks (not
  * decoded). */
-void mimestruct_imap_envelope(const struct mimestruct *ms, char **out, size_t *len, size_t *cap);
-void mimestruct_imap_body(const struct mimestruct *ms, bool extended, char **out, size_t *len,
-                          size_t *cap);
+void mimestruct_imap_envelope(const struct mimestruct *ms, struct buf *out);
+void mimestruct_imap_body(const struct mimestruct *ms, bool extended, struct buf *out);
 
 /* One address of an address-list field, as the ENVELOPE shows it (RFC 3501 7.4.2): pointers
  * into the value or into temporary buffers (valid during the callback only), NULL for NIL.
@@ -105,6 +104,6 @@ size_t mimestruct_addresses(const char *v, size_t len, mimestruct_address_cb *cb
  * names are (not) among names (compared case-insensitively), in their order, each with its
  * continuation lines, in wire form (every line end CRLF), then the blank line "\r\n". */
 void mimestruct_header_fields(const char *hdr, size_t len, const char *const *names, size_t nnames,
-                              bool not, char **out, size_t *olen, size_t *cap);
+                              bool not, struct buf *out);
 
 #endif

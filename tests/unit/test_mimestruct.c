@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "table.h"
+#include "lib/buf.h"
 #include "mime/mimestruct.h"
 
 struct ms_case {
@@ -1509,20 +1510,6 @@ static const struct ms_case ms_cases[] = {
 	  B("")}},
 };
 
-static void
-append(char **out, size_t *len, size_t *cap, const char *s)
-{
-	size_t n = strlen(s);
-
-	if (*len + n + 1 > *cap) {
-		*cap = (*len + n + 1) * 2;
-		*out = realloc(*out, *cap);
-		assert_non_null(*out);
-	}
-	memcpy(*out + *len, s, n + 1);
-	*len += n;
-}
-
 static struct mimestruct *
 build(const char *data, size_t len)
 {
@@ -1540,16 +1527,15 @@ build(const char *data, size_t len)
 static char *
 describe(const struct mimestruct *ms)
 {
-	char *out = NULL;
-	size_t len = 0, cap = 0;
+	struct buf out = BUF_INIT;
 
-	append(&out, &len, &cap, "ENVELOPE ");
-	mimestruct_imap_envelope(ms, &out, &len, &cap);
-	append(&out, &len, &cap, " BODYSTRUCTURE ");
-	mimestruct_imap_body(ms, true, &out, &len, &cap);
-	append(&out, &len, &cap, " BODY ");
-	mimestruct_imap_body(ms, false, &out, &len, &cap);
-	return out;
+	buf_adds(&out, "ENVELOPE ");
+	mimestruct_imap_envelope(ms, &out);
+	buf_adds(&out, " BODYSTRUCTURE ");
+	mimestruct_imap_body(ms, true, &out);
+	buf_adds(&out, " BODY ");
+	mimestruct_imap_body(ms, false, &out);
+	return buf_steal(&out);
 }
 
 /* "2.1.MIME" into a path and a section. */
@@ -1735,17 +1721,16 @@ static void
 test_fields(void **state)
 {
 	const struct fields_case *tc = *state;
-	size_t n = 0, len = 0, cap = 0;
-	char *out = NULL;
+	size_t n = 0;
+	struct buf out = BUF_INIT;
 
 	while (n < 3 && tc->names[n] != NULL)
 		n++;
-	mimestruct_header_fields(tc->hdr, strlen(tc->hdr), tc->names, n, tc->not, &out, &len,
-				 &cap);
-	assert_non_null(out);
-	assert_int_equal(len, strlen(tc->want));
-	assert_memory_equal(out, tc->want, len);
-	free(out);
+	mimestruct_header_fields(tc->hdr, strlen(tc->hdr), tc->names, n, tc->not, &out);
+	assert_non_null(out.data);
+	assert_int_equal(out.len, strlen(tc->want));
+	assert_memory_equal(out.data, tc->want, out.len);
+	buf_free(&out);
 }
 
 /* 40 nested multiparts: from depth 32 on a part is an opaque application/octet-stream. */
