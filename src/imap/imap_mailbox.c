@@ -13,6 +13,7 @@
 
 #include "imap/imap_notify.h"
 #include "imap/imap_private.h"
+#include "lib/hash.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "notify/notify.h"
@@ -115,71 +116,60 @@ imap_cmd_namespace(struct imap_session *s, const struct imap_command *cmd)
 
 /* --- \Recent --- */
 
-static struct imap_recent **
-imap_recent_slot(struct imap_server *server, int64_t mailbox_id)
-{
-	struct imap_recent **slot =
-	    &server->recent[(uint64_t)mailbox_id % IMAP_RECENT_BUCKETS];
-
-	while (*slot != NULL && (*slot)->mailbox_id != mailbox_id)
-		slot = &(*slot)->next;
-	return slot;
-}
-
 /* The highest UID of mailbox_id handed out as \Recent. A mailbox the server has not heard of
  * since it started gets initial_uid: the caller knows that everything up to it is old (SELECT:
  * its last UID, since new mail would have created the entry; a NEW event: the UID before it). */
 static uint32_t
 imap_recent_claimed(struct imap_server *server, int64_t mailbox_id, uint32_t initial_uid)
 {
-	struct imap_recent **slot = imap_recent_slot(server, mailbox_id);
+	uint32_t *uid;
 
-	if (*slot == NULL) {
-		*slot = xcalloc(1, sizeof(**slot));
-		(*slot)->mailbox_id = mailbox_id;
-		(*slot)->uid = initial_uid;
+	if (server->recent == NULL)
+		server->recent = hash_new();
+	uid = hash_get_int(server->recent, mailbox_id);
+	if (uid == NULL) {
+		uid = xmalloc(sizeof(*uid));
+		*uid = initial_uid;
+		hash_put_int(server->recent, mailbox_id, uid);
 	}
-	return (*slot)->uid;
+	return *uid;
 }
 
 void
 imap_recent_event(const struct notify_event *ev, void *arg)
 {
-	struct imap_recent **slot, *gone;
+	struct imap_server *server = arg;
 
 	if (ev->kind == NOTIFY_NEW && ev->uid > 0)
-		imap_recent_claimed(arg, ev->mailbox_id, ev->uid - 1);
-	if (ev->kind != NOTIFY_MAILBOX_DELETED)
-		return;
+		imap_recent_claimed(server, ev->mailbox_id, ev->uid - 1);
 	/* The mailbox is gone with its messages (ids are never reused, store_schema.c 4). */
-	slot = imap_recent_slot(arg, ev->mailbox_id);
-	if (*slot == NULL)
-		return;
-	gone = *slot;
-	*slot = gone->next;
-	free(gone);
+	if (ev->kind == NOTIFY_MAILBOX_DELETED && server->recent != NULL)
+		free(hash_remove_int(server->recent, ev->mailbox_id));
 }
 
 static void
 imap_recent_claim(struct imap_server *server, int64_t mailbox_id, uint32_t uid)
 {
-	struct imap_recent **slot = imap_recent_slot(server, mailbox_id);
+	uint32_t *claimed = server->recent != NULL ? hash_get_int(server->recent, mailbox_id) : NULL;
 
-	if (*slot != NULL && (*slot)->uid < uid)
-		(*slot)->uid = uid;
+	if (claimed != NULL && *claimed < uid)
+		*claimed = uid;
+}
+
+static bool
+imap_recent_drop(const void *key, size_t keylen, void *value, void *arg)
+{
+	free(value);
+	return true;
 }
 
 void
 imap_recent_free(struct imap_server *server)
 {
-	for (size_t i = 0; i < IMAP_RECENT_BUCKETS; i++) {
-		while (server->recent[i] != NULL) {
-			struct imap_recent *r = server->recent[i];
-
-			server->recent[i] = r->next;
-			free(r);
-		}
-	}
+	if (server->recent == NULL)
+		return;
+	hash_foreach(server->recent, imap_recent_drop, NULL);
+	hash_free(&server->recent);
 }
 
 /* --- keywords and UID sets --- */
@@ -266,9 +256,9 @@ imap_write_uidset(struct imap_session *s, const uint32_t *uids, size_t n)
 uint32_t
 imap_recent_after(struct imap_server *server, int64_t mailbox_id)
 {
-	struct imap_recent **slot = imap_recent_slot(server, mailbox_id);
+	const uint32_t *uid = server->recent != NULL ? hash_get_int(server->recent, mailbox_id) : NULL;
 
-	return *slot != NULL ? (*slot)->uid : UINT32_MAX;
+	return uid != NULL ? *uid : UINT32_MAX;
 }
 
 static const char *const imap_status_items[] = {

@@ -60,13 +60,8 @@ enum imap_state {
 };
 
 /* \Recent (RFC 3501 2.3.2): a message is recent in the first read-write session that sees it.
- * The server remembers per mailbox the highest UID handed out as recent. */
-#define IMAP_RECENT_BUCKETS 1024
-struct imap_recent {
-	int64_t mailbox_id;
-	uint32_t uid;
-	struct imap_recent *next;
-};
+ * The server remembers per mailbox the highest UID handed out as recent: struct imap_server's
+ * recent table maps a mailbox id to a uint32_t (lib/hash.h, made at the first use). */
 
 struct imap_server {
 	struct event_base *base;
@@ -77,7 +72,7 @@ struct imap_server {
 	struct workers *workers; /* SEARCH reads message files on these (lib/workers.h) */
 	struct workers *io;      /* FETCH's store reader pool (imap_server_set_io; may be NULL) */
 	struct notify_sub *recent_sub; /* imap_recent_event */
-	struct imap_recent *recent[IMAP_RECENT_BUCKETS];
+	struct hash *recent;
 	unsigned max_errors;
 	uint64_t append_max; /* bytes of one APPENDed message (smtp.max_message_size) */
 	struct netconn_params conn_params;
