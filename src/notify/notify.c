@@ -1,20 +1,18 @@
-/* notify: subscriptions hashed by account id, dispatched synchronously on the loop thread. */
+/* notify: subscriptions by account id (lib/hash), dispatched synchronously on the loop thread. */
 #include "notify/notify.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/hash.h"
 #include "lib/log.h"
 #include "lib/util.h"
-
-#define NOTIFY_INITIAL_BUCKETS 64
 
 /* The subscriptions of one account (or, for hub->all, of every account), in subscription order. */
 struct notify_account {
 	int64_t account_id;
 	struct notify_sub *head, *tail;
 	size_t nlive;		    /* subscriptions not yet unsubscribed */
-	struct notify_account *next; /* hash chain */
 };
 
 struct notify_sub {
@@ -30,9 +28,7 @@ struct notify_sub {
 };
 
 struct notify_hub {
-	struct notify_account **buckets;
-	size_t nbuckets; /* a power of two */
-	size_t naccounts;
+	struct hash *accounts; /* account id -> struct notify_account */
 	struct notify_account all; /* account_id 0: every account */
 	size_t nlive;
 	uint64_t seq;
@@ -40,20 +36,12 @@ struct notify_hub {
 	struct notify_sub *dead; /* unsubscribed during a dispatch, freed when it ends */
 };
 
-static size_t
-notify_bucket(const struct notify_hub *hub, int64_t account_id)
-{
-	/* Fibonacci hashing: account ids are small and sequential, the multiply spreads them. */
-	return (size_t)(((uint64_t)account_id * 0x9e3779b97f4a7c15ull) >> 32) & (hub->nbuckets - 1);
-}
-
 struct notify_hub *
 notify_hub_new(void)
 {
 	struct notify_hub *hub = xcalloc(1, sizeof(*hub));
 
-	hub->nbuckets = NOTIFY_INITIAL_BUCKETS;
-	hub->buckets = xcalloc(hub->nbuckets, sizeof(*hub->buckets));
+	hub->accounts = hash_new();
 	return hub;
 }
 
@@ -69,6 +57,14 @@ notify_free_list(struct notify_account *acct)
 	acct->head = acct->tail = NULL;
 }
 
+static bool
+notify_account_free(const void *key, size_t keylen, void *value, void *arg)
+{
+	notify_free_list(value);
+	free(value);
+	return true;
+}
+
 void
 notify_hub_free(struct notify_hub **hubp)
 {
@@ -80,16 +76,9 @@ notify_hub_free(struct notify_hub **hubp)
 		fatalx("notify event=free-during-dispatch");
 	if (hub->nlive > 0)
 		log_warnx("notify event=free-with-subscribers count=%zu", hub->nlive);
-	for (size_t i = 0; i < hub->nbuckets; i++) {
-		struct notify_account *acct, *next;
-		for (acct = hub->buckets[i]; acct != NULL; acct = next) {
-			next = acct->next;
-			notify_free_list(acct);
-			free(acct);
-		}
-	}
+	hash_foreach(hub->accounts, notify_account_free, NULL);
+	hash_free(&hub->accounts);
 	notify_free_list(&hub->all);
-	free(hub->buckets);
 	free(hub);
 	*hubp = NULL;
 }
@@ -97,55 +86,22 @@ notify_hub_free(struct notify_hub **hubp)
 static struct notify_account *
 notify_account_find(const struct notify_hub *hub, int64_t account_id)
 {
-	struct notify_account *acct;
-
-	for (acct = hub->buckets[notify_bucket(hub, account_id)]; acct != NULL; acct = acct->next) {
-		if (acct->account_id == account_id)
-			return acct;
-	}
-	return NULL;
-}
-
-/* Doubles the table when there are more accounts than buckets; entries keep their addresses. */
-static void
-notify_grow(struct notify_hub *hub)
-{
-	struct notify_account **old = hub->buckets;
-	size_t oldn = hub->nbuckets;
-
-	hub->nbuckets *= 2;
-	hub->buckets = xcalloc(hub->nbuckets, sizeof(*hub->buckets));
-	for (size_t i = 0; i < oldn; i++) {
-		struct notify_account *acct, *next;
-		for (acct = old[i]; acct != NULL; acct = next) {
-			size_t b = notify_bucket(hub, acct->account_id);
-			next = acct->next;
-			acct->next = hub->buckets[b];
-			hub->buckets[b] = acct;
-		}
-	}
-	free(old);
+	return hash_get_int(hub->accounts, account_id);
 }
 
 static struct notify_account *
 notify_account_get(struct notify_hub *hub, int64_t account_id)
 {
 	struct notify_account *acct;
-	size_t b;
 
 	if (account_id == 0)
 		return &hub->all;
 	acct = notify_account_find(hub, account_id);
 	if (acct != NULL)
 		return acct;
-	if (hub->naccounts >= hub->nbuckets)
-		notify_grow(hub);
 	acct = xcalloc(1, sizeof(*acct));
 	acct->account_id = account_id;
-	b = notify_bucket(hub, account_id);
-	acct->next = hub->buckets[b];
-	hub->buckets[b] = acct;
-	hub->naccounts++;
+	hash_put_int(hub->accounts, account_id, acct);
 	return acct;
 }
 
@@ -153,19 +109,10 @@ notify_account_get(struct notify_hub *hub, int64_t account_id)
 static void
 notify_account_drop_if_empty(struct notify_hub *hub, struct notify_account *acct)
 {
-	struct notify_account **pp;
-
 	if (acct == &hub->all || acct->head != NULL)
 		return;
-	for (pp = &hub->buckets[notify_bucket(hub, acct->account_id)]; *pp != NULL;
-	     pp = &(*pp)->next) {
-		if (*pp == acct) {
-			*pp = acct->next;
-			hub->naccounts--;
-			free(acct);
-			return;
-		}
-	}
+	hash_remove_int(hub->accounts, acct->account_id);
+	free(acct);
 }
 
 struct notify_sub *
