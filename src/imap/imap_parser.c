@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lib/buf.h"
 #include "lib/util.h"
 
 enum imap_parser_state {
@@ -1241,34 +1242,11 @@ imap_arg_atom_equals(const struct imap_arg *arg, const char *word)
 
 /* ---- canonical dump ---- */
 
-struct imap_dump {
-	char *s;
-	size_t len, cap;
-};
-
-static void
-imap_dump_put(struct imap_dump *d, const char *s, size_t n)
-{
-	if (d->len + n + 1 > d->cap) {
-		d->cap = (d->len + n + 1) * 2;
-		d->s = xrealloc(d->s, d->cap);
-	}
-	memcpy(d->s + d->len, s, n);
-	d->len += n;
-	d->s[d->len] = '\0';
-}
-
-static void
-imap_dump_str(struct imap_dump *d, const char *s)
-{
-	imap_dump_put(d, s, strlen(s));
-}
-
 /* "..." with \\, \" and \xNN for anything unprintable. */
 static void
-imap_dump_quoted(struct imap_dump *d, const char *s, size_t len)
+imap_dump_quoted(struct buf *d, const char *s, size_t len)
 {
-	imap_dump_put(d, "\"", 1);
+	buf_add(d, "\"", 1);
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
 		char esc[8];
@@ -1276,19 +1254,19 @@ imap_dump_quoted(struct imap_dump *d, const char *s, size_t len)
 		if (c == '"' || c == '\\') {
 			esc[0] = '\\';
 			esc[1] = (char)c;
-			imap_dump_put(d, esc, 2);
+			buf_add(d, esc, 2);
 		} else if (c < 0x20 || c >= 0x7f) {
 			snprintf(esc, sizeof(esc), "\\x%02x", c);
-			imap_dump_put(d, esc, 4);
+			buf_add(d, esc, 4);
 		} else {
-			imap_dump_put(d, (const char *)&s[i], 1);
+			buf_add(d, (const char *)&s[i], 1);
 		}
 	}
-	imap_dump_put(d, "\"", 1);
+	buf_add(d, "\"", 1);
 }
 
 static void
-imap_dump_args(struct imap_dump *d, const struct imap_arg *args, size_t n)
+imap_dump_args(struct buf *d, const struct imap_arg *args, size_t n)
 {
 	char num[64];
 
@@ -1296,12 +1274,12 @@ imap_dump_args(struct imap_dump *d, const struct imap_arg *args, size_t n)
 		const struct imap_arg *a = &args[i];
 
 		if (i > 0)
-			imap_dump_put(d, " ", 1);
+			buf_add(d, " ", 1);
 		switch (a->type) {
 		case IMAP_ARG_ATOM:
 		case IMAP_ARG_NUMBER:
 		case IMAP_ARG_NIL:
-			imap_dump_put(d, a->str, a->len);
+			buf_add(d, a->str, a->len);
 			break;
 		case IMAP_ARG_STRING:
 			imap_dump_quoted(d, a->str, a->len);
@@ -1311,24 +1289,24 @@ imap_dump_args(struct imap_dump *d, const struct imap_arg *args, size_t n)
 			         a->streamed       ? " stream"
 			         : a->literal_plus ? "+"
 			                           : "");
-			imap_dump_str(d, num);
+			buf_adds(d, num);
 			if (!a->streamed)
 				imap_dump_quoted(d, a->str, a->len);
 			break;
 		case IMAP_ARG_LIST:
-			imap_dump_put(d, "(", 1);
+			buf_add(d, "(", 1);
 			imap_dump_args(d, a->list, a->list_count);
-			imap_dump_put(d, ")", 1);
+			buf_add(d, ")", 1);
 			break;
 		case IMAP_ARG_SECTION:
-			imap_dump_put(d, a->str, a->len);
-			imap_dump_put(d, "[", 1);
-			imap_dump_put(d, a->section, a->section_len);
-			imap_dump_put(d, "]", 1);
+			buf_add(d, a->str, a->len);
+			buf_add(d, "[", 1);
+			buf_add(d, a->section, a->section_len);
+			buf_add(d, "]", 1);
 			if (a->partial) {
 				snprintf(num, sizeof(num), "<%u.%u>", a->partial_offset,
 				         a->partial_size);
-				imap_dump_str(d, num);
+				buf_adds(d, num);
 			}
 			break;
 		}
@@ -1338,16 +1316,16 @@ imap_dump_args(struct imap_dump *d, const struct imap_arg *args, size_t n)
 char *
 imap_command_dump(const struct imap_command *cmd)
 {
-	struct imap_dump d = {NULL, 0, 0};
+	struct buf d = BUF_INIT;
 
-	imap_dump_str(&d, cmd->tag);
-	imap_dump_str(&d, cmd->uid ? " UID " : " ");
-	imap_dump_str(&d, cmd->name);
+	buf_adds(&d, cmd->tag);
+	buf_adds(&d, cmd->uid ? " UID " : " ");
+	buf_adds(&d, cmd->name);
 	if (cmd->nargs > 0) {
-		imap_dump_put(&d, " ", 1);
+		buf_addc(&d, ' ');
 		imap_dump_args(&d, cmd->args, cmd->nargs);
 	}
-	return d.s;
+	return buf_steal(&d);
 }
 
 /* ---- sequence sets ---- */
