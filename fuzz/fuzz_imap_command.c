@@ -107,6 +107,8 @@ fuzz_return_opts(struct fuzz_buf *t, const struct imap_command *cmd)
 		snprintf(line, sizeof(line), "R:%u %u %u %s\n", r.bits, r.lo, r.hi, r.range);
 		fuzz_str(t, line);
 	}
+}
+
 /* NOTIFY's grammar (imap_notify_parse) over the parsed arguments: its result joins the
  * transcript, so it must not depend on the chunking either, and must stay within its caps. */
 static void
