@@ -38,13 +38,16 @@
 #include <stdint.h>
 
 #include "imap/imap_parser.h"
+#include "mime/mimetext.h"
 
 #define IMAP_MATCH_DEPTH_MAX 64
 #define IMAP_MATCH_NODES_MAX 1024
 #define IMAP_MATCH_TEXT_KEYS_MAX 32
-#define IMAP_MATCH_HEADER_MAX (1024 * 1024)
-#define IMAP_MATCH_FILE_MAX (64 * 1024 * 1024)
-#define IMAP_MATCH_BODY_MAX (16 * 1024 * 1024)
+/* The content bounds are mime_text's (mime/mimetext.h), which reads the text for the matcher
+ * and for the store's full-text index alike. */
+#define IMAP_MATCH_HEADER_MAX MIME_TEXT_HEADER_MAX
+#define IMAP_MATCH_FILE_MAX MIME_TEXT_FILE_MAX
+#define IMAP_MATCH_BODY_MAX MIME_TEXT_BODY_MAX
 
 /* What a program reads beyond the index (bits). */
 #define IMAP_MATCH_NEED_HEADER 1u /* header keys, SENT*, TEXT */
