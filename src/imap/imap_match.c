@@ -620,6 +620,69 @@ imap_match_bind(struct imap_match *m, uint32_t nmsgs, uint32_t max_uid)
 	bind_node(m->root, nmsgs, max_uid);
 }
 
+/* ---- the search index ---- */
+
+/* The store search key n can be narrowed by, or -1. FROM, TO, CC and BCC only as those keys
+ * (they match the rendered addresses, which the index keeps), not as HEADER From. */
+static int
+index_key_of(const struct node *n)
+{
+	static const struct {
+		const char *field;
+		bool address;
+		enum store_search_key key;
+	} fields[] = {
+	    {"Subject", false, STORE_SEARCH_SUBJECT},
+	    {"From", true, STORE_SEARCH_FROM},
+	    {"To", true, STORE_SEARCH_TO},
+	    {"Cc", true, STORE_SEARCH_CC},
+	    {"Bcc", true, STORE_SEARCH_BCC},
+	};
+
+	if (n->needle == NULL || g_utf8_strlen(n->needle, -1) < STORE_SEARCH_MIN_CHARS)
+		return -1;
+	if (n->kind == N_BODY)
+		return STORE_SEARCH_BODY;
+	if (n->kind == N_TEXT)
+		return STORE_SEARCH_TEXT;
+	if (n->kind != N_HEADER)
+		return -1;
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+		if (strcmp(n->field, fields[i].field) == 0 && n->address == fields[i].address)
+			return (int)fields[i].key;
+	return -1;
+}
+
+/* Walks the conjuncts of an AND (nested ANDs too) for the best indexable key. */
+static void
+index_key_walk(const struct node *n, int *key_r, const char **needle_r, size_t *len_r)
+{
+	int key;
+
+	if (n->kind == N_AND) {
+		for (size_t i = 0; i < n->nkids; i++)
+			index_key_walk(n->kids[i], key_r, needle_r, len_r);
+		return;
+	}
+	key = index_key_of(n);
+	if (key >= 0 && n->needle_len > *len_r) {
+		*key_r = key;
+		*needle_r = n->needle;
+		*len_r = n->needle_len;
+	}
+}
+
+int
+imap_match_index_key(const struct imap_match *m, int *key_r, const char **needle_r)
+{
+	size_t len = 0;
+
+	*key_r = -1;
+	*needle_r = NULL;
+	index_key_walk(m->root, key_r, needle_r, &len);
+	return *key_r >= 0 ? 1 : 0;
+}
+
 /* ---- evaluation ---- */
 
 static bool

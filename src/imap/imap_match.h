@@ -88,6 +88,14 @@ unsigned imap_match_needs(const struct imap_match *m);
  * (0 when empty). Call before imap_match_eval, again when the snapshot changes. */
 void imap_match_bind(struct imap_match *m, uint32_t nmsgs, uint32_t max_uid);
 
+/* A key of the program that the store's search index can narrow by (store_search_candidates):
+ * SUBJECT, FROM, TO, CC, BCC, BODY or TEXT with a string of at least STORE_SEARCH_MIN_CHARS
+ * characters that every match must satisfy (a conjunct of the top-level AND, parentheses
+ * included; never under OR or NOT), the longest such string when there are several. Returns 1
+ * with the store key and the case-folded needle (owned by the program), or 0 when there is
+ * none: the program must then be evaluated on every message. */
+int imap_match_index_key(const struct imap_match *m, int *key_r, const char **needle_r);
+
 /* Evaluates the program for one message. content may be NULL (nothing read) or hold only the
  * header. Returns 1 match, 0 no match, -1 undecided: content that was not given is needed. */
 int imap_match_eval(const struct imap_match *m, const struct imap_match_msg *msg,

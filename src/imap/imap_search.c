@@ -32,6 +32,7 @@
 
 #include "imap/imap_match.h"
 #include "imap/imap_private.h"
+#include "imap/imap_search_index.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/workers.h"
@@ -72,6 +73,7 @@ struct search_job {
 	const struct imap_search_reader *reader; /* SORT, THREAD; NULL for SEARCH */
 	void *ctx;                               /* the reader's */
 	void **data;                             /* the reader's per match, by snapshot index */
+	struct imap_search_index *index; /* narrowing by the store's search index, or NULL */
 };
 
 int
@@ -190,6 +192,7 @@ search_job_free(struct search_job **jobp)
 			job->reader->free_data(job->data[i]);
 	if (job->reader != NULL && job->reader->free_ctx != NULL)
 		job->reader->free_ctx(job->ctx);
+	imap_search_index_free(&job->index);
 	free(job->data);
 	free(job->items);
 	free(job->match);
@@ -248,13 +251,20 @@ search_job_new(struct imap_session *s, struct imap_match *m,
 static void
 search_open_batch(struct imap_session *s, struct search_job *job)
 {
+	size_t opened = 0;
+
 	job->batch_begin = job->next;
-	for (; job->next < job->nitems && job->next - job->batch_begin < SEARCH_BATCH;
-	     job->next++) {
+	/* With the index, the first job only queries it; later batches skip what it excludes. */
+	if (job->index != NULL && !imap_search_index_ready(job->index))
+		return;
+	for (; job->next < job->nitems && opened < SEARCH_BATCH; job->next++) {
 		struct search_item *it = &job->items[job->next];
 
-		if (s->mailbox == NULL || s->mailbox_gone)
+		if (s->mailbox == NULL || s->mailbox_gone ||
+		    (job->index != NULL && !it->decided &&
+		     !imap_search_index_candidate(job->index, it->mm.uid)))
 			continue;
+		opened++;
 		it->fd =
 		    store_message_open(s->server->store, s->account_id, s->mailbox, it->mm.uid);
 		if (it->fd == -1)
@@ -307,6 +317,8 @@ search_work(void *arg)
 {
 	struct search_job *job = arg;
 
+	if (job->index != NULL)
+		imap_search_index_run(job->index);
 	for (size_t i = job->batch_begin; i < job->next; i++)
 		if (job->items[i].fd >= 0)
 			search_read(job, &job->items[i]);
@@ -525,6 +537,8 @@ search_run(struct imap_session *s, const struct imap_command *cmd, size_t pos, b
 	if (imap_match_needs(m) & IMAP_MATCH_NEED_MODSEQ)
 		imap_condstore_enable(s);
 	job = search_job_new(s, m, reader, ctx);
+	if (job->nitems > 0)
+		job->index = imap_search_index_new(s, m);
 	job->uid = cmd->uid;
 	job->esearch = esearch;
 	job->ret = ret;

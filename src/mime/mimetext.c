@@ -91,8 +91,7 @@ content_headers(struct mime_text *c, GMimeHeaderList *list, GString *text, bool 
 /* content_headers for a whole message: GMime keeps the Content-* fields with the top-level
  * part, apart from the rest. */
 static void
-content_message_headers(struct mime_text *c, GMimeMessage *message, GString *text,
-                        bool index)
+content_message_headers(struct mime_text *c, GMimeMessage *message, GString *text, bool index)
 {
 	GMimeObject *part = g_mime_message_get_mime_part(message);
 

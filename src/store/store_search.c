@@ -325,9 +325,9 @@ char *
 store_search_query(enum store_search_key key, const char *needle)
 {
 	static const char *const filters[] = {
-	    [STORE_SEARCH_SUBJECT] = "{subject}",  [STORE_SEARCH_FROM] = "{addr_from}",
-	    [STORE_SEARCH_TO] = "{addr_to}",       [STORE_SEARCH_CC] = "{addr_cc}",
-	    [STORE_SEARCH_BCC] = "{addr_bcc}",     [STORE_SEARCH_BODY] = "{body}",
+	    [STORE_SEARCH_SUBJECT] = "{subject}",   [STORE_SEARCH_FROM] = "{addr_from}",
+	    [STORE_SEARCH_TO] = "{addr_to}",        [STORE_SEARCH_CC] = "{addr_cc}",
+	    [STORE_SEARCH_BCC] = "{addr_bcc}",      [STORE_SEARCH_BODY] = "{body}",
 	    [STORE_SEARCH_TEXT] = "{headers body}",
 	};
 	struct buf q = BUF_INIT;
