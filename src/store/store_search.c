@@ -19,7 +19,8 @@
  * Rows not (fully) indexed, kept in message_text_todo (migration 6; a trigger adds every new
  * messages row with state 0 and the writer takes it out once indexed):
  *   state 0  not indexed yet: rows from before migration 6 until the backfill reaches them, a
- *            message whose file could not be read; always candidates;
+ *            message whose file could not be read, a header bomb (mime_header_capped: never
+ *            parsed in full at delivery); always candidates;
  *   state 1  headers indexed, body text longer than STORE_SEARCH_BODY_MAX: candidates of
  *            BODY and TEXT searches.
  * Deleting a messages row (expunge, MOVE out, mailbox or account deletion) deletes its index
@@ -49,6 +50,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "mime/mimetext.h"
+#include "mime/summary.h"
 
 /* The per-message cap of indexed body text; longer bodies keep state 1 (see above). */
 #define STORE_SEARCH_BODY_MAX (1024 * 1024)
@@ -136,9 +138,14 @@ text_utf8_cut(const char *s, size_t len)
 struct store_search_text *
 store_search_text_build(int fd)
 {
-	struct mime_text *head = mime_text_from_fd(fd, false), *all;
+	struct mime_text *head, *all;
 	struct store_search_text *t;
 
+	/* A header bomb is not parsed here (where any sender can make it happen): the row stays
+	 * to do, a candidate of every search, and only a SEARCH reads it. */
+	if (mime_header_capped(fd) != 0)
+		return NULL;
+	head = mime_text_from_fd(fd, false);
 	if (head == NULL)
 		return NULL;
 	t = xcalloc(1, sizeof(*t));
