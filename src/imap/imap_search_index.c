@@ -12,7 +12,7 @@
 #include "store/store.h"
 
 struct imap_search_index {
-	struct store *store;
+	struct store_search *ss; /* a reference: valid on the worker even after store_free */
 	int64_t mailbox_id;
 	enum store_search_key key;
 	char *needle; /* case-folded, a copy */
@@ -33,7 +33,7 @@ imap_search_index_new(struct imap_session *s, const struct imap_match *m)
 	if (s->mailbox == NULL || s->mailbox_id <= 0 || !imap_match_index_key(m, &key, &needle))
 		return NULL;
 	x = xcalloc(1, sizeof(*x));
-	x->store = s->server->store;
+	x->ss = store_search_ref(s->server->store);
 	x->mailbox_id = s->mailbox_id;
 	x->key = (enum store_search_key)key;
 	x->needle = xstrdup(needle);
@@ -50,7 +50,7 @@ imap_search_index_run(struct imap_search_index *x)
 	if (x->ran)
 		return;
 	x->ran = true;
-	r = store_search_candidates(x->store, x->mailbox_id, x->key, x->needle, &x->uids, &x->nuids,
+	r = store_search_candidates(x->ss, x->mailbox_id, x->key, x->needle, &x->uids, &x->nuids,
 	                            error, sizeof(error));
 	x->narrowed = r == 1;
 	if (r < 0)
@@ -94,6 +94,7 @@ imap_search_index_free(struct imap_search_index **xp)
 
 	if (x == NULL)
 		return;
+	store_search_unref(&x->ss);
 	free(x->uids);
 	free(x->needle);
 	free(x);

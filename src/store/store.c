@@ -118,7 +118,7 @@ store_open(const char *data_dir, bool create, struct workers *workers, struct st
 	*store_r = store;
 	return 0;
 fail:
-	store_search_free(&store->search);
+	store_search_unref(&store->search);
 	sqlite3_close(store->db);
 	free(store);
 	return -1;
@@ -134,7 +134,7 @@ store_free(struct store **storep)
 	if (store->pipeline != NULL)
 		store_pipeline_stop(store);
 	store_writer_free(&store->sync_writer);
-	store_search_free(&store->search);
+	store_search_unref(&store->search);
 	if (sqlite3_close(store->db) != SQLITE_OK)
 		log_warnx("store event=close error=\"%s\"", sqlite3_errmsg(store->db));
 	free(store);

@@ -71,9 +71,12 @@ struct store_search_text {
 	bool partial; /* body cut at STORE_SEARCH_BODY_MAX */
 };
 
-/* The read side: one read-only connection for SEARCH's workers. */
+/* The read side: one read-only connection for SEARCH's workers. Reference-counted: the store
+ * holds one and each search in flight another, so a worker still querying when the daemon
+ * closes the store (a session dropped at the shutdown timeout) uses an object that lives. */
 struct store_search {
 	pthread_mutex_t lock;
+	unsigned refs;
 	char path[PATH_MAX];
 	sqlite3 *db;
 	sqlite3_stmt *candidates;
@@ -85,22 +88,40 @@ store_search_new(const char *dbpath)
 	struct store_search *ss = xcalloc(1, sizeof(*ss));
 
 	pthread_mutex_init(&ss->lock, NULL);
+	ss->refs = 1;
 	str_copy(ss->path, dbpath, sizeof(ss->path));
 	return ss;
 }
 
+struct store_search *
+store_search_ref(struct store *store)
+{
+	struct store_search *ss = store->search;
+
+	pthread_mutex_lock(&ss->lock);
+	ss->refs++;
+	pthread_mutex_unlock(&ss->lock);
+	return ss;
+}
+
 void
-store_search_free(struct store_search **ssp)
+store_search_unref(struct store_search **ssp)
 {
 	struct store_search *ss = *ssp;
+	bool last;
 
 	if (ss == NULL)
+		return;
+	*ssp = NULL;
+	pthread_mutex_lock(&ss->lock);
+	last = --ss->refs == 0;
+	pthread_mutex_unlock(&ss->lock);
+	if (!last)
 		return;
 	sqlite3_finalize(ss->candidates);
 	sqlite3_close(ss->db);
 	pthread_mutex_destroy(&ss->lock);
 	free(ss);
-	*ssp = NULL;
 }
 
 /* ---- building the text of a message ---- */
@@ -386,11 +407,10 @@ store_search_open(struct store_search *ss, char *error, size_t errsize)
 }
 
 int
-store_search_candidates(struct store *store, int64_t mailbox_id, enum store_search_key key,
+store_search_candidates(struct store_search *ss, int64_t mailbox_id, enum store_search_key key,
                         const char *needle, uint32_t **uids_r, size_t *n_r, char *error,
                         size_t errsize)
 {
-	struct store_search *ss = store->search;
 	char *query = store_search_query(key, needle);
 	uint32_t *uids = NULL;
 	size_t n = 0, cap = 0;

@@ -3240,13 +3240,14 @@ search_cands(struct store *store, int64_t mailbox_id, enum store_search_key key,
 {
 	size_t flen, n = 0;
 	char *folded = mime_text_fold(needle, strlen(needle), &flen);
+	struct store_search *ss = store_search_ref(store);
 	uint32_t *uids = NULL;
 	unsigned set = 0;
 	char error[256];
 
-	assert_int_equal(store_search_candidates(store, mailbox_id, key, folded, &uids, &n, error,
-	                                         sizeof(error)),
-	                 1);
+	assert_int_equal(
+	    store_search_candidates(ss, mailbox_id, key, folded, &uids, &n, error, sizeof(error)), 1);
+	store_search_unref(&ss);
 	for (size_t i = 0; i < n; i++) {
 		if (i > 0)
 			assert_true(uids[i] > uids[i - 1]);
@@ -3274,6 +3275,7 @@ test_store_search_candidates(void **state)
 	struct workers *workers;
 	int64_t inbox;
 	char error[256], sql[256], *bomb;
+	struct store_search *ss;
 	uint32_t *uids = NULL;
 	size_t n = 0;
 
@@ -3313,10 +3315,23 @@ test_store_search_candidates(void **state)
 	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_SUBJECT, "y) s"), U(2));
 	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_SUBJECT, "NEAR(x z)"), 0);
 	print_message("# a needle of two characters is not narrowed\n");
-	assert_int_equal(store_search_candidates(store, inbox, STORE_SEARCH_SUBJECT, "hi", &uids, &n,
+	ss = store_search_ref(store);
+	assert_int_equal(store_search_candidates(ss, inbox, STORE_SEARCH_SUBJECT, "hi", &uids, &n,
 	                                         error, sizeof(error)),
 	                 0);
 	assert_null(uids);
+	print_message("# a reference outlives the store (a worker still querying at shutdown)\n");
+	store_free(&store);
+	assert_int_equal(store_search_candidates(ss, inbox, STORE_SEARCH_TEXT, "nothing to", &uids,
+	                                         &n, error, sizeof(error)),
+	                 1);
+	assert_int_equal(n, 1);
+	assert_int_equal(uids[0], 3);
+	free(uids);
+	uids = NULL;
+	store_search_unref(&ss);
+	assert_null(ss);
+	store = open_store(d->path, false, NULL);
 
 	print_message("# a row the index lacks (stored before it) is a candidate of every key\n");
 	raw_exec(d->path, "DELETE FROM message_text WHERE rowid = (SELECT id FROM messages "
