@@ -254,14 +254,13 @@ search_open_batch(struct imap_session *s, struct search_job *job)
 	size_t opened = 0;
 
 	job->batch_begin = job->next;
-	/* With the index, the first job only queries it; later batches skip what it excludes. */
-	if (job->index != NULL && !imap_search_index_ready(job->index))
-		return;
+	/* With the index, batches after the first skip what it excludes (the first job queries
+	 * it, then reads only the candidates of its batch). */
 	for (; job->next < job->nitems && opened < SEARCH_BATCH; job->next++) {
 		struct search_item *it = &job->items[job->next];
 
 		if (s->mailbox == NULL || s->mailbox_gone ||
-		    (job->index != NULL && !it->decided &&
+		    (job->index != NULL && imap_search_index_ready(job->index) && !it->decided &&
 		     !imap_search_index_candidate(job->index, it->mm.uid)))
 			continue;
 		opened++;
@@ -270,9 +269,7 @@ search_open_batch(struct imap_session *s, struct search_job *job)
 		if (it->fd == -1)
 			log_warnx("imap session=%s event=search-open-failed uid=%u", s->conn.id,
 			          it->mm.uid);
-		if (it->fd >= 0)
-			job->files++;
-		else
+		if (it->fd < 0)
 			it->fd = -1;
 	}
 }
@@ -319,9 +316,20 @@ search_work(void *arg)
 
 	if (job->index != NULL)
 		imap_search_index_run(job->index);
-	for (size_t i = job->batch_begin; i < job->next; i++)
-		if (job->items[i].fd >= 0)
-			search_read(job, &job->items[i]);
+	for (size_t i = job->batch_begin; i < job->next; i++) {
+		struct search_item *it = &job->items[i];
+
+		if (it->fd < 0)
+			continue;
+		if (job->index != NULL && !it->decided &&
+		    !imap_search_index_candidate(job->index, it->mm.uid)) {
+			close(it->fd);
+			it->fd = -1;
+			continue;
+		}
+		job->files++;
+		search_read(job, it);
+	}
 }
 
 /* Loop thread: takes the answers of the batch just read. */

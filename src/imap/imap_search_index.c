@@ -12,7 +12,7 @@
 #include "store/store.h"
 
 struct imap_search_index {
-	struct store_search *ss; /* a reference: valid on the worker even after store_free */
+	struct store_search_snap *snap; /* the index as the search began; NULL once queried */
 	int64_t mailbox_id;
 	enum store_search_key key;
 	char *needle; /* case-folded, a copy */
@@ -28,12 +28,16 @@ imap_search_index_new(struct imap_session *s, const struct imap_match *m)
 {
 	struct imap_search_index *x;
 	const char *needle;
+	char error[256];
 	int key;
 
 	if (s->mailbox == NULL || s->mailbox_id <= 0 || !imap_match_index_key(m, &key, &needle))
 		return NULL;
 	x = xcalloc(1, sizeof(*x));
-	x->ss = store_search_ref(s->server->store);
+	x->snap = store_search_begin(s->server->store, error, sizeof(error));
+	if (x->snap == NULL)
+		log_warnx("imap session=%s event=search-index-failed error=\"%s\"", s->conn.id,
+		          error);
 	x->mailbox_id = s->mailbox_id;
 	x->key = (enum store_search_key)key;
 	x->needle = xstrdup(needle);
@@ -50,8 +54,11 @@ imap_search_index_run(struct imap_search_index *x)
 	if (x->ran)
 		return;
 	x->ran = true;
-	r = store_search_candidates(x->ss, x->mailbox_id, x->key, x->needle, &x->uids, &x->nuids,
+	if (x->snap == NULL)
+		return; /* no view of the index: every message is a candidate */
+	r = store_search_candidates(x->snap, x->mailbox_id, x->key, x->needle, &x->uids, &x->nuids,
 	                            error, sizeof(error));
+	store_search_end(&x->snap);
 	x->narrowed = r == 1;
 	if (r < 0)
 		log_warnx("imap session=%s event=search-index-failed error=\"%s\"", x->session,
@@ -94,7 +101,7 @@ imap_search_index_free(struct imap_search_index **xp)
 
 	if (x == NULL)
 		return;
-	store_search_unref(&x->ss);
+	store_search_end(&x->snap);
 	free(x->uids);
 	free(x->needle);
 	free(x);

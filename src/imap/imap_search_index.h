@@ -7,9 +7,13 @@
  * match: it only spares reading the messages that cannot match, so the results are those of
  * the scan. When the query fails the search reads every message, as without the index.
  *
+ * The candidates are those of the index as it was when the search began (a store snapshot taken
+ * by imap_search_index_new), like the session's own view of the mailbox: a message another
+ * session expunges meanwhile is still judged, as the scan judged the files it had opened.
+ *
  * Threads: made and freed on the loop thread; imap_search_index_run (the store query, which may
- * be slow) runs on the search's worker, while the session waits; the candidates are read on
- * the loop thread once it has run. */
+ * be slow) runs on the search's worker, while the session waits; the candidates are read there
+ * and on the loop thread once it has run. */
 #ifndef TERN_IMAP_SEARCH_INDEX_H
 #define TERN_IMAP_SEARCH_INDEX_H
 

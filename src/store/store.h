@@ -421,18 +421,20 @@ enum store_search_key {
  * NUL): malloc'd, or NULL when needle is not valid UTF-8 or shorter than
  * STORE_SEARCH_MIN_CHARS characters. Every byte of needle is data, never query syntax. */
 char *store_search_query(enum store_search_key key, const char *needle);
-/* The index's read side: a read-only connection of its own, serialized by a mutex, usable from
- * any thread. A reference taken on the store's thread stays valid after store_free (a worker
- * may still be querying while the daemon closes); drop it with store_search_unref (any
- * thread). */
-struct store_search;
-struct store_search *store_search_ref(struct store *store);
-void store_search_unref(struct store_search **ss);
+/* A view of the index as it is now, for one search: a read-only connection of its own (from a
+ * small pool) holding a read transaction, so the candidates are those of the moment the search
+ * began even if the query runs later on another thread. Take it on the store's thread
+ * (cheap: no query runs); it stays valid after store_free (a worker may still be querying while
+ * the daemon closes). NULL with error when no connection can be opened. End it on any thread. */
+struct store_search_snap;
+struct store_search_snap *store_search_begin(struct store *store, char *error, size_t errsize);
+void store_search_end(struct store_search_snap **snap);
 /* The candidates for key/needle among the messages of mailbox mailbox_id: their UIDs in
- * ascending order in *uids_r (malloc'd, *n_r of them; NULL when none). Any thread; may be slow:
- * never on an event loop. Returns 1, 0 when the needle cannot be narrowed (too short: search
- * without the index), or -1 with error. */
-int store_search_candidates(struct store_search *ss, int64_t mailbox_id, enum store_search_key key,
+ * ascending order in *uids_r (malloc'd, *n_r of them; NULL when none). Any thread, one at a time
+ * per snapshot; may be slow: never on an event loop. Returns 1, 0 when the needle cannot be
+ * narrowed (too short: search without the index), or -1 with error. */
+int store_search_candidates(struct store_search_snap *snap, int64_t mailbox_id,
+			    enum store_search_key key,
 			    const char *needle, uint32_t **uids_r, size_t *n_r, char *error,
 			    size_t errsize);
 

@@ -118,6 +118,8 @@ void store_unique_name(char *buf, size_t bufsize);
 /* The search index (store_search.c; the design is described at the top of that file). */
 /* The read side for SEARCH's workers on the database at dbpath (opened on first use). */
 struct store_search *store_search_new(const char *dbpath);
+/* Drops a reference (the store's, or a snapshot's); the last one closes the connections. */
+void store_search_unref(struct store_search **ss);
 /* The searchable text of the message in fd (pread; any thread), or NULL when its header
  * cannot be read. */
 struct store_search_text *store_search_text_build(int fd);

@@ -71,16 +71,33 @@ struct store_search_text {
 	bool partial; /* body cut at STORE_SEARCH_BODY_MAX */
 };
 
-/* The read side: one read-only connection for SEARCH's workers. Reference-counted: the store
- * holds one and each search in flight another, so a worker still querying when the daemon
- * closes the store (a session dropped at the shutdown timeout) uses an object that lives. */
+/* The read side: read-only connections for SEARCH, kept in a small pool. Reference-counted: the
+ * store holds one reference and each search in flight another (through its snapshot), so a
+ * worker still querying when the daemon closes the store (a session dropped at the shutdown
+ * timeout) uses objects that live. */
+struct store_search_conn {
+	sqlite3 *db;
+	sqlite3_stmt *pin;
+	sqlite3_stmt *candidates;
+	struct store_search_conn *next;
+};
+
 struct store_search {
 	pthread_mutex_t lock;
 	unsigned refs;
 	char path[PATH_MAX];
-	sqlite3 *db;
-	sqlite3_stmt *candidates;
+	struct store_search_conn *idle; /* connections between searches */
+	unsigned nidle;
 };
+
+/* One search's view of the index: a connection holding an open read transaction. */
+struct store_search_snap {
+	struct store_search *ss;
+	struct store_search_conn *conn;
+};
+
+/* Connections kept open between searches; more searches at once open more, closed after. */
+#define STORE_SEARCH_IDLE_MAX 4
 
 struct store_search *
 store_search_new(const char *dbpath)
@@ -93,15 +110,15 @@ store_search_new(const char *dbpath)
 	return ss;
 }
 
-struct store_search *
-store_search_ref(struct store *store)
+static void
+store_search_conn_free(struct store_search_conn *conn)
 {
-	struct store_search *ss = store->search;
-
-	pthread_mutex_lock(&ss->lock);
-	ss->refs++;
-	pthread_mutex_unlock(&ss->lock);
-	return ss;
+	if (conn == NULL)
+		return;
+	sqlite3_finalize(conn->pin);
+	sqlite3_finalize(conn->candidates);
+	sqlite3_close(conn->db);
+	free(conn);
 }
 
 void
@@ -118,8 +135,12 @@ store_search_unref(struct store_search **ssp)
 	pthread_mutex_unlock(&ss->lock);
 	if (!last)
 		return;
-	sqlite3_finalize(ss->candidates);
-	sqlite3_close(ss->db);
+	while (ss->idle != NULL) {
+		struct store_search_conn *next = ss->idle->next;
+
+		store_search_conn_free(ss->idle);
+		ss->idle = next;
+	}
 	pthread_mutex_destroy(&ss->lock);
 	free(ss);
 }
@@ -375,9 +396,9 @@ store_search_query(enum store_search_key key, const char *needle)
 	return buf_steal(&q);
 }
 
-/* Opens the read connection and prepares the query (ss->lock held). 0 or -1. */
-static int
-store_search_open(struct store_search *ss, char *error, size_t errsize)
+/* A new read-only connection with its statements, or NULL with error. */
+static struct store_search_conn *
+store_search_conn_open(const char *path, char *error, size_t errsize)
 {
 	/* The FTS rows, then the rows the index cannot answer for (see the top of this file).
 	 * CROSS JOIN keeps the FTS hits as the outer loop: a lookup of each by row id. */
@@ -388,33 +409,104 @@ store_search_open(struct store_search *ss, char *error, size_t errsize)
 	    "SELECT m.uid FROM message_text_todo t CROSS JOIN messages m ON m.id = t.id "
 	    "  WHERE t.state <= ?3 AND m.mailbox_id = ?1 "
 	    "ORDER BY 1";
+	struct store_search_conn *conn = xcalloc(1, sizeof(*conn));
 
-	if (ss->candidates != NULL)
-		return 0;
-	if (ss->db == NULL) {
-		if (sqlite3_open_v2(ss->path, &ss->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
-		                    NULL) != SQLITE_OK) {
-			snprintf(error, errsize, "cannot open %s: %s", ss->path,
-			         ss->db != NULL ? sqlite3_errmsg(ss->db) : "out of memory");
-			sqlite3_close(ss->db);
-			ss->db = NULL;
-			return -1;
-		}
-		sqlite3_busy_timeout(ss->db, 10000);
+	if (sqlite3_open_v2(path, &conn->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
+	    SQLITE_OK) {
+		snprintf(error, errsize, "cannot open %s: %s", path,
+		         conn->db != NULL ? sqlite3_errmsg(conn->db) : "out of memory");
+		store_search_conn_free(conn);
+		return NULL;
 	}
-	ss->candidates = store_prepare(ss->db, sql, error, errsize);
-	return ss->candidates != NULL ? 0 : -1;
+	sqlite3_busy_timeout(conn->db, 10000);
+	conn->pin =
+	    store_prepare(conn->db, "SELECT 1 FROM message_text_todo LIMIT 1", error, errsize);
+	if (conn->pin != NULL)
+		conn->candidates = store_prepare(conn->db, sql, error, errsize);
+	if (conn->candidates == NULL) {
+		store_search_conn_free(conn);
+		return NULL;
+	}
+	return conn;
+}
+
+struct store_search_snap *
+store_search_begin(struct store *store, char *error, size_t errsize)
+{
+	struct store_search *ss = store->search;
+	struct store_search_snap *snap;
+	struct store_search_conn *conn;
+	int rc;
+
+	pthread_mutex_lock(&ss->lock);
+	conn = ss->idle;
+	if (conn != NULL) {
+		ss->idle = conn->next;
+		ss->nidle--;
+	}
+	pthread_mutex_unlock(&ss->lock);
+	if (conn == NULL && (conn = store_search_conn_open(ss->path, error, errsize)) == NULL)
+		return NULL;
+	/* A read transaction opened by a read: the view stays the one of this moment (WAL) until
+	 * store_search_end, whatever commits meanwhile. */
+	if (store_exec(conn->db, "BEGIN", error, errsize) < 0) {
+		store_search_conn_free(conn);
+		return NULL;
+	}
+	rc = sqlite3_step(conn->pin);
+	sqlite3_reset(conn->pin);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		snprintf(error, errsize, "sqlite: %s", sqlite3_errmsg(conn->db));
+		store_search_conn_free(conn);
+		return NULL;
+	}
+	snap = xcalloc(1, sizeof(*snap));
+	snap->conn = conn;
+	pthread_mutex_lock(&ss->lock);
+	ss->refs++;
+	pthread_mutex_unlock(&ss->lock);
+	snap->ss = ss;
+	return snap;
+}
+
+void
+store_search_end(struct store_search_snap **snapp)
+{
+	struct store_search_snap *snap = *snapp;
+	struct store_search *ss;
+	struct store_search_conn *conn;
+
+	if (snap == NULL)
+		return;
+	*snapp = NULL;
+	ss = snap->ss;
+	conn = snap->conn;
+	free(snap);
+	if (sqlite3_exec(conn->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		store_search_conn_free(conn);
+		conn = NULL;
+	}
+	pthread_mutex_lock(&ss->lock);
+	if (conn != NULL && ss->nidle < STORE_SEARCH_IDLE_MAX && ss->refs > 1) {
+		conn->next = ss->idle;
+		ss->idle = conn;
+		ss->nidle++;
+		conn = NULL;
+	}
+	pthread_mutex_unlock(&ss->lock);
+	store_search_conn_free(conn);
+	store_search_unref(&ss);
 }
 
 int
-store_search_candidates(struct store_search *ss, int64_t mailbox_id, enum store_search_key key,
-                        const char *needle, uint32_t **uids_r, size_t *n_r, char *error,
-                        size_t errsize)
+store_search_candidates(struct store_search_snap *snap, int64_t mailbox_id,
+                        enum store_search_key key, const char *needle, uint32_t **uids_r,
+                        size_t *n_r, char *error, size_t errsize)
 {
 	char *query = store_search_query(key, needle);
+	sqlite3_stmt *st = snap->conn->candidates;
 	uint32_t *uids = NULL;
 	size_t n = 0, cap = 0;
-	sqlite3_stmt *st;
 	int rc;
 
 	*uids_r = NULL;
@@ -423,13 +515,6 @@ store_search_candidates(struct store_search *ss, int64_t mailbox_id, enum store_
 		snprintf(error, errsize, "search string too short for the index");
 		return 0;
 	}
-	pthread_mutex_lock(&ss->lock);
-	if (store_search_open(ss, error, errsize) < 0) {
-		pthread_mutex_unlock(&ss->lock);
-		free(query);
-		return -1;
-	}
-	st = ss->candidates;
 	sqlite3_bind_int64(st, 1, mailbox_id);
 	sqlite3_bind_text(st, 2, query, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 3, key == STORE_SEARCH_BODY || key == STORE_SEARCH_TEXT ? 1 : 0);
@@ -438,10 +523,9 @@ store_search_candidates(struct store_search *ss, int64_t mailbox_id, enum store_
 		uids[n++] = (uint32_t)sqlite3_column_int64(st, 0);
 	}
 	if (rc != SQLITE_DONE)
-		snprintf(error, errsize, "sqlite: %s", sqlite3_errmsg(ss->db));
+		snprintf(error, errsize, "sqlite: %s", sqlite3_errmsg(snap->conn->db));
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
-	pthread_mutex_unlock(&ss->lock);
 	free(query);
 	if (rc != SQLITE_DONE) {
 		free(uids);

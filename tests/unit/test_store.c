@@ -3240,14 +3240,14 @@ search_cands(struct store *store, int64_t mailbox_id, enum store_search_key key,
 {
 	size_t flen, n = 0;
 	char *folded = mime_text_fold(needle, strlen(needle), &flen);
-	struct store_search *ss = store_search_ref(store);
 	uint32_t *uids = NULL;
 	unsigned set = 0;
 	char error[256];
+	struct store_search_snap *ss = store_search_begin(store, error, sizeof(error));
 
 	assert_int_equal(
 	    store_search_candidates(ss, mailbox_id, key, folded, &uids, &n, error, sizeof(error)), 1);
-	store_search_unref(&ss);
+	store_search_end(&ss);
 	for (size_t i = 0; i < n; i++) {
 		if (i > 0)
 			assert_true(uids[i] > uids[i - 1]);
@@ -3275,7 +3275,7 @@ test_store_search_candidates(void **state)
 	struct workers *workers;
 	int64_t inbox;
 	char error[256], sql[256], *bomb;
-	struct store_search *ss;
+	struct store_search_snap *ss;
 	uint32_t *uids = NULL;
 	size_t n = 0;
 
@@ -3315,23 +3315,14 @@ test_store_search_candidates(void **state)
 	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_SUBJECT, "y) s"), U(2));
 	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_SUBJECT, "NEAR(x z)"), 0);
 	print_message("# a needle of two characters is not narrowed\n");
-	ss = store_search_ref(store);
+	ss = store_search_begin(store, error, sizeof(error));
+	assert_non_null(ss);
 	assert_int_equal(store_search_candidates(ss, inbox, STORE_SEARCH_SUBJECT, "hi", &uids, &n,
 	                                         error, sizeof(error)),
 	                 0);
 	assert_null(uids);
-	print_message("# a reference outlives the store (a worker still querying at shutdown)\n");
-	store_free(&store);
-	assert_int_equal(store_search_candidates(ss, inbox, STORE_SEARCH_TEXT, "nothing to", &uids,
-	                                         &n, error, sizeof(error)),
-	                 1);
-	assert_int_equal(n, 1);
-	assert_int_equal(uids[0], 3);
-	free(uids);
-	uids = NULL;
-	store_search_unref(&ss);
+	store_search_end(&ss);
 	assert_null(ss);
-	store = open_store(d->path, false, NULL);
 
 	print_message("# a row the index lacks (stored before it) is a candidate of every key\n");
 	raw_exec(d->path, "DELETE FROM message_text WHERE rowid = (SELECT id FROM messages "
@@ -3388,6 +3379,61 @@ test_store_search_candidates(void **state)
 	event_base_free(base);
 }
 
+/* A snapshot answers as the index was when it began (a message expunged since is still a
+ * candidate, as it is in the searching session's view), and outlives the store. */
+static void
+test_store_search_snapshot(void **state)
+{
+	struct test_dir *d = *state;
+	struct store *store = open_store(d->path, true, NULL);
+	struct store_target t = {0, "INBOX", 0, "alice@example.org", NULL};
+	struct store_search_snap *snap, *later;
+	struct commit_result r;
+	char error[256], sql[160];
+	uint32_t *uids = NULL;
+	size_t n = 0;
+	int64_t inbox;
+
+	assert_int_equal(store_account_add(store, "alice@example.org", HASH, error, sizeof(error)),
+	                 1);
+	t.account_id = account_id(store, "alice@example.org");
+	deliver(store, search_msg3, strlen(search_msg3), &t, 1, &r);
+	assert_true(r.ok);
+	snprintf(sql, sizeof(sql), "SELECT id FROM mailboxes WHERE account_id = %lld AND name = 'INBOX'",
+	         (long long)t.account_id);
+	inbox = raw_int(d->path, sql);
+	snap = store_search_begin(store, error, sizeof(error));
+	assert_non_null(snap);
+	later = store_search_begin(store, error, sizeof(error));
+	assert_non_null(later);
+	print_message("# expunged after the snapshot began: still its candidate\n");
+	update_one(store, t.account_id, "INBOX", NULL, 0, (const uint32_t[]){1}, 1);
+	assert_int_equal(raw_int(d->path, "SELECT count(*) FROM message_text"), 0);
+	assert_int_equal(store_search_candidates(snap, inbox, STORE_SEARCH_BODY, "nothing to", &uids,
+	                                         &n, error, sizeof(error)),
+	                 1);
+	assert_int_equal(n, 1);
+	assert_int_equal(uids[0], 1);
+	free(uids);
+	store_search_end(&snap);
+	print_message("# a snapshot begun after the expunge: no candidate\n");
+	snap = store_search_begin(store, error, sizeof(error));
+	assert_int_equal(store_search_candidates(snap, inbox, STORE_SEARCH_BODY, "nothing to", &uids,
+	                                         &n, error, sizeof(error)),
+	                 1);
+	assert_int_equal(n, 0);
+	store_search_end(&snap);
+	print_message("# a snapshot outlives the store (a worker still querying at shutdown)\n");
+	store_free(&store);
+	assert_int_equal(store_search_candidates(later, inbox, STORE_SEARCH_TEXT, "plain", &uids, &n,
+	                                         error, sizeof(error)),
+	                 1);
+	assert_int_equal(n, 1);
+	free(uids);
+	store_search_end(&later);
+	assert_null(later);
+}
+
 int
 main(void)
 {
@@ -3395,6 +3441,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_store_accounts, setup_dir, teardown_dir),
 	    cmocka_unit_test(test_store_search_query),
 	    cmocka_unit_test_setup_teardown(test_store_search_candidates, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_store_search_snapshot, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_commit_sync, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_abort_and_tmp, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_sweep_orphans, setup_dir, teardown_dir),
