@@ -194,7 +194,7 @@ store_writer_new(sqlite3 *db, char *error, size_t errsize)
 	                    "addr_bcc, headers, body) SELECT ?2, subject, addr_from, addr_to, "
 	                    "addr_cc, addr_bcc, headers, body FROM message_text WHERE rowid = ?1"},
 	    {&w->todo_clear, "DELETE FROM message_text_todo WHERE id = ?1"},
-	    {&w->todo_partial, "INSERT OR REPLACE INTO message_text_todo (id, state) VALUES (?1, 1)"},
+	    {&w->todo_set, "INSERT OR REPLACE INTO message_text_todo (id, state) VALUES (?1, ?2)"},
 	    {&w->todo_copy, "INSERT OR REPLACE INTO message_text_todo (id, state) "
 	                    "SELECT ?2, state FROM message_text_todo WHERE id = ?1"},
 	    {&w->todo_list, "SELECT t.id, m.path FROM message_text_todo t "
@@ -237,7 +237,7 @@ store_writer_free(struct store_writer **wp)
 	sqlite3_finalize(w->text_insert);
 	sqlite3_finalize(w->text_copy);
 	sqlite3_finalize(w->todo_clear);
-	sqlite3_finalize(w->todo_partial);
+	sqlite3_finalize(w->todo_set);
 	sqlite3_finalize(w->todo_copy);
 	sqlite3_finalize(w->todo_list);
 	free(w);

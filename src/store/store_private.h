@@ -41,7 +41,7 @@ struct store_writer {
 	sqlite3_stmt *text_insert;  /* (id, subject, from, to, cc, bcc, headers, body) */
 	sqlite3_stmt *text_copy;    /* (source id, copy's id) */
 	sqlite3_stmt *todo_clear;   /* (id): indexed in full */
-	sqlite3_stmt *todo_partial; /* (id): indexed but for part of the body */
+	sqlite3_stmt *todo_set;	    /* (id, state): indexed in part, or never */
 	sqlite3_stmt *todo_copy;    /* (source id, copy's id): the source's state */
 	sqlite3_stmt *todo_list;    /* (after id, limit) -> id, path of rows not indexed */
 	int64_t todo_after;	    /* the backfill's cursor */

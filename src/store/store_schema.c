@@ -180,8 +180,9 @@ static const char *const store_migrations[] = {
     "  END;",
     /* 6: the search index (store_search.c): the decoded, case-folded text of each message in
      * an FTS5 table with the trigram tokenizer (substring queries), keyed by messages.id, and
-     * the rows it cannot answer for yet (state 0: not indexed, every row stored before this
-     * migration until the committer's backfill reaches it; 1: body indexed in part). Triggers
+     * the rows it cannot answer for (state 0: not indexed, every row stored before this
+     * migration until the committer's backfill reaches it; 1: body indexed in part; 2: never
+     * indexed, a header bomb). Triggers
      * put every new row on that list (the writer that indexes it takes it off in the same
      * transaction) and delete a row's index entries with the row. */
     "CREATE VIRTUAL TABLE message_text USING fts5("

@@ -19,10 +19,13 @@
  * Rows not (fully) indexed, kept in message_text_todo (migration 6; a trigger adds every new
  * messages row with state 0 and the writer takes it out once indexed):
  *   state 0  not indexed yet: rows from before migration 6 until the backfill reaches them, a
- *            message whose file could not be read, a header bomb (mime_header_capped: never
- *            parsed in full at delivery); always candidates;
+ *            message whose file could not be read (tried again by each backfill pass);
+ *            candidates of every search;
  *   state 1  headers indexed, body text longer than STORE_SEARCH_BODY_MAX: candidates of
- *            BODY and TEXT searches.
+ *            BODY and TEXT searches;
+ *   state 2  never indexed: a header bomb (mime_header_capped), which is not parsed in full
+ *            where any sender can make that happen (a SEARCH reads it like any candidate);
+ *            candidates of every search, never tried again.
  * Deleting a messages row (expunge, MOVE out, mailbox or account deletion) deletes its index
  * rows by trigger in the same transaction; a MOVE keeps the row id, so the index row follows.
  *
@@ -68,7 +71,7 @@ enum store_text_col {
 
 struct store_search_text {
 	struct buf col[COL_N];
-	bool partial; /* body cut at STORE_SEARCH_BODY_MAX */
+	int state; /* 0 complete, else the message_text_todo state it leaves (1 or 2) */
 };
 
 /* The read side: read-only connections for SEARCH, kept in a small pool. Reference-counted: the
@@ -185,8 +188,16 @@ store_search_text_build(int fd)
 
 	/* A header bomb is not parsed here (where any sender can make it happen): the row stays
 	 * to do, a candidate of every search, and only a SEARCH reads it. */
-	if (mime_header_capped(fd) != 0)
+	switch (mime_header_capped(fd)) {
+	case 0:
+		break;
+	case 1:
+		t = xcalloc(1, sizeof(*t));
+		t->state = 2;
+		return t;
+	default:
 		return NULL;
+	}
 	head = mime_text_from_fd(fd, false);
 	if (head == NULL)
 		return NULL;
@@ -208,7 +219,7 @@ store_search_text_build(int fd)
 
 		if (len > STORE_SEARCH_BODY_MAX) {
 			len = text_utf8_cut(all->body, STORE_SEARCH_BODY_MAX);
-			t->partial = true;
+			t->state = 1;
 		}
 		if (all->body != NULL)
 			buf_add(&t->col[COL_BODY], all->body, len);
@@ -217,7 +228,7 @@ store_search_text_build(int fd)
 		     memcmp(all->header_text, head->header_text, head->header_len) != 0))
 			text_add(&t->col[COL_BODY], all->header_text, all->header_len);
 	} else {
-		t->partial = true;
+		t->state = 1;
 	}
 	mime_text_free(&all);
 	mime_text_free(&head);
@@ -245,17 +256,25 @@ store_search_text_insert(struct store_writer *w, int64_t id, const struct store_
 	sqlite3_stmt *st = w->text_insert;
 	int rc;
 
-	sqlite3_bind_int64(st, 1, id);
-	for (int i = 0; i < COL_N; i++)
-		sqlite3_bind_text(st, 2 + i, buf_cstr(&t->col[i]), (int)t->col[i].len,
-		                  SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	if (rc != SQLITE_DONE)
-		return -1;
-	st = t->partial ? w->todo_partial : w->todo_clear;
-	sqlite3_bind_int64(st, 1, id);
+	if (t->state != 2) {
+		sqlite3_bind_int64(st, 1, id);
+		for (int i = 0; i < COL_N; i++)
+			sqlite3_bind_text(st, 2 + i, buf_cstr(&t->col[i]), (int)t->col[i].len,
+			                  SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+		if (rc != SQLITE_DONE)
+			return -1;
+	}
+	if (t->state == 0) {
+		st = w->todo_clear;
+		sqlite3_bind_int64(st, 1, id);
+	} else {
+		st = w->todo_set;
+		sqlite3_bind_int64(st, 1, id);
+		sqlite3_bind_int(st, 2, t->state);
+	}
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	return rc == SQLITE_DONE ? 0 : -1;
@@ -277,18 +296,15 @@ store_search_step2(sqlite3_stmt *st, int64_t a, int64_t b)
 int
 store_search_copy(struct store_writer *w, int64_t src_id, int64_t dst_id)
 {
+	/* The source's index row if it has one, and its to-do state, whichever it is. */
 	if (store_search_step2(w->text_copy, src_id, dst_id) < 0)
 		return -1;
-	/* The source is not indexed: the copy stays to do (its trigger row), as the source. */
-	if (sqlite3_changes(w->db) == 0)
-		return 0;
 	sqlite3_bind_int64(w->todo_clear, 1, dst_id);
 	if (sqlite3_step(w->todo_clear) != SQLITE_DONE) {
 		sqlite3_reset(w->todo_clear);
 		return -1;
 	}
 	sqlite3_reset(w->todo_clear);
-	/* A source indexed in part (state 1) makes a copy indexed in part. */
 	return store_search_step2(w->todo_copy, src_id, dst_id);
 }
 
@@ -407,7 +423,7 @@ store_search_conn_open(const char *path, char *error, size_t errsize)
 	    "  WHERE message_text MATCH ?2 AND m.mailbox_id = ?1 "
 	    "UNION "
 	    "SELECT m.uid FROM message_text_todo t CROSS JOIN messages m ON m.id = t.id "
-	    "  WHERE t.state <= ?3 AND m.mailbox_id = ?1 "
+	    "  WHERE (t.state != 1 OR ?3) AND m.mailbox_id = ?1 "
 	    "ORDER BY 1";
 	struct store_search_conn *conn = xcalloc(1, sizeof(*conn));
 

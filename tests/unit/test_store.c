@@ -3355,7 +3355,7 @@ test_store_search_candidates(void **state)
 	assert_true(r.ok);
 	free(bomb);
 	assert_int_equal(raw_int(d->path, "SELECT count(*) FROM message_text_todo t JOIN messages m "
-	                                  "ON m.id = t.id WHERE m.uid = 4 AND t.state = 0"),
+	                                  "ON m.id = t.id WHERE m.uid = 4 AND t.state = 2"),
 	                 1);
 	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_SUBJECT, "gr\xc3\xbcsse"),
 	                 U(3) | U(4));
