@@ -469,8 +469,11 @@ store_search_begin(struct store *store, char *error, size_t errsize)
 		store_search_conn_free(conn);
 		return NULL;
 	}
+	/* This runs on the loop thread: wait little for a lock (the search then scans). */
+	sqlite3_busy_timeout(conn->db, 100);
 	rc = sqlite3_step(conn->pin);
 	sqlite3_reset(conn->pin);
+	sqlite3_busy_timeout(conn->db, 10000);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
 		snprintf(error, errsize, "sqlite: %s", sqlite3_errmsg(conn->db));
 		store_search_conn_free(conn);
