@@ -419,7 +419,8 @@ enum store_search_key {
 
 /* The query the index runs for needle (case-folded UTF-8 as mime_text_fold makes it, without
  * NUL): malloc'd, or NULL when needle is not valid UTF-8 or shorter than
- * STORE_SEARCH_MIN_CHARS characters. Every byte of needle is data, never query syntax. */
+ * STORE_SEARCH_MIN_CHARS characters. Every byte of needle is data, never query syntax; a long
+ * needle is cut to its first 256 bytes (whole characters), which finds a superset. */
 char *store_search_query(enum store_search_key key, const char *needle);
 /* A view of the index as it is now, for one search: a read-only connection of its own (from a
  * small pool) holding a read transaction, so the candidates are those of the moment the search

@@ -55,6 +55,9 @@
 #include "mime/mimetext.h"
 #include "mime/summary.h"
 
+/* The longest prefix of a needle the index is asked for (bytes, cut on a character). */
+#define STORE_SEARCH_QUERY_BYTES 256
+
 /* The per-message cap of indexed body text; longer bodies keep state 1 (see above). */
 #define STORE_SEARCH_BODY_MAX (1024 * 1024)
 
@@ -396,14 +399,18 @@ store_search_query(enum store_search_key key, const char *needle)
 	    [STORE_SEARCH_TEXT] = "{headers body}",
 	};
 	struct buf q = BUF_INIT;
+	const char *end;
 
 	if ((unsigned)key >= sizeof(filters) / sizeof(filters[0]) || needle == NULL ||
 	    !g_utf8_validate(needle, -1, NULL) ||
 	    g_utf8_strlen(needle, -1) < STORE_SEARCH_MIN_CHARS)
 		return NULL;
+	/* A prefix of the needle finds every row the whole would (and a few more, which the
+	 * matcher drops), while bounding the phrase a client can make the index match. */
+	end = g_utf8_offset_to_pointer(needle, g_utf8_strlen(needle, STORE_SEARCH_QUERY_BYTES));
 	buf_adds(&q, filters[key]);
 	buf_adds(&q, " : \"");
-	for (const char *p = needle; *p != '\0'; p++) {
+	for (const char *p = needle; p < end; p++) {
 		if (*p == '"')
 			buf_addc(&q, '"');
 		buf_addc(&q, *p);

@@ -129,6 +129,7 @@ TABLE = [
     ('TEXT "quarterly"', {3}),
     ('TEXT "subject"', None),
     ('TEXT "ex"', None),
+    ('BODY "' + "lorem " * 60 + '"', set()),  # past the 256 bytes the index is asked for
     ('SEEN SUBJECT "report"', set()),
     ('UNSEEN SUBJECT "report"', {3}),
     ('SUBJECT "report" NOT BODY "meeting"', set()),

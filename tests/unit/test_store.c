@@ -3198,6 +3198,20 @@ test_store_search_query(void **state)
 	    {STORE_SEARCH_SUBJECT, "ab\xc3", NULL},                   /* cut character */
 	    {(enum store_search_key)99, "abc", NULL},
 	};
+	char long_needle[600], *cut;
+
+	print_message("# a long needle is cut to 256 bytes of whole characters\n");
+	memset(long_needle, 'q', 255);
+	strcpy(long_needle + 255, "\xc3\xa9 and more text after it");
+	cut = store_search_query(STORE_SEARCH_BODY, long_needle);
+	assert_non_null(cut);
+	assert_int_equal(strlen(cut), strlen("{body} : \"\"") + 255);
+	free(cut);
+	memset(long_needle, '"', 599);
+	long_needle[599] = '\0';
+	cut = store_search_query(STORE_SEARCH_BODY, long_needle);
+	assert_int_equal(strlen(cut), strlen("{body} : \"\"") + 2 * 256);
+	free(cut);
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char *q = store_search_query(cases[i].key, cases[i].needle);
