@@ -38,13 +38,16 @@
 #include <stdint.h>
 
 #include "imap/imap_parser.h"
+#include "mime/mimetext.h"
 
 #define IMAP_MATCH_DEPTH_MAX 64
 #define IMAP_MATCH_NODES_MAX 1024
 #define IMAP_MATCH_TEXT_KEYS_MAX 32
-#define IMAP_MATCH_HEADER_MAX (1024 * 1024)
-#define IMAP_MATCH_FILE_MAX (64 * 1024 * 1024)
-#define IMAP_MATCH_BODY_MAX (16 * 1024 * 1024)
+/* The content bounds are mime_text's (mime/mimetext.h), which reads the text for the matcher
+ * and for the store's full-text index alike. */
+#define IMAP_MATCH_HEADER_MAX MIME_TEXT_HEADER_MAX
+#define IMAP_MATCH_FILE_MAX MIME_TEXT_FILE_MAX
+#define IMAP_MATCH_BODY_MAX MIME_TEXT_BODY_MAX
 
 /* What a program reads beyond the index (bits). */
 #define IMAP_MATCH_NEED_HEADER 1u /* header keys, SENT*, TEXT */
@@ -87,6 +90,14 @@ bool imap_match_uses_numbers(const struct imap_match *m);
 /* Resolves '*' in sequence sets against the mailbox: nmsgs messages, the last one's UID max_uid
  * (0 when empty). Call before imap_match_eval, again when the snapshot changes. */
 void imap_match_bind(struct imap_match *m, uint32_t nmsgs, uint32_t max_uid);
+
+/* A key of the program that the store's search index can narrow by (store_search_candidates):
+ * SUBJECT, FROM, TO, CC, BCC, BODY or TEXT with a string of at least STORE_SEARCH_MIN_CHARS
+ * characters that every match must satisfy (a conjunct of the top-level AND, parentheses
+ * included; never under OR or NOT), the longest such string when there are several. Returns 1
+ * with the store key and the case-folded needle (owned by the program), or 0 when there is
+ * none: the program must then be evaluated on every message. */
+int imap_match_index_key(const struct imap_match *m, int *key_r, const char **needle_r);
 
 /* Evaluates the program for one message. content may be NULL (nothing read) or hold only the
  * header. Returns 1 match, 0 no match, -1 undecided: content that was not given is needed. */

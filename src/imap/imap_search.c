@@ -33,6 +33,7 @@
 
 #include "imap/imap_match.h"
 #include "imap/imap_private.h"
+#include "imap/imap_search_index.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/workers.h"
@@ -75,6 +76,7 @@ struct search_job {
 	void **data;                             /* the reader's per match, by snapshot index */
 	imap_context_cmp_fn *cmp;                /* SORT's order for RETURN (UPDATE) */
 	void *cmp_arg;                           /* cmp's (owned until a context takes it) */
+	struct imap_search_index *index; /* narrowing by the store's search index, or NULL */
 };
 
 int
@@ -178,6 +180,7 @@ search_job_free(struct search_job **jobp)
 	if (job->reader != NULL && job->reader->free_ctx != NULL)
 		job->reader->free_ctx(job->ctx);
 	free(job->cmp_arg);
+	imap_search_index_free(&job->index);
 	free(job->data);
 	free(job->items);
 	free(job->match);
@@ -236,21 +239,25 @@ search_job_new(struct imap_session *s, struct imap_match *m,
 static void
 search_open_batch(struct imap_session *s, struct search_job *job)
 {
+	size_t opened = 0;
+
 	job->batch_begin = job->next;
-	for (; job->next < job->nitems && job->next - job->batch_begin < SEARCH_BATCH;
-	     job->next++) {
+	/* With the index, batches after the first skip what it excludes (the first job queries
+	 * it, then reads only the candidates of its batch). */
+	for (; job->next < job->nitems && opened < SEARCH_BATCH; job->next++) {
 		struct search_item *it = &job->items[job->next];
 
-		if (s->mailbox == NULL || s->mailbox_gone)
+		if (s->mailbox == NULL || s->mailbox_gone ||
+		    (job->index != NULL && imap_search_index_ready(job->index) && !it->decided &&
+		     !imap_search_index_candidate(job->index, it->mm.uid)))
 			continue;
+		opened++;
 		it->fd =
 		    store_message_open(s->server->store, s->account_id, s->mailbox, it->mm.uid);
 		if (it->fd == -1)
 			log_warnx("imap session=%s event=search-open-failed uid=%u", s->conn.id,
 			          it->mm.uid);
-		if (it->fd >= 0)
-			job->files++;
-		else
+		if (it->fd < 0)
 			it->fd = -1;
 	}
 }
@@ -295,9 +302,22 @@ search_work(void *arg)
 {
 	struct search_job *job = arg;
 
-	for (size_t i = job->batch_begin; i < job->next; i++)
-		if (job->items[i].fd >= 0)
-			search_read(job, &job->items[i]);
+	if (job->index != NULL)
+		imap_search_index_run(job->index);
+	for (size_t i = job->batch_begin; i < job->next; i++) {
+		struct search_item *it = &job->items[i];
+
+		if (it->fd < 0)
+			continue;
+		if (job->index != NULL && !it->decided &&
+		    !imap_search_index_candidate(job->index, it->mm.uid)) {
+			close(it->fd);
+			it->fd = -1;
+			continue;
+		}
+		job->files++;
+		search_read(job, it);
+	}
 }
 
 /* Loop thread: takes the answers of the batch just read. */
@@ -532,6 +552,8 @@ search_run(struct imap_session *s, const struct imap_command *cmd, size_t pos,
 	if (imap_match_needs(m) & IMAP_MATCH_NEED_MODSEQ)
 		imap_condstore_enable(s);
 	job = search_job_new(s, m, reader, ctx);
+	if (job->nitems > 0)
+		job->index = imap_search_index_new(s, m);
 	job->uid = cmd->uid;
 	if (ret != NULL)
 		job->ret = *ret;

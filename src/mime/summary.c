@@ -353,6 +353,16 @@ mime_file_stream(int fd2)
 }
 
 int
+mime_header_capped(int fd)
+{
+	struct mime_scan sc = {0};
+	int r = mime_scan_file(fd, &sc);
+
+	free(sc.cuts);
+	return r < 0 ? -1 : sc.ncuts > 0;
+}
+
+int
 mime_summary_from_fd(int fd, struct mime_summary *summary_r)
 {
 	GMimeStream *stream;

@@ -23,6 +23,11 @@ void mime_deinit(void);
  * fails on malformed input: fields stay empty. Returns 0, or -1 if the file cannot be read. */
 int mime_summary_from_fd(int fd, struct mime_summary *summary_r);
 int mime_summary_from_buffer(const char *data, size_t len, struct mime_summary *summary_r);
+/* Whether the message in fd (pread) has a run of header lines (its header, a part's, or
+ * header-looking body lines) or one field past the caps the summary cuts at: a header bomb,
+ * which a full GMime parse would turn into gigabytes of objects or a stack overflow. 1 yes,
+ * 0 no, -1 when the file cannot be read. Any thread. */
+int mime_header_capped(int fd);
 
 /* Parses an address-list header value (RFC 5322: folded, display names, comments, groups,
  * which are flattened into their members) and stores the addr-spec of each mailbox in

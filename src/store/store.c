@@ -108,6 +108,7 @@ store_open(const char *data_dir, bool create, struct workers *workers, struct st
 	    store_db_open(dbpath, create, &store->db, error, errsize) < 0 ||
 	    store_schema_migrate(store->db, error, errsize) < 0)
 		goto fail;
+	store->search = store_search_new(dbpath);
 	/* Only the daemon writes message files: a command-line tool opening the store while it
 	 * runs must not take its files in flight for leftovers. */
 	if (workers != NULL && store_sweep(store, error, errsize) < 0)
@@ -117,6 +118,7 @@ store_open(const char *data_dir, bool create, struct workers *workers, struct st
 	*store_r = store;
 	return 0;
 fail:
+	store_search_unref(&store->search);
 	sqlite3_close(store->db);
 	free(store);
 	return -1;
@@ -132,6 +134,7 @@ store_free(struct store **storep)
 	if (store->pipeline != NULL)
 		store_pipeline_stop(store);
 	store_writer_free(&store->sync_writer);
+	store_search_unref(&store->search);
 	if (sqlite3_close(store->db) != SQLITE_OK)
 		log_warnx("store event=close error=\"%s\"", sqlite3_errmsg(store->db));
 	free(store);

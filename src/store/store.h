@@ -466,6 +466,49 @@ int store_import_sync(struct store *store);
  * with error (a keyword that is not an atom or is too long, too many). */
 int store_import_keywords(const char *list, char *out, char *error, size_t errsize);
 
+/* --- search index (IMAP SEARCH's narrowing; store_search.c) ---
+ * The store keeps a full-text index of each message's searchable text (mime/mimetext.h: the
+ * text IMAP SEARCH's matcher reads, decoded and case-folded), written with the message. It
+ * answers with CANDIDATES: a superset of the messages whose field holds the needle as a
+ * substring (every message the index cannot answer for, e.g. stored before the index existed,
+ * is a candidate too). The caller confirms each candidate on the message itself. */
+
+enum store_search_key {
+	STORE_SEARCH_SUBJECT = 0, /* every Subject field's decoded value */
+	STORE_SEARCH_FROM,	  /* the From, To, Cc, Bcc fields' addresses as mimeaddr_render */
+	STORE_SEARCH_TO,	  /* renders them */
+	STORE_SEARCH_CC,
+	STORE_SEARCH_BCC,
+	STORE_SEARCH_BODY, /* the decoded text parts */
+	STORE_SEARCH_TEXT, /* the header section and the body */
+};
+
+/* The index finds substrings of at least this many characters (trigrams); shorter needles
+ * cannot be narrowed. */
+#define STORE_SEARCH_MIN_CHARS 3
+
+/* The query the index runs for needle (case-folded UTF-8 as mime_text_fold makes it, without
+ * NUL): malloc'd, or NULL when needle is not valid UTF-8 or shorter than
+ * STORE_SEARCH_MIN_CHARS characters. Every byte of needle is data, never query syntax; a long
+ * needle is cut to its first 256 bytes (whole characters), which finds a superset. */
+char *store_search_query(enum store_search_key key, const char *needle);
+/* A view of the index as it is now, for one search: a read-only connection of its own (from a
+ * small pool) holding a read transaction, so the candidates are those of the moment the search
+ * began even if the query runs later on another thread. Take it on the store's thread
+ * (cheap: no query runs); it stays valid after store_free (a worker may still be querying while
+ * the daemon closes). NULL with error when no connection can be opened. End it on any thread. */
+struct store_search_snap;
+struct store_search_snap *store_search_begin(struct store *store, char *error, size_t errsize);
+void store_search_end(struct store_search_snap **snap);
+/* The candidates for key/needle among the messages of mailbox mailbox_id: their UIDs in
+ * ascending order in *uids_r (malloc'd, *n_r of them; NULL when none). Any thread, one at a time
+ * per snapshot; may be slow: never on an event loop. Returns 1, 0 when the needle cannot be
+ * narrowed (too short: search without the index), or -1 with error. */
+int store_search_candidates(struct store_search_snap *snap, int64_t mailbox_id,
+			    enum store_search_key key,
+			    const char *needle, uint32_t **uids_r, size_t *n_r, char *error,
+			    size_t errsize);
+
 /* --- outbound queue --- */
 struct store_queue_entry {
 	int64_t id;

@@ -41,6 +41,9 @@
 #define STORE_NAME_MAX 64
 #define STORE_BATCH_MAX 512    /* jobs per transaction; more wait for the next batch */
 #define STORE_READ_CHUNK 65536 /* bytes per read when sizing a message */
+/* Rows the committer indexes per backfill step while idle (store_search.c): what a delivery
+ * arriving meanwhile may wait for. */
+#define STORE_BACKFILL_BATCH 16
 
 struct store_blob {
 	struct store *store;
@@ -80,6 +83,7 @@ struct store_job {
 	struct mime_summary summary;
 	unsigned char *mime; /* mimestruct's serialized form, NULL when it could not be built */
 	size_t mime_len;
+	struct store_search_text *text; /* for the search index; NULL: the row stays to do */
 	bool renamed; /* tmp_path now lives as targets[0].path */
 	bool ok;
 	char error[256];
@@ -118,6 +122,7 @@ struct store_pipeline {
 	struct store_mbox_job *mbox_head, *mbox_tail; /* mailbox management, after the updates */
 	unsigned inflight;                 /* handed to the pipeline, callback not yet posted */
 	bool stopping;
+	bool backfill; /* the search index may have rows to do (from the start, after an update) */
 	pthread_t sync_threads[STORE_SYNC_THREADS];
 	unsigned nsync;
 	pthread_t committer;
@@ -185,6 +190,18 @@ store_writer_new(sqlite3 *db, char *error, size_t errsize)
 	     "size_crlf, mime FROM messages WHERE id = ?1"},
 	    {&w->move_row, "UPDATE messages SET mailbox_id = ?2, uid = ?3, modseq = ?4 "
 	                   "WHERE id = ?1"},
+	    {&w->text_insert, "INSERT INTO message_text (rowid, subject, addr_from, addr_to, "
+	                      "addr_cc, addr_bcc, headers, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"},
+	    {&w->text_copy, "INSERT INTO message_text (rowid, subject, addr_from, addr_to, addr_cc, "
+	                    "addr_bcc, headers, body) SELECT ?2, subject, addr_from, addr_to, "
+	                    "addr_cc, addr_bcc, headers, body FROM message_text WHERE rowid = ?1"},
+	    {&w->todo_clear, "DELETE FROM message_text_todo WHERE id = ?1"},
+	    {&w->todo_set, "INSERT OR REPLACE INTO message_text_todo (id, state) VALUES (?1, ?2)"},
+	    {&w->todo_copy, "INSERT OR REPLACE INTO message_text_todo (id, state) "
+	                    "SELECT ?2, state FROM message_text_todo WHERE id = ?1"},
+	    {&w->todo_list, "SELECT t.id, m.path FROM message_text_todo t "
+	                    "JOIN messages m ON m.id = t.id WHERE t.state = 0 AND t.id > ?1 "
+	                    "ORDER BY t.id LIMIT ?2"},
 	};
 
 	w->db = db;
@@ -219,6 +236,12 @@ store_writer_free(struct store_writer **wp)
 	sqlite3_finalize(w->copy_source);
 	sqlite3_finalize(w->copy_insert);
 	sqlite3_finalize(w->move_row);
+	sqlite3_finalize(w->text_insert);
+	sqlite3_finalize(w->text_copy);
+	sqlite3_finalize(w->todo_clear);
+	sqlite3_finalize(w->todo_set);
+	sqlite3_finalize(w->todo_copy);
+	sqlite3_finalize(w->todo_list);
 	free(w);
 	*wp = NULL;
 }
@@ -371,6 +394,7 @@ store_job_free(struct store_job *job)
 		free(job->targets[i].rcpt);
 	}
 	free(job->mime);
+	store_search_text_free(&job->text);
 	free(job->targets);
 	free(job->results);
 	free(job->mail_from);
@@ -445,6 +469,10 @@ store_job_sync(struct store_job *job)
 			job->mime = NULL;
 			job->mime_len = 0;
 		}
+		/* The search index's text, for mailbox targets (queue rows are not searched). */
+		for (size_t i = 0; i < job->ntargets && job->text == NULL; i++)
+			if (job->targets[i].account_id > 0)
+				job->text = store_search_text_build(job->fd);
 		if (store_crlf_size(job->fd, &job->size_crlf) < 0)
 			store_job_fail(job, "read: %s", strerror(errno));
 		if (fdatasync(job->fd) < 0)
@@ -624,7 +652,9 @@ store_job_insert_local(struct store_job *job, struct store_writer *w, size_t i)
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
-	if (rc != SQLITE_DONE) {
+	if (rc != SQLITE_DONE || (job->text != NULL &&
+	                          store_search_text_insert(w, sqlite3_last_insert_rowid(w->db),
+	                                                   job->text) < 0)) {
 		store_job_fail(job, "sqlite: %s", sqlite3_errmsg(w->db));
 		return -1;
 	}
@@ -888,6 +918,15 @@ store_committer_thread(void *arg)
 		    p->mbox_head == NULL) {
 			if (p->stopping)
 				break;
+			if (p->backfill) {
+				/* Idle: index a few rows the search index lacks, then look again. */
+				pthread_mutex_unlock(&p->lock);
+				int r = store_search_backfill(store, p->writer, STORE_BACKFILL_BATCH);
+				pthread_mutex_lock(&p->lock);
+				if (r <= 0)
+					p->backfill = false;
+				continue;
+			}
 			pthread_cond_wait(&p->commit_cond, &p->lock);
 			continue;
 		}
@@ -919,6 +958,9 @@ store_committer_thread(void *arg)
 			nmbox = store_mbox_run_list(store, p->writer->db, mbox, true);
 
 		pthread_mutex_lock(&p->lock);
+		/* A COPY of a row not indexed yet leaves one more to do. */
+		if (nupdates > 0)
+			p->backfill = true;
 		p->inflight -= (unsigned)(n + nupdates + nmbox);
 		if (p->inflight == 0)
 			pthread_cond_broadcast(&p->idle_cond);
@@ -950,6 +992,7 @@ store_pipeline_start(struct store *store, char *error, size_t errsize)
 	pthread_cond_init(&p->sync_cond, NULL);
 	pthread_cond_init(&p->commit_cond, NULL);
 	pthread_cond_init(&p->idle_cond, NULL);
+	p->backfill = true;
 	store->pipeline = p;
 	if (pthread_create(&p->committer, NULL, store_committer_thread, store) != 0) {
 		snprintf(error, errsize, "cannot start the committer thread");

@@ -16,6 +16,8 @@
 #include "store/store.h"
 
 struct store_pipeline;
+struct store_search;
+struct store_search_text;
 
 /* Room left under PATH_MAX for "/mail/<id>/<unique>-<n>.eml" and the like. */
 #define STORE_DIR_MAX (PATH_MAX - 256)
@@ -35,6 +37,14 @@ struct store_writer {
 	sqlite3_stmt *copy_source;     /* (mailbox_id, uid) -> id, path */
 	sqlite3_stmt *copy_insert;     /* (source id, dst mailbox, uid, modseq, path) */
 	sqlite3_stmt *move_row;	       /* (id, dst mailbox, uid, modseq) */
+	/* The search index (store_search.c). */
+	sqlite3_stmt *text_insert;  /* (id, subject, from, to, cc, bcc, headers, body) */
+	sqlite3_stmt *text_copy;    /* (source id, copy's id) */
+	sqlite3_stmt *todo_clear;   /* (id): indexed in full */
+	sqlite3_stmt *todo_set;	    /* (id, state): indexed in part, or never */
+	sqlite3_stmt *todo_copy;    /* (source id, copy's id): the source's state */
+	sqlite3_stmt *todo_list;    /* (after id, limit) -> id, path of rows not indexed */
+	int64_t todo_after;	    /* the backfill's cursor */
 };
 
 /* A write for the committer other than a delivery: flag changes and expunges, COPY/MOVE
@@ -48,6 +58,7 @@ struct store {
 	struct workers *workers;
 	struct store_writer *sync_writer; /* lazily prepared on db when workers == NULL */
 	struct store_pipeline *pipeline;  /* NULL when workers == NULL */
+	struct store_search *search;	  /* the search index's read side (any thread) */
 };
 
 /* Opens (or creates) the database file at path with the store's pragmas (WAL, synchronous=FULL,
@@ -115,6 +126,25 @@ sqlite3_stmt *store_prepare(sqlite3 *db, const char *sql, char *error, size_t er
 void store_column_text(sqlite3_stmt *st, int col, char *dst, size_t dstsize);
 /* A name never used before in this data dir (for blob files and copies' links). */
 void store_unique_name(char *buf, size_t bufsize);
+
+/* The search index (store_search.c; the design is described at the top of that file). */
+/* The read side for SEARCH's workers on the database at dbpath (opened on first use). */
+struct store_search *store_search_new(const char *dbpath);
+/* Drops a reference (the store's, or a snapshot's); the last one closes the connections. */
+void store_search_unref(struct store_search **ss);
+/* The searchable text of the message in fd (pread; any thread), or NULL when its header
+ * cannot be read. */
+struct store_search_text *store_search_text_build(int fd);
+void store_search_text_free(struct store_search_text **t);
+/* In the writer's transaction: indexes message row id with t (and takes it off the to-do
+ * list, or marks it indexed in part). 0 or -1 (sqlite's error on w->db). */
+int store_search_text_insert(struct store_writer *w, int64_t id, const struct store_search_text *t);
+/* In the writer's transaction: gives a copied row (dst_id) the index rows of its source. */
+int store_search_copy(struct store_writer *w, int64_t src_id, int64_t dst_id);
+/* Indexes up to max rows not indexed yet (from before the index existed), in one transaction
+ * of its own on w, reading their files. Returns how many rows it looked at (0: a pass over
+ * every row is complete), or -1 on error. The committer's thread. */
+int store_search_backfill(struct store *store, struct store_writer *w, size_t max);
 
 /* Canonical mailbox name: "INBOX" in any case becomes "INBOX"; other names are kept. */
 const char *store_mailbox_name(const char *name);

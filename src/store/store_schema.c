@@ -178,6 +178,27 @@ static const char *const store_migrations[] = {
     "    unseen_count = unseen_count + (NEW.recalled = 0 AND (NEW.flags & 1) = 0),"
     "    size_sum = size_sum + (NEW.recalled = 0) * NEW.size_crlf WHERE id = NEW.mailbox_id;"
     "  END;",
+    /* 6: the search index (store_search.c): the decoded, case-folded text of each message in
+     * an FTS5 table with the trigram tokenizer (substring queries), keyed by messages.id, and
+     * the rows it cannot answer for (state 0: not indexed, every row stored before this
+     * migration until the committer's backfill reaches it; 1: body indexed in part; 2: never
+     * indexed, a header bomb). Triggers
+     * put every new row on that list (the writer that indexes it takes it off in the same
+     * transaction) and delete a row's index entries with the row. */
+    "CREATE VIRTUAL TABLE message_text USING fts5("
+    "  subject, addr_from, addr_to, addr_cc, addr_bcc, headers, body,"
+    "  tokenize = 'trigram case_sensitive 0', detail = full);"
+    "CREATE TABLE message_text_todo ("
+    "  id INTEGER PRIMARY KEY,"
+    "  state INTEGER NOT NULL DEFAULT 0);"
+    "INSERT INTO message_text_todo (id) SELECT id FROM messages;"
+    "CREATE TRIGGER messages_text_insert AFTER INSERT ON messages BEGIN"
+    "  INSERT OR REPLACE INTO message_text_todo (id, state) VALUES (NEW.id, 0);"
+    "  END;"
+    "CREATE TRIGGER messages_text_delete AFTER DELETE ON messages BEGIN"
+    "  DELETE FROM message_text WHERE rowid = OLD.id;"
+    "  DELETE FROM message_text_todo WHERE id = OLD.id;"
+    "  END;",
 };
 
 #define STORE_NMIGRATIONS (sizeof(store_migrations) / sizeof(store_migrations[0]))

@@ -656,6 +656,10 @@ store_copy_one(struct store_update *u, struct store_writer *w, int64_t id, const
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
+	/* A copy is searched like its source: it gets the source's index rows. */
+	if (rc == SQLITE_DONE && !u->move &&
+	    store_search_copy(w, id, sqlite3_last_insert_rowid(w->db)) < 0)
+		rc = SQLITE_ERROR;
 	if (rc != SQLITE_DONE) {
 		store_update_fail(u, -1, "sqlite: %s", sqlite3_errmsg(w->db));
 		return -1;

@@ -506,6 +506,70 @@ test_needs(void **state)
 	}
 }
 
+/* The key the store's search index narrows by: a conjunct every match needs, never under OR or
+ * NOT, at least three characters, the longest; none otherwise (the scan then reads every
+ * message). */
+static void
+test_index_key(void **state)
+{
+	static const struct {
+		const char *keys;
+		int key; /* -1: none */
+		const char *needle;
+	} cases[] = {
+	    {"SUBJECT hello", STORE_SEARCH_SUBJECT, "hello"},
+	    {"SUBJECT HeLLo", STORE_SEARCH_SUBJECT, "hello"},
+	    {"SUBJECT STRASSE", STORE_SEARCH_SUBJECT, "strasse"},
+	    {"SUBJECT \"Stra\xc3\x9f"
+	     "e\"",
+	     STORE_SEARCH_SUBJECT, "strasse"},
+	    {"FROM carol", STORE_SEARCH_FROM, "carol"},
+	    {"TO abc", STORE_SEARCH_TO, "abc"},
+	    {"CC abc", STORE_SEARCH_CC, "abc"},
+	    {"BCC abc", STORE_SEARCH_BCC, "abc"},
+	    {"BODY abc", STORE_SEARCH_BODY, "abc"},
+	    {"TEXT abc", STORE_SEARCH_TEXT, "abc"},
+	    {"HEADER Subject abc", STORE_SEARCH_SUBJECT, "abc"},
+	    {"HEADER From abc", -1, NULL}, /* the text, not the rendered addresses */
+	    {"HEADER X-Custom abc", -1, NULL},
+	    {"SUBJECT ab", -1, NULL},                   /* two characters */
+	    {"SUBJECT \"\xc3\xa9\xc3\xa9\"", -1, NULL}, /* two characters, four bytes */
+	    {"SUBJECT \"\"", -1, NULL},
+	    {"NOT SUBJECT hello", -1, NULL},
+	    {"OR SUBJECT hello BODY hello", -1, NULL},
+	    {"SEEN SUBJECT hello", STORE_SEARCH_SUBJECT, "hello"},
+	    {"(SEEN (BODY worlds)) UID 1:*", STORE_SEARCH_BODY, "worlds"},
+	    {"SUBJECT abc BODY longer NOT TEXT longest", STORE_SEARCH_BODY, "longer"},
+	    {"OR SEEN BODY x SUBJECT abcd", STORE_SEARCH_SUBJECT, "abcd"},
+	    {"NEW UNSEEN", -1, NULL},
+	    {"ALL", -1, NULL},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct imap_parser *p;
+		const struct imap_command *cmd = parse_search(&p, cases[i].keys);
+		struct imap_match *m;
+		enum imap_match_error kind;
+		const char *needle;
+		char error[128];
+		int key, r;
+
+		assert_int_equal(
+		    imap_match_parse(cmd->args, cmd->nargs, &m, &kind, error, sizeof(error)), 0);
+		r = imap_match_index_key(m, &key, &needle);
+		print_message("# %s -> %d %s\n", cases[i].keys, r ? key : -1,
+		              r ? needle : "(none)");
+		assert_int_equal(r, cases[i].key >= 0);
+		if (r) {
+			assert_int_equal(key, cases[i].key);
+			assert_string_equal(needle, cases[i].needle);
+		}
+		imap_match_free(&m);
+		imap_parser_free(&p);
+	}
+}
+
 /* The file path: the header alone from an fd stops at the blank line; the body is bounded. */
 static void
 test_content_fd(void **state)
@@ -714,6 +778,8 @@ main(void)
 		         eval_cases[i].want);
 	}
 	add_test(test_needs, NULL, "what each program needs beyond the index");
+	add_test(test_index_key, NULL,
+	         "the key the search index narrows by, only when every match needs it");
 	add_test(test_content_fd, NULL, "content from a file: header only, then the body");
 	add_test(test_body_bound, NULL, "decoded body text is searched up to IMAP_MATCH_BODY_MAX");
 	add_test(test_threads, NULL,

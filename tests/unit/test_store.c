@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <glib.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <sqlite3.h>
@@ -25,6 +26,7 @@
 #include "lib/config.h"
 #include "lib/workers.h"
 #include "mime/mimestruct.h"
+#include "mime/mimetext.h"
 #include "mime/summary.h"
 #include "notify/notify.h"
 #include "store/store.h"
@@ -1364,7 +1366,12 @@ raw_int(const char *dir, const char *sql)
 }
 
 /* What migration 5 added: the counter triggers and columns. */
+#define UNDO_MIGRATION_6                                                                       \
+	"DROP TRIGGER messages_text_insert; DROP TRIGGER messages_text_delete;"                \
+	"DROP TABLE message_text; DROP TABLE message_text_todo;"
+
 #define UNDO_MIGRATION_5                                                                       \
+	UNDO_MIGRATION_6                                                                       \
 	"DROP TRIGGER messages_count_insert; DROP TRIGGER messages_count_delete;"              \
 	"DROP TRIGGER messages_count_update; ALTER TABLE mailboxes DROP COLUMN messages_count;" \
 	"ALTER TABLE mailboxes DROP COLUMN unseen_count;"                                      \
@@ -1473,7 +1480,7 @@ test_store_migration_3(void **state)
 	                  "UPDATE mailboxes SET uidvalidity = 4000000000 WHERE name = 'Trash';"
 	                  "UPDATE schema_version SET version = 2;");
 	store = open_store(d->path, false, NULL);
-	assert_int_equal(raw_int(d->path, "SELECT version FROM schema_version"), 5);
+	assert_int_equal(raw_int(d->path, "SELECT version FROM schema_version"), 6);
 	assert_int_equal(raw_int(d->path, "SELECT value FROM counters WHERE name = 'uidvalidity'"),
 	                 4000000000LL);
 	subscriptions(store, alice, subs);
@@ -3185,7 +3192,7 @@ test_store_migration_5(void **state)
 	                                  "WHERE name = 'messages_count'"),
 	                 0);
 	store = open_store(d->path, false, NULL);
-	assert_int_equal(raw_int(d->path, "SELECT version FROM schema_version"), 5);
+	assert_int_equal(raw_int(d->path, "SELECT version FROM schema_version"), 6);
 	counts_expect(store, d->path, alice, "INBOX", 4, 3, 4 * S);
 	counts_expect(store, d->path, alice, "Sent", 1, 1, S);
 	counts_expect(store, d->path, alice, "Trash", 0, 0, 0);
@@ -3300,11 +3307,293 @@ test_store_scan(void **state)
 	store_free(&store);
 }
 
+/* --- the search index (store_search.c) --- */
+
+/* The FTS5 query: a column filter and one quoted phrase; every byte of the needle is data. */
+static void
+test_store_search_query(void **state)
+{
+	static const struct {
+		enum store_search_key key;
+		const char *needle;
+		const char *query; /* NULL: not narrowed */
+	} cases[] = {
+	    {STORE_SEARCH_SUBJECT, "abc", "{subject} : \"abc\""},
+	    {STORE_SEARCH_FROM, "a\"b", "{addr_from} : \"a\"\"b\""},
+	    {STORE_SEARCH_TO, "\"\"\"", "{addr_to} : \"\"\"\"\"\"\"\""},
+	    {STORE_SEARCH_CC, "x* NEAR(a b)", "{addr_cc} : \"x* NEAR(a b)\""},
+	    {STORE_SEARCH_BCC, "subject: x", "{addr_bcc} : \"subject: x\""},
+	    {STORE_SEARCH_BODY, "^a OR b AND NOT (c)", "{body} : \"^a OR b AND NOT (c)\""},
+	    {STORE_SEARCH_TEXT, "gr\xc3\xbc\xc3\x9f" "e", "{headers body} : \"gr\xc3\xbc\xc3\x9f" "e\""},
+	    {STORE_SEARCH_SUBJECT, "{body}:x", "{subject} : \"{body}:x\""},
+	    {STORE_SEARCH_SUBJECT, "a\r\nb", "{subject} : \"a\r\nb\""},
+	    {STORE_SEARCH_SUBJECT, "\xc3\xa9\xe2\x82\xac" "x", "{subject} : \"\xc3\xa9\xe2\x82\xac" "x\""},
+	    {STORE_SEARCH_SUBJECT, "ab", NULL},                      /* two characters */
+	    {STORE_SEARCH_SUBJECT, "\xc3\xa9\xe2\x82\xac", NULL},    /* two characters, 5 bytes */
+	    {STORE_SEARCH_SUBJECT, "", NULL},
+	    {STORE_SEARCH_SUBJECT, "ab\0cd", NULL},                  /* a C string: "ab" */
+	    {STORE_SEARCH_SUBJECT, "\xff\xfe" "abc", NULL},           /* not UTF-8 */
+	    {STORE_SEARCH_SUBJECT, "ab\xc3", NULL},                   /* cut character */
+	    {(enum store_search_key)99, "abc", NULL},
+	};
+	char long_needle[600], *cut;
+
+	print_message("# a long needle is cut to 256 bytes of whole characters\n");
+	memset(long_needle, 'q', 255);
+	strcpy(long_needle + 255, "\xc3\xa9 and more text after it");
+	cut = store_search_query(STORE_SEARCH_BODY, long_needle);
+	assert_non_null(cut);
+	assert_int_equal(strlen(cut), strlen("{body} : \"\"") + 255);
+	free(cut);
+	memset(long_needle, '"', 599);
+	long_needle[599] = '\0';
+	cut = store_search_query(STORE_SEARCH_BODY, long_needle);
+	assert_int_equal(strlen(cut), strlen("{body} : \"\"") + 2 * 256);
+	free(cut);
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *q = store_search_query(cases[i].key, cases[i].needle);
+
+		print_message("# query for key %d needle \"%s\": %s\n", (int)cases[i].key,
+		              cases[i].needle, q != NULL ? q : "(none)");
+		if (cases[i].query == NULL)
+			assert_null(q);
+		else
+			assert_string_equal(q, cases[i].query);
+		free(q);
+	}
+}
+
+static const char search_msg1[] = "From: =?UTF-8?Q?J=C3=BCrgen_M=C3=BCller?= <jm@example.net>\r\n"
+                                  "To: alice@example.org\r\n"
+                                  "Subject: =?UTF-8?Q?GR=C3=9C=C3=9FE_aus_K=C3=B6ln?=\r\n"
+                                  "Message-ID: <s1@example.net>\r\n"
+                                  "\r\n"
+                                  "Hello Alice.\r\n";
+static const char search_msg2[] = "From: Eve <eve@example.com>\r\n"
+                                  "To: alice@example.org\r\n"
+                                  "Cc: Bob (a comment) <bob@example.com>\r\n"
+                                  "Subject: say \"hi\" NEAR(x y) subject:z* ^AND\r\n"
+                                  "MIME-Version: 1.0\r\n"
+                                  "Content-Type: text/plain; charset=utf-8\r\n"
+                                  "Content-Transfer-Encoding: base64\r\n"
+                                  "\r\n"
+                                  "RGllIFN0cmHDn2UgdW5kIG1laHI=\r\n"; /* "Die Straße und mehr" */
+static const char search_msg3[] = "From: Zed <zed@example.com>\r\n"
+                                  "To: alice@example.org\r\n"
+                                  "Subject: plain\r\n"
+                                  "\r\n"
+                                  "nothing to see\r\n";
+
+/* The candidates for key/needle (folded as the matcher folds) in mailbox as a bit set of UIDs. */
+static unsigned
+search_cands(struct store *store, int64_t mailbox_id, enum store_search_key key,
+             const char *needle)
+{
+	size_t flen, n = 0;
+	char *folded = mime_text_fold(needle, strlen(needle), &flen);
+	uint32_t *uids = NULL;
+	unsigned set = 0;
+	char error[256];
+	struct store_search_snap *ss = store_search_begin(store, error, sizeof(error));
+
+	assert_int_equal(
+	    store_search_candidates(ss, mailbox_id, key, folded, &uids, &n, error, sizeof(error)), 1);
+	store_search_end(&ss);
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0)
+			assert_true(uids[i] > uids[i - 1]);
+		set |= 1u << uids[i];
+	}
+	print_message("# key %d \"%s\": candidates 0x%x\n", (int)key, needle, set);
+	free(uids);
+	g_free(folded);
+	return set;
+}
+
+#define U(n) (1u << (n))
+
+/* Deliveries are indexed in their transaction; the index narrows by column, decoded and folded;
+ * rows it lacks are candidates; expunged rows leave it; the daemon's committer backfills. */
+static void
+test_store_search_candidates(void **state)
+{
+	struct test_dir *d = *state;
+	struct store *store = open_store(d->path, true, NULL);
+	struct store_target t = {0, "INBOX", 0, "alice@example.org", NULL};
+	const char *msgs[] = {search_msg1, search_msg2, search_msg3};
+	struct commit_result r;
+	struct event_base *base;
+	struct workers *workers;
+	int64_t inbox;
+	char error[256], sql[256], *bomb;
+	struct store_search_snap *ss;
+	uint32_t *uids = NULL;
+	size_t n = 0;
+
+	assert_int_equal(store_account_add(store, "alice@example.org", HASH, error, sizeof(error)),
+	                 1);
+	t.account_id = account_id(store, "alice@example.org");
+	for (int i = 0; i < 3; i++) {
+		deliver(store, msgs[i], strlen(msgs[i]), &t, 1, &r);
+		assert_true(r.ok);
+	}
+	snprintf(sql, sizeof(sql), "SELECT id FROM mailboxes WHERE account_id = %lld AND name = 'INBOX'",
+	         (long long)t.account_id);
+	inbox = raw_int(d->path, sql);
+	print_message("# every delivery is indexed at once: nothing left to do\n");
+	assert_int_equal(raw_int(d->path, "SELECT count(*) FROM message_text"), 3);
+	assert_int_equal(raw_int(d->path, "SELECT count(*) FROM message_text_todo"), 0);
+
+	print_message("# decoded, case-folded (GRÜßE found as grüsse), by column\n");
+	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_SUBJECT, "Gr\xc3\xbcsse"), U(1));
+	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_SUBJECT, "K\xc3\x96LN"), U(1));
+	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_FROM, "j\xc3\xbcrgen m"), U(1));
+	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_FROM, "alice@"), 0);
+	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_TO, "alice@"), U(1) | U(2) | U(3));
+	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_CC, "<bob@example.com>"), U(2));
+	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_CC, "comment"), 0);
+	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_BCC, "example"), 0);
+	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_BODY, "STRASSE"), U(2));
+	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_BODY, "hello alice"), U(1));
+	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_SUBJECT, "hello"), 0);
+	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_TEXT, "s1@example.net"), U(1));
+	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_TEXT, "nothing to"), U(3));
+	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_BODY, "subject"), 0);
+	print_message("# query syntax in the needle is text\n");
+	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_SUBJECT, "\"hi\" NEAR(x y)"), U(2));
+	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_SUBJECT, "subject:z*"), U(2));
+	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_SUBJECT, "^AND"), U(2));
+	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_SUBJECT, "y) s"), U(2));
+	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_SUBJECT, "NEAR(x z)"), 0);
+	print_message("# a needle of two characters is not narrowed\n");
+	ss = store_search_begin(store, error, sizeof(error));
+	assert_non_null(ss);
+	assert_int_equal(store_search_candidates(ss, inbox, STORE_SEARCH_SUBJECT, "hi", &uids, &n,
+	                                         error, sizeof(error)),
+	                 0);
+	assert_null(uids);
+	store_search_end(&ss);
+	assert_null(ss);
+
+	print_message("# a row the index lacks (stored before it) is a candidate of every key\n");
+	raw_exec(d->path, "DELETE FROM message_text WHERE rowid = (SELECT id FROM messages "
+	                  "WHERE uid = 3); INSERT INTO message_text_todo (id) "
+	                  "SELECT id FROM messages WHERE uid = 3;");
+	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_SUBJECT, "gr\xc3\xbcsse"),
+	                 U(1) | U(3));
+	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_BODY, "xyz"), U(3));
+	print_message("# a row with its body indexed in part: a candidate of BODY and TEXT only\n");
+	raw_exec(d->path, "INSERT OR REPLACE INTO message_text_todo (id, state) "
+	                  "SELECT id, 1 FROM messages WHERE uid = 2;");
+	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_BODY, "xyz"), U(2) | U(3));
+	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_TEXT, "xyz"), U(2) | U(3));
+	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_SUBJECT, "xyz"), U(3));
+	raw_exec(d->path, "DELETE FROM message_text_todo WHERE id = (SELECT id FROM messages "
+	                  "WHERE uid = 2);");
+
+	print_message("# an expunged message leaves the index in the same transaction\n");
+	update_one(store, t.account_id, "INBOX", NULL, 0, (const uint32_t[]){1}, 1);
+	assert_int_equal(raw_int(d->path, "SELECT count(*) FROM message_text"), 1);
+	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_SUBJECT, "gr\xc3\xbcsse"), U(3));
+
+	print_message("# a header bomb is never parsed at delivery: it stays to do, a candidate\n");
+	bomb = malloc(2000 * 8 + 64);
+	strcpy(bomb, "From: b@example.com\r\nSubject: bomb\r\n");
+	for (int i = 0; i < 2000; i++)
+		strcat(bomb, "X-A: b\r\n");
+	strcat(bomb, "\r\nbody\r\n");
+	deliver(store, bomb, strlen(bomb), &t, 1, &r);
+	assert_true(r.ok);
+	free(bomb);
+	assert_int_equal(raw_int(d->path, "SELECT count(*) FROM message_text_todo t JOIN messages m "
+	                                  "ON m.id = t.id WHERE m.uid = 4 AND t.state = 2"),
+	                 1);
+	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_SUBJECT, "gr\xc3\xbcsse"),
+	                 U(3) | U(4));
+	store_free(&store);
+
+	print_message("# the daemon's committer indexes the rows left to do while idle\n");
+	base = event_base_new();
+	assert_non_null(base);
+	workers = workers_new(base, 1);
+	store = open_store(d->path, false, workers);
+	for (int i = 0; i < 500 && raw_int(d->path, "SELECT count(*) FROM message_text_todo") > 1;
+	     i++)
+		usleep(20000);
+	/* The bomb stays: the backfill does not parse it either (and does not loop on it). */
+	assert_int_equal(raw_int(d->path, "SELECT count(*) FROM message_text_todo"), 1);
+	assert_int_equal(raw_int(d->path, "SELECT count(*) FROM message_text"), 2);
+	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_SUBJECT, "gr\xc3\xbcsse"), U(4));
+	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_BODY, "nothing to"), U(3) | U(4));
+	store_free(&store);
+	workers_free(&workers);
+	event_base_free(base);
+}
+
+/* A snapshot answers as the index was when it began (a message expunged since is still a
+ * candidate, as it is in the searching session's view), and outlives the store. */
+static void
+test_store_search_snapshot(void **state)
+{
+	struct test_dir *d = *state;
+	struct store *store = open_store(d->path, true, NULL);
+	struct store_target t = {0, "INBOX", 0, "alice@example.org", NULL};
+	struct store_search_snap *snap, *later;
+	struct commit_result r;
+	char error[256], sql[160];
+	uint32_t *uids = NULL;
+	size_t n = 0;
+	int64_t inbox;
+
+	assert_int_equal(store_account_add(store, "alice@example.org", HASH, error, sizeof(error)),
+	                 1);
+	t.account_id = account_id(store, "alice@example.org");
+	deliver(store, search_msg3, strlen(search_msg3), &t, 1, &r);
+	assert_true(r.ok);
+	snprintf(sql, sizeof(sql), "SELECT id FROM mailboxes WHERE account_id = %lld AND name = 'INBOX'",
+	         (long long)t.account_id);
+	inbox = raw_int(d->path, sql);
+	snap = store_search_begin(store, error, sizeof(error));
+	assert_non_null(snap);
+	later = store_search_begin(store, error, sizeof(error));
+	assert_non_null(later);
+	print_message("# expunged after the snapshot began: still its candidate\n");
+	update_one(store, t.account_id, "INBOX", NULL, 0, (const uint32_t[]){1}, 1);
+	assert_int_equal(raw_int(d->path, "SELECT count(*) FROM message_text"), 0);
+	assert_int_equal(store_search_candidates(snap, inbox, STORE_SEARCH_BODY, "nothing to", &uids,
+	                                         &n, error, sizeof(error)),
+	                 1);
+	assert_int_equal(n, 1);
+	assert_int_equal(uids[0], 1);
+	free(uids);
+	store_search_end(&snap);
+	print_message("# a snapshot begun after the expunge: no candidate\n");
+	snap = store_search_begin(store, error, sizeof(error));
+	assert_int_equal(store_search_candidates(snap, inbox, STORE_SEARCH_BODY, "nothing to", &uids,
+	                                         &n, error, sizeof(error)),
+	                 1);
+	assert_int_equal(n, 0);
+	store_search_end(&snap);
+	print_message("# a snapshot outlives the store (a worker still querying at shutdown)\n");
+	store_free(&store);
+	assert_int_equal(store_search_candidates(later, inbox, STORE_SEARCH_TEXT, "plain", &uids, &n,
+	                                         error, sizeof(error)),
+	                 1);
+	assert_int_equal(n, 1);
+	free(uids);
+	store_search_end(&later);
+	assert_null(later);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_store_accounts, setup_dir, teardown_dir),
+	    cmocka_unit_test(test_store_search_query),
+	    cmocka_unit_test_setup_teardown(test_store_search_candidates, setup_dir, teardown_dir),
+	    cmocka_unit_test_setup_teardown(test_store_search_snapshot, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_commit_sync, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_abort_and_tmp, setup_dir, teardown_dir),
 	    cmocka_unit_test_setup_teardown(test_store_sweep_orphans, setup_dir, teardown_dir),
