@@ -2,33 +2,33 @@
  *
  * Keeps --concurrency sessions open against --host:--port (plaintext, loopback LOGIN). Each session
  * logs in as a different user: --user-format and --password-format with numbers --first-user ..
- * --first-user + --users - 1 (default user%03d@example.test / bench-password-%d, as bench/run creates
- * them), handed out from a queue so that no two sessions use one account at once (the APPEND/EXPUNGE
- * bookkeeping below relies on it). One session, one command at a time:
+ * --first-user + --users - 1 (default user%03d@example.test / bench-password-%d, as bench/run
+ * creates them), handed out from a queue so that no two sessions use one account at once (the
+ * APPEND/EXPUNGE bookkeeping below relies on it). One session, one command at a time:
  *
  *   LOGIN user pass
  *   SELECT INBOX
  *   FETCH 1:* (FLAGS ENVELOPE)
- *   FETCH 1:K BODY.PEEK[]                       K = --bodies (default 5), at most the messages there
- *   STORE 1:K +FLAGS (\Seen)                    -FLAGS on a user's odd sessions, so each STORE changes
- *   APPEND INBOX {N}                            a --append-size byte message (synchronizing literal)
- *   UID STORE u +FLAGS.SILENT (\Deleted)        u from APPENDUID, else the UIDNEXT seen at SELECT
- *   EXPUNGE
- *   LOGOUT                                      then wait for the server to close
+ *   FETCH 1:K BODY.PEEK[]                       K = --bodies (default 5), at most the messages
+ * there STORE 1:K +FLAGS (\Seen)                    -FLAGS on a user's odd sessions, so each STORE
+ * changes APPEND INBOX {N}                            a --append-size byte message (synchronizing
+ * literal) UID STORE u +FLAGS.SILENT (\Deleted)        u from APPENDUID, else the UIDNEXT seen at
+ * SELECT EXPUNGE LOGOUT                                      then wait for the server to close
  *
  * and the slot starts a new session with the next free user, until --sessions sessions have started
  * or --duration seconds have passed. A NO or BAD is counted as an error of that command and the
  * session goes on (after a failed LOGIN or SELECT straight to LOGOUT; after a failed APPEND the
- * \Deleted STORE is skipped, and so are the FETCHes and the STORE on an empty mailbox): the generator
- * works with a partial server and measures every command once it exists. Connection-level failures
- * (refused, no greeting, dropped, timed out, unparsable reply) end the session and are counted apart.
+ * \Deleted STORE is skipped, and so are the FETCHes and the STORE on an empty mailbox): the
+ * generator works with a partial server and measures every command once it exists. Connection-level
+ * failures (refused, no greeting, dropped, timed out, unparsable reply) end the session and are
+ * counted apart.
  *
- * Reports commands/s (tagged replies over the wall time), sessions/s, and per command: count, OK, NO,
- * BAD, skipped, and the latency from writing the command to reading its tagged reply (p50, p99, max;
- * for APPEND this includes the "+" round trip of the literal). Also the messages appended and
- * expunged (a difference means mailboxes grew), bodies fetched, and, with --server-pid, the server's
- * VmRSS and VmHWM from /proc/PID/status at the end. With --json the figures are one JSON line on
- * stdout (the human summary goes to stderr).
+ * Reports commands/s (tagged replies over the wall time), sessions/s, and per command: count, OK,
+ * NO, BAD, skipped, and the latency from writing the command to reading its tagged reply (p50, p99,
+ * max; for APPEND this includes the "+" round trip of the literal). Also the messages appended and
+ * expunged (a difference means mailboxes grew), bodies fetched, and, with --server-pid, the
+ * server's VmRSS and VmHWM from /proc/PID/status at the end. With --json the figures are one JSON
+ * line on stdout (the human summary goes to stderr).
  *
  * Server replies may carry literals ({N} at the end of a line) anywhere; they are skipped by count,
  * so only the first line of each response is interpreted. Single-threaded libevent loop, like
@@ -55,8 +55,8 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
-#define LOAD_LINE_MAX (1 << 20)		/* a reply line longer than this is a protocol error */
-#define LOAD_LITERAL_MAX (256u << 20)	/* so is a literal announced larger than this */
+#define LOAD_LINE_MAX (1 << 20)       /* a reply line longer than this is a protocol error */
+#define LOAD_LITERAL_MAX (256u << 20) /* so is a literal announced larger than this */
 
 /* The commands of one session, in order. */
 enum load_cmd {
@@ -73,8 +73,8 @@ enum load_cmd {
 };
 
 static const char *const load_cmd_names[CMD_KINDS] = {
-	"login", "select", "fetch_envelope", "fetch_body", "store_seen", "append", "store_deleted",
-	"expunge", "logout",
+    "login",  "select",        "fetch_envelope", "fetch_body", "store_seen",
+    "append", "store_deleted", "expunge",        "logout",
 };
 
 /* Errors that end a session (a NO or BAD does not: it counts against its command). */
@@ -89,16 +89,16 @@ enum load_error {
 };
 
 static const char *const load_error_names[LOAD_ERR_KINDS] = {
-	"connect", "greeting", "unexpected_bye", "connection_lost", "timeout", "protocol",
+    "connect", "greeting", "unexpected_bye", "connection_lost", "timeout", "protocol",
 };
 
 enum load_state {
-	LOAD_IDLE,	 /* no session: waiting for a user or the retry timer */
+	LOAD_IDLE, /* no session: waiting for a user or the retry timer */
 	LOAD_CONNECTING,
 	LOAD_GREETING,
-	LOAD_COMMAND,	 /* waiting for the tagged reply of s->cmd */
+	LOAD_COMMAND,     /* waiting for the tagged reply of s->cmd */
 	LOAD_APPEND_CONT, /* APPEND sent up to its literal: waiting for "+" (or a tagged refusal) */
-	LOAD_LOGOUT_EOF, /* LOGOUT answered: waiting for the server to close */
+	LOAD_LOGOUT_EOF,  /* LOGOUT answered: waiting for the server to close */
 };
 
 struct load_options {
@@ -129,20 +129,20 @@ struct load_session {
 	enum load_state state;
 	struct bufferevent *bev;
 	struct event *retry;
-	int user;		/* the user number held, or -1 */
-	enum load_cmd cmd;	/* the command in flight */
+	int user;          /* the user number held, or -1 */
+	enum load_cmd cmd; /* the command in flight */
 	char tag[16];
 	unsigned tag_seq;
-	struct timespec sent;	/* when the command was written */
-	uint32_t exists;	/* from the last "* N EXISTS" */
-	uint32_t uidnext;	/* from SELECT's [UIDNEXT n], 0 if none */
-	uint32_t appended_uid;	/* from APPEND's [APPENDUID v uid], 0 if none */
-	bool cmd_ok;		/* the tagged reply of the last command was OK */
-	bool seen_plus;		/* this session's STORE adds \Seen (else removes it) */
-	bool continuation;	/* the next line continues a response (it followed a literal) */
-	bool response_fetch;	/* the response being read is a "* n FETCH" */
-	uint64_t literal_left;	/* octets of a server literal still to skip */
-	int connect_failures;	/* consecutive */
+	struct timespec sent;  /* when the command was written */
+	uint32_t exists;       /* from the last "* N EXISTS" */
+	uint32_t uidnext;      /* from SELECT's [UIDNEXT n], 0 if none */
+	uint32_t appended_uid; /* from APPEND's [APPENDUID v uid], 0 if none */
+	bool cmd_ok;           /* the tagged reply of the last command was OK */
+	bool seen_plus;        /* this session's STORE adds \Seen (else removes it) */
+	bool continuation;     /* the next line continues a response (it followed a literal) */
+	bool response_fetch;   /* the response being read is a "* n FETCH" */
+	uint64_t literal_left; /* octets of a server literal still to skip */
+	int connect_failures;  /* consecutive */
 };
 
 struct load_run {
@@ -154,35 +154,38 @@ struct load_run {
 	int *free_users; /* FIFO of user numbers not in use */
 	int free_head, free_count;
 	unsigned *user_sessions; /* sessions started per user, for the \Seen toggle */
-	long started;	 /* sessions started */
-	long completed;	 /* sessions that reached the server's close after LOGOUT */
-	long failed;	 /* sessions ended by a connection-level error */
+	long started;            /* sessions started */
+	long completed;          /* sessions that reached the server's close after LOGOUT */
+	long failed;             /* sessions ended by a connection-level error */
 	long errors[LOAD_ERR_KINDS];
 	struct load_cmd_stats cmds[CMD_KINDS];
-	long appended;	 /* APPENDs answered OK */
-	long expunged;	 /* "* n EXPUNGE" responses seen */
-	long bodies;	 /* literals received in FETCH BODY.PEEK[] responses */
+	long appended; /* APPENDs answered OK */
+	long expunged; /* "* n EXPUNGE" responses seen */
+	long bodies;   /* literals received in FETCH BODY.PEEK[] responses */
 	uint64_t body_bytes;
 	int active_slots;
 	bool stopping;
 	struct timespec start, last_done;
-	char *message;	 /* the APPENDed message */
+	char *message; /* the APPENDed message */
 	size_t message_len;
 };
 
 static struct load_run run;
 
-static void load_now(struct timespec *ts)
+static void
+load_now(struct timespec *ts)
 {
 	clock_gettime(CLOCK_MONOTONIC, ts);
 }
 
-static double load_elapsed(const struct timespec *from, const struct timespec *to)
+static double
+load_elapsed(const struct timespec *from, const struct timespec *to)
 {
 	return (double)(to->tv_sec - from->tv_sec) + (double)(to->tv_nsec - from->tv_nsec) / 1e9;
 }
 
-static void *load_xrealloc(void *p, size_t n)
+static void *
+load_xrealloc(void *p, size_t n)
 {
 	p = realloc(p, n);
 	if (p == NULL) {
@@ -192,7 +195,8 @@ static void *load_xrealloc(void *p, size_t n)
 	return p;
 }
 
-static void load_record(struct load_cmd_stats *st, const struct timespec *since)
+static void
+load_record(struct load_cmd_stats *st, const struct timespec *since)
 {
 	struct timespec now;
 	double us;
@@ -207,7 +211,8 @@ static void load_record(struct load_cmd_stats *st, const struct timespec *since)
 }
 
 /* VmRSS and VmHWM of a process in KiB (0 when unknown). */
-static void load_server_rss(long pid, long *rss_r, long *hwm_r)
+static void
+load_server_rss(long pid, long *rss_r, long *hwm_r)
 {
 	char path[64], line[256];
 	FILE *fp;
@@ -228,9 +233,11 @@ static void load_server_rss(long pid, long *rss_r, long *hwm_r)
 	fclose(fp);
 }
 
-/* ---- the user queue ---------------------------------------------------------------------------- */
+/* ---- the user queue ----------------------------------------------------------------------------
+ */
 
-static int load_take_user(void)
+static int
+load_take_user(void)
 {
 	int user;
 
@@ -242,7 +249,8 @@ static int load_take_user(void)
 	return user;
 }
 
-static void load_give_user(int user)
+static void
+load_give_user(int user)
 {
 	if (user < 0)
 		return;
@@ -250,16 +258,19 @@ static void load_give_user(int user)
 	run.free_count++;
 }
 
-/* ---- sessions ------------------------------------------------------------------------------------ */
+/* ---- sessions
+ * ------------------------------------------------------------------------------------ */
 
 static void load_session_start(struct load_session *s);
 
-static bool load_may_start(void)
+static bool
+load_may_start(void)
 {
 	return !run.stopping && (run.opt.sessions == 0 || run.started < run.opt.sessions);
 }
 
-static void load_slot_retire(void)
+static void
+load_slot_retire(void)
 {
 	run.active_slots--;
 	if (run.active_slots == 0)
@@ -268,7 +279,8 @@ static void load_slot_retire(void)
 
 /* Ends the session's connection; ok says whether it completed. The slot goes on with a new session
  * (after delay_ms) or retires. */
-static void load_session_end(struct load_session *s, bool ok, int delay_ms)
+static void
+load_session_end(struct load_session *s, bool ok, int delay_ms)
 {
 	if (s->bev != NULL) {
 		bufferevent_free(s->bev);
@@ -293,7 +305,8 @@ static void load_session_end(struct load_session *s, bool ok, int delay_ms)
 	load_slot_retire();
 }
 
-static void load_session_fail(struct load_session *s, enum load_error kind)
+static void
+load_session_fail(struct load_session *s, enum load_error kind)
 {
 	run.errors[kind]++;
 	load_session_end(s, false, kind == LOAD_ERR_CONNECT ? 100 : 10);
@@ -301,9 +314,10 @@ static void load_session_fail(struct load_session *s, enum load_error kind)
 
 /* Writes a command line with a fresh tag and starts its clock. */
 static void load_command(struct load_session *s, enum load_cmd cmd, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
-static void load_command(struct load_session *s, enum load_cmd cmd, const char *fmt, ...)
+static void
+load_command(struct load_session *s, enum load_cmd cmd, const char *fmt, ...)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 	va_list ap;
@@ -320,7 +334,8 @@ static void load_command(struct load_session *s, enum load_cmd cmd, const char *
 }
 
 /* The user's name or password, from a format checked to hold one %d. */
-static void load_user_string(const struct load_session *s, const char *format, char *buf, size_t size)
+static void
+load_user_string(const struct load_session *s, const char *format, char *buf, size_t size)
 {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
@@ -329,20 +344,23 @@ static void load_user_string(const struct load_session *s, const char *format, c
 }
 
 /* How many messages the FETCHes and the \Seen STORE cover (1:K). */
-static uint32_t load_window(const struct load_session *s)
+static uint32_t
+load_window(const struct load_session *s)
 {
 	return s->exists < (uint32_t)run.opt.bodies ? s->exists : (uint32_t)run.opt.bodies;
 }
 
 /* Sends cmd, or counts it skipped and moves on when it cannot apply. */
-static void load_issue(struct load_session *s, enum load_cmd cmd)
+static void
+load_issue(struct load_session *s, enum load_cmd cmd)
 {
 	char user[256], pass[256];
 
 	for (;;) {
 		switch (cmd) {
 		case CMD_LOGIN:
-			/* The default formats need no quoting; a format with '"' or '\' would need it. */
+			/* The default formats need no quoting; a format with '"' or '\' would need
+			 * it. */
 			load_user_string(s, run.opt.user_format, user, sizeof(user));
 			load_user_string(s, run.opt.password_format, pass, sizeof(pass));
 			load_command(s, cmd, "LOGIN \"%s\" \"%s\"", user, pass);
@@ -366,7 +384,7 @@ static void load_issue(struct load_session *s, enum load_cmd cmd)
 			if (s->exists == 0)
 				break;
 			load_command(s, cmd, "STORE 1:%" PRIu32 " %cFLAGS (\\Seen)", load_window(s),
-				     s->seen_plus ? '+' : '-');
+			             s->seen_plus ? '+' : '-');
 			return;
 		case CMD_APPEND:
 			s->appended_uid = 0;
@@ -377,7 +395,8 @@ static void load_issue(struct load_session *s, enum load_cmd cmd)
 
 			if (!s->cmd_ok || uid == 0)
 				break; /* nothing appended, or no way to name it */
-			load_command(s, cmd, "UID STORE %" PRIu32 " +FLAGS.SILENT (\\Deleted)", uid);
+			load_command(s, cmd, "UID STORE %" PRIu32 " +FLAGS.SILENT (\\Deleted)",
+			             uid);
 			return;
 		}
 		case CMD_EXPUNGE:
@@ -395,7 +414,8 @@ static void load_issue(struct load_session *s, enum load_cmd cmd)
 }
 
 /* The tagged reply of s->cmd arrived: record it and send what comes next. */
-static void load_tagged(struct load_session *s, const char *status, const char *rest)
+static void
+load_tagged(struct load_session *s, const char *status, const char *rest)
 {
 	struct load_cmd_stats *st = &run.cmds[s->cmd];
 	bool ok = strcasecmp(status, "OK") == 0;
@@ -426,7 +446,8 @@ static void load_tagged(struct load_session *s, const char *status, const char *
 
 		if (ok) {
 			run.appended++;
-			if (code != NULL && sscanf(code + 11, "%lu %lu", &v, &uid) == 2 && uid <= UINT32_MAX)
+			if (code != NULL && sscanf(code + 11, "%lu %lu", &v, &uid) == 2 &&
+			    uid <= UINT32_MAX)
 				s->appended_uid = (uint32_t)uid;
 		}
 		next = CMD_STORE_DELETED;
@@ -447,7 +468,8 @@ static void load_tagged(struct load_session *s, const char *status, const char *
 }
 
 /* Parses "* n WORD" into n and word; false when the response is not of that form. */
-static bool load_untagged_number(const char *line, uint32_t *n_r, const char **word_r)
+static bool
+load_untagged_number(const char *line, uint32_t *n_r, const char **word_r)
 {
 	char *end;
 	unsigned long n;
@@ -463,7 +485,8 @@ static bool load_untagged_number(const char *line, uint32_t *n_r, const char **w
 }
 
 /* The first line of a response (the literals and continuation lines that follow it are not). */
-static void load_response(struct load_session *s, const char *line, size_t len)
+static void
+load_response(struct load_session *s, const char *line, size_t len)
 {
 	size_t taglen = strlen(s->tag);
 
@@ -535,7 +558,8 @@ static void load_response(struct load_session *s, const char *line, size_t len)
 }
 
 /* If the line ends with a literal announcement "{N}", returns true with N. */
-static bool load_literal_at_end(const char *line, size_t len, uint64_t *n_r)
+static bool
+load_literal_at_end(const char *line, size_t len, uint64_t *n_r)
 {
 	size_t i;
 	uint64_t n = 0;
@@ -553,7 +577,8 @@ static bool load_literal_at_end(const char *line, size_t len, uint64_t *n_r)
 	return true;
 }
 
-static void load_read_cb(struct bufferevent *bev, void *arg)
+static void
+load_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct load_session *s = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
@@ -572,7 +597,8 @@ static void load_read_cb(struct bufferevent *bev, void *arg)
 			continue;
 		}
 
-		struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_CRLF_STRICT);
+		struct evbuffer_ptr eol =
+		    evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_CRLF_STRICT);
 		char stack[2048], *line;
 		size_t len;
 		uint64_t lit;
@@ -610,7 +636,8 @@ static void load_read_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
-static void load_event_cb(struct bufferevent *bev, short events, void *arg)
+static void
+load_event_cb(struct bufferevent *bev, short events, void *arg)
 {
 	struct load_session *s = arg;
 
@@ -634,7 +661,8 @@ static void load_event_cb(struct bufferevent *bev, short events, void *arg)
 	load_session_fail(s, (events & BEV_EVENT_TIMEOUT) ? LOAD_ERR_TIMEOUT : LOAD_ERR_CLOSED);
 }
 
-static void load_session_start(struct load_session *s)
+static void
+load_session_start(struct load_session *s)
 {
 	struct timeval timeout = {run.opt.timeout, 0};
 
@@ -667,54 +695,63 @@ static void load_session_start(struct load_session *s)
 	bufferevent_setcb(s->bev, load_read_cb, NULL, load_event_cb, s);
 	bufferevent_set_timeouts(s->bev, &timeout, &timeout);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-	if (bufferevent_socket_connect(s->bev, (struct sockaddr *)&run.addr, (int)run.addr_len) < 0) {
+	if (bufferevent_socket_connect(s->bev, (struct sockaddr *)&run.addr, (int)run.addr_len) <
+	    0) {
 		s->connect_failures++;
 		load_session_fail(s, LOAD_ERR_CONNECT);
 	}
 }
 
-static void load_retry_cb(evutil_socket_t fd, short what, void *arg)
+static void
+load_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
 	load_session_start(arg);
 }
 
-static void load_stop_cb(evutil_socket_t fd, short what, void *arg)
+static void
+load_stop_cb(evutil_socket_t fd, short what, void *arg)
 {
 	run.stopping = true;
 }
 
-/* ---- figures --------------------------------------------------------------------------------------- */
+/* ---- figures
+ * --------------------------------------------------------------------------------------- */
 
-static int load_cmp_u32(const void *a, const void *b)
+static int
+load_cmp_u32(const void *a, const void *b)
 {
 	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
 
 	return x < y ? -1 : x > y;
 }
 
-static double load_pct_ms(const struct load_cmd_stats *st, double p)
+static double
+load_pct_ms(const struct load_cmd_stats *st, double p)
 {
 	if (st->n == 0)
 		return 0;
 	return st->us[(size_t)(p * (double)(st->n - 1) + 0.5)] / 1000.0;
 }
 
-static double load_max_ms(const struct load_cmd_stats *st)
+static double
+load_max_ms(const struct load_cmd_stats *st)
 {
 	return st->n ? st->us[st->n - 1] / 1000.0 : 0;
 }
 
-static void load_make_message(size_t size)
+static void
+load_make_message(size_t size)
 {
 	static const char head[] = "From: imap-load <load@bench.test>\r\n"
-				   "To: <mailbox@example.test>\r\n"
-				   "Subject: imap-load APPEND\r\n"
-				   "Date: Tue, 24 Nov 2026 12:00:00 +0000\r\n"
-				   "Message-ID: <append@imap-load.test>\r\n"
-				   "MIME-Version: 1.0\r\n"
-				   "Content-Type: text/plain; charset=us-ascii\r\n"
-				   "\r\n";
-	static const char line[] = "The quick brown fox jumps over the lazy dog; imap-load filler 0123456789\r\n";
+	                           "To: <mailbox@example.test>\r\n"
+	                           "Subject: imap-load APPEND\r\n"
+	                           "Date: Tue, 24 Nov 2026 12:00:00 +0000\r\n"
+	                           "Message-ID: <append@imap-load.test>\r\n"
+	                           "MIME-Version: 1.0\r\n"
+	                           "Content-Type: text/plain; charset=us-ascii\r\n"
+	                           "\r\n";
+	static const char line[] =
+	    "The quick brown fox jumps over the lazy dog; imap-load filler 0123456789\r\n";
 	size_t len = sizeof(head) - 1;
 
 	if (size < len + 2)
@@ -737,30 +774,41 @@ static void load_make_message(size_t size)
 	run.message_len = len;
 }
 
-static void load_usage(FILE *fp)
+static void
+load_usage(FILE *fp)
 {
-	fprintf(fp,
-		"usage: imap-load [--host H] [--port P] [--concurrency C] [--users N] [--first-user K]\n"
-		"                 [--user-format F] [--password-format F] [--sessions N] [--duration T]\n"
-		"                 [--bodies K] [--append-size B] [--timeout S] [--server-pid PID] [--json]\n"
-		"  --host             server address (default 127.0.0.1)\n"
-		"  --port             server port, plaintext IMAP (default 2143)\n"
-		"  --concurrency      sessions open at once (default 10; at most --users)\n"
-		"  --users            how many users to log in as (default 100)\n"
-		"  --first-user       number of the first user (default 1)\n"
-		"  --user-format      printf format of a user name from its number (default user%%03d@example.test)\n"
-		"  --password-format  printf format of a password from the number (default bench-password-%%d)\n"
-		"  --sessions         sessions to run in total (default: --users, unless --duration is given)\n"
-		"  --duration         stop starting new sessions after T seconds\n"
-		"  --bodies           messages whose full body each session fetches, 1:K (default 5)\n"
-		"  --append-size      size of the APPENDed message in bytes (default 4096)\n"
-		"  --timeout          seconds without progress before a session counts as timed out (default 60)\n"
-		"  --server-pid       report this process's VmRSS and VmHWM at the end (the server's pid)\n"
-		"  --json             print the figures as one JSON line on stdout\n");
+	fprintf(
+	    fp,
+	    "usage: imap-load [--host H] [--port P] [--concurrency C] [--users N] [--first-user "
+	    "K]\n"
+	    "                 [--user-format F] [--password-format F] [--sessions N] [--duration "
+	    "T]\n"
+	    "                 [--bodies K] [--append-size B] [--timeout S] [--server-pid PID] "
+	    "[--json]\n"
+	    "  --host             server address (default 127.0.0.1)\n"
+	    "  --port             server port, plaintext IMAP (default 2143)\n"
+	    "  --concurrency      sessions open at once (default 10; at most --users)\n"
+	    "  --users            how many users to log in as (default 100)\n"
+	    "  --first-user       number of the first user (default 1)\n"
+	    "  --user-format      printf format of a user name from its number (default "
+	    "user%%03d@example.test)\n"
+	    "  --password-format  printf format of a password from the number (default "
+	    "bench-password-%%d)\n"
+	    "  --sessions         sessions to run in total (default: --users, unless --duration is "
+	    "given)\n"
+	    "  --duration         stop starting new sessions after T seconds\n"
+	    "  --bodies           messages whose full body each session fetches, 1:K (default 5)\n"
+	    "  --append-size      size of the APPENDed message in bytes (default 4096)\n"
+	    "  --timeout          seconds without progress before a session counts as timed out "
+	    "(default 60)\n"
+	    "  --server-pid       report this process's VmRSS and VmHWM at the end (the server's "
+	    "pid)\n"
+	    "  --json             print the figures as one JSON line on stdout\n");
 }
 
 /* A format must hold exactly one %d (or %0Nd) and no other conversion. */
-static bool load_format_ok(const char *f)
+static bool
+load_format_ok(const char *f)
 {
 	int conversions = 0;
 
@@ -781,7 +829,8 @@ static bool load_format_ok(const char *f)
 	return conversions == 1;
 }
 
-static void load_report(double wall, long rss, long hwm)
+static void
+load_report(double wall, long rss, long hwm)
 {
 	FILE *human = run.opt.json ? stderr : stdout;
 	const struct load_options *o = &run.opt;
@@ -799,25 +848,29 @@ static void load_report(double wall, long rss, long hwm)
 	double cps = wall > 0 ? (double)commands / wall : 0;
 	double sps = wall > 0 ? (double)run.completed / wall : 0;
 
-	fprintf(human, "imap-load: %s:%s concurrency=%d users=%d sessions=%ld duration=%.1f bodies=%d "
-		"append-size=%zu\n", o->host, o->port, o->concurrency, o->users, o->sessions, o->duration,
-		o->bodies, run.message_len);
-	fprintf(human, "  sessions %ld completed (%ld failed) in %.2f s: %.1f sessions/s, %.0f commands/s\n",
-		run.completed, run.failed, wall, sps, cps);
-	fprintf(human, "  %-15s %8s %8s %6s %6s %8s %9s %9s %9s\n", "command", "count", "ok", "no", "bad",
-		"skipped", "p50 ms", "p99 ms", "max ms");
+	fprintf(human,
+	        "imap-load: %s:%s concurrency=%d users=%d sessions=%ld duration=%.1f bodies=%d "
+	        "append-size=%zu\n",
+	        o->host, o->port, o->concurrency, o->users, o->sessions, o->duration, o->bodies,
+	        run.message_len);
+	fprintf(
+	    human,
+	    "  sessions %ld completed (%ld failed) in %.2f s: %.1f sessions/s, %.0f commands/s\n",
+	    run.completed, run.failed, wall, sps, cps);
+	fprintf(human, "  %-15s %8s %8s %6s %6s %8s %9s %9s %9s\n", "command", "count", "ok", "no",
+	        "bad", "skipped", "p50 ms", "p99 ms", "max ms");
 	for (int k = 0; k < CMD_KINDS; k++) {
 		const struct load_cmd_stats *st = &run.cmds[k];
 
-		fprintf(human, "  %-15s %8zu %8ld %6ld %6ld %8ld %9.2f %9.2f %9.2f\n", load_cmd_names[k], st->n,
-			st->ok, st->no, st->bad, st->skipped, load_pct_ms(st, 0.50), load_pct_ms(st, 0.99),
-			load_max_ms(st));
+		fprintf(human, "  %-15s %8zu %8ld %6ld %6ld %8ld %9.2f %9.2f %9.2f\n",
+		        load_cmd_names[k], st->n, st->ok, st->no, st->bad, st->skipped,
+		        load_pct_ms(st, 0.50), load_pct_ms(st, 0.99), load_max_ms(st));
 	}
-	fprintf(human, "  appended %ld, expunged %ld, bodies fetched %ld (%.1f MB)\n", run.appended, run.expunged,
-		run.bodies, (double)run.body_bytes / 1e6);
+	fprintf(human, "  appended %ld, expunged %ld, bodies fetched %ld (%.1f MB)\n", run.appended,
+	        run.expunged, run.bodies, (double)run.body_bytes / 1e6);
 	if (o->server_pid > 0)
-		fprintf(human, "  server pid %ld: VmRSS %.1f MiB, VmHWM %.1f MiB\n", o->server_pid, rss / 1024.0,
-			hwm / 1024.0);
+		fprintf(human, "  server pid %ld: VmRSS %.1f MiB, VmHWM %.1f MiB\n", o->server_pid,
+		        rss / 1024.0, hwm / 1024.0);
 	fprintf(human, "  errors: %ld (NO/BAD by command above)", errors);
 	for (int i = 0; i < LOAD_ERR_KINDS; i++)
 		if (run.errors[i])
@@ -825,14 +878,17 @@ static void load_report(double wall, long rss, long hwm)
 	fprintf(human, "\n");
 	if (!o->json)
 		return;
-	printf("{\"host\":\"%s\",\"port\":%s,\"concurrency\":%d,\"users\":%d,\"sessions_started\":%ld,"
-	       "\"sessions\":%ld,\"failed_sessions\":%ld,\"elapsed_s\":%.3f,\"sessions_per_s\":%.2f,"
-	       "\"commands\":%ld,\"commands_per_s\":%.1f,\"bodies\":%d,\"append_size\":%zu,\"appended\":%ld,"
-	       "\"expunged\":%ld,\"bodies_fetched\":%ld,\"body_bytes\":%" PRIu64 ",\"server_rss_kib\":%ld,"
-	       "\"server_hwm_kib\":%ld,\"errors\":%ld,\"by_command\":{",
-	       o->host, o->port, o->concurrency, o->users, run.started, run.completed, run.failed, wall, sps,
-	       commands, cps, o->bodies, run.message_len, run.appended, run.expunged, run.bodies, run.body_bytes,
-	       rss, hwm, errors);
+	printf(
+	    "{\"host\":\"%s\",\"port\":%s,\"concurrency\":%d,\"users\":%d,\"sessions_started\":%ld,"
+	    "\"sessions\":%ld,\"failed_sessions\":%ld,\"elapsed_s\":%.3f,\"sessions_per_s\":%.2f,"
+	    "\"commands\":%ld,\"commands_per_s\":%.1f,\"bodies\":%d,\"append_size\":%zu,"
+	    "\"appended\":%ld,"
+	    "\"expunged\":%ld,\"bodies_fetched\":%ld,\"body_bytes\":%" PRIu64
+	    ",\"server_rss_kib\":%ld,"
+	    "\"server_hwm_kib\":%ld,\"errors\":%ld,\"by_command\":{",
+	    o->host, o->port, o->concurrency, o->users, run.started, run.completed, run.failed,
+	    wall, sps, commands, cps, o->bodies, run.message_len, run.appended, run.expunged,
+	    run.bodies, run.body_bytes, rss, hwm, errors);
 	for (int k = 0; k < CMD_KINDS; k++) {
 		const struct load_cmd_stats *st = &run.cmds[k];
 
@@ -853,25 +909,26 @@ static void load_report(double wall, long rss, long hwm)
 	printf("}}\n");
 }
 
-int main(int argc, char **argv)
+int
+main(int argc, char **argv)
 {
 	static const struct option long_options[] = {
-		{"host", required_argument, NULL, 'h'},
-		{"port", required_argument, NULL, 'p'},
-		{"concurrency", required_argument, NULL, 'c'},
-		{"users", required_argument, NULL, 'u'},
-		{"first-user", required_argument, NULL, 'F'},
-		{"user-format", required_argument, NULL, 'U'},
-		{"password-format", required_argument, NULL, 'P'},
-		{"sessions", required_argument, NULL, 'n'},
-		{"duration", required_argument, NULL, 'd'},
-		{"bodies", required_argument, NULL, 'b'},
-		{"append-size", required_argument, NULL, 'a'},
-		{"timeout", required_argument, NULL, 't'},
-		{"server-pid", required_argument, NULL, 's'},
-		{"json", no_argument, NULL, 'j'},
-		{"help", no_argument, NULL, 'H'},
-		{NULL, 0, NULL, 0},
+	    {"host", required_argument, NULL, 'h'},
+	    {"port", required_argument, NULL, 'p'},
+	    {"concurrency", required_argument, NULL, 'c'},
+	    {"users", required_argument, NULL, 'u'},
+	    {"first-user", required_argument, NULL, 'F'},
+	    {"user-format", required_argument, NULL, 'U'},
+	    {"password-format", required_argument, NULL, 'P'},
+	    {"sessions", required_argument, NULL, 'n'},
+	    {"duration", required_argument, NULL, 'd'},
+	    {"bodies", required_argument, NULL, 'b'},
+	    {"append-size", required_argument, NULL, 'a'},
+	    {"timeout", required_argument, NULL, 't'},
+	    {"server-pid", required_argument, NULL, 's'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'H'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct load_options *o = &run.opt;
 	int ch;
@@ -889,32 +946,68 @@ int main(int argc, char **argv)
 	o->timeout = 60;
 	while ((ch = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
 		switch (ch) {
-		case 'h': o->host = optarg; break;
-		case 'p': o->port = optarg; break;
-		case 'c': o->concurrency = atoi(optarg); break;
-		case 'u': o->users = atoi(optarg); break;
-		case 'F': o->first_user = atoi(optarg); break;
-		case 'U': o->user_format = optarg; break;
-		case 'P': o->password_format = optarg; break;
-		case 'n': o->sessions = atol(optarg); break;
-		case 'd': o->duration = atof(optarg); break;
-		case 'b': o->bodies = atoi(optarg); break;
-		case 'a': o->append_size = (size_t)atol(optarg); break;
-		case 't': o->timeout = atoi(optarg); break;
-		case 's': o->server_pid = atol(optarg); break;
-		case 'j': o->json = true; break;
-		case 'H': load_usage(stdout); return 0;
-		default: load_usage(stderr); return 2;
+		case 'h':
+			o->host = optarg;
+			break;
+		case 'p':
+			o->port = optarg;
+			break;
+		case 'c':
+			o->concurrency = atoi(optarg);
+			break;
+		case 'u':
+			o->users = atoi(optarg);
+			break;
+		case 'F':
+			o->first_user = atoi(optarg);
+			break;
+		case 'U':
+			o->user_format = optarg;
+			break;
+		case 'P':
+			o->password_format = optarg;
+			break;
+		case 'n':
+			o->sessions = atol(optarg);
+			break;
+		case 'd':
+			o->duration = atof(optarg);
+			break;
+		case 'b':
+			o->bodies = atoi(optarg);
+			break;
+		case 'a':
+			o->append_size = (size_t)atol(optarg);
+			break;
+		case 't':
+			o->timeout = atoi(optarg);
+			break;
+		case 's':
+			o->server_pid = atol(optarg);
+			break;
+		case 'j':
+			o->json = true;
+			break;
+		case 'H':
+			load_usage(stdout);
+			return 0;
+		default:
+			load_usage(stderr);
+			return 2;
 		}
 	}
-	if (optind != argc || o->concurrency <= 0 || o->users <= 0 || o->timeout <= 0 || o->bodies <= 0 ||
-	    o->append_size > 60000 || !load_format_ok(o->user_format) || !load_format_ok(o->password_format)) {
+	if (optind != argc || o->concurrency <= 0 || o->users <= 0 || o->timeout <= 0 ||
+	    o->bodies <= 0 || o->append_size > 60000 || !load_format_ok(o->user_format) ||
+	    !load_format_ok(o->password_format)) {
 		load_usage(stderr);
 		return 2;
 	}
 	if (o->concurrency > o->users) {
-		fprintf(stderr, "imap-load: --concurrency %d > --users %d: one session per account at a time, "
-			"so using %d\n", o->concurrency, o->users, o->users);
+		fprintf(
+		    stderr,
+		    "imap-load: --concurrency %d > --users %d: one session per account at a time, "
+		    "so using %d\n",
+		    o->concurrency, o->users, o->users);
 		o->concurrency = o->users;
 	}
 	if (o->sessions < 0)
@@ -962,8 +1055,9 @@ int main(int argc, char **argv)
 
 	evsignal_add(sigint, NULL);
 	if (o->duration > 0) {
-		struct timeval tv = {(time_t)o->duration,
-				     (suseconds_t)((o->duration - (double)(time_t)o->duration) * 1e6)};
+		struct timeval tv = {
+		    (time_t)o->duration,
+		    (suseconds_t)((o->duration - (double)(time_t)o->duration) * 1e6)};
 
 		duration = evtimer_new(run.base, load_stop_cb, NULL);
 		evtimer_add(duration, &tv);
@@ -1002,6 +1096,7 @@ int main(int argc, char **argv)
 	free(run.free_users);
 	free(run.user_sessions);
 	free(run.message);
-	/* NO/BAD answers are reported, not fatal: commands still being written answer them today. */
+	/* NO/BAD answers are reported, not fatal: commands still being written answer them today.
+	 */
 	return run.failed > 0 || run.completed == 0 ? 1 : 0;
 }

@@ -1,20 +1,20 @@
-/* notify-latency: idle IMAP (and push) clients, memory per connection, and the time from an SMTP 250
- * to the new-mail event at each client (issues 5 and 6).
+/* notify-latency: idle IMAP (and push) clients, memory per connection, and the time from an SMTP
+ * 250 to the new-mail event at each client (issues 5 and 6).
  *
  * 1. Opens --imap-clients IMAP connections (plaintext, loopback LOGIN): client i logs in as account
  *    i mod --accounts (user%03d@example.test / bench-password-%d from --first-user, as bench/run
- *    makes them), SELECTs INBOX and enters IDLE. The first --accounts clients go first and alone, so
- *    each account's one argon2id hash is done (and the login cached) before the others log in; at
+ *    makes them), SELECTs INBOX and enters IDLE. The first --accounts clients go first and alone,
+ * so each account's one argon2id hash is done (and the login cached) before the others log in; at
  *    most --connect-batch clients are being set up at once. With --push-port, --push-clients push
  *    connections follow (client i watches account i mod --accounts; AUTH PLAIN, WATCH INBOX, then
  *    one JSON line per event: docs/push-protocol.md).
  * 2. With --server-pid, reads the server's VmRSS before the first connection, once the first
  *    --accounts IMAP clients idle, once all IMAP clients idle and once all push clients are ready,
  *    and reports memory per connection from the differences.
- * 3. Sends --messages messages over SMTP to --smtp-port: message m goes to account m mod --accounts,
- *    with the subject "notify-latency-<m>", over --smtp-concurrency connections (at most one per
- *    account: an account's messages go one after the other on one connection, so the n-th EXISTS
- *    an idling client sees is the n-th message sent to its account).
+ * 3. Sends --messages messages over SMTP to --smtp-port: message m goes to account m mod
+ * --accounts, with the subject "notify-latency-<m>", over --smtp-concurrency connections (at most
+ * one per account: an account's messages go one after the other on one connection, so the n-th
+ * EXISTS an idling client sees is the n-th message sent to its account).
  * 4. Records when each 250 arrives and when each client sees each message (IMAP: "* n EXISTS" with
  *    n counted from the EXISTS of SELECT; push: the event line naming the subject), waits up to
  *    --wait seconds after the last 250 for the events still missing, and reports per path the
@@ -61,35 +61,35 @@ enum lat_error {
 	LAT_ERR_IMAP_LOGIN,
 	LAT_ERR_IMAP_SELECT,
 	LAT_ERR_IMAP_IDLE,
-	LAT_ERR_IMAP_DROPPED,	/* connection lost or BYE after it was idling */
+	LAT_ERR_IMAP_DROPPED, /* connection lost or BYE after it was idling */
 	LAT_ERR_PUSH_CONNECT,
 	LAT_ERR_PUSH_GREETING,
 	LAT_ERR_PUSH_AUTH,
 	LAT_ERR_PUSH_WATCH,
 	LAT_ERR_PUSH_DROPPED,
 	LAT_ERR_SMTP_CONNECT,
-	LAT_ERR_SMTP_REJECTED,	/* a MAIL, RCPT, DATA or final reply that was not 2xx/354 */
+	LAT_ERR_SMTP_REJECTED, /* a MAIL, RCPT, DATA or final reply that was not 2xx/354 */
 	LAT_ERR_SMTP_DROPPED,
 	LAT_ERR_PROTOCOL,
 	LAT_ERR_KINDS
 };
 
 static const char *const lat_error_names[LAT_ERR_KINDS] = {
-	"imap_connect", "imap_greeting", "imap_login", "imap_select", "imap_idle", "imap_dropped",
-	"push_connect", "push_greeting", "push_auth", "push_watch", "push_dropped",
-	"smtp_connect", "smtp_rejected", "smtp_dropped", "protocol",
+    "imap_connect", "imap_greeting", "imap_login",    "imap_select",  "imap_idle",
+    "imap_dropped", "push_connect",  "push_greeting", "push_auth",    "push_watch",
+    "push_dropped", "smtp_connect",  "smtp_rejected", "smtp_dropped", "protocol",
 };
 
 enum lat_path { PATH_IMAP, PATH_PUSH, PATHS };
 static const char *const lat_path_names[PATHS] = {"imap", "push"};
 
 enum lat_cstate {
-	C_OFF,		/* not started */
+	C_OFF, /* not started */
 	C_CONNECTING,
 	C_GREETING,
-	C_LOGIN,	/* IMAP LOGIN, push AUTH */
-	C_SELECT,	/* IMAP SELECT, push WATCH */
-	C_IDLE_WAIT,	/* IMAP: waiting for "+" after IDLE */
+	C_LOGIN,     /* IMAP LOGIN, push AUTH */
+	C_SELECT,    /* IMAP SELECT, push WATCH */
+	C_IDLE_WAIT, /* IMAP: waiting for "+" after IDLE */
 	C_READY,
 	C_DEAD,
 };
@@ -100,10 +100,10 @@ struct lat_client {
 	enum lat_cstate state;
 	int account;
 	struct bufferevent *bev;
-	uint32_t base;		/* IMAP: EXISTS at SELECT */
-	uint32_t seen;		/* IMAP: messages of the account seen so far */
-	bool was_ready;		/* got ready once (it may have dropped since) */
-	int64_t *ev_ns;		/* per message of the account (j = 0, 1, ...): when it was seen, 0 = not */
+	uint32_t base;  /* IMAP: EXISTS at SELECT */
+	uint32_t seen;  /* IMAP: messages of the account seen so far */
+	bool was_ready; /* got ready once (it may have dropped since) */
+	int64_t *ev_ns; /* per message of the account (j = 0, 1, ...): when it was seen, 0 = not */
 };
 
 enum lat_sstate { S_CONNECTING, S_BANNER, S_EHLO, S_TXN, S_DATA_END, S_RSET, S_QUIT, S_DONE };
@@ -112,10 +112,10 @@ enum lat_sstate { S_CONNECTING, S_BANNER, S_EHLO, S_TXN, S_DATA_END, S_RSET, S_Q
 struct lat_sender {
 	enum lat_sstate state;
 	struct bufferevent *bev;
-	long *msgs;		/* message numbers, in sending order */
+	long *msgs; /* message numbers, in sending order */
 	size_t nmsgs, pos;
-	struct event *pace;	/* --rate: waits for the next message's time */
-	int replies;		/* of the pipelined MAIL, RCPT, DATA */
+	struct event *pace; /* --rate: waits for the next message's time */
+	int replies;        /* of the pipelined MAIL, RCPT, DATA */
 	bool txn_ok;
 };
 
@@ -150,22 +150,22 @@ struct lat_run {
 	SSL_CTX *ssl_ctx;
 	struct lat_client *clients; /* IMAP first, then push */
 	int nclients;
-	int next_client;	/* next to start */
-	int phase_end;		/* clients below this index may start in this phase */
-	int phase;		/* 1: first IMAP per account, 2: other IMAP, 3: push, 4: sending, 5: waiting */
-	int in_setup;		/* clients started and not yet ready or dead */
-	int settled;		/* clients ready or dead */
+	int next_client; /* next to start */
+	int phase_end;   /* clients below this index may start in this phase */
+	int phase; /* 1: first IMAP per account, 2: other IMAP, 3: push, 4: sending, 5: waiting */
+	int in_setup; /* clients started and not yet ready or dead */
+	int settled;  /* clients ready or dead */
 	int ready[PATHS];
 	struct lat_sender *senders;
 	int nsenders, senders_done;
-	int64_t *t250_ns;	/* per message: when its 250 was read; 0 = none; -1 = failed */
-	int64_t *tdot_ns;	/* per message: when its final "." was written */
+	int64_t *t250_ns; /* per message: when its 250 was read; 0 = none; -1 = failed */
+	int64_t *tdot_ns; /* per message: when its final "." was written */
 	long delivered;
 	long errors[LAT_ERR_KINDS];
-	long unexpected[PATHS];	/* events for no message we sent, or seen twice */
+	long unexpected[PATHS]; /* events for no message we sent, or seen twice */
 	long rss_before, rss_warm, rss_imap, rss_push; /* KiB */
 	struct timespec t_start, t_warm, t_setup, t_sent, t_end;
-	int64_t send_start_ns;	/* --rate: message m is sent no earlier than this + m / rate */
+	int64_t send_start_ns; /* --rate: message m is sent no earlier than this + m / rate */
 	struct event *tick;
 	int64_t wait_deadline_ns;
 	char *body;
@@ -174,7 +174,8 @@ struct lat_run {
 
 static struct lat_run run;
 
-static int64_t lat_ns(void)
+static int64_t
+lat_ns(void)
 {
 	struct timespec ts;
 
@@ -182,12 +183,14 @@ static int64_t lat_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static double lat_elapsed(const struct timespec *from, const struct timespec *to)
+static double
+lat_elapsed(const struct timespec *from, const struct timespec *to)
 {
 	return (double)(to->tv_sec - from->tv_sec) + (double)(to->tv_nsec - from->tv_nsec) / 1e9;
 }
 
-static void *lat_xcalloc(size_t n, size_t size)
+static void *
+lat_xcalloc(size_t n, size_t size)
 {
 	void *p = calloc(n ? n : 1, size);
 
@@ -199,7 +202,8 @@ static void *lat_xcalloc(size_t n, size_t size)
 }
 
 /* VmRSS of a process in KiB (0 when unknown). */
-static long lat_server_rss(void)
+static long
+lat_server_rss(void)
 {
 	char path[64], line[256];
 	long rss = 0;
@@ -219,14 +223,16 @@ static long lat_server_rss(void)
 }
 
 /* How many of the messages 0..M-1 go to account a (m mod accounts == a). */
-static long lat_account_messages(int a)
+static long
+lat_account_messages(int a)
 {
 	long m = run.opt.messages, n = run.opt.accounts;
 
 	return a < m ? (m - a + n - 1) / n : 0;
 }
 
-static void lat_user_string(int account, const char *format, char *buf, size_t size)
+static void
+lat_user_string(int account, const char *format, char *buf, size_t size)
 {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
@@ -234,9 +240,11 @@ static void lat_user_string(int account, const char *format, char *buf, size_t s
 #pragma GCC diagnostic pop
 }
 
-static void lat_send(struct bufferevent *bev, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
 static void lat_send(struct bufferevent *bev, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+lat_send(struct bufferevent *bev, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -246,7 +254,8 @@ static void lat_send(struct bufferevent *bev, const char *fmt, ...)
 }
 
 /* Reads one CRLF (or LF) line into buf; 1 got one, 0 none yet, -1 too long. */
-static int lat_readline(struct bufferevent *bev, char *buf, size_t size)
+static int
+lat_readline(struct bufferevent *bev, char *buf, size_t size)
 {
 	struct evbuffer *in = bufferevent_get_input(bev);
 	struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
@@ -265,14 +274,16 @@ static int lat_readline(struct bufferevent *bev, char *buf, size_t size)
 	return 1;
 }
 
-/* ---- phases ------------------------------------------------------------------------------------ */
+/* ---- phases ------------------------------------------------------------------------------------
+ */
 
 static void lat_client_start(struct lat_client *c);
 static void lat_senders_start(void);
 static void lat_setup_phases(void);
 
 /* Starts clients of this phase while there is room; moves on when the phase is done. */
-static void lat_setup_pump(void)
+static void
+lat_setup_pump(void)
 {
 	static bool busy, again;
 
@@ -292,7 +303,8 @@ static void lat_setup_pump(void)
 }
 
 /* The body of lat_setup_pump. */
-static void lat_setup_phases(void)
+static void
+lat_setup_phases(void)
 {
 	while (run.phase <= 3) {
 		while (run.next_client < run.phase_end && run.in_setup < run.opt.connect_batch) {
@@ -312,15 +324,19 @@ static void lat_setup_phases(void)
 		} else {
 			run.rss_push = lat_server_rss();
 			clock_gettime(CLOCK_MONOTONIC, &run.t_setup);
-			fprintf(stderr, "notify-latency: %d IMAP clients idling, %d push clients watching; sending %ld "
-				"messages\n", run.ready[PATH_IMAP], run.ready[PATH_PUSH], run.opt.messages);
+			fprintf(stderr,
+			        "notify-latency: %d IMAP clients idling, %d push clients watching; "
+			        "sending %ld "
+			        "messages\n",
+			        run.ready[PATH_IMAP], run.ready[PATH_PUSH], run.opt.messages);
 		}
 		run.phase++;
 	}
 }
 
 /* A client is ready or dead (during setup or later). */
-static void lat_client_settle(struct lat_client *c, bool ready)
+static void
+lat_client_settle(struct lat_client *c, bool ready)
 {
 	bool in_setup = c->state != C_READY && c->state != C_DEAD;
 
@@ -345,14 +361,16 @@ static void lat_client_settle(struct lat_client *c, bool ready)
 	lat_setup_pump();
 }
 
-static void lat_client_fail(struct lat_client *c, enum lat_error kind)
+static void
+lat_client_fail(struct lat_client *c, enum lat_error kind)
 {
 	run.errors[kind]++;
 	lat_client_settle(c, false);
 }
 
 /* The client saw message j (0-based) of its account. */
-static void lat_client_saw(struct lat_client *c, long j, int64_t now)
+static void
+lat_client_saw(struct lat_client *c, long j, int64_t now)
 {
 	if (j < 0 || j >= lat_account_messages(c->account) || c->ev_ns[j] != 0) {
 		run.unexpected[c->path]++;
@@ -361,9 +379,11 @@ static void lat_client_saw(struct lat_client *c, long j, int64_t now)
 	c->ev_ns[j] = now;
 }
 
-/* ---- IMAP clients ------------------------------------------------------------------------------- */
+/* ---- IMAP clients -------------------------------------------------------------------------------
+ */
 
-static void lat_imap_line(struct lat_client *c, const char *line)
+static void
+lat_imap_line(struct lat_client *c, const char *line)
 {
 	char user[256], pass[256];
 	unsigned long n;
@@ -382,7 +402,8 @@ static void lat_imap_line(struct lat_client *c, const char *line)
 	}
 	if (line[0] == '*' && line[1] == ' ') {
 		if (strncasecmp(line + 2, "BYE", 3) == 0) {
-			lat_client_fail(c, c->state == C_READY ? LAT_ERR_IMAP_DROPPED : LAT_ERR_PROTOCOL);
+			lat_client_fail(c, c->state == C_READY ? LAT_ERR_IMAP_DROPPED
+			                                       : LAT_ERR_PROTOCOL);
 			return;
 		}
 		if (line[2] < '0' || line[2] > '9')
@@ -431,23 +452,28 @@ static void lat_imap_line(struct lat_client *c, const char *line)
 	lat_client_fail(c, LAT_ERR_PROTOCOL);
 }
 
-/* ---- push clients (docs/push-protocol.md) ------------------------------------------------------- */
+/* ---- push clients (docs/push-protocol.md) -------------------------------------------------------
+ */
 
 /* A reply line that says no: "-ERR ...", "ERR ...", "NO ...", "BAD ..." or a JSON error. */
-static bool lat_push_refused(const char *line)
+static bool
+lat_push_refused(const char *line)
 {
-	return line[0] == '-' || strncasecmp(line, "ERR", 3) == 0 || strncasecmp(line, "NO ", 3) == 0 ||
-	       strncasecmp(line, "BAD", 3) == 0 || strstr(line, "\"error\"") != NULL;
+	return line[0] == '-' || strncasecmp(line, "ERR", 3) == 0 ||
+	       strncasecmp(line, "NO ", 3) == 0 || strncasecmp(line, "BAD", 3) == 0 ||
+	       strstr(line, "\"error\"") != NULL;
 }
 
-static void lat_base64(const unsigned char *in, size_t len, char *out)
+static void
+lat_base64(const unsigned char *in, size_t len, char *out)
 {
-	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	static const char tab[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	size_t o = 0;
 
 	for (size_t i = 0; i < len; i += 3) {
 		unsigned v = (unsigned)in[i] << 16 | (i + 1 < len ? (unsigned)in[i + 1] << 8 : 0) |
-			     (i + 2 < len ? in[i + 2] : 0);
+		             (i + 2 < len ? in[i + 2] : 0);
 
 		out[o++] = tab[v >> 18 & 63];
 		out[o++] = tab[v >> 12 & 63];
@@ -457,7 +483,8 @@ static void lat_base64(const unsigned char *in, size_t len, char *out)
 	out[o] = '\0';
 }
 
-static void lat_push_line(struct lat_client *c, const char *line)
+static void
+lat_push_line(struct lat_client *c, const char *line)
 {
 	const char *subject = strstr(line, LAT_SUBJECT);
 
@@ -516,9 +543,11 @@ static void lat_push_line(struct lat_client *c, const char *line)
 	}
 }
 
-/* ---- client plumbing ----------------------------------------------------------------------------- */
+/* ---- client plumbing
+ * ----------------------------------------------------------------------------- */
 
-static void lat_client_read_cb(struct bufferevent *bev, void *arg)
+static void
+lat_client_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct lat_client *c = arg;
 	char line[4096];
@@ -536,7 +565,8 @@ static void lat_client_read_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
-static void lat_client_event_cb(struct bufferevent *bev, short events, void *arg)
+static void
+lat_client_event_cb(struct bufferevent *bev, short events, void *arg)
 {
 	struct lat_client *c = arg;
 	bool imap = c->path == PATH_IMAP;
@@ -559,7 +589,8 @@ static void lat_client_event_cb(struct bufferevent *bev, short events, void *arg
 	lat_client_fail(c, LAT_ERR_PROTOCOL);
 }
 
-static void lat_client_start(struct lat_client *c)
+static void
+lat_client_start(struct lat_client *c)
 {
 	struct timeval timeout = {run.opt.timeout, 0};
 	const struct sockaddr *addr;
@@ -569,14 +600,17 @@ static void lat_client_start(struct lat_client *c)
 	if (c->path == PATH_PUSH && run.opt.push_tls) {
 		SSL *ssl = SSL_new(run.ssl_ctx);
 
-		c->bev = ssl == NULL ? NULL : bufferevent_openssl_socket_new(run.base, -1, ssl,
-			BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+		c->bev = ssl == NULL ? NULL
+		                     : bufferevent_openssl_socket_new(run.base, -1, ssl,
+		                                                      BUFFEREVENT_SSL_CONNECTING,
+		                                                      BEV_OPT_CLOSE_ON_FREE);
 	} else {
 		c->bev = bufferevent_socket_new(run.base, -1, BEV_OPT_CLOSE_ON_FREE);
 	}
 	c->state = C_CONNECTING;
 	if (c->bev == NULL) {
-		lat_client_fail(c, c->path == PATH_IMAP ? LAT_ERR_IMAP_CONNECT : LAT_ERR_PUSH_CONNECT);
+		lat_client_fail(c,
+		                c->path == PATH_IMAP ? LAT_ERR_IMAP_CONNECT : LAT_ERR_PUSH_CONNECT);
 		return;
 	}
 	bufferevent_setcb(c->bev, lat_client_read_cb, NULL, lat_client_event_cb, c);
@@ -591,12 +625,15 @@ static void lat_client_start(struct lat_client *c)
 		addr_len = (int)run.push_addr_len;
 	}
 	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)addr, addr_len) < 0)
-		lat_client_fail(c, c->path == PATH_IMAP ? LAT_ERR_IMAP_CONNECT : LAT_ERR_PUSH_CONNECT);
+		lat_client_fail(c,
+		                c->path == PATH_IMAP ? LAT_ERR_IMAP_CONNECT : LAT_ERR_PUSH_CONNECT);
 }
 
-/* ---- SMTP senders -------------------------------------------------------------------------------- */
+/* ---- SMTP senders
+ * -------------------------------------------------------------------------------- */
 
-static void lat_sender_finish(struct lat_sender *s)
+static void
+lat_sender_finish(struct lat_sender *s)
 {
 	if (s->pace != NULL)
 		evtimer_del(s->pace);
@@ -616,7 +653,8 @@ static void lat_sender_finish(struct lat_sender *s)
 }
 
 /* Marks the rest of the sender's messages failed and stops it. */
-static void lat_sender_fail(struct lat_sender *s, enum lat_error kind)
+static void
+lat_sender_fail(struct lat_sender *s, enum lat_error kind)
 {
 	run.errors[kind]++;
 	for (size_t i = s->pos; i < s->nmsgs; i++)
@@ -627,13 +665,15 @@ static void lat_sender_fail(struct lat_sender *s, enum lat_error kind)
 
 static void lat_sender_send(struct lat_sender *s);
 
-static void lat_pace_cb(evutil_socket_t fd, short what, void *arg)
+static void
+lat_pace_cb(evutil_socket_t fd, short what, void *arg)
 {
 	lat_sender_send(arg);
 }
 
 /* The next message, at once or (with --rate) when its time comes. */
-static void lat_sender_next(struct lat_sender *s)
+static void
+lat_sender_next(struct lat_sender *s)
 {
 	int64_t due, now;
 
@@ -642,7 +682,7 @@ static void lat_sender_next(struct lat_sender *s)
 		now = lat_ns();
 		if (due > now) {
 			struct timeval tv = {(time_t)((due - now) / 1000000000),
-					     (suseconds_t)((due - now) % 1000000000 / 1000)};
+			                     (suseconds_t)((due - now) % 1000000000 / 1000)};
 
 			if (s->pace == NULL)
 				s->pace = evtimer_new(run.base, lat_pace_cb, s);
@@ -653,7 +693,8 @@ static void lat_sender_next(struct lat_sender *s)
 	lat_sender_send(s);
 }
 
-static void lat_sender_send(struct lat_sender *s)
+static void
+lat_sender_send(struct lat_sender *s)
 {
 	long m;
 	char rcpt[256];
@@ -671,7 +712,8 @@ static void lat_sender_send(struct lat_sender *s)
 	lat_send(s->bev, "MAIL FROM:<bench@notify.test>\r\nRCPT TO:<%s>\r\nDATA\r\n", rcpt);
 }
 
-static void lat_sender_reply(struct lat_sender *s, int code)
+static void
+lat_sender_reply(struct lat_sender *s, int code)
 {
 	long m = s->pos < s->nmsgs ? s->msgs[s->pos] : -1;
 
@@ -714,9 +756,13 @@ static void lat_sender_reply(struct lat_sender *s, int code)
 		{
 			char rcpt[256];
 
-			lat_user_string((int)(m % run.opt.accounts), run.opt.user_format, rcpt, sizeof(rcpt));
-			lat_send(s->bev, "From: <bench@notify.test>\r\nTo: <%s>\r\nSubject: " LAT_SUBJECT "%ld\r\n"
-				 "Message-ID: <notify-latency.%ld.%ld@bench.test>\r\n\r\n", rcpt, m, m, (long)getpid());
+			lat_user_string((int)(m % run.opt.accounts), run.opt.user_format, rcpt,
+			                sizeof(rcpt));
+			lat_send(s->bev,
+			         "From: <bench@notify.test>\r\nTo: <%s>\r\nSubject: " LAT_SUBJECT
+			         "%ld\r\n"
+			         "Message-ID: <notify-latency.%ld.%ld@bench.test>\r\n\r\n",
+			         rcpt, m, m, (long)getpid());
 			evbuffer_add(bufferevent_get_output(s->bev), run.body, run.body_len);
 			lat_send(s->bev, ".\r\n");
 			run.tdot_ns[m] = lat_ns();
@@ -747,7 +793,8 @@ static void lat_sender_reply(struct lat_sender *s, int code)
 	}
 }
 
-static void lat_sender_read_cb(struct bufferevent *bev, void *arg)
+static void
+lat_sender_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct lat_sender *s = arg;
 	char line[1024];
@@ -764,7 +811,8 @@ static void lat_sender_read_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
-static void lat_sender_event_cb(struct bufferevent *bev, short events, void *arg)
+static void
+lat_sender_event_cb(struct bufferevent *bev, short events, void *arg)
 {
 	struct lat_sender *s = arg;
 
@@ -782,8 +830,10 @@ static void lat_sender_event_cb(struct bufferevent *bev, short events, void *arg
 	lat_sender_fail(s, s->state == S_CONNECTING ? LAT_ERR_SMTP_CONNECT : LAT_ERR_SMTP_DROPPED);
 }
 
-/* One connection per group of accounts: message m goes on connection (m mod accounts) mod senders. */
-static void lat_senders_start(void)
+/* One connection per group of accounts: message m goes on connection (m mod accounts) mod senders.
+ */
+static void
+lat_senders_start(void)
 {
 	struct timeval timeout = {run.opt.timeout, 0};
 	int n = run.opt.smtp_concurrency;
@@ -814,14 +864,17 @@ static void lat_senders_start(void)
 		bufferevent_setcb(s->bev, lat_sender_read_cb, NULL, lat_sender_event_cb, s);
 		bufferevent_set_timeouts(s->bev, &timeout, &timeout);
 		bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-		if (bufferevent_socket_connect(s->bev, (struct sockaddr *)&run.smtp_addr, (int)run.smtp_addr_len) < 0)
+		if (bufferevent_socket_connect(s->bev, (struct sockaddr *)&run.smtp_addr,
+		                               (int)run.smtp_addr_len) < 0)
 			lat_sender_fail(s, LAT_ERR_SMTP_CONNECT);
 	}
 }
 
-/* ---- the clock --------------------------------------------------------------------------------- */
+/* ---- the clock ---------------------------------------------------------------------------------
+ */
 
-static long lat_count_seen(void)
+static long
+lat_count_seen(void)
 {
 	long seen = 0;
 
@@ -832,12 +885,14 @@ static long lat_count_seen(void)
 		if (c->state != C_READY)
 			continue;
 		for (long j = 0; j < k; j++)
-			seen += c->ev_ns[j] != 0 && run.t250_ns[j * run.opt.accounts + c->account] > 0;
+			seen +=
+			    c->ev_ns[j] != 0 && run.t250_ns[j * run.opt.accounts + c->account] > 0;
 	}
 	return seen;
 }
 
-static long lat_count_expected(void)
+static long
+lat_count_expected(void)
 {
 	long expected = 0;
 
@@ -854,7 +909,8 @@ static long lat_count_expected(void)
 }
 
 /* While waiting for the last events: stop once all are in or the wait is over. */
-static void lat_tick_cb(evutil_socket_t fd, short what, void *arg)
+static void
+lat_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	if (run.phase != 5)
 		return;
@@ -862,14 +918,17 @@ static void lat_tick_cb(evutil_socket_t fd, short what, void *arg)
 		event_base_loopexit(run.base, NULL);
 }
 
-static void lat_sigint_cb(evutil_socket_t fd, short what, void *arg)
+static void
+lat_sigint_cb(evutil_socket_t fd, short what, void *arg)
 {
 	event_base_loopexit(run.base, NULL);
 }
 
-/* ---- figures ------------------------------------------------------------------------------------ */
+/* ---- figures ------------------------------------------------------------------------------------
+ */
 
-static int lat_cmp_i64(const void *a, const void *b)
+static int
+lat_cmp_i64(const void *a, const void *b)
 {
 	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
 
@@ -878,11 +937,12 @@ static int lat_cmp_i64(const void *a, const void *b)
 
 struct lat_figures {
 	long clients, ready, expected, seen, lost, before_250, unexpected;
-	double p50, p99, max, min;	   /* ms, from the 250 */
+	double p50, p99, max, min;        /* ms, from the 250 */
 	double dot_p50, dot_p99, dot_max; /* ms, from the final "." */
 };
 
-static void lat_grow(int64_t **v, size_t *cap, size_t n)
+static void
+lat_grow(int64_t **v, size_t *cap, size_t n)
 {
 	if (n < *cap)
 		return;
@@ -894,12 +954,14 @@ static void lat_grow(int64_t **v, size_t *cap, size_t n)
 	}
 }
 
-static double lat_pct_ms(const int64_t *v, size_t n, double p)
+static double
+lat_pct_ms(const int64_t *v, size_t n, double p)
 {
 	return n ? (double)v[(size_t)(p * (double)(n - 1) + 0.5)] / 1e6 : 0;
 }
 
-static void lat_path_figures(enum lat_path path, struct lat_figures *f)
+static void
+lat_path_figures(enum lat_path path, struct lat_figures *f)
 {
 	size_t cap = 1024, n = 0;
 	int64_t *v = lat_xcalloc(cap, sizeof(*v)), *d = lat_xcalloc(cap, sizeof(*d));
@@ -915,8 +977,8 @@ static void lat_path_figures(enum lat_path path, struct lat_figures *f)
 		f->clients++;
 		if (c->state == C_READY)
 			f->ready++;
-		/* A client that never got ready expected nothing (its set-up error is counted); one that
-		 * dropped later lost whatever it did not see. */
+		/* A client that never got ready expected nothing (its set-up error is counted); one
+		 * that dropped later lost whatever it did not see. */
 		if (!c->was_ready)
 			continue;
 		for (long j = 0; j < k; j++) {
@@ -955,7 +1017,8 @@ static void lat_path_figures(enum lat_path path, struct lat_figures *f)
 	free(d);
 }
 
-static void lat_report(void)
+static void
+lat_report(void)
 {
 	const struct lat_options *o = &run.opt;
 	FILE *human = o->json ? stderr : stdout;
@@ -978,20 +1041,32 @@ static void lat_report(void)
 	if (npush > 0 && run.rss_push > 0)
 		per_push = (double)(run.rss_push - run.rss_imap) / npush;
 
-	fprintf(human, "notify-latency: imap %s:%s x %d, push %s x %d%s, %d accounts, %ld messages of %zu bytes "
-		"over %d SMTP connections\n", o->host, o->imap_port, nimap, o->push_port ? o->push_port : "-", npush,
-		o->push_tls ? " (TLS)" : "", o->accounts, o->messages, run.body_len, run.nsenders);
-	fprintf(human, "  set-up %.2f s (the first client per account: %.2f s); sending %.2f s%s: %ld of %ld "
-		"messages got 250 (%.0f msgs/s)\n", setup_s, warm_s, send_s, o->rate > 0 ? " (paced)" : "",
-		run.delivered, o->messages, send_s > 0 ? run.delivered / send_s : 0);
+	fprintf(human,
+	        "notify-latency: imap %s:%s x %d, push %s x %d%s, %d accounts, %ld messages of %zu "
+	        "bytes "
+	        "over %d SMTP connections\n",
+	        o->host, o->imap_port, nimap, o->push_port ? o->push_port : "-", npush,
+	        o->push_tls ? " (TLS)" : "", o->accounts, o->messages, run.body_len, run.nsenders);
+	fprintf(
+	    human,
+	    "  set-up %.2f s (the first client per account: %.2f s); sending %.2f s%s: %ld of %ld "
+	    "messages got 250 (%.0f msgs/s)\n",
+	    setup_s, warm_s, send_s, o->rate > 0 ? " (paced)" : "", run.delivered, o->messages,
+	    send_s > 0 ? run.delivered / send_s : 0);
 	if (o->server_pid > 0) {
-		fprintf(human, "  server VmRSS: %.1f MiB before, %.1f MiB with %d IMAP idling (first login per "
-			"account done at %.1f MiB)", run.rss_before / 1024.0, run.rss_imap / 1024.0, nimap,
-			run.rss_warm / 1024.0);
+		fprintf(human,
+		        "  server VmRSS: %.1f MiB before, %.1f MiB with %d IMAP idling (first "
+		        "login per "
+		        "account done at %.1f MiB)",
+		        run.rss_before / 1024.0, run.rss_imap / 1024.0, nimap,
+		        run.rss_warm / 1024.0);
 		if (npush > 0)
 			fprintf(human, ", %.1f MiB with push too", run.rss_push / 1024.0);
-		fprintf(human, "\n  per IMAP IDLE connection: %.2f KiB (after the first per account), %.2f KiB "
-			"(all, from before)\n", per_imap, per_imap_all);
+		fprintf(human,
+		        "\n  per IMAP IDLE connection: %.2f KiB (after the first per account), "
+		        "%.2f KiB "
+		        "(all, from before)\n",
+		        per_imap, per_imap_all);
 		if (npush > 0)
 			fprintf(human, "  per push connection: %.2f KiB\n", per_push);
 	}
@@ -1000,12 +1075,16 @@ static void lat_report(void)
 			fprintf(human, "  %s: no clients\n", lat_path_names[p]);
 			continue;
 		}
-		fprintf(human, "  %s: %ld/%ld clients ready at the end; events %ld of %ld, lost %ld, unexpected %ld\n"
-			"    250 -> event: p50 %.3f ms, p99 %.3f ms, max %.3f ms, min %.3f ms (%ld events read before "
-			"their 250)\n    final \".\" -> event: p50 %.3f ms, p99 %.3f ms, max %.3f ms\n",
-			lat_path_names[p], f[p].ready, f[p].clients, f[p].seen, f[p].expected, f[p].lost,
-			f[p].unexpected, f[p].p50, f[p].p99, f[p].max, f[p].min, f[p].before_250, f[p].dot_p50,
-			f[p].dot_p99, f[p].dot_max);
+		fprintf(
+		    human,
+		    "  %s: %ld/%ld clients ready at the end; events %ld of %ld, lost %ld, "
+		    "unexpected %ld\n"
+		    "    250 -> event: p50 %.3f ms, p99 %.3f ms, max %.3f ms, min %.3f ms (%ld "
+		    "events read before "
+		    "their 250)\n    final \".\" -> event: p50 %.3f ms, p99 %.3f ms, max %.3f ms\n",
+		    lat_path_names[p], f[p].ready, f[p].clients, f[p].seen, f[p].expected,
+		    f[p].lost, f[p].unexpected, f[p].p50, f[p].p99, f[p].max, f[p].min,
+		    f[p].before_250, f[p].dot_p50, f[p].dot_p99, f[p].dot_max);
 	}
 	fprintf(human, "  errors: %ld", errors);
 	for (int i = 0; i < LAT_ERR_KINDS; i++)
@@ -1014,20 +1093,26 @@ static void lat_report(void)
 	fprintf(human, "\n");
 	if (!o->json)
 		return;
-	printf("{\"imap_clients\":%d,\"push_clients\":%d,\"push_tls\":%s,\"accounts\":%d,\"messages\":%ld,"
-	       "\"size\":%zu,\"smtp_connections\":%d,\"rate\":%.1f,\"delivered\":%ld,\"setup_s\":%.3f,"
-	       "\"warm_s\":%.3f,\"send_s\":%.3f,"
-	       "\"rss_before_kib\":%ld,\"rss_warm_kib\":%ld,\"rss_imap_kib\":%ld,\"rss_push_kib\":%ld,"
-	       "\"imap_kib_per_conn\":%.3f,\"imap_kib_per_conn_all\":%.3f,\"push_kib_per_conn\":%.3f",
-	       nimap, npush, o->push_tls ? "true" : "false", o->accounts, o->messages, run.body_len, run.nsenders,
-	       o->rate, run.delivered, setup_s, warm_s, send_s, run.rss_before, run.rss_warm, run.rss_imap, run.rss_push, per_imap,
-	       per_imap_all, per_push);
+	printf(
+	    "{\"imap_clients\":%d,\"push_clients\":%d,\"push_tls\":%s,\"accounts\":%d,\"messages\":"
+	    "%ld,"
+	    "\"size\":%zu,\"smtp_connections\":%d,\"rate\":%.1f,\"delivered\":%ld,\"setup_s\":%.3f,"
+	    "\"warm_s\":%.3f,\"send_s\":%.3f,"
+	    "\"rss_before_kib\":%ld,\"rss_warm_kib\":%ld,\"rss_imap_kib\":%ld,\"rss_push_kib\":%ld,"
+	    "\"imap_kib_per_conn\":%.3f,\"imap_kib_per_conn_all\":%.3f,\"push_kib_per_conn\":%.3f",
+	    nimap, npush, o->push_tls ? "true" : "false", o->accounts, o->messages, run.body_len,
+	    run.nsenders, o->rate, run.delivered, setup_s, warm_s, send_s, run.rss_before,
+	    run.rss_warm, run.rss_imap, run.rss_push, per_imap, per_imap_all, per_push);
 	for (int p = 0; p < PATHS; p++)
-		printf(",\"%s\":{\"clients\":%ld,\"ready\":%ld,\"expected\":%ld,\"seen\":%ld,\"lost\":%ld,"
-		       "\"unexpected\":%ld,\"before_250\":%ld,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,"
-		       "\"min_ms\":%.3f,\"dot_p50_ms\":%.3f,\"dot_p99_ms\":%.3f,\"dot_max_ms\":%.3f}",
-		       lat_path_names[p], f[p].clients, f[p].ready, f[p].expected, f[p].seen, f[p].lost, f[p].unexpected,
-		       f[p].before_250, f[p].p50, f[p].p99, f[p].max, f[p].min, f[p].dot_p50, f[p].dot_p99, f[p].dot_max);
+		printf(
+		    ",\"%s\":{\"clients\":%ld,\"ready\":%ld,\"expected\":%ld,\"seen\":%ld,\"lost\":"
+		    "%ld,"
+		    "\"unexpected\":%ld,\"before_250\":%ld,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_"
+		    "ms\":%.3f,"
+		    "\"min_ms\":%.3f,\"dot_p50_ms\":%.3f,\"dot_p99_ms\":%.3f,\"dot_max_ms\":%.3f}",
+		    lat_path_names[p], f[p].clients, f[p].ready, f[p].expected, f[p].seen,
+		    f[p].lost, f[p].unexpected, f[p].before_250, f[p].p50, f[p].p99, f[p].max,
+		    f[p].min, f[p].dot_p50, f[p].dot_p99, f[p].dot_max);
 	printf(",\"errors\":%ld,\"errors_by_kind\":{", errors);
 	bool first = true;
 
@@ -1040,39 +1125,53 @@ static void lat_report(void)
 	printf("}}\n");
 }
 
-/* ---- main ---------------------------------------------------------------------------------------- */
+/* ---- main
+ * ---------------------------------------------------------------------------------------- */
 
-static void lat_usage(FILE *fp)
+static void
+lat_usage(FILE *fp)
 {
-	fprintf(fp,
-		"usage: notify-latency [--host H] [--imap-port P] [--smtp-port P] [--push-port P [--push-tls]]\n"
-		"                      [--imap-clients N] [--push-clients N] [--accounts A] [--first-user K]\n"
-		"                      [--messages M] [--smtp-concurrency S] [--rate R] [--size B] [--wait T]\n"
-		"                      [--connect-batch N] [--timeout S] [--server-pid PID] [--json]\n"
-		"  --host              server address (default 127.0.0.1)\n"
-		"  --imap-port         plaintext IMAP port (default 2143)\n"
-		"  --smtp-port         SMTP MX port to deliver to (default 2525)\n"
-		"  --push-port         push service port; without it no push clients are started\n"
-		"  --push-tls          implicit TLS to the push port (the certificate is not verified)\n"
-		"  --imap-clients      IDLE clients (default 1000)\n"
-		"  --push-clients      push clients (default 1000 with --push-port)\n"
-		"  --accounts          accounts the clients and messages rotate over (default 100)\n"
-		"  --first-user        number of the first account (default 1)\n"
-		"  --user-format       printf format of a login from its number (default user%%03d@example.test)\n"
-		"  --password-format   printf format of a password from the number (default bench-password-%%d)\n"
-		"  --messages          messages to deliver (default 2000)\n"
-		"  --smtp-concurrency  SMTP connections (default and at most --accounts)\n"
-		"  --rate              messages per second, spread evenly (default 0: as fast as the SMTP\n"
-		"                      connections go)\n"
-		"  --size              approximate message size in bytes (default 4096)\n"
-		"  --wait              seconds to wait after the last 250 for missing events (default 5)\n"
-		"  --connect-batch     clients being set up at once (default 200)\n"
-		"  --timeout           seconds of silence before a set-up or SMTP step fails (default 60)\n"
-		"  --server-pid        read this process's VmRSS between the phases (the server's pid)\n"
-		"  --json              print the figures as one JSON line on stdout\n");
+	fprintf(
+	    fp,
+	    "usage: notify-latency [--host H] [--imap-port P] [--smtp-port P] [--push-port P "
+	    "[--push-tls]]\n"
+	    "                      [--imap-clients N] [--push-clients N] [--accounts A] "
+	    "[--first-user K]\n"
+	    "                      [--messages M] [--smtp-concurrency S] [--rate R] [--size B] "
+	    "[--wait T]\n"
+	    "                      [--connect-batch N] [--timeout S] [--server-pid PID] [--json]\n"
+	    "  --host              server address (default 127.0.0.1)\n"
+	    "  --imap-port         plaintext IMAP port (default 2143)\n"
+	    "  --smtp-port         SMTP MX port to deliver to (default 2525)\n"
+	    "  --push-port         push service port; without it no push clients are started\n"
+	    "  --push-tls          implicit TLS to the push port (the certificate is not "
+	    "verified)\n"
+	    "  --imap-clients      IDLE clients (default 1000)\n"
+	    "  --push-clients      push clients (default 1000 with --push-port)\n"
+	    "  --accounts          accounts the clients and messages rotate over (default 100)\n"
+	    "  --first-user        number of the first account (default 1)\n"
+	    "  --user-format       printf format of a login from its number (default "
+	    "user%%03d@example.test)\n"
+	    "  --password-format   printf format of a password from the number (default "
+	    "bench-password-%%d)\n"
+	    "  --messages          messages to deliver (default 2000)\n"
+	    "  --smtp-concurrency  SMTP connections (default and at most --accounts)\n"
+	    "  --rate              messages per second, spread evenly (default 0: as fast as the "
+	    "SMTP\n"
+	    "                      connections go)\n"
+	    "  --size              approximate message size in bytes (default 4096)\n"
+	    "  --wait              seconds to wait after the last 250 for missing events (default "
+	    "5)\n"
+	    "  --connect-batch     clients being set up at once (default 200)\n"
+	    "  --timeout           seconds of silence before a set-up or SMTP step fails (default "
+	    "60)\n"
+	    "  --server-pid        read this process's VmRSS between the phases (the server's "
+	    "pid)\n"
+	    "  --json              print the figures as one JSON line on stdout\n");
 }
 
-static bool lat_format_ok(const char *f)
+static bool
+lat_format_ok(const char *f)
 {
 	int conversions = 0;
 
@@ -1093,13 +1192,15 @@ static bool lat_format_ok(const char *f)
 	return conversions == 1;
 }
 
-static bool lat_resolve(const char *port, struct sockaddr_storage *addr, socklen_t *len)
+static bool
+lat_resolve(const char *port, struct sockaddr_storage *addr, socklen_t *len)
 {
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai;
 	int rc = getaddrinfo(run.opt.host, port, &hints, &ai);
 
 	if (rc != 0) {
-		fprintf(stderr, "notify-latency: %s:%s: %s\n", run.opt.host, port, gai_strerror(rc));
+		fprintf(stderr, "notify-latency: %s:%s: %s\n", run.opt.host, port,
+		        gai_strerror(rc));
 		return false;
 	}
 	memcpy(addr, ai->ai_addr, ai->ai_addrlen);
@@ -1108,9 +1209,11 @@ static bool lat_resolve(const char *port, struct sockaddr_storage *addr, socklen
 	return true;
 }
 
-static void lat_make_body(size_t size)
+static void
+lat_make_body(size_t size)
 {
-	static const char line[] = "The quick brown fox jumps over the lazy dog; notify-latency filler 012345\r\n";
+	static const char line[] =
+	    "The quick brown fox jumps over the lazy dog; notify-latency filler 012345\r\n";
 	size_t want = size > 300 ? size - 200 : 100;
 
 	run.body = lat_xcalloc(want + sizeof(line), 1);
@@ -1120,31 +1223,32 @@ static void lat_make_body(size_t size)
 	}
 }
 
-int main(int argc, char **argv)
+int
+main(int argc, char **argv)
 {
 	static const struct option long_options[] = {
-		{"host", required_argument, NULL, 'h'},
-		{"imap-port", required_argument, NULL, 'i'},
-		{"smtp-port", required_argument, NULL, 's'},
-		{"push-port", required_argument, NULL, 'p'},
-		{"push-tls", no_argument, NULL, 'T'},
-		{"imap-clients", required_argument, NULL, 'I'},
-		{"push-clients", required_argument, NULL, 'Q'},
-		{"accounts", required_argument, NULL, 'a'},
-		{"first-user", required_argument, NULL, 'F'},
-		{"user-format", required_argument, NULL, 'U'},
-		{"password-format", required_argument, NULL, 'P'},
-		{"messages", required_argument, NULL, 'm'},
-		{"smtp-concurrency", required_argument, NULL, 'c'},
-		{"rate", required_argument, NULL, 'r'},
-		{"size", required_argument, NULL, 'z'},
-		{"wait", required_argument, NULL, 'w'},
-		{"connect-batch", required_argument, NULL, 'b'},
-		{"timeout", required_argument, NULL, 't'},
-		{"server-pid", required_argument, NULL, 'S'},
-		{"json", no_argument, NULL, 'j'},
-		{"help", no_argument, NULL, 'H'},
-		{NULL, 0, NULL, 0},
+	    {"host", required_argument, NULL, 'h'},
+	    {"imap-port", required_argument, NULL, 'i'},
+	    {"smtp-port", required_argument, NULL, 's'},
+	    {"push-port", required_argument, NULL, 'p'},
+	    {"push-tls", no_argument, NULL, 'T'},
+	    {"imap-clients", required_argument, NULL, 'I'},
+	    {"push-clients", required_argument, NULL, 'Q'},
+	    {"accounts", required_argument, NULL, 'a'},
+	    {"first-user", required_argument, NULL, 'F'},
+	    {"user-format", required_argument, NULL, 'U'},
+	    {"password-format", required_argument, NULL, 'P'},
+	    {"messages", required_argument, NULL, 'm'},
+	    {"smtp-concurrency", required_argument, NULL, 'c'},
+	    {"rate", required_argument, NULL, 'r'},
+	    {"size", required_argument, NULL, 'z'},
+	    {"wait", required_argument, NULL, 'w'},
+	    {"connect-batch", required_argument, NULL, 'b'},
+	    {"timeout", required_argument, NULL, 't'},
+	    {"server-pid", required_argument, NULL, 'S'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'H'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct lat_options *o = &run.opt;
 	int ch;
@@ -1165,28 +1269,72 @@ int main(int argc, char **argv)
 	o->timeout = 60;
 	while ((ch = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
 		switch (ch) {
-		case 'h': o->host = optarg; break;
-		case 'i': o->imap_port = optarg; break;
-		case 's': o->smtp_port = optarg; break;
-		case 'p': o->push_port = optarg; break;
-		case 'T': o->push_tls = true; break;
-		case 'I': o->imap_clients = atoi(optarg); break;
-		case 'Q': o->push_clients = atoi(optarg); break;
-		case 'a': o->accounts = atoi(optarg); break;
-		case 'F': o->first_user = atoi(optarg); break;
-		case 'U': o->user_format = optarg; break;
-		case 'P': o->password_format = optarg; break;
-		case 'm': o->messages = atol(optarg); break;
-		case 'c': o->smtp_concurrency = atoi(optarg); break;
-		case 'r': o->rate = atof(optarg); break;
-		case 'z': o->size = (size_t)atol(optarg); break;
-		case 'w': o->wait = atof(optarg); break;
-		case 'b': o->connect_batch = atoi(optarg); break;
-		case 't': o->timeout = atoi(optarg); break;
-		case 'S': o->server_pid = atol(optarg); break;
-		case 'j': o->json = true; break;
-		case 'H': lat_usage(stdout); return 0;
-		default: lat_usage(stderr); return 2;
+		case 'h':
+			o->host = optarg;
+			break;
+		case 'i':
+			o->imap_port = optarg;
+			break;
+		case 's':
+			o->smtp_port = optarg;
+			break;
+		case 'p':
+			o->push_port = optarg;
+			break;
+		case 'T':
+			o->push_tls = true;
+			break;
+		case 'I':
+			o->imap_clients = atoi(optarg);
+			break;
+		case 'Q':
+			o->push_clients = atoi(optarg);
+			break;
+		case 'a':
+			o->accounts = atoi(optarg);
+			break;
+		case 'F':
+			o->first_user = atoi(optarg);
+			break;
+		case 'U':
+			o->user_format = optarg;
+			break;
+		case 'P':
+			o->password_format = optarg;
+			break;
+		case 'm':
+			o->messages = atol(optarg);
+			break;
+		case 'c':
+			o->smtp_concurrency = atoi(optarg);
+			break;
+		case 'r':
+			o->rate = atof(optarg);
+			break;
+		case 'z':
+			o->size = (size_t)atol(optarg);
+			break;
+		case 'w':
+			o->wait = atof(optarg);
+			break;
+		case 'b':
+			o->connect_batch = atoi(optarg);
+			break;
+		case 't':
+			o->timeout = atoi(optarg);
+			break;
+		case 'S':
+			o->server_pid = atol(optarg);
+			break;
+		case 'j':
+			o->json = true;
+			break;
+		case 'H':
+			lat_usage(stdout);
+			return 0;
+		default:
+			lat_usage(stderr);
+			return 2;
 		}
 	}
 	if (o->push_clients < 0)
@@ -1195,15 +1343,16 @@ int main(int argc, char **argv)
 		o->push_clients = 0;
 	if (o->smtp_concurrency <= 0 || o->smtp_concurrency > o->accounts)
 		o->smtp_concurrency = o->accounts;
-	if (optind != argc || o->imap_clients < 0 || o->accounts <= 0 || o->messages < 0 || o->timeout <= 0 ||
-	    o->connect_batch <= 0 || o->wait < 0 || o->rate < 0 || !lat_format_ok(o->user_format) ||
-	    !lat_format_ok(o->password_format)) {
+	if (optind != argc || o->imap_clients < 0 || o->accounts <= 0 || o->messages < 0 ||
+	    o->timeout <= 0 || o->connect_batch <= 0 || o->wait < 0 || o->rate < 0 ||
+	    !lat_format_ok(o->user_format) || !lat_format_ok(o->password_format)) {
 		lat_usage(stderr);
 		return 2;
 	}
 	if (!lat_resolve(o->imap_port, &run.imap_addr, &run.imap_addr_len) ||
 	    !lat_resolve(o->smtp_port, &run.smtp_addr, &run.smtp_addr_len) ||
-	    (o->push_port != NULL && !lat_resolve(o->push_port, &run.push_addr, &run.push_addr_len)))
+	    (o->push_port != NULL &&
+	     !lat_resolve(o->push_port, &run.push_addr, &run.push_addr_len)))
 		return 2;
 	if (o->push_tls) {
 		run.ssl_ctx = SSL_CTX_new(TLS_client_method());
@@ -1223,10 +1372,14 @@ int main(int argc, char **argv)
 			setrlimit(RLIMIT_NOFILE, &rl);
 		}
 		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
-		    rl.rlim_cur < (rlim_t)(o->imap_clients + o->push_clients + o->smtp_concurrency + 64)) {
-			fprintf(stderr, "notify-latency: %d clients + %d SMTP connections need more descriptors than "
-				"the limit of %lu (ulimit -n)\n", o->imap_clients + o->push_clients,
-				o->smtp_concurrency, (unsigned long)rl.rlim_cur);
+		    rl.rlim_cur <
+		        (rlim_t)(o->imap_clients + o->push_clients + o->smtp_concurrency + 64)) {
+			fprintf(stderr,
+			        "notify-latency: %d clients + %d SMTP connections need more "
+			        "descriptors than "
+			        "the limit of %lu (ulimit -n)\n",
+			        o->imap_clients + o->push_clients, o->smtp_concurrency,
+			        (unsigned long)rl.rlim_cur);
 			return 2;
 		}
 	}
@@ -1240,7 +1393,8 @@ int main(int argc, char **argv)
 	run.clients = lat_xcalloc((size_t)run.nclients, sizeof(*run.clients));
 	for (int i = 0; i < run.nclients; i++) {
 		run.clients[i].path = i < o->imap_clients ? PATH_IMAP : PATH_PUSH;
-		run.clients[i].account = (i < o->imap_clients ? i : i - o->imap_clients) % o->accounts;
+		run.clients[i].account =
+		    (i < o->imap_clients ? i : i - o->imap_clients) % o->accounts;
 	}
 	run.t250_ns = lat_xcalloc((size_t)o->messages + 1, sizeof(*run.t250_ns));
 	run.tdot_ns = lat_xcalloc((size_t)o->messages + 1, sizeof(*run.tdot_ns));

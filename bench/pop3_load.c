@@ -2,18 +2,18 @@
  *
  * Keeps --concurrency sessions open against --host:--port. Each session logs in (USER/PASS) as a
  * different user, since RFC 1939 gives one session at a time exclusive access to a maildrop: the
- * users are --user-format and --password-format with numbers --first-user .. --first-user + --users - 1
- * (default user%03d@example.test / bench-password-%d, as bench/run creates them), handed out from a
- * queue so that no two sessions ever use the same maildrop at once. A session does STAT, LIST, UIDL
- * and a RETR of every message (one command at a time), then QUIT (no DELE: the maildrop stays as it
- * is) and waits for the server to close; then the slot starts a new session with the next free user.
- * It stops starting sessions after --sessions sessions or --duration seconds, whichever comes first
- * (default: one session per user).
+ * users are --user-format and --password-format with numbers --first-user .. --first-user + --users
+ * - 1 (default user%03d@example.test / bench-password-%d, as bench/run creates them), handed out
+ * from a queue so that no two sessions ever use the same maildrop at once. A session does STAT,
+ * LIST, UIDL and a RETR of every message (one command at a time), then QUIT (no DELE: the maildrop
+ * stays as it is) and waits for the server to close; then the slot starts a new session with the
+ * next free user. It stops starting sessions after --sessions sessions or --duration seconds,
+ * whichever comes first (default: one session per user).
  *
  * Checks every answer: LIST and UIDL must list as many messages as STAT, and every RETR must bring
- * exactly the octets LIST announced (CRLF line endings, after undoing the dot-stuffing); anything else
- * counts as an error by kind. Reports sessions/s, messages/s and MB/s (over the wall time from the
- * start to the end of the last session), the RETR latency (command written -> last byte of the
+ * exactly the octets LIST announced (CRLF line endings, after undoing the dot-stuffing); anything
+ * else counts as an error by kind. Reports sessions/s, messages/s and MB/s (over the wall time from
+ * the start to the end of the last session), the RETR latency (command written -> last byte of the
  * terminating ".\r\n" read: p50, p99, max), the login latency (PASS written -> +OK, which includes
  * the server's password hashing), and errors. With --json the figures are one JSON line on stdout
  * (the human summary goes to stderr).
@@ -60,25 +60,26 @@ enum load_error {
 };
 
 static const char *const load_error_names[LOAD_ERR_KINDS] = {
-	"connect", "greeting", "login", "in_use", "stat", "list", "uidl", "retr", "quit",
-	"count_mismatch", "size_mismatch", "connection_lost", "timeout", "protocol",
+    "connect", "greeting", "login", "in_use",         "stat",          "list",
+    "uidl",    "retr",     "quit",  "count_mismatch", "size_mismatch", "connection_lost",
+    "timeout", "protocol",
 };
 
 enum load_state {
-	LOAD_IDLE,	 /* no session: waiting for a user or the retry timer */
+	LOAD_IDLE, /* no session: waiting for a user or the retry timer */
 	LOAD_CONNECTING,
 	LOAD_GREETING,
 	LOAD_USER,
 	LOAD_PASS,
 	LOAD_STAT,
-	LOAD_LIST,	 /* status line of LIST */
+	LOAD_LIST, /* status line of LIST */
 	LOAD_LIST_BODY,
 	LOAD_UIDL,
 	LOAD_UIDL_BODY,
 	LOAD_RETR,
 	LOAD_RETR_BODY,
-	LOAD_QUIT,	 /* waiting for +OK */
-	LOAD_QUIT_EOF,	 /* waiting for the server to close */
+	LOAD_QUIT,     /* waiting for +OK */
+	LOAD_QUIT_EOF, /* waiting for the server to close */
 };
 
 struct load_options {
@@ -100,15 +101,15 @@ struct load_session {
 	enum load_state state;
 	struct bufferevent *bev;
 	struct event *retry;
-	int user;		/* the user number held, or -1 */
-	uint32_t count;		/* messages, from STAT */
-	uint64_t *sizes;	/* LIST sizes, indexed by message number - 1 */
+	int user;        /* the user number held, or -1 */
+	uint32_t count;  /* messages, from STAT */
+	uint64_t *sizes; /* LIST sizes, indexed by message number - 1 */
 	uint32_t sizes_cap;
-	uint32_t listed;	/* lines of the current LIST/UIDL body */
-	uint32_t next;		/* the message being retrieved (1-based) */
-	uint64_t got;		/* octets of the current RETR so far (unstuffed, CRLF) */
-	struct timespec sent;	/* when the current RETR or PASS was written */
-	int connect_failures;	/* consecutive */
+	uint32_t listed;      /* lines of the current LIST/UIDL body */
+	uint32_t next;        /* the message being retrieved (1-based) */
+	uint64_t got;         /* octets of the current RETR so far (unstuffed, CRLF) */
+	struct timespec sent; /* when the current RETR or PASS was written */
+	int connect_failures; /* consecutive */
 };
 
 struct load_run {
@@ -119,11 +120,11 @@ struct load_run {
 	struct load_session *sessions;
 	int *free_users; /* FIFO of user numbers not in use */
 	int free_head, free_count;
-	long started;	 /* sessions started */
-	long completed;	 /* sessions that reached the server's close after QUIT without error */
+	long started;   /* sessions started */
+	long completed; /* sessions that reached the server's close after QUIT without error */
 	long failed;
-	long messages;	 /* RETRs completed and verified */
-	uint64_t bytes;	 /* octets of those RETRs */
+	long messages;  /* RETRs completed and verified */
+	uint64_t bytes; /* octets of those RETRs */
 	long errors[LOAD_ERR_KINDS];
 	int active_slots;
 	bool stopping;
@@ -136,17 +137,20 @@ struct load_run {
 
 static struct load_run run;
 
-static void load_now(struct timespec *ts)
+static void
+load_now(struct timespec *ts)
 {
 	clock_gettime(CLOCK_MONOTONIC, ts);
 }
 
-static double load_elapsed(const struct timespec *from, const struct timespec *to)
+static double
+load_elapsed(const struct timespec *from, const struct timespec *to)
 {
 	return (double)(to->tv_sec - from->tv_sec) + (double)(to->tv_nsec - from->tv_nsec) / 1e9;
 }
 
-static void *load_xrealloc(void *p, size_t n)
+static void *
+load_xrealloc(void *p, size_t n)
 {
 	p = realloc(p, n);
 	if (p == NULL) {
@@ -156,7 +160,8 @@ static void *load_xrealloc(void *p, size_t n)
 	return p;
 }
 
-static void load_record(uint32_t **arr, size_t *n, size_t *cap, const struct timespec *since)
+static void
+load_record(uint32_t **arr, size_t *n, size_t *cap, const struct timespec *since)
 {
 	struct timespec now;
 	double us;
@@ -170,9 +175,11 @@ static void load_record(uint32_t **arr, size_t *n, size_t *cap, const struct tim
 	(*arr)[(*n)++] = us > (double)UINT32_MAX ? UINT32_MAX : (uint32_t)us;
 }
 
-/* ---- the user queue ---------------------------------------------------------------------------- */
+/* ---- the user queue ----------------------------------------------------------------------------
+ */
 
-static int load_take_user(void)
+static int
+load_take_user(void)
 {
 	int user;
 
@@ -184,7 +191,8 @@ static int load_take_user(void)
 	return user;
 }
 
-static void load_give_user(int user)
+static void
+load_give_user(int user)
 {
 	if (user < 0)
 		return;
@@ -192,18 +200,21 @@ static void load_give_user(int user)
 	run.free_count++;
 }
 
-/* ---- sessions ------------------------------------------------------------------------------------ */
+/* ---- sessions
+ * ------------------------------------------------------------------------------------ */
 
 static void load_session_start(struct load_session *s);
 
-static bool load_may_start(void)
+static bool
+load_may_start(void)
 {
 	return !run.stopping && (run.opt.sessions == 0 || run.started < run.opt.sessions);
 }
 
 /* Ends the session's connection; ok says whether it completed. The slot goes on with a new session
  * (after delay_ms) or retires. */
-static void load_session_end(struct load_session *s, bool ok, int delay_ms)
+static void
+load_session_end(struct load_session *s, bool ok, int delay_ms)
 {
 	if (s->bev != NULL) {
 		bufferevent_free(s->bev);
@@ -230,15 +241,18 @@ static void load_session_end(struct load_session *s, bool ok, int delay_ms)
 		event_base_loopexit(run.base, NULL);
 }
 
-static void load_session_fail(struct load_session *s, enum load_error kind)
+static void
+load_session_fail(struct load_session *s, enum load_error kind)
 {
 	run.errors[kind]++;
 	load_session_end(s, false, kind == LOAD_ERR_CONNECT ? 100 : 10);
 }
 
-static void load_send(struct load_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
 static void load_send(struct load_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+load_send(struct load_session *s, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -248,7 +262,8 @@ static void load_send(struct load_session *s, const char *fmt, ...)
 }
 
 /* Sends "VERB <format with the user number>\r\n"; the format was checked to hold one %d. */
-static void load_send_user(struct load_session *s, const char *verb, const char *format)
+static void
+load_send_user(struct load_session *s, const char *verb, const char *format)
 {
 	char value[512];
 
@@ -259,7 +274,8 @@ static void load_send_user(struct load_session *s, const char *verb, const char 
 	load_send(s, "%s %s\r\n", verb, value);
 }
 
-static void load_next_retr(struct load_session *s)
+static void
+load_next_retr(struct load_session *s)
 {
 	if (s->next > s->count) {
 		s->state = LOAD_QUIT;
@@ -272,18 +288,21 @@ static void load_next_retr(struct load_session *s)
 	load_send(s, "RETR %" PRIu32 "\r\n", s->next);
 }
 
-static bool load_ok(const char *line, size_t len)
+static bool
+load_ok(const char *line, size_t len)
 {
 	return len >= 3 && memcmp(line, "+OK", 3) == 0 && (len == 3 || line[3] == ' ');
 }
 
-static bool load_err(const char *line, size_t len)
+static bool
+load_err(const char *line, size_t len)
 {
 	return len >= 4 && memcmp(line, "-ERR", 4) == 0 && (len == 4 || line[4] == ' ');
 }
 
 /* One line of a multi-line body (not the final "."), dot-unstuffed. Returns false on an error. */
-static bool load_body_line(struct load_session *s, const char *line, size_t len)
+static bool
+load_body_line(struct load_session *s, const char *line, size_t len)
 {
 	if (len > 0 && line[0] == '.') {
 		line++;
@@ -318,7 +337,8 @@ static bool load_body_line(struct load_session *s, const char *line, size_t len)
 }
 
 /* The final "." of a multi-line body. */
-static void load_body_end(struct load_session *s)
+static void
+load_body_end(struct load_session *s)
 {
 	switch (s->state) {
 	case LOAD_LIST_BODY:
@@ -355,7 +375,8 @@ static void load_body_end(struct load_session *s)
 }
 
 /* A status line in a state that expects one. */
-static void load_status(struct load_session *s, const char *line, size_t len)
+static void
+load_status(struct load_session *s, const char *line, size_t len)
 {
 	bool ok = load_ok(line, len);
 
@@ -384,8 +405,9 @@ static void load_status(struct load_session *s, const char *line, size_t len)
 		return;
 	case LOAD_PASS:
 		if (!ok) {
-			load_session_fail(s, len >= 13 && memcmp(line, "-ERR [IN-USE]", 13) == 0 ? LOAD_ERR_IN_USE
-												 : LOAD_ERR_LOGIN);
+			load_session_fail(s, len >= 13 && memcmp(line, "-ERR [IN-USE]", 13) == 0
+			                         ? LOAD_ERR_IN_USE
+			                         : LOAD_ERR_LOGIN);
 			return;
 		}
 		load_record(&run.login_us, &run.login_n, &run.login_cap, &s->sent);
@@ -449,18 +471,22 @@ static void load_status(struct load_session *s, const char *line, size_t len)
 	}
 }
 
-static bool load_in_body(const struct load_session *s)
+static bool
+load_in_body(const struct load_session *s)
 {
-	return s->state == LOAD_LIST_BODY || s->state == LOAD_UIDL_BODY || s->state == LOAD_RETR_BODY;
+	return s->state == LOAD_LIST_BODY || s->state == LOAD_UIDL_BODY ||
+	       s->state == LOAD_RETR_BODY;
 }
 
-static void load_read_cb(struct bufferevent *bev, void *arg)
+static void
+load_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct load_session *s = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 
 	for (;;) {
-		struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_CRLF_STRICT);
+		struct evbuffer_ptr eol =
+		    evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_CRLF_STRICT);
 		char stack[1024], *line;
 		size_t len;
 
@@ -495,7 +521,8 @@ static void load_read_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
-static void load_event_cb(struct bufferevent *bev, short events, void *arg)
+static void
+load_event_cb(struct bufferevent *bev, short events, void *arg)
 {
 	struct load_session *s = arg;
 
@@ -519,7 +546,8 @@ static void load_event_cb(struct bufferevent *bev, short events, void *arg)
 	load_session_fail(s, (events & BEV_EVENT_TIMEOUT) ? LOAD_ERR_TIMEOUT : LOAD_ERR_CLOSED);
 }
 
-static void load_session_start(struct load_session *s)
+static void
+load_session_start(struct load_session *s)
 {
 	struct timeval timeout = {run.opt.timeout, 0};
 
@@ -548,57 +576,69 @@ static void load_session_start(struct load_session *s)
 	bufferevent_setcb(s->bev, load_read_cb, NULL, load_event_cb, s);
 	bufferevent_set_timeouts(s->bev, &timeout, &timeout);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-	if (bufferevent_socket_connect(s->bev, (struct sockaddr *)&run.addr, (int)run.addr_len) < 0) {
+	if (bufferevent_socket_connect(s->bev, (struct sockaddr *)&run.addr, (int)run.addr_len) <
+	    0) {
 		s->connect_failures++;
 		load_session_fail(s, LOAD_ERR_CONNECT);
 	}
 }
 
-static void load_retry_cb(evutil_socket_t fd, short what, void *arg)
+static void
+load_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
 	load_session_start(arg);
 }
 
-static void load_stop_cb(evutil_socket_t fd, short what, void *arg)
+static void
+load_stop_cb(evutil_socket_t fd, short what, void *arg)
 {
 	run.stopping = true;
 }
 
-static int load_cmp_u32(const void *a, const void *b)
+static int
+load_cmp_u32(const void *a, const void *b)
 {
 	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
 
 	return x < y ? -1 : x > y;
 }
 
-static double load_pct_ms(const uint32_t *v, size_t n, double p)
+static double
+load_pct_ms(const uint32_t *v, size_t n, double p)
 {
 	if (n == 0)
 		return 0;
 	return v[(size_t)(p * (double)(n - 1) + 0.5)] / 1000.0;
 }
 
-static void load_usage(FILE *fp)
+static void
+load_usage(FILE *fp)
 {
-	fprintf(fp,
-		"usage: pop3-load [--host H] [--port P] [--concurrency C] [--users N] [--first-user K]\n"
-		"                 [--user-format F] [--password-format F] [--sessions N] [--duration T]\n"
-		"                 [--timeout S] [--json]\n"
-		"  --host             server address (default 127.0.0.1)\n"
-		"  --port             server port (default 2110)\n"
-		"  --concurrency      sessions open at once (default 10; at most --users)\n"
-		"  --users            how many users to log in as (default 100)\n"
-		"  --first-user       number of the first user (default 1)\n"
-		"  --user-format      printf format of a user name from its number (default user%%03d@example.test)\n"
-		"  --password-format  printf format of a password from the number (default bench-password-%%d)\n"
-		"  --sessions         sessions to run in total (default: --users, unless --duration is given)\n"
-		"  --duration         stop starting new sessions after T seconds\n"
-		"  --timeout          seconds without progress before a session counts as timed out (default 60)\n"
-		"  --json             print the figures as one JSON line on stdout\n");
+	fprintf(fp, "usage: pop3-load [--host H] [--port P] [--concurrency C] [--users N] "
+	            "[--first-user K]\n"
+	            "                 [--user-format F] [--password-format F] [--sessions N] "
+	            "[--duration T]\n"
+	            "                 [--timeout S] [--json]\n"
+	            "  --host             server address (default 127.0.0.1)\n"
+	            "  --port             server port (default 2110)\n"
+	            "  --concurrency      sessions open at once (default 10; at most --users)\n"
+	            "  --users            how many users to log in as (default 100)\n"
+	            "  --first-user       number of the first user (default 1)\n"
+	            "  --user-format      printf format of a user name from its number (default "
+	            "user%%03d@example.test)\n"
+	            "  --password-format  printf format of a password from the number (default "
+	            "bench-password-%%d)\n"
+	            "  --sessions         sessions to run in total (default: --users, unless "
+	            "--duration is given)\n"
+	            "  --duration         stop starting new sessions after T seconds\n"
+	            "  --timeout          seconds without progress before a session counts as "
+	            "timed out (default 60)\n"
+	            "  --json             print the figures as one JSON line on stdout\n");
 }
 
 /* A format must hold exactly one %d (or %0Nd) and no other conversion. */
-static bool load_format_ok(const char *f)
+static bool
+load_format_ok(const char *f)
 {
 	int conversions = 0;
 
@@ -619,22 +659,23 @@ static bool load_format_ok(const char *f)
 	return conversions == 1;
 }
 
-int main(int argc, char **argv)
+int
+main(int argc, char **argv)
 {
 	static const struct option long_options[] = {
-		{"host", required_argument, NULL, 'h'},
-		{"port", required_argument, NULL, 'p'},
-		{"concurrency", required_argument, NULL, 'c'},
-		{"users", required_argument, NULL, 'u'},
-		{"first-user", required_argument, NULL, 'F'},
-		{"user-format", required_argument, NULL, 'U'},
-		{"password-format", required_argument, NULL, 'P'},
-		{"sessions", required_argument, NULL, 'n'},
-		{"duration", required_argument, NULL, 'd'},
-		{"timeout", required_argument, NULL, 't'},
-		{"json", no_argument, NULL, 'j'},
-		{"help", no_argument, NULL, 'H'},
-		{NULL, 0, NULL, 0},
+	    {"host", required_argument, NULL, 'h'},
+	    {"port", required_argument, NULL, 'p'},
+	    {"concurrency", required_argument, NULL, 'c'},
+	    {"users", required_argument, NULL, 'u'},
+	    {"first-user", required_argument, NULL, 'F'},
+	    {"user-format", required_argument, NULL, 'U'},
+	    {"password-format", required_argument, NULL, 'P'},
+	    {"sessions", required_argument, NULL, 'n'},
+	    {"duration", required_argument, NULL, 'd'},
+	    {"timeout", required_argument, NULL, 't'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'H'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct load_options *o = &run.opt;
 	int ch;
@@ -650,19 +691,45 @@ int main(int argc, char **argv)
 	o->timeout = 60;
 	while ((ch = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
 		switch (ch) {
-		case 'h': o->host = optarg; break;
-		case 'p': o->port = optarg; break;
-		case 'c': o->concurrency = atoi(optarg); break;
-		case 'u': o->users = atoi(optarg); break;
-		case 'F': o->first_user = atoi(optarg); break;
-		case 'U': o->user_format = optarg; break;
-		case 'P': o->password_format = optarg; break;
-		case 'n': o->sessions = atol(optarg); break;
-		case 'd': o->duration = atof(optarg); break;
-		case 't': o->timeout = atoi(optarg); break;
-		case 'j': o->json = true; break;
-		case 'H': load_usage(stdout); return 0;
-		default: load_usage(stderr); return 2;
+		case 'h':
+			o->host = optarg;
+			break;
+		case 'p':
+			o->port = optarg;
+			break;
+		case 'c':
+			o->concurrency = atoi(optarg);
+			break;
+		case 'u':
+			o->users = atoi(optarg);
+			break;
+		case 'F':
+			o->first_user = atoi(optarg);
+			break;
+		case 'U':
+			o->user_format = optarg;
+			break;
+		case 'P':
+			o->password_format = optarg;
+			break;
+		case 'n':
+			o->sessions = atol(optarg);
+			break;
+		case 'd':
+			o->duration = atof(optarg);
+			break;
+		case 't':
+			o->timeout = atoi(optarg);
+			break;
+		case 'j':
+			o->json = true;
+			break;
+		case 'H':
+			load_usage(stdout);
+			return 0;
+		default:
+			load_usage(stderr);
+			return 2;
 		}
 	}
 	if (optind != argc || o->concurrency <= 0 || o->users <= 0 || o->timeout <= 0 ||
@@ -671,8 +738,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (o->concurrency > o->users) {
-		fprintf(stderr, "pop3-load: --concurrency %d > --users %d: one session per maildrop at a time, "
-			"so using %d\n", o->concurrency, o->users, o->users);
+		fprintf(
+		    stderr,
+		    "pop3-load: --concurrency %d > --users %d: one session per maildrop at a time, "
+		    "so using %d\n",
+		    o->concurrency, o->users, o->users);
 		o->concurrency = o->users;
 	}
 	if (o->sessions < 0)
@@ -713,8 +783,9 @@ int main(int argc, char **argv)
 
 	evsignal_add(sigint, NULL);
 	if (o->duration > 0) {
-		struct timeval tv = {(time_t)o->duration,
-				     (suseconds_t)((o->duration - (double)(time_t)o->duration) * 1e6)};
+		struct timeval tv = {
+		    (time_t)o->duration,
+		    (suseconds_t)((o->duration - (double)(time_t)o->duration) * 1e6)};
 
 		duration = evtimer_new(run.base, load_stop_cb, NULL);
 		evtimer_add(duration, &tv);
@@ -748,19 +819,22 @@ int main(int argc, char **argv)
 	double sps = wall > 0 ? (double)run.completed / wall : 0;
 	double mps = wall > 0 ? (double)run.messages / wall : 0;
 	double mbps = wall > 0 ? (double)run.bytes / wall / 1e6 : 0;
-	double r50 = load_pct_ms(run.retr_us, run.retr_n, 0.50), r99 = load_pct_ms(run.retr_us, run.retr_n, 0.99);
+	double r50 = load_pct_ms(run.retr_us, run.retr_n, 0.50),
+	       r99 = load_pct_ms(run.retr_us, run.retr_n, 0.99);
 	double rmax = run.retr_n ? run.retr_us[run.retr_n - 1] / 1000.0 : 0;
-	double l50 = load_pct_ms(run.login_us, run.login_n, 0.50), l99 = load_pct_ms(run.login_us, run.login_n, 0.99);
+	double l50 = load_pct_ms(run.login_us, run.login_n, 0.50),
+	       l99 = load_pct_ms(run.login_us, run.login_n, 0.99);
 	FILE *human = o->json ? stderr : stdout;
 
-	fprintf(human, "pop3-load: %s:%s concurrency=%d users=%d sessions=%ld duration=%.1f\n", o->host, o->port,
-		o->concurrency, o->users, o->sessions, o->duration);
-	fprintf(human, "  sessions %ld completed (%ld failed) in %.2f s: %.1f sessions/s\n", run.completed,
-		run.failed, wall, sps);
-	fprintf(human, "  RETR %ld messages, %.1f MB: %.1f msgs/s, %.2f MB/s\n", run.messages, (double)run.bytes / 1e6,
-		mps, mbps);
-	fprintf(human, "  RETR latency (command -> final \".\"): p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", r50, r99,
-		rmax);
+	fprintf(human, "pop3-load: %s:%s concurrency=%d users=%d sessions=%ld duration=%.1f\n",
+	        o->host, o->port, o->concurrency, o->users, o->sessions, o->duration);
+	fprintf(human, "  sessions %ld completed (%ld failed) in %.2f s: %.1f sessions/s\n",
+	        run.completed, run.failed, wall, sps);
+	fprintf(human, "  RETR %ld messages, %.1f MB: %.1f msgs/s, %.2f MB/s\n", run.messages,
+	        (double)run.bytes / 1e6, mps, mbps);
+	fprintf(human,
+	        "  RETR latency (command -> final \".\"): p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+	        r50, r99, rmax);
 	fprintf(human, "  login latency (PASS -> +OK): p50 %.2f ms, p99 %.2f ms\n", l50, l99);
 	fprintf(human, "  errors: %ld", errors);
 	for (int i = 0; i < LOAD_ERR_KINDS; i++)
@@ -768,19 +842,25 @@ int main(int argc, char **argv)
 			fprintf(human, " %s=%ld", load_error_names[i], run.errors[i]);
 	fprintf(human, "\n");
 	if (o->json) {
-		printf("{\"host\":\"%s\",\"port\":%s,\"concurrency\":%d,\"users\":%d,\"sessions_started\":%ld,"
-		       "\"sessions\":%ld,\"failed_sessions\":%ld,\"elapsed_s\":%.3f,\"sessions_per_s\":%.2f,"
-		       "\"messages\":%ld,\"msgs_per_s\":%.1f,\"bytes\":%" PRIu64 ",\"mb_per_s\":%.3f,"
+		printf("{\"host\":\"%s\",\"port\":%s,\"concurrency\":%d,\"users\":%d,\"sessions_"
+		       "started\":%ld,"
+		       "\"sessions\":%ld,\"failed_sessions\":%ld,\"elapsed_s\":%.3f,\"sessions_per_"
+		       "s\":%.2f,"
+		       "\"messages\":%ld,\"msgs_per_s\":%.1f,\"bytes\":%" PRIu64
+		       ",\"mb_per_s\":%.3f,"
 		       "\"retr_p50_ms\":%.3f,\"retr_p99_ms\":%.3f,\"retr_max_ms\":%.3f,"
-		       "\"login_p50_ms\":%.3f,\"login_p99_ms\":%.3f,\"errors\":%ld,\"errors_by_kind\":{",
-		       o->host, o->port, o->concurrency, o->users, run.started, run.completed, run.failed, wall, sps,
-		       run.messages, mps, run.bytes, mbps, r50, r99, rmax, l50, l99, errors);
+		       "\"login_p50_ms\":%.3f,\"login_p99_ms\":%.3f,\"errors\":%ld,\"errors_by_"
+		       "kind\":{",
+		       o->host, o->port, o->concurrency, o->users, run.started, run.completed,
+		       run.failed, wall, sps, run.messages, mps, run.bytes, mbps, r50, r99, rmax,
+		       l50, l99, errors);
 		bool first = true;
 
 		for (int i = 0; i < LOAD_ERR_KINDS; i++) {
 			if (!run.errors[i])
 				continue;
-			printf("%s\"%s\":%ld", first ? "" : ",", load_error_names[i], run.errors[i]);
+			printf("%s\"%s\":%ld", first ? "" : ",", load_error_names[i],
+			       run.errors[i]);
 			first = false;
 		}
 		printf("}}\n");

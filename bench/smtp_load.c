@@ -1,13 +1,13 @@
 /* smtp-load: an SMTP load generator for benchmarking ternd.
  *
- * Opens --concurrency sessions to --host:--port; each says EHLO once, then loops over transactions with
- * MAIL FROM, RCPT TO and DATA pipelined in one write (RFC 2920), sends a --size byte message, and waits
- * for the reply to the final ".". Recipients rotate over the --rcpt list. It stops after --messages
- * messages or --duration seconds (whichever comes first), then every session sends QUIT.
+ * Opens --concurrency sessions to --host:--port; each says EHLO once, then loops over transactions
+ * with MAIL FROM, RCPT TO and DATA pipelined in one write (RFC 2920), sends a --size byte message,
+ * and waits for the reply to the final ".". Recipients rotate over the --rcpt list. It stops after
+ * --messages messages or --duration seconds (whichever comes first), then every session sends QUIT.
  *
- * Reports messages per second (delivered / wall time from start to the last reply), the latency from
- * writing the final "." to reading the 250 (p50, p99, max), and errors by kind. With --json the figures
- * are printed as one JSON line on stdout (the human summary goes to stderr).
+ * Reports messages per second (delivered / wall time from start to the last reply), the latency
+ * from writing the final "." to reading the 250 (p50, p99, max), and errors by kind. With --json
+ * the figures are printed as one JSON line on stdout (the human summary goes to stderr).
  *
  * Single-threaded libevent loop: one core of load generation is far more than the SMTP server under
  * test needs from a client, and keeps the latency measurement free of cross-thread noise. */
@@ -47,8 +47,9 @@ enum load_error {
 };
 
 static const char *const load_error_names[LOAD_ERR_COUNT] = {
-	"connect", "banner", "ehlo", "mail_rejected", "rcpt_rejected", "data_rejected",
-	"final_4xx", "final_5xx", "connection_lost", "timeout", "protocol",
+    "connect",         "banner",        "ehlo",      "mail_rejected",
+    "rcpt_rejected",   "data_rejected", "final_4xx", "final_5xx",
+    "connection_lost", "timeout",       "protocol",
 };
 
 enum load_state {
@@ -80,10 +81,10 @@ struct load_session {
 	enum load_state state;
 	struct bufferevent *bev;
 	struct event *retry;
-	int replies_seen;     /* in LOAD_TXN: how many of the three replies arrived */
+	int replies_seen; /* in LOAD_TXN: how many of the three replies arrived */
 	int txn_codes[3];
-	bool in_message;      /* a message is claimed and not yet accounted for */
-	long msg_no;          /* sequence number of the claimed message */
+	bool in_message; /* a message is claimed and not yet accounted for */
+	long msg_no;     /* sequence number of the claimed message */
 	int rcpt_index;
 	int connect_failures; /* consecutive */
 	struct timespec dot_sent;
@@ -113,17 +114,20 @@ struct load_run {
 
 static struct load_run run;
 
-static double load_elapsed(const struct timespec *from, const struct timespec *to)
+static double
+load_elapsed(const struct timespec *from, const struct timespec *to)
 {
 	return (double)(to->tv_sec - from->tv_sec) + (double)(to->tv_nsec - from->tv_nsec) / 1e9;
 }
 
-static void load_now(struct timespec *ts)
+static void
+load_now(struct timespec *ts)
 {
 	clock_gettime(CLOCK_MONOTONIC, ts);
 }
 
-static void *load_xmalloc(size_t n)
+static void *
+load_xmalloc(size_t n)
 {
 	void *p = malloc(n);
 
@@ -134,7 +138,8 @@ static void *load_xmalloc(size_t n)
 	return p;
 }
 
-static void load_record_latency(double seconds)
+static void
+load_record_latency(double seconds)
 {
 	if (run.latency_count == run.latency_cap) {
 		size_t cap = run.latency_cap ? run.latency_cap * 2 : 65536;
@@ -151,13 +156,15 @@ static void load_record_latency(double seconds)
 	run.latencies_us[run.latency_count++] = us > (double)UINT32_MAX ? UINT32_MAX : (uint32_t)us;
 }
 
-static void load_count_error(enum load_error kind)
+static void
+load_count_error(enum load_error kind)
 {
 	run.errors[kind]++;
 }
 
 /* Accounts for the session's claimed message exactly once. */
-static void load_message_done(struct load_session *s, bool ok)
+static void
+load_message_done(struct load_session *s, bool ok)
 {
 	if (!s->in_message)
 		return;
@@ -169,7 +176,8 @@ static void load_message_done(struct load_session *s, bool ok)
 	load_now(&run.last_done);
 }
 
-static bool load_claim_message(void)
+static bool
+load_claim_message(void)
 {
 	if (run.stopping)
 		return false;
@@ -181,14 +189,15 @@ static bool load_claim_message(void)
 
 static void load_session_connect(struct load_session *s);
 
-static void load_session_end(struct load_session *s, bool reconnect)
+static void
+load_session_end(struct load_session *s, bool reconnect)
 {
 	if (s->bev != NULL) {
 		bufferevent_free(s->bev);
 		s->bev = NULL;
 	}
-	if (reconnect && !run.stopping && (run.opt.messages == 0 || run.issued < run.opt.messages) &&
-	    s->connect_failures < 20) {
+	if (reconnect && !run.stopping &&
+	    (run.opt.messages == 0 || run.issued < run.opt.messages) && s->connect_failures < 20) {
 		struct timeval delay = {0, s->connect_failures > 0 ? 100000 : 10000};
 
 		evtimer_add(s->retry, &delay);
@@ -199,20 +208,24 @@ static void load_session_end(struct load_session *s, bool reconnect)
 		event_base_loopexit(run.base, NULL);
 }
 
-static void load_session_fail(struct load_session *s, enum load_error kind)
+static void
+load_session_fail(struct load_session *s, enum load_error kind)
 {
 	load_count_error(kind);
 	load_message_done(s, false);
 	load_session_end(s, true);
 }
 
-static void load_send(struct load_session *s, const char *text)
+static void
+load_send(struct load_session *s, const char *text)
 {
 	bufferevent_write(s->bev, text, strlen(text));
 }
 
-/* Starts the next transaction (pipelined MAIL, RCPT, DATA) or says QUIT when there is no more work. */
-static void load_session_next(struct load_session *s)
+/* Starts the next transaction (pipelined MAIL, RCPT, DATA) or says QUIT when there is no more work.
+ */
+static void
+load_session_next(struct load_session *s)
 {
 	if (!load_claim_message()) {
 		s->state = LOAD_QUIT;
@@ -230,16 +243,17 @@ static void load_session_next(struct load_session *s)
 	s->replies_seen = 0;
 }
 
-static void load_send_message(struct load_session *s)
+static void
+load_send_message(struct load_session *s)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 	const char *rcpt = run.opt.rcpts[s->rcpt_index];
 
 	evbuffer_add_printf(out,
-			    "From: <%s>\r\nTo: <%s>\r\nSubject: smtp-load message %ld\r\n"
-			    "Message-ID: <load.%d.%ld.%ld@smtp-load.test>\r\n"
-			    "Date: Mon, 24 Nov 2025 12:00:00 +0000\r\n\r\n",
-			    run.opt.from, rcpt, s->msg_no, s->id, s->msg_no, run.pid);
+	                    "From: <%s>\r\nTo: <%s>\r\nSubject: smtp-load message %ld\r\n"
+	                    "Message-ID: <load.%d.%ld.%ld@smtp-load.test>\r\n"
+	                    "Date: Mon, 24 Nov 2025 12:00:00 +0000\r\n\r\n",
+	                    run.opt.from, rcpt, s->msg_no, s->id, s->msg_no, run.pid);
 	evbuffer_add_reference(out, run.body, run.body_len, NULL, NULL);
 	evbuffer_add(out, ".\r\n", 3);
 	load_now(&s->dot_sent);
@@ -247,7 +261,8 @@ static void load_send_message(struct load_session *s)
 }
 
 /* Handles one complete reply (code) according to the session's state. */
-static void load_session_reply(struct load_session *s, int code)
+static void
+load_session_reply(struct load_session *s, int code)
 {
 	switch (s->state) {
 	case LOAD_CONNECTING:
@@ -274,9 +289,9 @@ static void load_session_reply(struct load_session *s, int code)
 			load_send_message(s);
 			return;
 		}
-		load_count_error(s->txn_codes[0] != 250 ? LOAD_ERR_MAIL
-				 : s->txn_codes[1] != 250 ? LOAD_ERR_RCPT
-							  : LOAD_ERR_DATA);
+		load_count_error(s->txn_codes[0] != 250   ? LOAD_ERR_MAIL
+		                 : s->txn_codes[1] != 250 ? LOAD_ERR_RCPT
+		                                          : LOAD_ERR_DATA);
 		load_message_done(s, false);
 		if (s->txn_codes[2] == 354) {
 			/* Refused but in DATA anyway: end it empty-handed. */
@@ -296,7 +311,8 @@ static void load_session_reply(struct load_session *s, int code)
 				load_record_latency(load_elapsed(&s->dot_sent, &now));
 				load_message_done(s, true);
 			} else {
-				load_count_error(code >= 500 ? LOAD_ERR_FINAL_5XX : LOAD_ERR_FINAL_4XX);
+				load_count_error(code >= 500 ? LOAD_ERR_FINAL_5XX
+				                             : LOAD_ERR_FINAL_4XX);
 				load_message_done(s, false);
 			}
 		}
@@ -312,7 +328,8 @@ static void load_session_reply(struct load_session *s, int code)
 	}
 }
 
-static void load_read_cb(struct bufferevent *bev, void *arg)
+static void
+load_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct load_session *s = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
@@ -320,7 +337,8 @@ static void load_read_cb(struct bufferevent *bev, void *arg)
 	size_t len;
 
 	while ((line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF)) != NULL) {
-		if (len < 3 || line[0] < '2' || line[0] > '5' || (len > 3 && line[3] != ' ' && line[3] != '-')) {
+		if (len < 3 || line[0] < '2' || line[0] > '5' ||
+		    (len > 3 && line[3] != ' ' && line[3] != '-')) {
 			free(line);
 			load_session_fail(s, LOAD_ERR_PROTOCOL);
 			return;
@@ -339,7 +357,8 @@ static void load_read_cb(struct bufferevent *bev, void *arg)
 		load_session_fail(s, LOAD_ERR_PROTOCOL);
 }
 
-static void load_event_cb(struct bufferevent *bev, short events, void *arg)
+static void
+load_event_cb(struct bufferevent *bev, short events, void *arg)
 {
 	struct load_session *s = arg;
 
@@ -364,7 +383,8 @@ static void load_event_cb(struct bufferevent *bev, short events, void *arg)
 	load_session_fail(s, (events & BEV_EVENT_TIMEOUT) ? LOAD_ERR_TIMEOUT : LOAD_ERR_CLOSED);
 }
 
-static void load_session_connect(struct load_session *s)
+static void
+load_session_connect(struct load_session *s)
 {
 	struct timeval timeout = {run.opt.timeout, 0};
 
@@ -379,7 +399,8 @@ static void load_session_connect(struct load_session *s)
 	bufferevent_setcb(s->bev, load_read_cb, NULL, load_event_cb, s);
 	bufferevent_set_timeouts(s->bev, &timeout, &timeout);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-	if (bufferevent_socket_connect(s->bev, (struct sockaddr *)&run.addr, (int)run.addr_len) < 0) {
+	if (bufferevent_socket_connect(s->bev, (struct sockaddr *)&run.addr, (int)run.addr_len) <
+	    0) {
 		bufferevent_free(s->bev);
 		s->bev = NULL;
 		load_count_error(LOAD_ERR_CONNECT);
@@ -388,29 +409,34 @@ static void load_session_connect(struct load_session *s)
 	}
 }
 
-static void load_retry_cb(evutil_socket_t fd, short what, void *arg)
+static void
+load_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
 	load_session_connect(arg);
 }
 
-static void load_duration_cb(evutil_socket_t fd, short what, void *arg)
+static void
+load_duration_cb(evutil_socket_t fd, short what, void *arg)
 {
 	run.stopping = true;
 }
 
-static void load_sigint_cb(evutil_socket_t fd, short what, void *arg)
+static void
+load_sigint_cb(evutil_socket_t fd, short what, void *arg)
 {
 	run.stopping = true;
 }
 
-static int load_cmp_u32(const void *a, const void *b)
+static int
+load_cmp_u32(const void *a, const void *b)
 {
 	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
 
 	return x < y ? -1 : x > y;
 }
 
-static double load_percentile_ms(double p)
+static double
+load_percentile_ms(double p)
 {
 	if (run.latency_count == 0)
 		return 0;
@@ -419,26 +445,34 @@ static double load_percentile_ms(double p)
 	return run.latencies_us[idx] / 1000.0;
 }
 
-static void load_usage(FILE *fp)
+static void
+load_usage(FILE *fp)
 {
-	fprintf(fp,
-		"usage: smtp-load [--host H] [--port P] [--concurrency C] [--messages N] [--duration T]\n"
-		"                 [--size BYTES] [--rcpt ADDR]... [--from ADDR] [--timeout S] [--json]\n"
-		"  --host         server address (default 127.0.0.1)\n"
-		"  --port         server port (default 2525)\n"
-		"  --concurrency  sessions open at once (default 10)\n"
-		"  --messages     messages to send in total (default 1000 unless --duration is given)\n"
-		"  --duration     stop starting new messages after T seconds\n"
-		"  --size         message size in bytes, headers included (default 4096)\n"
-		"  --rcpt         a recipient; repeat to rotate over several (default alice@example.test)\n"
-		"  --from         the envelope sender (default load@bench.test)\n"
-		"  --timeout      seconds without progress before a session counts as timed out (default 60)\n"
-		"  --json         print the figures as one JSON line on stdout\n");
+	fprintf(
+	    fp,
+	    "usage: smtp-load [--host H] [--port P] [--concurrency C] [--messages N] [--duration "
+	    "T]\n"
+	    "                 [--size BYTES] [--rcpt ADDR]... [--from ADDR] [--timeout S] "
+	    "[--json]\n"
+	    "  --host         server address (default 127.0.0.1)\n"
+	    "  --port         server port (default 2525)\n"
+	    "  --concurrency  sessions open at once (default 10)\n"
+	    "  --messages     messages to send in total (default 1000 unless --duration is given)\n"
+	    "  --duration     stop starting new messages after T seconds\n"
+	    "  --size         message size in bytes, headers included (default 4096)\n"
+	    "  --rcpt         a recipient; repeat to rotate over several (default "
+	    "alice@example.test)\n"
+	    "  --from         the envelope sender (default load@bench.test)\n"
+	    "  --timeout      seconds without progress before a session counts as timed out "
+	    "(default 60)\n"
+	    "  --json         print the figures as one JSON line on stdout\n");
 }
 
-static void load_make_body(size_t size)
+static void
+load_make_body(size_t size)
 {
-	static const char line[] = "The quick brown fox jumps over the lazy dog; smtp-load filler text 0123456789\r\n";
+	static const char line[] =
+	    "The quick brown fox jumps over the lazy dog; smtp-load filler text 0123456789\r\n";
 	const size_t header_estimate = 200;
 	size_t want = size > header_estimate + 64 ? size - header_estimate : 64;
 
@@ -450,7 +484,8 @@ static void load_make_body(size_t size)
 	}
 }
 
-static void load_raise_nofile(void)
+static void
+load_raise_nofile(void)
 {
 	struct rlimit rl;
 
@@ -460,15 +495,22 @@ static void load_raise_nofile(void)
 	}
 }
 
-int main(int argc, char **argv)
+int
+main(int argc, char **argv)
 {
 	static const struct option long_options[] = {
-		{"host", required_argument, NULL, 'h'},	       {"port", required_argument, NULL, 'p'},
-		{"concurrency", required_argument, NULL, 'c'}, {"messages", required_argument, NULL, 'n'},
-		{"size", required_argument, NULL, 's'},	       {"rcpt", required_argument, NULL, 'r'},
-		{"from", required_argument, NULL, 'f'},	       {"duration", required_argument, NULL, 'd'},
-		{"timeout", required_argument, NULL, 't'},     {"json", no_argument, NULL, 'j'},
-		{"help", no_argument, NULL, 'H'},	       {NULL, 0, NULL, 0},
+	    {"host", required_argument, NULL, 'h'},
+	    {"port", required_argument, NULL, 'p'},
+	    {"concurrency", required_argument, NULL, 'c'},
+	    {"messages", required_argument, NULL, 'n'},
+	    {"size", required_argument, NULL, 's'},
+	    {"rcpt", required_argument, NULL, 'r'},
+	    {"from", required_argument, NULL, 'f'},
+	    {"duration", required_argument, NULL, 'd'},
+	    {"timeout", required_argument, NULL, 't'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'H'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct load_options *o = &run.opt;
 	int ch;
@@ -483,18 +525,42 @@ int main(int argc, char **argv)
 	o->rcpts = load_xmalloc((size_t)argc * sizeof(*o->rcpts) + sizeof(*o->rcpts));
 	while ((ch = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
 		switch (ch) {
-		case 'h': o->host = optarg; break;
-		case 'p': o->port = optarg; break;
-		case 'c': o->concurrency = atoi(optarg); break;
-		case 'n': o->messages = atol(optarg); break;
-		case 's': o->size = (size_t)atol(optarg); break;
-		case 'r': o->rcpts[o->rcpt_count++] = optarg; break;
-		case 'f': o->from = optarg; break;
-		case 'd': o->duration = atof(optarg); break;
-		case 't': o->timeout = atoi(optarg); break;
-		case 'j': o->json = true; break;
-		case 'H': load_usage(stdout); return 0;
-		default: load_usage(stderr); return 2;
+		case 'h':
+			o->host = optarg;
+			break;
+		case 'p':
+			o->port = optarg;
+			break;
+		case 'c':
+			o->concurrency = atoi(optarg);
+			break;
+		case 'n':
+			o->messages = atol(optarg);
+			break;
+		case 's':
+			o->size = (size_t)atol(optarg);
+			break;
+		case 'r':
+			o->rcpts[o->rcpt_count++] = optarg;
+			break;
+		case 'f':
+			o->from = optarg;
+			break;
+		case 'd':
+			o->duration = atof(optarg);
+			break;
+		case 't':
+			o->timeout = atoi(optarg);
+			break;
+		case 'j':
+			o->json = true;
+			break;
+		case 'H':
+			load_usage(stdout);
+			return 0;
+		default:
+			load_usage(stderr);
+			return 2;
 		}
 	}
 	if (optind != argc || o->concurrency <= 0 || o->timeout <= 0) {
@@ -531,7 +597,9 @@ int main(int argc, char **argv)
 
 	evsignal_add(sigint, NULL);
 	if (o->duration > 0) {
-		struct timeval tv = {(time_t)o->duration, (suseconds_t)((o->duration - (double)(time_t)o->duration) * 1e6)};
+		struct timeval tv = {
+		    (time_t)o->duration,
+		    (suseconds_t)((o->duration - (double)(time_t)o->duration) * 1e6)};
 
 		duration = evtimer_new(run.base, load_duration_cb, NULL);
 		evtimer_add(duration, &tv);
@@ -558,7 +626,8 @@ int main(int argc, char **argv)
 	struct timespec end;
 
 	load_now(&end);
-	double wall = load_elapsed(&run.start, run.delivered + run.failed > 0 ? &run.last_done : &end);
+	double wall =
+	    load_elapsed(&run.start, run.delivered + run.failed > 0 ? &run.last_done : &end);
 	double rate = wall > 0 ? (double)run.delivered / wall : 0;
 	long errors = 0;
 
@@ -570,27 +639,32 @@ int main(int argc, char **argv)
 
 	FILE *human = o->json ? stderr : stdout;
 
-	fprintf(human, "smtp-load: %s:%s concurrency=%d size=%zu messages=%ld duration=%.1f\n", o->host, o->port,
-		o->concurrency, o->size, o->messages, o->duration);
-	fprintf(human, "  delivered %ld (failed %ld) in %.2f s: %.1f msgs/s\n", run.delivered, run.failed, wall, rate);
-	fprintf(human, "  end of DATA -> 250: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", p50, p99, max);
+	fprintf(human, "smtp-load: %s:%s concurrency=%d size=%zu messages=%ld duration=%.1f\n",
+	        o->host, o->port, o->concurrency, o->size, o->messages, o->duration);
+	fprintf(human, "  delivered %ld (failed %ld) in %.2f s: %.1f msgs/s\n", run.delivered,
+	        run.failed, wall, rate);
+	fprintf(human, "  end of DATA -> 250: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", p50, p99,
+	        max);
 	fprintf(human, "  errors: %ld", errors);
 	for (int i = 0; i < LOAD_ERR_COUNT; i++)
 		if (run.errors[i])
 			fprintf(human, " %s=%ld", load_error_names[i], run.errors[i]);
 	fprintf(human, "\n");
 	if (o->json) {
-		printf("{\"host\":\"%s\",\"port\":%s,\"concurrency\":%d,\"size\":%zu,\"messages\":%ld,"
-		       "\"delivered\":%ld,\"failed\":%ld,\"elapsed_s\":%.3f,\"msgs_per_s\":%.1f,"
-		       "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"errors\":%ld,\"errors_by_kind\":{",
-		       o->host, o->port, o->concurrency, o->size, o->messages, run.delivered, run.failed, wall, rate, p50,
-		       p99, max, errors);
+		printf(
+		    "{\"host\":\"%s\",\"port\":%s,\"concurrency\":%d,\"size\":%zu,\"messages\":%ld,"
+		    "\"delivered\":%ld,\"failed\":%ld,\"elapsed_s\":%.3f,\"msgs_per_s\":%.1f,"
+		    "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"errors\":%ld,\"errors_by_"
+		    "kind\":{",
+		    o->host, o->port, o->concurrency, o->size, o->messages, run.delivered,
+		    run.failed, wall, rate, p50, p99, max, errors);
 		bool first = true;
 
 		for (int i = 0; i < LOAD_ERR_COUNT; i++) {
 			if (!run.errors[i])
 				continue;
-			printf("%s\"%s\":%ld", first ? "" : ",", load_error_names[i], run.errors[i]);
+			printf("%s\"%s\":%ld", first ? "" : ",", load_error_names[i],
+			       run.errors[i]);
 			first = false;
 		}
 		printf("}}\n");

@@ -30,7 +30,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #include "client_harness.h"
 
-
 #define FUZZ_MAX_MESSAGE 8192
 
 /* Reads back what the client stored (at most FUZZ_MAX_MESSAGE + 1 bytes) and empties the file. */

@@ -26,7 +26,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #include "client_harness.h"
 
-
 /* Runs the client against the transcript and describes what happened in out. */
 static void
 fuzz_run(const uint8_t *data, size_t size, size_t chunk, char *out, size_t outsize)

@@ -100,8 +100,10 @@ fuzz_return_opts(struct fuzz_buf *t, const struct imap_command *cmd)
 		    ((r.bits & IMAP_SEARCH_RET_PARTIAL) && (r.bits & IMAP_SEARCH_RET_ALL)))
 			abort();
 		if (r.bits & IMAP_SEARCH_RET_PARTIAL) {
-			if (r.lo == 0 || r.lo > r.hi || memchr(r.range, '\0', sizeof(r.range)) == NULL ||
-			    imap_context_range_parse(r.range, &lo, &hi) != 0 || lo != r.lo || hi != r.hi)
+			if (r.lo == 0 || r.lo > r.hi ||
+			    memchr(r.range, '\0', sizeof(r.range)) == NULL ||
+			    imap_context_range_parse(r.range, &lo, &hi) != 0 || lo != r.lo ||
+			    hi != r.hi)
 				abort();
 		}
 		snprintf(line, sizeof(line), "R:%u %u %u %s\n", r.bits, r.lo, r.hi, r.range);

@@ -65,7 +65,7 @@ struct auth {
 	char dummy_hash[PASSWORD_HASH_MAX]; /* verified against for unknown logins */
 	int64_t cache_ttl;
 	unsigned char cache_key[crypto_generichash_KEYBYTES]; /* random, per process */
-	struct hash *cache; /* login -> struct auth_cached */
+	struct hash *cache;                                   /* login -> struct auth_cached */
 	struct auth_stats stats;
 };
 
@@ -154,7 +154,7 @@ auth_kick(evutil_socket_t fd, short what, void *arg)
 
 struct auth *
 auth_new(struct event_base *base, struct store *store, struct workers *workers,
-	 const struct config *config)
+         const struct config *config)
 {
 	struct auth *auth = xcalloc(1, sizeof(*auth));
 
@@ -290,7 +290,7 @@ auth_cache_store(struct auth *auth, const struct auth_request *req, int64_t now)
 /* Pins the three throttle entries of a request while it waits or runs. */
 static void
 auth_pin(struct auth_request *req, struct auth_count *ip_c, struct auth_count *user_c,
-	 struct auth_count *al_c)
+         struct auth_count *al_c)
 {
 	req->ip_c = ip_c;
 	req->user_c = user_c;
@@ -352,7 +352,7 @@ auth_answer(evutil_socket_t fd, short what, void *arg)
 
 	if (!req->cancelled)
 		req->cb(req->result, req->result == AUTH_OK ? req->account.id : 0,
-			req->result == AUTH_OK ? req->account.address : NULL, req->arg);
+		        req->result == AUTH_OK ? req->account.address : NULL, req->arg);
 	auth_request_free(req);
 }
 
@@ -370,7 +370,7 @@ auth_finish(struct auth_request *req, enum auth_result result, bool hashed)
 		auth->stats.locked++;
 	auth_settle(req, result);
 	log_info("auth event=verify ip=%s result=%s hashed=%s", req->ip, auth_result_name(result),
-		 hashed ? "yes" : "no");
+	         hashed ? "yes" : "no");
 	req->timer = evtimer_new(auth->base, auth_answer, req);
 	if (req->timer == NULL)
 		fatalx("auth event=timer error=evtimer_new");
@@ -545,7 +545,7 @@ auth_dispatch(struct auth *auth)
 		if (req == NULL) {
 			if (wake != 0) {
 				struct timeval tv = {(wake - now_usec) / 1000000,
-						     (wake - now_usec) % 1000000};
+				                     (wake - now_usec) % 1000000};
 				evtimer_add(auth->kick, &tv);
 			}
 			return;
@@ -563,14 +563,13 @@ auth_request_mac(struct auth *auth, struct auth_request *req)
 
 	crypto_generichash_init(&st, auth->cache_key, sizeof(auth->cache_key), sizeof(req->mac));
 	crypto_generichash_update(&st, (const unsigned char *)req->hash, strlen(req->hash) + 1);
-	crypto_generichash_update(&st, (const unsigned char *)req->password,
-				  strlen(req->password));
+	crypto_generichash_update(&st, (const unsigned char *)req->password, strlen(req->password));
 	crypto_generichash_final(&st, req->mac, sizeof(req->mac));
 }
 
 struct auth_request *
 auth_verify(struct auth *auth, const char *client_ip, const char *login, const char *password,
-	    auth_cb *cb, void *arg)
+            auth_cb *cb, void *arg)
 {
 	struct auth_request *req = xcalloc(1, sizeof(*req));
 	struct auth_count *ip_c, *user_c, *al_c;

@@ -29,16 +29,16 @@ struct auth_request;
 
 enum auth_result {
 	AUTH_OK = 0,
-	AUTH_FAILED,	/* bad login or password */
-	AUTH_LOCKED,	/* too many failures: refused without checking */
-	AUTH_TEMPFAIL,	/* the store could not be read */
+	AUTH_FAILED,   /* bad login or password */
+	AUTH_LOCKED,   /* too many failures: refused without checking */
+	AUTH_TEMPFAIL, /* the store could not be read */
 };
 
 /* account_id and address (the account's primary address) are set for AUTH_OK. */
 typedef void auth_cb(enum auth_result result, int64_t account_id, const char *address, void *arg);
 
 struct auth *auth_new(struct event_base *base, struct store *store, struct workers *workers,
-		      const struct config *config);
+                      const struct config *config);
 void auth_free(struct auth **auth);
 
 /* Starts checking; cb runs later on the loop thread, never before this returns. The strings are
@@ -46,7 +46,7 @@ void auth_free(struct auth **auth);
  * cancelled. workers (given to auth_new) should run nothing else: auth keeps one check per
  * thread in flight. */
 struct auth_request *auth_verify(struct auth *auth, const char *client_ip, const char *login,
-				 const char *password, auth_cb *cb, void *arg);
+                                 const char *password, auth_cb *cb, void *arg);
 /* The callback will not run; *req becomes NULL. For sessions that close while waiting. */
 void auth_cancel(struct auth_request **req);
 

@@ -117,7 +117,7 @@ static int
 conn_timeout(const struct conn *conn)
 {
 	return conn->starting && conn->timeout_ms > CONN_START_TIMEOUT_MS ? CONN_START_TIMEOUT_MS
-	                                                                   : conn->timeout_ms;
+	                                                                  : conn->timeout_ms;
 }
 
 /* Waits until the socket is ready for events; -1 with error on timeout or poll failure. */
@@ -133,14 +133,16 @@ conn_wait(struct conn *conn, short events, char *error, size_t errsize)
 		if (n > 0)
 			return 0;
 		if (n == 0 && conn->starting && conn->ssl == NULL && (events & POLLIN)) {
-			conn_error(error, errsize,
-			           "no greeting from %s within %.1f s; if this port expects implicit "
-			           "TLS (as 465, 993 and 995 do), the server is waiting for the client "
-			           "to start TLS: use security tls for it",
-			           conn->peer, timeout / 1000.0);
+			conn_error(
+			    error, errsize,
+			    "no greeting from %s within %.1f s; if this port expects implicit "
+			    "TLS (as 465, 993 and 995 do), the server is waiting for the client "
+			    "to start TLS: use security tls for it",
+			    conn->peer, timeout / 1000.0);
 			return -1;
 		}
-		if (n == 0 && conn->starting && conn->ssl != NULL && !SSL_is_init_finished(conn->ssl)) {
+		if (n == 0 && conn->starting && conn->ssl != NULL &&
+		    !SSL_is_init_finished(conn->ssl)) {
 			conn_error(error, errsize,
 			           "no TLS answer from %s within %.1f s; the server may not speak "
 			           "implicit TLS on this port: try security starttls",
@@ -527,16 +529,18 @@ conn_open(const struct conn_options *options, struct conn **conn_r, char *error,
 		return -1;
 	}
 	if (options->security == CONN_SECURITY_TLS && conn_handshake(conn, error, errsize) != 0) {
-		/* What OpenSSL says when the first bytes are no TLS record: a plain-text greeting. */
+		/* What OpenSSL says when the first bytes are no TLS record: a plain-text greeting.
+		 */
 		if (strstr(error, "wrong version number") != NULL ||
 		    strstr(error, "packet length too long") != NULL ||
 		    strstr(error, "unknown protocol") != NULL ||
 		    strstr(error, "record layer failure") != NULL)
-			client_error_prefix(error, errsize,
-			                    "the server at %s does not speak implicit TLS; it greets "
-			                    "in plain text (a STARTTLS port?): use security starttls "
-			                    "for it",
-			                    conn->peer);
+			client_error_prefix(
+			    error, errsize,
+			    "the server at %s does not speak implicit TLS; it greets "
+			    "in plain text (a STARTTLS port?): use security starttls "
+			    "for it",
+			    conn->peer);
 		conn_close(&conn);
 		return -1;
 	}

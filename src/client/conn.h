@@ -11,19 +11,19 @@
 #include <stddef.h>
 
 enum conn_security {
-	CONN_SECURITY_TLS = 0,	/* implicit TLS from the first byte */
+	CONN_SECURITY_TLS = 0,  /* implicit TLS from the first byte */
 	CONN_SECURITY_STARTTLS, /* plaintext, then the protocol's STARTTLS/STLS; refuse if absent */
-	CONN_SECURITY_NONE,	/* plaintext throughout (explicit choice; warned about) */
+	CONN_SECURITY_NONE,     /* plaintext throughout (explicit choice; warned about) */
 };
 
 struct conn_options {
 	const char *host;
 	int port;
 	enum conn_security security;
-	const char *ca_file;	/* PEM bundle to trust instead of the system CAs, or NULL */
-	bool insecure;		/* skip certificate verification (explicit flag only) */
-	int timeout_ms;		/* per read/write/connect; 0 means 30000 */
-	size_t max_line;	/* longest line accepted; 0 means 65536 */
+	const char *ca_file; /* PEM bundle to trust instead of the system CAs, or NULL */
+	bool insecure;       /* skip certificate verification (explicit flag only) */
+	int timeout_ms;      /* per read/write/connect; 0 means 30000 */
+	size_t max_line;     /* longest line accepted; 0 means 65536 */
 };
 
 struct conn;
@@ -32,7 +32,7 @@ struct conn;
  * ("cannot connect to mail.example.org:465: Connection refused", "certificate verify failed:
  * ..."). */
 int conn_open(const struct conn_options *options, struct conn **conn_r, char *error,
-	      size_t errsize);
+              size_t errsize);
 /* For tests and fuzzing: wraps an already connected stream socket (a socketpair end, say) in a
  * plaintext conn, as conn_open would after connecting. Takes ownership of fd (closed by
  * conn_close, also when this fails) and makes it non-blocking. From options it uses host (the
@@ -40,7 +40,7 @@ int conn_open(const struct conn_options *options, struct conn **conn_r, char *er
  * when > 0), ca_file, insecure, timeout_ms and max_line; security is ignored. Returns 0, or -1
  * with error. */
 int conn_from_fd(int fd, const struct conn_options *options, struct conn **conn_r, char *error,
-		 size_t errsize);
+                 size_t errsize);
 /* Upgrades to TLS after the server's go-ahead. Fails if the server sent anything after its
  * go-ahead reply that we have already buffered (a response injected before TLS: the NO STARTTLS
  * attack); otherwise the handshake runs with the same verification as conn_open. */
@@ -53,13 +53,13 @@ const char *conn_tls_info(const struct conn *conn);
  * terminated, without its CRLF (a bare LF also ends a line). *len_r excludes the terminator.
  * Returns 1, or -1 with error on timeout, EOF, a line over max_line, or a TLS error. */
 int conn_read_line(struct conn *conn, const char **line_r, size_t *len_r, char *error,
-		   size_t errsize);
+                   size_t errsize);
 /* Reads exactly len bytes (IMAP literals). Returns 1 or -1 with error. */
 int conn_read_exact(struct conn *conn, void *buf, size_t len, char *error, size_t errsize);
 /* Writes all of buf. Returns 0 or -1 with error. */
 int conn_write(struct conn *conn, const void *buf, size_t len, char *error, size_t errsize);
 int conn_printf(struct conn *conn, char *error, size_t errsize, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 /* Bytes received but not yet consumed. */
 size_t conn_buffered(const struct conn *conn);
 void conn_close(struct conn **conn);

@@ -859,7 +859,8 @@ int
 imap_client_headers(struct imap_client *c, uint32_t first, uint32_t last,
                     struct imap_client_header **list_r, size_t *n_r, char *error, size_t errsize)
 {
-	static const char *const sections[] = {"HEADER.FIELDS (FROM SUBJECT DATE MESSAGE-ID)", "HEADER"};
+	static const char *const sections[] = {"HEADER.FIELDS (FROM SUBJECT DATE MESSAGE-ID)",
+	                                       "HEADER"};
 	struct imap_cmd cmd = {0};
 	char range[32], line[160];
 	int r = -1;

@@ -15,11 +15,11 @@
 #include "mime/summary.h"
 #include "notify/notify.h"
 
-#define DELIVER_HDR_LINE_MAX 998	    /* RFC 5322's line limit: longer lines are cut */
+#define DELIVER_HDR_LINE_MAX 998         /* RFC 5322's line limit: longer lines are cut */
 #define DELIVER_HDR_SCAN_MAX (64 * 1024) /* APPEND: header bytes looked at before giving up */
-#define DELIVER_FIELD_MAX 4096		    /* bytes kept of a noted field, with its folding */
-#define DELIVER_FROM_ADDRS_MAX 32	    /* addresses checked in one From: or Sender: */
-#define DELIVER_WRITE_CHUNK 16384	    /* CRLF normalisation's output buffer */
+#define DELIVER_FIELD_MAX 4096           /* bytes kept of a noted field, with its folding */
+#define DELIVER_FROM_ADDRS_MAX 32        /* addresses checked in one From: or Sender: */
+#define DELIVER_WRITE_CHUNK 16384        /* CRLF normalisation's output buffer */
 
 enum deliver_hdr_field {
 	DELIVER_HDR_FROM,
@@ -30,16 +30,16 @@ enum deliver_hdr_field {
 
 /* The raw From:, Subject: and Sender: fields, noted while the header section streams past. */
 struct deliver_hdrs {
-	bool done;	  /* the header section ended (or was too long to look at) */
-	bool too_big;	  /* it went past max */
-	int cur;	  /* the field that continuation lines belong to, -1 none */
+	bool done;        /* the header section ended (or was too long to look at) */
+	bool too_big;     /* it went past max */
+	int cur;          /* the field that continuation lines belong to, -1 none */
 	uint64_t scanned; /* header bytes seen */
-	uint64_t max;	  /* header bytes looked at */
+	uint64_t max;     /* header bytes looked at */
 	size_t linelen;
 	bool linecut; /* the current physical line was longer than line[] */
 	char line[DELIVER_HDR_LINE_MAX + 1];
 	unsigned count[DELIVER_HDR_NFIELDS]; /* occurrences of the field */
-	bool cut[DELIVER_HDR_NFIELDS];	     /* the first occurrence did not fit field[] */
+	bool cut[DELIVER_HDR_NFIELDS];       /* the first occurrence did not fit field[] */
 	size_t fieldlen[DELIVER_HDR_NFIELDS];
 	char field[DELIVER_HDR_NFIELDS][DELIVER_FIELD_MAX + 1];
 };
@@ -59,7 +59,7 @@ struct deliver_tx {
 	char *mail_from;
 	struct deliver_hdrs *hdrs;
 	int64_t internal_date; /* APPEND's; 0: the time of the commit */
-	bool smtp;	       /* received over SMTP: CRLF normalised, header size capped */
+	bool smtp;             /* received over SMTP: CRLF normalised, header size capped */
 	bool pending_cr;       /* the last byte written was a CR whose LF may follow */
 	bool check_from;       /* From:/Sender: must be addresses of account_id */
 	int64_t account_id;    /* the authenticated sender's, 0 none or unknown */
@@ -77,7 +77,7 @@ struct deliver_local {
 };
 
 struct deliver_commit {
-	deliver_cb *cb;		  /* one of cb, rcb */
+	deliver_cb *cb; /* one of cb, rcb */
 	deliver_result_cb *rcb;
 	void *arg;
 	struct notify_hub *hub;
@@ -133,7 +133,7 @@ deliver_domain_is_local(const struct deliver *d, const char *address)
 
 enum deliver_rcpt
 deliver_check_rcpt(struct deliver *d, const char *address, bool authenticated,
-		   int64_t *account_id_r)
+                   int64_t *account_id_r)
 {
 	struct store_account account;
 	char postmaster[STORE_ADDRESS_MAX + 1];
@@ -212,8 +212,8 @@ deliver_tx_new(struct deliver *d, const char *mail_from, char *error, size_t err
 	}
 	randombytes_buf(rnd, sizeof(rnd));
 	snprintf(tx->id, sizeof(tx->id), "%08llX%02X%02X%02X%02X%02X%02X",
-		 (unsigned long long)(time_now() & 0xffffffff), rnd[0], rnd[1], rnd[2], rnd[3],
-		 rnd[4], rnd[5]);
+	         (unsigned long long)(time_now() & 0xffffffff), rnd[0], rnd[1], rnd[2], rnd[3],
+	         rnd[4], rnd[5]);
 	tx->mail_from = xstrdup(mail_from);
 	/* Noted for the notify event and for deliver_tx_refusal (which SMTP asks). */
 	tx->hdrs = xcalloc(1, sizeof(*tx->hdrs));
@@ -240,7 +240,7 @@ deliver_tx_set_internal_date(struct deliver_tx *tx, int64_t internal_date)
 
 struct deliver_tx *
 deliver_tx_begin(struct deliver *d, const char *mail_from, const struct deliver_origin *origin,
-		 const char *const *rcpts, size_t nrcpts, char *error, size_t errsize)
+                 const char *const *rcpts, size_t nrcpts, char *error, size_t errsize)
 {
 	struct deliver_tx *tx = deliver_tx_new(d, mail_from, error, errsize);
 	char helo[256], date[64], hdr[2048];
@@ -270,12 +270,12 @@ deliver_tx_begin(struct deliver *d, const char *mail_from, const struct deliver_
 	if (nrcpts == 1)
 		snprintf(forclause, sizeof(forclause), "\r\n\tfor <%s>", rcpts[0]);
 	n = snprintf(hdr, sizeof(hdr),
-		     "Return-Path: <%s>\r\n"
-		     "Received: from %s ([%s])\r\n"
-		     "\tby %s (tern) with %s id %s%s%s;\r\n"
-		     "\t%s\r\n",
-		     mail_from, helo, origin->client_ip, d->hostname, origin->protocol, tx->id, tls,
-		     forclause, date);
+	             "Return-Path: <%s>\r\n"
+	             "Received: from %s ([%s])\r\n"
+	             "\tby %s (tern) with %s id %s%s%s;\r\n"
+	             "\t%s\r\n",
+	             mail_from, helo, origin->client_ip, d->hostname, origin->protocol, tx->id, tls,
+	             forclause, date);
 	if (n < 0 || (size_t)n >= sizeof(hdr) || store_blob_write(tx->blob, hdr, (size_t)n) < 0) {
 		snprintf(error, errsize, "cannot write trace headers");
 		deliver_tx_abort(&tx);
@@ -436,10 +436,11 @@ deliver_tx_write(struct deliver_tx *tx, const void *data, size_t len)
  * are all its own, else the reply (in tx->refusal). */
 static const char *
 deliver_check_field(struct deliver *d, struct deliver_tx *tx, enum deliver_hdr_field f,
-		    const char *name)
+                    const char *name)
 {
 	const struct deliver_hdrs *h = tx->hdrs;
-	char *addrs[DELIVER_FROM_ADDRS_MAX], value[DELIVER_FIELD_MAX + 1], bad[STORE_ADDRESS_MAX + 1];
+	char *addrs[DELIVER_FROM_ADDRS_MAX], value[DELIVER_FIELD_MAX + 1],
+	    bad[STORE_ADDRESS_MAX + 1];
 	size_t n, kept;
 	bool ok = true;
 
@@ -447,12 +448,12 @@ deliver_check_field(struct deliver *d, struct deliver_tx *tx, enum deliver_hdr_f
 		return NULL;
 	if (h->count[f] > 1) {
 		snprintf(tx->refusal, sizeof(tx->refusal),
-			 "550 5.7.1 Error: more than one %s: header", name);
+		         "550 5.7.1 Error: more than one %s: header", name);
 		return tx->refusal;
 	}
 	if (h->cut[f]) {
 		snprintf(tx->refusal, sizeof(tx->refusal),
-			 "550 5.7.1 Error: %s: header too long to check", name);
+		         "550 5.7.1 Error: %s: header too long to check", name);
 		return tx->refusal;
 	}
 	/* The value after "Name:", unfolded. */
@@ -473,14 +474,14 @@ deliver_check_field(struct deliver *d, struct deliver_tx *tx, enum deliver_hdr_f
 	}
 	if (n == 0)
 		snprintf(tx->refusal, sizeof(tx->refusal),
-			 "550 5.7.1 Error: %s: header without an address", name);
+		         "550 5.7.1 Error: %s: header without an address", name);
 	else if (n > DELIVER_FROM_ADDRS_MAX)
 		snprintf(tx->refusal, sizeof(tx->refusal),
-			 "550 5.7.1 Error: too many addresses in the %s: header", name);
+		         "550 5.7.1 Error: too many addresses in the %s: header", name);
 	else if (!ok)
 		snprintf(tx->refusal, sizeof(tx->refusal),
-			 "550 5.7.1 <%s>: %s address rejected: not owned by user %s", bad, name,
-			 tx->account);
+		         "550 5.7.1 <%s>: %s address rejected: not owned by user %s", bad, name,
+		         tx->account);
 	else
 		return NULL;
 	return tx->refusal;
@@ -495,8 +496,8 @@ deliver_tx_refusal(struct deliver *d, struct deliver_tx *tx)
 		return NULL;
 	if (tx->smtp && tx->hdrs->too_big) {
 		snprintf(tx->refusal, sizeof(tx->refusal),
-			 "552 5.3.4 Error: message header section over %llu bytes",
-			 (unsigned long long)d->max_header_size);
+		         "552 5.3.4 Error: message header section over %llu bytes",
+		         (unsigned long long)d->max_header_size);
 		return tx->refusal;
 	}
 	if (!tx->check_from)
@@ -538,10 +539,10 @@ deliver_event_summary(const struct deliver_commit *c, struct notify_event *ev)
 
 	/* A field that was absent must not leave an empty line: that would end the header. */
 	n = snprintf(buf, sizeof(buf), "%s%s%s%s\r\n", h->field[DELIVER_HDR_FROM],
-		     h->fieldlen[DELIVER_HDR_FROM] > 0 ? "\r\n" : "", h->field[DELIVER_HDR_SUBJECT],
-		     h->fieldlen[DELIVER_HDR_SUBJECT] > 0 ? "\r\n" : "");
-	if (n > 0 && (size_t)n < sizeof(buf) && mime_summary_from_buffer(buf, (size_t)n,
-									    &summary) == 0) {
+	             h->fieldlen[DELIVER_HDR_FROM] > 0 ? "\r\n" : "", h->field[DELIVER_HDR_SUBJECT],
+	             h->fieldlen[DELIVER_HDR_SUBJECT] > 0 ? "\r\n" : "");
+	if (n > 0 && (size_t)n < sizeof(buf) &&
+	    mime_summary_from_buffer(buf, (size_t)n, &summary) == 0) {
 		notify_copy_text(ev->from, sizeof(ev->from), summary.from);
 		notify_copy_text(ev->subject, sizeof(ev->subject), summary.subject);
 	}
@@ -577,7 +578,7 @@ deliver_publish(const struct deliver_commit *c, const struct store_result *resul
 		ev.flags = l->flags;
 		notify_copy_text(ev.mailbox, sizeof(ev.mailbox), l->mailbox);
 		notify_copy_text(ev.keywords, sizeof(ev.keywords),
-				 l->keywords != NULL ? l->keywords : "");
+		                 l->keywords != NULL ? l->keywords : "");
 		notify_publish(c->hub, &ev);
 	}
 }
@@ -602,7 +603,7 @@ deliver_committed(bool ok, const struct store_result *results, const char *error
 
 	if (!ok)
 		log_warnx("deliver event=commit-failed id=%s error=\"%s\"", c->id,
-			  error != NULL ? error : "unknown");
+		          error != NULL ? error : "unknown");
 	else if (c->hub != NULL)
 		deliver_publish(c, results);
 	if (c->rcb != NULL)
@@ -615,15 +616,15 @@ deliver_committed(bool ok, const struct store_result *results, const char *error
 /* Fills the store delivery of tx and what c keeps for the events after the commit. */
 static void
 deliver_commit_prepare(struct deliver *d, struct deliver_tx *tx, const struct store_target *targets,
-		       size_t ntargets, int64_t sender_account_id, struct deliver_commit *c,
-		       struct store_delivery *delivery_r)
+                       size_t ntargets, int64_t sender_account_id, struct deliver_commit *c,
+                       struct store_delivery *delivery_r)
 {
 	struct store_delivery delivery = {
-		.mail_from = tx->mail_from,
-		.sender_account_id = sender_account_id,
-		.internal_date = tx->internal_date != 0 ? tx->internal_date : time_now(),
-		.targets = targets,
-		.ntargets = ntargets,
+	    .mail_from = tx->mail_from,
+	    .sender_account_id = sender_account_id,
+	    .internal_date = tx->internal_date != 0 ? tx->internal_date : time_now(),
+	    .targets = targets,
+	    .ntargets = ntargets,
 	};
 
 	/* Filters (spam scoring, plugins) will run here, before the commit, for SMTP and APPEND
@@ -670,7 +671,7 @@ deliver_tx_free_sent(struct deliver_tx *tx)
 /* The commit behind deliver_tx_commit and deliver_tx_commit_r (c->cb or c->rcb set). */
 static void
 deliver_tx_commit_c(struct deliver *d, struct deliver_tx **txp, const struct store_target *targets,
-		    size_t ntargets, int64_t sender_account_id, struct deliver_commit *c)
+                    size_t ntargets, int64_t sender_account_id, struct deliver_commit *c)
 {
 	struct deliver_tx *tx = *txp;
 	struct store_delivery delivery;
@@ -684,7 +685,7 @@ deliver_tx_commit_c(struct deliver *d, struct deliver_tx **txp, const struct sto
 
 void
 deliver_tx_commit(struct deliver *d, struct deliver_tx **txp, const struct store_target *targets,
-		  size_t ntargets, int64_t sender_account_id, deliver_cb *cb, void *arg)
+                  size_t ntargets, int64_t sender_account_id, deliver_cb *cb, void *arg)
 {
 	struct deliver_commit *c = xcalloc(1, sizeof(*c));
 
@@ -695,7 +696,7 @@ deliver_tx_commit(struct deliver *d, struct deliver_tx **txp, const struct store
 
 void
 deliver_tx_commit_r(struct deliver *d, struct deliver_tx **txp, const struct store_target *targets,
-		    size_t ntargets, int64_t sender_account_id, deliver_result_cb *cb, void *arg)
+                    size_t ntargets, int64_t sender_account_id, deliver_result_cb *cb, void *arg)
 {
 	struct deliver_commit *c = xcalloc(1, sizeof(*c));
 
@@ -743,8 +744,8 @@ deliver_group_part_done(bool ok, const char *error, const struct store_result *r
 
 void
 deliver_tx_commit_group(struct deliver *d, struct deliver_tx **txs,
-			const struct store_target *targets, size_t n, int64_t sender_account_id,
-			deliver_group_cb *cb, void *arg)
+                        const struct store_target *targets, size_t n, int64_t sender_account_id,
+                        deliver_group_cb *cb, void *arg)
 {
 	struct deliver_group *g = xcalloc(1, sizeof(*g));
 	struct store_delivery *deliveries = xcalloc(n, sizeof(*deliveries));
@@ -765,7 +766,7 @@ deliver_tx_commit_group(struct deliver *d, struct deliver_tx **txs,
 		g->parts[i].group = g;
 		g->parts[i].index = i;
 		deliver_commit_prepare(d, txs[i], &targets[i], 1, sender_account_id, c,
-				       &deliveries[i]);
+		                       &deliveries[i]);
 		blobs[i] = txs[i]->blob;
 		txs[i]->blob = NULL;
 		args[i] = c;

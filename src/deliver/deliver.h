@@ -19,16 +19,16 @@ struct deliver;
 struct deliver_tx;
 
 enum deliver_rcpt {
-	DELIVER_RCPT_LOCAL,	   /* a local account: account_id set */
-	DELIVER_RCPT_REMOTE,	   /* another domain, and the sender may relay: outbound queue */
+	DELIVER_RCPT_LOCAL,        /* a local account: account_id set */
+	DELIVER_RCPT_REMOTE,       /* another domain, and the sender may relay: outbound queue */
 	DELIVER_RCPT_UNKNOWN_USER, /* a local domain without such a user */
 	DELIVER_RCPT_RELAY_DENIED, /* another domain, and the sender may not relay */
-	DELIVER_RCPT_TEMPFAIL,	   /* the store could not be read */
+	DELIVER_RCPT_TEMPFAIL,     /* the store could not be read */
 };
 
 /* hub may be NULL (no events published); it must outlive the deliver and its commits in flight. */
 struct deliver *deliver_new(struct store *store, struct notify_hub *hub,
-			    const struct config *config);
+                            const struct config *config);
 void deliver_free(struct deliver **deliver);
 
 /* True when address's domain is one of server.domains. */
@@ -37,17 +37,17 @@ bool deliver_domain_is_local(const struct deliver *deliver, const char *address)
  * without a domain (any case) is taken as postmaster@ the first local domain; postmaster@ a
  * local domain that no account or alias has goes to the first account (RFC 5321 4.5.1). */
 enum deliver_rcpt deliver_check_rcpt(struct deliver *deliver, const char *address,
-				     bool authenticated, int64_t *account_id_r);
+                                     bool authenticated, int64_t *account_id_r);
 /* True when the logged-in account may use address as its envelope sender (its own address or one
  * of its aliases). */
 bool deliver_sender_allowed(struct deliver *deliver, int64_t account_id, const char *address);
 
 /* What the trace header says about where the message came from. */
 struct deliver_origin {
-	const char *helo;	/* as the client gave it (logged escaped, written sanitized) */
+	const char *helo; /* as the client gave it (logged escaped, written sanitized) */
 	const char *client_ip;
-	const char *protocol;	/* RFC 3848: "SMTP", "ESMTP", "ESMTPS", "ESMTPA", "ESMTPSA" */
-	const char *tls_info;	/* "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384" or NULL */
+	const char *protocol;         /* RFC 3848: "SMTP", "ESMTP", "ESMTPS", "ESMTPA", "ESMTPSA" */
+	const char *tls_info;         /* "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384" or NULL */
 	const char *authenticated_as; /* or NULL; not written to the header */
 };
 
@@ -55,8 +55,8 @@ struct deliver_origin {
  * envelope recipients (the Received header names one when there is exactly one). Returns NULL
  * with error when the store cannot make a blob. */
 struct deliver_tx *deliver_tx_begin(struct deliver *deliver, const char *mail_from,
-				    const struct deliver_origin *origin, const char *const *rcpts,
-				    size_t nrcpts, char *error, size_t errsize);
+                                    const struct deliver_origin *origin, const char *const *rcpts,
+                                    size_t nrcpts, char *error, size_t errsize);
 /* Appends message bytes (the message as received, after any transfer decoding). In an SMTP
  * transaction (deliver_tx_begin) every bare LF and bare CR becomes CRLF (BDAT takes chunks as
  * sent; DATA's are CRLF already); APPEND's bytes are stored as given. The From:, Subject: and
@@ -73,7 +73,7 @@ const char *deliver_tx_refusal(struct deliver *deliver, struct deliver_tx *tx);
 /* Starts an IMAP APPEND: a blob without trace headers (the client gives the whole message) whose
  * rows get internal_date (seconds since the epoch, 0: now) instead of the arrival time. */
 struct deliver_tx *deliver_tx_begin_append(struct deliver *deliver, int64_t internal_date,
-					   char *error, size_t errsize);
+                                           char *error, size_t errsize);
 /* Sets the internal date the rows get (APPEND: the date-time argument arrives after the message
  * data has been streamed). 0: now. */
 void deliver_tx_set_internal_date(struct deliver_tx *tx, int64_t internal_date);
@@ -91,24 +91,24 @@ typedef void deliver_cb(bool ok, const char *error, void *arg);
  * message is on stable storage (ok) or nothing of it is visible (!ok). On success a NOTIFY_NEW
  * event for each local target is published just before cb runs. */
 void deliver_tx_commit(struct deliver *deliver, struct deliver_tx **tx,
-		       const struct store_target *targets, size_t ntargets,
-		       int64_t sender_account_id, deliver_cb *cb, void *arg);
+                       const struct store_target *targets, size_t ntargets,
+                       int64_t sender_account_id, deliver_cb *cb, void *arg);
 /* deliver_tx_commit with the store's results (UIDs, UIDVALIDITY, MODSEQ for APPENDUID);
  * results is NULL when !ok. */
 typedef void deliver_result_cb(bool ok, const char *error, const struct store_result *results,
-			       void *arg);
+                               void *arg);
 void deliver_tx_commit_r(struct deliver *deliver, struct deliver_tx **tx,
-			 const struct store_target *targets, size_t ntargets,
-			 int64_t sender_account_id, deliver_result_cb *cb, void *arg);
+                         const struct store_target *targets, size_t ntargets,
+                         int64_t sender_account_id, deliver_result_cb *cb, void *arg);
 
 /* Commits several messages all or nothing (IMAP MULTIAPPEND): txs[i] (each set to NULL) goes to
  * targets[i]; n is at most STORE_GROUP_MAX. cb runs once on the loop thread: ok with results[i]
  * for message i when every one is on stable storage (NOTIFY_NEW published for each just before),
  * or !ok with error when none of them is visible. */
 typedef void deliver_group_cb(bool ok, const char *error, const struct store_result *results,
-			      size_t n, void *arg);
+                              size_t n, void *arg);
 void deliver_tx_commit_group(struct deliver *deliver, struct deliver_tx **txs,
-			     const struct store_target *targets, size_t n,
-			     int64_t sender_account_id, deliver_group_cb *cb, void *arg);
+                             const struct store_target *targets, size_t n,
+                             int64_t sender_account_id, deliver_group_cb *cb, void *arg);
 
 #endif

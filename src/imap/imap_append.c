@@ -110,8 +110,8 @@ imap_append_data(struct imap_session *s, const char *data, size_t len)
 			a->too_many = true;
 		if (a->failed || a->too_many)
 			goto count;
-		a->txs[a->ntx] = deliver_tx_begin_append(s->server->deliver, 0, error,
-		                                         sizeof(error));
+		a->txs[a->ntx] =
+		    deliver_tx_begin_append(s->server->deliver, 0, error, sizeof(error));
 		if (a->txs[a->ntx] == NULL) {
 			log_warnx("imap session=%s event=append result=failed error=\"%s\"",
 			          s->conn.id, error);
@@ -249,12 +249,14 @@ imap_append_parse(struct imap_session *s, const struct imap_command *cmd,
 		}
 		if (pos < cmd->nargs && imap_arg_atom_equals(&cmd->args[pos], "UTF8")) {
 			/* RFC 6855 4: UTF8 (literal8), the message as a literal8 in a list. */
-			const struct imap_arg *l = pos + 1 < cmd->nargs ? &cmd->args[pos + 1] : NULL;
+			const struct imap_arg *l =
+			    pos + 1 < cmd->nargs ? &cmd->args[pos + 1] : NULL;
 
 			if (l == NULL || l->type != IMAP_ARG_LIST || l->list_count != 1 ||
 			    l->list[0].type != IMAP_ARG_LITERAL || !l->list[0].binary) {
-				imap_bad(s, cmd->tag, "syntax: APPEND mailbox [(flags)] [date-time] "
-				                      "UTF8 (~{n}message)");
+				imap_bad(s, cmd->tag,
+				         "syntax: APPEND mailbox [(flags)] [date-time] "
+				         "UTF8 (~{n}message)");
 				return -1;
 			}
 			m->data = &l->list[0];
@@ -329,7 +331,8 @@ imap_append_txs(struct imap_session *s, const char *tag, struct imap_append_cmd 
 	for (size_t i = 0; i < c->n; i++) {
 		if (c->txs[i] == NULL && c->cats[i] == NULL) {
 			log_warnx("imap session=%s event=append result=failed", s->conn.id);
-			imap_reply(s, "%s NO [UNAVAILABLE] Cannot store the message; try again later",
+			imap_reply(s,
+			           "%s NO [UNAVAILABLE] Cannot store the message; try again later",
 			           tag);
 			return -1;
 		}
@@ -396,10 +399,12 @@ imap_append_catenate_done(void *arg)
 			continue;
 		imap_enter_state(s, s->mailbox != NULL ? IMAP_STATE_SELECTED : IMAP_STATE_AUTH);
 		if (too_big)
-			imap_reply(s, "%s NO [TOOBIG] Message too large (at most %" PRIu64 " bytes)",
+			imap_reply(s,
+			           "%s NO [TOOBIG] Message too large (at most %" PRIu64 " bytes)",
 			           s->tag, s->server->append_max);
 		else
-			imap_reply(s, "%s NO [UNAVAILABLE] Cannot store the message; try again later",
+			imap_reply(s,
+			           "%s NO [UNAVAILABLE] Cannot store the message; try again later",
 			           s->tag);
 		imap_append_cmd_free(c);
 		netconn_run(&s->conn);
@@ -486,8 +491,10 @@ imap_copy_publish(struct imap_session *s, const struct store_copy_result *r)
 	if (s->server->hub == NULL)
 		return;
 	for (size_t i = 0; i < r->n; i++) {
-		struct notify_event ev = {.kind = NOTIFY_NEW, .account_id = s->account_id,
-		                          .mailbox_id = r->dst_mailbox_id, .uid = r->dst_uids[i],
+		struct notify_event ev = {.kind = NOTIFY_NEW,
+		                          .account_id = s->account_id,
+		                          .mailbox_id = r->dst_mailbox_id,
+		                          .uid = r->dst_uids[i],
 		                          .modseq = r->dst_modseq};
 		long idx = imap_msg_find(s, r->src_uids[i]);
 
@@ -540,7 +547,8 @@ imap_copy_done(int result, const char *error, const struct store_copy_result *r,
 		 * failed COPY to leave the destination alone; RFC 2180 4.4, RFC 5530). Pending
 		 * EXPUNGEs go first, as Dovecot sends them, so the client can tell which. */
 		imap_mailbox_flush(s, true);
-		imap_reply(s, "%s NO [EXPUNGEISSUED] Some of the requested messages no longer exist",
+		imap_reply(s,
+		           "%s NO [EXPUNGEISSUED] Some of the requested messages no longer exist",
 		           s->tag);
 	} else if (r->n == 0) {
 		imap_reply(s, "%s OK %s%s completed", s->tag, s->update_uid ? "UID " : "", verb);
@@ -553,7 +561,8 @@ imap_copy_done(int result, const char *error, const struct store_copy_result *r,
 			imap_publish_expunges(s, r->src_uids, r->n);
 			imap_expunge_uids(s, r->src_uids, r->n, false);
 			imap_mailbox_flush(s, true);
-			imap_reply(s, "%s OK %sMOVE completed", s->tag, s->update_uid ? "UID " : "");
+			imap_reply(s, "%s OK %sMOVE completed", s->tag,
+			           s->update_uid ? "UID " : "");
 		} else {
 			/* A copy into the selected mailbox shows up as EXISTS before the OK. */
 			imap_mailbox_flush(s, true);
@@ -574,8 +583,9 @@ imap_cmd_copy(struct imap_session *s, const struct imap_command *cmd)
 	long nidx;
 
 	if (cmd->nargs != 2) {
-		imap_bad(s, cmd->tag, move ? "syntax: MOVE sequence-set mailbox"
-		                           : "syntax: COPY sequence-set mailbox");
+		imap_bad(s, cmd->tag,
+		         move ? "syntax: MOVE sequence-set mailbox"
+		              : "syntax: COPY sequence-set mailbox");
 		return;
 	}
 	if (move && s->read_only) {

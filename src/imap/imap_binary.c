@@ -263,10 +263,10 @@ imap_binary_item_parse(const char *name, const char *section, bool partial, uint
 struct imap_binary_filter {
 	struct imap_binary_dec dec;
 	bool count;
-	bool partial;			 /* the item's window, copied: the item may go first */
+	bool partial; /* the item's window, copied: the item may go first */
 	uint64_t offset, size;
 	uint64_t total; /* counting: decoded bytes */
-	bool nul;	/* counting: a NUL inside the window */
+	bool nul;       /* counting: a NUL inside the window */
 	char scratch[]; /* counting: IMAP_BINARY_OUT(STORE_READER_CHUNK) */
 };
 
@@ -305,10 +305,10 @@ struct imap_binary {
 	const struct imap_section_item *it;
 	bool size_only;
 	struct store_reader *reader; /* FETCH's, held for the message's whole response */
-	uint64_t offset, len;	     /* the encoded part in the file */
+	uint64_t offset, len;        /* the encoded part in the file */
 	enum imap_binary_cte cte;
 	struct store_reader_stream *stream; /* the counting pass, then the bytes */
-	struct evbuffer *sink;		    /* the counting pass's (empty) output */
+	struct evbuffer *sink;              /* the counting pass's (empty) output */
 	bool streaming;
 };
 
@@ -342,11 +342,11 @@ imap_binary_window(const struct imap_section_item *it, uint64_t total, uint64_t 
 
 /* A stream of the part through the decoder: counting, or the window of the bytes. */
 static struct store_reader_stream *
-imap_binary_stream_new(struct imap_session *s, struct imap_binary *b, bool count,
-                       uint64_t skip, uint64_t limit)
+imap_binary_stream_new(struct imap_session *s, struct imap_binary *b, bool count, uint64_t skip,
+                       uint64_t limit)
 {
-	struct store_reader_range range = {.offset = b->offset, .len = b->len, .skip = skip,
-	                                   .limit = limit, .pad = !count};
+	struct store_reader_range range = {
+	    .offset = b->offset, .len = b->len, .skip = skip, .limit = limit, .pad = !count};
 	struct imap_binary_filter *bf =
 	    xcalloc(1, sizeof(*bf) + (count ? IMAP_BINARY_OUT(STORE_READER_CHUNK) : 0));
 

@@ -31,14 +31,14 @@ enum imap_binary_cte {
 /* The decoder: feed it chunks of the encoded part in order. */
 struct imap_binary_dec {
 	enum imap_binary_cte cte;
-	bool prev_cr;    /* identity: the last byte was CR */
-	uint32_t bits;   /* base64: bits not yet output */
-	unsigned nbits;  /* ... how many */
-	bool end;        /* base64: padding seen */
-	int qp;          /* quoted-printable: 0 text, 1 after '=', 2 after "=X", 3 after '=' and
-	                  * whitespace (a soft line break may follow), 4 after CR */
-	char qph;        /* the X of "=X" */
-	size_t nws;      /* quoted-printable: pending whitespace, dropped at a line end */
+	bool prev_cr;   /* identity: the last byte was CR */
+	uint32_t bits;  /* base64: bits not yet output */
+	unsigned nbits; /* ... how many */
+	bool end;       /* base64: padding seen */
+	int qp;         /* quoted-printable: 0 text, 1 after '=', 2 after "=X", 3 after '=' and
+	                 * whitespace (a soft line break may follow), 4 after CR */
+	char qph;       /* the X of "=X" */
+	size_t nws;     /* quoted-printable: pending whitespace, dropped at a line end */
 	char ws[128];
 };
 

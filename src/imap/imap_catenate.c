@@ -95,8 +95,8 @@ imap_catenate_section(struct imap_session *s, const struct imap_url *u, int fd,
 		imap_section_clear(&sec);
 		return -1;
 	}
-	if (store_message_mime(s->server->store, s->account_id, u->mailbox, u->uid, &blob,
-	                       &blen) == 1 &&
+	if (store_message_mime(s->server->store, s->account_id, u->mailbox, u->uid, &blob, &blen) ==
+	        1 &&
 	    blob != NULL)
 		ms = mimestruct_load(blob, blen);
 	free(blob);
@@ -193,16 +193,16 @@ imap_catenate_parse(struct imap_session *s, const char *tag, const struct imap_a
 				continue;
 			if (a->streamed) {
 				if (*next == nstreamed) {
-					imap_reply(s, "%s NO [UNAVAILABLE] Cannot store the message",
-					           tag);
+					imap_reply(
+					    s, "%s NO [UNAVAILABLE] Cannot store the message", tag);
 					return -1;
 				}
 				part->tx = streamed[*next];
 				streamed[(*next)++] = NULL;
 				continue;
 			}
-			part->tx = deliver_tx_begin_append(s->server->deliver, 0, error,
-			                                   sizeof(error));
+			part->tx =
+			    deliver_tx_begin_append(s->server->deliver, 0, error, sizeof(error));
 			if (part->tx == NULL || deliver_tx_write(part->tx, a->str, a->len) < 0) {
 				imap_reply(s, "%s NO [UNAVAILABLE] Cannot store the message", tag);
 				return -1;
@@ -210,8 +210,10 @@ imap_catenate_parse(struct imap_session *s, const char *tag, const struct imap_a
 			continue;
 		}
 		a = &list->list[i + 1];
-		if (!imap_arg_atom_equals(&list->list[i], "URL") || !imap_arg_get_astring(a, &url)) {
-			imap_bad(s, tag, "syntax: CATENATE (TEXT literal / UTF8 (literal8) / URL url ...)");
+		if (!imap_arg_atom_equals(&list->list[i], "URL") ||
+		    !imap_arg_get_astring(a, &url)) {
+			imap_bad(s, tag,
+			         "syntax: CATENATE (TEXT literal / UTF8 (literal8) / URL url ...)");
 			return -1;
 		}
 		if (imap_catenate_url(s, url, part) < 0) {
@@ -247,7 +249,8 @@ imap_catenate_copy_file(struct imap_catenate *cat, struct imap_cat_part *part)
 
 	imap_binary_dec_init(&dec, IMAP_CTE_IDENTITY);
 	while (done < part->len && left > 0 && ret == 0) {
-		size_t want = part->len - done < IMAP_CHUNK ? (size_t)(part->len - done) : IMAP_CHUNK;
+		size_t want =
+		    part->len - done < IMAP_CHUNK ? (size_t)(part->len - done) : IMAP_CHUNK;
 		ssize_t got = pread(part->fd, in, want, (off_t)(part->offset + done));
 		size_t n, from = 0;
 
@@ -291,8 +294,8 @@ imap_catenate_build(struct imap_catenate *cat)
 			cat->too_big = cat->total > cat->max;
 		} else if (part->mem != NULL) {
 			uint64_t skip = part->skip < part->memlen ? part->skip : part->memlen;
-			uint64_t n = part->memlen - skip < part->count ? part->memlen - skip
-			                                               : part->count;
+			uint64_t n =
+			    part->memlen - skip < part->count ? part->memlen - skip : part->count;
 
 			cat->total += n;
 			r = deliver_tx_write(cat->out, part->mem + skip, (size_t)n);

@@ -13,7 +13,6 @@
 #include "lib/util.h"
 #include "store/store.h"
 
-
 /* Reads the QRESYNC parameter's list into q. 0, or -1 after replying BAD. */
 static int
 imap_select_qresync(struct imap_session *s, const char *tag, const struct imap_arg *a,
@@ -30,10 +29,10 @@ imap_select_qresync(struct imap_session *s, const char *tag, const struct imap_a
 	    a->list[0].type != IMAP_ARG_NUMBER || a->list[0].number == 0 ||
 	    a->list[0].number > UINT32_MAX || a->list[1].type != IMAP_ARG_NUMBER ||
 	    a->list[1].number == 0 || a->list[1].number > INT64_MAX ||
-	    (a->list_count > 2 && ((a->list[2].type != IMAP_ARG_ATOM &&
-	                            a->list[2].type != IMAP_ARG_NUMBER) ||
-	                           imap_parse_seqset(a->list[2].str, NULL, IMAP_SEQSET_MAX_RANGES,
-	                                             &count, &error) < 0)) ||
+	    (a->list_count > 2 &&
+	     ((a->list[2].type != IMAP_ARG_ATOM && a->list[2].type != IMAP_ARG_NUMBER) ||
+	      imap_parse_seqset(a->list[2].str, NULL, IMAP_SEQSET_MAX_RANGES, &count, &error) <
+	          0)) ||
 	    (a->list_count > 3 && a->list[3].type != IMAP_ARG_LIST)) {
 		imap_bad(s, tag, "syntax: QRESYNC (uidvalidity modseq [known-uids [seq-match]])");
 		return -1;
@@ -153,8 +152,8 @@ imap_vanished_earlier(struct imap_session *s, uint64_t since, const char *uidset
 
 	if (uidset != NULL) {
 		ranges = xcalloc(IMAP_SEQSET_MAX_RANGES, sizeof(*ranges));
-		if (imap_parse_seqset(uidset, ranges, IMAP_SEQSET_MAX_RANGES, &ctx.nranges, &error) <
-		    0)
+		if (imap_parse_seqset(uidset, ranges, IMAP_SEQSET_MAX_RANGES, &ctx.nranges,
+		                      &error) < 0)
 			ctx.nranges = 0;
 		ctx.ranges = ranges;
 	}

@@ -45,12 +45,12 @@ struct imap_context {
 	void *arg;                /* cmp's, free()d */
 	uint32_t *uids;           /* the result: mailbox order (SEARCH) or sort order (SORT) */
 	size_t n, cap;
-	uint64_t id;                 /* unique in the process: a job finds its context by it */
-	struct context_verdict *v;   /* text programs: verdicts by UID (ascending) */
+	uint64_t id;               /* unique in the process: a job finds its context by it */
+	struct context_verdict *v; /* text programs: verdicts by UID (ascending) */
 	size_t nv;
-	struct context_job *job;     /* text programs: files being read for it, or NULL */
+	struct context_job *job; /* text programs: files being read for it, or NULL */
 	const struct imap_search_reader *reader; /* SORT by header keys: reads the data below */
-	struct context_data *sd;     /* ... of every member, by UID (ascending) */
+	struct context_data *sd;                 /* ... of every member, by UID (ascending) */
 	size_t nsd, sdcap;
 };
 
@@ -123,7 +123,8 @@ imap_context_return_parse(const struct imap_arg *list, struct imap_search_ret *r
 			if (imap_arg_atom_equals(&list->list[i], opts[k].name))
 				bit = opts[k].bit;
 		if (bit == 0) {
-			*error_r = "Unknown RETURN option (MIN MAX ALL COUNT CONTEXT UPDATE PARTIAL)";
+			*error_r =
+			    "Unknown RETURN option (MIN MAX ALL COUNT CONTEXT UPDATE PARTIAL)";
 			return -1;
 		}
 		if (bit == IMAP_SEARCH_RET_PARTIAL || bit == IMAP_SEARCH_RET_ALL) {
@@ -134,8 +135,7 @@ imap_context_return_parse(const struct imap_arg *list, struct imap_search_ret *r
 			}
 		}
 		if (bit == IMAP_SEARCH_RET_PARTIAL) {
-			if (i + 1 >= list->list_count ||
-			    list->list[i + 1].type != IMAP_ARG_ATOM ||
+			if (i + 1 >= list->list_count || list->list[i + 1].type != IMAP_ARG_ATOM ||
 			    !imap_arg_get_atom(&list->list[i + 1], &range) ||
 			    strlen(range) >= sizeof(r->range) ||
 			    imap_context_range_parse(range, &r->lo, &r->hi) < 0) {
@@ -397,7 +397,7 @@ imap_context_add(struct imap_session *s, const char *tag, bool uid, struct imap_
 	if (refuse != NULL) {
 		imap_reply(s, "* NO [NOUPDATE \"%s\"] %s", tag, refuse);
 		log_debug("imap session=%s event=context-refused tag=%s", s->conn.id,
-	          log_str(esc, sizeof(esc), tag));
+		          log_str(esc, sizeof(esc), tag));
 		return 0;
 	}
 	c = xcalloc(1, sizeof(*c));
@@ -408,8 +408,8 @@ imap_context_add(struct imap_session *s, const char *tag, bool uid, struct imap_
 	c->cmp = cmp;
 	c->arg = arg;
 	c->id = ++next_id;
-	c->reader = cmp != NULL && reader != NULL && reader->read != NULL && data != NULL ? reader
-	                                                                                : NULL;
+	c->reader =
+	    cmp != NULL && reader != NULL && reader->read != NULL && data != NULL ? reader : NULL;
 	for (uint32_t i = 0; i < nmsgs && i < s->nmsgs; i++) {
 		struct imap_match_msg mm;
 
@@ -418,7 +418,8 @@ imap_context_add(struct imap_session *s, const char *tag, bool uid, struct imap_
 		if (text) {
 			imap_search_msg(s, i, &mm);
 			if (imap_match_eval(c->m, &mm, NULL) < 0)
-				verdict_push(&c->v, &c->nv, &vcap, mm.uid, verdict_key(&mm), match[i]);
+				verdict_push(&c->v, &c->nv, &vcap, mm.uid, verdict_key(&mm),
+				             match[i]);
 		}
 		if (!match[i])
 			continue;
@@ -467,8 +468,9 @@ items_add(struct context_items *it, uint32_t pos, uint32_t id, bool removal)
 
 	/* SEARCH (position 0) is one set; a removal at the position where the last one was,
 	 * or an addition right after the last one added, continues the pair. */
-	if (p == NULL || !(pos == 0 ? p->pos == 0
-	                            : removal ? p->pos == pos : p->pos + p->n == pos)) {
+	if (p == NULL || !(pos == 0  ? p->pos == 0
+	                   : removal ? p->pos == pos
+	                             : p->pos + p->n == pos)) {
 		if (it->n == it->cap) {
 			it->cap = it->cap == 0 ? 4 : 2 * it->cap;
 			it->pairs = xrealloc(it->pairs, it->cap * sizeof(*it->pairs));
@@ -558,7 +560,8 @@ context_merge(struct imap_session *s, struct imap_context *c, const uint32_t *ke
 	for (size_t k = 0; k < nfresh; k++)
 		items_add(added, 0, context_id(s, c, fresh[k]), false);
 	while (i < nkept || j < nfresh)
-		out[n++] = j >= nfresh || (i < nkept && kept[i] < fresh[j]) ? kept[i++] : fresh[j++];
+		out[n++] =
+		    j >= nfresh || (i < nkept && kept[i] < fresh[j]) ? kept[i++] : fresh[j++];
 	free(c->uids);
 	c->uids = out;
 	c->n = n;
@@ -669,7 +672,8 @@ context_take_verdicts(struct imap_context *c, const struct context_job *job)
 		}
 		if (i < c->nv && c->v[i].uid == job->items[j].uid)
 			i++; /* replaced */
-		verdict_push(&v, &n, &cap, job->items[j].uid, job->items[j].key, job->items[j].match);
+		verdict_push(&v, &n, &cap, job->items[j].uid, job->items[j].key,
+		             job->items[j].match);
 		j++;
 	}
 	free(c->v);
@@ -747,8 +751,8 @@ context_done(void *arg)
 /* Reads the text (or with data, the SORT data) of snapshot messages need[0..n) for c: on the
  * workers (c->job until it is back), or here without them. */
 static void
-context_read_start(struct imap_session *s, struct imap_context *c, const uint32_t *need,
-                   size_t n, bool data)
+context_read_start(struct imap_session *s, struct imap_context *c, const uint32_t *need, size_t n,
+                   bool data)
 {
 	struct context_job *job = xcalloc(1, sizeof(*job));
 

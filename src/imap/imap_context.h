@@ -21,8 +21,8 @@
  * the SORT, then read the same way for each new member). A context that ends while its files
  * are read leaves the program to the job.
  *
- * Updates are computed from the session's snapshot (and the verdicts), not the store: after every flush
- * of the notify queue (before each command, in IDLE, after this session's own STORE, APPEND,
+ * Updates are computed from the session's snapshot (and the verdicts), not the store: after every
+ * flush of the notify queue (before each command, in IDLE, after this session's own STORE, APPEND,
  * COPY), imap_context_update re-evaluates each program over the messages the client has been
  * told of (after EXISTS, so the sequence numbers of an ADDTO are valid, RFC 5267 4.3.3) and
  * sends "* ESEARCH (TAG "t") [UID] REMOVEFROM (pos set) ADDTO (pos set)" for the difference.
@@ -59,10 +59,10 @@ struct evbuffer;
 
 /* What "RETURN (...)" asked for. */
 struct imap_search_ret {
-	bool esearch;     /* RETURN was given: the answer is an ESEARCH response */
-	unsigned bits;    /* IMAP_SEARCH_RET_* */
-	uint32_t lo, hi;  /* PARTIAL: the range, lo <= hi (500:400 is 400:500) */
-	char range[24];   /* PARTIAL: the range as sent, echoed in the response */
+	bool esearch;    /* RETURN was given: the answer is an ESEARCH response */
+	unsigned bits;   /* IMAP_SEARCH_RET_* */
+	uint32_t lo, hi; /* PARTIAL: the range, lo <= hi (500:400 is 400:500) */
+	char range[24];  /* PARTIAL: the range as sent, echoed in the response */
 };
 
 /* Parses the range of "PARTIAL m:n" (RFC 5267 5: nz-number ":" nz-number, no "*", either order)

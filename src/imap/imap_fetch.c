@@ -57,7 +57,7 @@ struct imap_fetch {
 	bool in_msg;
 	bool uid;
 	uint64_t changedsince; /* (CHANGEDSINCE n); 0 when not given */
-	bool vanished;	       /* (... VANISHED): VANISHED (EARLIER) first (RFC 7162 3.2.6) */
+	bool vanished;         /* (... VANISHED): VANISHED (EARLIER) first (RFC 7162 3.2.6) */
 	/* The structure of the message at ms_pos, loaded when an item needs it. */
 	struct mimestruct *ms;
 	long ms_pos;
@@ -71,9 +71,9 @@ struct imap_fetch {
 	struct store_reader *msg;
 	bool needs_file;      /* a section was asked for */
 	bool needs_structure; /* ENVELOPE, BODY or BODYSTRUCTURE (kept with the row) */
-	int ms_result;	      /* of the last structure load: 1, -2 the row is gone, -1 error */
-	bool gone;	 /* a message was already expunged: skipped, NO [EXPUNGEISSUED] */
-	bool unreadable; /* a message file could not be opened: skipped, NO */
+	int ms_result;        /* of the last structure load: 1, -2 the row is gone, -1 error */
+	bool gone;            /* a message was already expunged: skipped, NO [EXPUNGEISSUED] */
+	bool unreadable;      /* a message file could not be opened: skipped, NO */
 };
 
 static void
@@ -556,13 +556,16 @@ imap_fetch_pump(struct imap_session *s)
 		if (f->pos == f->nidx) {
 			/* RFC 2180 4.1.2, RFC 5530: what could be sent was; say what was not. */
 			if (f->gone)
-				imap_reply(s, "%s NO [EXPUNGEISSUED] Some messages were expunged by "
-				              "another session", s->tag);
+				imap_reply(s,
+				           "%s NO [EXPUNGEISSUED] Some messages were expunged by "
+				           "another session",
+				           s->tag);
 			else if (f->unreadable)
 				imap_reply(s, "%s NO [UNAVAILABLE] Some messages could not be read",
 				           s->tag);
 			else if (f->unknown_cte)
-				imap_reply(s, "%s NO [UNKNOWN-CTE] Unknown Content-Transfer-Encoding",
+				imap_reply(s,
+				           "%s NO [UNKNOWN-CTE] Unknown Content-Transfer-Encoding",
 				           s->tag);
 			else
 				imap_reply(s, "%s OK %sFETCH completed", s->tag,

@@ -22,7 +22,7 @@
 #include "lib/util.h"
 #include "store/store.h"
 
-#define IMAP_LIST_MAX 100000     /* mailbox names considered by one LIST */
+#define IMAP_LIST_MAX 100000      /* mailbox names considered by one LIST */
 #define IMAP_LIST_PATTERNS_MAX 32 /* patterns in one LIST-EXTENDED command */
 
 /* --- the account's names --- */
@@ -34,8 +34,8 @@ struct imap_name {
 	int64_t id;
 	uint32_t uidvalidity, uidnext;
 	uint64_t highestmodseq;
-	bool exists;	   /* a mailbox (else only a parent of one, or a subscription) */
-	bool children;	   /* some other name lies below it */
+	bool exists;   /* a mailbox (else only a parent of one, or a subscription) */
+	bool children; /* some other name lies below it */
 	bool subscribed;
 	bool sub_children; /* some subscribed name lies below it */
 };
@@ -213,7 +213,6 @@ struct imap_list_opts {
 	bool empty_pattern; /* one pattern, given as "" (not in a list) */
 };
 
-
 /* Parses "(SUBSCRIBED REMOTE ...)". NULL, or the error text for BAD. */
 static const char *
 imap_list_parse_select(struct imap_list_opts *o, const struct imap_arg *list)
@@ -292,7 +291,8 @@ imap_list_parse(struct imap_session *s, const struct imap_command *cmd, struct i
 			return err;
 	}
 	if (i + 2 > cmd->nargs || !imap_arg_get_astring(&args[i++], &ref))
-		return o->lsub ? "syntax: LSUB reference pattern" : "syntax: LIST reference pattern";
+		return o->lsub ? "syntax: LSUB reference pattern"
+		               : "syntax: LIST reference pattern";
 	if (!o->lsub && args[i].type == IMAP_ARG_LIST) {
 		o->extended = true;
 		if (args[i].list_count == 0)
@@ -423,7 +423,8 @@ imap_cmd_list(struct imap_session *s, const struct imap_command *cmd)
 		return;
 	}
 	if (o.empty_pattern && !o.sel_subscribed && !o.sel_special) {
-		/* RFC 3501 6.3.8: the empty pattern asks for the delimiter and the reference's root. */
+		/* RFC 3501 6.3.8: the empty pattern asks for the delimiter and the reference's
+		 * root. */
 		if (!o.lsub)
 			imap_reply(s, "* LIST (\\Noselect) \"/\" \"\"");
 		imap_list_opts_free(&o);

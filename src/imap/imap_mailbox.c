@@ -150,7 +150,8 @@ imap_recent_event(const struct notify_event *ev, void *arg)
 static void
 imap_recent_claim(struct imap_server *server, int64_t mailbox_id, uint32_t uid)
 {
-	uint32_t *claimed = server->recent != NULL ? hash_get_int(server->recent, mailbox_id) : NULL;
+	uint32_t *claimed =
+	    server->recent != NULL ? hash_get_int(server->recent, mailbox_id) : NULL;
 
 	if (claimed != NULL && *claimed < uid)
 		*claimed = uid;
@@ -198,9 +199,11 @@ imap_flags_announce(struct imap_session *s)
 	if (s->read_only)
 		imap_reply(s, "* OK [PERMANENTFLAGS ()] Read-only mailbox");
 	else
-		imap_reply(s, "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s%s "
-		              "\\*)] Flags permitted",
-		           sep, kw);
+		imap_reply(
+		    s,
+		    "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s%s "
+		    "\\*)] Flags permitted",
+		    sep, kw);
 }
 
 /* Adds unknown keywords to s->keywords; true when any was new. */
@@ -256,7 +259,8 @@ imap_write_uidset(struct imap_session *s, const uint32_t *uids, size_t n)
 uint32_t
 imap_recent_after(struct imap_server *server, int64_t mailbox_id)
 {
-	const uint32_t *uid = server->recent != NULL ? hash_get_int(server->recent, mailbox_id) : NULL;
+	const uint32_t *uid =
+	    server->recent != NULL ? hash_get_int(server->recent, mailbox_id) : NULL;
 
 	return uid != NULL ? *uid : UINT32_MAX;
 }
@@ -290,8 +294,8 @@ imap_status_write(struct imap_session *s, const char *name, const struct store_m
 	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
 	struct store_mailbox_counts c;
 
-	if (store_mailbox_counts(s->server->store, mbox->id,
-	                         imap_recent_after(s->server, mbox->id), &c) < 0)
+	if (store_mailbox_counts(s->server->store, mbox->id, imap_recent_after(s->server, mbox->id),
+	                         &c) < 0)
 		return -1;
 	evbuffer_add_printf(out, "* STATUS ");
 	imap_write_mailbox(s, name);
@@ -326,8 +330,7 @@ imap_cmd_status(struct imap_session *s, const struct imap_command *cmd)
 	const char *error;
 	int r;
 
-	if (cmd->nargs != 2 || cmd->args[1].type != IMAP_ARG_LIST ||
-	    cmd->args[1].list_count == 0) {
+	if (cmd->nargs != 2 || cmd->args[1].type != IMAP_ARG_LIST || cmd->args[1].list_count == 0) {
 		imap_bad(s, cmd->tag, "syntax: STATUS mailbox (items)");
 		return;
 	}
@@ -343,7 +346,8 @@ imap_cmd_status(struct imap_session *s, const struct imap_command *cmd)
 		imap_reply(s, "%s NO [NONEXISTENT] Mailbox does not exist", cmd->tag);
 		return;
 	}
-	if (r < 0 || imap_status_write(s, name, &mbox, cmd->args[1].list, cmd->args[1].list_count) < 0) {
+	if (r < 0 ||
+	    imap_status_write(s, name, &mbox, cmd->args[1].list, cmd->args[1].list_count) < 0) {
 		imap_reply(s, "%s NO [UNAVAILABLE] Cannot read the mailbox", cmd->tag);
 		return;
 	}
@@ -481,8 +485,8 @@ imap_notify_cb(const struct notify_event *ev, void *arg)
 			s->events = xrealloc(s->events, s->events_cap * sizeof(*s->events));
 		}
 		qe = &s->events[s->nevents++];
-		*qe = (struct imap_event){.kind = ev->kind, .uid = ev->uid, .flags = ev->flags,
-		                          .modseq = ev->modseq};
+		*qe = (struct imap_event){
+		    .kind = ev->kind, .uid = ev->uid, .flags = ev->flags, .modseq = ev->modseq};
 		if (ev->keywords[0] != '\0')
 			qe->keywords = xstrdup(ev->keywords);
 		/* \Recent goes to the first read-write session that hears of the message; a
@@ -564,9 +568,12 @@ imap_resync_one(const struct store_message_meta *m, void *arg)
 		ctx->msgs = xrealloc(ctx->msgs, ctx->cap * sizeof(*ctx->msgs));
 	}
 	msg = &ctx->msgs[ctx->n++];
-	*msg = (struct imap_msg){.uid = m->uid, .flags = m->flags & IMAP_SYSTEM_FLAGS,
-	                         .meta = true, .size = m->size,
-	                         .internal_date = m->internal_date, .modseq = m->modseq};
+	*msg = (struct imap_msg){.uid = m->uid,
+	                         .flags = m->flags & IMAP_SYSTEM_FLAGS,
+	                         .meta = true,
+	                         .size = m->size,
+	                         .internal_date = m->internal_date,
+	                         .modseq = m->modseq};
 	if (m->keywords[0] != '\0')
 		msg->keywords = xstrdup(m->keywords);
 }
@@ -803,7 +810,8 @@ imap_cmd_select(struct imap_session *s, const struct imap_command *cmd)
 	int r;
 
 	if (cmd->nargs < 1 || cmd->nargs > 2) {
-		imap_bad(s, cmd->tag, examine ? "syntax: EXAMINE mailbox" : "syntax: SELECT mailbox");
+		imap_bad(s, cmd->tag,
+		         examine ? "syntax: EXAMINE mailbox" : "syntax: SELECT mailbox");
 		return;
 	}
 	/* RFC 3501 6.3.1: a failed SELECT leaves no mailbox selected; RFC 7162 3.2.11: with
@@ -837,7 +845,8 @@ imap_cmd_select(struct imap_session *s, const struct imap_command *cmd)
 	s->uidnext = mbox.uidnext;
 	s->highestmodseq = mbox.highestmodseq > 0 ? mbox.highestmodseq : 1;
 	if (s->server->hub != NULL)
-		s->sub = notify_subscribe(s->server->hub, s->account_id, mbox.id, imap_notify_cb, s);
+		s->sub =
+		    notify_subscribe(s->server->hub, s->account_id, mbox.id, imap_notify_cb, s);
 	imap_select_recent(s);
 	for (uint32_t i = 0; i < s->nmsgs; i++) {
 		if ((s->msgs[i].flags & STORE_FLAG_SEEN) == 0) {

@@ -57,7 +57,8 @@ imap_write_mailbox(struct imap_session *s, const char *name)
 
 	if (!s->utf8) {
 		if (imap_utf7_encode(name, wire, sizeof(wire)) < 0)
-			str_copy(wire, name, sizeof(wire)); /* the store refuses invalid UTF-8 names */
+			str_copy(wire, name,
+			         sizeof(wire)); /* the store refuses invalid UTF-8 names */
 		imap_write_astring(s, wire);
 		return;
 	}
@@ -89,8 +90,8 @@ static void
 imap_publish_mailbox(struct imap_session *s, enum notify_kind kind, int64_t mailbox_id,
                      const char *name, const char *old)
 {
-	struct notify_event ev = {.kind = kind, .account_id = s->account_id,
-	                          .mailbox_id = mailbox_id};
+	struct notify_event ev = {
+	    .kind = kind, .account_id = s->account_id, .mailbox_id = mailbox_id};
 
 	if (s->server->hub == NULL)
 		return;
@@ -142,10 +143,9 @@ imap_mbox_publish(struct imap_session *s, const struct store_mbox_result *r)
 	case STORE_MBOX_SUBSCRIBE:
 	case STORE_MBOX_UNSUBSCRIBE:
 		/* For NOTIFY's SubscriptionChange (RFC 5465 5.5). */
-		imap_publish_mailbox(s,
-		                     r->kind == STORE_MBOX_SUBSCRIBE ? NOTIFY_SUBSCRIBED
-		                                                     : NOTIFY_UNSUBSCRIBED,
-		                     0, r->name, NULL);
+		imap_publish_mailbox(
+		    s, r->kind == STORE_MBOX_SUBSCRIBE ? NOTIFY_SUBSCRIBED : NOTIFY_UNSUBSCRIBED, 0,
+		    r->name, NULL);
 		break;
 	default:
 		break;

@@ -37,7 +37,7 @@ struct imap_notify_rule {
 
 struct imap_notify_pending {
 	int64_t mailbox_id;
-	char *name;	 /* as the first event named it; checked against the id at the flush */
+	char *name;      /* as the first event named it; checked against the id at the flush */
 	unsigned events; /* IMAP_NOTIFY_EV_* that happened there */
 };
 
@@ -51,9 +51,9 @@ struct imap_notify {
 	struct imap_session *s;
 	struct imap_notify_rule *rules; /* the groups for other mailboxes */
 	size_t nrules;
-	unsigned other_events;	  /* union of the rules' events */
+	unsigned other_events;    /* union of the rules' events */
 	unsigned selected_events; /* the SELECTED/SELECTED-DELAYED group's; 0 without one */
-	bool delayed;		  /* SELECTED-DELAYED */
+	bool delayed;             /* SELECTED-DELAYED */
 	enum imap_notify_att atts[IMAP_NOTIFY_ATTS_MAX];
 	struct imap_section_item sections[IMAP_NOTIFY_ATTS_MAX]; /* for ATT_SECTION */
 	size_t natts;
@@ -63,7 +63,7 @@ struct imap_notify {
 	struct imap_notify_list *lists;
 	size_t nlists, lists_cap;
 	bool overflow;
-	bool own;	       /* the session is publishing its own mailbox events */
+	bool own;              /* the session is publishing its own mailbox events */
 	bool selected_pending; /* the selected mailbox's queue waits for the command to end */
 	struct event *flush_ev;
 };
@@ -233,8 +233,8 @@ imap_notify_view_load(struct imap_session *s, struct imap_notify_view *v, bool m
 {
 	memset(v, 0, sizeof(*v));
 	if (store_subscription_list(s->server->store, s->account_id, imap_notify_view_sub, v) < 0 ||
-	    (mailboxes &&
-	     store_mailbox_list(s->server->store, s->account_id, imap_notify_view_mailbox, v) < 0)) {
+	    (mailboxes && store_mailbox_list(s->server->store, s->account_id,
+	                                     imap_notify_view_mailbox, v) < 0)) {
 		imap_notify_view_free(v);
 		return -1;
 	}
@@ -331,8 +331,9 @@ imap_notify_flush(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (n->overflow) {
-		imap_reply(s, "* OK [NOTIFICATIONOVERFLOW] Too many changes to tell; NOTIFY NONE is "
-		              "in effect");
+		imap_reply(s,
+		           "* OK [NOTIFICATIONOVERFLOW] Too many changes to tell; NOTIFY NONE is "
+		           "in effect");
 		log_info("imap session=%s event=notify-overflow", s->conn.id);
 		imap_notify_reset(n);
 		return;
@@ -429,8 +430,8 @@ imap_notify_event(const struct notify_event *ev, void *arg)
 			}
 			if (n->npending == n->pending_cap) {
 				n->pending_cap = n->pending_cap == 0 ? 4 : 2 * n->pending_cap;
-				n->pending = xrealloc(n->pending,
-				                      n->pending_cap * sizeof(*n->pending));
+				n->pending =
+				    xrealloc(n->pending, n->pending_cap * sizeof(*n->pending));
 			}
 			n->pending[n->npending++] = (struct imap_notify_pending){
 			    .mailbox_id = ev->mailbox_id, .name = xstrdup(ev->mailbox)};
@@ -604,11 +605,13 @@ imap_notify_write_att(struct imap_session *s, const struct imap_msg *m, struct i
 		if (att == IMAP_NOTIFY_ATT_ENVELOPE)
 			mimestruct_imap_envelope(nm->ms, &nm->text);
 		else
-			mimestruct_imap_body(nm->ms, att == IMAP_NOTIFY_ATT_BODYSTRUCTURE, &nm->text);
+			mimestruct_imap_body(nm->ms, att == IMAP_NOTIFY_ATT_BODYSTRUCTURE,
+			                     &nm->text);
 		imap_section_nul(nm->text.data, nm->text.len);
-		evbuffer_add_printf(out, "%s ", att == IMAP_NOTIFY_ATT_ENVELOPE ? "ENVELOPE"
-		                                : att == IMAP_NOTIFY_ATT_BODY   ? "BODY"
-		                                                                : "BODYSTRUCTURE");
+		evbuffer_add_printf(out, "%s ",
+		                    att == IMAP_NOTIFY_ATT_ENVELOPE ? "ENVELOPE"
+		                    : att == IMAP_NOTIFY_ATT_BODY   ? "BODY"
+		                                                    : "BODYSTRUCTURE");
 		evbuffer_add(out, nm->text.data, nm->text.len);
 		break;
 	case IMAP_NOTIFY_ATT_SECTION:
@@ -694,8 +697,8 @@ imap_notify_install(struct imap_session *s, const char *tag, struct imap_notify 
 			continue;
 		r->names = xcalloc(g->nnames, sizeof(*r->names));
 		for (size_t j = 0; j < g->nnames; j++) {
-			if (imap_mailbox_arg(s, tag, spec->names[g->first + j], name, sizeof(name)) <
-			    0)
+			if (imap_mailbox_arg(s, tag, spec->names[g->first + j], name,
+			                     sizeof(name)) < 0)
 				return -1;
 			r->names[r->nnames++] = xstrdup(name);
 		}

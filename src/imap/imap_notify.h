@@ -5,11 +5,11 @@
  *
  * imap_notify_parse() (imap_notify_parse.c) is the command's grammar over the argument tree
  * imap_parser builds (RFC 5465 section 8), free of sessions so it can be unit-tested and fuzzed;
- * imap_notify.c keeps a session's NOTIFY state and dispatches the hub's events to it. Everything runs on the loop
- * thread. Events for other mailboxes are collected per mailbox in a bounded queue and written by
- * a deferred flush, one STATUS per changed mailbox counted with store_mailbox_counts (one
- * aggregate query); a session that falls behind gets "* OK [NOTIFICATIONOVERFLOW]" and is set to
- * NOTIFY NONE (RFC 5465 5.8). */
+ * imap_notify.c keeps a session's NOTIFY state and dispatches the hub's events to it. Everything
+ * runs on the loop thread. Events for other mailboxes are collected per mailbox in a bounded queue
+ * and written by a deferred flush, one STATUS per changed mailbox counted with store_mailbox_counts
+ * (one aggregate query); a session that falls behind gets "* OK [NOTIFICATIONOVERFLOW]" and is set
+ * to NOTIFY NONE (RFC 5465 5.8). */
 #ifndef TERN_IMAP_NOTIFY_H
 #define TERN_IMAP_NOTIFY_H
 
@@ -56,11 +56,11 @@ enum imap_notify_att {
 
 #define IMAP_NOTIFY_GROUPS_MAX 32 /* event groups in one NOTIFY SET */
 #define IMAP_NOTIFY_NAMES_MAX 256 /* mailbox names over all its groups */
-#define IMAP_NOTIFY_ATTS_MAX 8	  /* fetch-att items */
+#define IMAP_NOTIFY_ATTS_MAX 8    /* fetch-att items */
 
 struct imap_notify_group {
 	enum imap_notify_filter filter;
-	unsigned events; /* IMAP_NOTIFY_EV_*; 0 for NONE */
+	unsigned events;      /* IMAP_NOTIFY_EV_*; 0 for NONE */
 	size_t first, nnames; /* SUBTREE, MAILBOXES: its names, spec->names[first...] */
 };
 
@@ -80,9 +80,9 @@ struct imap_notify_spec {
 
 enum imap_notify_parse_result {
 	IMAP_NOTIFY_PARSE_OK = 0,
-	IMAP_NOTIFY_PARSE_BAD = -1,	 /* syntax or a rule of RFC 5465: tagged BAD */
+	IMAP_NOTIFY_PARSE_BAD = -1,      /* syntax or a rule of RFC 5465: tagged BAD */
 	IMAP_NOTIFY_PARSE_BADEVENT = -2, /* an event we do not support: NO [BADEVENT (...)] */
-	IMAP_NOTIFY_PARSE_CANNOT = -3,	 /* a fetch-att we do not send unsolicited: NO */
+	IMAP_NOTIFY_PARSE_CANNOT = -3,   /* a fetch-att we do not send unsolicited: NO */
 };
 
 /* The events this server supports, as BADEVENT lists them. */

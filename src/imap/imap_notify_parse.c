@@ -39,14 +39,10 @@ static const struct {
 };
 
 static const char *const imap_notify_att_names[] = {
-    [IMAP_NOTIFY_ATT_UID] = "UID",
-    [IMAP_NOTIFY_ATT_FLAGS] = "FLAGS",
-    [IMAP_NOTIFY_ATT_MODSEQ] = "MODSEQ",
-    [IMAP_NOTIFY_ATT_INTERNALDATE] = "INTERNALDATE",
-    [IMAP_NOTIFY_ATT_SIZE] = "RFC822.SIZE",
-    [IMAP_NOTIFY_ATT_ENVELOPE] = "ENVELOPE",
-    [IMAP_NOTIFY_ATT_BODY] = "BODY",
-    [IMAP_NOTIFY_ATT_BODYSTRUCTURE] = "BODYSTRUCTURE",
+    [IMAP_NOTIFY_ATT_UID] = "UID",          [IMAP_NOTIFY_ATT_FLAGS] = "FLAGS",
+    [IMAP_NOTIFY_ATT_MODSEQ] = "MODSEQ",    [IMAP_NOTIFY_ATT_INTERNALDATE] = "INTERNALDATE",
+    [IMAP_NOTIFY_ATT_SIZE] = "RFC822.SIZE", [IMAP_NOTIFY_ATT_ENVELOPE] = "ENVELOPE",
+    [IMAP_NOTIFY_ATT_BODY] = "BODY",        [IMAP_NOTIFY_ATT_BODYSTRUCTURE] = "BODYSTRUCTURE",
 };
 
 /* FETCH items that are valid but not sent unsolicited here: the macros, and what needs the
@@ -107,8 +103,8 @@ imap_notify_parse_atts(const struct imap_arg *list, struct imap_notify_spec *spe
 				k++;
 		}
 		if (a->type != IMAP_ARG_SECTION && k == nk) {
-			for (size_t j = 0;
-			     j < sizeof(imap_notify_atts_unsent) / sizeof(imap_notify_atts_unsent[0]);
+			for (size_t j = 0; j < sizeof(imap_notify_atts_unsent) /
+			                           sizeof(imap_notify_atts_unsent[0]);
 			     j++) {
 				if (imap_arg_atom_equals(a, imap_notify_atts_unsent[j])) {
 					*error_r = "MessageNew does not send whole messages or "
@@ -137,8 +133,8 @@ static int
 imap_notify_parse_events(const struct imap_arg *a, struct imap_notify_group *g,
                          struct imap_notify_spec *spec, bool *unsupported, const char **error_r)
 {
-	bool selected = g->filter == IMAP_NOTIFY_SELECTED ||
-	                g->filter == IMAP_NOTIFY_SELECTED_DELAYED;
+	bool selected =
+	    g->filter == IMAP_NOTIFY_SELECTED || g->filter == IMAP_NOTIFY_SELECTED_DELAYED;
 	bool annotation = false;
 	int r;
 
@@ -185,7 +181,8 @@ imap_notify_parse_events(const struct imap_arg *a, struct imap_notify_group *g,
 	}
 	/* RFC 5465 5: MessageNew and MessageExpunge go together; FlagChange and
 	 * AnnotationChange need both. */
-	if (((g->events & IMAP_NOTIFY_EV_NEW) != 0) != ((g->events & IMAP_NOTIFY_EV_EXPUNGE) != 0)) {
+	if (((g->events & IMAP_NOTIFY_EV_NEW) != 0) !=
+	    ((g->events & IMAP_NOTIFY_EV_EXPUNGE) != 0)) {
 		*error_r = "MessageNew and MessageExpunge must be given together";
 		return IMAP_NOTIFY_PARSE_BAD;
 	}
@@ -199,8 +196,8 @@ imap_notify_parse_events(const struct imap_arg *a, struct imap_notify_group *g,
 
 /* "(" filter-mailboxes SP events ")" */
 static int
-imap_notify_parse_group(const struct imap_arg *a, struct imap_notify_spec *spec,
-                        bool *unsupported, const char **error_r)
+imap_notify_parse_group(const struct imap_arg *a, struct imap_notify_spec *spec, bool *unsupported,
+                        const char **error_r)
 {
 	struct imap_notify_group *g;
 	size_t k = 0, nk = sizeof(imap_notify_filters) / sizeof(imap_notify_filters[0]);
@@ -255,8 +252,7 @@ imap_notify_parse_group(const struct imap_arg *a, struct imap_notify_spec *spec,
 		}
 		g->nnames = n;
 	}
-	return imap_notify_parse_events(&a->list[a->list_count - 1], g, spec, unsupported,
-	                                error_r);
+	return imap_notify_parse_events(&a->list[a->list_count - 1], g, spec, unsupported, error_r);
 }
 
 int
@@ -304,4 +300,3 @@ imap_notify_parse(const struct imap_arg *args, size_t nargs, struct imap_notify_
 	}
 	return IMAP_NOTIFY_PARSE_OK;
 }
-

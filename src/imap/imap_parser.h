@@ -199,8 +199,8 @@ bool imap_arg_atom_equals(const struct imap_arg *arg, const char *word);
 
 /* The command in a canonical, printable form for logs, tests and the fuzzer: tag, "UID " if
  * set, name, then each argument: atoms as sent, quoted strings and literals as "..." (literals
- * prefixed {n} or {n+}, streamed ones {n stream}; a literal8 with ~ before) with \\, \" and \xNN escapes, lists in
- * parentheses, sections as name[section]<o.s>. Returns a string to free(). */
+ * prefixed {n} or {n+}, streamed ones {n stream}; a literal8 with ~ before) with \\, \" and \xNN
+ * escapes, lists in parentheses, sections as name[section]<o.s>. Returns a string to free(). */
 char *imap_command_dump(const struct imap_command *cmd);
 
 /* Sequence sets (RFC 3501 sequence-set, RFC 9051 9): "1:*,2,4:7". '*' is IMAP_SEQ_STAR, a

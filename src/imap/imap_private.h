@@ -44,19 +44,19 @@ struct workers;
 #define IMAP_IDLE_KEEPALIVE 120      /* seconds between "* OK Still here" */
 
 /* The store flag bits IMAP shows as system flags (\Recent is per session, not stored). */
-#define IMAP_SYSTEM_FLAGS                                                                      \
+#define IMAP_SYSTEM_FLAGS                                                                          \
 	(STORE_FLAG_SEEN | STORE_FLAG_ANSWERED | STORE_FLAG_FLAGGED | STORE_FLAG_DELETED |         \
 	 STORE_FLAG_DRAFT)
 
 enum imap_state {
 	IMAP_STATE_NOT_AUTH = 0, /* greeted, not logged in */
 	IMAP_STATE_SASL,         /* waiting for an AUTHENTICATE response line */
-	IMAP_STATE_WAIT,         /* a password check, a store operation or SEARCH's file reading runs */
-	IMAP_STATE_AUTH,         /* logged in, no mailbox selected */
-	IMAP_STATE_SELECTED,     /* a mailbox is selected */
-	IMAP_STATE_FETCH,        /* streaming a FETCH response; commands wait */
-	IMAP_STATE_IDLE,         /* IDLE: waiting for DONE */
-	IMAP_STATE_CLOSING,      /* last reply queued; close once it is written */
+	IMAP_STATE_WAIT,     /* a password check, a store operation or SEARCH's file reading runs */
+	IMAP_STATE_AUTH,     /* logged in, no mailbox selected */
+	IMAP_STATE_SELECTED, /* a mailbox is selected */
+	IMAP_STATE_FETCH,    /* streaming a FETCH response; commands wait */
+	IMAP_STATE_IDLE,     /* IDLE: waiting for DONE */
+	IMAP_STATE_CLOSING,  /* last reply queued; close once it is written */
 };
 
 /* \Recent (RFC 3501 2.3.2): a message is recent in the first read-write session that sees it.
@@ -83,13 +83,13 @@ struct imap_server {
 /* One message of the selected mailbox's snapshot: sequence number n is msgs[n - 1]. */
 struct imap_msg {
 	uint32_t uid;
-	uint32_t flags;	  /* IMAP_SYSTEM_FLAGS bits */
-	bool recent;	  /* \Recent in this session */
-	bool meta;	  /* size and date below are known */
-	uint64_t size;	  /* size_crlf */
+	uint32_t flags; /* IMAP_SYSTEM_FLAGS bits */
+	bool recent;    /* \Recent in this session */
+	bool meta;      /* size and date below are known */
+	uint64_t size;  /* size_crlf */
 	int64_t internal_date;
-	uint64_t modseq;  /* CONDSTORE; 0 until known */
-	char *keywords;	  /* space-separated, malloc'd; NULL when none */
+	uint64_t modseq; /* CONDSTORE; 0 until known */
+	char *keywords;  /* space-separated, malloc'd; NULL when none */
 };
 
 /* A queued notify event (only what the session needs). */
@@ -99,7 +99,7 @@ struct imap_event {
 	uint32_t flags;
 	uint64_t modseq;
 	char *keywords; /* malloc'd or NULL */
-	bool recent;	/* NEW: this session claimed it as \Recent */
+	bool recent;    /* NEW: this session claimed it as \Recent */
 };
 
 struct imap_fetch;  /* imap_fetch.c */
@@ -135,15 +135,15 @@ struct imap_session {
 	uint32_t uidvalidity;
 	uint32_t uidnext;
 	bool read_only;
-	bool condstore;		/* CONDSTORE enabled (RFC 7162 3.1) */
-	bool utf8;		/* UTF8=ACCEPT enabled: names are UTF-8 on the wire (RFC 6855) */
-	bool qresync;		/* QRESYNC enabled (RFC 7162 3.2): VANISHED instead of EXPUNGE */
-	bool mailbox_gone;	/* the selected mailbox was deleted by another session */
+	bool condstore;         /* CONDSTORE enabled (RFC 7162 3.1) */
+	bool utf8;              /* UTF8=ACCEPT enabled: names are UTF-8 on the wire (RFC 6855) */
+	bool qresync;           /* QRESYNC enabled (RFC 7162 3.2): VANISHED instead of EXPUNGE */
+	bool mailbox_gone;      /* the selected mailbox was deleted by another session */
 	uint64_t highestmodseq; /* of the selected mailbox, as the client was told */
-	uint64_t sync_modseq;	/* msgs[] holds every change with a MODSEQ up to this (a resync
-				 * reads only what is newer) */
-	char *keywords;		/* keywords announced in FLAGS, space-separated, or NULL */
-	uint32_t recent;	/* messages \Recent in this session, as announced */
+	uint64_t sync_modseq;   /* msgs[] holds every change with a MODSEQ up to this (a resync
+	                         * reads only what is newer) */
+	char *keywords;         /* keywords announced in FLAGS, space-separated, or NULL */
+	uint32_t recent;        /* messages \Recent in this session, as announced */
 	struct imap_msg *msgs;
 	uint32_t nmsgs;
 	size_t msgs_cap;
@@ -162,12 +162,12 @@ struct imap_session {
 	size_t update_nuids;
 	bool update_silent;
 	bool update_uid;
-	char *update_kw;	       /* the keyword lists the changes point into */
+	char *update_kw;                /* the keyword lists the changes point into */
 	uint64_t update_unchangedsince; /* STORE (UNCHANGEDSINCE n), 0 when none */
-	char *update_dst;	       /* COPY/MOVE destination */
+	char *update_dst;               /* COPY/MOVE destination */
 	/* APPEND in progress (imap_append.c): message literals stream into deliver transactions. */
 	struct imap_append *append;
-	struct imap_fetch *fetch; /* a FETCH in progress */
+	struct imap_fetch *fetch;      /* a FETCH in progress */
 	struct imap_context *contexts; /* RFC 5267 updating contexts (imap_context.c) */
 	struct event *idle_timer;
 	struct imap_notify *notify; /* NOTIFY's state (imap_notify.c); NULL before NOTIFY */
@@ -326,9 +326,8 @@ void imap_search_run(struct imap_session *s, const struct imap_command *cmd, siz
  * with cmp_arg (malloc'd, taken: free()d with the context or the command) over the snapshot and
  * the reader's data, which the context takes over for the matches. */
 void imap_search_run_ret(struct imap_session *s, const struct imap_command *cmd, size_t pos,
-                         const struct imap_search_ret *ret,
-                         const struct imap_search_reader *reader, void *ctx,
-                         imap_context_cmp_fn *cmp, void *cmp_arg);
+                         const struct imap_search_ret *ret, const struct imap_search_reader *reader,
+                         void *ctx, imap_context_cmp_fn *cmp, void *cmp_arg);
 
 /* imap_sort.c */
 void imap_cmd_sort(struct imap_session *s, const struct imap_command *cmd);
@@ -337,7 +336,7 @@ void imap_cmd_sort(struct imap_session *s, const struct imap_command *cmd);
 void imap_cmd_thread(struct imap_session *s, const struct imap_command *cmd);
 
 /* imap_mbox.c: the mailbox namespace */
-#define IMAP_MAILBOX_MAX 1024	   /* a mailbox name in UTF-8, with its NUL */
+#define IMAP_MAILBOX_MAX 1024      /* a mailbox name in UTF-8, with its NUL */
 #define IMAP_MAILBOX_WIRE_MAX 4096 /* the same in modified UTF-7 */
 void imap_cmd_list(struct imap_session *s, const struct imap_command *cmd); /* and LSUB */
 void imap_cmd_create(struct imap_session *s, const struct imap_command *cmd);

@@ -88,7 +88,8 @@ imap_search_return_opts(struct imap_session *s, const char *tag, const struct im
 	if (*pos >= nargs || !imap_arg_atom_equals(&args[*pos], "RETURN"))
 		return 0;
 	if (*pos + 1 >= nargs || args[*pos + 1].type != IMAP_ARG_LIST) {
-		imap_bad(s, tag, "syntax: RETURN (MIN MAX ALL COUNT CONTEXT UPDATE PARTIAL m:n) keys");
+		imap_bad(s, tag,
+		         "syntax: RETURN (MIN MAX ALL COUNT CONTEXT UPDATE PARTIAL m:n) keys");
 		return -1;
 	}
 	if (imap_context_return_parse(&args[*pos + 1], r, &error) < 0) {

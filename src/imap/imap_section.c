@@ -204,8 +204,7 @@ imap_section_partial(const struct imap_section_item *it, uint64_t len, uint64_t 
 void
 imap_section_start(struct imap_session *s, const struct imap_msg *m,
                    const struct imap_section_item *it, const struct mimestruct *ms,
-                   struct store_reader *reader, struct workers *io,
-                   struct imap_section_stream *st)
+                   struct store_reader *reader, struct workers *io, struct imap_section_stream *st)
 {
 	struct evbuffer *out = bufferevent_get_output(s->conn.bev);
 	struct mimestruct_range r = {.offset = 0, .len = UINT64_MAX, .wire_len = m->size};
@@ -239,8 +238,7 @@ imap_section_start(struct imap_session *s, const struct imap_msg *m,
 		st->header = evbuffer_new();
 		if (st->header == NULL)
 			fatalx("imap event=oom");
-		st->stream = store_reader_stream_new(reader, io, &range,
-		                                     imap_section_ready, s);
+		st->stream = store_reader_stream_new(reader, io, &range, imap_section_ready, s);
 		return;
 	}
 	imap_section_partial(it, r.wire_len, &skip, &count);

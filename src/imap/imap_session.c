@@ -105,12 +105,13 @@ imap_starttls_offered(const struct imap_session *s)
 static void
 imap_capabilities(const struct imap_session *s, char *buf, size_t size)
 {
-	str_copy(buf,
-	         "IMAP4rev1 LITERAL+ SASL-IR ENABLE IDLE UIDPLUS MOVE UNSELECT NAMESPACE ID CHILDREN "
-	         "SPECIAL-USE CONDSTORE QRESYNC ESEARCH MULTIAPPEND BINARY CATENATE SORT SORT=DISPLAY "
-	         "THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESORT LIST-EXTENDED LIST-STATUS UTF8=ACCEPT "
-	         "COMPRESS=DEFLATE CONTEXT=SEARCH CONTEXT=SORT NOTIFY",
-	         size);
+	str_copy(
+	    buf,
+	    "IMAP4rev1 LITERAL+ SASL-IR ENABLE IDLE UIDPLUS MOVE UNSELECT NAMESPACE ID CHILDREN "
+	    "SPECIAL-USE CONDSTORE QRESYNC ESEARCH MULTIAPPEND BINARY CATENATE SORT SORT=DISPLAY "
+	    "THREAD=ORDEREDSUBJECT THREAD=REFERENCES ESORT LIST-EXTENDED LIST-STATUS UTF8=ACCEPT "
+	    "COMPRESS=DEFLATE CONTEXT=SEARCH CONTEXT=SORT NOTIFY",
+	    size);
 	if (s->state != IMAP_STATE_NOT_AUTH)
 		return;
 	if (imap_starttls_offered(s))
@@ -188,10 +189,10 @@ imap_session_timeout(void *arg, bool writing)
 static bool imap_session_step(void *arg);
 
 static const struct netconn_ops imap_netconn_ops = {
-	.step = imap_session_step,
-	.closing = imap_session_closing,
-	.timeout = imap_session_timeout,
-	.closed = imap_session_closed,
+    .step = imap_session_step,
+    .closing = imap_session_closing,
+    .timeout = imap_session_timeout,
+    .closed = imap_session_closed,
 };
 
 /* Before login a client needs only LOGIN, AUTHENTICATE, ID and the like: input is held to a
@@ -418,14 +419,16 @@ imap_auth_done(enum auth_result result, int64_t account_id, const char *address,
 	case AUTH_LOCKED:
 		log_warnx("imap session=%s event=auth result=locked ip=%s", s->conn.id,
 		          s->conn.peer.ip);
-		imap_reply(s, "%s NO [UNAVAILABLE] Too many failed authentication attempts; try "
-		              "again later",
+		imap_reply(s,
+		           "%s NO [UNAVAILABLE] Too many failed authentication attempts; try "
+		           "again later",
 		           s->tag);
 		imap_error(s);
 		break;
 	case AUTH_TEMPFAIL:
-		imap_reply(s, "%s NO [UNAVAILABLE] Temporary authentication failure; try again "
-		              "later",
+		imap_reply(s,
+		           "%s NO [UNAVAILABLE] Temporary authentication failure; try again "
+		           "later",
 		           s->tag);
 		break;
 	}
@@ -446,8 +449,9 @@ imap_cmd_login(struct imap_session *s, const struct imap_command *cmd)
 	const char *user, *pass;
 
 	if (!netconn_plaintext_ok(&s->conn)) {
-		imap_reply(s, "%s NO [PRIVACYREQUIRED] Plaintext authentication is disabled on "
-		              "this connection; use STARTTLS",
+		imap_reply(s,
+		           "%s NO [PRIVACYREQUIRED] Plaintext authentication is disabled on "
+		           "this connection; use STARTTLS",
 		           cmd->tag);
 		imap_error(s);
 		return;
@@ -516,8 +520,9 @@ imap_cmd_authenticate(struct imap_session *s, const struct imap_command *cmd)
 		return;
 	}
 	if (!netconn_plaintext_ok(&s->conn)) {
-		imap_reply(s, "%s NO [PRIVACYREQUIRED] Plaintext authentication is disabled on "
-		              "this connection; use STARTTLS",
+		imap_reply(s,
+		           "%s NO [PRIVACYREQUIRED] Plaintext authentication is disabled on "
+		           "this connection; use STARTTLS",
 		           cmd->tag);
 		imap_error(s);
 		return;
@@ -539,7 +544,7 @@ typedef void imap_cmd_fn(struct imap_session *s, const struct imap_command *cmd)
 struct imap_cmd_entry {
 	const char *name;
 	unsigned states;
-	bool uid;       /* also as UID <name> */
+	bool uid; /* also as UID <name> */
 	/* FETCH, STORE, SEARCH (RFC 3501 7.4.1), and COPY, MOVE: no EXPUNGE responses before
 	 * them, so their sequence numbers mean what the client saw when it sent them. */
 	bool no_expunge;

@@ -388,8 +388,8 @@ sort_reply(struct imap_session *s, const char *tag, uint32_t nmsgs, const bool *
 /* imap_context_cmp_fn of a SORT context: as sort_cmp, with the data the context keeps (read by
  * sort_reader) and ties in UID (= sequence) order. */
 static int
-sort_context_cmp(const struct imap_msg *a, const void *da, const struct imap_msg *b,
-                 const void *db, const void *arg)
+sort_context_cmp(const struct imap_msg *a, const void *da, const struct imap_msg *b, const void *db,
+                 const void *arg)
 {
 	struct sort_item ia = {.idx = a->uid, .msg = a, .data = da};
 	struct sort_item ib = {.idx = b->uid, .msg = b, .data = db};

@@ -222,8 +222,10 @@ imap_publish_expunges(struct imap_session *s, const uint32_t *uids, size_t n)
 		return;
 	s->publishing = true;
 	for (size_t i = 0; i < n; i++) {
-		struct notify_event ev = {.kind = NOTIFY_EXPUNGE, .account_id = s->account_id,
-		                          .mailbox_id = s->mailbox_id, .uid = uids[i]};
+		struct notify_event ev = {.kind = NOTIFY_EXPUNGE,
+		                          .account_id = s->account_id,
+		                          .mailbox_id = s->mailbox_id,
+		                          .uid = uids[i]};
 
 		notify_copy_text(ev.mailbox, sizeof(ev.mailbox), s->mailbox);
 		notify_publish(s->server->hub, &ev);
@@ -240,8 +242,10 @@ imap_publish_changes(struct imap_session *s, const struct store_update_result *r
 	imap_publish_expunges(s, r->expunged, r->nexpunged);
 	s->publishing = true;
 	for (size_t i = 0; i < r->nchanged; i++) {
-		struct notify_event ev = {.kind = NOTIFY_FLAGS, .account_id = s->account_id,
-		                          .mailbox_id = s->mailbox_id, .uid = r->changed[i].uid,
+		struct notify_event ev = {.kind = NOTIFY_FLAGS,
+		                          .account_id = s->account_id,
+		                          .mailbox_id = s->mailbox_id,
+		                          .uid = r->changed[i].uid,
 		                          .flags = r->changed[i].flags,
 		                          .modseq = r->changed[i].modseq};
 
@@ -357,8 +361,8 @@ imap_store_reply(struct imap_session *s, const struct store_update_result *r)
 			imap_msg_flags_write(s, m);
 		}
 		if (s->condstore)
-			evbuffer_add_printf(out, "%sMODSEQ (%" PRIu64 ")", s->update_silent ? "" : " ",
-			                    m->modseq);
+			evbuffer_add_printf(out, "%sMODSEQ (%" PRIu64 ")",
+			                    s->update_silent ? "" : " ", m->modseq);
 		evbuffer_add(out, ")\r\n", 3);
 	}
 	imap_context_update(s); /* this session's own changes (RFC 5267 4.3) */
@@ -369,7 +373,8 @@ imap_store_reply(struct imap_session *s, const struct store_update_result *r)
 		           s->update_uid ? "UID " : "");
 	} else if (r->nmissing > 0) {
 		/* RFC 2180 4.2.1, RFC 5530: the others are stored; these are gone. */
-		imap_reply(s, "%s NO [EXPUNGEISSUED] Some messages were expunged by another session",
+		imap_reply(s,
+		           "%s NO [EXPUNGEISSUED] Some messages were expunged by another session",
 		           s->tag);
 	} else {
 		imap_reply(s, "%s OK %sSTORE completed", s->tag, s->update_uid ? "UID " : "");
@@ -409,7 +414,8 @@ imap_update_done(bool ok, const char *error, const struct store_update_result *r
 		break;
 	case IMAP_UPDATE_EXPUNGE:
 		if (!ok) {
-			imap_reply(s, "%s NO [UNAVAILABLE] Cannot expunge; try again later", s->tag);
+			imap_reply(s, "%s NO [UNAVAILABLE] Cannot expunge; try again later",
+			           s->tag);
 			break;
 		}
 		imap_expunge_uids(s, r->expunged, r->nexpunged, false);
@@ -474,8 +480,10 @@ imap_cmd_expunge(struct imap_session *s, const struct imap_command *cmd)
 	long nidx = 0;
 
 	if (cmd->nargs != (cmd->uid ? 1u : 0u)) {
-		imap_bad(s, cmd->tag, cmd->uid ? "syntax: UID EXPUNGE uid-set" : "EXPUNGE takes no "
-		                                                                  "arguments");
+		imap_bad(s, cmd->tag,
+		         cmd->uid ? "syntax: UID EXPUNGE uid-set"
+		                  : "EXPUNGE takes no "
+		                    "arguments");
 		return;
 	}
 	if (s->read_only) {
@@ -515,4 +523,3 @@ imap_cmd_close(struct imap_session *s, const struct imap_command *cmd)
 	imap_set_tag(s, cmd->tag);
 	imap_update_start(s, IMAP_UPDATE_CLOSE);
 }
-

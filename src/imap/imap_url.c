@@ -91,7 +91,8 @@ imap_url_number(struct imap_url_cur *c, bool nz, uint32_t *n_r)
 			return -1;
 		c->p++;
 	}
-	if (c->p == start || (nz && (v == 0 || *start == '0')) || (c->p - start > 1 && *start == '0'))
+	if (c->p == start || (nz && (v == 0 || *start == '0')) ||
+	    (c->p - start > 1 && *start == '0'))
 		return -1;
 	*n_r = (uint32_t)v;
 	return 0;
@@ -166,7 +167,8 @@ imap_url_parse(const char *url, size_t len, struct imap_url *u, const char **err
 	if (c.p == c.end || *c.p != '/')
 		return -1;
 	c.p++;
-	/* enc-mailbox, up to ";UIDVALIDITY=" or "/;UID=" (a '/' before the ';' is the separator). */
+	/* enc-mailbox, up to ";UIDVALIDITY=" or "/;UID=" (a '/' before the ';' is the separator).
+	 */
 	if (imap_url_text(&c, u->mailbox, sizeof(u->mailbox), imap_url_bchar) < 0)
 		return -1;
 	n = strlen(u->mailbox);
@@ -175,8 +177,8 @@ imap_url_parse(const char *url, size_t len, struct imap_url *u, const char **err
 		return -1;
 	}
 	if (u->mailbox[n - 1] != '/') {
-		if (!imap_url_word(&c, ";UIDVALIDITY=") || imap_url_number(&c, true, &u->uidvalidity) < 0 ||
-		    !imap_url_word(&c, "/"))
+		if (!imap_url_word(&c, ";UIDVALIDITY=") ||
+		    imap_url_number(&c, true, &u->uidvalidity) < 0 || !imap_url_word(&c, "/"))
 			return -1;
 	} else if (n == 1 || c.p[-1] != '/') {
 		return -1; /* "/;UID" with no mailbox, or an escaped %2F before ';' */
@@ -185,7 +187,7 @@ imap_url_parse(const char *url, size_t len, struct imap_url *u, const char **err
 	}
 	if (!imap_url_word(&c, ";UID=")) {
 		*error_r = c.p < c.end && (*c.p == '?' || *c.p == ';') ? "IMAP URL without a UID"
-		                                                     : "Invalid IMAP URL";
+		                                                       : "Invalid IMAP URL";
 		return -1;
 	}
 	if (imap_url_number(&c, true, &u->uid) < 0)

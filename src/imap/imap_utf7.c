@@ -5,10 +5,10 @@
 #include <stdint.h>
 #include <string.h>
 
-static const char imap_b64[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
+static const char imap_b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
 
-/* Reads one UTF-8 character at *p; returns it, or -1 when invalid (overlong, surrogate, > U+10FFFF). */
+/* Reads one UTF-8 character at *p; returns it, or -1 when invalid (overlong, surrogate, >
+ * U+10FFFF). */
 static long
 imap_utf8_next(const unsigned char **p)
 {

@@ -57,9 +57,10 @@ log_vwrite(enum log_level level, int errnum, const char *fmt, va_list ap)
 
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
-	r = snprintf(line, sizeof(line), "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ prog=%s level=%s ",
-		     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		     (long)(tv.tv_usec / 1000), log_prog, log_level_names[level]);
+	r = snprintf(line, sizeof(line),
+	             "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ prog=%s level=%s ", tm.tm_year + 1900,
+	             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+	             (long)(tv.tv_usec / 1000), log_prog, log_level_names[level]);
 	n = r > 0 ? (size_t)r : 0;
 	if (n < sizeof(line)) {
 		r = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
@@ -68,7 +69,7 @@ log_vwrite(enum log_level level, int errnum, const char *fmt, va_list ap)
 	}
 	if (errnum >= 0 && n < sizeof(line)) {
 		r = snprintf(line + n, sizeof(line) - n, " errno=%d error=\"%s\"", errnum,
-			     strerror(errnum));
+		             strerror(errnum));
 		if (r > 0)
 			n += (size_t)r;
 	}

@@ -31,8 +31,8 @@ struct workers {
 	int wakefd;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct workers_queue jobs;  /* waiting for a thread */
-	struct workers_queue done;  /* waiting for the loop thread */
+	struct workers_queue jobs; /* waiting for a thread */
+	struct workers_queue done; /* waiting for the loop thread */
 	unsigned nthreads;
 	pthread_t *threads;
 	bool stopping;

@@ -1076,8 +1076,8 @@ ms_part_find(const struct mimestruct *ms, const uint32_t *path, size_t depth)
 }
 
 int
-mimestruct_part_encoding(const struct mimestruct *ms, const uint32_t *path, size_t depth,
-                         char *enc, size_t encsize, bool *multipart_r)
+mimestruct_part_encoding(const struct mimestruct *ms, const uint32_t *path, size_t depth, char *enc,
+                         size_t encsize, bool *multipart_r)
 {
 	const struct ms_part *p = ms_part_find(ms, path, depth);
 	const struct ms_str *e;
@@ -1300,8 +1300,8 @@ mimestruct_addresses(const char *v, size_t vlen, mimestruct_address_cb *cb, void
 				}
 			}
 			ln = ms_words(&p, end, lw, NULL, NULL);
-			ms_addr_spec(&o, &p, end, lw, ln, name.len > 0 ? name.data : NULL, name.len, adl, al,
-			             false);
+			ms_addr_spec(&o, &p, end, lw, ln, name.len > 0 ? name.data : NULL, name.len,
+			             adl, al, false);
 			while (p < end && *p != '>' && *p != ',' && *p != ';')
 				p++;
 			if (p < end && *p == '>')

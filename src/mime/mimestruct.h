@@ -71,9 +71,9 @@ int mimestruct_part_encoding(const struct mimestruct *ms, const uint32_t *path, 
                              char *enc, size_t encsize, bool *multipart_r);
 /* IMAP response values, appended to out (lib/buf.h): the ENVELOPE of the message, and BODY
  * (extended false) or BODYSTRUCTURE (extended true, with the extension data of RFC 3501 7.4.2:
- * MD5 NIL, disposition, language, location). Strings are written quoted, or as literals when they contain CR, LF, NUL, 8-bit
- * bytes or more than a few hundred bytes; header values are given raw as RFC 3501 asks (not
- * decoded). */
+ * MD5 NIL, disposition, language, location). Strings are written quoted, or as literals when they
+ * contain CR, LF, NUL, 8-bit bytes or more than a few hundred bytes; header values are given raw as
+ * RFC 3501 asks (not decoded). */
 void mimestruct_imap_envelope(const struct mimestruct *ms, struct buf *out);
 void mimestruct_imap_body(const struct mimestruct *ms, bool extended, struct buf *out);
 

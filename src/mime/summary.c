@@ -169,8 +169,8 @@ struct mime_scan {
 	size_t ncuts, cap;
 	off_t run_start;   /* -1: not in a run */
 	off_t field_start; /* the current field's first line */
-	off_t cut_at;	   /* where the rest of the run is cut, -1 none */
-	bool midline;	   /* cut_at is inside a line */
+	off_t cut_at;      /* where the rest of the run is cut, -1 none */
+	bool midline;      /* cut_at is inside a line */
 	off_t field_cut;   /* where the rest of the current field is cut, -1 none */
 	size_t run_lines;  /* lines of the run so far */
 	enum { MIME_BOL, MIME_NAME, MIME_HEADER, MIME_OTHER } state;
@@ -229,7 +229,7 @@ mime_scan_run_line(struct mime_scan *sc, off_t off, bool continuation)
 	if (!continuation && sc->cut_at < 0)
 		mime_scan_end_field(sc, off);
 	if (sc->cut_at < 0 && (++sc->run_lines > MIME_SUMMARY_FIELDS_MAX ||
-			       off - sc->run_start >= MIME_SUMMARY_HEADER_MAX))
+	                       off - sc->run_start >= MIME_SUMMARY_HEADER_MAX))
 		mime_scan_cut_run(sc, off, false);
 }
 
@@ -413,14 +413,15 @@ mime_collect_addresses(InternetAddressList *list, int depth, char **addrs, size_
 		InternetAddress *ia = internet_address_list_get_address(list, i);
 
 		if (INTERNET_ADDRESS_IS_MAILBOX(ia)) {
-			const char *addr = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia));
+			const char *addr =
+			    internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(ia));
 			if (*n < max)
 				addrs[*n] = xstrdup(addr != NULL ? addr : "");
 			(*n)++;
 		} else if (INTERNET_ADDRESS_IS_GROUP(ia) && depth < MIME_ADDRESS_GROUP_DEPTH) {
 			mime_collect_addresses(
-			    internet_address_group_get_members(INTERNET_ADDRESS_GROUP(ia)), depth + 1,
-			    addrs, max, n);
+			    internet_address_group_get_members(INTERNET_ADDRESS_GROUP(ia)),
+			    depth + 1, addrs, max, n);
 		}
 	}
 }

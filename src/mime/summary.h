@@ -7,13 +7,13 @@
 #include <stdint.h>
 
 struct mime_summary {
-	char from[512];	   /* "Name <addr>" decoded to UTF-8, truncated on a character boundary */
+	char from[512]; /* "Name <addr>" decoded to UTF-8, truncated on a character boundary */
 	char to[512];
-	char subject[512]; /* RFC 2047 decoded to UTF-8 */
-	int64_t date;	   /* Date: as seconds since the epoch, 0 when absent or unparsable */
+	char subject[512];    /* RFC 2047 decoded to UTF-8 */
+	int64_t date;         /* Date: as seconds since the epoch, 0 when absent or unparsable */
 	char message_id[256]; /* without angle brackets */
 	bool has_attachments; /* any part with Content-Disposition attachment, or a named
-			       * non-text part */
+	                       * non-text part */
 };
 
 /* Call once per process before any other mime_ function (g_mime_init). Thread-safe after. */

@@ -13,7 +13,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 
-#define COMPRESS_STEP (16 * 1024)	/* bytes inflated or deflated per zlib call */
+#define COMPRESS_STEP (16 * 1024)       /* bytes inflated or deflated per zlib call */
 #define COMPRESS_IN_DEFAULT (64 * 1024) /* inflated per filter call without a read mark */
 
 struct compress {

@@ -41,7 +41,6 @@ struct listener {
 	struct event *resume; /* re-enables accepting after a pause for EMFILE and the like */
 };
 
-
 static struct listener_limits listener_limits = {10000, 100};
 static unsigned listener_total;
 /* Live connections per client address (ip -> unsigned *), made at the first connection. Clients
@@ -146,7 +145,7 @@ listener_describe(const struct sockaddr *sa, char *ip, size_t ipsize, int *port_
 
 static void
 listener_on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa, int salen,
-		   void *arg)
+                   void *arg)
 {
 	struct listener *l = arg;
 	struct listener_peer peer;
@@ -156,16 +155,17 @@ listener_on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockad
 	int one = 1;
 
 	memset(&peer, 0, sizeof(peer));
-	memcpy(&peer.addr, sa, (size_t)salen < sizeof(peer.addr) ? (size_t)salen : sizeof(peer.addr));
+	memcpy(&peer.addr, sa,
+	       (size_t)salen < sizeof(peer.addr) ? (size_t)salen : sizeof(peer.addr));
 	peer.addrlen = (socklen_t)salen;
 	listener_describe(sa, peer.ip, sizeof(peer.ip), &peer.port, &peer.loopback);
 	if (getsockname(fd, (struct sockaddr *)&local, &locallen) == 0)
 		listener_describe((struct sockaddr *)&local, peer.local_ip, sizeof(peer.local_ip),
-				  &peer.local_port, NULL);
+		                  &peer.local_port, NULL);
 
 	if (!listener_conn_admit(peer.ip)) {
-		log_warnx("%s event=connection-refused ip=%s reason=limit total=%u", l->name, peer.ip,
-			  listener_total);
+		log_warnx("%s event=connection-refused ip=%s reason=limit total=%u", l->name,
+		          peer.ip, listener_total);
 		if (!l->implicit_tls && l->busy_reply != NULL)
 			(void)!write(fd, l->busy_reply, strlen(l->busy_reply));
 		evutil_closesocket(fd);
@@ -182,11 +182,12 @@ listener_on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockad
 			return;
 		}
 		bev = bufferevent_openssl_socket_new(l->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-						     BEV_OPT_CLOSE_ON_FREE | LISTENER_BEV_OPTS);
+		                                     BEV_OPT_CLOSE_ON_FREE | LISTENER_BEV_OPTS);
 		if (bev != NULL)
 			bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
 	} else {
-		bev = bufferevent_socket_new(l->base, fd, BEV_OPT_CLOSE_ON_FREE | LISTENER_BEV_OPTS);
+		bev =
+		    bufferevent_socket_new(l->base, fd, BEV_OPT_CLOSE_ON_FREE | LISTENER_BEV_OPTS);
 	}
 	if (bev == NULL) {
 		log_error("%s event=bufferevent-failed ip=%s", l->name, peer.ip);
@@ -218,7 +219,7 @@ listener_on_error(struct evconnlistener *evl, void *arg)
 
 	/* EMFILE and friends: the socket stays readable, so pause instead of spinning. */
 	log_warnx("%s event=accept-error errno=%d error=\"%s\" pause_ms=250", l->name, err,
-		  evutil_socket_error_to_string(err));
+	          evutil_socket_error_to_string(err));
 	for (size_t i = 0; i < l->nevls; i++) {
 		if (l->evls[i] != NULL)
 			evconnlistener_disable(l->evls[i]);
@@ -277,7 +278,7 @@ listener_starttls(struct bufferevent *bev, size_t *discarded_r)
 	/* Not BEV_OPT_CLOSE_ON_FREE: listener_bev_close frees the filter and lets the socket
 	 * underneath finish writing the last ciphertext before it goes. */
 	filter = bufferevent_openssl_filter_new(bufferevent_get_base(bev), bev, ssl,
-						BUFFEREVENT_SSL_ACCEPTING, LISTENER_BEV_OPTS);
+	                                        BUFFEREVENT_SSL_ACCEPTING, LISTENER_BEV_OPTS);
 	if (filter == NULL) {
 		SSL_free(ssl);
 		return NULL;
@@ -378,7 +379,7 @@ listener_bind(const char *text, char *error, size_t errsize)
 
 	if (listener_parse_address(text, &ss, &len) < 0) {
 		snprintf(error, errsize, "bad listen address '%s' (want host:port or [v6]:port)",
-			 text);
+		         text);
 		return -1;
 	}
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -399,7 +400,7 @@ listener_bind(const char *text, char *error, size_t errsize)
 
 struct listener *
 listener_new(struct event_base *base, const char *name, char *const *addrs, size_t naddrs,
-	     bool implicit_tls, listener_accept_cb *cb, void *arg, char *error, size_t errsize)
+             bool implicit_tls, listener_accept_cb *cb, void *arg, char *error, size_t errsize)
 {
 	struct listener *l = xcalloc(1, sizeof(*l));
 
@@ -416,8 +417,8 @@ listener_new(struct event_base *base, const char *name, char *const *addrs, size
 			return NULL;
 		}
 		l->evls[i] = evconnlistener_new(base, listener_on_accept, l,
-						LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
-						0 /* listen() already called */, fd);
+		                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+		                                0 /* listen() already called */, fd);
 		if (l->evls[i] == NULL) {
 			close(fd);
 			snprintf(error, errsize, "cannot listen on %s", addrs[i]);
@@ -427,7 +428,7 @@ listener_new(struct event_base *base, const char *name, char *const *addrs, size
 		evconnlistener_set_error_cb(l->evls[i], listener_on_error);
 		l->nevls++;
 		log_info("%s event=listening address=%s tls=%s", name, addrs[i],
-			 implicit_tls ? "implicit" : "starttls");
+		         implicit_tls ? "implicit" : "starttls");
 	}
 	return l;
 }

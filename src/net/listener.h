@@ -20,7 +20,7 @@ struct listener;
 struct listener_peer {
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
-	char ip[64];   /* numeric address without port, "127.0.0.1" or "::1" */
+	char ip[64]; /* numeric address without port, "127.0.0.1" or "::1" */
 	int port;
 	bool loopback; /* 127.0.0.0/8 or ::1 */
 	char local_ip[64];
@@ -29,11 +29,11 @@ struct listener_peer {
 
 /* Called on the loop thread with a ready bufferevent (BEV_OPT_CLOSE_ON_FREE; already in TLS
  * accept state for implicit-TLS listeners). The callee owns bev. */
-typedef void listener_accept_cb(struct bufferevent *bev, const struct listener_peer *peer,
-				bool tls, void *arg);
+typedef void listener_accept_cb(struct bufferevent *bev, const struct listener_peer *peer, bool tls,
+                                void *arg);
 
 struct listener_limits {
-	unsigned max_connections;	 /* across every listener */
+	unsigned max_connections;        /* across every listener */
 	unsigned max_connections_per_ip; /* across every listener */
 };
 
@@ -47,8 +47,8 @@ SSL_CTX *listener_get_ssl_ctx(void);
 /* Binds every address in addrs. name is the role for logs ("smtp", "submission"). Returns NULL
  * with error when an address is malformed or cannot be bound. */
 struct listener *listener_new(struct event_base *base, const char *name, char *const *addrs,
-			      size_t naddrs, bool implicit_tls, listener_accept_cb *cb, void *arg,
-			      char *error, size_t errsize);
+                              size_t naddrs, bool implicit_tls, listener_accept_cb *cb, void *arg,
+                              char *error, size_t errsize);
 /* A line written to a plaintext connection refused by the limits before it is closed, such as
  * "421 4.7.0 Too many connections\r\n". Implicit-TLS connections are closed without a word. */
 void listener_set_busy_reply(struct listener *listener, const char *reply);

@@ -65,7 +65,7 @@ netconn_on_event(struct bufferevent *bev, short what, void *arg)
 		netconn_deadline_stop(nc, NETCONN_DEADLINE_TLS);
 		if (ssl != NULL)
 			log_info("%s session=%s event=tls version=%s cipher=%s", p->proto, nc->id,
-				 SSL_get_version(ssl), SSL_get_cipher_name(ssl));
+			         SSL_get_version(ssl), SSL_get_cipher_name(ssl));
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
@@ -87,7 +87,7 @@ netconn_on_event(struct bufferevent *bev, short what, void *arg)
 			char buf[256];
 			ERR_error_string_n(err, buf, sizeof(buf));
 			log_info("%s session=%s event=tls-error ip=%s error=\"%s\"", p->proto,
-				 nc->id, nc->peer.ip, buf);
+			         nc->id, nc->peer.ip, buf);
 			netconn_destroy(nc, "tls-error");
 			return;
 		}
@@ -104,7 +104,8 @@ netconn_setup_bev(struct netconn *nc)
 {
 	bufferevent_setcb(nc->bev, netconn_on_read, netconn_on_write, netconn_on_event, nc);
 	bufferevent_setwatermark(nc->bev, EV_READ, 0,
-				 nc->authenticated ? NETCONN_INPUT_HIGH : NETCONN_PREAUTH_INPUT_HIGH);
+	                         nc->authenticated ? NETCONN_INPUT_HIGH
+	                                           : NETCONN_PREAUTH_INPUT_HIGH);
 	if (nc->params->write_low > 0)
 		bufferevent_setwatermark(nc->bev, EV_WRITE, nc->params->write_low, 0);
 	netconn_set_timeouts(nc, true);
@@ -113,14 +114,15 @@ netconn_setup_bev(struct netconn *nc)
 
 void
 netconn_init(struct netconn *nc, struct bufferevent *bev, const struct listener_peer *peer,
-	     bool tls, const struct netconn_params *params, struct netconn_list *list, void *arg)
+             bool tls, const struct netconn_params *params, struct netconn_list *list, void *arg)
 {
 	unsigned char rnd[4];
 
 	*nc = (struct netconn){.params = params, .arg = arg, .bev = bev, .peer = *peer, .tls = tls};
 	randombytes_buf(rnd, sizeof(rnd));
 	snprintf(nc->id, sizeof(nc->id), "%08llx%02x%02x%02x%02x",
-		 (unsigned long long)(++list->next_id & 0xffffffff), rnd[0], rnd[1], rnd[2], rnd[3]);
+	         (unsigned long long)(++list->next_id & 0xffffffff), rnd[0], rnd[1], rnd[2],
+	         rnd[3]);
 	nc->list = list;
 	nc->list_next = list->head;
 	if (list->head != NULL)
@@ -215,8 +217,8 @@ netconn_on_deadline(evutil_socket_t fd, short what, void *arg)
 	}
 	/* A whole line waiting behind our own output (the client does not read its replies) is
 	 * the write timeout's business. */
-	eol = evbuffer_search_eol(bufferevent_get_input(nc->bev), NULL, &eol_len,
-				  EVBUFFER_EOL_CRLF);
+	eol =
+	    evbuffer_search_eol(bufferevent_get_input(nc->bev), NULL, &eol_len, EVBUFFER_EOL_CRLF);
 	if (eol.pos >= 0)
 		return;
 	log_info("%s session=%s event=command-timeout ip=%s", p->proto, nc->id, nc->peer.ip);
@@ -327,7 +329,7 @@ netconn_set_timeouts(struct netconn *nc, bool read)
 	if (nc->busy || nc->bev == NULL)
 		return;
 	bufferevent_set_timeouts(netconn_timer_bev(nc), read ? &nc->params->idle_timeout : NULL,
-				 &nc->params->idle_timeout);
+	                         &nc->params->idle_timeout);
 }
 
 void
@@ -401,7 +403,7 @@ netconn_run(struct netconn *nc)
 	/* Budget spent with input left: yield to other sessions, come back on the next loop. */
 	if (!nc->dead && !nc->closing && evbuffer_get_length(bufferevent_get_input(nc->bev)) > 0)
 		bufferevent_trigger(nc->bev, EV_READ,
-				    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+		                    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
 
 void

@@ -43,7 +43,7 @@ struct netconn_ops {
 #define NETCONN_INPUT_HIGH (256 * 1024) /* stop reading the socket above this */
 #define NETCONN_OUTPUT_HIGH (64 * 1024) /* stop handling commands while replies pile up */
 #define NETCONN_DISCARD_MAX (64 * 1024) /* junk without a newline before we hang up */
-#define NETCONN_CMDS_PER_WAKE 64	/* fairness between sessions */
+#define NETCONN_CMDS_PER_WAKE 64        /* fairness between sessions */
 /* Before login (netconn_set_authenticated) a client needs little: less is read ahead, and a
  * client that does not read its replies gets no more commands handled once this much waits. */
 #define NETCONN_PREAUTH_INPUT_HIGH (16 * 1024)
@@ -62,7 +62,7 @@ struct netconn_params {
 	 * a TLS handshake done this long after it began (server.tls_handshake_timeout). */
 	struct timeval line_timeout;
 	struct timeval tls_timeout;
-	size_t write_low;	     /* write callback once output drains to this (0: empty) */
+	size_t write_low; /* write callback once output drains to this (0: empty) */
 	enum netconn_plaintext plaintext;
 	/* netconn_read_line: whether the CRLF (two octets) counts against the limit. */
 	bool limit_counts_crlf;
@@ -80,20 +80,20 @@ struct netconn {
 	const struct netconn_params *params;
 	struct netconn_list *list; /* the server's connections; NULL once unlinked */
 	struct netconn *list_prev, *list_next;
-	void *arg;		 /* passed to every ops callback */
+	void *arg;               /* passed to every ops callback */
 	struct bufferevent *bev; /* NULL once dead */
 	struct listener_peer peer;
-	char id[17];		 /* the session id in logs: 16 hex digits */
-	bool tls;		 /* implicit TLS or after netconn_starttls */
-	bool compressed;	 /* after netconn_compress: bev is a deflate filter */
-	bool closing;		 /* netconn_close began */
-	bool dead;		 /* the connection is gone */
-	bool discarding;	 /* throwing away an over-long line */
+	char id[17];     /* the session id in logs: 16 hex digits */
+	bool tls;        /* implicit TLS or after netconn_starttls */
+	bool compressed; /* after netconn_compress: bev is a deflate filter */
+	bool closing;    /* netconn_close began */
+	bool dead;       /* the connection is gone */
+	bool discarding; /* throwing away an over-long line */
 	size_t discarded;
-	bool read_timeout;	 /* netconn_set_timeouts' mode */
-	bool busy;		 /* netconn_set_busy: the server works for the session */
-	bool authenticated;	 /* netconn_set_authenticated: the pre-login marks are lifted */
-	struct event *deadline;	 /* the line or handshake deadline; NULL until first armed */
+	bool read_timeout;      /* netconn_set_timeouts' mode */
+	bool busy;              /* netconn_set_busy: the server works for the session */
+	bool authenticated;     /* netconn_set_authenticated: the pre-login marks are lifted */
+	struct event *deadline; /* the line or handshake deadline; NULL until first armed */
 	enum netconn_deadline deadline_kind;
 };
 
@@ -109,8 +109,8 @@ struct netconn_list {
  * next id and random bits, adds the connection to list, sets callbacks, watermarks and
  * timeouts and enables reading and writing. */
 void netconn_init(struct netconn *nc, struct bufferevent *bev, const struct listener_peer *peer,
-		  bool tls, const struct netconn_params *params, struct netconn_list *list,
-		  void *arg);
+                  bool tls, const struct netconn_params *params, struct netconn_list *list,
+                  void *arg);
 /* Takes the connection out of its list (the session is about to be freed); idempotent. */
 void netconn_unlink(struct netconn *nc);
 
@@ -159,17 +159,16 @@ void netconn_set_busy(struct netconn *nc, bool busy);
 void netconn_line_partial(struct netconn *nc, bool partial);
 
 enum netconn_line {
-	NETCONN_LINE_MORE = 0,	 /* no whole line yet */
-	NETCONN_LINE_OK,	 /* *line_r (CRLF removed, NUL-terminated; free() it) and *len_r */
-	NETCONN_LINE_TOO_LONG,	 /* a line over the limit was dropped: the session replies */
+	NETCONN_LINE_MORE = 0,   /* no whole line yet */
+	NETCONN_LINE_OK,         /* *line_r (CRLF removed, NUL-terminated; free() it) and *len_r */
+	NETCONN_LINE_TOO_LONG,   /* a line over the limit was dropped: the session replies */
 	NETCONN_LINE_DISCARDING, /* began dropping an over-long line: call again */
 };
 
 /* Reads one line of at most limit octets. Without a line end past limit, the input is thrown
  * away as it arrives; past NETCONN_DISCARD_MAX of it the client gets params->too_long_reply,
  * the connection is closed (reason "line-too-long") and NETCONN_LINE_MORE is returned. */
-enum netconn_line netconn_read_line(struct netconn *nc, size_t limit, char **line_r,
-				    size_t *len_r);
+enum netconn_line netconn_read_line(struct netconn *nc, size_t limit, char **line_r, size_t *len_r);
 
 /* Calls ops->step until it returns false, the connection is dead, or NETCONN_CMDS_PER_WAKE
  * steps are spent; then, with input left and not closing, comes back on the next loop

@@ -12,7 +12,7 @@
 struct notify_account {
 	int64_t account_id;
 	struct notify_sub *head, *tail;
-	size_t nlive;		    /* subscriptions not yet unsubscribed */
+	size_t nlive; /* subscriptions not yet unsubscribed */
 };
 
 struct notify_sub {
@@ -20,7 +20,7 @@ struct notify_sub {
 	struct notify_account *account;
 	int64_t mailbox_id;
 	unsigned kinds; /* NOTIFY_KIND_BIT()s delivered */
-	notify_cb *cb; /* NULL once unsubscribed while a dispatch may still walk past it */
+	notify_cb *cb;  /* NULL once unsubscribed while a dispatch may still walk past it */
 	void *arg;
 	uint64_t since; /* events with seq <= since were published before this subscription */
 	struct notify_sub *prev, *next;
@@ -28,11 +28,11 @@ struct notify_sub {
 };
 
 struct notify_hub {
-	struct hash *accounts; /* account id -> struct notify_account */
+	struct hash *accounts;     /* account id -> struct notify_account */
 	struct notify_account all; /* account_id 0: every account */
 	size_t nlive;
 	uint64_t seq;
-	unsigned depth;		/* nested notify_publish calls running */
+	unsigned depth;          /* nested notify_publish calls running */
 	struct notify_sub *dead; /* unsubscribed during a dispatch, freed when it ends */
 };
 
@@ -117,14 +117,14 @@ notify_account_drop_if_empty(struct notify_hub *hub, struct notify_account *acct
 
 struct notify_sub *
 notify_subscribe(struct notify_hub *hub, int64_t account_id, int64_t mailbox_id, notify_cb *cb,
-		 void *arg)
+                 void *arg)
 {
 	return notify_subscribe_kinds(hub, account_id, mailbox_id, NOTIFY_KINDS_DEFAULT, cb, arg);
 }
 
 struct notify_sub *
 notify_subscribe_kinds(struct notify_hub *hub, int64_t account_id, int64_t mailbox_id,
-		       unsigned kinds, notify_cb *cb, void *arg)
+                       unsigned kinds, notify_cb *cb, void *arg)
 {
 	struct notify_sub *sub = xcalloc(1, sizeof(*sub));
 	struct notify_account *acct = notify_account_get(hub, account_id);

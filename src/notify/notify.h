@@ -25,9 +25,9 @@ struct notify_hub;
 struct notify_sub;
 
 enum notify_kind {
-	NOTIFY_NEW,	/* a message was added (delivery, APPEND, COPY/MOVE target) */
-	NOTIFY_EXPUNGE, /* a message was removed; may name a UID that is already gone */
-	NOTIFY_FLAGS,	/* a message's flags changed */
+	NOTIFY_NEW,             /* a message was added (delivery, APPEND, COPY/MOVE target) */
+	NOTIFY_EXPUNGE,         /* a message was removed; may name a UID that is already gone */
+	NOTIFY_FLAGS,           /* a message's flags changed */
 	NOTIFY_MAILBOX_CREATED, /* mailbox names the new mailbox; uid etc. 0 */
 	NOTIFY_MAILBOX_DELETED, /* mailbox_id and mailbox name the mailbox that is gone */
 	NOTIFY_MAILBOX_RENAMED, /* mailbox is the new name, old_mailbox the old */
@@ -41,12 +41,12 @@ enum notify_kind {
 /* Sets of kinds for notify_subscribe_kinds(). */
 #define NOTIFY_KIND_BIT(kind) (1u << (kind))
 /* What notify_subscribe() delivers: message and mailbox events, not subscription changes. */
-#define NOTIFY_KINDS_DEFAULT                                                                   \
-	(NOTIFY_KIND_BIT(NOTIFY_NEW) | NOTIFY_KIND_BIT(NOTIFY_EXPUNGE) |                       \
-	 NOTIFY_KIND_BIT(NOTIFY_FLAGS) | NOTIFY_KIND_BIT(NOTIFY_MAILBOX_CREATED) |             \
+#define NOTIFY_KINDS_DEFAULT                                                                       \
+	(NOTIFY_KIND_BIT(NOTIFY_NEW) | NOTIFY_KIND_BIT(NOTIFY_EXPUNGE) |                           \
+	 NOTIFY_KIND_BIT(NOTIFY_FLAGS) | NOTIFY_KIND_BIT(NOTIFY_MAILBOX_CREATED) |                 \
 	 NOTIFY_KIND_BIT(NOTIFY_MAILBOX_DELETED) | NOTIFY_KIND_BIT(NOTIFY_MAILBOX_RENAMED))
-#define NOTIFY_KINDS_ALL                                                                       \
-	(NOTIFY_KINDS_DEFAULT | NOTIFY_KIND_BIT(NOTIFY_SUBSCRIBED) |                           \
+#define NOTIFY_KINDS_ALL                                                                           \
+	(NOTIFY_KINDS_DEFAULT | NOTIFY_KIND_BIT(NOTIFY_SUBSCRIBED) |                               \
 	 NOTIFY_KIND_BIT(NOTIFY_UNSUBSCRIBED))
 
 /* Text fields are copied into the event, truncated on a UTF-8 character boundary. */
@@ -57,22 +57,22 @@ enum notify_kind {
 
 struct notify_event {
 	enum notify_kind kind;
-	uint64_t seq;	    /* set by notify_publish: strictly increasing over the hub's events */
+	uint64_t seq;       /* set by notify_publish: strictly increasing over the hub's events */
 	int64_t account_id; /* > 0 */
 	int64_t mailbox_id; /* > 0 (0 for NOTIFY_SUBSCRIBED/UNSUBSCRIBED) */
 	uint32_t uid;
 	uint64_t modseq; /* the message's MODSEQ after the change; 0 when the publisher does not
-			  * know it (consumers that need it read the store) */
-	uint32_t flags;	 /* enum store_flag bits: NEW the delivered flags, FLAGS the flags after the
-			  * change as the publisher knows them; 0 for EXPUNGE */
-	char mailbox[NOTIFY_MAILBOX_MAX]; /* the mailbox's name when known, else "" */
+	                  * know it (consumers that need it read the store) */
+	uint32_t flags;  /* enum store_flag bits: NEW the delivered flags, FLAGS the flags after the
+	                  * change as the publisher knows them; 0 for EXPUNGE */
+	char mailbox[NOTIFY_MAILBOX_MAX];     /* the mailbox's name when known, else "" */
 	char old_mailbox[NOTIFY_MAILBOX_MAX]; /* RENAMED: the old name */
 	char keywords[NOTIFY_KEYWORDS_MAX];   /* NEW, FLAGS: IMAP keywords, space-separated */
 	/* NEW only: a summary for push clients ("" / 0 when unknown). */
-	char from[NOTIFY_FROM_MAX];	  /* decoded From: header, or the envelope sender */
+	char from[NOTIFY_FROM_MAX];       /* decoded From: header, or the envelope sender */
 	char subject[NOTIFY_SUBJECT_MAX]; /* decoded Subject: header */
-	uint64_t size;			  /* bytes of the stored message */
-	int64_t internal_date;		  /* seconds since the epoch */
+	uint64_t size;                    /* bytes of the stored message */
+	int64_t internal_date;            /* seconds since the epoch */
 };
 
 /* The event is valid only during the call; copy what must outlive it. */
@@ -87,13 +87,13 @@ void notify_hub_free(struct notify_hub **hub);
 /* Registers cb for events of account_id (0: every account, for webhooks and relays) in
  * mailbox_id (0: every mailbox of the account). Returns the handle to unsubscribe with. May be
  * called from inside a callback: the new subscription starts with the next event published. */
-struct notify_sub *notify_subscribe(struct notify_hub *hub, int64_t account_id,
-				    int64_t mailbox_id, notify_cb *cb, void *arg);
+struct notify_sub *notify_subscribe(struct notify_hub *hub, int64_t account_id, int64_t mailbox_id,
+                                    notify_cb *cb, void *arg);
 /* The same for the kinds in the set kinds (NOTIFY_KIND_BIT()s); notify_subscribe() is this with
  * NOTIFY_KINDS_DEFAULT, so kinds added later never surprise an older subscriber. */
 struct notify_sub *notify_subscribe_kinds(struct notify_hub *hub, int64_t account_id,
-					  int64_t mailbox_id, unsigned kinds, notify_cb *cb,
-					  void *arg);
+                                          int64_t mailbox_id, unsigned kinds, notify_cb *cb,
+                                          void *arg);
 /* Ends a subscription; *sub becomes NULL (NULL is ignored). cb is never called again, even for an
  * event being dispatched right now: this may be called from inside any callback, for its own
  * subscription or another. */

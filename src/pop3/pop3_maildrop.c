@@ -1,5 +1,6 @@
 /* pop3_maildrop: the session's snapshot of INBOX, the TRANSACTION commands, RETR/TOP streaming
- * with backpressure (the store reader reads the file on its I/O pool), and the one store update of the UPDATE state (RFC 1939 5, 6). */
+ * with backpressure (the store reader reads the file on its I/O pool), and the one store update of
+ * the UPDATE state (RFC 1939 5, 6). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -105,15 +106,19 @@ pop3_publish_update(struct pop3_session *s, const struct store_update_result *r)
 	if (s->server->hub == NULL)
 		return;
 	for (size_t i = 0; i < r->nexpunged; i++) {
-		struct notify_event ev = {.kind = NOTIFY_EXPUNGE, .account_id = s->account_id,
-		                          .mailbox_id = s->mailbox_id, .uid = r->expunged[i]};
+		struct notify_event ev = {.kind = NOTIFY_EXPUNGE,
+		                          .account_id = s->account_id,
+		                          .mailbox_id = s->mailbox_id,
+		                          .uid = r->expunged[i]};
 
 		notify_copy_text(ev.mailbox, sizeof(ev.mailbox), POP3_MAILBOX);
 		notify_publish(s->server->hub, &ev);
 	}
 	for (size_t i = 0; i < r->nchanged; i++) {
-		struct notify_event ev = {.kind = NOTIFY_FLAGS, .account_id = s->account_id,
-		                          .mailbox_id = s->mailbox_id, .uid = r->changed[i].uid,
+		struct notify_event ev = {.kind = NOTIFY_FLAGS,
+		                          .account_id = s->account_id,
+		                          .mailbox_id = s->mailbox_id,
+		                          .uid = r->changed[i].uid,
 		                          .flags = r->changed[i].flags,
 		                          .modseq = r->changed[i].modseq};
 
@@ -136,8 +141,7 @@ pop3_update_done(bool ok, const char *error, const struct store_update_result *r
 		log_info("pop3 session=%s event=update account=%s deleted=%u result=ok", s->conn.id,
 		         s->account, deleted);
 		pop3_publish_update(s, r);
-	}
-	else
+	} else
 		log_warnx("pop3 session=%s event=update account=%s result=failed error=\"%s\"",
 		          s->conn.id, s->account, error != NULL ? error : "");
 	if (s->conn.dead) {
@@ -186,8 +190,8 @@ pop3_update_start(struct pop3_session *s, bool expunge)
 	}
 	s->update_pending = true;
 	/* The arrays are copied; the callback may run before this returns (no workers). */
-	store_mailbox_update_r(s->server->store, s->account_id, POP3_MAILBOX, changes, nchanges, uids,
-	                       nuids, pop3_update_done, s);
+	store_mailbox_update_r(s->server->store, s->account_id, POP3_MAILBOX, changes, nchanges,
+	                       uids, nuids, pop3_update_done, s);
 	free(changes);
 	free(uids);
 	return true;
@@ -359,7 +363,7 @@ pop3_retr_pump(struct pop3_session *s)
 	struct pop3_msg *m = &s->msgs[r->num - 1];
 	const struct pop3_stuffer *stuffer;
 	int rc = store_reader_stream_pump(r->stream, bufferevent_get_output(s->conn.bev),
-					  POP3_RETR_HIGH);
+	                                  POP3_RETR_HIGH);
 
 	if (rc == 0)
 		return false; /* the output drains or the read completes: we are run again */

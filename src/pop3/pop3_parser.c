@@ -229,10 +229,10 @@ pop3_stuff_filter(void *state, const char *in, size_t len, struct evbuffer *out)
 	if (in != NULL && (len == 0 || pop3_stuff_done(st)))
 		return pop3_stuff_done(st);
 	if (evbuffer_reserve_space(out, (ev_ssize_t)(in != NULL ? 2 * len : POP3_STUFF_END_MAX),
-				   &vec, 1) < 1)
+	                           &vec, 1) < 1)
 		fatalx("pop3 event=stuff-oom");
 	vec.iov_len = in != NULL ? pop3_stuff_feed(st, in, len, vec.iov_base)
-				 : pop3_stuff_finish(st, vec.iov_base);
+	                         : pop3_stuff_finish(st, vec.iov_base);
 	evbuffer_commit_space(out, &vec, 1);
 	return pop3_stuff_done(st);
 }

@@ -22,9 +22,9 @@ struct store;
 struct store_reader_stream;
 struct workers;
 
-#define POP3_RETR_HIGH (256 * 1024)  /* a RETR pauses while this much waits for the client */
-#define POP3_RETR_LOW (64 * 1024)    /* ... and goes on when the output drains below this */
-#define POP3_MAILBOX "INBOX"         /* the maildrop */
+#define POP3_RETR_HIGH (256 * 1024) /* a RETR pauses while this much waits for the client */
+#define POP3_RETR_LOW (64 * 1024)   /* ... and goes on when the output drains below this */
+#define POP3_MAILBOX "INBOX"        /* the maildrop */
 
 enum pop3_state {
 	POP3_STATE_AUTHORIZATION = 0, /* greeted, not logged in */
@@ -70,13 +70,13 @@ struct pop3_session {
 	struct netconn conn; /* id, peer, tls, dead */
 	enum pop3_state state;
 	unsigned errors;
-	char *user; /* USER argument, waiting for PASS */
+	char *user;              /* USER argument, waiting for PASS */
 	struct sasl_server sasl; /* the AUTH exchange; holds secrets until reset */
 	struct auth_request *auth_req;
 	int64_t account_id; /* 0: not logged in; else this session holds the maildrop lock */
 	char *account;
 	uint32_t uidvalidity;
-	int64_t mailbox_id;	/* INBOX, for the events the update publishes */
+	int64_t mailbox_id;    /* INBOX, for the events the update publishes */
 	struct pop3_msg *msgs; /* the snapshot: message n is msgs[n - 1] */
 	uint32_t nmsgs;
 	size_t msgs_cap;
@@ -84,8 +84,8 @@ struct pop3_session {
 	uint64_t live_size;
 	unsigned retrieved;
 	struct pop3_retr retr;
-	bool updated;          /* the one store update was started */
-	bool update_pending;   /* the session may only be freed by the update callback */
+	bool updated;        /* the one store update was started */
+	bool update_pending; /* the session may only be freed by the update callback */
 };
 
 /* pop3_session.c */

@@ -129,10 +129,10 @@ pop3_session_timeout(void *arg, bool writing)
 static bool pop3_session_step(void *arg);
 
 static const struct netconn_ops pop3_netconn_ops = {
-	.step = pop3_session_step,
-	.closing = pop3_session_closing,
-	.timeout = pop3_session_timeout,
-	.closed = pop3_session_closed,
+    .step = pop3_session_step,
+    .closing = pop3_session_closing,
+    .timeout = pop3_session_timeout,
+    .closed = pop3_session_closed,
 };
 
 void

@@ -45,7 +45,7 @@ struct push_server {
 	size_t queue_max;         /* push.queue */
 	struct timeval keepalive; /* push.keepalive */
 	struct netconn_params conn_params;
-	struct netconn_list conns; /* every live session, for shutdown */
+	struct netconn_list conns;    /* every live session, for shutdown */
 	struct push_session *zombies; /* closed, freed by reap on the loop's next turn */
 	struct event *reap;
 	bool shutting_down;

@@ -38,7 +38,7 @@ smtp_cmd_starttls(struct smtp_session *s, const struct smtp_command *cmd)
 	ok = netconn_starttls(&s->conn, &discarded);
 	if (discarded > 0)
 		log_info("smtp session=%s event=starttls-injection discarded=%zu", s->conn.id,
-			 discarded);
+		         discarded);
 	if (!ok) {
 		netconn_close(&s->conn, "tls-setup-failed");
 		return;
@@ -52,7 +52,7 @@ smtp_cmd_starttls(struct smtp_session *s, const struct smtp_command *cmd)
 	sasl_server_reset(&s->sasl);
 	if (s->account_id != 0)
 		log_info("smtp session=%s event=starttls-forget-auth account=%s", s->conn.id,
-			 s->account);
+		         s->account);
 	s->account_id = 0;
 	free(s->account);
 	s->account = NULL;
@@ -77,15 +77,15 @@ smtp_auth_done(enum auth_result result, int64_t account_id, const char *address,
 		break;
 	case AUTH_FAILED:
 		log_info("smtp session=%s event=auth result=failed ip=%s", s->conn.id,
-			 s->conn.peer.ip);
+		         s->conn.peer.ip);
 		smtp_reply(s, "535 5.7.8 Error: authentication failed");
 		smtp_error(s);
 		break;
 	case AUTH_LOCKED:
 		log_warnx("smtp session=%s event=auth result=locked ip=%s", s->conn.id,
-			  s->conn.peer.ip);
+		          s->conn.peer.ip);
 		smtp_reply(s, "454 4.7.0 Error: too many failed authentication attempts, try "
-			      "again later");
+		              "again later");
 		smtp_error(s);
 		break;
 	case AUTH_TEMPFAIL:
@@ -160,7 +160,7 @@ smtp_cmd_auth(struct smtp_session *s, const struct smtp_command *cmd)
 
 	if (!netconn_plaintext_ok(&s->conn)) {
 		smtp_reply(s, "538 5.7.11 Encryption required for requested authentication "
-			      "mechanism");
+		              "mechanism");
 		smtp_error(s);
 		return;
 	}

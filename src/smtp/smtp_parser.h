@@ -11,10 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SMTP_LINE_MAX 512	/* RFC 5321 4.5.3.1.4: command line including CRLF */
-#define SMTP_LOCAL_MAX 64	/* 4.5.3.1.1 */
-#define SMTP_DOMAIN_MAX 255	/* 4.5.3.1.2 */
-#define SMTP_PATH_MAX 256	/* 4.5.3.1.3, including the angle brackets */
+#define SMTP_LINE_MAX 512   /* RFC 5321 4.5.3.1.4: command line including CRLF */
+#define SMTP_LOCAL_MAX 64   /* 4.5.3.1.1 */
+#define SMTP_DOMAIN_MAX 255 /* 4.5.3.1.2 */
+#define SMTP_PATH_MAX 256   /* 4.5.3.1.3, including the angle brackets */
 
 enum smtp_verb {
 	SMTP_VERB_UNKNOWN = 0,
@@ -38,7 +38,7 @@ struct smtp_command {
 	enum smtp_verb verb;
 	char verb_text[16]; /* the verb as sent, upper-cased and truncated, for logs */
 	const char *args;   /* after the verb and one or more spaces; "" when none. Points into the
-			     * parsed line. Trailing spaces removed. */
+	                     * parsed line. Trailing spaces removed. */
 };
 
 /* Parses one command line (without its CRLF; len bytes, which may contain NULs). The verb is
@@ -60,16 +60,16 @@ struct smtp_reply {
 enum smtp_body { SMTP_BODY_7BIT = 0, SMTP_BODY_8BITMIME, SMTP_BODY_BINARYMIME };
 
 struct smtp_path {
-	bool null_path;	/* "<>": only allowed for MAIL FROM */
+	bool null_path;                  /* "<>": only allowed for MAIL FROM */
 	char address[SMTP_PATH_MAX + 1]; /* "local@domain" with the domain lower-cased; quoted
-					  * local parts kept as sent; source route dropped */
-	size_t local_len; /* address[0..local_len) is the local part; '@' follows */
+	                                  * local parts kept as sent; source route dropped */
+	size_t local_len;                /* address[0..local_len) is the local part; '@' follows */
 };
 
 struct smtp_mail_params {
 	bool size_given;
-	uint64_t size; /* SIZE=n */
-	enum smtp_body body; /* BODY=7BIT|8BITMIME (BINARYMIME refused unless allowed) */
+	uint64_t size;                /* SIZE=n */
+	enum smtp_body body;          /* BODY=7BIT|8BITMIME (BINARYMIME refused unless allowed) */
 	char auth[SMTP_PATH_MAX + 1]; /* AUTH=<...> as given (xtext decoded), "" when absent */
 };
 
@@ -78,7 +78,7 @@ struct smtp_mail_params {
  * Unknown or repeated parameters, bad values and bad addresses are errors with their reply
  * (501 5.5.4, 501 5.1.7, 555 5.5.4). Returns 0 or -1 with *reply_r set. */
 int smtp_parse_mail(const char *args, struct smtp_path *path_r, struct smtp_mail_params *params_r,
-		    struct smtp_reply *reply_r);
+                    struct smtp_reply *reply_r);
 /* Parses the arguments of RCPT ("TO:<a@b>"), no parameters accepted (555 5.5.4), "<>" refused
  * (501 5.1.3). "<Postmaster>" without a domain is accepted (address "postmaster"). Returns 0 or
  * -1 with *reply_r. */
@@ -100,13 +100,13 @@ bool smtp_helo_valid(const char *arg);
  * smuggling), and any bare CR or LF is recorded so the session can refuse the message.
  * The struct is public so it can be embedded; treat its fields as private except the results. */
 struct smtp_data_decoder {
-	int state;	   /* private */
-	uint64_t size;	   /* result: bytes of message written so far */
-	bool bare_cr;	   /* result: a CR not followed by LF was seen */
-	bool bare_lf;	   /* result: an LF not preceded by CR was seen */
-	bool nul;	   /* result: a NUL byte was seen */
-	size_t line_len;   /* private: current line length */
-	size_t max_line;   /* result: longest line, without CRLF */
+	int state;       /* private */
+	uint64_t size;   /* result: bytes of message written so far */
+	bool bare_cr;    /* result: a CR not followed by LF was seen */
+	bool bare_lf;    /* result: an LF not preceded by CR was seen */
+	bool nul;        /* result: a NUL byte was seen */
+	size_t line_len; /* private: current line length */
+	size_t max_line; /* result: longest line, without CRLF */
 };
 
 void smtp_data_init(struct smtp_data_decoder *decoder);
@@ -115,7 +115,7 @@ void smtp_data_init(struct smtp_data_decoder *decoder);
  * len only when the end of data was found, in which case *end_r is true and the bytes after the
  * terminating CRLF.CRLF are left unconsumed (a pipelined next command). */
 size_t smtp_data_feed(struct smtp_data_decoder *decoder, const char *in, size_t len, char *out,
-		      size_t *out_len_r, bool *end_r);
+                      size_t *out_len_r, bool *end_r);
 
 /* xtext decoding (RFC 3461 4): "+2B" -> "+". Returns 0 or -1 on bad encoding. */
 int smtp_xtext_decode(const char *in, char *out, size_t outsize);

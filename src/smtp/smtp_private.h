@@ -14,7 +14,7 @@
 #include "smtp/smtp_parser.h"
 #include "smtp/smtp_session.h"
 
-#define SMTP_AUTH_LINE_MAX 4096	    /* RFC 4954 4: SASL lines may exceed 512 octets */
+#define SMTP_AUTH_LINE_MAX 4096 /* RFC 4954 4: SASL lines may exceed 512 octets */
 #define SMTP_CHUNK 16384
 
 enum smtp_state {
@@ -64,16 +64,16 @@ struct smtp_tx {
 	struct smtp_mail_params params;
 	struct smtp_rcpt *rcpts;
 	size_t nrcpts;
-	struct deliver_tx *dtx;	/* the message being written, from DATA/BDAT on */
+	struct deliver_tx *dtx; /* the message being written, from DATA/BDAT on */
 	struct smtp_data_decoder dec;
-	char id[32];		/* the deliver transaction's id, for logs */
+	char id[32]; /* the deliver transaction's id, for logs */
 	bool oversize;
 	bool write_failed;
-	bool bdat;		/* CHUNKING in use: DATA is no longer allowed */
-	uint64_t bdat_size;	/* bytes received through BDAT */
-	uint64_t bdat_left;	/* bytes of the current chunk still to read */
+	bool bdat;          /* CHUNKING in use: DATA is no longer allowed */
+	uint64_t bdat_size; /* bytes received through BDAT */
+	uint64_t bdat_left; /* bytes of the current chunk still to read */
 	bool bdat_last;
-	bool bdat_failed;	/* a chunk was refused: read the rest and reply 5xx */
+	bool bdat_failed; /* a chunk was refused: read the rest and reply 5xx */
 };
 
 struct smtp_session {
@@ -84,7 +84,7 @@ struct smtp_session {
 	bool esmtp;
 	char *helo;
 	int64_t account_id; /* 0: not logged in */
-	char *account;	    /* primary address when logged in */
+	char *account;      /* primary address when logged in */
 	unsigned errors;
 	struct smtp_tx *tx;
 	struct sasl_server sasl; /* the AUTH exchange; holds secrets until reset */

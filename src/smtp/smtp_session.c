@@ -20,13 +20,12 @@
 #include "smtp/smtp_private.h"
 
 static const char *const smtp_state_names[] = {
-	"init", "ready", "mail", "rcpt", "data", "bdat", "auth", "wait", "closing",
+    "init", "ready", "mail", "rcpt", "data", "bdat", "auth", "wait", "closing",
 };
 
 static const char *const smtp_role_names[] = {"smtp", "submission", "submissions"};
 
 /* --- replies, states and transactions --- */
-
 
 void
 smtp_enter_state(struct smtp_session *s, enum smtp_state state)
@@ -34,7 +33,7 @@ smtp_enter_state(struct smtp_session *s, enum smtp_state state)
 	if (s->state == state)
 		return;
 	log_debug("smtp session=%s event=state from=%s to=%s", s->conn.id,
-		  smtp_state_names[s->state], smtp_state_names[state]);
+	          smtp_state_names[s->state], smtp_state_names[state]);
 	s->state = state;
 	netconn_set_busy(&s->conn, state == SMTP_STATE_WAIT);
 }
@@ -63,7 +62,7 @@ smtp_tx_reset(struct smtp_session *s)
 		smtp_enter_state(s, SMTP_STATE_READY);
 	if (s->server->shutting_down && s->state != SMTP_STATE_CLOSING) {
 		smtp_reply(s, "421 4.3.2 %s Service shutting down, closing transmission channel",
-			   s->server->hostname);
+		           s->server->hostname);
 		netconn_close(&s->conn, "shutdown");
 	}
 }
@@ -112,7 +111,7 @@ smtp_session_closed(void *arg, const char *reason)
 	struct smtp_session *s = arg;
 
 	log_info("smtp session=%s event=disconnect ip=%s reason=%s errors=%u", s->conn.id,
-		 s->conn.peer.ip, reason, s->errors);
+	         s->conn.peer.ip, reason, s->errors);
 	auth_cancel(&s->auth_req);
 	if (!s->commit_pending)
 		smtp_session_free(s);
@@ -128,9 +127,9 @@ smtp_session_closing(void *arg)
 static bool smtp_session_step(void *arg);
 
 static const struct netconn_ops smtp_netconn_ops = {
-	.step = smtp_session_step,
-	.closing = smtp_session_closing,
-	.closed = smtp_session_closed,
+    .step = smtp_session_step,
+    .closing = smtp_session_closing,
+    .closed = smtp_session_closed,
 };
 
 void
@@ -145,7 +144,7 @@ smtp_server_accept(struct bufferevent *bev, const struct listener_peer *peer, bo
 	netconn_init(&s->conn, bev, peer, tls, &server->conn_params, &server->conns, s);
 
 	log_info("smtp session=%s event=connect role=%s ip=%s port=%d tls=%s", s->conn.id,
-		 smtp_role_names[s->role], peer->ip, peer->port, tls ? "yes" : "no");
+	         smtp_role_names[s->role], peer->ip, peer->port, tls ? "yes" : "no");
 	if (server->shutting_down) {
 		smtp_reply(s, "421 4.3.2 %s Service shutting down", server->hostname);
 		netconn_close(&s->conn, "shutdown");
@@ -173,7 +172,7 @@ smtp_cmd_helo(struct smtp_session *s, const struct smtp_command *cmd)
 	smtp_tx_free(&s->tx);
 	smtp_enter_state(s, SMTP_STATE_READY);
 	log_info("smtp session=%s event=helo verb=%s helo=%s", s->conn.id, cmd->verb_text,
-		 log_str(esc, sizeof(esc), cmd->args));
+	         log_str(esc, sizeof(esc), cmd->args));
 	if (!ehlo) {
 		smtp_reply(s, "250 %s", s->server->hostname);
 		return;
@@ -189,7 +188,6 @@ smtp_cmd_helo(struct smtp_session *s, const struct smtp_command *cmd)
 	smtp_reply(s, "250-8BITMIME");
 	smtp_reply(s, "250 CHUNKING");
 }
-
 
 static void
 smtp_cmd_rset(struct smtp_session *s, const struct smtp_command *cmd)
@@ -229,9 +227,8 @@ static void
 smtp_cmd_help(struct smtp_session *s, const struct smtp_command *cmd)
 {
 	smtp_reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY "
-		      "HELP STARTTLS AUTH; see RFC 5321");
+	              "HELP STARTTLS AUTH; see RFC 5321");
 }
-
 
 typedef void smtp_cmd_fn(struct smtp_session *s, const struct smtp_command *cmd);
 
@@ -249,14 +246,17 @@ struct smtp_cmd_entry {
 static const struct smtp_cmd_entry smtp_commands[] = {
     {SMTP_VERB_HELO, smtp_cmd_helo, {NULL}},
     {SMTP_VERB_EHLO, smtp_cmd_helo, {NULL}},
-    {SMTP_VERB_MAIL, smtp_cmd_mail,
+    {SMTP_VERB_MAIL,
+     smtp_cmd_mail,
      {[SMTP_STATE_INIT] = SMTP_HELO_FIRST,
       [SMTP_STATE_MAIL] = "503 5.5.1 Error: nested MAIL command",
       [SMTP_STATE_RCPT] = "503 5.5.1 Error: nested MAIL command"}},
-    {SMTP_VERB_RCPT, smtp_cmd_rcpt,
+    {SMTP_VERB_RCPT,
+     smtp_cmd_rcpt,
      {[SMTP_STATE_INIT] = SMTP_HELO_FIRST,
       [SMTP_STATE_READY] = "503 5.5.1 Error: need MAIL command"}},
-    {SMTP_VERB_DATA, smtp_cmd_data,
+    {SMTP_VERB_DATA,
+     smtp_cmd_data,
      {[SMTP_STATE_INIT] = SMTP_HELO_FIRST,
       [SMTP_STATE_READY] = "503 5.5.1 Error: need RCPT command",
       [SMTP_STATE_MAIL] = "554 5.5.1 Error: no valid recipients"}},
@@ -270,7 +270,8 @@ static const struct smtp_cmd_entry smtp_commands[] = {
     {SMTP_VERB_EXPN, smtp_cmd_expn, {NULL}},
     {SMTP_VERB_HELP, smtp_cmd_help, {NULL}},
     {SMTP_VERB_STARTTLS, smtp_cmd_starttls, {NULL}},
-    {SMTP_VERB_AUTH, smtp_cmd_auth,
+    {SMTP_VERB_AUTH,
+     smtp_cmd_auth,
      {[SMTP_STATE_INIT] = SMTP_HELO_FIRST,
       [SMTP_STATE_MAIL] = "503 5.5.1 Error: MAIL transaction in progress",
       [SMTP_STATE_RCPT] = "503 5.5.1 Error: MAIL transaction in progress"}},
@@ -298,7 +299,7 @@ smtp_session_line(struct smtp_session *s, char *line, size_t len)
 		return;
 	}
 	log_debug("smtp session=%s event=command verb=%s", s->conn.id,
-		  log_str(esc, sizeof(esc), cmd.verb_text));
+	          log_str(esc, sizeof(esc), cmd.verb_text));
 	for (size_t i = 0; i < sizeof(smtp_commands) / sizeof(smtp_commands[0]); i++) {
 		const struct smtp_cmd_entry *e = &smtp_commands[i];
 
@@ -313,7 +314,7 @@ smtp_session_line(struct smtp_session *s, char *line, size_t len)
 		return;
 	}
 	log_info("smtp session=%s event=unknown-command verb=%s", s->conn.id,
-		 log_str(esc, sizeof(esc), cmd.verb_text));
+	         log_str(esc, sizeof(esc), cmd.verb_text));
 	smtp_reply(s, "500 5.5.2 Error: command not recognized");
 	smtp_error(s);
 }
@@ -374,7 +375,7 @@ smtp_session_step(void *arg)
 
 struct smtp_server *
 smtp_server_new(struct event_base *base, const struct config *config, struct deliver *deliver,
-		struct auth *auth)
+                struct auth *auth)
 {
 	struct smtp_server *server = xcalloc(1, sizeof(*server));
 
@@ -387,12 +388,12 @@ smtp_server_new(struct event_base *base, const struct config *config, struct del
 	server->max_errors = (unsigned)config_get_int(config, "smtp.max_errors");
 	server->timeout_reply = xasprintf("421 4.4.2 %s Error: timeout exceeded", server->hostname);
 	server->conn_params = (struct netconn_params){
-		.proto = "smtp",
-		.ops = &smtp_netconn_ops,
-		.idle_timeout.tv_sec = config_get_int(config, "smtp.idle_timeout"),
-		.plaintext = netconn_plaintext_parse(config_get(config, "auth.allow_plaintext")),
-		.too_long_reply = "500 5.5.2 Error: line too long",
-		.timeout_reply = server->timeout_reply,
+	    .proto = "smtp",
+	    .ops = &smtp_netconn_ops,
+	    .idle_timeout.tv_sec = config_get_int(config, "smtp.idle_timeout"),
+	    .plaintext = netconn_plaintext_parse(config_get(config, "auth.allow_plaintext")),
+	    .too_long_reply = "500 5.5.2 Error: line too long",
+	    .timeout_reply = server->timeout_reply,
 	};
 	netconn_params_deadlines(&server->conn_params, config);
 	for (int i = 0; i < SMTP_ROLE_COUNT; i++) {
@@ -430,7 +431,7 @@ smtp_session_bye(void *arg)
 	if (s->state != SMTP_STATE_INIT && s->state != SMTP_STATE_READY)
 		return false;
 	smtp_reply(s, "421 4.3.2 %s Service shutting down, closing transmission channel",
-		   s->server->hostname);
+	           s->server->hostname);
 	return true;
 }
 

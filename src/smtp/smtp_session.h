@@ -18,14 +18,14 @@ struct auth;
 struct smtp_server;
 
 enum smtp_role {
-	SMTP_ROLE_MX = 0,	   /* port 25: mail for local users from anyone; no relaying */
-	SMTP_ROLE_SUBMISSION,	   /* port 587: STARTTLS, AUTH required (RFC 6409) */
-	SMTP_ROLE_SUBMISSIONS,	   /* port 465: implicit TLS, AUTH required (RFC 8314) */
+	SMTP_ROLE_MX = 0,      /* port 25: mail for local users from anyone; no relaying */
+	SMTP_ROLE_SUBMISSION,  /* port 587: STARTTLS, AUTH required (RFC 6409) */
+	SMTP_ROLE_SUBMISSIONS, /* port 465: implicit TLS, AUTH required (RFC 8314) */
 	SMTP_ROLE_COUNT,
 };
 
 struct smtp_server *smtp_server_new(struct event_base *base, const struct config *config,
-				    struct deliver *deliver, struct auth *auth);
+                                    struct deliver *deliver, struct auth *auth);
 /* Frees the server; every session must be gone (see smtp_server_close_all). */
 void smtp_server_free(struct smtp_server **server);
 
@@ -33,7 +33,7 @@ void smtp_server_free(struct smtp_server **server);
 void *smtp_server_role_arg(struct smtp_server *server, enum smtp_role role);
 /* listener_accept_cb: starts a session on bev. */
 void smtp_server_accept(struct bufferevent *bev, const struct listener_peer *peer, bool tls,
-			void *arg);
+                        void *arg);
 
 /* Graceful stop: idle sessions get 421 and close now; sessions in a transaction close after it
  * ends. */

@@ -1,6 +1,7 @@
 /* smtp_tx: one mail transaction (RFC 5321 3.3): MAIL, RCPT, DATA or BDAT chunks (RFC 3030), the
  * message written through the deliver service as it arrives, and the commit whose durability the
- * 250 reports. The command table in smtp_session.c calls these only in the states that allow them. */
+ * 250 reports. The command table in smtp_session.c calls these only in the states that allow them.
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,12 +39,12 @@ smtp_cmd_mail(struct smtp_session *s, const struct smtp_command *cmd)
 		return;
 	}
 	if (s->account_id != 0 &&
-	    (path.null_path || !deliver_sender_allowed(s->server->deliver, s->account_id,
-						       path.address))) {
+	    (path.null_path ||
+	     !deliver_sender_allowed(s->server->deliver, s->account_id, path.address))) {
 		log_info("smtp session=%s event=mail-from from=%s result=not-owned account=%s",
-			 s->conn.id, smtp_esc_path(esc, sizeof(esc), path.address), s->account);
+		         s->conn.id, smtp_esc_path(esc, sizeof(esc), path.address), s->account);
 		smtp_reply(s, "553 5.7.1 <%s>: Sender address rejected: not owned by user %s",
-			   path.address, s->account);
+		           path.address, s->account);
 		smtp_error(s);
 		return;
 	}
@@ -52,7 +53,7 @@ smtp_cmd_mail(struct smtp_session *s, const struct smtp_command *cmd)
 	s->tx->params = params;
 	smtp_enter_state(s, SMTP_STATE_MAIL);
 	log_info("smtp session=%s event=mail-from from=%s result=ok", s->conn.id,
-		 smtp_esc_path(esc, sizeof(esc), s->tx->mail_from));
+	         smtp_esc_path(esc, sizeof(esc), s->tx->mail_from));
 	smtp_reply(s, "250 2.1.0 Ok");
 }
 
@@ -76,19 +77,19 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct smtp_command *cmd)
 		return;
 	}
 	smtp_esc_path(esc, sizeof(esc), path.address);
-	verdict = deliver_check_rcpt(s->server->deliver, path.address, s->account_id != 0,
-				     &account_id);
+	verdict =
+	    deliver_check_rcpt(s->server->deliver, path.address, s->account_id != 0, &account_id);
 	switch (verdict) {
 	case DELIVER_RCPT_UNKNOWN_USER:
 		log_info("smtp session=%s event=rcpt-to to=%s result=unknown-user", s->conn.id,
-			 esc);
+		         esc);
 		smtp_reply(s, "550 5.1.1 <%s>: Recipient address rejected: User unknown",
-			   path.address);
+		           path.address);
 		smtp_error(s);
 		return;
 	case DELIVER_RCPT_RELAY_DENIED:
 		log_info("smtp session=%s event=rcpt-to to=%s result=relay-denied", s->conn.id,
-			 esc);
+		         esc);
 		smtp_reply(s, "550 5.7.1 <%s>: Relay access denied", path.address);
 		smtp_error(s);
 		return;
@@ -102,7 +103,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct smtp_command *cmd)
 	/* The same mailbox named twice (or through an alias) gets one copy. */
 	for (size_t i = 0; i < tx->nrcpts; i++) {
 		bool same = account_id != 0 ? tx->rcpts[i].account_id == account_id
-					    : strcasecmp(tx->rcpts[i].address, path.address) == 0;
+		                            : strcasecmp(tx->rcpts[i].address, path.address) == 0;
 		if (same) {
 			smtp_reply(s, "250 2.1.5 Ok");
 			return;
@@ -114,7 +115,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct smtp_command *cmd)
 	tx->nrcpts++;
 	smtp_enter_state(s, SMTP_STATE_RCPT);
 	log_info("smtp session=%s event=rcpt-to to=%s result=ok target=%s", s->conn.id, esc,
-		 account_id != 0 ? "local" : "queue");
+	         account_id != 0 ? "local" : "queue");
 	smtp_reply(s, "250 2.1.5 Ok");
 }
 
@@ -131,7 +132,7 @@ smtp_tx_open(struct smtp_session *s)
 
 	if (ssl != NULL)
 		snprintf(tls_info, sizeof(tls_info), "%s with cipher %s", SSL_get_version(ssl),
-			 SSL_get_cipher_name(ssl));
+		         SSL_get_cipher_name(ssl));
 	/* RFC 3848 protocol names. */
 	if (!s->esmtp)
 		proto = "SMTP";
@@ -140,15 +141,15 @@ smtp_tx_open(struct smtp_session *s)
 	else
 		proto = s->account_id != 0 ? "ESMTPA" : "ESMTP";
 	origin = (struct deliver_origin){
-		.helo = s->helo,
-		.client_ip = s->conn.peer.ip,
-		.protocol = proto,
-		.tls_info = ssl != NULL ? tls_info : NULL,
-		.authenticated_as = s->account,
+	    .helo = s->helo,
+	    .client_ip = s->conn.peer.ip,
+	    .protocol = proto,
+	    .tls_info = ssl != NULL ? tls_info : NULL,
+	    .authenticated_as = s->account,
 	};
 	rcpts[0] = tx->rcpts[0].address;
 	tx->dtx = deliver_tx_begin(s->server->deliver, tx->mail_from, &origin, rcpts, tx->nrcpts,
-				   error, sizeof(error));
+	                           error, sizeof(error));
 	if (tx->dtx == NULL) {
 		log_warnx("smtp session=%s event=tx-open-failed error=\"%s\"", s->conn.id, error);
 		return false;
@@ -192,7 +193,7 @@ smtp_commit_done(bool ok, const char *error, void *arg)
 	size = s->tx->bdat ? s->tx->bdat_size : s->tx->dec.size;
 	if (ok) {
 		log_info("smtp session=%s event=queued id=%s size=%llu rcpts=%zu", s->conn.id,
-			 s->tx->id, (unsigned long long)size, s->tx->nrcpts);
+		         s->tx->id, (unsigned long long)size, s->tx->nrcpts);
 		smtp_reply(s, "250 2.0.0 Ok: %llu octets queued", (unsigned long long)size);
 	} else {
 		smtp_reply(s, "451 4.3.0 Error: could not store the message, try again later");
@@ -220,15 +221,15 @@ smtp_tx_finish(struct smtp_session *s)
 	}
 	if (!tx->bdat && (tx->dec.bare_cr || tx->dec.bare_lf)) {
 		log_info("smtp session=%s event=data-refused reason=bare-%s", s->conn.id,
-			 tx->dec.bare_lf ? "lf" : "cr");
+		         tx->dec.bare_lf ? "lf" : "cr");
 		smtp_reply(s, "550 5.5.2 Error: bare <%s> received; lines must end with CRLF",
-			   tx->dec.bare_lf ? "LF" : "CR");
+		           tx->dec.bare_lf ? "LF" : "CR");
 		smtp_tx_reset(s);
 		return;
 	}
 	if ((refusal = deliver_tx_refusal(s->server->deliver, tx->dtx)) != NULL) {
 		log_info("smtp session=%s event=data-refused reason=deliver reply=\"%.3s\"",
-			 s->conn.id, refusal);
+		         s->conn.id, refusal);
 		smtp_reply(s, "%s", refusal);
 		smtp_tx_reset(s);
 		return;
@@ -243,7 +244,7 @@ smtp_tx_finish(struct smtp_session *s)
 	smtp_enter_state(s, SMTP_STATE_WAIT);
 	s->commit_pending = true;
 	deliver_tx_commit(s->server->deliver, &tx->dtx, targets, tx->nrcpts, s->account_id,
-			  smtp_commit_done, s);
+	                  smtp_commit_done, s);
 	free(targets);
 }
 
@@ -361,8 +362,8 @@ smtp_bdat_consume(struct smtp_session *s)
 		return false;
 	if (tx->bdat_failed) {
 		bool had_mail = tx->mail_from != NULL;
-		smtp_reply(s, "503 5.5.1 Error: %s", had_mail ? "need RCPT command"
-							      : "need MAIL command");
+		smtp_reply(s, "503 5.5.1 Error: %s",
+		           had_mail ? "need RCPT command" : "need MAIL command");
 		smtp_error(s);
 		if (had_mail) {
 			tx->bdat_failed = false;

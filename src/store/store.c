@@ -427,7 +427,7 @@ store_account_from_row(sqlite3_stmt *st, struct store_account *account)
  * none, -1 error (logged as event). */
 static int
 store_account_step(struct store *store, sqlite3_stmt *st, struct store_account *account_r,
-		   const char *event)
+                   const char *event)
 {
 	int rc = sqlite3_step(st);
 
@@ -465,9 +465,9 @@ store_account_get(struct store *store, int64_t id, struct store_account *account
 {
 	char error[256];
 	sqlite3_stmt *st = store_prepare(store->db,
-					 "SELECT id, address, password_hash, created FROM accounts "
-					 "WHERE id = ?1",
-					 error, sizeof(error));
+	                                 "SELECT id, address, password_hash, created FROM accounts "
+	                                 "WHERE id = ?1",
+	                                 error, sizeof(error));
 
 	if (st == NULL)
 		return -1;
@@ -480,9 +480,9 @@ store_account_first(struct store *store, struct store_account *account_r)
 {
 	char error[256];
 	sqlite3_stmt *st = store_prepare(store->db,
-					 "SELECT id, address, password_hash, created FROM accounts "
-					 "WHERE disabled = 0 ORDER BY id LIMIT 1",
-					 error, sizeof(error));
+	                                 "SELECT id, address, password_hash, created FROM accounts "
+	                                 "WHERE disabled = 0 ORDER BY id LIMIT 1",
+	                                 error, sizeof(error));
 
 	if (st == NULL)
 		return -1;

@@ -84,7 +84,7 @@ struct store_job {
 	unsigned char *mime; /* mimestruct's serialized form, NULL when it could not be built */
 	size_t mime_len;
 	struct store_search_text *text; /* for the search index; NULL: the row stays to do */
-	bool renamed; /* tmp_path now lives as targets[0].path */
+	bool renamed;                   /* tmp_path now lives as targets[0].path */
 	bool ok;
 	char error[256];
 	store_commit_cb *cb;
@@ -118,9 +118,9 @@ struct store_pipeline {
 	pthread_cond_t idle_cond;   /* inflight dropped to 0 */
 	struct store_job_queue sync_jobs;
 	struct store_job_queue commit_jobs;
-	struct store_update_queue updates; /* for the committer too, after its batch */
+	struct store_update_queue updates;            /* for the committer too, after its batch */
 	struct store_mbox_job *mbox_head, *mbox_tail; /* mailbox management, after the updates */
-	unsigned inflight;                 /* handed to the pipeline, callback not yet posted */
+	unsigned inflight; /* handed to the pipeline, callback not yet posted */
 	bool stopping;
 	bool backfill; /* the search index may have rows to do (from the start, after an update) */
 	pthread_t sync_threads[STORE_SYNC_THREADS];
@@ -192,9 +192,10 @@ store_writer_new(sqlite3 *db, char *error, size_t errsize)
 	                   "WHERE id = ?1"},
 	    {&w->text_insert, "INSERT INTO message_text (rowid, subject, addr_from, addr_to, "
 	                      "addr_cc, addr_bcc, headers, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"},
-	    {&w->text_copy, "INSERT INTO message_text (rowid, subject, addr_from, addr_to, addr_cc, "
-	                    "addr_bcc, headers, body) SELECT ?2, subject, addr_from, addr_to, "
-	                    "addr_cc, addr_bcc, headers, body FROM message_text WHERE rowid = ?1"},
+	    {&w->text_copy,
+	     "INSERT INTO message_text (rowid, subject, addr_from, addr_to, addr_cc, "
+	     "addr_bcc, headers, body) SELECT ?2, subject, addr_from, addr_to, "
+	     "addr_cc, addr_bcc, headers, body FROM message_text WHERE rowid = ?1"},
 	    {&w->todo_clear, "DELETE FROM message_text_todo WHERE id = ?1"},
 	    {&w->todo_set, "INSERT OR REPLACE INTO message_text_todo (id, state) VALUES (?1, ?2)"},
 	    {&w->todo_copy, "INSERT OR REPLACE INTO message_text_todo (id, state) "
@@ -652,9 +653,9 @@ store_job_insert_local(struct store_job *job, struct store_writer *w, size_t i)
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
-	if (rc != SQLITE_DONE || (job->text != NULL &&
-	                          store_search_text_insert(w, sqlite3_last_insert_rowid(w->db),
-	                                                   job->text) < 0)) {
+	if (rc != SQLITE_DONE ||
+	    (job->text != NULL &&
+	     store_search_text_insert(w, sqlite3_last_insert_rowid(w->db), job->text) < 0)) {
 		store_job_fail(job, "sqlite: %s", sqlite3_errmsg(w->db));
 		return -1;
 	}
@@ -919,9 +920,11 @@ store_committer_thread(void *arg)
 			if (p->stopping)
 				break;
 			if (p->backfill) {
-				/* Idle: index a few rows the search index lacks, then look again. */
+				/* Idle: index a few rows the search index lacks, then look again.
+				 */
 				pthread_mutex_unlock(&p->lock);
-				int r = store_search_backfill(store, p->writer, STORE_BACKFILL_BATCH);
+				int r =
+				    store_search_backfill(store, p->writer, STORE_BACKFILL_BATCH);
 				pthread_mutex_lock(&p->lock);
 				if (r <= 0)
 					p->backfill = false;

@@ -1,8 +1,8 @@
 /* store internals shared by store.c (accounts, reads), store_read.c (message lists and scans,
  * counters), store_blob.c (the commit pipeline),
  * store_update.c (flag changes, expunges, COPY/MOVE, keywords), store_mailbox.c (mailbox
- * management, also a job of the committer) and store_schema.c (connections and migrations). Nothing outside src/store
- * includes this. */
+ * management, also a job of the committer) and store_schema.c (connections and migrations). Nothing
+ * outside src/store includes this. */
 #ifndef TERN_STORE_PRIVATE_H
 #define TERN_STORE_PRIVATE_H
 
@@ -27,7 +27,8 @@ struct store_search_text;
 struct store_writer {
 	sqlite3 *db;
 	sqlite3_stmt *mailbox_find; /* (account_id, name) -> id, highestmodseq, uidvalidity */
-	sqlite3_stmt *mailbox_bump; /* (id, n) -> first of n new UIDs, the new MODSEQ, uidvalidity */
+	sqlite3_stmt
+	    *mailbox_bump; /* (id, n) -> first of n new UIDs, the new MODSEQ, uidvalidity */
 	sqlite3_stmt *message_insert;
 	sqlite3_stmt *queue_insert;
 	sqlite3_stmt *message_get;     /* (mailbox_id, uid) -> flags, keywords, modseq */
@@ -36,15 +37,15 @@ struct store_writer {
 	sqlite3_stmt *modseq_set;      /* (mailbox_id, highestmodseq) */
 	sqlite3_stmt *copy_source;     /* (mailbox_id, uid) -> id, path */
 	sqlite3_stmt *copy_insert;     /* (source id, dst mailbox, uid, modseq, path) */
-	sqlite3_stmt *move_row;	       /* (id, dst mailbox, uid, modseq) */
+	sqlite3_stmt *move_row;        /* (id, dst mailbox, uid, modseq) */
 	/* The search index (store_search.c). */
-	sqlite3_stmt *text_insert;  /* (id, subject, from, to, cc, bcc, headers, body) */
-	sqlite3_stmt *text_copy;    /* (source id, copy's id) */
-	sqlite3_stmt *todo_clear;   /* (id): indexed in full */
-	sqlite3_stmt *todo_set;	    /* (id, state): indexed in part, or never */
-	sqlite3_stmt *todo_copy;    /* (source id, copy's id): the source's state */
-	sqlite3_stmt *todo_list;    /* (after id, limit) -> id, path of rows not indexed */
-	int64_t todo_after;	    /* the backfill's cursor */
+	sqlite3_stmt *text_insert; /* (id, subject, from, to, cc, bcc, headers, body) */
+	sqlite3_stmt *text_copy;   /* (source id, copy's id) */
+	sqlite3_stmt *todo_clear;  /* (id): indexed in full */
+	sqlite3_stmt *todo_set;    /* (id, state): indexed in part, or never */
+	sqlite3_stmt *todo_copy;   /* (source id, copy's id): the source's state */
+	sqlite3_stmt *todo_list;   /* (after id, limit) -> id, path of rows not indexed */
+	int64_t todo_after;        /* the backfill's cursor */
 };
 
 /* A write for the committer other than a delivery: flag changes and expunges, COPY/MOVE
@@ -58,7 +59,7 @@ struct store {
 	struct workers *workers;
 	struct store_writer *sync_writer; /* lazily prepared on db when workers == NULL */
 	struct store_pipeline *pipeline;  /* NULL when workers == NULL */
-	struct store_search *search;	  /* the search index's read side (any thread) */
+	struct store_search *search;      /* the search index's read side (any thread) */
 };
 
 /* Opens (or creates) the database file at path with the store's pragmas (WAL, synchronous=FULL,
@@ -93,7 +94,7 @@ struct store_update **store_update_nextp(struct store_update *u);
  * update does not sink the others), then posts each callback to the loop thread (runs it at
  * once without workers); the updates then belong to their callbacks. Returns how many ran. */
 size_t store_update_run_list(struct store *store, struct store_writer *w,
-			     struct store_update *list);
+                             struct store_update *list);
 
 /* A mailbox-management job (store_mailbox.c): CREATE, DELETE, RENAME, (UN)SUBSCRIBE. */
 struct store_mbox_job;
@@ -105,7 +106,7 @@ struct store_mbox_job **store_mbox_nextp(struct store_mbox_job *job);
  * mailboxes' files after the commit, then posts each callback to the loop thread (post) or runs
  * it at once; the jobs are freed after their callbacks. Returns how many ran. */
 size_t store_mbox_run_list(struct store *store, sqlite3 *db, struct store_mbox_job *list,
-			   bool post);
+                           bool post);
 
 /* Keywords (IMAP flag-keywords): a space-separated list, unique case-insensitively, each an atom
  * without '\\' of at most STORE_KEYWORD_MAX bytes, the whole under STORE_KEYWORDS_MAX.
@@ -115,7 +116,7 @@ int store_keywords_normalize(const char *list, char *out, char *error, size_t er
 /* Applies kw_replace/kw_add/kw_remove to kw (STORE_KEYWORDS_MAX bytes, normalized) in place.
  * 0, or -1 with error (kw is then unchanged). */
 int store_keywords_apply(char *kw, const char *replace, const char *add, const char *remove,
-			 char *error, size_t errsize);
+                         char *error, size_t errsize);
 
 /* Takes the next UIDVALIDITY from the store-wide counter inside the caller's transaction:
  * max(counter + 1, now), stored back, so no value is ever given twice. 0 or -1 with error. */

@@ -61,8 +61,8 @@ struct store_reader_range {
 	unsigned char nul_to; /* with CRLF: a NUL byte is sent as this byte (0 keeps it) */
 	store_reader_filter_fn *filter; /* instead of conv when not NULL */
 	void *filter_state; /* malloc'd; owned by the stream from store_reader_stream_new on */
-	uint64_t skip;                  /* output bytes dropped first (an IMAP partial's origin) */
-	uint64_t limit;                 /* output bytes delivered at most; UINT64_MAX: all */
+	uint64_t skip;      /* output bytes dropped first (an IMAP partial's origin) */
+	uint64_t limit;     /* output bytes delivered at most; UINT64_MAX: all */
 	bool pad;     /* a file shorter than the range: spaces up to limit (a literal's length) */
 	size_t chunk; /* bytes per read; 0: STORE_READER_CHUNK (tests use tiny ones) */
 };

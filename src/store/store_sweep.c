@@ -147,8 +147,8 @@ store_sweep_orphans(struct store *store, char *error, size_t errsize)
 	if (files.n == 0)
 		return 0;
 	st = store_prepare(store->db,
-			   "SELECT path FROM messages UNION SELECT path FROM queue ORDER BY 1",
-			   error, errsize);
+	                   "SELECT path FROM messages UNION SELECT path FROM queue ORDER BY 1",
+	                   error, errsize);
 	if (st == NULL)
 		goto out;
 	rc = sqlite3_step(st);
@@ -166,7 +166,8 @@ store_sweep_orphans(struct store *store, char *error, size_t errsize)
 			rc = sqlite3_step(st);
 		}
 		if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-			snprintf(error, errsize, "listing message paths: %s", sqlite3_errmsg(store->db));
+			snprintf(error, errsize, "listing message paths: %s",
+			         sqlite3_errmsg(store->db));
 			goto out;
 		}
 		if ((rc == SQLITE_ROW && cmp == 0) || !store_sweep_before(f->mtime, started))

@@ -228,7 +228,7 @@ struct store_update {
 	int64_t dst_id;
 	uint32_t dst_uidvalidity;
 	uint64_t dst_modseq;
-	uint32_t *dst_uids; /* same order as uids (sorted ascending, only those copied) */
+	uint32_t *dst_uids;   /* same order as uids (sorted ascending, only those copied) */
 	uint32_t *copy_flags; /* the copies' flags and keywords as committed, same order */
 	char **copy_keywords;
 	size_t ncopied;
@@ -716,7 +716,8 @@ store_copy_sources(struct store_update *u, struct store_writer *w, int64_t src_i
 		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 			break;
 		if (rc == SQLITE_ROW)
-			rc = store_copy_source_flags(w, src_id, u->uids[n - 1], &u->copy_flags[n - 1],
+			rc = store_copy_source_flags(w, src_id, u->uids[n - 1],
+			                             &u->copy_flags[n - 1],
 			                             &u->copy_keywords[n - 1]);
 		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 			break;

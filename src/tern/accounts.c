@@ -779,13 +779,14 @@ account_conn_options(const struct account *account, const struct account_server 
 	options_r->max_line = 65536;
 	/* Said at every connection, not only at account add: the risk is at use. */
 	if (account->insecure && server->security != CONN_SECURITY_NONE)
-		fprintf(stderr,
-			"tern: warning: account '%s': certificate verification is off (--insecure); "
-			"%s:%d could be anyone\n",
-			account->name, server->host, server->port);
+		fprintf(
+		    stderr,
+		    "tern: warning: account '%s': certificate verification is off (--insecure); "
+		    "%s:%d could be anyone\n",
+		    account->name, server->host, server->port);
 	else if (server->security == CONN_SECURITY_NONE)
 		fprintf(stderr,
-			"tern: warning: account '%s': %s:%d without TLS; the password and mail "
-			"cross the network in the clear\n",
-			account->name, server->host, server->port);
+		        "tern: warning: account '%s': %s:%d without TLS; the password and mail "
+		        "cross the network in the clear\n",
+		        account->name, server->host, server->port);
 }

@@ -1078,7 +1078,8 @@ watch_run(struct watch *w)
 		if (end == WATCH_END_RESYNC)
 			continue;
 		/* Retrying is for a connection that worked and was lost; a first one that fails
-		 * (wrong port, not a push or IMAP server, certificate refused) is a mistake to fix. */
+		 * (wrong port, not a push or IMAP server, certificate refused) is a mistake to fix.
+		 */
 		if (!w->announced) {
 			fprintf(stderr,
 			        "tern watch: %s: %s\n  (the first connection failed, so tern watch "

@@ -38,7 +38,6 @@
 #define LSTORE_MAX_TERMS 64
 #define LSTORE_MAX_QUERY 4096
 
-
 struct lstore_new {
 	char name[96];
 	char tmp_path[PATH_MAX];

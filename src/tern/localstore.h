@@ -34,17 +34,17 @@ struct lstore_source {
 	const char *account; /* account name, "" for imports */
 	const char *folder;  /* "INBOX", "Sent", ... */
 	const char *remote_key;
-	uint32_t flags;	     /* enum lstore_flag */
+	uint32_t flags; /* enum lstore_flag */
 };
 
 int lstore_new_begin(struct lstore *store, struct lstore_new **new_r, int *fd_r, char *error,
-		     size_t errsize);
+                     size_t errsize);
 void lstore_new_abort(struct lstore_new **new);
 /* Returns 1 added (*id_r set), 0 already present (same account and remote_key; the temporary file
  * is dropped), -1 error (nothing added). *new becomes NULL in every case. */
 int lstore_new_commit(struct lstore *store, struct lstore_new **new,
-		      const struct lstore_source *source, int64_t *id_r, char *error,
-		      size_t errsize);
+                      const struct lstore_source *source, int64_t *id_r, char *error,
+                      size_t errsize);
 /* 1 when account already has remote_key (as a message's own key or as an alias), 0 when not, -1
  * on error. */
 int lstore_has_remote(struct lstore *store, const char *account, const char *remote_key);
@@ -64,10 +64,10 @@ struct lstore_message {
 	char folder[128];
 	char remote_key[256];
 	char message_id[256];
-	char from[512];	   /* decoded to UTF-8 */
+	char from[512]; /* decoded to UTF-8 */
 	char to[512];
 	char subject[512];
-	int64_t date;	   /* Date: header, seconds since the epoch; 0 when absent */
+	int64_t date; /* Date: header, seconds since the epoch; 0 when absent */
 	uint64_t size;
 	bool has_attachments;
 	uint32_t flags;
@@ -80,18 +80,18 @@ struct lstore_filter {
 	const char *account; /* NULL: all */
 	const char *folder;  /* NULL: all */
 	bool unread_only;
-	int limit;	     /* 0: no limit */
+	int limit; /* 0: no limit */
 };
 
 /* Newest first. Returns the number listed or -1. */
 int lstore_list(struct lstore *store, const struct lstore_filter *filter, lstore_message_cb *cb,
-		void *arg);
+                void *arg);
 /* Query language: free words and "quoted phrases" (FTS5 over subject, from, to and text bodies),
  * from:X to:X subject:X (substring, case-insensitive), before:YYYY-MM-DD after:YYYY-MM-DD,
  * has:attachment, is:unread, is:read, folder:X, account:X; terms are ANDed. Returns the number of
  * matches, or -1 with error for a malformed query ("unknown field 'form:'; fields are ..."). */
 int lstore_search(struct lstore *store, const char *query, int limit, lstore_message_cb *cb,
-		  void *arg, char *error, size_t errsize);
+                  void *arg, char *error, size_t errsize);
 /* 1 found, 0 no such id, -1 error. */
 int lstore_get(struct lstore *store, int64_t id, struct lstore_message *message_r);
 int lstore_set_flags(struct lstore *store, int64_t id, uint32_t add, uint32_t remove);

@@ -10,7 +10,6 @@
 #include "mime/summary.h"
 #include "tern/tern.h"
 
-
 static void
 tern_usage(FILE *fp)
 {

@@ -51,7 +51,6 @@ struct serve {
 	bool stopping;
 };
 
-
 /* Every listener: its config key, log name, TLS mode and the protocol that takes connections. */
 struct serve_listener {
 	const char *key;
@@ -61,15 +60,15 @@ struct serve_listener {
 };
 
 static const struct serve_listener serve_listeners[SERVE_NLISTENERS] = {
-	{"smtp.listen", "smtp", false, "421 4.7.0 %s Error: too many connections\r\n"},
-	{"smtp.submission", "submission", false, "421 4.7.0 %s Error: too many connections\r\n"},
-	{"smtp.submissions", "submissions", true, NULL},
-	{"pop3.listen", "pop3", false, "-ERR [SYS/TEMP] %s: too many connections\r\n"},
-	{"pop3.listen_tls", "pop3s", true, NULL},
-	{"imap.listen", "imap", false, "* BYE [UNAVAILABLE] %s: too many connections\r\n"},
-	{"imap.listen_tls", "imaps", true, NULL},
-	{"push.listen", "push", true, NULL},
-	{"push.listen_plain", "push-plain", false, "-ERR %s: too many connections\r\n"},
+    {"smtp.listen", "smtp", false, "421 4.7.0 %s Error: too many connections\r\n"},
+    {"smtp.submission", "submission", false, "421 4.7.0 %s Error: too many connections\r\n"},
+    {"smtp.submissions", "submissions", true, NULL},
+    {"pop3.listen", "pop3", false, "-ERR [SYS/TEMP] %s: too many connections\r\n"},
+    {"pop3.listen_tls", "pop3s", true, NULL},
+    {"imap.listen", "imap", false, "* BYE [UNAVAILABLE] %s: too many connections\r\n"},
+    {"imap.listen_tls", "imaps", true, NULL},
+    {"push.listen", "push", true, NULL},
+    {"push.listen_plain", "push-plain", false, "-ERR %s: too many connections\r\n"},
 };
 
 /* The accept callback and its argument for listener i. */
@@ -110,13 +109,14 @@ serve_close_all(struct serve *sv)
 static void
 serve_usage(FILE *fp)
 {
-	fprintf(fp, "usage: ternd serve [--data-dir DIR | --config FILE] [-o section.key=value ...]\n"
-		    "\n"
-		    "Runs the daemon in the foreground and logs key=value lines to stderr.\n"
-		    "  -o KEY=VALUE  override a config key, e.g. -o smtp.listen=127.0.0.1:2525\n"
-		    "Signals: SIGTERM/SIGINT stop gracefully (server.shutdown_timeout bounds the\n"
-		    "wait for sessions; a second signal stops at once); SIGHUP reloads the TLS\n"
-		    "certificate and key.\n");
+	fprintf(fp,
+	        "usage: ternd serve [--data-dir DIR | --config FILE] [-o section.key=value ...]\n"
+	        "\n"
+	        "Runs the daemon in the foreground and logs key=value lines to stderr.\n"
+	        "  -o KEY=VALUE  override a config key, e.g. -o smtp.listen=127.0.0.1:2525\n"
+	        "Signals: SIGTERM/SIGINT stop gracefully (server.shutdown_timeout bounds the\n"
+	        "wait for sessions; a second signal stops at once); SIGHUP reloads the TLS\n"
+	        "certificate and key.\n");
 }
 
 /* Resolves a path from the config against the data directory. */
@@ -141,7 +141,7 @@ serve_load_tls(struct serve *sv)
 	serve_path(sv, "tls.cert", cert, sizeof(cert));
 	serve_path(sv, "tls.key", key, sizeof(key));
 	ctx = tls_server_ctx_new(cert, key, config_get(sv->ctx.config, "tls.min_version"), error,
-				 sizeof(error));
+	                         sizeof(error));
 	if (ctx == NULL) {
 		log_error("tls event=load-failed error=\"%s\"", error);
 		return -1;
@@ -193,8 +193,8 @@ serve_on_stop(evutil_socket_t sig, short what, void *arg)
 	pop3_server_shutdown(sv->pop3);
 	imap_server_shutdown(sv->imap);
 	push_server_shutdown(sv->push);
-	sv->shutdown_deadline = time_now() + config_get_int(sv->ctx.config,
-							    "server.shutdown_timeout");
+	sv->shutdown_deadline =
+	    time_now() + config_get_int(sv->ctx.config, "server.shutdown_timeout");
 	sv->shutdown_timer = evtimer_new(sv->base, serve_shutdown_tick, sv);
 	serve_shutdown_tick(-1, 0, sv);
 }
@@ -241,7 +241,7 @@ serve_start_listeners(struct serve *sv)
 		}
 		serve_listener_target(sv, i, &cb, &arg);
 		sv->listeners[i] = listener_new(sv->base, sl->name, addrs, n, sl->implicit_tls, cb,
-						arg, error, sizeof(error));
+		                                arg, error, sizeof(error));
 		config_list_free(&addrs);
 		if (sv->listeners[i] == NULL) {
 			log_error("ternd event=listen-failed key=%s error=\"%s\"", sl->key, error);
@@ -290,21 +290,22 @@ cmd_serve(int argc, char **argv)
 	sv.base = event_base_new();
 	if (sv.base == NULL)
 		fatalx("ternd event=init-failed what=event_base");
-	sv.workers = workers_new(sv.base, (unsigned)config_get_int(sv.ctx.config, "server.workers"));
+	sv.workers =
+	    workers_new(sv.base, (unsigned)config_get_int(sv.ctx.config, "server.workers"));
 	if (store_open(sv.ctx.data_dir, false, sv.workers, &sv.store, error, sizeof(error)) < 0) {
 		log_error("ternd event=store-open-failed dir=%s error=\"%s\"", sv.ctx.data_dir,
-			  error);
+		          error);
 		goto out;
 	}
 	if (serve_load_tls(&sv) < 0)
 		goto out;
 	limits.max_connections = (unsigned)config_get_int(sv.ctx.config, "server.max_connections");
 	limits.max_connections_per_ip =
-		(unsigned)config_get_int(sv.ctx.config, "server.max_connections_per_ip");
+	    (unsigned)config_get_int(sv.ctx.config, "server.max_connections_per_ip");
 	listener_set_limits(&limits);
 
 	sv.auth_workers =
-		workers_new(sv.base, (unsigned)config_get_int(sv.ctx.config, "auth.workers"));
+	    workers_new(sv.base, (unsigned)config_get_int(sv.ctx.config, "auth.workers"));
 	sv.auth = auth_new(sv.base, sv.store, sv.auth_workers, sv.ctx.config);
 	sv.hub = notify_hub_new();
 	sv.deliver = deliver_new(sv.store, sv.hub, sv.ctx.config);
@@ -318,7 +319,7 @@ cmd_serve(int argc, char **argv)
 	imap_server_set_io(sv.imap, sv.io_workers);
 	sv.push = push_server_new(sv.base, sv.ctx.config, sv.store, sv.auth, sv.hub);
 	if (webhook_new(sv.ctx.config, sv.ctx.data_dir, sv.store, sv.hub, &sv.webhook, error,
-			sizeof(error)) < 0) {
+	                sizeof(error)) < 0) {
 		log_error("ternd event=webhook-failed error=\"%s\"", error);
 		goto out;
 	}

@@ -18,20 +18,21 @@
 static void
 ternd_usage(FILE *fp)
 {
-	fprintf(fp,
-		"usage: ternd COMMAND [OPTIONS]\n"
-		"\n"
-		"Commands:\n"
-		"  init   --data-dir DIR --domain DOMAIN [--domain ...] [--hostname HOST]\n"
-		"         create a data directory: config, self-signed certificate, database\n"
-		"  serve  [--data-dir DIR | --config FILE] [-o section.key=value ...]\n"
-		"         run the daemon in the foreground: SMTP, submission, POP3, IMAP and push\n"
-		"         (each on the addresses of its *.listen keys; an empty key turns it off)\n"
-		"  user   add|del|passwd|list|alias ...   manage accounts\n"
-		"  mail   list|cat|import ...              look at stored mail, import mbox/Maildir\n"
-		"\n"
-		"Every command takes --help. The data directory comes from --data-dir, from the\n"
-		"directory of --config FILE, or from $TERN_DATA_DIR.\n");
+	fprintf(
+	    fp,
+	    "usage: ternd COMMAND [OPTIONS]\n"
+	    "\n"
+	    "Commands:\n"
+	    "  init   --data-dir DIR --domain DOMAIN [--domain ...] [--hostname HOST]\n"
+	    "         create a data directory: config, self-signed certificate, database\n"
+	    "  serve  [--data-dir DIR | --config FILE] [-o section.key=value ...]\n"
+	    "         run the daemon in the foreground: SMTP, submission, POP3, IMAP and push\n"
+	    "         (each on the addresses of its *.listen keys; an empty key turns it off)\n"
+	    "  user   add|del|passwd|list|alias ...   manage accounts\n"
+	    "  mail   list|cat|import ...              look at stored mail, import mbox/Maildir\n"
+	    "\n"
+	    "Every command takes --help. The data directory comes from --data-dir, from the\n"
+	    "directory of --config FILE, or from $TERN_DATA_DIR.\n");
 }
 
 int
@@ -85,7 +86,7 @@ ternd_ctx_load(int *argc, char **argv, struct ternd_ctx *ctx)
 		data_dir = getenv("TERN_DATA_DIR");
 	if (data_dir == NULL && config_file == NULL) {
 		fprintf(stderr, "ternd: no data directory: give --data-dir DIR (made by 'ternd "
-				"init'), --config FILE, or set TERN_DATA_DIR\n");
+		                "init'), --config FILE, or set TERN_DATA_DIR\n");
 		free(overrides);
 		return -1;
 	}
@@ -100,9 +101,10 @@ ternd_ctx_load(int *argc, char **argv, struct ternd_ctx *ctx)
 	}
 	ctx->config = config_new();
 	if (access(ctx->config_path, R_OK) != 0) {
-		fprintf(stderr, "ternd: cannot read %s: %s\n  (make a data directory with 'ternd init "
-				"--data-dir DIR --domain example.test')\n",
-			ctx->config_path, strerror(errno));
+		fprintf(stderr,
+		        "ternd: cannot read %s: %s\n  (make a data directory with 'ternd init "
+		        "--data-dir DIR --domain example.test')\n",
+		        ctx->config_path, strerror(errno));
 		goto fail;
 	}
 	if (config_load_file(ctx->config, ctx->config_path, error, sizeof(error)) < 0) {
@@ -117,7 +119,7 @@ ternd_ctx_load(int *argc, char **argv, struct ternd_ctx *ctx)
 	}
 	if (config_get(ctx->config, "server.data_dir")[0] != '\0')
 		str_copy(ctx->data_dir, config_get(ctx->config, "server.data_dir"),
-			 sizeof(ctx->data_dir));
+		         sizeof(ctx->data_dir));
 	free(overrides);
 	return 0;
 fail:
@@ -168,7 +170,10 @@ main(int argc, char **argv)
 		const char *name;
 		int (*fn)(int, char **);
 	} commands[] = {
-		{"init", cmd_init}, {"serve", cmd_serve}, {"user", cmd_user}, {"mail", cmd_mail},
+	    {"init", cmd_init},
+	    {"serve", cmd_serve},
+	    {"user", cmd_user},
+	    {"mail", cmd_mail},
 	};
 
 	/* A reader that stops early (ternd mail cat ... | head) makes writes fail with EPIPE, which

@@ -120,10 +120,10 @@ test_right_and_wrong_passwords(void **state)
 	struct fixture *f = *state;
 
 	assert_int_equal(verify(f, "192.0.2.1", "alice@example.test", "right horse battery"),
-			 AUTH_OK);
+	                 AUTH_OK);
 	assert_true(f->account_id > 0);
 	assert_int_equal(verify(f, "192.0.2.1", "ALICE@example.test", "right horse battery"),
-			 AUTH_OK);
+	                 AUTH_OK);
 	assert_int_equal(verify(f, "192.0.2.1", "alice@example.test", "wrong"), AUTH_FAILED);
 	assert_int_equal(verify(f, "192.0.2.1", "nobody@example.test", "x"), AUTH_FAILED);
 }
@@ -150,8 +150,9 @@ test_cache_skips_hash_but_never_accepts_another_password(void **state)
 	assert_int_equal(st.hashes, 2);
 	/* After a password change the old one no longer works, cache or not. */
 	assert_int_equal(password_hash("new secret", hash), 0);
-	assert_int_equal(store_account_set_password(f->store, "bob@example.test", hash, error,
-						    sizeof(error)), 1);
+	assert_int_equal(
+	    store_account_set_password(f->store, "bob@example.test", hash, error, sizeof(error)),
+	    1);
 	assert_int_equal(verify(f, "192.0.2.2", "bob@example.test", "bob's password"), AUTH_FAILED);
 	assert_int_equal(verify(f, "192.0.2.2", "bob@example.test", "new secret"), AUTH_OK);
 }
@@ -164,19 +165,19 @@ test_lockout_per_address_and_login(void **state)
 
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(verify(f, "198.51.100.7", "alice@example.test", "guess"),
-				 AUTH_FAILED);
+		                 AUTH_FAILED);
 	/* Locked for alice from this address even with the right password, and without a hash. */
 	auth_get_stats(f->auth, &st);
 	uint64_t hashes = st.hashes;
 	assert_int_equal(verify(f, "198.51.100.7", "alice@example.test", "right horse battery"),
-			 AUTH_LOCKED);
+	                 AUTH_LOCKED);
 	auth_get_stats(f->auth, &st);
 	assert_int_equal(st.hashes, hashes);
 	/* Another user behind the same address (a NAT) is not locked out by alice's typos. */
 	assert_int_equal(verify(f, "198.51.100.7", "bob@example.test", "bob's password"), AUTH_OK);
 	/* alice herself, from a clean address, is slowed but never refused. */
 	assert_int_equal(verify(f, "203.0.113.9", "alice@example.test", "right horse battery"),
-			 AUTH_OK);
+	                 AUTH_OK);
 }
 
 static void
@@ -194,7 +195,7 @@ test_address_cap_over_logins(void **state)
 	}
 	/* Unknown logins count like known ones: the address is now refused for anyone. */
 	assert_int_equal(verify(f, "198.51.100.8", "bob@example.test", "bob's password"),
-			 AUTH_LOCKED);
+	                 AUTH_LOCKED);
 	assert_int_equal(verify(f, "198.51.100.9", "bob@example.test", "bob's password"), AUTH_OK);
 }
 
@@ -240,8 +241,8 @@ test_parallel_guesses_counted_before_hashing(void **state)
 		auth_verify(f->auth, "198.51.100.10", "alice@example.test", "guess", on_count, &a);
 	}
 	a.pending++;
-	auth_verify(f->auth, "198.51.100.10", "alice@example.test", "right horse battery",
-		    on_count, &a);
+	auth_verify(f->auth, "198.51.100.10", "alice@example.test", "right horse battery", on_count,
+	            &a);
 	wait_answers(f, &a);
 	auth_get_stats(f->auth, &st);
 	assert_int_equal(st.hashes, 3);
@@ -286,7 +287,7 @@ test_parallel_logins_share_one_hash(void **state)
 	for (int i = 0; i < 4; i++) {
 		a.pending++;
 		auth_verify(f->auth, "192.0.2.60", "bob@example.test", "bob's password", on_count,
-			    &a);
+		            &a);
 	}
 	wait_answers(f, &a);
 	auth_get_stats(f->auth, &st);
@@ -306,8 +307,8 @@ test_cancel_while_waiting(void **state)
 
 	for (int i = 0; i < 6; i++) {
 		a.pending++;
-		reqs[i] = auth_verify(f->auth, "198.51.100.12", "nobody@example.test", "x",
-				      on_count, &a);
+		reqs[i] =
+		    auth_verify(f->auth, "198.51.100.12", "nobody@example.test", "x", on_count, &a);
 	}
 	/* One login runs one check at a time: reqs[1..5] wait. */
 	auth_cancel(&reqs[1]);
@@ -337,7 +338,7 @@ test_failure_answer_is_delayed(void **state)
 	assert_true(time_mono_usec() - start >= 6000000);
 	start = time_mono_usec();
 	assert_int_equal(verify(f, "192.0.2.3", "alice@example.test", "right horse battery"),
-			 AUTH_OK);
+	                 AUTH_OK);
 	assert_true(time_mono_usec() - start < 6000000);
 }
 
@@ -345,20 +346,18 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_right_and_wrong_passwords, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cache_skips_hash_but_never_accepts_another_password,
-						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_lockout_per_address_and_login, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_address_cap_over_logins, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_parallel_guesses_counted_before_hashing, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_flood_does_not_starve_another_address, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_parallel_logins_share_one_hash, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_cancel_while_waiting, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_failure_answer_is_delayed, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_right_and_wrong_passwords, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_cache_skips_hash_but_never_accepts_another_password, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_lockout_per_address_and_login, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_address_cap_over_logins, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_parallel_guesses_counted_before_hashing, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_flood_does_not_starve_another_address, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_parallel_logins_share_one_hash, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cancel_while_waiting, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_failure_answer_is_delayed, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -180,8 +180,8 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_buf_add),   cmocka_unit_test(test_buf_grow),
-	    cmocka_unit_test(test_array_grow), cmocka_unit_test(test_hash_basic),
+	    cmocka_unit_test(test_buf_add),     cmocka_unit_test(test_buf_grow),
+	    cmocka_unit_test(test_array_grow),  cmocka_unit_test(test_hash_basic),
 	    cmocka_unit_test(test_hash_random),
 	};
 

@@ -109,7 +109,8 @@ test_compress_output(void **state)
 
 	(void)state;
 	pair_open(&p);
-	printf("# replies queued in one burst leave deflated and inflate completely (sync flush)\n");
+	printf(
+	    "# replies queued in one burst leave deflated and inflate completely (sync flush)\n");
 	bufferevent_write(p.filter, "* OK one\r\n", 10);
 	bufferevent_write(p.filter, "a1 OK two\r\n", 11);
 	pair_run(&p);

@@ -74,20 +74,20 @@ static const struct {
 
 static const char *const invalid[] = {
     "FROB",
-    "PARTIAL",                 /* no range */
-    "PARTIAL 1:2 ALL",         /* 4.4: one PARTIAL or one ALL */
+    "PARTIAL",         /* no range */
+    "PARTIAL 1:2 ALL", /* 4.4: one PARTIAL or one ALL */
     "ALL PARTIAL 1:2",
     "PARTIAL 1:2 PARTIAL 3:4", /* twice */
     "PARTIAL 0:5",             /* nz-number */
     "PARTIAL 5:0",
-    "PARTIAL 1:*",             /* no "*" */
+    "PARTIAL 1:*", /* no "*" */
     "PARTIAL *:1",
-    "PARTIAL 5",               /* a number, not a range */
+    "PARTIAL 5", /* a number, not a range */
     "PARTIAL 1:2:3",
     "PARTIAL 1:2x",
-    "PARTIAL 01:2",            /* nz-number has no leading zero */
-    "PARTIAL 1:4294967296",    /* past 32 bits */
-    "PARTIAL \"1:2\"",         /* a string, not an atom */
+    "PARTIAL 01:2",         /* nz-number has no leading zero */
+    "PARTIAL 1:4294967296", /* past 32 bits */
+    "PARTIAL \"1:2\"",      /* a string, not an atom */
     "PARTIAL (1:2)",
     "MIN (MAX)",
 };
@@ -128,8 +128,9 @@ test_return_invalid(void **state)
 static void
 test_range(void **state)
 {
-	static const char *const bad[] = {"", ":", "1", "1:", ":1", "0:1", "1:0", "a:b", "1:2 ",
-	                                  " 1:2", "1::2", "1:-2", "99999999999:1", "4294967296:1"};
+	static const char *const bad[] = {
+	    "",    ":",    "1",    "1:",   ":1",   "0:1",           "1:0",
+	    "a:b", "1:2 ", " 1:2", "1::2", "1:-2", "99999999999:1", "4294967296:1"};
 	uint32_t lo, hi;
 
 	(void)state;

@@ -38,8 +38,7 @@ static const struct notify_case cases[] = {
     {"a NOTIFY SET (Selected-Delayed (messagenew messageexpunge)) (subscribed (MailboxName "
      "SubscriptionChange))\r\n",
      "SET selected-delayed:new,exp subscribed:name,subs"},
-    {"a NOTIFY SET (subtree Lists (MessageNew MessageExpunge))\r\n",
-     "SET subtree[Lists]:new,exp"},
+    {"a NOTIFY SET (subtree Lists (MessageNew MessageExpunge))\r\n", "SET subtree[Lists]:new,exp"},
     {"a NOTIFY SET (subtree (Lists \"Work Stuff\" {3+}\r\nabc) (MailboxName))\r\n",
      "SET subtree[Lists|Work Stuff|abc]:name"},
     {"a NOTIFY SET (mailboxes INBOX (MessageNew MessageExpunge)) (personal NONE)\r\n",
@@ -94,8 +93,8 @@ static const struct notify_case cases[] = {
     {"a NOTIFY SET (selected (MessageNew (X.PEEK[HEADER]) MessageExpunge))\r\n", "BAD"},
 };
 
-static const char *const filter_names[] = {"selected", "selected-delayed", "inboxes", "personal",
-                                           "subscribed", "subtree", "mailboxes"};
+static const char *const filter_names[] = {"selected",   "selected-delayed", "inboxes",  "personal",
+                                           "subscribed", "subtree",          "mailboxes"};
 
 static void
 render(int r, const struct imap_notify_spec *spec, char *out, size_t size)
@@ -199,11 +198,11 @@ test_table(void **state)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		run_case(cases[i].input, 0, whole, sizeof(whole));
 		run_case(cases[i].input, 1, bytewise, sizeof(bytewise));
-		print_message("# %-8s <- %.*s\n", cases[i].want,
-		              (int)strcspn(cases[i].input, "\r"), cases[i].input);
+		print_message("# %-8s <- %.*s\n", cases[i].want, (int)strcspn(cases[i].input, "\r"),
+		              cases[i].input);
 		if (strcmp(whole, cases[i].want) != 0 || strcmp(bytewise, cases[i].want) != 0)
-			fail_msg("row %zu: %s\n  want %s\n  whole %s\n  bytes %s", i, cases[i].input,
-			         cases[i].want, whole, bytewise);
+			fail_msg("row %zu: %s\n  want %s\n  whole %s\n  bytes %s", i,
+			         cases[i].input, cases[i].want, whole, bytewise);
 	}
 }
 

@@ -22,35 +22,36 @@ static const struct {
 } valid[] = {
     {"/INBOX;UIDVALIDITY=1234/;UID=7", "", "INBOX", 1234, 7, "", false, 0, 0},
     {"/INBOX/;UID=7", "", "INBOX", 0, 7, "", false, 0, 0},
-    {"/Sent%20Items;UIDVALIDITY=9/;UID=3/;SECTION=1.2", "", "Sent Items", 9, 3, "1.2", false, 0,
-     0},
-    {"/a/b/c;UIDVALIDITY=1/;UID=4294967295/;SECTION=HEADER.FIELDS%20(From%20To)", "", "a/b/c",
-     1, 4294967295u, "HEADER.FIELDS (From To)", false, 0, 0},
-    {"/INBOX;UIDVALIDITY=5/;UID=2/;SECTION=TEXT/;PARTIAL=0.1024", "", "INBOX", 5, 2, "TEXT",
-     true, 0, 1024},
+    {"/Sent%20Items;UIDVALIDITY=9/;UID=3/;SECTION=1.2", "", "Sent Items", 9, 3, "1.2", false, 0, 0},
+    {"/a/b/c;UIDVALIDITY=1/;UID=4294967295/;SECTION=HEADER.FIELDS%20(From%20To)", "", "a/b/c", 1,
+     4294967295u, "HEADER.FIELDS (From To)", false, 0, 0},
+    {"/INBOX;UIDVALIDITY=5/;UID=2/;SECTION=TEXT/;PARTIAL=0.1024", "", "INBOX", 5, 2, "TEXT", true,
+     0, 1024},
     {"/INBOX;UIDVALIDITY=5/;UID=2/;PARTIAL=17", "", "INBOX", 5, 2, "", true, 17, 0},
-    {"imap://alice@mail.example.org/INBOX;UIDVALIDITY=5/;UID=2", "alice", "INBOX", 5, 2, "",
-     false, 0, 0},
-    {"imap://a%40b;AUTH=*@[::1]:143/Dr%C3%A4fte/;UID=9", "a@b", "Dr\xc3\xa4" "fte", 0, 9, "",
-     false, 0, 0},
+    {"imap://alice@mail.example.org/INBOX;UIDVALIDITY=5/;UID=2", "alice", "INBOX", 5, 2, "", false,
+     0, 0},
+    {"imap://a%40b;AUTH=*@[::1]:143/Dr%C3%A4fte/;UID=9", "a@b",
+     "Dr\xc3\xa4"
+     "fte",
+     0, 9, "", false, 0, 0},
     {"IMAP://host/x;uidvalidity=1/;uid=1/;section=1.mime", "", "x", 1, 1, "1.mime", false, 0, 0},
 };
 
 static const char *const invalid[] = {
     "",
-    "INBOX;UIDVALIDITY=1/;UID=1",        /* not a path */
-    "/INBOX",                            /* no UID */
-    "/INBOX;UIDVALIDITY=1",              /* no UID */
-    "/INBOX;UIDVALIDITY=1/;UID=0",       /* UID 0 */
-    "/INBOX;UIDVALIDITY=1/;UID=01",      /* leading zero */
-    "/INBOX;UIDVALIDITY=0/;UID=1",       /* UIDVALIDITY 0 */
+    "INBOX;UIDVALIDITY=1/;UID=1",   /* not a path */
+    "/INBOX",                       /* no UID */
+    "/INBOX;UIDVALIDITY=1",         /* no UID */
+    "/INBOX;UIDVALIDITY=1/;UID=0",  /* UID 0 */
+    "/INBOX;UIDVALIDITY=1/;UID=01", /* leading zero */
+    "/INBOX;UIDVALIDITY=0/;UID=1",  /* UIDVALIDITY 0 */
     "/INBOX;UIDVALIDITY=1/;UID=4294967296",
-    "/;UID=1",                           /* no mailbox */
-    "//;UID=1",                          /* mailbox "" */
-    "/IN BOX/;UID=1",                    /* a space */
-    "/IN%2/;UID=1",                      /* a short escape */
-    "/IN%00BOX/;UID=1",                  /* NUL */
-    "/INBOX%2F;UID=1",                   /* the separator escaped */
+    "/;UID=1",          /* no mailbox */
+    "//;UID=1",         /* mailbox "" */
+    "/IN BOX/;UID=1",   /* a space */
+    "/IN%2/;UID=1",     /* a short escape */
+    "/IN%00BOX/;UID=1", /* NUL */
+    "/INBOX%2F;UID=1",  /* the separator escaped */
     "/INBOX;UIDVALIDITY=1/;UID=1/;SECTION=",
     "/INBOX;UIDVALIDITY=1/;UID=1/;SECTION=/;PARTIAL=1",
     "/INBOX;UIDVALIDITY=1/;UID=1/;PARTIAL=",
@@ -58,10 +59,10 @@ static const char *const invalid[] = {
     "/INBOX;UIDVALIDITY=1/;UID=1;URLAUTH=anonymous:internal:0123",
     "/INBOX;UIDVALIDITY=1/;UID=1;EXPIRE=2030-01-01T00:00:00Z",
     "/INBOX;UIDVALIDITY=1/;UID=1x",
-    "/INBOX?SUBJECT%20x",                /* a search URL */
-    "imap://host",                       /* no path */
-    "imap:///INBOX/;UID=1",              /* no host */
-    "imap://u;AUTH=@h/INBOX/;UID=1",     /* empty auth type */
+    "/INBOX?SUBJECT%20x",            /* a search URL */
+    "imap://host",                   /* no path */
+    "imap:///INBOX/;UID=1",          /* no host */
+    "imap://u;AUTH=@h/INBOX/;UID=1", /* empty auth type */
     "http://host/INBOX/;UID=1",
 };
 
@@ -130,7 +131,8 @@ test_limits(void **state)
 	memset(big, 'a', IMAP_URL_MAX + 32);
 	big[0] = '/';
 	memcpy(big + IMAP_URL_MAX - 8, "/;UID=1", 7);
-	assert_int_equal(imap_url_parse(big, IMAP_URL_MAX - 1, &u, &error), -1); /* mailbox too long */
+	assert_int_equal(imap_url_parse(big, IMAP_URL_MAX - 1, &u, &error),
+	                 -1); /* mailbox too long */
 	assert_int_equal(imap_url_parse(big, IMAP_URL_MAX + 32, &u, &error), -1);
 	free(big);
 }

@@ -19,7 +19,9 @@ static const struct {
     {"&", "&-"},
     {"~peter/mail/\xe5\x8f\xb0\xe5\x8c\x97/\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e",
      "~peter/mail/&U,BTFw-/&ZeVnLIqe-"}, /* RFC 3501 5.1.3 */
-    {"Entw\xc3\xbc" "rfe", "Entw&APw-rfe"},
+    {"Entw\xc3\xbc"
+     "rfe",
+     "Entw&APw-rfe"},
     {"\xc3\xa9t\xc3\xa9", "&AOk-t&AOk-"},
     {"\xf0\x9f\x93\xa7 mail", "&2D3c5w- mail"}, /* U+1F4E7: a surrogate pair */
     {"\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82", "&BB8EQAQ4BDIENQRC-"},

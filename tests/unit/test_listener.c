@@ -25,24 +25,24 @@ static const struct {
 	int family;
 	int port;
 } addresses[] = {
-	{"127.0.0.1:2525", 1, AF_INET, 2525},
-	{"0.0.0.0:25", 1, AF_INET, 25},
-	{"*:587", 1, AF_INET, 587},
-	{"[::1]:2143", 1, AF_INET6, 2143},
-	{"[::]:993", 1, AF_INET6, 993},
-	{"[2001:db8::1]:65535", 1, AF_INET6, 65535},
-	{"127.0.0.1", 0, 0, 0},
-	{"127.0.0.1:", 0, 0, 0},
-	{"127.0.0.1:0", 0, 0, 0},
-	{"127.0.0.1:65536", 0, 0, 0},
-	{"127.0.0.1:25x", 0, 0, 0},
-	{"::1:25", 0, 0, 0},
-	{"[::1]25", 0, 0, 0},
-	{"[::1:25", 0, 0, 0},
-	{"localhost:25", 0, 0, 0},
-	{"999.1.1.1:25", 0, 0, 0},
-	{":25", 0, 0, 0},
-	{"", 0, 0, 0},
+    {"127.0.0.1:2525", 1, AF_INET, 2525},
+    {"0.0.0.0:25", 1, AF_INET, 25},
+    {"*:587", 1, AF_INET, 587},
+    {"[::1]:2143", 1, AF_INET6, 2143},
+    {"[::]:993", 1, AF_INET6, 993},
+    {"[2001:db8::1]:65535", 1, AF_INET6, 65535},
+    {"127.0.0.1", 0, 0, 0},
+    {"127.0.0.1:", 0, 0, 0},
+    {"127.0.0.1:0", 0, 0, 0},
+    {"127.0.0.1:65536", 0, 0, 0},
+    {"127.0.0.1:25x", 0, 0, 0},
+    {"::1:25", 0, 0, 0},
+    {"[::1]25", 0, 0, 0},
+    {"[::1:25", 0, 0, 0},
+    {"localhost:25", 0, 0, 0},
+    {"999.1.1.1:25", 0, 0, 0},
+    {":25", 0, 0, 0},
+    {"", 0, 0, 0},
 };
 
 static void
@@ -63,10 +63,10 @@ test_parse_address_table(void **state)
 		assert_int_equal(ss.ss_family, addresses[i].family);
 		if (ss.ss_family == AF_INET)
 			assert_int_equal(ntohs(((struct sockaddr_in *)&ss)->sin_port),
-					 addresses[i].port);
+			                 addresses[i].port);
 		else
 			assert_int_equal(ntohs(((struct sockaddr_in6 *)&ss)->sin6_port),
-					 addresses[i].port);
+			                 addresses[i].port);
 	}
 }
 
@@ -126,7 +126,7 @@ listen_on_loopback(struct accept_state *st, int *port_r)
 		*port_r = 20000 + rand() % 40000;
 		snprintf(addr, sizeof(addr), "127.0.0.1:%d", *port_r);
 		l = listener_new(st->base, "test", addrs, 1, false, on_accept, st, error,
-				 sizeof(error));
+		                 sizeof(error));
 	}
 	assert_non_null(l);
 	return l;
@@ -239,7 +239,8 @@ test_netconn_preauth_marks(void **state)
 	assert_int_equal(high, NETCONN_INPUT_HIGH);
 	assert_false(netconn_output_full(&nc)); /* logged in: up to 64 KiB may wait */
 
-	evbuffer_drain(bufferevent_get_output(bev), evbuffer_get_length(bufferevent_get_output(bev)));
+	evbuffer_drain(bufferevent_get_output(bev),
+	               evbuffer_get_length(bufferevent_get_output(bev)));
 	netconn_unlink(&nc);
 	netconn_destroy(&nc, "test");
 	assert_true(closed);
@@ -254,9 +255,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_address_table),
-		cmocka_unit_test(test_per_address_limit_refuses_with_busy_reply),
-		cmocka_unit_test(test_netconn_preauth_marks),
+	    cmocka_unit_test(test_parse_address_table),
+	    cmocka_unit_test(test_per_address_limit_refuses_with_busy_reply),
+	    cmocka_unit_test(test_netconn_preauth_marks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -283,29 +283,36 @@ test_message_id_alias(void **state)
 	struct fixture *f = *state;
 	uint64_t size = strlen(msg_report);
 
-	assert_int_equal(add_message(f->store, msg_report, "work", "INBOX", "pop3:AB12", 0, NULL), 1);
+	assert_int_equal(add_message(f->store, msg_report, "work", "INBOX", "pop3:AB12", 0, NULL),
+	                 1);
 	assert_int_equal(lstore_has_size(f->store, "work", size), 1);
 	assert_int_equal(lstore_has_size(f->store, "work", size + 1), 0);
 	assert_int_equal(lstore_has_size(f->store, "home", size), 0);
 	/* Not the same: another size, another folder, another account, another id, no id. */
 	assert_int_equal(lstore_match_message_id(f->store, "work", "INBOX", "m1@example.org",
-	                                         size + 1, "imap:INBOX:5:1"), 0);
+	                                         size + 1, "imap:INBOX:5:1"),
+	                 0);
 	assert_int_equal(lstore_match_message_id(f->store, "work", "Archive", "m1@example.org",
-	                                         size, "imap:Archive:5:1"), 0);
+	                                         size, "imap:Archive:5:1"),
+	                 0);
 	assert_int_equal(lstore_match_message_id(f->store, "home", "INBOX", "m1@example.org", size,
-	                                         "imap:INBOX:5:1"), 0);
+	                                         "imap:INBOX:5:1"),
+	                 0);
 	assert_int_equal(lstore_match_message_id(f->store, "work", "INBOX", "m2@example.org", size,
-	                                         "imap:INBOX:5:1"), 0);
-	assert_int_equal(lstore_match_message_id(f->store, "work", "INBOX", "", size,
-	                                         "imap:INBOX:5:1"), 0);
+	                                         "imap:INBOX:5:1"),
+	                 0);
+	assert_int_equal(
+	    lstore_match_message_id(f->store, "work", "INBOX", "", size, "imap:INBOX:5:1"), 0);
 	assert_int_equal(lstore_has_remote(f->store, "work", "imap:INBOX:5:1"), 0);
 	/* The same: remembered. */
 	assert_int_equal(lstore_match_message_id(f->store, "work", "INBOX", "m1@example.org", size,
-	                                         "imap:INBOX:5:1"), 1);
+	                                         "imap:INBOX:5:1"),
+	                 1);
 	assert_int_equal(lstore_has_remote(f->store, "work", "imap:INBOX:5:1"), 1);
 	assert_int_equal(lstore_has_remote(f->store, "home", "imap:INBOX:5:1"), 0);
 	assert_int_equal(lstore_match_message_id(f->store, "work", "INBOX", "m1@example.org", size,
-	                                         "imap:INBOX:5:1"), 1);
+	                                         "imap:INBOX:5:1"),
+	                 1);
 	assert_int_equal(lstore_list(f->store, NULL, NULL, NULL), 1);
 }
 

@@ -362,10 +362,10 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_escape_table), cmocka_unit_test(test_escape_properties),
-	    cmocka_unit_test(test_info_line),    cmocka_unit_test(test_levels),
-	    cmocka_unit_test(test_long_line),    cmocka_unit_test(test_level_parse),
-	    cmocka_unit_test(test_value_table),  cmocka_unit_test(test_value_properties),
+	    cmocka_unit_test(test_escape_table),   cmocka_unit_test(test_escape_properties),
+	    cmocka_unit_test(test_info_line),      cmocka_unit_test(test_levels),
+	    cmocka_unit_test(test_long_line),      cmocka_unit_test(test_level_parse),
+	    cmocka_unit_test(test_value_table),    cmocka_unit_test(test_value_properties),
 	    cmocka_unit_test(test_injection_line),
 	};
 

@@ -383,13 +383,14 @@ test_mime_write_bomb(int fd, int kind)
 	      "Content-Type: multipart/mixed; boundary=\"b\"\r\n",
 	      fp);
 	if (kind == 1)
-		fputs("To: user0000000@example.test\r\n\r\n--b\r\nContent-Type: text/plain\r\n", fp);
+		fputs("To: user0000000@example.test\r\n\r\n--b\r\nContent-Type: text/plain\r\n",
+		      fp);
 	if (kind == 2)
 		fputs("To: ", fp);
 	for (unsigned i = 0; total < 8 * 1024 * 1024; i++) {
-		int n = snprintf(line, sizeof(line), kind == 2 ? "user%07u@example.test, "
-							      : "To: user%07u@example.test\r\n",
-				 i);
+		int n = snprintf(
+		    line, sizeof(line),
+		    kind == 2 ? "user%07u@example.test, " : "To: user%07u@example.test\r\n", i);
 		fputs(line, fp);
 		total += (size_t)n;
 	}
@@ -425,7 +426,8 @@ test_mime_header_bomb(void **state)
 		assert_int_equal(mime_summary_from_fd(fd, &s), 0);
 		grown = test_mime_hwm() - before;
 		close(fd);
-		print_message("header bomb %d: VmHWM grew %ld KiB for 8 MiB of header\n", kind, grown);
+		print_message("header bomb %d: VmHWM grew %ld KiB for 8 MiB of header\n", kind,
+		              grown);
 		assert_true(grown < 3 * 8 * 1024); /* before the cap: 130 to 250 MiB */
 		assert_string_equal(s.from, "Alice <alice@example.org>");
 		assert_string_equal(s.subject, "bomb");
@@ -472,9 +474,11 @@ test_mime_addresses(void **state)
 	    {"alice@example.org", 1, {"alice@example.org"}},
 	    {" Alice Smith <alice@example.org>", 1, {"alice@example.org"}},
 	    {" \"bob@example.org\" <eve@evil.test>", 1, {"eve@evil.test"}},
-	    {" Alice\r\n <alice@example.org>,\r\n\tbob@example.org (Bob)", 2,
+	    {" Alice\r\n <alice@example.org>,\r\n\tbob@example.org (Bob)",
+	     2,
 	     {"alice@example.org", "bob@example.org"}},
-	    {" friends: a@example.org, Bob <b@example.org>;, c@example.org", 3,
+	    {" friends: a@example.org, Bob <b@example.org>;, c@example.org",
+	     3,
 	     {"a@example.org", "b@example.org", "c@example.org"}},
 	    {" undisclosed-recipients:;", 0, {NULL}},
 	    {"", 0, {NULL}},

@@ -43,7 +43,7 @@ on_event(const struct notify_event *ev, void *arg)
 
 static uint64_t
 publish(struct notify_hub *hub, enum notify_kind kind, int64_t account_id, int64_t mailbox_id,
-	uint32_t uid)
+        uint32_t uid)
 {
 	struct notify_event ev;
 
@@ -328,23 +328,25 @@ test_many_subscribers_no_loss_no_crosstalk(void **state)
 	/* 20 per account: even ones watch the whole account, odd ones one of its mailboxes. */
 	for (int i = 0; i < NSUBS; i++) {
 		seen[i].account_id = 1 + i % NACCOUNTS;
-		seen[i].mailbox_id = (i / NACCOUNTS) % 2 == 0 ? 0 : 1 + (i / NACCOUNTS) % NMAILBOXES;
+		seen[i].mailbox_id =
+		    (i / NACCOUNTS) % 2 == 0 ? 0 : 1 + (i / NACCOUNTS) % NMAILBOXES;
 		subs[i] = notify_subscribe(hub, seen[i].account_id, seen[i].mailbox_id, on_event,
-					   &seen[i]);
+		                           &seen[i]);
 	}
 	assert_int_equal(notify_subscriber_count(hub), NSUBS);
 	memset(expected, 0, sizeof(expected));
 	for (int p = 0; p < NPUBLISH; p++) {
 		for (int i = 0; i < NSUBS; i++) {
 			if (seen[i].account_id == 1 + (p * 7) % NACCOUNTS &&
-			    (seen[i].mailbox_id == 0 || seen[i].mailbox_id == 1 + (p / 3) % NMAILBOXES))
+			    (seen[i].mailbox_id == 0 ||
+			     seen[i].mailbox_id == 1 + (p / 3) % NMAILBOXES))
 				expected[i]++;
 		}
 	}
 	t0 = time_mono_usec();
 	for (int p = 0; p < NPUBLISH; p++)
 		publish(hub, NOTIFY_NEW, 1 + (p * 7) % NACCOUNTS, 1 + (p / 3) % NMAILBOXES,
-			(uint32_t)p + 1);
+		        (uint32_t)p + 1);
 	elapsed = time_mono_usec() - t0;
 	for (int i = 0; i < NSUBS; i++) {
 		assert_int_equal(seen[i].count, expected[i]);
@@ -357,8 +359,9 @@ test_many_subscribers_no_loss_no_crosstalk(void **state)
 	assert_int_equal(total, want);
 	assert_true(total > NPUBLISH); /* every publish reached several subscribers */
 	assert_int_equal(notify_subscriber_count(hub), 0);
-	print_message("# %d publishes to %d subscribers over %d accounts: %ld callbacks in %lld us\n",
-		      NPUBLISH, NSUBS, NACCOUNTS, total, (long long)elapsed);
+	print_message(
+	    "# %d publishes to %d subscribers over %d accounts: %ld callbacks in %lld us\n",
+	    NPUBLISH, NSUBS, NACCOUNTS, total, (long long)elapsed);
 	notify_hub_free(&hub);
 }
 
@@ -440,14 +443,14 @@ deliver_done(bool ok, const char *error, void *arg)
  * returns the commit's result. */
 static int
 deliver_message(struct deliver *d, const char *mail_from, const char *msg,
-		const struct store_target *targets, size_t ntargets)
+                const struct store_target *targets, size_t ntargets)
 {
-	struct deliver_origin origin = {.helo = "client.example", .client_ip = "127.0.0.1",
-					.protocol = "ESMTP"};
+	struct deliver_origin origin = {
+	    .helo = "client.example", .client_ip = "127.0.0.1", .protocol = "ESMTP"};
 	const char *rcpts[] = {"x@example.org"};
 	char error[256];
-	struct deliver_tx *tx = deliver_tx_begin(d, mail_from, &origin, rcpts, 1, error,
-						 sizeof(error));
+	struct deliver_tx *tx =
+	    deliver_tx_begin(d, mail_from, &origin, rcpts, 1, error, sizeof(error));
 	int done = 0;
 
 	assert_non_null(tx);
@@ -471,32 +474,33 @@ test_deliver_publishes_new_for_local_targets(void **state)
 	struct notify_sub *suba, *subb = NULL;
 	struct deliver *d;
 	const char *msg = "Received: from elsewhere\r\n"
-			  "From: =?UTF-8?Q?Ren=C3=A9e?= <renee@example.net>\r\n"
-			  "Subject: =?UTF-8?Q?caf=C3=A9?=\r\n"
-			  " and more\r\n"
-			  "Subject: a second one is ignored\r\n"
-			  "\r\n"
-			  "Subject: not a header\r\n";
+	                  "From: =?UTF-8?Q?Ren=C3=A9e?= <renee@example.net>\r\n"
+	                  "Subject: =?UTF-8?Q?caf=C3=A9?=\r\n"
+	                  " and more\r\n"
+	                  "Subject: a second one is ignored\r\n"
+	                  "\r\n"
+	                  "Subject: not a header\r\n";
 
 	mime_init();
 	assert_non_null(mkdtemp(dir));
 	if (store_open(dir, true, NULL, &store, error, sizeof(error)) < 0)
 		fail_msg("store_open: %s", error);
-	assert_int_equal(store_account_add(store, "alice@example.org", "x", error, sizeof(error)), 1);
+	assert_int_equal(store_account_add(store, "alice@example.org", "x", error, sizeof(error)),
+	                 1);
 	assert_int_equal(store_account_add(store, "bob@example.org", "x", error, sizeof(error)), 1);
 	assert_int_equal(store_account_lookup(store, "alice@example.org", &alice), 1);
 	assert_int_equal(store_account_lookup(store, "bob@example.org", &bob), 1);
 	assert_int_equal(config_set(config, "server.domains", "example.org", error, sizeof(error)),
-			 0);
+	                 0);
 	d = deliver_new(store, hub, config);
 	sa.account_id = alice.id;
 	sb.account_id = bob.id;
 	suba = notify_subscribe(hub, alice.id, 0, on_event, &sa);
 
 	const struct store_target targets[] = {
-		{.account_id = alice.id, .mailbox = "INBOX", .rcpt = "alice@example.org"},
-		{.account_id = bob.id, .mailbox = "INBOX", .rcpt = "bob@example.org"},
-		{.account_id = 0, .rcpt = "carol@example.net"},
+	    {.account_id = alice.id, .mailbox = "INBOX", .rcpt = "alice@example.org"},
+	    {.account_id = bob.id, .mailbox = "INBOX", .rcpt = "bob@example.org"},
+	    {.account_id = 0, .rcpt = "carol@example.net"},
 	};
 	assert_int_equal(deliver_message(d, "sender@example.net", msg, targets, 3), 1);
 	assert_int_equal(sa.count, 1);
@@ -506,7 +510,8 @@ test_deliver_publishes_new_for_local_targets(void **state)
 	assert_int_equal(sa.last.uid, 1);
 	assert_string_equal(sa.last.mailbox, "INBOX");
 	assert_string_equal(sa.last.subject, "caf\xc3\xa9 and more");
-	assert_non_null(strstr(sa.last.from, "Ren\xc3\xa9" "e"));
+	assert_non_null(strstr(sa.last.from, "Ren\xc3\xa9"
+	                                     "e"));
 	assert_non_null(strstr(sa.last.from, "renee@example.net"));
 	assert_true(sa.last.size > strlen(msg)); /* the stored file, trace headers included */
 	assert_true(sa.last.internal_date > 0);
@@ -514,7 +519,8 @@ test_deliver_publishes_new_for_local_targets(void **state)
 	/* Bob listens now; a message without From: names the envelope sender. */
 	subb = notify_subscribe(hub, bob.id, 0, on_event, &sb);
 	assert_int_equal(deliver_message(d, "bounce@example.net", "Subject: plain\r\n\r\nbody\r\n",
-					 &targets[1], 1), 1);
+	                                 &targets[1], 1),
+	                 1);
 	assert_int_equal(sa.count, 1);
 	assert_int_equal(sb.count, 1);
 	assert_int_equal(sb.last.uid, 2);
@@ -536,19 +542,19 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_subscribe_publish_unsubscribe),
-		cmocka_unit_test(test_mailbox_filter_and_whole_account),
-		cmocka_unit_test(test_every_account_subscriber),
-		cmocka_unit_test(test_unsubscribe_self_in_callback),
-		cmocka_unit_test(test_unsubscribe_another_in_callback),
-		cmocka_unit_test(test_subscribe_in_callback_starts_with_next_event),
-		cmocka_unit_test(test_publish_in_callback),
-		cmocka_unit_test(test_sequence_numbers_increase),
-		cmocka_unit_test(test_many_subscribers_no_loss_no_crosstalk),
-		cmocka_unit_test(test_free_with_live_subscriptions),
-		cmocka_unit_test(test_copy_text_bounded_on_utf8_boundary),
-		cmocka_unit_test(test_subscription_kinds_opt_in),
-		cmocka_unit_test(test_deliver_publishes_new_for_local_targets),
+	    cmocka_unit_test(test_subscribe_publish_unsubscribe),
+	    cmocka_unit_test(test_mailbox_filter_and_whole_account),
+	    cmocka_unit_test(test_every_account_subscriber),
+	    cmocka_unit_test(test_unsubscribe_self_in_callback),
+	    cmocka_unit_test(test_unsubscribe_another_in_callback),
+	    cmocka_unit_test(test_subscribe_in_callback_starts_with_next_event),
+	    cmocka_unit_test(test_publish_in_callback),
+	    cmocka_unit_test(test_sequence_numbers_increase),
+	    cmocka_unit_test(test_many_subscribers_no_loss_no_crosstalk),
+	    cmocka_unit_test(test_free_with_live_subscriptions),
+	    cmocka_unit_test(test_copy_text_bounded_on_utf8_boundary),
+	    cmocka_unit_test(test_subscription_kinds_opt_in),
+	    cmocka_unit_test(test_deliver_publishes_new_for_local_targets),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

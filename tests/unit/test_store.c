@@ -425,7 +425,8 @@ sweep_first_file(const char *dir, int64_t account, char *rel, size_t relsize)
 	rel[0] = '\0';
 	for (int i = 0; i < n; i++) {
 		if (rel[0] == '\0' && names[i]->d_name[0] != '.')
-			snprintf(rel, relsize, "mail/%lld/%s", (long long)account, names[i]->d_name);
+			snprintf(rel, relsize, "mail/%lld/%s", (long long)account,
+			         names[i]->d_name);
 		free(names[i]);
 	}
 	free(names);
@@ -518,7 +519,8 @@ test_store_sweep_orphans(void **state)
 		char src[600], dst[600];
 		sweep_first_file(d->path, alice, from, sizeof(from));
 		snprintf(src, sizeof(src), "%s/%s", d->path, from);
-		snprintf(dst, sizeof(dst), "%s/mail/%lld/link-orphan.eml", d->path, (long long)alice);
+		snprintf(dst, sizeof(dst), "%s/mail/%lld/link-orphan.eml", d->path,
+		         (long long)alice);
 		assert_int_equal(link(src, dst), 0);
 	}
 	assert_int_equal(count_files(d->path, "mail"), 9);
@@ -545,7 +547,6 @@ test_store_sweep_orphans(void **state)
 	}
 	store_free(&store);
 }
-
 
 static void
 test_store_reopen(void **state)
@@ -772,7 +773,8 @@ test_store_group(void **state)
 		struct store *store;
 		int64_t alice;
 
-		print_message("# group commit, %s\n", threaded ? "pipeline threads" : "synchronous");
+		print_message("# group commit, %s\n",
+		              threaded ? "pipeline threads" : "synchronous");
 		if (threaded) {
 			assert_int_equal(evthread_use_pthreads(), 0);
 			base = event_base_new();
@@ -796,7 +798,8 @@ test_store_group(void **state)
 		assert_int_equal(list_mailbox(store, alice, "INBOX", &acc), before + 3);
 		assert_int_equal(count_files(d->path, "mail"), files + 3);
 
-		print_message("# the second of three fails: none of them is visible, no file left\n");
+		print_message(
+		    "# the second of three fails: none of them is visible, no file left\n");
 		for (int bad = 0; bad < 3; bad++) {
 			group_commit(store, base, alice, 3, bad, parts, &counter);
 			for (int i = 0; i < 3; i++)
@@ -1366,22 +1369,22 @@ raw_int(const char *dir, const char *sql)
 }
 
 /* What migration 5 added: the counter triggers and columns. */
-#define UNDO_MIGRATION_6                                                                       \
-	"DROP TRIGGER messages_text_insert; DROP TRIGGER messages_text_delete;"                \
+#define UNDO_MIGRATION_6                                                                           \
+	"DROP TRIGGER messages_text_insert; DROP TRIGGER messages_text_delete;"                    \
 	"DROP TABLE message_text; DROP TABLE message_text_todo;"
 
-#define UNDO_MIGRATION_5                                                                       \
-	UNDO_MIGRATION_6                                                                       \
-	"DROP TRIGGER messages_count_insert; DROP TRIGGER messages_count_delete;"              \
-	"DROP TRIGGER messages_count_update; ALTER TABLE mailboxes DROP COLUMN messages_count;" \
-	"ALTER TABLE mailboxes DROP COLUMN unseen_count;"                                      \
+#define UNDO_MIGRATION_5                                                                           \
+	UNDO_MIGRATION_6                                                                           \
+	"DROP TRIGGER messages_count_insert; DROP TRIGGER messages_count_delete;"                  \
+	"DROP TRIGGER messages_count_update; ALTER TABLE mailboxes DROP COLUMN messages_count;"    \
+	"ALTER TABLE mailboxes DROP COLUMN unseen_count;"                                          \
 	"ALTER TABLE mailboxes DROP COLUMN size_sum;"
 
 /* What migrations 4 (and 5) added beside the rebuilt mailboxes table (which older migrations
  * accept). */
-#define UNDO_MIGRATION_4                                                                       \
-	UNDO_MIGRATION_5                                                                       \
-	"DROP TRIGGER messages_expunged; DROP TRIGGER messages_moved;"                         \
+#define UNDO_MIGRATION_4                                                                           \
+	UNDO_MIGRATION_5                                                                           \
+	"DROP TRIGGER messages_expunged; DROP TRIGGER messages_moved;"                             \
 	"DROP TRIGGER mailboxes_expunged; DROP TABLE expunged;"
 
 static void
@@ -1404,9 +1407,9 @@ test_store_migration_2(void **state)
 
 	/* Back to version 1: the schema of migration 1 alone, with a row from that time. */
 	raw_exec(d->path, UNDO_MIGRATION_4 "ALTER TABLE messages DROP COLUMN size_crlf;"
-	                  "ALTER TABLE messages DROP COLUMN mime;"
-	                  "DROP TABLE counters; DROP TABLE subscriptions;"
-	                  "UPDATE schema_version SET version = 1;");
+	                                   "ALTER TABLE messages DROP COLUMN mime;"
+	                                   "DROP TABLE counters; DROP TABLE subscriptions;"
+	                                   "UPDATE schema_version SET version = 1;");
 	store = open_store(d->path, false, NULL);
 	store_free(&store);
 	assert_true(raw_int(d->path, "SELECT version FROM schema_version") >= 2);
@@ -1474,11 +1477,12 @@ test_store_migration_3(void **state)
 
 	print_message("# migration 3 from a version 2 database: mime NULL, counter past the "
 	              "largest UIDVALIDITY, subscriptions from mailboxes.subscribed\n");
-	raw_exec(d->path, UNDO_MIGRATION_4 "ALTER TABLE messages DROP COLUMN mime;"
-	                  "DROP TABLE counters; DROP TABLE subscriptions;"
-	                  "UPDATE mailboxes SET subscribed = 0 WHERE name = 'Junk';"
-	                  "UPDATE mailboxes SET uidvalidity = 4000000000 WHERE name = 'Trash';"
-	                  "UPDATE schema_version SET version = 2;");
+	raw_exec(d->path, UNDO_MIGRATION_4
+	         "ALTER TABLE messages DROP COLUMN mime;"
+	         "DROP TABLE counters; DROP TABLE subscriptions;"
+	         "UPDATE mailboxes SET subscribed = 0 WHERE name = 'Junk';"
+	         "UPDATE mailboxes SET uidvalidity = 4000000000 WHERE name = 'Trash';"
+	         "UPDATE schema_version SET version = 2;");
 	store = open_store(d->path, false, NULL);
 	assert_int_equal(raw_int(d->path, "SELECT version FROM schema_version"), 6);
 	assert_int_equal(raw_int(d->path, "SELECT value FROM counters WHERE name = 'uidvalidity'"),
@@ -1564,7 +1568,8 @@ test_store_mailbox_ids(void **state)
 	                 1);
 	alice = account_id(store, "alice@example.org");
 	bob = account_id(store, "bob@example.org");
-	print_message("# the newest mailbox deleted: the next CREATE (any account) gets a new id\n");
+	print_message(
+	    "# the newest mailbox deleted: the next CREATE (any account) gets a new id\n");
 	assert_int_equal(store_mailbox_create(store, alice, "Box", NULL, error, sizeof(error)), 1);
 	assert_int_equal(store_mailbox_get(store, alice, "Box", &mb), 1);
 	last = mb.id;
@@ -2131,9 +2136,9 @@ expunged_one(uint32_t uid, uint64_t modseq, void *arg)
 {
 	struct expunged_acc *acc = arg;
 
-	acc->len += (size_t)snprintf(acc->text + acc->len, sizeof(acc->text) - acc->len,
-	                             "%s%u@%llu", acc->len > 0 ? " " : "", uid,
-	                             (unsigned long long)modseq);
+	acc->len +=
+	    (size_t)snprintf(acc->text + acc->len, sizeof(acc->text) - acc->len, "%s%u@%llu",
+	                     acc->len > 0 ? " " : "", uid, (unsigned long long)modseq);
 }
 
 static const char *
@@ -2165,7 +2170,8 @@ test_store_expunged(void **state)
 	assert_int_equal(u.highestmodseq, 6);
 	assert_string_equal(expunged_list(store, alice, "INBOX", 0, &acc), "2@6 4@6");
 	assert_string_equal(expunged_list(store, alice, "INBOX", 6, &acc), "");
-	print_message("# MOVE 1 to Junk: INBOX records 1 with its new HIGHESTMODSEQ; Junk nothing\n");
+	print_message(
+	    "# MOVE 1 to Junk: INBOX records 1 with its new HIGHESTMODSEQ; Junk nothing\n");
 	store_message_copy(store, alice, "INBOX", move, 1, "Junk", true, copy_cb, &c);
 	assert_int_equal(c.result, 1);
 	assert_int_equal(store_mailbox_get(store, alice, "INBOX", &inbox), 1);
@@ -2179,7 +2185,8 @@ test_store_expunged(void **state)
 	assert_int_equal(store_mailbox_get(store, alice, "INBOX", &inbox), 1);
 	assert_string_equal(expunged_list(store, alice, "INBOX", 7, &acc), "3@8");
 	assert_int_equal(inbox.highestmodseq, 8);
-	print_message("# deleting a mailbox drops its tombstones with it; a missing mailbox is 0\n");
+	print_message(
+	    "# deleting a mailbox drops its tombstones with it; a missing mailbox is 0\n");
 	assert_int_equal(store_mailbox_delete(store, alice, "Junk", error, sizeof(error)), 1);
 	assert_int_equal(store_mailbox_create(store, alice, "Gone", NULL, error, sizeof(error)), 1);
 	assert_int_equal(store_mailbox_delete(store, alice, "Gone", error, sizeof(error)), 1);
@@ -2693,8 +2700,9 @@ test_store_mailbox_op_threaded(void **state)
 	print_message("# RENAME: the mailboxes renamed with their old names\n");
 	assert_int_equal(seen[2].result, 1);
 	assert_int_equal(seen[2].nrenamed, 2);
-	assert_true((strcmp(seen[2].old[0], "Work") == 0 && strcmp(seen[2].old[1], "Work/Sub") == 0) ||
-	            (strcmp(seen[2].old[1], "Work") == 0 && strcmp(seen[2].old[0], "Work/Sub") == 0));
+	assert_true(
+	    (strcmp(seen[2].old[0], "Work") == 0 && strcmp(seen[2].old[1], "Work/Sub") == 0) ||
+	    (strcmp(seen[2].old[1], "Work") == 0 && strcmp(seen[2].old[0], "Work/Sub") == 0));
 	print_message("# DELETE: the messages removed, their files unlinked before the callback\n");
 	assert_int_equal(seen[3].result, 1);
 	assert_int_equal(seen[3].nmessages, 3);
@@ -2958,7 +2966,7 @@ test_store_deliver_smtp(void **state)
 	struct config *config = config_new();
 	struct deliver *dl;
 	struct deliver_origin origin = {"client.test", "192.0.2.1", "ESMTPA", NULL,
-					"alice@example.org"};
+	                                "alice@example.org"};
 	const char *rcpts[] = {"bob@example.org"};
 	struct deliver_tx *tx;
 	char error[256], buf[4096], big[2048];
@@ -2968,11 +2976,12 @@ test_store_deliver_smtp(void **state)
 	                 1);
 	assert_int_equal(store_account_add(store, "bob@example.org", HASH, error, sizeof(error)),
 	                 1);
-	assert_int_equal(store_alias_add(store, "ally@example.org", "alice@example.org", error,
-	                                 sizeof(error)),
-	                 1);
+	assert_int_equal(
+	    store_alias_add(store, "ally@example.org", "alice@example.org", error, sizeof(error)),
+	    1);
 	bob = account_id(store, "bob@example.org");
-	assert_int_equal(config_set(config, "smtp.max_header_size", "1024", error, sizeof(error)), 0);
+	assert_int_equal(config_set(config, "smtp.max_header_size", "1024", error, sizeof(error)),
+	                 0);
 	dl = deliver_new(store, NULL, config);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct store_target t = {bob, "INBOX", 0, "bob@example.org", NULL};
@@ -2990,7 +2999,8 @@ test_store_deliver_smtp(void **state)
 		refusal = deliver_tx_refusal(dl, tx);
 		if (cases[i].refusal != NULL) {
 			assert_non_null(refusal);
-			assert_true(strncmp(refusal, cases[i].refusal, strlen(cases[i].refusal)) == 0);
+			assert_true(strncmp(refusal, cases[i].refusal, strlen(cases[i].refusal)) ==
+			            0);
 			deliver_tx_abort(&tx);
 			continue;
 		}
@@ -3062,11 +3072,11 @@ test_store_message_mime(void **state)
 /* --- mailbox counters (schema version 5) and the lean reads --- */
 
 /* Mailboxes whose counters differ from a count of their rows: must be 0 after every change. */
-#define COUNTERS_DRIFT                                                                         \
-	"SELECT count(*) FROM mailboxes b WHERE messages_count != (SELECT count(*) FROM "      \
-	"messages m WHERE m.mailbox_id = b.id AND m.recalled = 0) OR unseen_count != (SELECT " \
-	"count(*) FROM messages m WHERE m.mailbox_id = b.id AND m.recalled = 0 AND "           \
-	"(m.flags & 1) = 0) OR size_sum != (SELECT coalesce(sum(m.size_crlf), 0) FROM "        \
+#define COUNTERS_DRIFT                                                                             \
+	"SELECT count(*) FROM mailboxes b WHERE messages_count != (SELECT count(*) FROM "          \
+	"messages m WHERE m.mailbox_id = b.id AND m.recalled = 0) OR unseen_count != (SELECT "     \
+	"count(*) FROM messages m WHERE m.mailbox_id = b.id AND m.recalled = 0 AND "               \
+	"(m.flags & 1) = 0) OR size_sum != (SELECT coalesce(sum(m.size_crlf), 0) FROM "            \
 	"messages m WHERE m.mailbox_id = b.id AND m.recalled = 0)"
 
 /* name's counters (read from its row) are as given, and no mailbox's counters drifted. */
@@ -3098,8 +3108,7 @@ update_one(struct store *store, int64_t account, const char *mailbox,
 {
 	struct update_result u = {0};
 
-	store_mailbox_update(store, account, mailbox, changes, n, expunge, nexpunge, update_cb,
-	                     &u);
+	store_mailbox_update(store, account, mailbox, changes, n, expunge, nexpunge, update_cb, &u);
 	assert_int_equal(u.calls, 1);
 	assert_true(u.ok);
 }
@@ -3129,7 +3138,8 @@ test_store_counters(void **state)
 	print_message("# five deliveries (uid 2 \\Seen), one also to Sent\n");
 	counts_expect(store, d->path, alice, "INBOX", 5, 4, 5 * S);
 	counts_expect(store, d->path, alice, "Sent", 1, 1, S);
-	print_message("# APPEND-like delivery with \\Seen; a bare-LF message counts its CRLF size\n");
+	print_message(
+	    "# APPEND-like delivery with \\Seen; a bare-LF message counts its CRLF size\n");
 	deliver(store, message1, S, &seen, 1, &r);
 	assert_true(r.ok);
 	deliver(store, "a\nb\n", 4, &lf, 1, &r);
@@ -3278,7 +3288,8 @@ test_store_scan(void **state)
 	assert_int_equal(acc.m[0].uid, 4);
 	assert_int_equal(acc.m[0].flags, STORE_FLAG_FLAGGED);
 	assert_int_equal(acc.m[1].uid, 5);
-	print_message("# modseq > the mailbox's: only what changed since (a keyword, a delivery)\n");
+	print_message(
+	    "# modseq > the mailbox's: only what changed since (a keyword, a delivery)\n");
 	assert_int_equal(store_mailbox_get(store, alice, "INBOX", &mb), 1);
 	modseq = mb.highestmodseq;
 	assert_int_equal(scan(store, alice, "INBOX", all, 0, modseq, &acc), 0);
@@ -3294,7 +3305,8 @@ test_store_scan(void **state)
 	assert_int_equal(acc.m[0].uid, 6);
 	print_message("# list_range: 1 < uid < 5, at most 2, with the summaries\n");
 	memset(&list, 0, sizeof(list));
-	assert_int_equal(store_message_list_range(store, alice, "INBOX", 1, 5, 2, list_cb, &list), 1);
+	assert_int_equal(store_message_list_range(store, alice, "INBOX", 1, 5, 2, list_cb, &list),
+	                 1);
 	assert_int_equal(list.n, 2);
 	assert_int_equal(list.m[0].uid, 2);
 	assert_int_equal(list.m[1].uid, 3);
@@ -3324,16 +3336,27 @@ test_store_search_query(void **state)
 	    {STORE_SEARCH_CC, "x* NEAR(a b)", "{addr_cc} : \"x* NEAR(a b)\""},
 	    {STORE_SEARCH_BCC, "subject: x", "{addr_bcc} : \"subject: x\""},
 	    {STORE_SEARCH_BODY, "^a OR b AND NOT (c)", "{body} : \"^a OR b AND NOT (c)\""},
-	    {STORE_SEARCH_TEXT, "gr\xc3\xbc\xc3\x9f" "e", "{headers body} : \"gr\xc3\xbc\xc3\x9f" "e\""},
+	    {STORE_SEARCH_TEXT,
+	     "gr\xc3\xbc\xc3\x9f"
+	     "e",
+	     "{headers body} : \"gr\xc3\xbc\xc3\x9f"
+	     "e\""},
 	    {STORE_SEARCH_SUBJECT, "{body}:x", "{subject} : \"{body}:x\""},
 	    {STORE_SEARCH_SUBJECT, "a\r\nb", "{subject} : \"a\r\nb\""},
-	    {STORE_SEARCH_SUBJECT, "\xc3\xa9\xe2\x82\xac" "x", "{subject} : \"\xc3\xa9\xe2\x82\xac" "x\""},
-	    {STORE_SEARCH_SUBJECT, "ab", NULL},                      /* two characters */
-	    {STORE_SEARCH_SUBJECT, "\xc3\xa9\xe2\x82\xac", NULL},    /* two characters, 5 bytes */
+	    {STORE_SEARCH_SUBJECT,
+	     "\xc3\xa9\xe2\x82\xac"
+	     "x",
+	     "{subject} : \"\xc3\xa9\xe2\x82\xac"
+	     "x\""},
+	    {STORE_SEARCH_SUBJECT, "ab", NULL},                   /* two characters */
+	    {STORE_SEARCH_SUBJECT, "\xc3\xa9\xe2\x82\xac", NULL}, /* two characters, 5 bytes */
 	    {STORE_SEARCH_SUBJECT, "", NULL},
-	    {STORE_SEARCH_SUBJECT, "ab\0cd", NULL},                  /* a C string: "ab" */
-	    {STORE_SEARCH_SUBJECT, "\xff\xfe" "abc", NULL},           /* not UTF-8 */
-	    {STORE_SEARCH_SUBJECT, "ab\xc3", NULL},                   /* cut character */
+	    {STORE_SEARCH_SUBJECT, "ab\0cd", NULL}, /* a C string: "ab" */
+	    {STORE_SEARCH_SUBJECT,
+	     "\xff\xfe"
+	     "abc",
+	     NULL},                                 /* not UTF-8 */
+	    {STORE_SEARCH_SUBJECT, "ab\xc3", NULL}, /* cut character */
 	    {(enum store_search_key)99, "abc", NULL},
 	};
 	char long_needle[600], *cut;
@@ -3387,8 +3410,7 @@ static const char search_msg3[] = "From: Zed <zed@example.com>\r\n"
 
 /* The candidates for key/needle (folded as the matcher folds) in mailbox as a bit set of UIDs. */
 static unsigned
-search_cands(struct store *store, int64_t mailbox_id, enum store_search_key key,
-             const char *needle)
+search_cands(struct store *store, int64_t mailbox_id, enum store_search_key key, const char *needle)
 {
 	size_t flen, n = 0;
 	char *folded = mime_text_fold(needle, strlen(needle), &flen);
@@ -3398,7 +3420,8 @@ search_cands(struct store *store, int64_t mailbox_id, enum store_search_key key,
 	struct store_search_snap *ss = store_search_begin(store, error, sizeof(error));
 
 	assert_int_equal(
-	    store_search_candidates(ss, mailbox_id, key, folded, &uids, &n, error, sizeof(error)), 1);
+	    store_search_candidates(ss, mailbox_id, key, folded, &uids, &n, error, sizeof(error)),
+	    1);
 	store_search_end(&ss);
 	for (size_t i = 0; i < n; i++) {
 		if (i > 0)
@@ -3438,7 +3461,8 @@ test_store_search_candidates(void **state)
 		deliver(store, msgs[i], strlen(msgs[i]), &t, 1, &r);
 		assert_true(r.ok);
 	}
-	snprintf(sql, sizeof(sql), "SELECT id FROM mailboxes WHERE account_id = %lld AND name = 'INBOX'",
+	snprintf(sql, sizeof(sql),
+	         "SELECT id FROM mailboxes WHERE account_id = %lld AND name = 'INBOX'",
 	         (long long)t.account_id);
 	inbox = raw_int(d->path, sql);
 	print_message("# every delivery is indexed at once: nothing left to do\n");
@@ -3461,7 +3485,8 @@ test_store_search_candidates(void **state)
 	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_TEXT, "nothing to"), U(3));
 	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_BODY, "subject"), 0);
 	print_message("# query syntax in the needle is text\n");
-	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_SUBJECT, "\"hi\" NEAR(x y)"), U(2));
+	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_SUBJECT, "\"hi\" NEAR(x y)"),
+	                 U(2));
 	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_SUBJECT, "subject:z*"), U(2));
 	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_SUBJECT, "^AND"), U(2));
 	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_SUBJECT, "y) s"), U(2));
@@ -3506,8 +3531,9 @@ test_store_search_candidates(void **state)
 	deliver(store, bomb, strlen(bomb), &t, 1, &r);
 	assert_true(r.ok);
 	free(bomb);
-	assert_int_equal(raw_int(d->path, "SELECT count(*) FROM message_text_todo t JOIN messages m "
-	                                  "ON m.id = t.id WHERE m.uid = 4 AND t.state = 2"),
+	assert_int_equal(raw_int(d->path,
+	                         "SELECT count(*) FROM message_text_todo t JOIN messages m "
+	                         "ON m.id = t.id WHERE m.uid = 4 AND t.state = 2"),
 	                 1);
 	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_SUBJECT, "gr\xc3\xbcsse"),
 	                 U(3) | U(4));
@@ -3551,7 +3577,8 @@ test_store_search_snapshot(void **state)
 	t.account_id = account_id(store, "alice@example.org");
 	deliver(store, search_msg3, strlen(search_msg3), &t, 1, &r);
 	assert_true(r.ok);
-	snprintf(sql, sizeof(sql), "SELECT id FROM mailboxes WHERE account_id = %lld AND name = 'INBOX'",
+	snprintf(sql, sizeof(sql),
+	         "SELECT id FROM mailboxes WHERE account_id = %lld AND name = 'INBOX'",
 	         (long long)t.account_id);
 	inbox = raw_int(d->path, sql);
 	snap = store_search_begin(store, error, sizeof(error));
@@ -3561,8 +3588,8 @@ test_store_search_snapshot(void **state)
 	print_message("# expunged after the snapshot began: still its candidate\n");
 	update_one(store, t.account_id, "INBOX", NULL, 0, (const uint32_t[]){1}, 1);
 	assert_int_equal(raw_int(d->path, "SELECT count(*) FROM message_text"), 0);
-	assert_int_equal(store_search_candidates(snap, inbox, STORE_SEARCH_BODY, "nothing to", &uids,
-	                                         &n, error, sizeof(error)),
+	assert_int_equal(store_search_candidates(snap, inbox, STORE_SEARCH_BODY, "nothing to",
+	                                         &uids, &n, error, sizeof(error)),
 	                 1);
 	assert_int_equal(n, 1);
 	assert_int_equal(uids[0], 1);
@@ -3570,15 +3597,15 @@ test_store_search_snapshot(void **state)
 	store_search_end(&snap);
 	print_message("# a snapshot begun after the expunge: no candidate\n");
 	snap = store_search_begin(store, error, sizeof(error));
-	assert_int_equal(store_search_candidates(snap, inbox, STORE_SEARCH_BODY, "nothing to", &uids,
-	                                         &n, error, sizeof(error)),
+	assert_int_equal(store_search_candidates(snap, inbox, STORE_SEARCH_BODY, "nothing to",
+	                                         &uids, &n, error, sizeof(error)),
 	                 1);
 	assert_int_equal(n, 0);
 	store_search_end(&snap);
 	print_message("# a snapshot outlives the store (a worker still querying at shutdown)\n");
 	store_free(&store);
-	assert_int_equal(store_search_candidates(later, inbox, STORE_SEARCH_TEXT, "plain", &uids, &n,
-	                                         error, sizeof(error)),
+	assert_int_equal(store_search_candidates(later, inbox, STORE_SEARCH_TEXT, "plain", &uids,
+	                                         &n, error, sizeof(error)),
 	                 1);
 	assert_int_equal(n, 1);
 	free(uids);

@@ -122,8 +122,8 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_every_job_runs_once_and_completes_on_loop),
-		cmocka_unit_test(test_post_from_other_threads_runs_on_loop),
+	    cmocka_unit_test(test_every_job_runs_once_and_completes_on_loop),
+	    cmocka_unit_test(test_post_from_other_threads_runs_on_loop),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
