@@ -13,7 +13,27 @@
  * the callback runs before store_blob_commit() returns.
  *
  * Durability contract: when a commit callback reports success, the message bytes and their
- * metadata are on stable storage. Before that, a crash leaves nothing visible. */
+ * metadata are on stable storage. Before that, a crash leaves nothing visible.
+ *
+ * What any backend must provide (the SQLite one does; a PostgreSQL one must, issue 15):
+ * - Atomic groups: a commit job (a delivery to all its recipients, one flag update, one
+ *   COPY/MOVE, one mailbox operation) is wholly visible or not at all, and its callback runs only
+ *   after it is durable. Jobs may share a transaction (group commit) but never a fate: one failing
+ *   job (a savepoint) leaves the others committed.
+ * - Allocation inside the transaction: UIDs and MODSEQs strictly ascend per mailbox in commit
+ *   order, are never reused (also after DELETE and a CREATE of the same name: UIDVALIDITY comes
+ *   from a store-wide counter), and mailbox ids are never reused.
+ * - Counters on the mailbox (messages, unseen, size, uidnext, highestmodseq) change in the same
+ *   transaction as the rows; expunges leave a tombstone with their MODSEQ (QRESYNC, resync).
+ * - Reads on the loop thread see every commit whose callback has run (read-your-writes for the
+ *   session that asked), never a half-applied one. store_search_begin's snapshots see the store
+ *   as of their start.
+ * - Blobs are immutable once committed: a message's bytes never change, so readers may keep one
+ *   open while it is expunged (store_reader_open pins it) and copies may share it.
+ * - The notify hub is told after the commit, by the caller of the commit, never before.
+ * Callers must not learn where or how a message is kept: message bytes are read through
+ *   store_reader.h. (store_message_open's fd, still used by SEARCH, CATENATE, NOTIFY's
+ *   MessageNew and `ternd mail cat`, goes when they move to the reader.) */
 #ifndef TERN_STORE_H
 #define TERN_STORE_H
 
