@@ -200,9 +200,10 @@ store_writer_new(sqlite3 *db, char *error, size_t errsize)
 	    {&w->todo_set, "INSERT OR REPLACE INTO message_text_todo (id, state) VALUES (?1, ?2)"},
 	    {&w->todo_copy, "INSERT OR REPLACE INTO message_text_todo (id, state) "
 	                    "SELECT ?2, state FROM message_text_todo WHERE id = ?1"},
-	    {&w->todo_list, "SELECT t.id, m.path FROM message_text_todo t "
+	    {&w->todo_list, "SELECT t.id, m.path, m.mime IS NULL FROM message_text_todo t "
 	                    "JOIN messages m ON m.id = t.id WHERE t.state = 0 AND t.id > ?1 "
 	                    "ORDER BY t.id LIMIT ?2"},
+	    {&w->mime_set, "UPDATE messages SET mime = ?2 WHERE id = ?1 AND mime IS NULL"},
 	};
 
 	w->db = db;
@@ -243,6 +244,7 @@ store_writer_free(struct store_writer **wp)
 	sqlite3_finalize(w->todo_set);
 	sqlite3_finalize(w->todo_copy);
 	sqlite3_finalize(w->todo_list);
+	sqlite3_finalize(w->mime_set);
 	free(w);
 	*wp = NULL;
 }

@@ -44,7 +44,9 @@ struct store_writer {
 	sqlite3_stmt *todo_clear;  /* (id): indexed in full */
 	sqlite3_stmt *todo_set;    /* (id, state): indexed in part, or never */
 	sqlite3_stmt *todo_copy;   /* (source id, copy's id): the source's state */
-	sqlite3_stmt *todo_list;   /* (after id, limit) -> id, path of rows not indexed */
+	sqlite3_stmt *todo_list;   /* (after id, limit) -> id, path, mime IS NULL of rows not
+	                            * indexed */
+	sqlite3_stmt *mime_set;    /* (id, mime): a structure the row lacked (backfill) */
 	int64_t todo_after;        /* the backfill's cursor */
 };
 

@@ -52,6 +52,7 @@
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "mime/mimestruct.h"
 #include "mime/mimetext.h"
 #include "mime/summary.h"
 
@@ -311,9 +312,31 @@ store_search_copy(struct store_writer *w, int64_t src_id, int64_t dst_id)
 	return store_search_step2(w->todo_copy, src_id, dst_id);
 }
 
-/* Indexes one todo row from its file. 1 indexed, 0 left as it is (file unreadable), -1 error. */
+/* A row stored before MIME structures were kept (schema version 3) gets one now, so FETCH never
+ * has to build it on the event loop. Best effort: a file it cannot parse keeps the old way. */
+static void
+store_backfill_mime(struct store_writer *w, int64_t id, int fd)
+{
+	unsigned char *blob = NULL;
+	size_t len = 0;
+
+	if (mimestruct_build_fd(fd, &blob, &len) == 0) {
+		sqlite3_bind_int64(w->mime_set, 1, id);
+		sqlite3_bind_blob(w->mime_set, 2, blob, (int)len, SQLITE_STATIC);
+		if (sqlite3_step(w->mime_set) != SQLITE_DONE)
+			log_warnx("store event=mime-backfill id=%lld error=\"%s\"", (long long)id,
+			          sqlite3_errmsg(w->db));
+		sqlite3_reset(w->mime_set);
+		sqlite3_clear_bindings(w->mime_set);
+	}
+	free(blob);
+}
+
+/* Indexes one todo row from its file (and gives it the MIME structure it lacks). 1 indexed, 0
+ * left as it is (file unreadable), -1 error. */
 static int
-store_backfill_one(struct store *store, struct store_writer *w, int64_t id, const char *path)
+store_backfill_one(struct store *store, struct store_writer *w, int64_t id, const char *path,
+                   bool mime_missing)
 {
 	struct store_search_text *t;
 	char full[PATH_MAX];
@@ -325,6 +348,8 @@ store_backfill_one(struct store *store, struct store_writer *w, int64_t id, cons
 		log_warn("store event=search-backfill-open id=%lld file=%s", (long long)id, path);
 		return 0;
 	}
+	if (mime_missing)
+		store_backfill_mime(w, id, fd);
 	t = store_search_text_build(fd);
 	close(fd);
 	if (t == NULL)
@@ -340,6 +365,7 @@ store_search_backfill(struct store *store, struct store_writer *w, size_t max)
 	sqlite3_stmt *st = w->todo_list;
 	int64_t *ids = xcalloc(max, sizeof(*ids));
 	char **paths = xcalloc(max, sizeof(*paths));
+	bool *no_mime = xcalloc(max, sizeof(*no_mime));
 	size_t n = 0;
 	int done = 0, r = 0;
 	char error[256];
@@ -351,6 +377,7 @@ store_search_backfill(struct store *store, struct store_writer *w, size_t max)
 	while (n < max && sqlite3_step(st) == SQLITE_ROW) {
 		ids[n] = sqlite3_column_int64(st, 0);
 		paths[n] = xstrdup((const char *)sqlite3_column_text(st, 1));
+		no_mime[n] = sqlite3_column_int(st, 2) != 0;
 		n++;
 	}
 	sqlite3_reset(st);
@@ -364,7 +391,7 @@ store_search_backfill(struct store *store, struct store_writer *w, size_t max)
 		goto out;
 	}
 	for (size_t i = 0; i < n && r >= 0; i++) {
-		r = store_backfill_one(store, w, ids[i], paths[i]);
+		r = store_backfill_one(store, w, ids[i], paths[i], no_mime[i]);
 		done += r > 0;
 	}
 	if (r < 0 || store_exec(w->db, "COMMIT", error, sizeof(error)) < 0) {
@@ -380,6 +407,7 @@ out:
 	for (size_t i = 0; i < n; i++)
 		free(paths[i]);
 	free(paths);
+	free(no_mime);
 	free(ids);
 	return r;
 }

@@ -276,7 +276,19 @@ def run_varied(checks, d):
         s.close()
 
 
+def bodystructures(d, uids):
+    """UID FETCH uids (BODYSTRUCTURE ENVELOPE): the untagged lines, in order."""
+    s = login(d)
+    try:
+        tagged, lines = s.command(f"UID FETCH {','.join(map(str, uids))} (BODYSTRUCTURE ENVELOPE)")
+        return [ln for ln in lines if b" FETCH " in ln] if imap_tagged_ok(tagged) else None
+    finally:
+        s.close()
+
+
 def run_backfill(checks, d):
+    older = (1, 2, 3, 7)
+    before = bodystructures(d, older)
     status = d.stop()
     checks.check(status == 0, "ternd stopped", f"status {status}")
     db = sqlite3.connect(d.data_dir / "tern.db", timeout=10)
@@ -285,6 +297,9 @@ def run_backfill(checks, d):
                    "JOIN mailboxes b ON b.id = m.mailbox_id WHERE b.name = 'INBOX' AND m.uid IN (1, 2, 3, 7))")
         db.execute("INSERT INTO message_text_todo (id) SELECT m.id FROM messages m JOIN mailboxes b "
                    "ON b.id = m.mailbox_id WHERE b.name = 'INBOX' AND m.uid IN (1, 2, 3, 7)")
+        # Rows from before schema version 3 had no MIME structure either.
+        db.execute("UPDATE messages SET mime = NULL WHERE id IN (SELECT m.id FROM messages m "
+                   "JOIN mailboxes b ON b.id = m.mailbox_id WHERE b.name = 'INBOX' AND m.uid IN (1, 2, 3, 7))")
     todo = db.execute("SELECT count(*) FROM message_text_todo").fetchone()[0]
     db.close()
     checks.check(todo == 4, "four messages made older than the index (no index rows, on the to-do list)")
@@ -299,6 +314,12 @@ def run_backfill(checks, d):
             time.sleep(0.1)
         checks.check(db_int(d, "SELECT count(*) FROM message_text_todo") == 0,
                      "the committer's backfill indexed the older messages")
+        checks.check(db_int(d, "SELECT count(*) FROM messages WHERE mime IS NULL") == 0,
+                     "the backfill also stored the MIME structure the older rows lacked")
+        after = bodystructures(d, older)
+        checks.check(before is not None and len(before) == 4 and after == before,
+                     "BODYSTRUCTURE and ENVELOPE of the older messages unchanged by the backfill",
+                     f"{before} / {after}")
         compare_table(checks, d, s, "after backfill")
         s.command("LOGOUT")
     finally:
