@@ -179,7 +179,9 @@ static const char *const store_migrations[] = {
     "    size_sum = size_sum + (NEW.recalled = 0) * NEW.size_crlf WHERE id = NEW.mailbox_id;"
     "  END;",
     /* 6: the search index (store_search.c): the decoded, case-folded text of each message in
-     * an FTS5 table with the trigram tokenizer (substring queries), keyed by messages.id, and
+     * an FTS5 table with the trigram tokenizer (substring queries; no positions: a query asks
+     * for every trigram of the needle, a superset that the matcher narrows), keyed by
+     * messages.id, and
      * the rows it cannot answer for (state 0: not indexed, every row stored before this
      * migration until the committer's backfill reaches it; 1: body indexed in part; 2: never
      * indexed, a header bomb). Triggers
@@ -187,7 +189,7 @@ static const char *const store_migrations[] = {
      * transaction) and delete a row's index entries with the row. */
     "CREATE VIRTUAL TABLE message_text USING fts5("
     "  subject, addr_from, addr_to, addr_cc, addr_bcc, headers, body,"
-    "  tokenize = 'trigram case_sensitive 0', detail = full);"
+    "  tokenize = 'trigram case_sensitive 0', detail = column);"
     "CREATE TABLE message_text_todo ("
     "  id INTEGER PRIMARY KEY,"
     "  state INTEGER NOT NULL DEFAULT 0);"

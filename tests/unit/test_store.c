@@ -3330,24 +3330,29 @@ test_store_search_query(void **state)
 		const char *needle;
 		const char *query; /* NULL: not narrowed */
 	} cases[] = {
-	    {STORE_SEARCH_SUBJECT, "abc", "{subject} : \"abc\""},
-	    {STORE_SEARCH_FROM, "a\"b", "{addr_from} : \"a\"\"b\""},
-	    {STORE_SEARCH_TO, "\"\"\"", "{addr_to} : \"\"\"\"\"\"\"\""},
-	    {STORE_SEARCH_CC, "x* NEAR(a b)", "{addr_cc} : \"x* NEAR(a b)\""},
-	    {STORE_SEARCH_BCC, "subject: x", "{addr_bcc} : \"subject: x\""},
-	    {STORE_SEARCH_BODY, "^a OR b AND NOT (c)", "{body} : \"^a OR b AND NOT (c)\""},
+	    {STORE_SEARCH_SUBJECT, "abc", "{subject} : (\"abc\")"},
+	    {STORE_SEARCH_FROM, "a\"b", "{addr_from} : (\"a\"\"b\")"},
+	    {STORE_SEARCH_TO, "\"\"\"", "{addr_to} : (\"\"\"\"\"\"\"\")"},
+	    {STORE_SEARCH_CC, "x* NEAR(a b)",
+	     "{addr_cc} : (\"x* \" AND \"* N\" AND \" NE\" AND \"NEA\" AND \"EAR\" AND \"AR(\" AND "
+	     "\"R(a\" AND \"(a \" AND \"a b\" AND \" b)\")"},
+	    {STORE_SEARCH_BCC, "subject: x",
+	     "{addr_bcc} : (\"sub\" AND \"ubj\" AND \"bje\" AND \"jec\" AND \"ect\" AND \"ct:\" "
+	     "AND \"t: \" AND \": x\")"},
+	    {STORE_SEARCH_BODY, "^a OR b AND NOT (c)",
+	     "{body} : (\"^a \" AND \"a O\" AND \" OR\" AND \"OR \" AND \"R b\" AND \" b \" AND "
+	     "\"b A\" AND \" AN\" AND \"AND\" AND \"ND \" AND \"D N\" AND \" NO\" AND \"NOT\" AND "
+	     "\"OT \" AND \"T (\" AND \" (c\" AND \"(c)\")"},
 	    {STORE_SEARCH_TEXT,
 	     "gr\xc3\xbc\xc3\x9f"
 	     "e",
-	     "{headers body} : \"gr\xc3\xbc\xc3\x9f"
-	     "e\""},
-	    {STORE_SEARCH_SUBJECT, "{body}:x", "{subject} : \"{body}:x\""},
-	    {STORE_SEARCH_SUBJECT, "a\r\nb", "{subject} : \"a\r\nb\""},
-	    {STORE_SEARCH_SUBJECT,
-	     "\xc3\xa9\xe2\x82\xac"
-	     "x",
-	     "{subject} : \"\xc3\xa9\xe2\x82\xac"
-	     "x\""},
+	     "{headers body} : (\"gr\xc3\xbc\" AND \"r\xc3\xbc\xc3\x9f\" AND \"\xc3\xbc\xc3\x9f"
+	     "e\")"},
+	    {STORE_SEARCH_SUBJECT, "{body}:x",
+	     "{subject} : (\"{bo\" AND \"bod\" AND \"ody\" AND \"dy}\" AND \"y}:\" AND \"}:x\")"},
+	    {STORE_SEARCH_SUBJECT, "a\r\nb", "{subject} : (\"a\r\n\" AND \"\r\nb\")"},
+	    {STORE_SEARCH_SUBJECT, "\xc3\xa9\xe2\x82\xacx",
+	     "{subject} : (\"\xc3\xa9\xe2\x82\xacx\")"},
 	    {STORE_SEARCH_SUBJECT, "ab", NULL},                   /* two characters */
 	    {STORE_SEARCH_SUBJECT, "\xc3\xa9\xe2\x82\xac", NULL}, /* two characters, 5 bytes */
 	    {STORE_SEARCH_SUBJECT, "", NULL},
@@ -3366,12 +3371,14 @@ test_store_search_query(void **state)
 	strcpy(long_needle + 255, "\xc3\xa9 and more text after it");
 	cut = store_search_query(STORE_SEARCH_BODY, long_needle);
 	assert_non_null(cut);
-	assert_int_equal(strlen(cut), strlen("{body} : \"\"") + 255);
+	/* 255 characters: 253 trigrams "qqq", joined by " AND " */
+	assert_int_equal(strlen(cut), strlen("{body} : ()") + 253 * 5 + 252 * 5);
 	free(cut);
 	memset(long_needle, '"', 599);
 	long_needle[599] = '\0';
 	cut = store_search_query(STORE_SEARCH_BODY, long_needle);
-	assert_int_equal(strlen(cut), strlen("{body} : \"\"") + 2 * 256);
+	/* 256 quotes: 254 trigrams of three doubled quotes, each quoted */
+	assert_int_equal(strlen(cut), strlen("{body} : ()") + 254 * 8 + 253 * 5);
 	free(cut);
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
