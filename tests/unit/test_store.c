@@ -502,7 +502,7 @@ test_store_sweep_orphans(void **state)
 	    {0, NULL, 0, "dave@elsewhere.test", NULL},
 	};
 	for (int i = 0; i < 3; i++) {
-		deliver(store, "Subject: kept\r\n\r\nbody\r\n", 25, t, 3, &r);
+		deliver(store, "Subject: kept\r\n\r\nbody\r\n", 23, t, 3, &r);
 		assert_true(r.ok);
 	}
 	assert_int_equal(count_files(d->path, "mail"), 6);
