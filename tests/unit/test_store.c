@@ -541,7 +541,7 @@ test_store_sweep_orphans(void **state)
 			int fd = store_message_open(store, *a, "INBOX", acc.m[i].uid);
 			char buf[64];
 			assert_true(fd >= 0);
-			assert_int_equal(read(fd, buf, sizeof(buf)), 25);
+			assert_int_equal(read(fd, buf, sizeof(buf)), 23);
 			close(fd);
 		}
 	}
