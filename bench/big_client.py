@@ -112,10 +112,10 @@ def rss_anon_tree(pid):
             children.setdefault(int(fields[1]), []).append(int(entry))
         except OSError:
             continue
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        todo += children.get(p, [])
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        stack += children.get(p, [])
         try:
             with open(f"/proc/{p}/status") as f:
                 for line in f:

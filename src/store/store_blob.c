@@ -196,13 +196,14 @@ store_writer_new(sqlite3 *db, char *error, size_t errsize)
 	     "INSERT INTO message_text (rowid, subject, addr_from, addr_to, addr_cc, "
 	     "addr_bcc, headers, body) SELECT ?2, subject, addr_from, addr_to, "
 	     "addr_cc, addr_bcc, headers, body FROM message_text WHERE rowid = ?1"},
-	    {&w->todo_clear, "DELETE FROM message_text_todo WHERE id = ?1"},
-	    {&w->todo_set, "INSERT OR REPLACE INTO message_text_todo (id, state) VALUES (?1, ?2)"},
-	    {&w->todo_copy, "INSERT OR REPLACE INTO message_text_todo (id, state) "
-	                    "SELECT ?2, state FROM message_text_todo WHERE id = ?1"},
-	    {&w->todo_list, "SELECT t.id, m.path, m.mime IS NULL FROM message_text_todo t "
-	                    "JOIN messages m ON m.id = t.id WHERE t.state = 0 AND t.id > ?1 "
-	                    "ORDER BY t.id LIMIT ?2"},
+	    {&w->pending_clear, "DELETE FROM message_text_pending WHERE id = ?1"},
+	    {&w->pending_set,
+	     "INSERT OR REPLACE INTO message_text_pending (id, state) VALUES (?1, ?2)"},
+	    {&w->pending_copy, "INSERT OR REPLACE INTO message_text_pending (id, state) "
+	                       "SELECT ?2, state FROM message_text_pending WHERE id = ?1"},
+	    {&w->pending_list, "SELECT t.id, m.path, m.mime IS NULL FROM message_text_pending t "
+	                       "JOIN messages m ON m.id = t.id WHERE t.state = 0 AND t.id > ?1 "
+	                       "ORDER BY t.id LIMIT ?2"},
 	    {&w->mime_set, "UPDATE messages SET mime = ?2 WHERE id = ?1 AND mime IS NULL"},
 	};
 
@@ -240,10 +241,10 @@ store_writer_free(struct store_writer **wp)
 	sqlite3_finalize(w->move_row);
 	sqlite3_finalize(w->text_insert);
 	sqlite3_finalize(w->text_copy);
-	sqlite3_finalize(w->todo_clear);
-	sqlite3_finalize(w->todo_set);
-	sqlite3_finalize(w->todo_copy);
-	sqlite3_finalize(w->todo_list);
+	sqlite3_finalize(w->pending_clear);
+	sqlite3_finalize(w->pending_set);
+	sqlite3_finalize(w->pending_copy);
+	sqlite3_finalize(w->pending_list);
 	sqlite3_finalize(w->mime_set);
 	free(w);
 	*wp = NULL;

@@ -39,15 +39,15 @@ struct store_writer {
 	sqlite3_stmt *copy_insert;     /* (source id, dst mailbox, uid, modseq, path) */
 	sqlite3_stmt *move_row;        /* (id, dst mailbox, uid, modseq) */
 	/* The search index (store_search.c). */
-	sqlite3_stmt *text_insert; /* (id, subject, from, to, cc, bcc, headers, body) */
-	sqlite3_stmt *text_copy;   /* (source id, copy's id) */
-	sqlite3_stmt *todo_clear;  /* (id): indexed in full */
-	sqlite3_stmt *todo_set;    /* (id, state): indexed in part, or never */
-	sqlite3_stmt *todo_copy;   /* (source id, copy's id): the source's state */
-	sqlite3_stmt *todo_list;   /* (after id, limit) -> id, path, mime IS NULL of rows not
-	                            * indexed */
-	sqlite3_stmt *mime_set;    /* (id, mime): a structure the row lacked (backfill) */
-	int64_t todo_after;        /* the backfill's cursor */
+	sqlite3_stmt *text_insert;   /* (id, subject, from, to, cc, bcc, headers, body) */
+	sqlite3_stmt *text_copy;     /* (source id, copy's id) */
+	sqlite3_stmt *pending_clear; /* (id): indexed in full */
+	sqlite3_stmt *pending_set;   /* (id, state): indexed in part, or never */
+	sqlite3_stmt *pending_copy;  /* (source id, copy's id): the source's state */
+	sqlite3_stmt *pending_list;  /* (after id, limit) -> id, path, mime IS NULL of rows not
+	                              * indexed */
+	sqlite3_stmt *mime_set;      /* (id, mime): a structure the row lacked (backfill) */
+	int64_t pending_after;       /* the backfill's cursor */
 };
 
 /* A write for the committer other than a delivery: flag changes and expunges, COPY/MOVE

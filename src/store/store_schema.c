@@ -190,16 +190,16 @@ static const char *const store_migrations[] = {
     "CREATE VIRTUAL TABLE message_text USING fts5("
     "  subject, addr_from, addr_to, addr_cc, addr_bcc, headers, body,"
     "  tokenize = 'trigram case_sensitive 0', detail = column);"
-    "CREATE TABLE message_text_todo ("
+    "CREATE TABLE message_text_pending ("
     "  id INTEGER PRIMARY KEY,"
     "  state INTEGER NOT NULL DEFAULT 0);"
-    "INSERT INTO message_text_todo (id) SELECT id FROM messages;"
+    "INSERT INTO message_text_pending (id) SELECT id FROM messages;"
     "CREATE TRIGGER messages_text_insert AFTER INSERT ON messages BEGIN"
-    "  INSERT OR REPLACE INTO message_text_todo (id, state) VALUES (NEW.id, 0);"
+    "  INSERT OR REPLACE INTO message_text_pending (id, state) VALUES (NEW.id, 0);"
     "  END;"
     "CREATE TRIGGER messages_text_delete AFTER DELETE ON messages BEGIN"
     "  DELETE FROM message_text WHERE rowid = OLD.id;"
-    "  DELETE FROM message_text_todo WHERE id = OLD.id;"
+    "  DELETE FROM message_text_pending WHERE id = OLD.id;"
     "  END;",
 };
 

@@ -18,7 +18,7 @@
  * text is folded before it is indexed and the needle is folded the same way, so trigram's own
  * simpler folding never hides a row).
  *
- * Rows not (fully) indexed, kept in message_text_todo (migration 6; a trigger adds every new
+ * Rows not (fully) indexed, kept in message_text_pending (migration 6; a trigger adds every new
  * messages row with state 0 and the writer takes it out once indexed):
  *   state 0  not indexed yet: rows from before migration 6 until the backfill reaches them, a
  *            message whose file could not be read (tried again by each backfill pass);
@@ -77,7 +77,7 @@ enum store_text_col {
 
 struct store_search_text {
 	struct buf col[COL_N];
-	int state; /* 0 complete, else the message_text_todo state it leaves (1 or 2) */
+	int state; /* 0 complete, else the message_text_pending state it leaves (1 or 2) */
 };
 
 /* The read side: read-only connections for SEARCH, kept in a small pool. Reference-counted: the
@@ -274,10 +274,10 @@ store_search_text_insert(struct store_writer *w, int64_t id, const struct store_
 			return -1;
 	}
 	if (t->state == 0) {
-		st = w->todo_clear;
+		st = w->pending_clear;
 		sqlite3_bind_int64(st, 1, id);
 	} else {
-		st = w->todo_set;
+		st = w->pending_set;
 		sqlite3_bind_int64(st, 1, id);
 		sqlite3_bind_int(st, 2, t->state);
 	}
@@ -305,13 +305,13 @@ store_search_copy(struct store_writer *w, int64_t src_id, int64_t dst_id)
 	/* The source's index row if it has one, and its to-do state, whichever it is. */
 	if (store_search_step2(w->text_copy, src_id, dst_id) < 0)
 		return -1;
-	sqlite3_bind_int64(w->todo_clear, 1, dst_id);
-	if (sqlite3_step(w->todo_clear) != SQLITE_DONE) {
-		sqlite3_reset(w->todo_clear);
+	sqlite3_bind_int64(w->pending_clear, 1, dst_id);
+	if (sqlite3_step(w->pending_clear) != SQLITE_DONE) {
+		sqlite3_reset(w->pending_clear);
 		return -1;
 	}
-	sqlite3_reset(w->todo_clear);
-	return store_search_step2(w->todo_copy, src_id, dst_id);
+	sqlite3_reset(w->pending_clear);
+	return store_search_step2(w->pending_copy, src_id, dst_id);
 }
 
 /* A row stored before MIME structures were kept (schema version 3) gets one now, so FETCH never
@@ -334,7 +334,7 @@ store_backfill_mime(struct store_writer *w, int64_t id, int fd)
 	free(blob);
 }
 
-/* Indexes one todo row from its file (and gives it the MIME structure it lacks). 1 indexed, 0
+/* Indexes one pending row from its file (and gives it the MIME structure it lacks). 1 indexed, 0
  * left as it is (file unreadable), -1 error. */
 static int
 store_backfill_one(struct store *store, struct store_writer *w, int64_t id, const char *path,
@@ -364,7 +364,7 @@ store_backfill_one(struct store *store, struct store_writer *w, int64_t id, cons
 int
 store_search_backfill(struct store *store, struct store_writer *w, size_t max)
 {
-	sqlite3_stmt *st = w->todo_list;
+	sqlite3_stmt *st = w->pending_list;
 	int64_t *ids = xcalloc(max, sizeof(*ids));
 	char **paths = xcalloc(max, sizeof(*paths));
 	bool *no_mime = xcalloc(max, sizeof(*no_mime));
@@ -374,7 +374,7 @@ store_search_backfill(struct store *store, struct store_writer *w, size_t max)
 
 	/* A pass walks the rows in id order from a cursor, so a row whose file cannot be read
 	 * is tried once per pass and never holds the others up. */
-	sqlite3_bind_int64(st, 1, w->todo_after);
+	sqlite3_bind_int64(st, 1, w->pending_after);
 	sqlite3_bind_int64(st, 2, (int64_t)max);
 	while (n < max && sqlite3_step(st) == SQLITE_ROW) {
 		ids[n] = sqlite3_column_int64(st, 0);
@@ -384,7 +384,7 @@ store_search_backfill(struct store *store, struct store_writer *w, size_t max)
 	}
 	sqlite3_reset(st);
 	if (n == 0) {
-		w->todo_after = 0; /* the pass is over; the next one starts from the beginning */
+		w->pending_after = 0; /* the pass is over; the next one starts from the beginning */
 		goto out;
 	}
 	if (store_exec(w->db, "BEGIN IMMEDIATE", error, sizeof(error)) < 0) {
@@ -402,7 +402,7 @@ store_search_backfill(struct store *store, struct store_writer *w, size_t max)
 		r = -1;
 		goto out;
 	}
-	w->todo_after = ids[n - 1];
+	w->pending_after = ids[n - 1];
 	log_debug("store event=search-backfill indexed=%d of=%zu", done, n);
 	r = (int)n;
 out:
@@ -471,7 +471,7 @@ store_search_conn_open(const char *path, char *error, size_t errsize)
 	    "SELECT m.uid FROM message_text f CROSS JOIN messages m ON m.id = f.rowid "
 	    "  WHERE message_text MATCH ?2 AND m.mailbox_id = ?1 "
 	    "UNION "
-	    "SELECT m.uid FROM message_text_todo t CROSS JOIN messages m ON m.id = t.id "
+	    "SELECT m.uid FROM message_text_pending t CROSS JOIN messages m ON m.id = t.id "
 	    "  WHERE (t.state != 1 OR ?3) AND m.mailbox_id = ?1 "
 	    "ORDER BY 1";
 	struct store_search_conn *conn = xcalloc(1, sizeof(*conn));
@@ -485,7 +485,7 @@ store_search_conn_open(const char *path, char *error, size_t errsize)
 	}
 	sqlite3_busy_timeout(conn->db, 10000);
 	conn->pin =
-	    store_prepare(conn->db, "SELECT 1 FROM message_text_todo LIMIT 1", error, errsize);
+	    store_prepare(conn->db, "SELECT 1 FROM message_text_pending LIMIT 1", error, errsize);
 	if (conn->pin != NULL)
 		conn->candidates = store_prepare(conn->db, sql, error, errsize);
 	if (conn->candidates == NULL) {

@@ -246,7 +246,7 @@ def run_varied(checks, d):
                                    b"\r\nSubject: over smtp\r\n\r\nsmtp delivered text\r\n")
         checks.check(code == 250, "a message delivered over SMTP", f"code {code}")
         tagged, _ = s.command("NOOP")
-        checks.check(db_int(d, "SELECT count(*) FROM message_text_todo") == 0,
+        checks.check(db_int(d, "SELECT count(*) FROM message_text_pending") == 0,
                      "every delivery is indexed in its transaction: no row left to do")
         checks.check(db_int(d, "SELECT count(*) FROM message_text") == len(MESSAGES) + 1,
                      "one index row per message")
@@ -266,7 +266,7 @@ def run_varied(checks, d):
             tagged, _ = s.command("CREATE Archive")
             tagged, _ = s.command("UID COPY 3,4 Archive")
         checks.check(imap_tagged_ok(tagged), "UID COPY 3,4 to Archive", tagged)
-        checks.check(db_int(d, "SELECT count(*) FROM message_text_todo") == 0,
+        checks.check(db_int(d, "SELECT count(*) FROM message_text_pending") == 0,
                      "the copies got their source's index rows (nothing left to do)")
         tagged, _ = s.command("SELECT Archive")
         checks.check(uid_search(s, 'BODY "widgets"') == {2} and uid_search(s, 'SUBJECT "report"') == {1},
@@ -295,24 +295,24 @@ def run_backfill(checks, d):
     with db:
         db.execute("DELETE FROM message_text WHERE rowid IN (SELECT m.id FROM messages m "
                    "JOIN mailboxes b ON b.id = m.mailbox_id WHERE b.name = 'INBOX' AND m.uid IN (1, 2, 3, 7))")
-        db.execute("INSERT INTO message_text_todo (id) SELECT m.id FROM messages m JOIN mailboxes b "
+        db.execute("INSERT INTO message_text_pending (id) SELECT m.id FROM messages m JOIN mailboxes b "
                    "ON b.id = m.mailbox_id WHERE b.name = 'INBOX' AND m.uid IN (1, 2, 3, 7)")
         # Rows from before schema version 3 had no MIME structure either.
         db.execute("UPDATE messages SET mime = NULL WHERE id IN (SELECT m.id FROM messages m "
                    "JOIN mailboxes b ON b.id = m.mailbox_id WHERE b.name = 'INBOX' AND m.uid IN (1, 2, 3, 7))")
-    todo = db.execute("SELECT count(*) FROM message_text_todo").fetchone()[0]
+    pending = db.execute("SELECT count(*) FROM message_text_pending").fetchone()[0]
     db.close()
-    checks.check(todo == 4, "four messages made older than the index (no index rows, on the to-do list)")
+    checks.check(pending == 4, "four messages made older than the index (no index rows, on the to-do list)")
     if not harness.start_daemon(checks, d, "ternd restarted on the older store"):
         return
     s = login(d)
     try:
         compare_table(checks, d, s, "after restart")
         for _ in range(200):
-            if db_int(d, "SELECT count(*) FROM message_text_todo") == 0:
+            if db_int(d, "SELECT count(*) FROM message_text_pending") == 0:
                 break
             time.sleep(0.1)
-        checks.check(db_int(d, "SELECT count(*) FROM message_text_todo") == 0,
+        checks.check(db_int(d, "SELECT count(*) FROM message_text_pending") == 0,
                      "the committer's backfill indexed the older messages")
         checks.check(db_int(d, "SELECT count(*) FROM messages WHERE mime IS NULL") == 0,
                      "the backfill also stored the MIME structure the older rows lacked")

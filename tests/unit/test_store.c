@@ -1371,7 +1371,7 @@ raw_int(const char *dir, const char *sql)
 /* What migration 5 added: the counter triggers and columns. */
 #define UNDO_MIGRATION_6                                                                           \
 	"DROP TRIGGER messages_text_insert; DROP TRIGGER messages_text_delete;"                    \
-	"DROP TABLE message_text; DROP TABLE message_text_todo;"
+	"DROP TABLE message_text; DROP TABLE message_text_pending;"
 
 #define UNDO_MIGRATION_5                                                                           \
 	UNDO_MIGRATION_6                                                                           \
@@ -3474,7 +3474,7 @@ test_store_search_candidates(void **state)
 	inbox = raw_int(d->path, sql);
 	print_message("# every delivery is indexed at once: nothing left to do\n");
 	assert_int_equal(raw_int(d->path, "SELECT count(*) FROM message_text"), 3);
-	assert_int_equal(raw_int(d->path, "SELECT count(*) FROM message_text_todo"), 0);
+	assert_int_equal(raw_int(d->path, "SELECT count(*) FROM message_text_pending"), 0);
 
 	print_message("# decoded, case-folded (GRÜßE found as grüsse), by column\n");
 	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_SUBJECT, "Gr\xc3\xbcsse"), U(1));
@@ -3510,18 +3510,18 @@ test_store_search_candidates(void **state)
 
 	print_message("# a row the index lacks (stored before it) is a candidate of every key\n");
 	raw_exec(d->path, "DELETE FROM message_text WHERE rowid = (SELECT id FROM messages "
-	                  "WHERE uid = 3); INSERT INTO message_text_todo (id) "
+	                  "WHERE uid = 3); INSERT INTO message_text_pending (id) "
 	                  "SELECT id FROM messages WHERE uid = 3;");
 	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_SUBJECT, "gr\xc3\xbcsse"),
 	                 U(1) | U(3));
 	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_BODY, "xyz"), U(3));
 	print_message("# a row with its body indexed in part: a candidate of BODY and TEXT only\n");
-	raw_exec(d->path, "INSERT OR REPLACE INTO message_text_todo (id, state) "
+	raw_exec(d->path, "INSERT OR REPLACE INTO message_text_pending (id, state) "
 	                  "SELECT id, 1 FROM messages WHERE uid = 2;");
 	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_BODY, "xyz"), U(2) | U(3));
 	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_TEXT, "xyz"), U(2) | U(3));
 	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_SUBJECT, "xyz"), U(3));
-	raw_exec(d->path, "DELETE FROM message_text_todo WHERE id = (SELECT id FROM messages "
+	raw_exec(d->path, "DELETE FROM message_text_pending WHERE id = (SELECT id FROM messages "
 	                  "WHERE uid = 2);");
 
 	print_message("# an expunged message leaves the index in the same transaction\n");
@@ -3539,7 +3539,7 @@ test_store_search_candidates(void **state)
 	assert_true(r.ok);
 	free(bomb);
 	assert_int_equal(raw_int(d->path,
-	                         "SELECT count(*) FROM message_text_todo t JOIN messages m "
+	                         "SELECT count(*) FROM message_text_pending t JOIN messages m "
 	                         "ON m.id = t.id WHERE m.uid = 4 AND t.state = 2"),
 	                 1);
 	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_SUBJECT, "gr\xc3\xbcsse"),
@@ -3551,11 +3551,11 @@ test_store_search_candidates(void **state)
 	assert_non_null(base);
 	workers = workers_new(base, 1);
 	store = open_store(d->path, false, workers);
-	for (int i = 0; i < 500 && raw_int(d->path, "SELECT count(*) FROM message_text_todo") > 1;
-	     i++)
+	for (int i = 0;
+	     i < 500 && raw_int(d->path, "SELECT count(*) FROM message_text_pending") > 1; i++)
 		usleep(20000);
 	/* The bomb stays: the backfill does not parse it either (and does not loop on it). */
-	assert_int_equal(raw_int(d->path, "SELECT count(*) FROM message_text_todo"), 1);
+	assert_int_equal(raw_int(d->path, "SELECT count(*) FROM message_text_pending"), 1);
 	assert_int_equal(raw_int(d->path, "SELECT count(*) FROM message_text"), 2);
 	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_SUBJECT, "gr\xc3\xbcsse"), U(4));
 	assert_int_equal(search_cands(store, inbox, STORE_SEARCH_BODY, "nothing to"), U(3) | U(4));
